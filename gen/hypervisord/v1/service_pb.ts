@@ -373,7 +373,7 @@ export type StreamJobUpdatesResponse = Message<"hypervisord.v1.StreamJobUpdatesR
   progress?: JobProgress | undefined;
 
   /**
-   * The whole job, on every kind but PROGRESS and SYNCED.
+   * The whole job as it is when the update is sent; absent on PROGRESS and SYNCED.
    *
    * @generated from field: hypervisord.v1.Job job = 6;
    */

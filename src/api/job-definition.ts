@@ -1,0 +1,133 @@
+import type { JobDefinition as JobDefinitionPb, VSphereConnection as VSphereConnectionPb } from "../../gen/hypervisord/v1/job_pb.js";
+import { ExportFormat } from "../../gen/hypervisord/v1/job_pb.js";
+import { CONVERT_FORMATS, PRIORITIES, type ConvertFormat, type JobDefinition, type Priority, type VSphereConnection } from "../domain/job.ts";
+import { InvalidArgumentError } from "../errors.ts";
+import type { ProviderRegistry } from "../providers/registry.ts";
+import { resolveOutputDir } from "./output-dir.ts";
+
+export interface DefinitionRules {
+  providers: ProviderRegistry;
+  allowedOutputRoots: readonly string[];
+  defaultVSphere?: VSphereConnection;
+}
+
+export const DEFAULT_PROVIDER = "vsphere";
+const LABEL_KEY = /^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$/;
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+/** Checks a JobDefinition from the wire and returns it with defaults applied; every error names its field under `field`. */
+export function definitionFromPb(pb: JobDefinitionPb | undefined, field: string, rules: DefinitionRules): JobDefinition {
+  if (!pb) throw new InvalidArgumentError(field, "required");
+  const at = (name: string) => `${field}.${name}`;
+  const vm = text(pb.vm, at("vm"), 1024);
+  if (!vm) throw new InvalidArgumentError(at("vm"), "required: an inventory path, name, managed object reference or UUID");
+  const providerName = text(pb.provider, at("provider"), 64) || DEFAULT_PROVIDER;
+  const provider = rules.providers.get(providerName);
+  if (!provider) {
+    const available = rules.providers.list().map((p) => p.name).join(", ") || "none";
+    throw new InvalidArgumentError(at("provider"), `unknown provider "${providerName}" (available: ${available})`);
+  }
+  const definition: JobDefinition = {
+    name: text(pb.name, at("name"), 256) || vm,
+    provider: providerName,
+    vm,
+    vsphere: pb.vsphere && connectionFromPb(pb.vsphere, at("vsphere")),
+    outputDir: resolveOutputDir(pb.outputDir, rules.allowedOutputRoots, at("output_dir")),
+    format: formatFromPb(pb.format, at("format")),
+    compress: pb.compress,
+    compressionLevel: intIn(pb.compressionLevel ?? 6, 0, 9, at("compression_level")),
+    convertTo: convertFromPb(pb.convertTo, at("convert_to")),
+    parallelDownloads: pb.parallelDownloads === 0 ? 4 : intIn(pb.parallelDownloads, 1, 32, at("parallel_downloads")),
+    bandwidthLimit: nonNegative(pb.bandwidthLimit, at("bandwidth_limit")),
+    powerOff: pb.powerOff,
+    priority: priorityFromText(pb.priority, at("priority")),
+    labels: labelsFromPb(pb.labels, at("labels")),
+    requestId: text(pb.requestId, at("request_id"), 256) || undefined,
+  };
+  if (providerName === DEFAULT_PROVIDER && !definition.vsphere?.url && !rules.defaultVSphere) {
+    throw new InvalidArgumentError(at("vsphere.url"), "required: the daemon has no default vSphere connection configured");
+  }
+  provider.validate?.(definition);
+  return definition;
+}
+
+export function connectionFromPb(pb: VSphereConnectionPb, field: string): VSphereConnection {
+  const url = pb.url.trim();
+  if (url) {
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(url);
+    } catch {
+      parsed = undefined;
+    }
+    if (!parsed || (parsed.protocol !== "https:" && parsed.protocol !== "http:")) {
+      throw new InvalidArgumentError(`${field}.url`, `"${url}" is not an http(s) URL such as https://vcenter.example.com/sdk`);
+    }
+    if (parsed.username || parsed.password) {
+      throw new InvalidArgumentError(`${field}.url`, "must not carry credentials; use the username and password fields");
+    }
+  }
+  const thumbprint = pb.thumbprint.trim();
+  const hex = thumbprint.replace(/:/g, "");
+  if (thumbprint && !(/^[0-9a-fA-F]+$/.test(hex) && (hex.length === 40 || hex.length === 64))) {
+    throw new InvalidArgumentError(`${field}.thumbprint`, "expected a SHA-1 (40 hex digits) or SHA-256 (64 hex digits) fingerprint, colons optional");
+  }
+  return { url, username: text(pb.username, `${field}.username`, 256), password: pb.password, insecure: pb.insecure, thumbprint };
+}
+
+function formatFromPb(format: ExportFormat, field: string): JobDefinition["format"] {
+  switch (format) {
+    case ExportFormat.UNSPECIFIED:
+    case ExportFormat.OVF:
+      return "ovf";
+    case ExportFormat.OVA:
+      return "ova";
+    default:
+      throw new InvalidArgumentError(field, `unknown format ${format}; use EXPORT_FORMAT_OVF or EXPORT_FORMAT_OVA`);
+  }
+}
+
+function convertFromPb(value: string, field: string): ConvertFormat | undefined {
+  const name = value.trim().toLowerCase();
+  if (!name) return undefined;
+  if ((CONVERT_FORMATS as readonly string[]).includes(name)) return name as ConvertFormat;
+  throw new InvalidArgumentError(field, `unknown format "${value}"; use one of ${CONVERT_FORMATS.join(", ")}`);
+}
+
+/** Accepts "high", "HIGH", "PRIORITY_HIGH" and "JOB_PRIORITY_HIGH". */
+export function priorityFromText(value: string, field: string): Priority {
+  const name = value.trim().toLowerCase().replace(/^(job_)?priority_/, "");
+  if (!name) return "normal";
+  if ((PRIORITIES as readonly string[]).includes(name)) return name as Priority;
+  throw new InvalidArgumentError(field, `unknown priority "${value}"; use one of ${PRIORITIES.join(", ")}`);
+}
+
+export function labelsFromPb(labels: Record<string, string>, field: string): Record<string, string> {
+  const entries = Object.entries(labels);
+  if (entries.length > 64) throw new InvalidArgumentError(field, `at most 64 labels, got ${entries.length}`);
+  for (const [key, value] of entries) {
+    if (!LABEL_KEY.test(key)) {
+      throw new InvalidArgumentError(`${field}[${JSON.stringify(key)}]`, "label keys are 1-63 letters, digits, '.', '_', '/' or '-', starting and ending with a letter or digit");
+    }
+    text(value, `${field}[${JSON.stringify(key)}]`, 256);
+  }
+  return Object.fromEntries(entries.sort(([a], [b]) => (a < b ? -1 : 1)));
+}
+
+function text(value: string, field: string, max: number): string {
+  const trimmed = value.trim();
+  if (trimmed.length > max) throw new InvalidArgumentError(field, `at most ${max} characters, got ${trimmed.length}`);
+  if (CONTROL.test(trimmed)) throw new InvalidArgumentError(field, "contains control characters");
+  return trimmed;
+}
+
+export function intIn(value: number, min: number, max: number, field: string): number {
+  if (!Number.isInteger(value) || value < min || value > max) throw new InvalidArgumentError(field, `must be from ${min} to ${max}, got ${value}`);
+  return value;
+}
+
+function nonNegative(value: bigint, field: string): number {
+  if (value < 0n) throw new InvalidArgumentError(field, `must not be negative, got ${value}`);
+  if (value > BigInt(Number.MAX_SAFE_INTEGER)) throw new InvalidArgumentError(field, `too large: ${value}`);
+  return Number(value);
+}

@@ -1,0 +1,22 @@
+import { createHash } from "node:crypto";
+import { InvalidArgumentError } from "../errors.ts";
+
+/** Opaque keyset cursor, bound to the query it came from so that it cannot be replayed against another filter. */
+export function encodePageToken(cursor: number, query: unknown): string {
+  return Buffer.from(JSON.stringify({ c: cursor, q: queryHash(query) })).toString("base64url");
+}
+
+export function decodePageToken(token: string, query: unknown): number | undefined {
+  if (!token) return undefined;
+  try {
+    const value = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as { c?: unknown; q?: unknown };
+    if (Number.isSafeInteger(value.c) && value.q === queryHash(query)) return value.c as number;
+  } catch {
+    // Falls through to the error below: a token that does not decode is as invalid as one from another query.
+  }
+  throw new InvalidArgumentError("page_token", "invalid, or from a query with different filters");
+}
+
+function queryHash(query: unknown): string {
+  return createHash("sha256").update(JSON.stringify(query)).digest("base64url").slice(0, 12);
+}

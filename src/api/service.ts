@@ -1,0 +1,198 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { ExportFormat, JobState as JobStatePb } from "../../gen/hypervisord/v1/job_pb.js";
+import { JobCountsSchema, type HypervisordService } from "../../gen/hypervisord/v1/service_pb.js";
+import { PowerState as PowerStatePb } from "../../gen/hypervisord/v1/vm_pb.js";
+import { CONVERT_FORMATS, PRIORITIES, type JobState, type VSphereConnection } from "../domain/job.ts";
+import type { Engine } from "../engine/engine.ts";
+import { HypervisordError, InvalidArgumentError } from "../errors.ts";
+import type { ProviderRegistry } from "../providers/registry.ts";
+import type { Store } from "../store/store.ts";
+import { VERSION } from "../version.ts";
+import { jobToPb, logEntryToPb, powerStateFromPb, stateFromPb, transitionToPb, updateToPb, vmToPb } from "./convert.ts";
+import type { ServiceHandlers } from "./handlers.ts";
+import { connectionFromPb, DEFAULT_PROVIDER, definitionFromPb, intIn, labelsFromPb, type DefinitionRules } from "./job-definition.ts";
+import { decodePageToken, encodePageToken } from "./page-token.ts";
+
+export interface ApiDeps {
+  engine: Engine;
+  store: Store;
+  providers: ProviderRegistry;
+  allowedOutputRoots: readonly string[];
+  defaultVSphere?: VSphereConnection;
+  /** Per conversion format: why it cannot run here, or undefined when it can. */
+  conversionUnavailable(format: string): string | undefined;
+  startTime: number;
+}
+
+const MAX_BATCH = 1000;
+
+/** The HypervisordService, independent of transport (src/server adapts it to gRPC and Connect). */
+export function createHypervisordApi(deps: ApiDeps): ServiceHandlers<typeof HypervisordService> {
+  const { engine, providers } = deps;
+  const rules: DefinitionRules = { providers, allowedOutputRoots: deps.allowedOutputRoots, defaultVSphere: deps.defaultVSphere };
+
+  const jobId = (value: string, field = "job_id") => {
+    const id = value.trim();
+    if (!id) throw new InvalidArgumentError(field, "required");
+    if (id.length > 128) throw new InvalidArgumentError(field, "too long to be a job id");
+    return id;
+  };
+
+  const discovery = (name: string, field: string) => {
+    const provider = providers.get(name || DEFAULT_PROVIDER);
+    if (!provider) throw new InvalidArgumentError(field, `unknown provider "${name || DEFAULT_PROVIDER}" (available: ${providers.list().map((p) => p.name).join(", ") || "none"})`);
+    if (!provider.listVMs || !provider.getVM) throw new HypervisordError("UNIMPLEMENTED", `provider "${provider.name}" does not support discovery`);
+    return provider as typeof provider & Required<Pick<typeof provider, "listVMs" | "getVM">>;
+  };
+
+  return {
+    async submitJob(request) {
+      const definition = definitionFromPb(request.definition, "definition", rules);
+      const { job, created } = engine.submit(definition, { actor: "api" });
+      return { job: jobToPb(job), created };
+    },
+
+    async submitJobs(request) {
+      if (request.definitions.length === 0) throw new InvalidArgumentError("definitions", "at least one definition is required");
+      if (request.definitions.length > MAX_BATCH) throw new InvalidArgumentError("definitions", `at most ${MAX_BATCH} per call, got ${request.definitions.length}`);
+      const results = request.definitions.map((pb, index) => {
+        try {
+          const definition = definitionFromPb(pb, `definitions[${index}]`, rules);
+          const { job, created } = engine.submit(definition, { actor: "api" });
+          return { index, job: jobToPb(job), created };
+        } catch (err) {
+          if (!(err instanceof HypervisordError) || err.code === "UNAVAILABLE") throw err;
+          return { index, error: { code: err.code, message: err.message, retryable: err.retryable } };
+        }
+      });
+      return { results };
+    },
+
+    async getJob(request) {
+      return { job: jobToPb(engine.getJob(jobId(request.jobId))) };
+    },
+
+    async listJobs(request) {
+      const states = request.states.map((s, i) => stateFromPb(s) ?? invalidState(s, `states[${i}]`));
+      const pageSize = request.pageSize === 0 ? 50 : intIn(request.pageSize, 1, 1000, "page_size");
+      const labels = labelsFromPb(request.labels, "labels");
+      const query = { states: [...new Set(states)].sort(), labels, provider: request.provider, scheduleId: request.scheduleId };
+      const before = decodePageToken(request.pageToken, query);
+      const page = deps.store.listJobs({ ...query, before, limit: pageSize });
+      return {
+        jobs: page.jobs.map((j) => jobToPb(j.state === "running" ? engine.getJob(j.id) : j)),
+        nextPageToken: page.nextCursor === undefined ? "" : encodePageToken(page.nextCursor, query),
+        totalSize: BigInt(page.total),
+      };
+    },
+
+    async cancelJob(request) {
+      return { job: jobToPb(engine.cancel(jobId(request.jobId), request.reason.trim().slice(0, 500), "api")) };
+    },
+
+    async getJobHistory(request) {
+      return { transitions: engine.history(jobId(request.jobId)).map(transitionToPb) };
+    },
+
+    async *streamJobUpdates(request, context) {
+      const ids = [...new Set(request.jobIds.map((id, i) => jobId(id, `job_ids[${i}]`)))];
+      if (ids.length > 1000) throw new InvalidArgumentError("job_ids", `at most 1000 jobs per stream, got ${ids.length}`);
+      for await (const update of engine.watch(ids, Number(request.afterSeq), context.signal)) yield updateToPb(update);
+    },
+
+    async getJobLogs(request) {
+      const id = jobId(request.jobId);
+      const limit = request.pageSize === 0 ? 1000 : intIn(request.pageSize, 1, 5000, "page_size");
+      const tail = intIn(request.tail, 0, 100_000, "tail");
+      const afterId = nonNegative(request.afterId, "after_id");
+      const { entries, truncated } = engine.readLogs(id, { afterId, tail, limit });
+      return {
+        entries: entries.map(logEntryToPb),
+        nextAfterId: BigInt(entries.length > 0 ? entries[entries.length - 1]!.id : afterId),
+        truncated,
+      };
+    },
+
+    async *streamJobLogs(request, context) {
+      const query = {
+        afterId: nonNegative(request.afterId, "after_id"),
+        tail: intIn(request.tail, 0, 100_000, "tail"),
+        follow: request.follow,
+      };
+      for await (const entry of engine.followLogs(jobId(request.jobId), query, context.signal)) yield { entry: logEntryToPb(entry) };
+    },
+
+    async getStatus() {
+      const stats = engine.stats();
+      const counts = stats.counts;
+      const total = Object.values(counts).reduce((a, b) => a + b, 0);
+      return {
+        version: VERSION,
+        startTime: timestampFromMs(deps.startTime),
+        uptimeSeconds: (Date.now() - deps.startTime) / 1000,
+        jobCounts: create(JobCountsSchema, {
+          queued: BigInt(counts.queued), running: BigInt(counts.running), completed: BigInt(counts.completed),
+          failed: BigInt(counts.failed), cancelled: BigInt(counts.cancelled), total: BigInt(total),
+        }),
+        queueDepth: BigInt(counts.queued),
+        running: stats.running,
+        maxConcurrentJobs: stats.maxConcurrentJobs,
+        lifecycle: stats.lifecycle,
+        store: deps.store.kind,
+        lastSeq: BigInt(stats.lastSeq),
+        subscribers: stats.subscribers,
+      };
+    },
+
+    async getCapabilities() {
+      return {
+        providers: providers.list().map((p) => ({ name: p.name, resumable: p.resumable, discovery: Boolean(p.listVMs && p.getVM) })),
+        formats: [ExportFormat.OVF, ExportFormat.OVA],
+        conversions: CONVERT_FORMATS.map((format) => {
+          const reason = deps.conversionUnavailable(format);
+          return { format, available: !reason, reason: reason ?? "" };
+        }),
+        compressions: ["gzip"],
+        priorities: [...PRIORITIES],
+        allowedOutputRoots: [...deps.allowedOutputRoots],
+      };
+    },
+
+    async listVMs(request, context) {
+      const provider = discovery(request.provider, "provider");
+      const namePattern = request.namePattern.trim();
+      if (namePattern.length > 256) throw new InvalidArgumentError("name_pattern", "at most 256 characters");
+      const powerState = request.powerState === PowerStatePb.UNSPECIFIED ? undefined
+        : powerStateFromPb(request.powerState) ?? invalid("power_state", `unknown power state ${request.powerState}`);
+      const vms = await provider.listVMs({
+        connection: request.vsphere && connectionFromPb(request.vsphere, "vsphere"),
+        namePattern: namePattern || undefined,
+        folder: request.folder.trim() || undefined,
+        powerState,
+      }, context.signal);
+      return { vms: vms.map((vm) => vmToPb(vm, provider.name)) };
+    },
+
+    async getVM(request, context) {
+      const provider = discovery(request.provider, "provider");
+      const vm = request.vm.trim();
+      if (!vm) throw new InvalidArgumentError("vm", "required: an inventory path, name, managed object reference or UUID");
+      const found = await provider.getVM({ connection: request.vsphere && connectionFromPb(request.vsphere, "vsphere"), vm }, context.signal);
+      return { vm: vmToPb(found, provider.name) };
+    },
+  };
+}
+
+function invalidState(state: JobStatePb, field: string): JobState {
+  return invalid(field, `unknown job state ${state}; use JOB_STATE_QUEUED, _RUNNING, _COMPLETED, _FAILED or _CANCELLED`);
+}
+
+function invalid(field: string, problem: string): never {
+  throw new InvalidArgumentError(field, problem);
+}
+
+function nonNegative(value: bigint, field: string): number {
+  if (value < 0n || value > BigInt(Number.MAX_SAFE_INTEGER)) throw new InvalidArgumentError(field, `must be from 0 to ${Number.MAX_SAFE_INTEGER}, got ${value}`);
+  return Number(value);
+}

@@ -1,0 +1,36 @@
+import type { Logger } from "pino";
+import { HypervisordError, type ErrorCode } from "../errors.ts";
+
+export interface CallStatus {
+  code: ErrorCode;
+  /** The numeric status code, the same for gRPC and Connect. */
+  number: number;
+  message: string;
+}
+
+const CODE_NUMBERS: Record<ErrorCode, number> = {
+  CANCELLED: 1,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  ABORTED: 10,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  UNAUTHENTICATED: 16,
+};
+
+/**
+ * The one mapping from failures to call statuses, used by both transports.
+ * Unknown errors become INTERNAL with a generic message (logged with their
+ * details), so that nothing internal, and no secret, leaks to callers.
+ */
+export function statusOf(err: unknown, logger: Logger, method: string): CallStatus {
+  if (err instanceof HypervisordError) return { code: err.code, number: CODE_NUMBERS[err.code], message: err.message };
+  logger.error({ err, method }, "internal error in a call");
+  return { code: "INTERNAL", number: CODE_NUMBERS.INTERNAL, message: "internal error; see the daemon log" };
+}

@@ -1,0 +1,162 @@
+import fs from "node:fs";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import YAML from "yaml";
+import type { VSphereConnection } from "../domain/job.ts";
+import type { CompiledEngineOptions } from "../engine/engine.ts";
+import { parseValue, type ListenAddress } from "./parse-value.ts";
+import { SETTINGS, type Setting } from "./settings.ts";
+
+/** The daemon's configuration with defaults applied, paths absolute and durations in ms. */
+export interface DaemonConfig {
+  dataDir: string;
+  grpcListen: ListenAddress;
+  httpListen: ListenAddress;
+  logLevel: string;
+  allowedOutputRoots: string[];
+  corsAllowedOrigins: string[];
+  shutdownGraceMs: number;
+  maxLogBytesPerJob: number;
+  engine: CompiledEngineOptions;
+  /** The connection used when a request names none. */
+  defaultVSphere?: VSphereConnection;
+  /** The config file read, if any. */
+  configFile?: string;
+}
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+export type CommandLine = { kind: "run"; config: DaemonConfig } | { kind: "help"; text: string } | { kind: "version" };
+
+/** Reads flags, then HYPERVISORD_* variables, then the YAML file, then defaults: the first that sets a key wins. */
+export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): CommandLine {
+  const flagSettings = SETTINGS.filter((s) => s.flag);
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      strict: true,
+      allowPositionals: false,
+      options: {
+        config: { type: "string", short: "c" },
+        help: { type: "boolean", short: "h" },
+        version: { type: "boolean" },
+        ...Object.fromEntries(flagSettings.map((s) => [s.flag!, { type: s.type === "bool" ? "boolean" : "string", multiple: s.type === "list" }])),
+      },
+    });
+  } catch (err) {
+    throw new ConfigError(`${err instanceof Error ? err.message : String(err)}; see --help`);
+  }
+  const flags = parsed.values as Record<string, unknown>;
+  if (flags.help) return { kind: "help", text: helpText() };
+  if (flags.version) return { kind: "version" };
+
+  const configFile = (flags.config as string | undefined) ?? env.HYPERVISORD_CONFIG;
+  const fromFile = configFile ? readConfigFile(configFile) : new Map<string, unknown>();
+  const values = new Map<string, unknown>();
+  for (const setting of SETTINGS) {
+    const flagValue = setting.flag ? flags[setting.flag] : undefined;
+    const envValue = setting.env ? env[setting.env] : undefined;
+    const [raw, source] =
+      flagValue !== undefined ? [flagValue, `--${setting.flag}`]
+      : envValue !== undefined && envValue !== "" ? [envValue, setting.env!]
+      : fromFile.has(setting.key) ? [fromFile.get(setting.key), `${configFile}: ${setting.key}`]
+      : [undefined, ""];
+    if (raw === undefined) {
+      if (setting.default !== undefined) values.set(setting.key, setting.default);
+      continue;
+    }
+    try {
+      values.set(setting.key, parseValue(setting, raw));
+    } catch (err) {
+      throw new ConfigError(`${source}: ${(err as Error).message}`);
+    }
+  }
+  return { kind: "run", config: compile(values, configFile) };
+}
+
+function readConfigFile(file: string): Map<string, unknown> {
+  let document: unknown;
+  try {
+    document = YAML.parse(fs.readFileSync(file, "utf8"));
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`);
+  }
+  const values = new Map<string, unknown>();
+  if (document === null || document === undefined) return values;
+  if (typeof document !== "object" || Array.isArray(document)) throw new ConfigError(`${file}: expected a mapping of settings at the top level`);
+  const known = new Map<string, Setting>(SETTINGS.map((s) => [s.key, s]));
+  const groups = new Set(SETTINGS.filter((s) => s.key.includes(".")).map((s) => s.key.split(".")[0]!));
+  const walk = (object: Record<string, unknown>, prefix: string) => {
+    for (const [name, value] of Object.entries(object)) {
+      const key = prefix ? `${prefix}.${name}` : name;
+      if (known.has(key)) values.set(key, value);
+      else if (!prefix && groups.has(key) && value && typeof value === "object" && !Array.isArray(value)) walk(value as Record<string, unknown>, key);
+      else if (!prefix && groups.has(key) && value === null) continue;
+      else throw new ConfigError(`${file}: unknown setting "${key}" (see config.example.yaml for the keys)`);
+    }
+  };
+  walk(document as Record<string, unknown>, "");
+  return values;
+}
+
+function compile(values: Map<string, unknown>, configFile: string | undefined): DaemonConfig {
+  const get = <T>(key: string) => values.get(key) as T;
+  const roots = get<string[]>("allowed_output_roots");
+  if (roots.length === 0) throw new ConfigError("allowed_output_roots: at least one directory is required");
+  const progressMs = get<number>("jobs.progress_interval");
+  const vsphereUrl = get<string | undefined>("vsphere.url");
+  return {
+    dataDir: path.resolve(get<string>("data_dir")),
+    grpcListen: get<ListenAddress>("grpc_listen"),
+    httpListen: get<ListenAddress>("http_listen"),
+    logLevel: get<string>("log_level"),
+    allowedOutputRoots: roots.map((r) => path.resolve(r)),
+    corsAllowedOrigins: get<string[]>("cors_allowed_origins"),
+    shutdownGraceMs: get<number>("shutdown_grace"),
+    maxLogBytesPerJob: get<number>("jobs.log_max_bytes"),
+    engine: {
+      maxConcurrentJobs: get<number>("jobs.max_concurrent"),
+      maxAttempts: get<number>("jobs.max_attempts"),
+      retryInitialBackoffMs: get<number>("jobs.retry_initial_backoff"),
+      retryMaxBackoffMs: get<number>("jobs.retry_max_backoff"),
+      progressPublishIntervalMs: progressMs,
+      progressPersistIntervalMs: Math.max(1000, progressMs * 4),
+      maxQueuedUpdatesPerSubscriber: get<number>("jobs.max_queued_updates"),
+      jobLogLevel: get<string>("jobs.log_level"),
+    },
+    defaultVSphere: vsphereUrl
+      ? {
+          url: vsphereUrl,
+          username: get<string | undefined>("vsphere.username") ?? "",
+          password: get<string | undefined>("vsphere.password") ?? "",
+          insecure: get<boolean>("vsphere.insecure"),
+          thumbprint: get<string | undefined>("vsphere.thumbprint") ?? "",
+        }
+      : undefined,
+    configFile: configFile && path.resolve(configFile),
+  };
+}
+
+function helpText(): string {
+  const lines = [
+    "usage: hypervisord [--config FILE] [flags]",
+    "",
+    "Exports virtual machines from hypervisors into OVF/OVA packages as durable jobs.",
+    "Settings come from flags, then HYPERVISORD_* variables, then the YAML config file, then defaults.",
+    "",
+    "  -c, --config FILE                 YAML config file (env HYPERVISORD_CONFIG); see config.example.yaml",
+  ];
+  for (const s of SETTINGS.filter((x) => x.flag)) {
+    const flag = `--${s.flag} ${s.type === "bool" ? "" : s.type.toUpperCase()}`.padEnd(32);
+    const def = s.default !== undefined && !(Array.isArray(s.default) && s.default.length === 0) ? ` (default ${JSON.stringify(s.default)})` : "";
+    lines.push(`      ${flag}  ${s.help}${def}; env ${s.env}`);
+  }
+  lines.push("  -h, --help                        this text", "      --version                     print the version");
+  return lines.join("\n");
+}

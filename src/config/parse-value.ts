@@ -1,0 +1,72 @@
+import type { Setting } from "./settings.ts";
+
+export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"];
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+/** Parses one setting's raw value (a string from a flag or the environment, or a YAML value); throws a message naming what is wrong. */
+export function parseValue(setting: Setting, raw: unknown): unknown {
+  switch (setting.type) {
+    case "string":
+      if (typeof raw !== "string") throw new Error(`expected a string, got ${describe(raw)}`);
+      return raw;
+    case "int":
+      return checkRange(setting, parseInteger(raw));
+    case "duration":
+      return checkRange(setting, parseDurationMs(raw));
+    case "bool":
+      if (typeof raw === "boolean") return raw;
+      if (typeof raw === "string" && /^(true|1|yes|on)$/i.test(raw)) return true;
+      if (typeof raw === "string" && /^(false|0|no|off)$/i.test(raw)) return false;
+      throw new Error(`expected true or false, got ${describe(raw)}`);
+    case "list":
+      if (Array.isArray(raw) && raw.every((x) => typeof x === "string")) return raw;
+      if (typeof raw === "string") return raw.split(",").map((s) => s.trim()).filter(Boolean);
+      throw new Error(`expected a list of strings, got ${describe(raw)}`);
+    case "address":
+      return parseListenAddress(raw);
+    case "level":
+      if (typeof raw === "string" && LOG_LEVELS.includes(raw)) return raw;
+      throw new Error(`expected one of ${LOG_LEVELS.join(", ")}, got ${describe(raw)}`);
+  }
+}
+
+function parseInteger(raw: unknown): number {
+  const n = typeof raw === "number" ? raw : typeof raw === "string" && /^-?\d+$/.test(raw.trim()) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(n)) throw new Error(`expected an integer, got ${describe(raw)}`);
+  return n;
+}
+
+const UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** "250ms", "10s", "5m", "1h", or a plain number of seconds. */
+export function parseDurationMs(raw: unknown): number {
+  if (typeof raw === "number" && Number.isFinite(raw) && raw >= 0) return Math.round(raw * 1000);
+  const match = typeof raw === "string" ? /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(raw) : null;
+  if (!match) throw new Error(`expected a duration such as 500ms, 10s or 5m, got ${describe(raw)}`);
+  return Math.round(Number(match[1]) * UNITS_MS[match[2] ?? "s"]!);
+}
+
+export function parseListenAddress(raw: unknown): ListenAddress {
+  const match = typeof raw === "string" ? /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(raw.trim()) : null;
+  const port = match ? Number(match[3]) : NaN;
+  if (!match || port > 65_535) throw new Error(`expected host:port (e.g. 127.0.0.1:8080, [::1]:0), got ${describe(raw)}`);
+  return { host: match[1] ?? (match[2] || "0.0.0.0"), port };
+}
+
+export function formatAddress(address: ListenAddress): string {
+  return address.host.includes(":") ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
+}
+
+function checkRange(setting: Setting, n: number): number {
+  if (setting.min !== undefined && n < setting.min) throw new Error(`must be at least ${setting.min}, got ${n}`);
+  if (setting.max !== undefined && n > setting.max) throw new Error(`must be at most ${setting.max}, got ${n}`);
+  return n;
+}
+
+function describe(raw: unknown): string {
+  return raw === undefined ? "nothing" : JSON.stringify(raw);
+}

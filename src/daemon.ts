@@ -1,0 +1,108 @@
+import fs from "node:fs";
+import type { Logger } from "pino";
+import { HealthCheckResponse_ServingStatus as ServingStatus, Health } from "../gen/grpc/health/v1/health_pb.js";
+import { HypervisordService } from "../gen/hypervisord/v1/service_pb.js";
+import { createHypervisordApi } from "./api/service.ts";
+import type { ServiceHandlers } from "./api/handlers.ts";
+import type { DaemonConfig } from "./config/load-config.ts";
+import { formatAddress } from "./config/parse-value.ts";
+import { createEngine, type Engine } from "./engine/engine.ts";
+import { findExecutable } from "./export/qemu-img.ts";
+import type { Provider } from "./providers/provider.ts";
+import { createProviderRegistry } from "./providers/registry.ts";
+import { createReleasers } from "./releasers.ts";
+import { createGrpcServer, type GrpcServiceBinding } from "./server/grpc-server.ts";
+import { createHealthHandlers, createHealthState } from "./server/health.ts";
+import { createHttpServer } from "./server/http-server.ts";
+import { lockDataDir } from "./store/data-dir-lock.ts";
+import { createSqliteStore } from "./store/sqlite/sqlite-store.ts";
+import { VERSION } from "./version.ts";
+
+export interface Daemon {
+  readonly grpcAddress: string;
+  readonly httpAddress: string;
+  readonly engine: Engine;
+  /** Graceful stop: no new work, running jobs checkpoint, listeners and the database close. */
+  stop(): Promise<void>;
+}
+
+export interface DaemonOptions {
+  config: DaemonConfig;
+  providers: readonly Provider[];
+  logger: Logger;
+  /** Where job log records are copied for the daemon log (its destination). */
+  logForward?: { write(line: string): unknown };
+}
+
+/** Listener close: open calls get this long after the engine has stopped. */
+const CLOSE_TIMEOUT_MS = 1500;
+
+export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
+  const { config, logger } = options;
+  const startTime = Date.now();
+  const releasers = createReleasers();
+  try {
+    for (const root of config.allowedOutputRoots) fs.mkdirSync(root, { recursive: true });
+    fs.mkdirSync(config.dataDir, { recursive: true });
+    releasers.add(lockDataDir(config.dataDir));
+    const store = createSqliteStore({ dataDir: config.dataDir, maxLogBytesPerJob: config.maxLogBytesPerJob });
+    releasers.add(() => store.close());
+    const providers = createProviderRegistry(options.providers);
+    releasers.add(() => providers.closeAll());
+    const engine = createEngine({ store, providers, logger, options: config.engine, logForward: options.logForward });
+
+    const qemuImg = findExecutable("qemu-img");
+    const api = createHypervisordApi({
+      engine, store, providers,
+      allowedOutputRoots: config.allowedOutputRoots,
+      defaultVSphere: config.defaultVSphere,
+      conversionUnavailable: () => (qemuImg ? undefined : "qemu-img not found on PATH (install qemu-utils)"),
+      startTime,
+    });
+    const health = createHealthState([HypervisordService.typeName]);
+    const bindings: GrpcServiceBinding[] = [
+      { service: HypervisordService, handlers: api as unknown as ServiceHandlers<typeof HypervisordService> as never },
+      { service: Health, handlers: createHealthHandlers(health) as never },
+    ];
+
+    const grpcServer = createGrpcServer(bindings, logger);
+    const grpcPort = await grpcServer.listen(config.grpcListen);
+    releasers.add(() => grpcServer.close(CLOSE_TIMEOUT_MS));
+    const httpServer = createHttpServer({
+      bindings, logger, corsAllowedOrigins: config.corsAllowedOrigins, isServing: health.isServing,
+    });
+    const httpPort = await httpServer.listen(config.httpListen);
+    releasers.add(() => httpServer.close(CLOSE_TIMEOUT_MS));
+    // Released first: running jobs checkpoint and update streams end before the listeners close.
+    releasers.add(() => engine.shutdown(config.shutdownGraceMs));
+
+    engine.start();
+    health.setAll(ServingStatus.SERVING);
+    const grpcAddress = formatAddress({ host: config.grpcListen.host, port: grpcPort });
+    const httpAddress = formatAddress({ host: config.httpListen.host, port: httpPort });
+    logger.info({
+      grpc_address: grpcAddress, http_address: httpAddress, data_dir: config.dataDir, version: VERSION,
+      providers: providers.list().map((p) => p.name), config_file: config.configFile,
+    }, "hypervisord ready");
+
+    let stopping: Promise<void> | undefined;
+    return {
+      grpcAddress,
+      httpAddress,
+      engine,
+      stop() {
+        // Health first, so that probes and balancers stop sending work, then the releasers in reverse:
+        // listeners close after the engine has stopped and ended its streams.
+        stopping ??= (async () => {
+          health.setAll(ServingStatus.NOT_SERVING);
+          await releasers.releaseAll();
+          logger.info("hypervisord stopped");
+        })();
+        return stopping;
+      },
+    };
+  } catch (err) {
+    await releasers.releaseAll().catch((releaseErr: unknown) => logger.error({ err: releaseErr }, "cleanup after a failed start failed"));
+    throw err;
+  }
+}

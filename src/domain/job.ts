@@ -1,0 +1,130 @@
+/** Domain types of jobs. Generated protobuf types stop at src/api; everything below uses these. */
+
+export const JOB_STATES = ["queued", "running", "completed", "failed", "cancelled"] as const;
+export type JobState = (typeof JOB_STATES)[number];
+
+export const FINAL_STATES: ReadonlySet<JobState> = new Set(["completed", "failed", "cancelled"]);
+
+export function isFinal(state: JobState): boolean {
+  return FINAL_STATES.has(state);
+}
+
+export const PRIORITIES = ["low", "normal", "high", "critical"] as const;
+export type Priority = (typeof PRIORITIES)[number];
+
+/** Higher runs first. */
+export const PRIORITY_RANK: Record<Priority, number> = { low: 0, normal: 1, high: 2, critical: 3 };
+
+export const EXPORT_FORMATS = ["ovf", "ova"] as const;
+export type ExportFormat = (typeof EXPORT_FORMATS)[number];
+
+export const CONVERT_FORMATS = ["qcow2", "raw", "vdi"] as const;
+export type ConvertFormat = (typeof CONVERT_FORMATS)[number];
+
+export interface VSphereConnection {
+  url: string;
+  username: string;
+  password: string;
+  insecure: boolean;
+  thumbprint: string;
+}
+
+export interface JobDefinition {
+  name: string;
+  provider: string;
+  vm: string;
+  vsphere?: VSphereConnection;
+  /** Absolute, inside an allowed output root. */
+  outputDir: string;
+  format: ExportFormat;
+  compress: boolean;
+  compressionLevel: number;
+  convertTo?: ConvertFormat;
+  parallelDownloads: number;
+  /** Bytes per second; 0 is unlimited. */
+  bandwidthLimit: number;
+  powerOff: boolean;
+  priority: Priority;
+  labels: Record<string, string>;
+  requestId?: string;
+}
+
+export interface JobProgress {
+  phase: string;
+  percent: number;
+  bytesDone: number;
+  bytesTotal: number;
+  filesDone: number;
+  filesTotal: number;
+  currentFile: string;
+  bytesPerSecond: number;
+  etaSeconds: number;
+}
+
+export const EMPTY_PROGRESS: JobProgress = Object.freeze({
+  phase: "",
+  percent: 0,
+  bytesDone: 0,
+  bytesTotal: 0,
+  filesDone: 0,
+  filesTotal: 0,
+  currentFile: "",
+  bytesPerSecond: 0,
+  etaSeconds: 0,
+});
+
+export interface ResultFile {
+  path: string;
+  size: number;
+  sha256: string;
+}
+
+export interface JobResult {
+  outputDir: string;
+  ovfPath?: string;
+  ovaPath?: string;
+  manifestPath?: string;
+  files: ResultFile[];
+  durationSeconds: number;
+  warnings: string[];
+}
+
+export interface JobError {
+  code: string;
+  message: string;
+  retryable: boolean;
+}
+
+export interface Job {
+  id: string;
+  definition: JobDefinition;
+  state: JobState;
+  progress: JobProgress;
+  result?: JobResult;
+  error?: JobError;
+  attempt: number;
+  maxAttempts: number;
+  /** Milliseconds since the epoch. */
+  createTime: number;
+  startTime?: number;
+  endTime?: number;
+  nextAttemptTime?: number;
+  scheduleId?: string;
+}
+
+/** One state transition, as recorded in the job's history. */
+export interface JobTransition {
+  seq: number;
+  jobId: string;
+  fromState?: JobState;
+  toState: JobState;
+  reason: string;
+  actor: string;
+  time: number;
+}
+
+/** The definition without secrets: what responses, logs and webhooks may show. */
+export function redactDefinition(definition: JobDefinition): JobDefinition {
+  if (!definition.vsphere) return definition;
+  return { ...definition, vsphere: { ...definition.vsphere, password: "" } };
+}

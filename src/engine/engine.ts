@@ -1,0 +1,295 @@
+import { randomUUID } from "node:crypto";
+import type { Logger } from "pino";
+import { isFinal, type Job, type JobDefinition, type JobError, type JobProgress, type JobState, type JobTransition } from "../domain/job.ts";
+import {
+  FailedPreconditionError, JobCancelledError, NotFoundError, ShutdownError, UnavailableError, toHypervisordError,
+  type HypervisordError,
+} from "../errors.ts";
+import type { Provider } from "../providers/provider.ts";
+import type { ProviderRegistry } from "../providers/registry.ts";
+import type { LogEntry, LogQuery, Store, TransitionInput } from "../store/store.ts";
+import { retryDelayMs } from "./backoff.ts";
+import { createJobLogHub } from "./job-log-hub.ts";
+import { createJobLogger } from "./job-logger.ts";
+import { createProgressTracker } from "./progress-tracker.ts";
+import { createUpdateBus } from "./update-bus.ts";
+import { preciseNow, type JobUpdate } from "./update.ts";
+import { transitionUpdate, watchJobs } from "./watch.ts";
+
+export interface CompiledEngineOptions {
+  maxConcurrentJobs: number;
+  maxAttempts: number;
+  retryInitialBackoffMs: number;
+  retryMaxBackoffMs: number;
+  progressPublishIntervalMs: number;
+  progressPersistIntervalMs: number;
+  maxQueuedUpdatesPerSubscriber: number;
+  jobLogLevel: string;
+}
+
+export interface EngineDeps {
+  store: Store;
+  providers: ProviderRegistry;
+  logger: Logger;
+  options: CompiledEngineOptions;
+  /** Where job log records are copied for the daemon log. */
+  logForward?: { write(line: string): unknown };
+}
+
+export type Lifecycle = "starting" | "running" | "draining" | "stopped";
+
+export interface EngineStats {
+  lifecycle: Lifecycle;
+  running: number;
+  counts: Record<JobState, number>;
+  lastSeq: number;
+  subscribers: number;
+  maxConcurrentJobs: number;
+}
+
+interface RunningJob {
+  controller: AbortController;
+  progress(): JobProgress;
+  done: Promise<void>;
+}
+
+export type Engine = ReturnType<typeof createEngine>;
+
+/**
+ * The job engine: a persistent priority queue worked by up to
+ * `maxConcurrentJobs` runs at once, with cancellation, retries with backoff,
+ * restart recovery and an update stream. Every state change is one store
+ * transaction plus one published update carrying the same sequence number.
+ */
+export function createEngine(deps: EngineDeps) {
+  const { store, providers, logger, options } = deps;
+  const bus = createUpdateBus(store, { maxQueuedPerSubscriber: options.maxQueuedUpdatesPerSubscriber });
+  const logHub = createJobLogHub(store);
+  const running = new Map<string, RunningJob>();
+  let lifecycle: Lifecycle = "starting";
+  let wakeTimer: NodeJS.Timeout | undefined;
+
+  function jobLogger(jobId: string): Logger {
+    return createJobLogger({
+      store, jobId, level: options.jobLogLevel, forward: deps.logForward,
+      onEntry: (entry: LogEntry) => logHub.entry(jobId, entry),
+    });
+  }
+
+  function publish(job: Job, transition: JobTransition): void {
+    bus.publish(transitionUpdate(transition, job));
+    if (isFinal(job.state)) logHub.end(job.id);
+  }
+
+  /** Applies a state change and announces it; undefined when the job was no longer in one of `from`. */
+  function move(input: Omit<TransitionInput, "seq" | "time">): Job | undefined {
+    const time = Date.now();
+    const final = input.to === "completed" || input.to === "failed" || input.to === "cancelled";
+    const changed = store.transition({ ...input, seq: bus.nextSeq(), time, endTime: input.endTime ?? (final ? time : undefined) });
+    if (!changed) return undefined;
+    publish(changed.job, changed.transition);
+    return changed.job;
+  }
+
+  function assertAccepting(): void {
+    if (lifecycle === "draining" || lifecycle === "stopped") throw new UnavailableError("the daemon is shutting down and accepts no new jobs");
+  }
+
+  function submit(definition: JobDefinition, meta: { actor: string; scheduleId?: string }): { job: Job; created: boolean } {
+    assertAccepting();
+    const { job, created, transition } = store.insertJob({
+      id: randomUUID(), definition, maxAttempts: options.maxAttempts, createTime: Date.now(),
+      scheduleId: meta.scheduleId, nextSeq: bus.nextSeq, actor: meta.actor,
+    });
+    if (created && transition) {
+      publish(job, transition);
+      pump();
+    }
+    return { job, created };
+  }
+
+  function getJob(id: string): Job {
+    const job = store.getJob(id);
+    if (!job) throw new NotFoundError(`job ${id} not found`);
+    const live = running.get(id);
+    return live && job.state === "running" ? { ...job, progress: live.progress() } : job;
+  }
+
+  function cancel(id: string, reason: string, actor: string): Job {
+    const job = getJob(id);
+    const why = reason || `cancelled by ${actor}`;
+    const cancelled = isFinal(job.state) ? undefined : move({
+      jobId: id, from: ["queued", "running"], to: "cancelled", reason: why, actor,
+      error: { code: "CANCELLED", message: why, retryable: false }, nextAttemptTime: null,
+    });
+    if (!cancelled) {
+      const now = store.getJob(id)!;
+      throw new FailedPreconditionError(`job ${id} is already ${now.state}; only queued or running jobs can be cancelled`);
+    }
+    running.get(id)?.controller.abort(new JobCancelledError(why));
+    jobLogger(id).info({ actor }, `job cancelled: ${why}`);
+    return cancelled;
+  }
+
+  /** Starts queued jobs while there are free slots, then arms a timer for the next retry that is due. */
+  function pump(): void {
+    if (lifecycle !== "running" || running.size >= options.maxConcurrentJobs) return;
+    while (running.size < options.maxConcurrentJobs) {
+      const claimed = store.claimNextJob(Date.now(), bus.nextSeq);
+      if (!claimed) break;
+      publish(claimed.job, claimed.transition);
+      start(claimed.job);
+    }
+    clearTimeout(wakeTimer);
+    const next = store.nextAttemptTime();
+    if (next !== undefined) wakeTimer = setTimeout(pump, Math.max(0, next - Date.now()) + 5);
+  }
+
+  function start(job: Job): void {
+    const controller = new AbortController();
+    const tracker = createProgressTracker({
+      initial: job.progress,
+      publishIntervalMs: options.progressPublishIntervalMs,
+      persistIntervalMs: options.progressPersistIntervalMs,
+      publish: (progress) => bus.publish({
+        seq: bus.nextSeq(), jobId: job.id, kind: "progress", state: "running", progress, time: preciseNow(),
+      }),
+      persist: (progress) => store.saveProgress(job.id, progress),
+    });
+    const entry: RunningJob = { controller, progress: () => tracker.current, done: Promise.resolve() };
+    running.set(job.id, entry);
+    entry.done = run(job, controller, tracker)
+      .catch((err: unknown) => logger.error({ err, job_id: job.id }, "job runner failed"))
+      .finally(() => {
+        running.delete(job.id);
+        pump();
+      });
+  }
+
+  async function run(job: Job, controller: AbortController, tracker: ReturnType<typeof createProgressTracker>): Promise<void> {
+    const log = jobLogger(job.id);
+    const provider = providers.get(job.definition.provider);
+    const started = Date.now();
+    log.info({ attempt: job.attempt, max_attempts: job.maxAttempts, provider: job.definition.provider, vm: job.definition.vm }, "export started");
+    try {
+      if (!provider) throw new FailedPreconditionError(`provider "${job.definition.provider}" is not available in this daemon`);
+      const result = await provider.export(job.definition, {
+        jobId: job.id,
+        attempt: job.attempt,
+        signal: controller.signal,
+        logger: log,
+        progress: (update) => {
+          if (!controller.signal.aborted) tracker.update(update);
+        },
+        loadCheckpoint: <T>() => store.loadCheckpoint(job.id) as T | undefined,
+        saveCheckpoint: (value) => store.saveCheckpoint(job.id, value),
+      });
+      const progress = tracker.stop();
+      const durationSeconds = (Date.now() - started) / 1000;
+      const done = move({
+        jobId: job.id, from: ["running"], to: "completed", reason: "export completed", actor: "engine",
+        result: { ...result, durationSeconds }, error: null, clearCheckpoint: true,
+        progress: { ...progress, phase: "completed", percent: 100, etaSeconds: 0, bytesPerSecond: 0 },
+      });
+      if (done) log.info({ duration_seconds: durationSeconds, files: result.files.length }, "export completed");
+      else log.warn("export finished after the job was cancelled; its result is not recorded");
+    } catch (err) {
+      const progress = tracker.stop();
+      const reason: unknown = controller.signal.aborted ? controller.signal.reason : undefined;
+      if (reason instanceof JobCancelledError) {
+        log.info("export stopped after cancel");
+      } else if (reason instanceof ShutdownError) {
+        interrupt(job, provider, progress, "shutdown");
+      } else {
+        fail(job, toHypervisordError(err), progress, log);
+      }
+    }
+  }
+
+  function fail(job: Job, error: HypervisordError, progress: JobProgress, log: Logger): void {
+    if (error.code === "INTERNAL") logger.error({ err: error.cause ?? error, job_id: job.id }, "job failed with an internal error");
+    const jobError: JobError = { code: error.code, message: error.message, retryable: error.retryable };
+    if (error.retryable && job.attempt < job.maxAttempts) {
+      const delayMs = retryDelayMs(job.attempt, { initialMs: options.retryInitialBackoffMs, maxMs: options.retryMaxBackoffMs });
+      const why = `attempt ${job.attempt} of ${job.maxAttempts} failed, retrying in ${(delayMs / 1000).toFixed(1)} s: ${error.message}`;
+      move({ jobId: job.id, from: ["running"], to: "queued", reason: why, actor: "engine", error: jobError, progress, nextAttemptTime: Date.now() + delayMs });
+      log.warn({ code: error.code, attempt: job.attempt, delay_ms: delayMs }, why);
+      return;
+    }
+    const attempts = job.attempt > 1 ? ` (after ${job.attempt} attempts)` : "";
+    move({ jobId: job.id, from: ["running"], to: "failed", reason: `${error.message}${attempts}`, actor: "engine", error: jobError, progress });
+    log.error({ code: error.code, attempt: job.attempt }, `export failed${attempts}: ${error.message}`);
+  }
+
+  /** A run stopped by shutdown or a crash: resumed later when the provider can, failed otherwise. */
+  function interrupt(job: Job, provider: Provider | undefined, progress: JobProgress, actor: "shutdown" | "recovery"): void {
+    const log = jobLogger(job.id);
+    const what = actor === "shutdown" ? "the daemon shut down" : "the daemon stopped";
+    if (provider?.resumable) {
+      const why = actor === "shutdown"
+        ? "interrupted by daemon shutdown; will resume from its checkpoint"
+        : "recovered after the daemon stopped while it ran; resuming from its checkpoint";
+      move({ jobId: job.id, from: ["running"], to: "queued", reason: why, actor, progress, resume: true });
+      log.warn(why);
+      return;
+    }
+    const message = `interrupted: ${what} while the job was running, and provider "${job.definition.provider}" cannot resume an export`;
+    move({ jobId: job.id, from: ["running"], to: "failed", reason: message, actor, progress, error: { code: "ABORTED", message, retryable: false } });
+    log.error(message);
+  }
+
+  return {
+    bus,
+    /** Recovers jobs a previous process left running, then starts working the queue. */
+    start(): void {
+      for (const job of store.jobsInState("running")) {
+        interrupt(job, providers.get(job.definition.provider), job.progress, "recovery");
+      }
+      lifecycle = "running";
+      pump();
+    },
+    submit,
+    cancel,
+    getJob,
+    watch: (jobIds: readonly string[], afterSeq: number, signal: AbortSignal): AsyncGenerator<JobUpdate> =>
+      watchJobs({ store, bus, liveProgress: (id) => running.get(id)?.progress() }, jobIds, afterSeq, signal),
+    readLogs(jobId: string, query: LogQuery) {
+      getJob(jobId);
+      return store.readLogs(jobId, query);
+    },
+    followLogs: logHub.follow,
+    history(jobId: string): JobTransition[] {
+      getJob(jobId);
+      return store.history(jobId);
+    },
+    stats(): EngineStats {
+      return {
+        lifecycle, running: running.size, counts: store.countByState(), lastSeq: bus.currentSeq(),
+        subscribers: bus.subscriberCount(), maxConcurrentJobs: options.maxConcurrentJobs,
+      };
+    },
+    get lifecycle(): Lifecycle {
+      return lifecycle;
+    },
+    /**
+     * Stops taking work, asks running jobs to checkpoint and stop (ShutdownError),
+     * waits up to `graceMs` for them, then ends every update stream. A job that
+     * has not stopped by then stays RUNNING in the store and is recovered at the next start.
+     */
+    async shutdown(graceMs: number): Promise<void> {
+      if (lifecycle === "stopped") return;
+      lifecycle = "draining";
+      clearTimeout(wakeTimer);
+      for (const job of running.values()) job.controller.abort(new ShutdownError());
+      let timer: NodeJS.Timeout | undefined;
+      const waited = await Promise.race([
+        Promise.all([...running.values()].map((j) => j.done)).then(() => true),
+        new Promise<false>((resolve) => (timer = setTimeout(resolve, graceMs, false))),
+      ]);
+      clearTimeout(timer);
+      if (!waited) logger.warn({ still_running: [...running.keys()] }, "jobs did not stop within the grace period; they will be recovered at the next start");
+      lifecycle = "stopped";
+      bus.close(new UnavailableError("the daemon is shutting down; reconnect with after_seq to resume"));
+    },
+  };
+}

@@ -1,0 +1,98 @@
+import { ResourceExhaustedError, type HypervisordError } from "../errors.ts";
+import type { JobUpdate } from "./update.ts";
+
+/**
+ * One subscriber's queue of updates. The engine pushes without ever waiting:
+ * pending progress updates of a job are replaced by newer ones, and a
+ * subscriber that falls more than `maxQueued` state changes behind is closed
+ * with RESOURCE_EXHAUSTED (it can resume with after_seq). So a slow reader
+ * never slows the engine or other subscribers.
+ */
+export class Subscription {
+  private readonly queue: (JobUpdate | undefined)[] = [];
+  private head = 0;
+  private pending = 0;
+  private readonly pendingProgress = new Map<string, number>();
+  private waiter: (() => void) | undefined;
+  private closed = false;
+  private failure: HypervisordError | undefined;
+  private lastDeliveredSeq = 0;
+
+  constructor(
+    private readonly filter: ReadonlySet<string> | undefined,
+    private readonly maxQueued: number,
+    private readonly onClose: (subscription: Subscription) => void,
+  ) {}
+
+  wants(jobId: string): boolean {
+    return !this.filter || this.filter.has(jobId);
+  }
+
+  push(update: JobUpdate): void {
+    if (this.closed) return;
+    if (update.kind === "progress") {
+      const index = this.pendingProgress.get(update.jobId);
+      if (index !== undefined) {
+        this.queue[index] = undefined;
+        this.pending--;
+      }
+      this.pendingProgress.set(update.jobId, this.queue.length);
+    } else if (this.pending >= this.maxQueued) {
+      this.close(new ResourceExhaustedError(
+        `subscriber fell ${this.pending} updates behind; reconnect with after_seq=${this.lastDeliveredSeq}`));
+      return;
+    }
+    this.queue.push(update);
+    this.pending++;
+    this.wake();
+  }
+
+  /** The next update, or undefined once closed without error. Throws the close error. */
+  async next(): Promise<JobUpdate | undefined> {
+    for (;;) {
+      while (this.head < this.queue.length) {
+        const update = this.queue[this.head];
+        this.queue[this.head++] = undefined;
+        if (!update) continue;
+        this.pending--;
+        if (update.kind === "progress" && this.pendingProgress.get(update.jobId) === this.head - 1) {
+          this.pendingProgress.delete(update.jobId);
+        }
+        this.compact();
+        this.lastDeliveredSeq = update.seq;
+        return update;
+      }
+      if (this.failure) throw this.failure;
+      if (this.closed) return undefined;
+      await new Promise<void>((resolve) => (this.waiter = resolve));
+    }
+  }
+
+  close(error?: HypervisordError): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.failure = error;
+    if (error) {
+      // Nothing more will be delivered: drop what is queued.
+      this.queue.length = 0;
+      this.head = 0;
+      this.pending = 0;
+    }
+    this.onClose(this);
+    this.wake();
+  }
+
+  private wake(): void {
+    const waiter = this.waiter;
+    this.waiter = undefined;
+    waiter?.();
+  }
+
+  /** Drops delivered slots once they are most of the array; indexes of pending progress shift with them. */
+  private compact(): void {
+    if (this.head < 1024 || this.head * 2 < this.queue.length) return;
+    this.queue.splice(0, this.head);
+    for (const [jobId, index] of this.pendingProgress) this.pendingProgress.set(jobId, index - this.head);
+    this.head = 0;
+  }
+}

@@ -1,0 +1,52 @@
+import type { Store } from "../store/store.ts";
+import type { HypervisordError } from "../errors.ts";
+import { Subscription } from "./subscription.ts";
+import type { JobUpdate } from "./update.ts";
+
+/** Sequence numbers are reserved in blocks, so that they keep increasing across restarts without a write per update. */
+const SEQ_BLOCK = 10_000;
+
+export interface UpdateBus {
+  /** The next daemon-wide sequence number. */
+  nextSeq(): number;
+  currentSeq(): number;
+  publish(update: JobUpdate): void;
+  subscribe(jobIds: readonly string[] | undefined): Subscription;
+  subscriberCount(): number;
+  /** Ends every subscription (with the error, if given) and records the exact sequence reached. */
+  close(error?: HypervisordError): void;
+}
+
+export function createUpdateBus(store: Store, options: { maxQueuedPerSubscriber: number }): UpdateBus {
+  let seq = Math.max(store.getSeqReservation(), store.maxTransitionSeq());
+  let reserved = seq;
+  const subscribers = new Set<Subscription>();
+
+  return {
+    nextSeq() {
+      seq++;
+      if (seq > reserved) {
+        reserved = seq + SEQ_BLOCK;
+        store.setSeqReservation(reserved);
+      }
+      return seq;
+    },
+    currentSeq: () => seq,
+    publish(update) {
+      for (const subscriber of subscribers) {
+        if (subscriber.wants(update.jobId)) subscriber.push(update);
+      }
+    },
+    subscribe(jobIds) {
+      const filter = jobIds && jobIds.length > 0 ? new Set(jobIds) : undefined;
+      const subscription = new Subscription(filter, options.maxQueuedPerSubscriber, (s) => subscribers.delete(s));
+      subscribers.add(subscription);
+      return subscription;
+    },
+    subscriberCount: () => subscribers.size,
+    close(error) {
+      for (const subscriber of [...subscribers]) subscriber.close(error);
+      store.setSeqReservation(seq);
+    },
+  };
+}

@@ -1,0 +1,43 @@
+import type { DescService } from "@bufbuild/protobuf";
+import { ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import type { CallContext, ServiceHandlers } from "../api/handlers.ts";
+import { statusOf } from "../api/status.ts";
+import type { GrpcServiceBinding } from "./grpc-server.ts";
+
+type AnyHandler = (request: unknown, context: CallContext) => Promise<unknown> | AsyncIterable<unknown>;
+
+/** Registers transport-agnostic handlers with connect-node, mapping errors through the one status function. */
+export function registerConnectServices(router: ConnectRouter, bindings: readonly GrpcServiceBinding[], logger: Logger): void {
+  for (const { service, handlers } of bindings) {
+    router.service(service, connectImplementation(service, handlers, logger) as never);
+  }
+}
+
+function connectImplementation(service: DescService, handlers: ServiceHandlers<DescService>, logger: Logger) {
+  const implementation: Record<string, unknown> = {};
+  for (const method of service.methods) {
+    const handler = (handlers as unknown as Record<string, AnyHandler>)[method.localName]!;
+    const toConnectError = (err: unknown) => {
+      const status = statusOf(err, logger, method.name);
+      return new ConnectError(status.message, status.number);
+    };
+    const context = (ctx: HandlerContext): CallContext => ({ signal: ctx.signal, peer: "", transport: "connect" });
+    implementation[method.localName] = method.methodKind === "server_streaming"
+      ? async function* (request: unknown, ctx: HandlerContext) {
+          try {
+            yield* handler(request, context(ctx)) as AsyncIterable<unknown>;
+          } catch (err) {
+            throw toConnectError(err);
+          }
+        }
+      : async (request: unknown, ctx: HandlerContext) => {
+          try {
+            return await handler(request, context(ctx));
+          } catch (err) {
+            throw toConnectError(err);
+          }
+        };
+  }
+  return implementation;
+}

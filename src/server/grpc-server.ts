@@ -1,0 +1,147 @@
+import { create, toBinary, fromBinary, type DescFile, type DescMessage, type DescMethod, type DescService } from "@bufbuild/protobuf";
+import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
+import * as grpc from "@grpc/grpc-js";
+import { ReflectionService } from "@grpc/reflection";
+import type { Logger } from "pino";
+import type { CallContext, ServiceHandlers } from "../api/handlers.ts";
+import { statusOf } from "../api/status.ts";
+import type { ListenAddress } from "../config/parse-value.ts";
+
+export interface GrpcServiceBinding {
+  service: DescService;
+  handlers: ServiceHandlers<DescService>;
+}
+
+type AnyHandler = (request: unknown, context: CallContext) => Promise<unknown> | AsyncIterable<unknown>;
+
+/**
+ * A grpc-js server for protobuf-es services: the ServiceDefinition is built
+ * from the generated descriptors (no proto-loader), with server reflection
+ * (v1 and v1alpha) over the same descriptors.
+ */
+export function createGrpcServer(bindings: readonly GrpcServiceBinding[], logger: Logger) {
+  const server = new grpc.Server({ "grpc.max_receive_message_length": 16 * 1024 * 1024 });
+  for (const { service, handlers } of bindings) {
+    const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+    const implementation: grpc.UntypedServiceImplementation = {};
+    for (const method of service.methods) {
+      const handler = (handlers as unknown as Record<string, AnyHandler>)[method.localName]!;
+      definition[method.name] = methodDefinition(service, method);
+      implementation[method.name] = method.methodKind === "server_streaming"
+        ? streamingHandler(method, handler, logger)
+        : unaryHandler(method, handler, logger);
+    }
+    server.addService(definition, implementation);
+  }
+  new ReflectionService(reflectionPackage(bindings.map((b) => b.service))).addToServer(server);
+  return {
+    server,
+    listen(address: ListenAddress): Promise<number> {
+      return new Promise((resolve, reject) => {
+        const target = address.host.includes(":") ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
+        server.bindAsync(target, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
+      });
+    },
+    /** Graceful close; calls still open after `timeoutMs` are cut. */
+    close(timeoutMs: number): Promise<void> {
+      return new Promise((resolve) => {
+        const timer = setTimeout(() => server.forceShutdown(), timeoutMs);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    },
+  };
+}
+
+function methodDefinition(service: DescService, method: DescMethod): grpc.MethodDefinition<unknown, unknown> {
+  const streaming = method.methodKind === "server_streaming";
+  return {
+    path: `/${service.typeName}/${method.name}`,
+    requestStream: false,
+    responseStream: streaming,
+    requestSerialize: (message) => Buffer.from(toBinary(method.input, message as never)),
+    requestDeserialize: (bytes: Buffer) => fromBinary(method.input, bytes),
+    // A streamed update is shared by every subscriber: serialize it once.
+    responseSerialize: streaming ? cachedSerializer(method.output) : (message) => Buffer.from(toBinary(method.output, message as never)),
+    responseDeserialize: (bytes: Buffer) => fromBinary(method.output, bytes),
+  };
+}
+
+function cachedSerializer(schema: DescMessage): (message: unknown) => Buffer {
+  const cache = new WeakMap<object, Buffer>();
+  return (message) => {
+    let bytes = cache.get(message as object);
+    if (!bytes) {
+      bytes = Buffer.from(toBinary(schema, message as never));
+      cache.set(message as object, bytes);
+    }
+    return bytes;
+  };
+}
+
+function callContext(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>) {
+  const controller = new AbortController();
+  call.once("cancelled", () => controller.abort());
+  const context: CallContext = { signal: controller.signal, peer: call.getPeer(), transport: "grpc" };
+  return { controller, context };
+}
+
+function toServiceError(err: unknown, logger: Logger, method: DescMethod): Partial<grpc.StatusObject> {
+  const status = statusOf(err, logger, method.name);
+  return { code: status.number, details: status.message };
+}
+
+function unaryHandler(method: DescMethod, handler: AnyHandler, logger: Logger): grpc.handleUnaryCall<unknown, unknown> {
+  return (call, callback) => {
+    const { context } = callContext(call);
+    (handler(call.request, context) as Promise<unknown>).then(
+      (response) => callback(null, create(method.output, response as never)),
+      (err: unknown) => callback(toServiceError(err, logger, method)),
+    );
+  };
+}
+
+function streamingHandler(method: DescMethod, handler: AnyHandler, logger: Logger): grpc.handleServerStreamingCall<unknown, unknown> {
+  return async (call) => {
+    const { controller, context } = callContext(call);
+    const { signal } = controller;
+    try {
+      for await (const response of handler(call.request, context) as AsyncIterable<unknown>) {
+        if (signal.aborted) break;
+        if (!call.write(create(method.output, response as never))) await drained(call, signal);
+      }
+      if (!signal.aborted) call.end();
+    } catch (err) {
+      // emit('error') ends the stream with a status; destroy() would leave the client hanging.
+      if (!signal.aborted) call.emit("error", toServiceError(err, logger, method));
+    }
+  };
+}
+
+/** Waits until the call's write buffer drains or the call goes away. */
+function drained(call: grpc.ServerWritableStream<unknown, unknown>, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      call.off("drain", done);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    call.on("drain", done);
+    signal.addEventListener("abort", done);
+  });
+}
+
+/** The package definition @grpc/reflection expects, from the services' files and all their imports. */
+function reflectionPackage(services: readonly DescService[]) {
+  const files = new Map<string, DescFile>();
+  const visit = (file: DescFile) => {
+    if (files.has(file.name)) return;
+    files.set(file.name, file);
+    file.dependencies.forEach(visit);
+  };
+  services.forEach((s) => visit(s.file));
+  const fileDescriptorProtos = [...files.values()].map((f) => Buffer.from(toBinary(FileDescriptorProtoSchema, f.proto)));
+  return Object.fromEntries(services.map((s) => [s.typeName, { fileDescriptorProtos }])) as never;
+}

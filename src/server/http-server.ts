@@ -1,0 +1,133 @@
+import http from "node:http";
+import http2 from "node:http2";
+import net from "node:net";
+import { cors as connectCors } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { Logger } from "pino";
+import type { ListenAddress } from "../config/parse-value.ts";
+import { registerConnectServices } from "./connect-routes.ts";
+import type { GrpcServiceBinding } from "./grpc-server.ts";
+
+type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
+type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
+
+export interface HttpServerOptions {
+  bindings: readonly GrpcServiceBinding[];
+  logger: Logger;
+  corsAllowedOrigins: readonly string[];
+  /** GET /healthz: true while serving. */
+  isServing(): boolean;
+}
+
+const ALLOWED_HEADERS = [...connectCors.allowedHeaders, "Authorization", "X-Api-Key", "Traceparent"].join(", ");
+const EXPOSED_HEADERS = connectCors.exposedHeaders.join(", ");
+const ALLOWED_METHODS = connectCors.allowedMethods.join(", ");
+
+/**
+ * One port for Connect (JSON and binary), gRPC-Web and gRPC, over HTTP/1.1 and
+ * h2c: the first bytes of a connection tell them apart ("PRI" opens HTTP/2).
+ */
+export function createHttpServer(options: HttpServerOptions) {
+  const rpc = connectNodeAdapter({
+    routes: (router) => registerConnectServices(router, options.bindings, options.logger),
+    fallback: (_req, res) => notFound(res as NodeResponse),
+  });
+  const handle = (req: NodeRequest, res: NodeResponse) => {
+    if (!applyCors(req, res, options.corsAllowedOrigins)) return;
+    const url = req.url ?? "/";
+    if (url === "/healthz" || url.startsWith("/healthz?")) return healthz(req, res, options.isServing());
+    rpc(req, res);
+  };
+  const h1 = http.createServer(handle);
+  const h2 = http2.createServer({}, handle);
+  const sockets = new Set<net.Socket>();
+  const sessions = new Set<http2.ServerHttp2Session>();
+  h2.on("session", (session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+  });
+  const listener = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+    sniff(socket, (isHttp2) => (isHttp2 ? h2 : h1).emit("connection", socket));
+  });
+
+  return {
+    listen(address: ListenAddress): Promise<number> {
+      return new Promise((resolve, reject) => {
+        listener.once("error", reject);
+        listener.listen(address.port, address.host, () => {
+          listener.off("error", reject);
+          resolve((listener.address() as net.AddressInfo).port);
+        });
+      });
+    },
+    /** Stops accepting, lets open requests finish for up to `timeoutMs`, then cuts what is left. */
+    close(timeoutMs: number): Promise<void> {
+      const closed = new Promise<void>((resolve) => listener.close(() => resolve()));
+      h1.closeIdleConnections();
+      for (const session of sessions) session.close();
+      const timer = setTimeout(() => {
+        for (const socket of sockets) socket.destroy();
+      }, timeoutMs);
+      return closed.finally(() => clearTimeout(timer));
+    },
+  };
+}
+
+/** Reads until the first three bytes are known, puts them back, and says whether they open HTTP/2. */
+function sniff(socket: net.Socket, dispatch: (isHttp2: boolean) => void): void {
+  const chunks: Buffer[] = [];
+  const onData = (chunk: Buffer) => {
+    chunks.push(chunk);
+    const head = Buffer.concat(chunks);
+    if (head.length < 3 && head.toString("latin1") === "PRI".slice(0, head.length)) return;
+    socket.off("data", onData);
+    socket.pause();
+    socket.unshift(head);
+    dispatch(head.subarray(0, 3).toString("latin1") === "PRI");
+    socket.resume();
+  };
+  socket.on("data", onData);
+  socket.once("error", () => socket.destroy());
+}
+
+/** Answers a preflight itself; returns false when the request needs nothing more. */
+function applyCors(req: NodeRequest, res: NodeResponse, allowed: readonly string[]): boolean {
+  const origin = req.headers.origin;
+  if (!origin) return true;
+  const ok = allowed.includes("*") || allowed.includes(origin);
+  if (ok) {
+    res.setHeader("Access-Control-Allow-Origin", origin);
+    res.setHeader("Vary", "Origin");
+    res.setHeader("Access-Control-Expose-Headers", EXPOSED_HEADERS);
+  }
+  if (req.method !== "OPTIONS") return true;
+  if (!ok) {
+    res.writeHead(403, { "content-type": "text/plain" });
+    res.end(`origin ${origin} is not in cors_allowed_origins\n`);
+    return false;
+  }
+  res.writeHead(204, {
+    "Access-Control-Allow-Methods": ALLOWED_METHODS,
+    "Access-Control-Allow-Headers": ALLOWED_HEADERS,
+    "Access-Control-Max-Age": "7200",
+  });
+  res.end();
+  return false;
+}
+
+function healthz(req: NodeRequest, res: NodeResponse, serving: boolean): void {
+  if (req.method !== "GET" && req.method !== "HEAD") {
+    res.writeHead(405, { allow: "GET, HEAD" });
+    res.end();
+    return;
+  }
+  res.writeHead(serving ? 200 : 503, { "content-type": "application/json", "cache-control": "no-store" });
+  res.end(req.method === "HEAD" ? "" : JSON.stringify({ status: serving ? "SERVING" : "NOT_SERVING" }));
+}
+
+function notFound(res: NodeResponse): void {
+  res.writeHead(404, { "content-type": "application/json" });
+  res.end(JSON.stringify({ code: "not_found", message: "no such route; RPCs are served at /hypervisord.v1.HypervisordService/<Method>" }));
+}

@@ -1,0 +1,197 @@
+import type { Database, Statement } from "better-sqlite3";
+import { JOB_STATES, type Job, type JobProgress, type JobState, type JobTransition } from "../../domain/job.ts";
+import { AlreadyExistsError } from "../../errors.ts";
+import type { JobFilter, JobPage, NewJob, TransitionInput } from "../store.ts";
+import { jobFromRow, priorityRank, splitSecrets, transitionFromRow, type JobRow, type TransitionRow } from "./job-rows.ts";
+
+/** Queries on jobs, their labels and their transitions; every statement prepared once. */
+export function createJobQueries(db: Database) {
+  const byId = db.prepare<[string], JobRow>("SELECT * FROM jobs WHERE id = ?");
+  const byRequestId = db.prepare<[string], JobRow>("SELECT * FROM jobs WHERE request_id = ?");
+  const insertJob = db.prepare(`INSERT INTO jobs
+    (id, request_id, name, provider, state, priority, definition, secrets, max_attempts, schedule_id, create_time)
+    VALUES (@id, @request_id, @name, @provider, 'queued', @priority, @definition, @secrets, @max_attempts, @schedule_id, @create_time)`);
+  const insertLabel = db.prepare("INSERT INTO job_labels (key, value, job_pk) VALUES (?, ?, ?)");
+  const insertTransition = db.prepare(`INSERT INTO job_transitions (seq, job_id, from_state, to_state, reason, actor, time)
+    VALUES (@seq, @job_id, @from_state, @to_state, @reason, @actor, @time)`);
+  const nextQueued = db.prepare<[number], JobRow>(`SELECT * FROM jobs
+    WHERE state = 'queued' AND (next_attempt_time IS NULL OR next_attempt_time <= ?)
+    ORDER BY priority DESC, pk ASC LIMIT 1`);
+  const markRunning = db.prepare(`UPDATE jobs SET state = 'running',
+      attempt = CASE WHEN resume = 1 AND attempt > 0 THEN attempt ELSE attempt + 1 END,
+      resume = 0, start_time = @time, next_attempt_time = NULL, error = NULL
+    WHERE id = @id AND state = 'queued'`);
+  const inState = db.prepare<[string], JobRow>("SELECT * FROM jobs WHERE state = ? ORDER BY pk");
+  const countStates = db.prepare<[], { state: string; n: number }>("SELECT state, count(*) AS n FROM jobs GROUP BY state");
+  const updateProgress = db.prepare("UPDATE jobs SET progress = ? WHERE id = ?");
+  const getCheckpoint = db.prepare<[string], { checkpoint: string | null }>("SELECT checkpoint FROM jobs WHERE id = ?");
+  const updateCheckpoint = db.prepare("UPDATE jobs SET checkpoint = ? WHERE id = ?");
+  const earliestAttempt = db.prepare<[], { t: number | null }>(
+    "SELECT min(next_attempt_time) AS t FROM jobs WHERE state = 'queued' AND next_attempt_time IS NOT NULL");
+  const historyOf = db.prepare<[string], TransitionRow>("SELECT * FROM job_transitions WHERE job_id = ? ORDER BY seq");
+  const allAfter = db.prepare<[number, number], TransitionRow>("SELECT * FROM job_transitions WHERE seq > ? ORDER BY seq LIMIT ?");
+  const maxSeq = db.prepare<[], { s: number | null }>("SELECT max(seq) AS s FROM job_transitions");
+  const dynamic = new Map<string, Statement>();
+
+  /** Statements whose shape depends on the filter; the values are always bound. */
+  function prepared(sql: string): Statement {
+    let statement = dynamic.get(sql);
+    if (!statement) {
+      statement = db.prepare(sql);
+      dynamic.set(sql, statement);
+    }
+    return statement;
+  }
+
+  function recordTransition(t: JobTransition): JobTransition {
+    insertTransition.run({ seq: t.seq, job_id: t.jobId, from_state: t.fromState ?? null, to_state: t.toState, reason: t.reason, actor: t.actor, time: t.time });
+    return t;
+  }
+
+  function get(id: string): Job | undefined {
+    const row = byId.get(id);
+    return row && jobFromRow(row);
+  }
+
+  const insert = db.transaction((input: NewJob): { job: Job; created: boolean; transition?: JobTransition } => {
+    const { definition } = input;
+    if (definition.requestId) {
+      const existing = byRequestId.get(definition.requestId);
+      if (existing) {
+        const job = jobFromRow(existing);
+        if (!sameDefinition(job, input)) {
+          throw new AlreadyExistsError(`request_id "${definition.requestId}" was already used for job ${job.id} with a different definition`);
+        }
+        return { job, created: false };
+      }
+    }
+    const split = splitSecrets(definition);
+    const info = insertJob.run({
+      id: input.id,
+      request_id: definition.requestId ?? null,
+      name: definition.name,
+      provider: definition.provider,
+      priority: priorityRank(definition),
+      definition: split.definition,
+      secrets: split.secrets,
+      max_attempts: input.maxAttempts,
+      schedule_id: input.scheduleId ?? null,
+      create_time: input.createTime,
+    });
+    for (const [key, value] of Object.entries(definition.labels)) insertLabel.run(key, value, info.lastInsertRowid);
+    const transition = recordTransition({
+      seq: input.nextSeq(), jobId: input.id, toState: "queued", reason: "submitted", actor: input.actor, time: input.createTime,
+    });
+    return { job: get(input.id)!, created: true, transition };
+  });
+
+  const claim = db.transaction((now: number, nextSeq: () => number) => {
+    const row = nextQueued.get(now);
+    if (!row) return undefined;
+    markRunning.run({ id: row.id, time: now });
+    const resumed = row.resume === 1 && row.attempt > 0;
+    const transition = recordTransition({
+      seq: nextSeq(), jobId: row.id, fromState: "queued", toState: "running",
+      reason: resumed ? "resumed from checkpoint" : row.attempt > 0 ? `retry attempt ${row.attempt + 1}` : "started",
+      actor: "engine", time: now,
+    });
+    return { job: get(row.id)!, transition };
+  });
+
+  const transition = db.transaction((input: TransitionInput) => {
+    const row = byId.get(input.jobId);
+    if (!row || !input.from.includes(row.state as JobState)) return undefined;
+    const sets = ["state = @to"];
+    const params: Record<string, unknown> = { id: input.jobId, to: input.to };
+    const set = (column: string, value: unknown) => {
+      sets.push(`${column} = @${column}`);
+      params[column] = value;
+    };
+    if (input.error !== undefined) set("error", input.error && JSON.stringify(input.error));
+    if (input.result !== undefined) set("result", JSON.stringify(input.result));
+    if (input.progress !== undefined) set("progress", JSON.stringify(input.progress));
+    if (input.endTime !== undefined) set("end_time", input.endTime);
+    if (input.nextAttemptTime !== undefined) set("next_attempt_time", input.nextAttemptTime);
+    if (input.resume !== undefined) set("resume", input.resume ? 1 : 0);
+    if (input.clearCheckpoint) set("checkpoint", null);
+    prepared(`UPDATE jobs SET ${sets.join(", ")} WHERE id = @id`).run(params);
+    const t = recordTransition({
+      seq: input.seq, jobId: input.jobId, fromState: row.state as JobState, toState: input.to,
+      reason: input.reason, actor: input.actor, time: input.time,
+    });
+    return { job: get(input.jobId)!, transition: t };
+  });
+
+  function list(filter: JobFilter): JobPage {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (filter.states && filter.states.length > 0) {
+      where.push(`state IN (${filter.states.map(() => "?").join(", ")})`);
+      params.push(...filter.states);
+    }
+    if (filter.provider) {
+      where.push("provider = ?");
+      params.push(filter.provider);
+    }
+    if (filter.scheduleId) {
+      where.push("schedule_id = ?");
+      params.push(filter.scheduleId);
+    }
+    for (const [key, value] of Object.entries(filter.labels ?? {}).sort(([a], [b]) => a.localeCompare(b))) {
+      where.push("pk IN (SELECT job_pk FROM job_labels WHERE key = ? AND value = ?)");
+      params.push(key, value);
+    }
+    const whereSql = where.length > 0 ? `WHERE ${where.join(" AND ")}` : "";
+    const total = (prepared(`SELECT count(*) AS n FROM jobs ${whereSql}`).get(...params) as { n: number }).n;
+    const pageWhere = filter.before !== undefined ? [...where, "pk < ?"] : where;
+    const pageParams = filter.before !== undefined ? [...params, filter.before] : params;
+    const pageSql = pageWhere.length > 0 ? `WHERE ${pageWhere.join(" AND ")}` : "";
+    const rows = prepared(`SELECT * FROM jobs ${pageSql} ORDER BY pk DESC LIMIT ?`).all(...pageParams, filter.limit + 1) as JobRow[];
+    const more = rows.length > filter.limit;
+    const page = more ? rows.slice(0, filter.limit) : rows;
+    return { jobs: page.map(jobFromRow), nextCursor: more ? page[page.length - 1]!.pk : undefined, total };
+  }
+
+  function transitionsAfter(seq: number, jobIds: readonly string[] | undefined, limit: number): JobTransition[] {
+    if (!jobIds || jobIds.length === 0) return allAfter.all(seq, limit).map(transitionFromRow);
+    const sql = `SELECT * FROM job_transitions WHERE seq > ? AND job_id IN (${jobIds.map(() => "?").join(", ")}) ORDER BY seq LIMIT ?`;
+    return (prepared(sql).all(seq, ...jobIds, limit) as TransitionRow[]).map(transitionFromRow);
+  }
+
+  return {
+    insert,
+    get,
+    list,
+    claim,
+    transition,
+    transitionsAfter,
+    inState: (state: JobState) => inState.all(state).map(jobFromRow),
+    countByState() {
+      const counts = Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as Record<JobState, number>;
+      for (const { state, n } of countStates.all()) counts[state as JobState] = n;
+      return counts;
+    },
+    saveProgress: (id: string, progress: JobProgress) => void updateProgress.run(JSON.stringify(progress), id),
+    loadCheckpoint(id: string): unknown {
+      const row = getCheckpoint.get(id);
+      return row?.checkpoint ? JSON.parse(row.checkpoint) : undefined;
+    },
+    saveCheckpoint: (id: string, value: unknown) => void updateCheckpoint.run(JSON.stringify(value), id),
+    nextAttemptTime: () => earliestAttempt.get()?.t ?? undefined,
+    history: (jobId: string) => historyOf.all(jobId).map(transitionFromRow),
+    maxTransitionSeq: () => maxSeq.get()?.s ?? 0,
+  };
+}
+
+/** Idempotent resubmission must carry the same definition (secrets included). */
+function sameDefinition(existing: Job, input: NewJob): boolean {
+  return stableJson(existing.definition) === stableJson(input.definition)
+    && (existing.scheduleId ?? "") === (input.scheduleId ?? "");
+}
+
+function stableJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v && typeof v === "object" && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v).filter(([, x]) => x !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : v);
+}
