@@ -22,16 +22,14 @@ type AnyHandler = (request: unknown, context: CallContext) => Promise<unknown> |
 export function createGrpcServer(bindings: readonly GrpcServiceBinding[], logger: Logger) {
   const server = new grpc.Server({ "grpc.max_receive_message_length": 16 * 1024 * 1024 });
   for (const { service, handlers } of bindings) {
-    const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
     const implementation: grpc.UntypedServiceImplementation = {};
     for (const method of service.methods) {
       const handler = (handlers as unknown as Record<string, AnyHandler>)[method.localName]!;
-      definition[method.name] = methodDefinition(service, method);
       implementation[method.name] = method.methodKind === "server_streaming"
         ? streamingHandler(method, handler, logger)
         : unaryHandler(method, handler, logger);
     }
-    server.addService(definition, implementation);
+    server.addService(grpcServiceDefinition(service), implementation);
   }
   new ReflectionService(reflectionPackage(bindings.map((b) => b.service))).addToServer(server);
   return {
@@ -53,6 +51,11 @@ export function createGrpcServer(bindings: readonly GrpcServiceBinding[], logger
       });
     },
   };
+}
+
+/** The grpc-js ServiceDefinition of a protobuf-es service (also usable for clients: makeGenericClientConstructor). */
+export function grpcServiceDefinition(service: DescService): grpc.ServiceDefinition {
+  return Object.fromEntries(service.methods.map((m) => [m.name, methodDefinition(service, m)]));
 }
 
 function methodDefinition(service: DescService, method: DescMethod): grpc.MethodDefinition<unknown, unknown> {

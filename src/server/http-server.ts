@@ -31,6 +31,8 @@ export function createHttpServer(options: HttpServerOptions) {
   const rpc = connectNodeAdapter({
     routes: (router) => registerConnectServices(router, options.bindings, options.logger),
     fallback: (_req, res) => notFound(res as NodeResponse),
+    // Plain JSON callers see every field, zero counts and empty lists included.
+    jsonOptions: { alwaysEmitImplicit: true },
   });
   const handle = (req: NodeRequest, res: NodeResponse) => {
     if (!applyCors(req, res, options.corsAllowedOrigins)) return;

@@ -1,0 +1,79 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import readline from "node:readline";
+
+const ROOT = path.resolve(import.meta.dirname, "../..");
+
+export interface DaemonProcess {
+  child: ChildProcess;
+  grpcAddress: string;
+  httpAddress: string;
+  /** http://host:port of the HTTP listener. */
+  httpUrl: string;
+  dataDir: string;
+  outputRoot: string;
+  /** Every stdout line so far (pino JSON). */
+  logs: string[];
+  /** SIGTERM; resolves with the exit code. */
+  stop(): Promise<number | null>;
+  /** SIGKILL; resolves when the process is gone. */
+  kill(): Promise<void>;
+}
+
+export interface SpawnOptions {
+  dataDir?: string;
+  outputRoot?: string;
+  args?: string[];
+  env?: Record<string, string>;
+}
+
+export function tempDir(prefix: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `hvd-${prefix}-`));
+}
+
+/** Starts test/support/fake-daemon.ts (the real daemon plus fake providers) on free ports and waits for "hypervisord ready". */
+export async function spawnDaemon(options: SpawnOptions = {}): Promise<DaemonProcess> {
+  const dataDir = options.dataDir ?? tempDir("data");
+  const outputRoot = options.outputRoot ?? tempDir("exports");
+  const child = spawn(process.execPath, [
+    "--import", "tsx", path.join(ROOT, "test/support/fake-daemon.ts"),
+    "--data-dir", dataDir, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
+    "--allowed-output-root", outputRoot, ...(options.args ?? []),
+  ], { cwd: ROOT, env: { ...process.env, ...options.env }, stdio: ["ignore", "pipe", "pipe"] });
+  const logs: string[] = [];
+  const stderr: string[] = [];
+  child.stderr!.on("data", (chunk: Buffer) => stderr.push(chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  const ready = new Promise<{ grpc: string; http: string }>((resolve, reject) => {
+    const lines = readline.createInterface({ input: child.stdout! });
+    lines.on("line", (line) => {
+      logs.push(line);
+      if (line.includes('"hypervisord ready"')) {
+        const record = JSON.parse(line) as { grpc_address: string; http_address: string };
+        resolve({ grpc: record.grpc_address, http: record.http_address });
+      }
+    });
+    void exited.then((code) => reject(new Error(`daemon exited with ${code} before ready:\n${logs.join("\n")}\n${stderr.join("")}`)));
+  });
+  const timeout = setTimeout(() => child.kill("SIGKILL"), 30_000);
+  const addresses = await ready.finally(() => clearTimeout(timeout));
+  return {
+    child,
+    grpcAddress: addresses.grpc,
+    httpAddress: addresses.http,
+    httpUrl: `http://${addresses.http}`,
+    dataDir,
+    outputRoot,
+    logs,
+    stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+      return exited;
+    },
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      await exited;
+    },
+  };
+}

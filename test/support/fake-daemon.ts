@@ -1,0 +1,6 @@
+// The real daemon process (src/run.ts) with the test providers added: what tests spawn and kill.
+import { builtinProviders } from "../../src/providers/builtin.ts";
+import { run } from "../../src/run.ts";
+import { fakeProviders } from "./fake-provider.ts";
+
+await run(process.argv.slice(2), process.env, [...builtinProviders(), ...fakeProviders()]);

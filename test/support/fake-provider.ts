@@ -1,0 +1,158 @@
+import { createHash } from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import type { JobDefinition } from "../../src/domain/job.ts";
+import type { PowerState, VirtualMachine, VMQuery } from "../../src/domain/vm.ts";
+import { HypervisordError, InvalidArgumentError, NotFoundError, UnavailableError, type ErrorCode } from "../../src/errors.ts";
+import type { ExportContext, ExportResult, GetVMQuery, Provider } from "../../src/providers/provider.ts";
+
+/**
+ * A provider for engine and API tests. The VM reference carries the behaviour:
+ *   "web-01?size=1048576&chunk=65536&delayMs=5&failTimes=2&failCode=UNAVAILABLE"
+ * size: bytes of the one disk written; chunk/delayMs: pace; failTimes: the first
+ * N attempts fail with failCode (UNAVAILABLE is retryable); "noop" finishes at once.
+ * The disk bytes are a pure function of the offset, so a resumed export can be checked.
+ */
+export interface FakeBehaviour {
+  name: string;
+  size: number;
+  chunk: number;
+  delayMs: number;
+  failTimes: number;
+  failCode: ErrorCode;
+}
+
+export function parseFakeVm(vm: string): FakeBehaviour {
+  const [name = "", query = ""] = vm.split("?", 2);
+  const params = new URLSearchParams(query);
+  const num = (key: string, fallback: number) => (params.has(key) ? Number(params.get(key)) : fallback);
+  return {
+    name,
+    size: num("size", 256 * 1024),
+    chunk: num("chunk", 64 * 1024),
+    delayMs: num("delayMs", 5),
+    failTimes: num("failTimes", 0),
+    failCode: (params.get("failCode") ?? "UNAVAILABLE") as ErrorCode,
+  };
+}
+
+/** Byte i of every fake disk. */
+export function fakeByte(offset: number): number {
+  return (offset * 31 + (offset >>> 11)) & 0xff;
+}
+
+export function fakeDiskBytes(start: number, length: number): Buffer {
+  const buf = Buffer.allocUnsafe(length);
+  for (let i = 0; i < length; i++) buf[i] = fakeByte(start + i);
+  return buf;
+}
+
+const INVENTORY: VirtualMachine[] = Array.from({ length: 12 }, (_, i) => {
+  const n = String(i + 1).padStart(2, "0");
+  const powerState: PowerState = i % 3 === 0 ? "poweredOn" : "poweredOff";
+  return {
+    name: i < 6 ? `web-${n}` : `db-${n}`,
+    path: `/DC0/vm/${i < 6 ? "web" : "db"}/${i < 6 ? "web" : "db"}-${n}`,
+    moref: `vm-${100 + i}`,
+    uuid: `4210${n}00-0000-4000-8000-0000000000${n}`,
+    instanceUuid: `5010${n}00-0000-4000-8000-0000000000${n}`,
+    powerState,
+    guestOs: "ubuntu64Guest",
+    numCpu: 2,
+    memoryMb: 4096,
+    firmware: i % 2 === 0 ? "bios" : "efi",
+    disks: [{ label: "Hard disk 1", capacityBytes: 16 * 1024 ** 3, file: `[datastore1] vm-${n}/vm-${n}.vmdk` }],
+    nics: [{ label: "Network adapter 1", network: "VM Network", macAddress: `00:50:56:00:00:${n}` }],
+  };
+});
+
+interface Checkpoint {
+  offset: number;
+}
+
+export function createFakeProvider(options: { name?: string; resumable?: boolean } = {}): Provider {
+  const name = options.name ?? "fake";
+  return {
+    name,
+    resumable: options.resumable ?? true,
+
+    validate(definition: JobDefinition) {
+      const behaviour = parseFakeVm(definition.vm);
+      if (!Number.isSafeInteger(behaviour.size) || behaviour.size < 0) throw new InvalidArgumentError("definition.vm", "fake: size must be a non-negative integer");
+    },
+
+    async listVMs(query: VMQuery) {
+      const pattern = query.namePattern && new RegExp(`^${query.namePattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".")}$`);
+      return INVENTORY.filter((vm) =>
+        (!pattern || pattern.test(vm.name))
+        && (!query.folder || vm.path.startsWith(`${query.folder.replace(/\/$/, "")}/`))
+        && (!query.powerState || vm.powerState === query.powerState));
+    },
+
+    async getVM(query: GetVMQuery) {
+      const vm = INVENTORY.find((v) => [v.name, v.path, v.moref, v.uuid, v.instanceUuid].includes(query.vm));
+      if (!vm) throw new NotFoundError(`VM "${query.vm}" not found`);
+      return vm;
+    },
+
+    async export(definition: JobDefinition, context: ExportContext): Promise<ExportResult> {
+      const behaviour = parseFakeVm(definition.vm);
+      const { signal, logger } = context;
+      if (context.attempt <= behaviour.failTimes) {
+        const message = `fake failure ${context.attempt} of ${behaviour.failTimes}`;
+        throw behaviour.failCode === "UNAVAILABLE" ? new UnavailableError(message) : new HypervisordError(behaviour.failCode, message);
+      }
+      const dir = path.join(definition.outputDir, behaviour.name || "vm");
+      const file = `${behaviour.name || "vm"}-disk-1.img`;
+      const target = path.join(dir, file);
+      fs.mkdirSync(dir, { recursive: true });
+      let offset = 0;
+      const checkpoint = context.loadCheckpoint<Checkpoint>();
+      if (checkpoint && fs.existsSync(target) && fs.statSync(target).size >= checkpoint.offset) {
+        offset = checkpoint.offset;
+        fs.truncateSync(target, offset);
+        logger.info({ offset }, "resuming from checkpoint");
+      } else {
+        fs.writeFileSync(target, "");
+      }
+      context.progress({ phase: "downloading", bytesTotal: behaviour.size, bytesDone: offset, filesTotal: 1, filesDone: 0, currentFile: file });
+      const fd = fs.openSync(target, "r+");
+      try {
+        while (offset < behaviour.size) {
+          if (signal.aborted) throw signal.reason;
+          const length = Math.min(behaviour.chunk, behaviour.size - offset);
+          fs.writeSync(fd, fakeDiskBytes(offset, length), 0, length, offset);
+          fs.fsyncSync(fd);
+          offset += length;
+          context.saveCheckpoint({ offset } satisfies Checkpoint);
+          context.progress({ bytesDone: offset });
+          if (behaviour.delayMs > 0) await sleep(behaviour.delayMs, signal);
+        }
+      } finally {
+        fs.closeSync(fd);
+      }
+      const sha256 = createHash("sha256").update(fs.readFileSync(target)).digest("hex");
+      context.progress({ filesDone: 1, currentFile: "" });
+      logger.info({ file, bytes: behaviour.size }, "fake disk written");
+      return { outputDir: dir, files: [{ path: file, size: behaviour.size, sha256 }], warnings: [] };
+    },
+  };
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+export function fakeProviders(): Provider[] {
+  return [createFakeProvider(), createFakeProvider({ name: "fake-noresume", resumable: false })];
+}
