@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { TimestampSchema, timestampFromMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import {
   ExportFormat, JobDefinitionSchema, JobProgressSchema, JobSchema, JobState as JobStatePb, JobTransitionSchema, LogEntrySchema,
   type Job as JobPb, type JobDefinition as JobDefinitionPb, type JobProgress as JobProgressPb, type JobTransition as JobTransitionPb,
@@ -52,6 +52,12 @@ export function powerStateFromPb(state: PowerStatePb): PowerState | undefined {
 }
 
 const ts = (ms: number | undefined) => (ms === undefined ? undefined : timestampFromMs(ms));
+
+/** Like timestampFromMs, for times with a fractional millisecond (update times): nanos must be an integer on the wire. */
+function preciseTimestamp(ms: number): Timestamp {
+  const seconds = Math.floor(ms / 1000);
+  return create(TimestampSchema, { seconds: BigInt(seconds), nanos: Math.min(999_999_999, Math.round((ms - seconds * 1000) * 1e6)) });
+}
 const int64 = (n: number) => BigInt(Math.round(n));
 
 /** Always redacted: no caller ever receives a secret back. */
@@ -140,7 +146,7 @@ export function updateToPb(update: JobUpdate): StreamJobUpdatesResponse {
       state: update.state ? stateToPb(update.state) : JobStatePb.UNSPECIFIED,
       progress: update.progress && progressToPb(update.progress),
       job: update.job && jobToPb(update.job),
-      time: timestampFromMs(update.time),
+      time: preciseTimestamp(update.time),
       reason: update.reason ?? "",
     });
     updateCache.set(update, message);

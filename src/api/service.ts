@@ -98,7 +98,8 @@ export function createHypervisordApi(deps: ApiDeps): ServiceHandlers<typeof Hype
     async *streamJobUpdates(request, context) {
       const ids = [...new Set(request.jobIds.map((id, i) => jobId(id, `job_ids[${i}]`)))];
       if (ids.length > 1000) throw new InvalidArgumentError("job_ids", `at most 1000 jobs per stream, got ${ids.length}`);
-      for await (const update of engine.watch(ids, Number(request.afterSeq), context.signal)) yield updateToPb(update);
+      const afterSeq = request.afterSeq === undefined ? undefined : Number(request.afterSeq);
+      for await (const update of engine.watch(ids, afterSeq, context.signal)) yield updateToPb(update);
     },
 
     async getJobLogs(request) {

@@ -251,7 +251,7 @@ export function createEngine(deps: EngineDeps) {
     submit,
     cancel,
     getJob,
-    watch: (jobIds: readonly string[], afterSeq: number, signal: AbortSignal): AsyncGenerator<JobUpdate> =>
+    watch: (jobIds: readonly string[], afterSeq: number | undefined, signal: AbortSignal): AsyncGenerator<JobUpdate> =>
       watchJobs({ store, bus, liveProgress: (id) => running.get(id)?.progress() }, jobIds, afterSeq, signal),
     readLogs(jobId: string, query: LogQuery) {
       getJob(jobId);

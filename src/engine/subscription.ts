@@ -24,6 +24,11 @@ export class Subscription {
     private readonly onClose: (subscription: Subscription) => void,
   ) {}
 
+  /** The subscriber has everything up to `seq` (snapshot or replay): the resume point if it falls behind before reading more. */
+  markSynced(seq: number): void {
+    this.lastDeliveredSeq = Math.max(this.lastDeliveredSeq, seq);
+  }
+
   wants(jobId: string): boolean {
     return !this.filter || this.filter.has(jobId);
   }

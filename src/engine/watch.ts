@@ -15,10 +15,10 @@ export interface WatchDeps {
 
 /**
  * StreamJobUpdates: subscribe first (so nothing is missed), then either replay
- * the persisted state changes after `afterSeq` or send a snapshot of the jobs,
+ * the persisted state changes after `afterSeq` (when given) or send a snapshot of the jobs,
  * then a "synced" marker, then live updates newer than what was already sent.
  */
-export async function* watchJobs(deps: WatchDeps, jobIds: readonly string[], afterSeq: number, signal: AbortSignal): AsyncGenerator<JobUpdate> {
+export async function* watchJobs(deps: WatchDeps, jobIds: readonly string[], afterSeq: number | undefined, signal: AbortSignal): AsyncGenerator<JobUpdate> {
   const { store, bus } = deps;
   const jobs = jobIds.map((id) => store.getJob(id) ?? notFound(id));
   const subscription = bus.subscribe(jobIds);
@@ -26,12 +26,13 @@ export async function* watchJobs(deps: WatchDeps, jobIds: readonly string[], aft
   signal.addEventListener("abort", onAbort);
   try {
     const syncSeq = bus.currentSeq();
-    if (afterSeq > 0) {
+    if (afterSeq !== undefined) {
       yield* replay(deps, jobIds, afterSeq, syncSeq);
     } else {
       const snapshot = jobIds.length > 0 ? jobs : [...store.jobsInState("queued"), ...store.jobsInState("running")];
       for (const job of snapshot) yield snapshotUpdate(deps, job, syncSeq);
     }
+    subscription.markSynced(syncSeq);
     yield { seq: syncSeq, jobId: "", kind: "synced", time: preciseNow() };
     for (;;) {
       const update = await subscription.next();

@@ -1,0 +1,225 @@
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import { after, describe, test } from "node:test";
+import { isFinal, type JobState } from "../src/domain/job.ts";
+import { FailedPreconditionError, ResourceExhaustedError, UnavailableError } from "../src/errors.ts";
+import { createSqliteStore } from "../src/store/sqlite/sqlite-store.ts";
+import { fakeDefinition, startEngine, waitFor, type Harness } from "./support/engine-harness.ts";
+import { fakeDiskBytes } from "./support/fake-provider.ts";
+
+const harnesses: Harness[] = [];
+function harness(...args: Parameters<typeof startEngine>): Harness {
+  const h = startEngine(...args);
+  harnesses.push(h);
+  return h;
+}
+after(async () => {
+  for (const h of harnesses) await h.close().catch(() => undefined);
+});
+
+const final = (h: Harness, id: string) => waitFor(`job ${id} to finish`, () => {
+  const job = h.engine.getJob(id);
+  return isFinal(job.state) && job;
+});
+
+describe("queue", () => {
+  test("runs higher priorities first and FIFO within a priority", async () => {
+    const h = harness({ maxConcurrentJobs: 1 });
+    const blocker = h.engine.submit(fakeDefinition(h.outputDir, "blocker?size=64&chunk=1&delayMs=20"), { actor: "test" }).job;
+    await waitFor("blocker to run", () => h.engine.getJob(blocker.id).state === "running");
+    const order = ["low", "normal", "high", "normal", "critical", "low"] as const;
+    const ids = order.map((priority, i) =>
+      h.engine.submit(fakeDefinition(h.outputDir, `p${i}?size=10&delayMs=0`, { priority }), { actor: "test" }).job.id);
+    h.engine.cancel(blocker.id, "", "test");
+    for (const id of ids) await final(h, id);
+    const started = ids
+      .map((id, i) => ({ i, start: h.store.history(id).find((t) => t.toState === "running")!.seq }))
+      .sort((a, b) => a.start - b.start)
+      .map((x) => x.i);
+    // critical(4), high(2), normal(1 then 3), low(0 then 5)
+    assert.deepEqual(started, [4, 2, 1, 3, 0, 5]);
+  });
+
+  test("never runs more than max_concurrent jobs at once", async () => {
+    const h = harness({ maxConcurrentJobs: 2 });
+    const ids = Array.from({ length: 6 }, (_, i) =>
+      h.engine.submit(fakeDefinition(h.outputDir, `c${i}?size=4096&chunk=1024&delayMs=10`), { actor: "test" }).job.id);
+    let peak = 0;
+    while (!ids.every((id) => isFinal(h.engine.getJob(id).state))) {
+      peak = Math.max(peak, h.engine.stats().running, h.store.countByState().running);
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    assert.equal(peak, 2);
+    for (const id of ids) assert.equal(h.engine.getJob(id).state, "completed");
+  });
+
+  test("the same request_id returns the same job; a different definition under it is refused", () => {
+    const h = harness();
+    const def = fakeDefinition(h.outputDir, "idem?size=10", { requestId: "req-1", labels: { a: "1", b: "2" } });
+    const first = h.engine.submit(def, { actor: "test" });
+    const again = h.engine.submit({ ...def, labels: { b: "2", a: "1" } }, { actor: "test" });
+    assert.equal(first.created, true);
+    assert.equal(again.created, false);
+    assert.equal(again.job.id, first.job.id);
+    assert.throws(() => h.engine.submit({ ...def, vm: "other" }, { actor: "test" }), /request_id "req-1" was already used/);
+  });
+});
+
+describe("retries", () => {
+  test("transient failures are retried with backoff and counted in attempt", async () => {
+    const h = harness();
+    const { job } = h.engine.submit(fakeDefinition(h.outputDir, "flaky?size=100&failTimes=2"), { actor: "test" });
+    const done = await final(h, job.id);
+    assert.equal(done.state, "completed");
+    assert.equal(done.attempt, 3);
+    assert.equal(done.error, undefined);
+    const reasons = h.store.history(job.id).map((t) => `${t.fromState ?? ""}>${t.toState}: ${t.reason}`);
+    assert.equal(reasons.filter((r) => r.startsWith("running>queued: attempt")).length, 2, reasons.join("\n"));
+    assert.match(reasons.join("\n"), /attempt 1 of 3 failed, retrying in [\d.]+ s: fake failure 1 of 2/);
+  });
+
+  test("a job that keeps failing stops after max_attempts with the last error", async () => {
+    const h = harness({ maxAttempts: 2 });
+    const { job } = h.engine.submit(fakeDefinition(h.outputDir, "down?failTimes=9"), { actor: "test" });
+    const done = await final(h, job.id);
+    assert.equal(done.state, "failed");
+    assert.equal(done.attempt, 2);
+    assert.deepEqual(done.error, { code: "UNAVAILABLE", message: "fake failure 2 of 9", retryable: true });
+  });
+
+  test("a permanent failure is not retried", async () => {
+    const h = harness();
+    const { job } = h.engine.submit(fakeDefinition(h.outputDir, "gone?failTimes=1&failCode=NOT_FOUND"), { actor: "test" });
+    const done = await final(h, job.id);
+    assert.equal(done.state, "failed");
+    assert.equal(done.attempt, 1);
+    assert.equal(done.error?.code, "NOT_FOUND");
+  });
+});
+
+describe("cancellation", () => {
+  test("a queued job is cancelled without ever running", async () => {
+    const h = harness({ maxConcurrentJobs: 1 });
+    const blocker = h.engine.submit(fakeDefinition(h.outputDir, "blk?size=100&chunk=1&delayMs=10"), { actor: "test" }).job;
+    const queued = h.engine.submit(fakeDefinition(h.outputDir, "q?size=10"), { actor: "test" }).job;
+    const cancelled = h.engine.cancel(queued.id, "not needed", "test");
+    assert.equal(cancelled.state, "cancelled");
+    assert.deepEqual(cancelled.error, { code: "CANCELLED", message: "not needed", retryable: false });
+    h.engine.cancel(blocker.id, "", "test");
+    await waitFor("slot to free", () => h.engine.stats().running === 0);
+    assert.equal(h.engine.getJob(queued.id).state, "cancelled");
+    assert.equal(h.store.history(queued.id).some((t) => t.toState === "running"), false);
+  });
+
+  test("a running job's provider is aborted and the job stays cancelled", async () => {
+    const h = harness();
+    const { job } = h.engine.submit(fakeDefinition(h.outputDir, "long?size=100000&chunk=100&delayMs=5"), { actor: "test" });
+    await waitFor("progress", () => h.engine.getJob(job.id).progress.bytesDone > 0);
+    h.engine.cancel(job.id, "", "test");
+    await waitFor("provider to stop", () => h.engine.stats().running === 0, 2000);
+    const after = h.engine.getJob(job.id);
+    assert.equal(after.state, "cancelled");
+    assert.ok(after.progress.bytesDone < 100000);
+    const logs = h.store.readLogs(job.id, { afterId: 0, tail: 0, limit: 100 }).entries.map((e) => e.message);
+    assert.ok(logs.includes("export stopped after cancel"), logs.join("\n"));
+    assert.throws(() => h.engine.cancel(job.id, "", "test"), (err) => err instanceof FailedPreconditionError && /already cancelled/.test(err.message));
+  });
+});
+
+describe("shutdown and restart", () => {
+  test("shutdown re-queues a resumable job and fails a non-resumable one; a new engine resumes", async () => {
+    const h = startEngine();
+    const resumable = h.engine.submit(fakeDefinition(h.outputDir, "r1?size=200000&chunk=1000&delayMs=5"), { actor: "test" }).job;
+    const plain = h.engine.submit(fakeDefinition(h.outputDir, "n1?size=200000&chunk=1000&delayMs=5", { provider: "fake-noresume" }), { actor: "test" }).job;
+    await waitFor("both running with progress", () =>
+      h.engine.getJob(resumable.id).progress.bytesDone > 0 && h.engine.getJob(plain.id).progress.bytesDone > 0);
+    const seqBefore = h.engine.stats().lastSeq;
+    await h.close();
+
+    const store = createSqliteStore({ dataDir: h.dataDir, maxLogBytesPerJob: 64 * 1024 });
+    assert.equal(store.getJob(resumable.id)!.state, "queued");
+    const failed = store.getJob(plain.id)!;
+    assert.equal(failed.state, "failed");
+    assert.equal(failed.error?.code, "ABORTED");
+    assert.match(failed.error!.message, /interrupted: the daemon shut down .* cannot resume/);
+    store.close();
+
+    const h2 = harness({}, { dataDir: h.dataDir, outputDir: h.outputDir });
+    const done = await final(h2, resumable.id);
+    assert.equal(done.state, "completed");
+    assert.equal(done.attempt, 1, "a resumed run is not a new attempt");
+    const disk = fs.readFileSync(path.join(h.outputDir, "r1", "r1-disk-1.img"));
+    assert.ok(disk.equals(fakeDiskBytes(0, 200000)), "resumed bytes are identical");
+    const messages = h2.store.readLogs(resumable.id, { afterId: 0, tail: 0, limit: 1000 }).entries.map((e) => e.message);
+    assert.ok(messages.includes("resuming from checkpoint"), messages.join("\n"));
+    assert.ok(h2.store.history(resumable.id).every((t) => t.seq <= seqBefore || t.seq > seqBefore));
+    const newSeqs = h2.store.history(resumable.id).filter((t) => t.reason === "resumed from checkpoint").map((t) => t.seq);
+    assert.ok(newSeqs.length === 1 && newSeqs[0]! > seqBefore, "sequence numbers keep increasing across restarts");
+  });
+
+  test("no new jobs while draining: UNAVAILABLE", async () => {
+    const h = startEngine();
+    const stopping = h.engine.shutdown(1000);
+    assert.throws(() => h.engine.submit(fakeDefinition(h.outputDir, "late"), { actor: "test" }), UnavailableError);
+    await stopping;
+    h.store.close();
+  });
+});
+
+describe("updates", () => {
+  test("a subscriber gets a snapshot, SYNCED, then every state change in seq order", async () => {
+    const h = harness();
+    const controller = new AbortController();
+    const seen: { seq: number; kind: string; state?: JobState }[] = [];
+    const watching = (async () => {
+      for await (const u of h.engine.watch([], undefined, controller.signal)) {
+        seen.push({ seq: u.seq, kind: u.kind, state: u.state });
+        if (u.kind === "state_changed" && u.state === "completed") return;
+      }
+    })();
+    await waitFor("synced", () => seen.some((u) => u.kind === "synced"));
+    h.engine.submit(fakeDefinition(h.outputDir, "w?size=5000&chunk=500&delayMs=5"), { actor: "test" });
+    await watching;
+    controller.abort();
+    const kinds = seen.filter((u) => u.kind !== "progress").map((u) => `${u.kind}:${u.state ?? ""}`);
+    assert.deepEqual(kinds, ["synced:", "created:queued", "state_changed:running", "state_changed:completed"]);
+    for (let i = 1; i < seen.length; i++) assert.ok(seen[i]!.seq > seen[i - 1]!.seq, `seq increases: ${JSON.stringify(seen)}`);
+    assert.ok(seen.some((u) => u.kind === "progress"));
+  });
+
+  test("a subscriber that stops reading is cut off without slowing others or the engine", async () => {
+    const h = harness({ maxQueuedUpdatesPerSubscriber: 50, maxConcurrentJobs: 4 });
+    const slow = h.engine.watch([], undefined, new AbortController().signal);
+    await slow.next(); // SYNCED; then never read again
+    const fast: string[] = [];
+    const controller = new AbortController();
+    const reading = (async () => {
+      for await (const u of h.engine.watch([], undefined, controller.signal)) if (u.kind === "created") fast.push(u.jobId);
+    })();
+    const syncedAt = h.engine.stats().lastSeq;
+    const ids: string[] = [];
+    for (let i = 0; i < 60; i++) {
+      ids.push(h.engine.submit(fakeDefinition(h.outputDir, `s${i}?size=0`), { actor: "test" }).job.id);
+      await new Promise((resolve) => setImmediate(resolve)); // the fast reader keeps up between submissions
+    }
+    await waitFor("fast subscriber to see every job", () => fast.length === ids.length);
+    await assert.rejects(async () => {
+      for (;;) if (!(await slow.next()).value) break;
+    }, (err) => err instanceof ResourceExhaustedError && err.message.includes(`reconnect with after_seq=${syncedAt}`));
+    controller.abort();
+    await reading;
+  });
+});
+
+test("a job's log is capped and reports truncation", async () => {
+  const h = harness();
+  const { job } = h.engine.submit(fakeDefinition(h.outputDir, "quiet?size=0"), { actor: "test" });
+  await final(h, job.id);
+  for (let i = 0; i < 2000; i++) h.store.appendLog(job.id, { time: Date.now(), level: "info", message: `line ${i} ${"x".repeat(100)}`, fields: { i } });
+  const { entries, truncated } = h.store.readLogs(job.id, { afterId: 0, tail: 0, limit: 5000 });
+  assert.equal(truncated, true);
+  const bytes = entries.reduce((n, e) => n + e.message.length + JSON.stringify(e.fields).length + 32, 0);
+  assert.ok(bytes <= 64 * 1024, `kept ${bytes} bytes`);
+  assert.equal(entries.at(-1)!.message.startsWith("line 1999 "), true, "the newest entries are kept");
+});
