@@ -66,11 +66,8 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Com
       flagValue !== undefined ? [flagValue, `--${setting.flag}`]
       : envValue !== undefined && envValue !== "" ? [envValue, setting.env!]
       : fromFile.has(setting.key) ? [fromFile.get(setting.key), `${configFile}: ${setting.key}`]
-      : [undefined, ""];
-    if (raw === undefined) {
-      if (setting.default !== undefined) values.set(setting.key, setting.default);
-      continue;
-    }
+      : [setting.default, `default of ${setting.key}`];
+    if (raw === undefined) continue;
     try {
       values.set(setting.key, parseValue(setting, raw));
     } catch (err) {

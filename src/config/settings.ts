@@ -9,10 +9,10 @@ export interface Setting {
   flag?: string;
   env?: string;
   type: SettingType;
+  /** Written as a user would write it (e.g. "7s"); parsed like any other value. */
   default?: unknown;
   min?: number;
   max?: number;
-  secret?: boolean;
   help: string;
 }
 
@@ -23,18 +23,18 @@ export const SETTINGS: readonly Setting[] = [
   { key: "log_level", flag: "log-level", env: "HYPERVISORD_LOG_LEVEL", type: "level", default: "info", help: "trace, debug, info, warn, error or fatal" },
   { key: "allowed_output_roots", flag: "allowed-output-root", env: "HYPERVISORD_ALLOWED_OUTPUT_ROOTS", type: "list", default: ["./exports"], help: "directories exports may be written under (flag repeatable, env comma-separated)" },
   { key: "cors_allowed_origins", flag: "cors-allowed-origin", env: "HYPERVISORD_CORS_ALLOWED_ORIGINS", type: "list", default: [], help: "browser origins allowed to call the HTTP listener, or * for any" },
-  { key: "shutdown_grace", flag: "shutdown-grace", env: "HYPERVISORD_SHUTDOWN_GRACE", type: "duration", default: 7000, min: 0, max: 60_000, help: "how long running jobs get to checkpoint on SIGTERM" },
+  { key: "shutdown_grace", flag: "shutdown-grace", env: "HYPERVISORD_SHUTDOWN_GRACE", type: "duration", default: "7s", min: 0, max: 60_000, help: "how long running jobs get to checkpoint on SIGTERM" },
   { key: "jobs.max_concurrent", flag: "max-concurrent-jobs", env: "HYPERVISORD_MAX_CONCURRENT_JOBS", type: "int", default: 2, min: 1, max: 256, help: "jobs run at once" },
   { key: "jobs.max_attempts", env: "HYPERVISORD_MAX_ATTEMPTS", type: "int", default: 3, min: 1, max: 100, help: "runs of a job that keeps failing with transient errors" },
-  { key: "jobs.retry_initial_backoff", type: "duration", default: 2000, min: 0, help: "wait before the first retry; doubles each retry" },
-  { key: "jobs.retry_max_backoff", type: "duration", default: 300_000, min: 0, help: "longest wait between retries" },
+  { key: "jobs.retry_initial_backoff", type: "duration", default: "2s", min: 0, help: "wait before the first retry; doubles each retry" },
+  { key: "jobs.retry_max_backoff", type: "duration", default: "5m", min: 0, help: "longest wait between retries" },
   { key: "jobs.log_max_bytes", type: "int", default: 1_048_576, min: 4096, help: "per-job log size cap; the oldest entries are dropped" },
   { key: "jobs.log_level", type: "level", default: "info", help: "level of the per-job logs" },
-  { key: "jobs.progress_interval", type: "duration", default: 250, min: 10, max: 60_000, help: "at most one progress update per job per this interval" },
+  { key: "jobs.progress_interval", type: "duration", default: "250ms", min: 10, max: 60_000, help: "at most one progress update per job per this interval" },
   { key: "jobs.max_queued_updates", type: "int", default: 10_000, min: 100, help: "state changes a slow StreamJobUpdates subscriber may lag before it is cut off" },
   { key: "vsphere.url", env: "HYPERVISORD_VSPHERE_URL", type: "string", help: "default vSphere connection: SDK URL" },
   { key: "vsphere.username", env: "HYPERVISORD_VSPHERE_USERNAME", type: "string", help: "default vSphere connection: user" },
-  { key: "vsphere.password", env: "HYPERVISORD_VSPHERE_PASSWORD", type: "string", secret: true, help: "default vSphere connection: password" },
+  { key: "vsphere.password", env: "HYPERVISORD_VSPHERE_PASSWORD", type: "string", help: "default vSphere connection: password" },
   { key: "vsphere.insecure", env: "HYPERVISORD_VSPHERE_INSECURE", type: "bool", default: false, help: "default vSphere connection: skip TLS verification" },
   { key: "vsphere.thumbprint", env: "HYPERVISORD_VSPHERE_THUMBPRINT", type: "string", help: "default vSphere connection: pinned certificate fingerprint" },
 ];
