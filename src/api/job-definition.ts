@@ -126,8 +126,10 @@ export function intIn(value: number, min: number, max: number, field: string): n
   return value;
 }
 
-function nonNegative(value: bigint, field: string): number {
-  if (value < 0n) throw new InvalidArgumentError(field, `must not be negative, got ${value}`);
-  if (value > BigInt(Number.MAX_SAFE_INTEGER)) throw new InvalidArgumentError(field, `too large: ${value}`);
+/** An int64 from the wire as a safe JS number, 0 or more. */
+export function nonNegative(value: bigint, field: string): number {
+  if (value < 0n || value > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new InvalidArgumentError(field, `must be from 0 to ${Number.MAX_SAFE_INTEGER}, got ${value}`);
+  }
   return Number(value);
 }

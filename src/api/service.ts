@@ -11,7 +11,9 @@ import type { Store } from "../store/store.ts";
 import { VERSION } from "../version.ts";
 import { jobToPb, logEntryToPb, powerStateFromPb, stateFromPb, transitionToPb, updateToPb, vmToPb } from "./convert.ts";
 import type { ServiceHandlers } from "./handlers.ts";
-import { connectionFromPb, DEFAULT_PROVIDER, definitionFromPb, intIn, labelsFromPb, type DefinitionRules } from "./job-definition.ts";
+import {
+  connectionFromPb, DEFAULT_PROVIDER, definitionFromPb, intIn, labelsFromPb, nonNegative, type DefinitionRules,
+} from "./job-definition.ts";
 import { decodePageToken, encodePageToken } from "./page-token.ts";
 
 export interface ApiDeps {
@@ -191,9 +193,4 @@ function invalidState(state: JobStatePb, field: string): JobState {
 
 function invalid(field: string, problem: string): never {
   throw new InvalidArgumentError(field, problem);
-}
-
-function nonNegative(value: bigint, field: string): number {
-  if (value < 0n || value > BigInt(Number.MAX_SAFE_INTEGER)) throw new InvalidArgumentError(field, `must be from 0 to ${Number.MAX_SAFE_INTEGER}, got ${value}`);
-  return Number(value);
 }
