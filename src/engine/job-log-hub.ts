@@ -40,7 +40,11 @@ export function createJobLogHub(store: Store) {
       if (!query.follow || isFinal(store.getJob(jobId)!.state)) return;
       while (!signal.aborted) {
         const value = live.shift();
-        if (value === "end") return;
+        if (value === "end") {
+          // The engine records the final state before the run's last log lines: read what came after.
+          yield* store.readLogs(jobId, { afterId: lastId, tail: 0, limit: 5000 }).entries;
+          return;
+        }
         if (value) {
           if (value.id > lastId) {
             lastId = value.id;

@@ -87,8 +87,10 @@ function sniff(socket: net.Socket, dispatch: (isHttp2: boolean) => void): void {
     socket.off("data", onData);
     socket.pause();
     socket.unshift(head);
-    dispatch(head.subarray(0, 3).toString("latin1") === "PRI");
-    socket.resume();
+    const isHttp2 = head.subarray(0, 3).toString("latin1") === "PRI";
+    dispatch(isHttp2);
+    // The HTTP/2 session reads the socket itself; resuming it here would race it for the bytes put back.
+    if (!isHttp2) socket.resume();
   };
   socket.on("data", onData);
   socket.once("error", () => socket.destroy());
