@@ -23,6 +23,7 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv, provi
 
   const destination = pino.destination({ dest: 1, sync: true });
   const logger = createLogger(command.config.logLevel, destination);
+  for (const warning of command.config.warnings) logger.warn(warning);
   let daemon;
   try {
     daemon = await startDaemon({ config: command.config, providers, logger, logForward: destination });

@@ -75,9 +75,14 @@ describe("configuration", () => {
     for (const [argv, env, pattern] of cases) assert.throws(() => loadConfig(argv, env), (err) => err instanceof ConfigError && pattern.test(err.message), pattern.source);
   });
 
-  test("unknown keys in the file are refused, so that typos do not pass silently", () => {
-    const file = writeYaml("jobs:\n  max_concurent: 3\n");
-    assert.throws(() => loadConfig(["--config", file], {}), /unknown setting "jobs.max_concurent"/);
+  test("unknown keys in the file are reported by name, not silently dropped; wrong values of known keys stop the start", () => {
+    const file = writeYaml("jobs:\n  max_concurent: 3\nwebhooks:\n  allow_private_targets: true\n");
+    const c = config(["--config", file]);
+    assert.equal(c.engine.maxConcurrentJobs, 2);
+    assert.deepEqual(c.warnings, [
+      `${file}: unknown setting "jobs.max_concurent" ignored (see config.example.yaml for the keys)`,
+      `${file}: unknown setting "webhooks" ignored (see config.example.yaml for the keys)`,
+    ]);
     const typed = writeYaml("jobs:\n  max_concurrent: many\n");
     assert.throws(() => loadConfig(["--config", typed], {}), /: jobs.max_concurrent: expected an integer/);
   });

@@ -22,6 +22,8 @@ export interface DaemonConfig {
   defaultVSphere?: VSphereConnection;
   /** The config file read, if any. */
   configFile?: string;
+  /** Problems that do not stop the daemon (unknown keys in the file), to be logged at start. */
+  warnings: string[];
 }
 
 export class ConfigError extends Error {
@@ -57,7 +59,8 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Com
   if (flags.version) return { kind: "version" };
 
   const configFile = (flags.config as string | undefined) ?? env.HYPERVISORD_CONFIG;
-  const fromFile = configFile ? readConfigFile(configFile) : new Map<string, unknown>();
+  const warnings: string[] = [];
+  const fromFile = configFile ? readConfigFile(configFile, warnings) : new Map<string, unknown>();
   const values = new Map<string, unknown>();
   for (const setting of SETTINGS) {
     const flagValue = setting.flag ? flags[setting.flag] : undefined;
@@ -74,10 +77,11 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Com
       throw new ConfigError(`${source}: ${(err as Error).message}`);
     }
   }
-  return { kind: "run", config: compile(values, configFile) };
+  return { kind: "run", config: { ...compile(values, configFile), warnings } };
 }
 
-function readConfigFile(file: string): Map<string, unknown> {
+/** Unknown keys are reported, not fatal: a config written for a newer daemon still starts this one. */
+function readConfigFile(file: string, warnings: string[]): Map<string, unknown> {
   let document: unknown;
   try {
     document = YAML.parse(fs.readFileSync(file, "utf8"));
@@ -95,14 +99,14 @@ function readConfigFile(file: string): Map<string, unknown> {
       if (known.has(key)) values.set(key, value);
       else if (!prefix && groups.has(key) && value && typeof value === "object" && !Array.isArray(value)) walk(value as Record<string, unknown>, key);
       else if (!prefix && groups.has(key) && value === null) continue;
-      else throw new ConfigError(`${file}: unknown setting "${key}" (see config.example.yaml for the keys)`);
+      else warnings.push(`${file}: unknown setting "${key}" ignored (see config.example.yaml for the keys)`);
     }
   };
   walk(document as Record<string, unknown>, "");
   return values;
 }
 
-function compile(values: Map<string, unknown>, configFile: string | undefined): DaemonConfig {
+function compile(values: Map<string, unknown>, configFile: string | undefined): Omit<DaemonConfig, "warnings"> {
   const get = <T>(key: string) => values.get(key) as T;
   const roots = get<string[]>("allowed_output_roots");
   if (roots.length === 0) throw new ConfigError("allowed_output_roots: at least one directory is required");
