@@ -1,6 +1,6 @@
 import pino from "pino";
 import { ConfigError, loadConfig } from "./config/load-config.ts";
-import { startDaemon } from "./daemon.ts";
+import { startDaemon, type Daemon } from "./daemon.ts";
 import { createLogger } from "./logging.ts";
 import type { Provider } from "./providers/provider.ts";
 import { VERSION } from "./version.ts";
@@ -21,33 +21,38 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv, provi
   if (command.kind === "help") return void process.stdout.write(`${command.text}\n`);
   if (command.kind === "version") return void process.stdout.write(`hypervisord ${VERSION}\n`);
 
-  const destination = pino.destination({ dest: 1, sync: true });
+  // Asynchronous: a busy daemon must not wait on its log pipe. Flushed before every exit.
+  const destination = pino.destination({ dest: 1, sync: false });
+  const exit = (code: number): never => {
+    destination.flushSync();
+    process.exit(code);
+  };
   const logger = createLogger(command.config.logLevel, destination);
   for (const warning of command.config.warnings) logger.warn(warning);
-  let daemon;
+  let daemon: Daemon;
   try {
     daemon = await startDaemon({ config: command.config, providers, logger, logForward: destination });
   } catch (err) {
     logger.fatal({ err }, `hypervisord could not start: ${(err as Error).message}`);
-    process.exit(1);
+    exit(1);
   }
 
   let signals = 0;
   const stop = (signal: NodeJS.Signals) => {
     if (++signals > 1) {
       logger.warn({ signal }, "second signal: exiting now");
-      process.exit(1);
+      exit(1);
     }
     logger.info({ signal }, "stopping: no new jobs; running jobs checkpoint");
     setTimeout(() => {
       logger.error("graceful stop took too long; exiting");
-      process.exit(1);
+      exit(1);
     }, STOP_DEADLINE_MS).unref();
     daemon.stop().then(
-      () => process.exit(0),
+      () => exit(0),
       (err: unknown) => {
         logger.error({ err }, "error while stopping");
-        process.exit(1);
+        exit(1);
       },
     );
   };

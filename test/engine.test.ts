@@ -26,11 +26,11 @@ const final = (h: Harness, id: string) => waitFor(`job ${id} to finish`, () => {
 describe("queue", () => {
   test("runs higher priorities first and FIFO within a priority", async () => {
     const h = harness({ maxConcurrentJobs: 1 });
-    const blocker = h.engine.submit(fakeDefinition(h.outputDir, "blocker?size=64&chunk=1&delayMs=20"), { actor: "test" }).job;
+    const blocker = (await h.engine.submit(fakeDefinition(h.outputDir, "blocker?size=64&chunk=1&delayMs=20"), { actor: "test" })).job;
     await waitFor("blocker to run", () => h.engine.getJob(blocker.id).state === "running");
     const order = ["low", "normal", "high", "normal", "critical", "low"] as const;
-    const ids = order.map((priority, i) =>
-      h.engine.submit(fakeDefinition(h.outputDir, `p${i}?size=10&delayMs=0`, { priority }), { actor: "test" }).job.id);
+    const ids = (await Promise.all(order.map((priority, i) =>
+      h.engine.submit(fakeDefinition(h.outputDir, `p${i}?size=10&delayMs=0`, { priority }), { actor: "test" })))).map((r) => r.job.id);
     h.engine.cancel(blocker.id, "", "test");
     for (const id of ids) await final(h, id);
     const started = ids
@@ -43,8 +43,8 @@ describe("queue", () => {
 
   test("never runs more than max_concurrent jobs at once", async () => {
     const h = harness({ maxConcurrentJobs: 2 });
-    const ids = Array.from({ length: 6 }, (_, i) =>
-      h.engine.submit(fakeDefinition(h.outputDir, `c${i}?size=4096&chunk=1024&delayMs=10`), { actor: "test" }).job.id);
+    const ids = (await Promise.all(Array.from({ length: 6 }, (_, i) =>
+      h.engine.submit(fakeDefinition(h.outputDir, `c${i}?size=4096&chunk=1024&delayMs=10`), { actor: "test" })))).map((r) => r.job.id);
     let peak = 0;
     while (!ids.every((id) => isFinal(h.engine.getJob(id).state))) {
       peak = Math.max(peak, h.engine.stats().running, h.store.countByState().running);
@@ -54,22 +54,22 @@ describe("queue", () => {
     for (const id of ids) assert.equal(h.engine.getJob(id).state, "completed");
   });
 
-  test("the same request_id returns the same job; a different definition under it is refused", () => {
+  test("the same request_id returns the same job; a different definition under it is refused", async () => {
     const h = harness();
     const def = fakeDefinition(h.outputDir, "idem?size=10", { requestId: "req-1", labels: { a: "1", b: "2" } });
-    const first = h.engine.submit(def, { actor: "test" });
-    const again = h.engine.submit({ ...def, labels: { b: "2", a: "1" } }, { actor: "test" });
+    const first = await h.engine.submit(def, { actor: "test" });
+    const again = await h.engine.submit({ ...def, labels: { b: "2", a: "1" } }, { actor: "test" });
     assert.equal(first.created, true);
     assert.equal(again.created, false);
     assert.equal(again.job.id, first.job.id);
-    assert.throws(() => h.engine.submit({ ...def, vm: "other" }, { actor: "test" }), /request_id "req-1" was already used/);
+    await assert.rejects(h.engine.submit({ ...def, vm: "other" }, { actor: "test" }), /request_id "req-1" was already used/);
   });
 });
 
 describe("retries", () => {
   test("transient failures are retried with backoff and counted in attempt", async () => {
     const h = harness();
-    const { job } = h.engine.submit(fakeDefinition(h.outputDir, "flaky?size=100&failTimes=2"), { actor: "test" });
+    const { job } = await h.engine.submit(fakeDefinition(h.outputDir, "flaky?size=100&failTimes=2"), { actor: "test" });
     const done = await final(h, job.id);
     assert.equal(done.state, "completed");
     assert.equal(done.attempt, 3);
@@ -81,7 +81,7 @@ describe("retries", () => {
 
   test("a job that keeps failing stops after max_attempts with the last error", async () => {
     const h = harness({ maxAttempts: 2 });
-    const { job } = h.engine.submit(fakeDefinition(h.outputDir, "down?failTimes=9"), { actor: "test" });
+    const { job } = await h.engine.submit(fakeDefinition(h.outputDir, "down?failTimes=9"), { actor: "test" });
     const done = await final(h, job.id);
     assert.equal(done.state, "failed");
     assert.equal(done.attempt, 2);
@@ -90,7 +90,7 @@ describe("retries", () => {
 
   test("a permanent failure is not retried", async () => {
     const h = harness();
-    const { job } = h.engine.submit(fakeDefinition(h.outputDir, "gone?failTimes=1&failCode=NOT_FOUND"), { actor: "test" });
+    const { job } = await h.engine.submit(fakeDefinition(h.outputDir, "gone?failTimes=1&failCode=NOT_FOUND"), { actor: "test" });
     const done = await final(h, job.id);
     assert.equal(done.state, "failed");
     assert.equal(done.attempt, 1);
@@ -101,8 +101,8 @@ describe("retries", () => {
 describe("cancellation", () => {
   test("a queued job is cancelled without ever running", async () => {
     const h = harness({ maxConcurrentJobs: 1 });
-    const blocker = h.engine.submit(fakeDefinition(h.outputDir, "blk?size=100&chunk=1&delayMs=10"), { actor: "test" }).job;
-    const queued = h.engine.submit(fakeDefinition(h.outputDir, "q?size=10"), { actor: "test" }).job;
+    const blocker = (await h.engine.submit(fakeDefinition(h.outputDir, "blk?size=100&chunk=1&delayMs=10"), { actor: "test" })).job;
+    const queued = (await h.engine.submit(fakeDefinition(h.outputDir, "q?size=10"), { actor: "test" })).job;
     const cancelled = h.engine.cancel(queued.id, "not needed", "test");
     assert.equal(cancelled.state, "cancelled");
     assert.deepEqual(cancelled.error, { code: "CANCELLED", message: "not needed", retryable: false });
@@ -114,7 +114,7 @@ describe("cancellation", () => {
 
   test("a running job's provider is aborted and the job stays cancelled", async () => {
     const h = harness();
-    const { job } = h.engine.submit(fakeDefinition(h.outputDir, "long?size=100000&chunk=100&delayMs=5"), { actor: "test" });
+    const { job } = await h.engine.submit(fakeDefinition(h.outputDir, "long?size=100000&chunk=100&delayMs=5"), { actor: "test" });
     await waitFor("progress", () => h.engine.getJob(job.id).progress.bytesDone > 0);
     h.engine.cancel(job.id, "", "test");
     await waitFor("provider to stop", () => h.engine.stats().running === 0, 2000);
@@ -130,8 +130,8 @@ describe("cancellation", () => {
 describe("shutdown and restart", () => {
   test("shutdown re-queues a resumable job and fails a non-resumable one; a new engine resumes", async () => {
     const h = startEngine();
-    const resumable = h.engine.submit(fakeDefinition(h.outputDir, "r1?size=200000&chunk=1000&delayMs=5"), { actor: "test" }).job;
-    const plain = h.engine.submit(fakeDefinition(h.outputDir, "n1?size=200000&chunk=1000&delayMs=5", { provider: "fake-noresume" }), { actor: "test" }).job;
+    const resumable = (await h.engine.submit(fakeDefinition(h.outputDir, "r1?size=200000&chunk=1000&delayMs=5"), { actor: "test" })).job;
+    const plain = (await h.engine.submit(fakeDefinition(h.outputDir, "n1?size=200000&chunk=1000&delayMs=5", { provider: "fake-noresume" }), { actor: "test" })).job;
     await waitFor("both running with progress", () =>
       h.engine.getJob(resumable.id).progress.bytesDone > 0 && h.engine.getJob(plain.id).progress.bytesDone > 0);
     const seqBefore = h.engine.stats().lastSeq;
@@ -161,7 +161,7 @@ describe("shutdown and restart", () => {
   test("no new jobs while draining: UNAVAILABLE", async () => {
     const h = startEngine();
     const stopping = h.engine.shutdown(1000);
-    assert.throws(() => h.engine.submit(fakeDefinition(h.outputDir, "late"), { actor: "test" }), UnavailableError);
+    await assert.rejects(h.engine.submit(fakeDefinition(h.outputDir, "late"), { actor: "test" }), UnavailableError);
     await stopping;
     h.store.close();
   });
@@ -173,13 +173,15 @@ describe("updates", () => {
     const controller = new AbortController();
     const seen: { seq: number; kind: string; state?: JobState }[] = [];
     const watching = (async () => {
-      for await (const u of h.engine.watch([], undefined, controller.signal)) {
-        seen.push({ seq: u.seq, kind: u.kind, state: u.state });
-        if (u.kind === "state_changed" && u.state === "completed") return;
+      for await (const batch of h.engine.watch([], undefined, controller.signal)) {
+        for (const u of batch) {
+          seen.push({ seq: u.seq, kind: u.kind, state: u.state });
+          if (u.kind === "state_changed" && u.state === "completed") return;
+        }
       }
     })();
     await waitFor("synced", () => seen.some((u) => u.kind === "synced"));
-    h.engine.submit(fakeDefinition(h.outputDir, "w?size=5000&chunk=500&delayMs=5"), { actor: "test" });
+    await h.engine.submit(fakeDefinition(h.outputDir, "w?size=5000&chunk=500&delayMs=5"), { actor: "test" });
     await watching;
     controller.abort();
     const kinds = seen.filter((u) => u.kind !== "progress").map((u) => `${u.kind}:${u.state ?? ""}`);
@@ -195,12 +197,14 @@ describe("updates", () => {
     const fast: string[] = [];
     const controller = new AbortController();
     const reading = (async () => {
-      for await (const u of h.engine.watch([], undefined, controller.signal)) if (u.kind === "created") fast.push(u.jobId);
+      for await (const batch of h.engine.watch([], undefined, controller.signal)) {
+        for (const u of batch) if (u.kind === "created") fast.push(u.jobId);
+      }
     })();
     const syncedAt = h.engine.stats().lastSeq;
     const ids: string[] = [];
     for (let i = 0; i < 60; i++) {
-      ids.push(h.engine.submit(fakeDefinition(h.outputDir, `s${i}?size=0`), { actor: "test" }).job.id);
+      ids.push((await h.engine.submit(fakeDefinition(h.outputDir, `s${i}?size=0`), { actor: "test" })).job.id);
       await new Promise((resolve) => setImmediate(resolve)); // the fast reader keeps up between submissions
     }
     await waitFor("fast subscriber to see every job", () => fast.length === ids.length);
@@ -214,9 +218,11 @@ describe("updates", () => {
 
 test("a job's log is capped and reports truncation", async () => {
   const h = harness();
-  const { job } = h.engine.submit(fakeDefinition(h.outputDir, "quiet?size=0"), { actor: "test" });
+  const { job } = await h.engine.submit(fakeDefinition(h.outputDir, "quiet?size=0"), { actor: "test" });
   await final(h, job.id);
-  for (let i = 0; i < 2000; i++) h.store.appendLog(job.id, { time: Date.now(), level: "info", message: `line ${i} ${"x".repeat(100)}`, fields: { i } });
+  h.store.appendLogs(Array.from({ length: 2000 }, (_, i) => ({
+    jobId: job.id, entry: { time: Date.now(), level: "info", message: `line ${i} ${"x".repeat(100)}`, fields: { i } },
+  })));
   const { entries, truncated } = h.store.readLogs(job.id, { afterId: 0, tail: 0, limit: 5000 });
   assert.equal(truncated, true);
   const bytes = entries.reduce((n, e) => n + e.message.length + JSON.stringify(e.fields).length + 32, 0);

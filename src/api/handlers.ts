@@ -9,11 +9,15 @@ export interface CallContext {
   readonly transport: "grpc" | "connect";
 }
 
-/** A service implementation independent of transport: unary methods return a promise, server-streaming ones an async iterable. */
+/**
+ * A service implementation independent of transport: unary methods return a
+ * promise, server-streaming ones an async iterable of responses, or of batches
+ * of responses that the transport writes back to back (cheaper for busy streams).
+ */
 export type ServiceHandlers<S extends DescService> = {
   [K in keyof S["method"]]: S["method"][K] extends DescMethodUnary<infer I, infer O>
     ? (request: MessageShape<I>, context: CallContext) => Promise<MessageInitShape<O>>
     : S["method"][K] extends DescMethodServerStreaming<infer I, infer O>
-      ? (request: MessageShape<I>, context: CallContext) => AsyncIterable<MessageInitShape<O>>
+      ? (request: MessageShape<I>, context: CallContext) => AsyncIterable<MessageInitShape<O> | readonly MessageInitShape<O>[]>
       : never;
 };

@@ -8,6 +8,8 @@ import { resolveOutputDir } from "./output-dir.ts";
 export interface DefinitionRules {
   providers: ProviderRegistry;
   allowedOutputRoots: readonly string[];
+  /** The roots with symbolic links resolved (see realPaths). */
+  realOutputRoots: readonly string[];
   defaultVSphere?: VSphereConnection;
 }
 
@@ -32,7 +34,7 @@ export function definitionFromPb(pb: JobDefinitionPb | undefined, field: string,
     provider: providerName,
     vm,
     vsphere: pb.vsphere && connectionFromPb(pb.vsphere, at("vsphere")),
-    outputDir: resolveOutputDir(pb.outputDir, rules.allowedOutputRoots, at("output_dir")),
+    outputDir: resolveOutputDir(pb.outputDir, rules.allowedOutputRoots, at("output_dir"), [...rules.realOutputRoots]),
     format: formatFromPb(pb.format, at("format")),
     compress: pb.compress,
     compressionLevel: intIn(pb.compressionLevel ?? 6, 0, 9, at("compression_level")),

@@ -14,6 +14,7 @@ import type { ServiceHandlers } from "./handlers.ts";
 import {
   connectionFromPb, DEFAULT_PROVIDER, definitionFromPb, intIn, labelsFromPb, nonNegative, type DefinitionRules,
 } from "./job-definition.ts";
+import { realPaths } from "./output-dir.ts";
 import { decodePageToken, encodePageToken } from "./page-token.ts";
 
 export interface ApiDeps {
@@ -32,7 +33,9 @@ const MAX_BATCH = 1000;
 /** The HypervisordService, independent of transport (src/server adapts it to gRPC and Connect). */
 export function createHypervisordApi(deps: ApiDeps): ServiceHandlers<typeof HypervisordService> {
   const { engine, providers } = deps;
-  const rules: DefinitionRules = { providers, allowedOutputRoots: deps.allowedOutputRoots, defaultVSphere: deps.defaultVSphere };
+  const rules: DefinitionRules = {
+    providers, allowedOutputRoots: deps.allowedOutputRoots, realOutputRoots: realPaths(deps.allowedOutputRoots), defaultVSphere: deps.defaultVSphere,
+  };
 
   const jobId = (value: string, field = "job_id") => {
     const id = value.trim();
@@ -51,23 +54,24 @@ export function createHypervisordApi(deps: ApiDeps): ServiceHandlers<typeof Hype
   return {
     async submitJob(request) {
       const definition = definitionFromPb(request.definition, "definition", rules);
-      const { job, created } = engine.submit(definition, { actor: "api" });
+      const { job, created } = await engine.submit(definition, { actor: "api" });
       return { job: jobToPb(job), created };
     },
 
     async submitJobs(request) {
       if (request.definitions.length === 0) throw new InvalidArgumentError("definitions", "at least one definition is required");
       if (request.definitions.length > MAX_BATCH) throw new InvalidArgumentError("definitions", `at most ${MAX_BATCH} per call, got ${request.definitions.length}`);
-      const results = request.definitions.map((pb, index) => {
+      // Every item is validated and queued on its own; the valid ones share one commit.
+      const results = await Promise.all(request.definitions.map(async (pb, index) => {
         try {
           const definition = definitionFromPb(pb, `definitions[${index}]`, rules);
-          const { job, created } = engine.submit(definition, { actor: "api" });
+          const { job, created } = await engine.submit(definition, { actor: "api" });
           return { index, job: jobToPb(job), created };
         } catch (err) {
           if (!(err instanceof HypervisordError) || err.code === "UNAVAILABLE") throw err;
           return { index, error: { code: err.code, message: err.message, retryable: err.retryable } };
         }
-      });
+      }));
       return { results };
     },
 
@@ -101,7 +105,7 @@ export function createHypervisordApi(deps: ApiDeps): ServiceHandlers<typeof Hype
       const ids = [...new Set(request.jobIds.map((id, i) => jobId(id, `job_ids[${i}]`)))];
       if (ids.length > 1000) throw new InvalidArgumentError("job_ids", `at most 1000 jobs per stream, got ${ids.length}`);
       const afterSeq = request.afterSeq === undefined ? undefined : Number(request.afterSeq);
-      for await (const update of engine.watch(ids, afterSeq, context.signal)) yield updateToPb(update);
+      for await (const batch of engine.watch(ids, afterSeq, context.signal)) yield batch.map(updateToPb);
     },
 
     async getJobLogs(request) {

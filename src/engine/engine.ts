@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import { isFinal, type Job, type JobDefinition, type JobError, type JobProgress, type JobState, type JobTransition } from "../domain/job.ts";
 import {
@@ -7,13 +6,13 @@ import {
 } from "../errors.ts";
 import type { Provider } from "../providers/provider.ts";
 import type { ProviderRegistry } from "../providers/registry.ts";
-import type { LogEntry, LogQuery, Store, TransitionInput } from "../store/store.ts";
+import type { InsertResult, LogQuery, NewJob, Store, TransitionInput } from "../store/store.ts";
 import { retryDelayMs } from "./backoff.ts";
-import { createJobLogHub } from "./job-log-hub.ts";
-import { createJobLogger } from "./job-logger.ts";
+import { createJobLogs } from "./job-logs.ts";
 import { createProgressTracker } from "./progress-tracker.ts";
 import { createUpdateBus } from "./update-bus.ts";
 import { preciseNow, type JobUpdate } from "./update.ts";
+import { uuidv7 } from "./uuid-v7.ts";
 import { transitionUpdate, watchJobs } from "./watch.ts";
 
 export interface CompiledEngineOptions {
@@ -64,21 +63,16 @@ export type Engine = ReturnType<typeof createEngine>;
 export function createEngine(deps: EngineDeps) {
   const { store, providers, logger, options } = deps;
   const bus = createUpdateBus(store, { maxQueuedPerSubscriber: options.maxQueuedUpdatesPerSubscriber });
-  const logHub = createJobLogHub(store);
+  const jobLogs = createJobLogs({ store, level: options.jobLogLevel, forward: deps.logForward });
+  const jobLogger = jobLogs.logger;
   const running = new Map<string, RunningJob>();
+  const pendingSubmits: { input: NewJob; settle(result: InsertResult): void }[] = [];
   let lifecycle: Lifecycle = "starting";
   let wakeTimer: NodeJS.Timeout | undefined;
 
-  function jobLogger(jobId: string): Logger {
-    return createJobLogger({
-      store, jobId, level: options.jobLogLevel, forward: deps.logForward,
-      onEntry: (entry: LogEntry) => logHub.entry(jobId, entry),
-    });
-  }
-
   function publish(job: Job, transition: JobTransition): void {
     bus.publish(transitionUpdate(transition, job));
-    if (isFinal(job.state)) logHub.end(job.id);
+    if (isFinal(job.state)) jobLogs.end(job.id);
   }
 
   /** Applies a state change and announces it; undefined when the job was no longer in one of `from`. */
@@ -95,17 +89,36 @@ export function createEngine(deps: EngineDeps) {
     if (lifecycle === "draining" || lifecycle === "stopped") throw new UnavailableError("the daemon is shutting down and accepts no new jobs");
   }
 
-  function submit(definition: JobDefinition, meta: { actor: string; scheduleId?: string }): { job: Job; created: boolean } {
+  /**
+   * Queues a job. Submissions that arrive in the same event-loop turn are
+   * written in one transaction (group commit): one commit instead of one per call.
+   */
+  async function submit(definition: JobDefinition, meta: { actor: string; scheduleId?: string }): Promise<{ job: Job; created: boolean }> {
     assertAccepting();
-    const { job, created, transition } = store.insertJob({
-      id: randomUUID(), definition, maxAttempts: options.maxAttempts, createTime: Date.now(),
-      scheduleId: meta.scheduleId, nextSeq: bus.nextSeq, actor: meta.actor,
+    return new Promise((resolve, reject) => {
+      const input: NewJob = {
+        id: uuidv7(), definition, maxAttempts: options.maxAttempts, createTime: Date.now(),
+        scheduleId: meta.scheduleId, nextSeq: bus.nextSeq, actor: meta.actor,
+      };
+      pendingSubmits.push({ input, settle: (result) => (result.ok ? resolve(result) : reject(result.error)) });
+      if (pendingSubmits.length === 1) setImmediate(flushSubmits);
     });
-    if (created && transition) {
-      publish(job, transition);
-      pump();
+  }
+
+  function flushSubmits(): void {
+    const batch = pendingSubmits.splice(0);
+    let results: InsertResult[];
+    try {
+      results = store.insertJobs(batch.map((b) => b.input));
+    } catch (error) {
+      results = batch.map(() => ({ ok: false, error }));
     }
-    return { job, created };
+    batch.forEach(({ settle }, i) => {
+      const result = results[i]!;
+      if (result.ok && result.created && result.transition) publish(result.job, result.transition);
+      settle(result);
+    });
+    pump();
   }
 
   function getJob(id: string): Job {
@@ -251,13 +264,13 @@ export function createEngine(deps: EngineDeps) {
     submit,
     cancel,
     getJob,
-    watch: (jobIds: readonly string[], afterSeq: number | undefined, signal: AbortSignal): AsyncGenerator<JobUpdate> =>
+    watch: (jobIds: readonly string[], afterSeq: number | undefined, signal: AbortSignal): AsyncGenerator<JobUpdate[]> =>
       watchJobs({ store, bus, liveProgress: (id) => running.get(id)?.progress() }, jobIds, afterSeq, signal),
     readLogs(jobId: string, query: LogQuery) {
       getJob(jobId);
-      return store.readLogs(jobId, query);
+      return jobLogs.read(jobId, query);
     },
-    followLogs: logHub.follow,
+    followLogs: jobLogs.follow,
     history(jobId: string): JobTransition[] {
       getJob(jobId);
       return store.history(jobId);
@@ -289,6 +302,7 @@ export function createEngine(deps: EngineDeps) {
       clearTimeout(timer);
       if (!waited) logger.warn({ still_running: [...running.keys()] }, "jobs did not stop within the grace period; they will be recovered at the next start");
       lifecycle = "stopped";
+      jobLogs.flush();
       bus.close(new UnavailableError("the daemon is shutting down; reconnect with after_seq to resume"));
     },
   };

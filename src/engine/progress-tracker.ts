@@ -20,7 +20,8 @@ const RATE_WINDOW_MS = 5_000;
 export function createProgressTracker(options: ProgressTrackerOptions) {
   let current: JobProgress = { ...(options.initial ?? EMPTY_PROGRESS) };
   const samples: { time: number; bytes: number }[] = [];
-  let lastPublish = 0;
+  // The first report waits one interval: the RUNNING update that starts a run already carries the progress.
+  let lastPublish = Date.now();
   let lastPersist = 0;
   let timer: NodeJS.Timeout | undefined;
   let dirtyPersist = false;

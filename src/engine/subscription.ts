@@ -52,25 +52,31 @@ export class Subscription {
     this.wake();
   }
 
-  /** The next update, or undefined once closed without error. Throws the close error. */
-  async next(): Promise<JobUpdate | undefined> {
+  /** Every queued update (at least one), or undefined once closed without error. Throws the close error. */
+  async nextBatch(): Promise<JobUpdate[] | undefined> {
     for (;;) {
-      while (this.head < this.queue.length) {
-        const update = this.queue[this.head];
-        this.queue[this.head++] = undefined;
-        if (!update) continue;
-        this.pending--;
-        if (update.kind === "progress" && this.pendingProgress.get(update.jobId) === this.head - 1) {
-          this.pendingProgress.delete(update.jobId);
-        }
-        this.compact();
-        this.lastDeliveredSeq = update.seq;
-        return update;
-      }
+      const batch: JobUpdate[] = [];
+      for (let update = this.shift(); update; update = this.shift()) batch.push(update);
+      this.compact();
+      if (batch.length > 0) return batch;
       if (this.failure) throw this.failure;
       if (this.closed) return undefined;
       await new Promise<void>((resolve) => (this.waiter = resolve));
     }
+  }
+
+  private shift(): JobUpdate | undefined {
+    while (this.head < this.queue.length) {
+      const index = this.head++;
+      const update = this.queue[index];
+      this.queue[index] = undefined;
+      if (!update) continue;
+      this.pending--;
+      if (update.kind === "progress" && this.pendingProgress.get(update.jobId) === index) this.pendingProgress.delete(update.jobId);
+      this.lastDeliveredSeq = update.seq;
+      return update;
+    }
+    return undefined;
   }
 
   close(error?: HypervisordError): void {

@@ -17,8 +17,9 @@ export interface WatchDeps {
  * StreamJobUpdates: subscribe first (so nothing is missed), then either replay
  * the persisted state changes after `afterSeq` (when given) or send a snapshot of the jobs,
  * then a "synced" marker, then live updates newer than what was already sent.
+ * Updates come in batches: everything queued for the subscriber at each wake-up.
  */
-export async function* watchJobs(deps: WatchDeps, jobIds: readonly string[], afterSeq: number | undefined, signal: AbortSignal): AsyncGenerator<JobUpdate> {
+export async function* watchJobs(deps: WatchDeps, jobIds: readonly string[], afterSeq: number | undefined, signal: AbortSignal): AsyncGenerator<JobUpdate[]> {
   const { store, bus } = deps;
   const jobs = jobIds.map((id) => store.getJob(id) ?? notFound(id));
   const subscription = bus.subscribe(jobIds);
@@ -30,14 +31,15 @@ export async function* watchJobs(deps: WatchDeps, jobIds: readonly string[], aft
       yield* replay(deps, jobIds, afterSeq, syncSeq);
     } else {
       const snapshot = jobIds.length > 0 ? jobs : [...store.jobsInState("queued"), ...store.jobsInState("running")];
-      for (const job of snapshot) yield snapshotUpdate(deps, job, syncSeq);
+      if (snapshot.length > 0) yield snapshot.map((job) => snapshotUpdate(deps, job, syncSeq));
     }
     subscription.markSynced(syncSeq);
-    yield { seq: syncSeq, jobId: "", kind: "synced", time: preciseNow() };
+    yield [{ seq: syncSeq, jobId: "", kind: "synced", time: preciseNow() }];
     for (;;) {
-      const update = await subscription.next();
-      if (!update) return;
-      if (update.seq > syncSeq) yield update;
+      const batch = await subscription.nextBatch();
+      if (!batch) return;
+      const fresh = batch.filter((u) => u.seq > syncSeq);
+      if (fresh.length > 0) yield fresh;
     }
   } finally {
     signal.removeEventListener("abort", onAbort);
@@ -54,15 +56,16 @@ function snapshotUpdate(deps: WatchDeps, job: Job, seq: number): JobUpdate {
   return { seq, jobId: job.id, kind: "snapshot", state: job.state, progress, job: { ...job, progress }, time: preciseNow() };
 }
 
-async function* replay(deps: WatchDeps, jobIds: readonly string[], afterSeq: number, upTo: number): AsyncGenerator<JobUpdate> {
+async function* replay(deps: WatchDeps, jobIds: readonly string[], afterSeq: number, upTo: number): AsyncGenerator<JobUpdate[]> {
   let cursor = afterSeq;
   for (;;) {
     const page = deps.store.transitionsAfter(cursor, jobIds, REPLAY_PAGE).filter((t) => t.seq <= upTo);
     const jobs = new Map<string, Job | undefined>();
-    for (const transition of page) {
-      if (!jobs.has(transition.jobId)) jobs.set(transition.jobId, deps.store.getJob(transition.jobId));
-      yield transitionUpdate(transition, jobs.get(transition.jobId));
-    }
+    const job = (id: string) => {
+      if (!jobs.has(id)) jobs.set(id, deps.store.getJob(id));
+      return jobs.get(id);
+    };
+    if (page.length > 0) yield page.map((transition) => transitionUpdate(transition, job(transition.jobId)));
     if (page.length < REPLAY_PAGE) return;
     cursor = page[page.length - 1]!.seq;
   }

@@ -26,7 +26,10 @@ function connectImplementation(service: DescService, handlers: ServiceHandlers<D
     implementation[method.localName] = method.methodKind === "server_streaming"
       ? async function* (request: unknown, ctx: HandlerContext) {
           try {
-            yield* handler(request, context(ctx)) as AsyncIterable<unknown>;
+            for await (const item of handler(request, context(ctx)) as AsyncIterable<unknown>) {
+              if (Array.isArray(item)) yield* item;
+              else yield item;
+            }
           } catch (err) {
             throw toConnectError(err);
           }

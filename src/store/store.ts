@@ -8,8 +8,11 @@ import type { Job, JobDefinition, JobError, JobProgress, JobResult, JobState, Jo
  */
 export interface Store {
   readonly kind: string;
-  /** Inserts a job and its "created" transition. With a known requestId the existing job is returned instead. */
-  insertJob(input: NewJob): { job: Job; created: boolean; transition?: JobTransition };
+  /**
+   * Inserts jobs and their "created" transitions in one transaction (group commit). Each item succeeds or
+   * fails on its own; with a known requestId the existing job is returned instead (created: false).
+   */
+  insertJobs(inputs: readonly NewJob[]): InsertResult[];
   getJob(id: string): Job | undefined;
   listJobs(filter: JobFilter): JobPage;
   jobsInState(state: JobState): Job[];
@@ -26,7 +29,8 @@ export interface Store {
   transitionsAfter(seq: number, jobIds: readonly string[] | undefined, limit: number): JobTransition[];
   history(jobId: string): JobTransition[];
   maxTransitionSeq(): number;
-  appendLog(jobId: string, entry: NewLogEntry): LogEntry;
+  /** Appends log entries (of any jobs) in one transaction; returns them with their ids, in order. */
+  appendLogs(entries: readonly { jobId: string; entry: NewLogEntry }[]): LogEntry[];
   readLogs(jobId: string, query: LogQuery): { entries: LogEntry[]; truncated: boolean };
   /** The highest job-update sequence number handed out so far may not exceed this (see UpdateBus). */
   getSeqReservation(): number;
@@ -44,6 +48,10 @@ export interface NewJob {
   nextSeq: () => number;
   actor: string;
 }
+
+export type InsertResult =
+  | { ok: true; job: Job; created: boolean; transition?: JobTransition }
+  | { ok: false; error: unknown };
 
 export interface TransitionInput {
   jobId: string;

@@ -1,7 +1,7 @@
 import type { Database, Statement } from "better-sqlite3";
-import { JOB_STATES, type Job, type JobProgress, type JobState, type JobTransition } from "../../domain/job.ts";
+import { EMPTY_PROGRESS, JOB_STATES, type Job, type JobProgress, type JobState, type JobTransition } from "../../domain/job.ts";
 import { AlreadyExistsError } from "../../errors.ts";
-import type { JobFilter, JobPage, NewJob, TransitionInput } from "../store.ts";
+import type { InsertResult, JobFilter, JobPage, NewJob, TransitionInput } from "../store.ts";
 import { jobFromRow, priorityRank, splitSecrets, transitionFromRow, type JobRow, type TransitionRow } from "./job-rows.ts";
 
 /** Queries on jobs, their labels and their transitions; every statement prepared once. */
@@ -53,7 +53,8 @@ export function createJobQueries(db: Database) {
     return row && jobFromRow(row);
   }
 
-  const insert = db.transaction((input: NewJob): { job: Job; created: boolean; transition?: JobTransition } => {
+  /** One job; a savepoint inside insertMany's transaction, so that a failing item rolls back alone. */
+  const insertOne = db.transaction((input: NewJob): { job: Job; created: boolean; transition?: JobTransition } => {
     const { definition } = input;
     if (definition.requestId) {
       const existing = byRequestId.get(definition.requestId);
@@ -82,8 +83,21 @@ export function createJobQueries(db: Database) {
     const transition = recordTransition({
       seq: input.nextSeq(), jobId: input.id, toState: "queued", reason: "submitted", actor: input.actor, time: input.createTime,
     });
-    return { job: get(input.id)!, created: true, transition };
+    const job: Job = {
+      id: input.id, definition, state: "queued", progress: { ...EMPTY_PROGRESS }, attempt: 0,
+      maxAttempts: input.maxAttempts, createTime: input.createTime, scheduleId: input.scheduleId,
+    };
+    return { job, created: true, transition };
   });
+
+  const insertMany = db.transaction((inputs: readonly NewJob[]): InsertResult[] =>
+    inputs.map((input) => {
+      try {
+        return { ok: true, ...insertOne(input) };
+      } catch (error) {
+        return { ok: false, error };
+      }
+    }));
 
   const claim = db.transaction((now: number, nextSeq: () => number) => {
     const row = nextQueued.get(now);
@@ -159,7 +173,7 @@ export function createJobQueries(db: Database) {
   }
 
   return {
-    insert,
+    insertMany,
     get,
     list,
     claim,

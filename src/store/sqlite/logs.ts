@@ -47,14 +47,17 @@ export function createLogQueries(db: Database, options: LogQueryOptions) {
     markTruncated.run(freed, jobId);
   }
 
-  const append = db.transaction((jobId: string, entry: NewLogEntry): LogEntry => {
+  function appendOne(jobId: string, entry: NewLogEntry): LogEntry {
     const fields = JSON.stringify(entry.fields);
     const bytes = Buffer.byteLength(entry.message) + Buffer.byteLength(fields) + 32;
     const info = insert.run(jobId, entry.time, entry.level, entry.message, fields, bytes);
     const total = addBytes.get(bytes, jobId)?.log_bytes ?? 0;
     if (total > options.maxBytesPerJob) trim(jobId, total);
     return { ...entry, id: Number(info.lastInsertRowid) };
-  });
+  }
+
+  const appendMany = db.transaction((entries: readonly { jobId: string; entry: NewLogEntry }[]) =>
+    entries.map(({ jobId, entry }) => appendOne(jobId, entry)));
 
   function read(jobId: string, query: LogQuery): { entries: LogEntry[]; truncated: boolean } {
     const rows = query.tail > 0
@@ -66,5 +69,5 @@ export function createLogQueries(db: Database, options: LogQueryOptions) {
     };
   }
 
-  return { append, read };
+  return { appendMany, read };
 }

@@ -15,7 +15,7 @@ const MIGRATIONS: readonly Migration[] = [
       CREATE TABLE jobs (
         pk INTEGER PRIMARY KEY,
         id TEXT NOT NULL UNIQUE,
-        request_id TEXT UNIQUE,
+        request_id TEXT,
         name TEXT NOT NULL,
         provider TEXT NOT NULL,
         state TEXT NOT NULL,
@@ -37,10 +37,10 @@ const MIGRATIONS: readonly Migration[] = [
         log_bytes INTEGER NOT NULL DEFAULT 0,
         log_truncated INTEGER NOT NULL DEFAULT 0
       );
+      -- The queue order; also serves every lookup by state.
       CREATE INDEX jobs_queue ON jobs (state, priority DESC, pk);
-      CREATE INDEX jobs_state_pk ON jobs (state, pk);
       CREATE INDEX jobs_create_time ON jobs (create_time);
-      CREATE INDEX jobs_provider ON jobs (provider, pk);
+      CREATE UNIQUE INDEX jobs_request_id ON jobs (request_id) WHERE request_id IS NOT NULL;
       CREATE INDEX jobs_schedule ON jobs (schedule_id, pk) WHERE schedule_id IS NOT NULL;
 
       CREATE TABLE job_labels (

@@ -32,7 +32,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
 
   return {
     kind: "sqlite",
-    insertJob: jobs.insert,
+    insertJobs: jobs.insertMany,
     getJob: jobs.get,
     listJobs: jobs.list,
     jobsInState: jobs.inState,
@@ -46,7 +46,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     transitionsAfter: jobs.transitionsAfter,
     history: jobs.history,
     maxTransitionSeq: jobs.maxTransitionSeq,
-    appendLog: logs.append,
+    appendLogs: logs.appendMany,
     readLogs: logs.read,
     getSeqReservation: () => Number(getMeta.get("seq_reservation")?.value ?? 0),
     setSeqReservation: (value) => void setMeta.run("seq_reservation", String(value)),

@@ -1,0 +1,127 @@
+import pino, { type Logger } from "pino";
+import { isFinal } from "../domain/job.ts";
+import { NotFoundError } from "../errors.ts";
+import { loggerOptions } from "../logging.ts";
+import type { LogEntry, LogQuery, NewLogEntry, Store } from "../store/store.ts";
+
+type Listener = (entry: LogEntry | "end") => void;
+
+const NOT_FIELDS = new Set(["level", "time", "msg", "pid", "hostname", "job_id"]);
+
+export interface JobLogsOptions {
+  store: Store;
+  level: string;
+  /** Also write every record here (the daemon's own log). */
+  forward?: { write(line: string): unknown };
+}
+
+/**
+ * Per-job logs: one pino logger whose children (one per job, `job_id` bound)
+ * write to the daemon log and to the store. Records are buffered and stored
+ * in one transaction per event-loop turn; readers flush first, so they never
+ * miss a record already logged. Followers get new entries as they are stored.
+ */
+export function createJobLogs(options: JobLogsOptions) {
+  const { store } = options;
+  const pending: { jobId: string; entry: NewLogEntry }[] = [];
+  const listeners = new Map<string, Set<Listener>>();
+  let scheduled = false;
+
+  function emit(jobId: string, value: LogEntry | "end"): void {
+    for (const listener of listeners.get(jobId) ?? []) listener(value);
+  }
+
+  function flush(): void {
+    scheduled = false;
+    if (pending.length === 0) return;
+    const batch = pending.splice(0);
+    const stored = store.appendLogs(batch);
+    batch.forEach(({ jobId }, i) => emit(jobId, stored[i]!));
+  }
+
+  const base = pino(loggerOptions(options.level), {
+    write(line: string) {
+      options.forward?.write(line);
+      const record = JSON.parse(line) as Record<string, unknown>;
+      const fields: Record<string, unknown> = {};
+      for (const [key, value] of Object.entries(record)) if (!NOT_FIELDS.has(key)) fields[key] = value;
+      pending.push({
+        jobId: String(record.job_id),
+        entry: {
+          time: typeof record.time === "string" ? Date.parse(record.time) : Date.now(),
+          level: String(record.level),
+          message: typeof record.msg === "string" ? record.msg : "",
+          fields,
+        },
+      });
+      if (!scheduled) {
+        scheduled = true;
+        setImmediate(flush);
+      }
+    },
+  });
+
+  function read(jobId: string, query: LogQuery) {
+    flush();
+    return store.readLogs(jobId, query);
+  }
+
+  /** Stored entries after `afterId` (or the last `tail`), then, with follow, new ones until the job ends. */
+  async function* follow(jobId: string, query: { afterId: number; tail: number; follow: boolean }, signal: AbortSignal): AsyncGenerator<LogEntry> {
+    if (!store.getJob(jobId)) throw new NotFoundError(`job ${jobId} not found`);
+    const live: (LogEntry | "end")[] = [];
+    let wake: (() => void) | undefined;
+    const listener: Listener = (value) => {
+      live.push(value);
+      wake?.();
+    };
+    const onAbort = () => wake?.();
+    let set = listeners.get(jobId);
+    if (!set) listeners.set(jobId, (set = new Set()));
+    set.add(listener);
+    signal.addEventListener("abort", onAbort);
+    try {
+      let lastId = query.afterId;
+      let page = read(jobId, { afterId: lastId, tail: query.tail, limit: 5000 }).entries;
+      while (page.length > 0) {
+        yield* page;
+        lastId = page[page.length - 1]!.id;
+        page = read(jobId, { afterId: lastId, tail: 0, limit: 5000 }).entries;
+      }
+      if (!query.follow || isFinal(store.getJob(jobId)!.state)) return;
+      while (!signal.aborted) {
+        const value = live.shift();
+        if (value === "end") {
+          // The engine records the final state before the run's last log lines: read what came after.
+          yield* read(jobId, { afterId: lastId, tail: 0, limit: 5000 }).entries;
+          return;
+        }
+        if (value) {
+          if (value.id > lastId) {
+            lastId = value.id;
+            yield value;
+          }
+          continue;
+        }
+        await new Promise<void>((resolve) => (wake = resolve));
+        wake = undefined;
+      }
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+      set.delete(listener);
+      if (set.size === 0) listeners.delete(jobId);
+    }
+  }
+
+  return {
+    /** The logger a job's run (and the engine, about that job) writes to. */
+    logger: (jobId: string): Logger => base.child({ job_id: jobId }),
+    read,
+    follow,
+    /** The job reached a final state: followers finish. */
+    end: (jobId: string) => emit(jobId, "end"),
+    flush,
+  };
+}
+
+export type JobLogs = ReturnType<typeof createJobLogs>;
