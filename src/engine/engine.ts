@@ -78,8 +78,7 @@ export function createEngine(deps: EngineDeps) {
   /** Applies a state change and announces it; undefined when the job was no longer in one of `from`. */
   function move(input: Omit<TransitionInput, "seq" | "time">): Job | undefined {
     const time = Date.now();
-    const final = input.to === "completed" || input.to === "failed" || input.to === "cancelled";
-    const changed = store.transition({ ...input, seq: bus.nextSeq(), time, endTime: input.endTime ?? (final ? time : undefined) });
+    const changed = store.transition({ ...input, seq: bus.nextSeq(), time, endTime: input.endTime ?? (isFinal(input.to) ? time : undefined) });
     if (!changed) return undefined;
     publish(changed.job, changed.transition);
     return changed.job;
