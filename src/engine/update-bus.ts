@@ -13,12 +13,14 @@ export interface UpdateBus {
   publish(update: JobUpdate): void;
   subscribe(jobIds: readonly string[] | undefined): Subscription;
   subscriberCount(): number;
-  /** Ends every subscription (with the error, if given) and records the exact sequence reached. */
+  /** Ends every subscription (with the error, if given). */
   close(error?: HypervisordError): void;
 }
 
 export function createUpdateBus(store: Store, options: { maxQueuedPerSubscriber: number }): UpdateBus {
-  let seq = Math.max(store.getSeqReservation(), store.maxTransitionSeq());
+  // One block beyond what was persisted: a reservation written inside a transaction that rolled back
+  // leaves at most one block of sequence numbers handed out but not recorded.
+  let seq = Math.max(store.getSeqReservation(), store.maxTransitionSeq()) + SEQ_BLOCK;
   let reserved = seq;
   const subscribers = new Set<Subscription>();
 
@@ -46,7 +48,6 @@ export function createUpdateBus(store: Store, options: { maxQueuedPerSubscriber:
     subscriberCount: () => subscribers.size,
     close(error) {
       for (const subscriber of [...subscribers]) subscriber.close(error);
-      store.setSeqReservation(seq);
     },
   };
 }
