@@ -219,6 +219,23 @@ describe("bad input is refused with the right status, over grpc-js and Connect J
     assert.equal(unknownField.body.code, "invalid_argument");
   });
 
+  test("gRPC: bytes that do not decode are INVALID_ARGUMENT naming the message type, unary and streaming", async () => {
+    const garbage = () => Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]); // field 1, a length past the end
+    const unary = await new Promise<grpc.ServiceError>((resolve, reject) => {
+      c.raw.makeUnaryRequest("/hypervisord.v1.HypervisordService/GetJob", garbage, (b: Buffer) => b, null, (err) =>
+        (err ? resolve(err) : reject(new Error("a garbage request succeeded"))));
+    });
+    assert.equal(unary.code, grpc.status.INVALID_ARGUMENT);
+    assert.match(unary.details, /^request: does not decode as hypervisord\.v1\.GetJobRequest: /);
+    const stream = c.raw.makeServerStreamRequest("/hypervisord.v1.HypervisordService/StreamJobUpdates", garbage, (b: Buffer) => b, null);
+    const streamed = await new Promise<grpc.ServiceError>((resolve) => {
+      stream.on("data", () => undefined);
+      stream.on("error", resolve);
+    });
+    assert.equal(streamed.code, grpc.status.INVALID_ARGUMENT);
+    assert.match(streamed.details, /^request: does not decode as hypervisord\.v1\.StreamJobUpdatesRequest: /);
+  });
+
   test("after all the bad input the daemon still answers", async () => {
     const status = await c.unary("getStatus", {});
     assert.equal(status.lifecycle, "running");

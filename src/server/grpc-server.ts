@@ -5,6 +5,7 @@ import { ReflectionService } from "@grpc/reflection";
 import type { Logger } from "pino";
 import type { CallContext, ServiceHandlers } from "../api/handlers.ts";
 import { statusOf } from "../api/status.ts";
+import { InvalidArgumentError } from "../errors.ts";
 import type { ListenAddress } from "../config/parse-value.ts";
 
 export interface GrpcServiceBinding {
@@ -66,11 +67,27 @@ function methodDefinition(service: DescService, method: DescMethod): grpc.Method
     requestStream: false,
     responseStream: streaming,
     requestSerialize: (message) => Buffer.from(toBinary(method.input, message as never)),
-    requestDeserialize: (bytes: Buffer) => fromBinary(method.input, bytes),
+    requestDeserialize: (bytes: Buffer) => decodeRequest(method, bytes),
     // A streamed update is shared by every subscriber: serialize it once.
     responseSerialize: streaming ? cachedSerializer(method.output) : (message) => Buffer.from(toBinary(method.output, message as never)),
     responseDeserialize: (bytes: Buffer) => fromBinary(method.output, bytes),
   };
+}
+
+/**
+ * Bytes that do not decode are the caller's error (INVALID_ARGUMENT), but a throwing deserializer makes
+ * grpc-js answer INTERNAL: so decoding never throws here, and the handler answers for the marker.
+ */
+class UndecodableRequest {
+  constructor(readonly error: InvalidArgumentError) {}
+}
+
+function decodeRequest(method: DescMethod, bytes: Buffer): unknown {
+  try {
+    return fromBinary(method.input, bytes);
+  } catch (err) {
+    return new UndecodableRequest(new InvalidArgumentError("request", `does not decode as ${method.input.typeName}: ${(err as Error).message}`));
+  }
 }
 
 function cachedSerializer(schema: DescMessage): (message: unknown) => Buffer {
@@ -100,7 +117,9 @@ function toServiceError(err: unknown, logger: Logger, method: DescMethod): Parti
 function unaryHandler(method: DescMethod, handler: AnyHandler, logger: Logger): grpc.handleUnaryCall<unknown, unknown> {
   return (call, callback) => {
     const { context } = callContext(call);
-    (handler(call.request, context) as Promise<unknown>).then(
+    const request = call.request;
+    if (request instanceof UndecodableRequest) return callback(toServiceError(request.error, logger, method));
+    (handler(request, context) as Promise<unknown>).then(
       (response) => callback(null, create(method.output, response as never)),
       (err: unknown) => callback(toServiceError(err, logger, method)),
     );
@@ -112,6 +131,7 @@ function streamingHandler(method: DescMethod, handler: AnyHandler, logger: Logge
     const { controller, context } = callContext(call);
     const { signal } = controller;
     try {
+      if (call.request instanceof UndecodableRequest) throw call.request.error;
       for await (const item of handler(call.request, context) as AsyncIterable<unknown>) {
         if (signal.aborted) break;
         let room = true;
