@@ -1,0 +1,39 @@
+import type { TLSSocket } from "node:tls";
+import { Agent, buildConnector } from "undici";
+import { UnavailableError } from "../../errors.ts";
+
+export interface TlsPolicy {
+  /** Skip certificate verification altogether. */
+  insecure: boolean;
+  /** Accept exactly the certificate with this SHA-1 or SHA-256 fingerprint (hex, colons optional). */
+  thumbprint: string;
+}
+
+export interface AgentOptions extends TlsPolicy {
+  /** Connections per origin (SOAP and NFC each count). */
+  maxConnections: number;
+}
+
+export function normalizeThumbprint(value: string): string {
+  return value.replace(/:/g, "").toLowerCase();
+}
+
+/**
+ * A keep-alive undici Agent for one vSphere endpoint. With a thumbprint the
+ * certificate is not verified against CAs but pinned: the handshake's peer
+ * certificate must have that fingerprint, or the connection is closed.
+ */
+export function createVSphereAgent(options: AgentOptions): Agent {
+  const pinned = normalizeThumbprint(options.thumbprint);
+  const connector = buildConnector({ rejectUnauthorized: !options.insecure && !pinned });
+  const connect: buildConnector.connector = (opts, callback) =>
+    connector(opts, (err, socket) => {
+      if (err || !pinned || !socket) return callback(err as Error, socket as never);
+      const cert = (socket as TLSSocket).getPeerCertificate?.();
+      const seen = [cert?.fingerprint256, cert?.fingerprint].filter(Boolean).map((f) => normalizeThumbprint(f!));
+      if (seen.includes(pinned)) return callback(null, socket);
+      socket.destroy();
+      callback(new UnavailableError(`TLS certificate of ${opts.hostname} does not match the pinned thumbprint (got SHA-256 ${seen[0] ?? "none"})`, { retryable: false }), null);
+    });
+  return new Agent({ connect, connections: options.maxConnections, keepAliveTimeout: 30_000, keepAliveMaxTimeout: 300_000 });
+}

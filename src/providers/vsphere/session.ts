@@ -1,0 +1,89 @@
+import type { Logger } from "pino";
+import type { Agent } from "undici";
+import type { VSphereConnection } from "../../domain/job.ts";
+import { InvalidArgumentError } from "../../errors.ts";
+import { createVSphereAgent } from "./agent.ts";
+import { VSphereFault } from "./faults.ts";
+import { SERVICE_INSTANCE, serviceContentOf, type ServiceContent } from "./service-content.ts";
+import { createSoapClient, type SoapClient, type SoapParams } from "./soap-client.ts";
+import type { XmlNode } from "./xml.ts";
+
+export interface VSphereSession {
+  readonly connection: VSphereConnection;
+  readonly soap: SoapClient;
+  readonly agent: Agent;
+  readonly content: ServiceContent;
+  /** Calls a method; a NotAuthenticated fault (expired session) logs in again once and retries. */
+  call(method: string, params: SoapParams, signal: AbortSignal): Promise<XmlNode>;
+  /** Logs out and closes the connections. */
+  close(): Promise<void>;
+  readonly relogins: number;
+}
+
+/** "https://vc" and "https://vc/" mean "https://vc/sdk". */
+export function sdkUrl(raw: string, field = "vsphere.url"): URL {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new InvalidArgumentError(field, `"${raw}" is not a URL`);
+  }
+  if (url.pathname === "/" || url.pathname === "") url.pathname = "/sdk";
+  return url;
+}
+
+export async function openSession(connection: VSphereConnection, options: { maxConnections: number; logger: Logger }, signal: AbortSignal): Promise<VSphereSession> {
+  const url = sdkUrl(connection.url);
+  const agent = createVSphereAgent({ insecure: connection.insecure, thumbprint: connection.thumbprint, maxConnections: options.maxConnections });
+  const soap = createSoapClient(url, agent);
+  try {
+    const content = serviceContentOf(await soap.call("RetrieveServiceContent", [["_this", SERVICE_INSTANCE]], signal));
+    soap.setApiVersion(content.apiVersion);
+    const login = async (s: AbortSignal) => {
+      await soap.call("Login", [["_this", content.sessionManager], ["userName", connection.username], ["password", connection.password]], s);
+    };
+    await login(signal);
+    options.logger.info({ endpoint: soap.endpoint, user: connection.username, server: content.fullName }, "vSphere session opened");
+    let relogin: Promise<void> | undefined;
+    let relogins = 0;
+    return {
+      connection, soap, agent, content,
+      get relogins() {
+        return relogins;
+      },
+      async call(method, params, s) {
+        try {
+          return await soap.call(method, params, s);
+        } catch (err) {
+          if (!(err instanceof VSphereFault) || err.faultType !== "NotAuthenticated") throw err;
+          // Expired or dropped session: one shared re-login for every caller that hit it, then one retry.
+          relogin ??= login(s).then(() => {
+            relogins++;
+            options.logger.info({ endpoint: soap.endpoint, user: connection.username }, "vSphere session expired; logged in again");
+          }).finally(() => (relogin = undefined));
+          await relogin;
+          return soap.call(method, params, s);
+        }
+      },
+      async close() {
+        try {
+          await soap.call("Logout", [["_this", content.sessionManager]], AbortSignal.timeout(5000));
+          options.logger.info({ endpoint: soap.endpoint, user: connection.username }, "vSphere session closed");
+        } catch (err) {
+          // NotAuthenticated: the server had already ended the session (idle timeout); nothing is leaked.
+          if (!(err instanceof VSphereFault && err.faultType === "NotAuthenticated")) {
+            options.logger.warn({ endpoint: soap.endpoint, err: (err as Error).message }, "vSphere logout failed");
+          }
+        } finally {
+          await agent.close();
+        }
+      },
+    };
+  } catch (err) {
+    await agent.close();
+    if (err instanceof VSphereFault && err.faultType === "InvalidLogin") {
+      throw new VSphereFault("InvalidLogin", `vSphere login as "${connection.username}" at ${url.host} failed: wrong user name or password`, "UNAUTHENTICATED", false);
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,68 @@
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import readline from "node:readline";
+import { promisify } from "node:util";
+
+const ROOT = path.resolve(import.meta.dirname, "../..");
+/** ../shared/vcsim beside the repository (CI puts shared/ there too). */
+const BUILD_SCRIPT = process.env.HYPERVISORD_VCSIM_BUILD ?? path.resolve(ROOT, "../shared/vcsim/build.sh");
+
+export interface VcsimVm {
+  name: string;
+  path: string;
+  moref: string;
+  uuid: string;
+  powerState: string;
+  firmware: string;
+  nvram?: string;
+  disks: { label: string; capacityKB: number; file: string }[];
+}
+
+export interface Vcsim {
+  url: string;
+  vms: VcsimVm[];
+  child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+let built: Promise<{ binary?: string; govc?: string; reason?: string }> | undefined;
+
+/** Builds vcsim-export (cached by build.sh) once per test process; a reason instead when it cannot be built here. */
+export function buildVcsim(): Promise<{ binary?: string; govc?: string; reason?: string }> {
+  built ??= (async () => {
+    if (!fs.existsSync(BUILD_SCRIPT)) return { reason: `the vCenter simulator's build script is missing: ${BUILD_SCRIPT}` };
+    try {
+      const { stdout } = await promisify(execFile)(BUILD_SCRIPT, process.env.HYPERVISORD_VCSIM_GOVC === "0" ? [] : ["--with-govc"], { timeout: 15 * 60_000 });
+      const [binary, govc] = stdout.trim().split("\n");
+      return { binary, govc };
+    } catch (err) {
+      return { reason: `the vCenter simulator could not be built by ${BUILD_SCRIPT}: ${(err as Error).message.split("\n").slice(0, 3).join(" ")}` };
+    }
+  })();
+  return built;
+}
+
+/** Starts vcsim-export on a free loopback port with the given flags and fault-injection environment. */
+export async function startVcsim(args: string[] = [], env: Record<string, string> = {}): Promise<Vcsim> {
+  const { binary, reason } = await buildVcsim();
+  if (!binary) throw new Error(reason);
+  const child = spawn(binary, ["-autostart=false", ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  const stderr: string[] = [];
+  child.stderr!.on("data", (chunk: Buffer) => stderr.push(chunk.toString()));
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const info = await new Promise<{ url: string; vms: VcsimVm[] }>((resolve, reject) => {
+    const lines = readline.createInterface({ input: child.stdout! });
+    lines.once("line", (line) => resolve(JSON.parse(line) as { url: string; vms: VcsimVm[] }));
+    void exited.then(() => reject(new Error(`vcsim-export exited before it listened: ${stderr.join("")}`)));
+  });
+  return {
+    url: info.url,
+    vms: info.vms,
+    child,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+      await exited;
+    },
+  };
+}
