@@ -1,5 +1,5 @@
-import pino from "pino";
-import { ConfigError, loadConfig } from "./config/load-config.ts";
+import pino, { type Logger } from "pino";
+import { ConfigError, loadConfig, type DaemonConfig } from "./config/load-config.ts";
 import { startDaemon, type Daemon } from "./daemon.ts";
 import { createLogger } from "./logging.ts";
 import type { Provider } from "./providers/provider.ts";
@@ -9,7 +9,9 @@ import { VERSION } from "./version.ts";
 const STOP_DEADLINE_MS = 9_500;
 
 /** The hypervisord process: configuration, the daemon, signals and exit codes. */
-export async function run(argv: readonly string[], env: NodeJS.ProcessEnv, providers: readonly Provider[]): Promise<void> {
+export async function run(
+  argv: readonly string[], env: NodeJS.ProcessEnv, providersFor: (config: DaemonConfig, logger: Logger) => Provider[],
+): Promise<void> {
   let command;
   try {
     command = loadConfig(argv, env);
@@ -31,7 +33,7 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv, provi
   for (const warning of command.config.warnings) logger.warn(warning);
   let daemon: Daemon;
   try {
-    daemon = await startDaemon({ config: command.config, providers, logger, logForward: destination });
+    daemon = await startDaemon({ config: command.config, providers: providersFor(command.config, logger), logger, logForward: destination });
   } catch (err) {
     logger.fatal({ err }, `hypervisord could not start: ${(err as Error).message}`);
     exit(1);

@@ -51,7 +51,7 @@ bad("submitJob", "missing definition", {}, INVALID, "definition");
 bad("submitJob", "missing vm", sub({ provider: "fake" }), INVALID, "definition.vm");
 bad("submitJob", "blank vm", sub({ provider: "fake", vm: "  " }), INVALID, "definition.vm");
 bad("submitJob", "unknown provider", fake({ provider: "nope" }), INVALID, "definition.provider");
-bad("submitJob", "default provider vsphere is not registered", sub({ vm: "web-01" }), INVALID, "definition.provider");
+bad("submitJob", "default provider vsphere without a connection (none configured)", sub({ vm: "web-01" }), INVALID, "definition.vsphere.url");
 bad("submitJob", "absolute output_dir outside the root", fake({ outputDir: "/etc" }), INVALID, "definition.output_dir");
 bad("submitJob", "relative output_dir escaping with ../..", fake({ outputDir: "../../etc" }), INVALID, "definition.output_dir");
 bad("submitJob", "output_dir through a symlink leading outside", () => fake({ outputDir: "escape/sub" }), INVALID, "definition.output_dir");
@@ -100,7 +100,7 @@ bad("streamJobUpdates", "unknown job id", { jobIds: [unknownId] }, NOT_FOUND, ne
 bad("streamJobUpdates", "unknown job id after a known one", () => ({ jobIds: [finishedJobId, unknownId] }), NOT_FOUND, new RegExp(unknownId));
 bad("streamJobUpdates", "empty job id", { jobIds: [""] }, INVALID, "job_ids[0]");
 bad("listVMs", "unknown provider", { provider: "nope" }, INVALID, "provider");
-bad("listVMs", "default provider vsphere is not registered", {}, INVALID, "provider");
+bad("listVMs", "default provider vsphere without a connection (none configured)", {}, INVALID, "vsphere.url");
 bad("listVMs", "unknown power_state", { provider: "fake", powerState: 9 as PowerState }, INVALID, "power_state");
 bad("listVMs", "name_pattern too long", { provider: "fake", namePattern: "x".repeat(300) }, INVALID, "name_pattern");
 bad("listVMs", "bad vsphere.url", { provider: "fake", vsphere: { url: "ftp://vc" } }, INVALID, "vsphere.url");

@@ -149,6 +149,10 @@ export function createHypervisordApi(deps: ApiDeps): ServiceHandlers<typeof Hype
         store: deps.store.kind,
         lastSeq: BigInt(stats.lastSeq),
         subscribers: stats.subscribers,
+        providers: await Promise.all(providers.list().filter((p) => p.stats).map(async (p) => ({
+          name: p.name,
+          counters: Object.fromEntries(Object.entries(await p.stats!()).map(([k, v]) => [k, BigInt(v)])),
+        }))),
       };
     },
 

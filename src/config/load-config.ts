@@ -20,6 +20,7 @@ export interface DaemonConfig {
   engine: CompiledEngineOptions;
   /** The connection used when a request names none. */
   defaultVSphere?: VSphereConnection;
+  vsphere: { maxConnections: number; sessionIdleTimeoutMs: number; maxTransfersPerHost: number };
   /** The config file read, if any. */
   configFile?: string;
   /** Problems that do not stop the daemon (unknown keys in the file), to be logged at start. */
@@ -140,6 +141,11 @@ function compile(values: Map<string, unknown>, configFile: string | undefined): 
           thumbprint: get<string | undefined>("vsphere.thumbprint") ?? "",
         }
       : undefined,
+    vsphere: {
+      maxConnections: get<number>("vsphere.max_connections"),
+      sessionIdleTimeoutMs: get<number>("vsphere.session_idle_timeout"),
+      maxTransfersPerHost: get<number>("vsphere.max_transfers_per_host"),
+    },
     configFile: configFile && path.resolve(configFile),
   };
 }

@@ -36,5 +36,8 @@ export const SETTINGS: readonly Setting[] = [
   { key: "vsphere.username", env: "HYPERVISORD_VSPHERE_USERNAME", type: "string", help: "default vSphere connection: user" },
   { key: "vsphere.password", env: "HYPERVISORD_VSPHERE_PASSWORD", type: "string", help: "default vSphere connection: password" },
   { key: "vsphere.insecure", env: "HYPERVISORD_VSPHERE_INSECURE", type: "bool", default: false, help: "default vSphere connection: skip TLS verification" },
+  { key: "vsphere.max_connections", env: "HYPERVISORD_VSPHERE_MAX_CONNECTIONS", type: "int", default: 8, min: 1, max: 64, help: "HTTP connections per vSphere endpoint (SOAP and downloads)" },
+  { key: "vsphere.session_idle_timeout", type: "duration", default: "5m", min: 1000, help: "a vSphere session unused this long is logged out" },
+  { key: "vsphere.max_transfers_per_host", env: "HYPERVISORD_VSPHERE_MAX_TRANSFERS_PER_HOST", type: "int", default: 8, min: 1, max: 64, help: "concurrent disk transfers per ESXi host, across jobs" },
   { key: "vsphere.thumbprint", env: "HYPERVISORD_VSPHERE_THUMBPRINT", type: "string", help: "default vSphere connection: pinned certificate fingerprint" },
 ];

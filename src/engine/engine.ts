@@ -7,7 +7,7 @@ import {
 import type { Provider } from "../providers/provider.ts";
 import type { ProviderRegistry } from "../providers/registry.ts";
 import type { InsertResult, LogQuery, NewJob, Store, TransitionInput } from "../store/store.ts";
-import { retryDelayMs } from "./backoff.ts";
+import { retryDelayMs } from "../backoff.ts";
 import { createJobLogs } from "./job-logs.ts";
 import { createProgressTracker } from "./progress-tracker.ts";
 import { createUpdateBus } from "./update-bus.ts";

@@ -1,10 +1,17 @@
+import type { Logger } from "pino";
+import type { DaemonConfig } from "../config/load-config.ts";
 import type { Provider } from "./provider.ts";
+import { createVSphereProvider } from "./vsphere/vsphere-provider.ts";
 
-/**
- * The providers compiled into the daemon. The vSphere provider joins this
- * list with its own issue; until then the daemon runs no exports by itself
- * (tests add a fake provider through test/support/fake-daemon.ts).
- */
-export function builtinProviders(): Provider[] {
-  return [];
+/** The providers compiled into the daemon. */
+export function builtinProviders(config: DaemonConfig, logger: Logger): Provider[] {
+  return [
+    createVSphereProvider({
+      defaultConnection: config.defaultVSphere,
+      maxConnections: config.vsphere.maxConnections,
+      sessionIdleTimeoutMs: config.vsphere.sessionIdleTimeoutMs,
+      maxTransfersPerHost: config.vsphere.maxTransfersPerHost,
+      logger: logger.child({ provider: "vsphere" }),
+    }),
+  ];
 }

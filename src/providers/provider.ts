@@ -40,6 +40,8 @@ export interface Provider {
   listVMs?(query: VMQuery, signal: AbortSignal): Promise<VirtualMachine[]>;
   getVM?(query: GetVMQuery, signal: AbortSignal): Promise<VirtualMachine>;
   export(definition: JobDefinition, context: ExportContext): Promise<ExportResult>;
+  /** Counters for GetStatus (e.g. session reuse). */
+  stats?(): Promise<Record<string, number>>;
   /** Releases sessions and connections; called once at shutdown. */
   close?(): Promise<void>;
 }

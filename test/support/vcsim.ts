@@ -26,21 +26,29 @@ export interface Vcsim {
   stop(): Promise<void>;
 }
 
-let built: Promise<{ binary?: string; govc?: string; reason?: string }> | undefined;
+let built: Promise<{ binary?: string; reason?: string }> | undefined;
+let builtGovc: Promise<{ govc?: string; reason?: string }> | undefined;
+
+async function runBuild(args: string[]): Promise<{ paths?: string[]; reason?: string }> {
+  if (!fs.existsSync(BUILD_SCRIPT)) return { reason: `the vCenter simulator's build script is missing: ${BUILD_SCRIPT}` };
+  try {
+    const { stdout } = await promisify(execFile)(BUILD_SCRIPT, args, { timeout: 15 * 60_000 });
+    return { paths: stdout.trim().split("\n") };
+  } catch (err) {
+    return { reason: `${BUILD_SCRIPT} ${args.join(" ")} failed: ${(err as Error).message.split("\n").slice(0, 3).join(" ")}` };
+  }
+}
 
 /** Builds vcsim-export (cached by build.sh) once per test process; a reason instead when it cannot be built here. */
-export function buildVcsim(): Promise<{ binary?: string; govc?: string; reason?: string }> {
-  built ??= (async () => {
-    if (!fs.existsSync(BUILD_SCRIPT)) return { reason: `the vCenter simulator's build script is missing: ${BUILD_SCRIPT}` };
-    try {
-      const { stdout } = await promisify(execFile)(BUILD_SCRIPT, process.env.HYPERVISORD_VCSIM_GOVC === "0" ? [] : ["--with-govc"], { timeout: 15 * 60_000 });
-      const [binary, govc] = stdout.trim().split("\n");
-      return { binary, govc };
-    } catch (err) {
-      return { reason: `the vCenter simulator could not be built by ${BUILD_SCRIPT}: ${(err as Error).message.split("\n").slice(0, 3).join(" ")}` };
-    }
-  })();
+export function buildVcsim(): Promise<{ binary?: string; reason?: string }> {
+  built ??= runBuild([]).then(({ paths, reason }) => ({ binary: paths?.[0], reason }));
   return built;
+}
+
+/** govc, VMware's CLI, built from Debian's govmomi source (for comparisons in benchmarks). */
+export function buildGovc(): Promise<{ govc?: string; reason?: string }> {
+  builtGovc ??= runBuild(["--with-govc"]).then(({ paths, reason }) => ({ govc: paths?.[1], reason }));
+  return builtGovc;
 }
 
 /** Starts vcsim-export on a free loopback port with the given flags and fault-injection environment. */

@@ -23,6 +23,9 @@ const parser = new XMLParser({
   parseAttributeValue: false,
   trimValues: false,
   processEntities: true,
+  // Numeric character references (&#34; &#xA;), which vim25 servers use inside escaped documents such as
+  // the OVF descriptor, are only decoded in this mode.
+  htmlEntities: true,
 });
 
 /** Parses a document and returns its root element. */

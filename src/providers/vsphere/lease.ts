@@ -1,0 +1,93 @@
+import { HypervisordError, UnavailableError } from "../../errors.ts";
+import { retrieveOne } from "./property-collector.ts";
+import type { VSphereSession } from "./session.ts";
+import { child, children, textOf, type MoRef, type XmlNode } from "./xml.ts";
+
+export interface LeaseDevice {
+  key: string;
+  /** With "*" replaced by the host the session talks to. */
+  url: string;
+  disk: boolean;
+  targetId: string;
+}
+
+export interface LeaseInfo {
+  devices: LeaseDevice[];
+  /** Seconds without HttpNfcLeaseProgress after which the server expires the lease. */
+  timeoutSeconds: number;
+}
+
+export interface ManifestEntry {
+  key: string;
+  sha1: string;
+  size: number;
+}
+
+/** Waits for an HttpNfcLease to leave "initializing"; throws its error if it ends in "error". */
+export async function waitForLease(session: VSphereSession, lease: MoRef, signal: AbortSignal): Promise<LeaseInfo> {
+  for (let delay = 100; ; delay = Math.min(delay * 2, 1000)) {
+    const content = await retrieveOne(session, lease, ["state", "info", "error"], signal);
+    const state = content?.props.get("state")?.text;
+    if (state === "ready") return leaseInfoOf(content!.props.get("info"), session.soap.url.host);
+    if (state === "error" || state === "done" || !content) {
+      const message = textOf(content?.props.get("error"), "localizedMessage") || `lease is ${state ?? "gone"}`;
+      throw new UnavailableError(`the export lease at ${session.soap.endpoint} failed: ${message}`);
+    }
+    await new Promise((resolve, reject) => {
+      const timer = setTimeout(resolve, delay);
+      signal.addEventListener("abort", () => {
+        clearTimeout(timer);
+        reject(signal.reason);
+      }, { once: true });
+    });
+  }
+}
+
+export async function leaseState(session: VSphereSession, lease: MoRef, signal: AbortSignal): Promise<string> {
+  return (await retrieveOne(session, lease, ["state"], signal))?.props.get("state")?.text ?? "gone";
+}
+
+function leaseInfoOf(info: XmlNode | undefined, host: string): LeaseInfo {
+  if (!info) throw new HypervisordError("INTERNAL", "the export lease is ready but has no info");
+  return {
+    devices: children(info, "deviceUrl").map((d) => ({
+      key: textOf(d, "key"),
+      url: textOf(d, "url").replace("://*/", `://${host}/`).replace("://*:", `://${host.split(":")[0]}:`),
+      disk: textOf(d, "disk") === "true",
+      targetId: textOf(d, "targetId"),
+    })),
+    timeoutSeconds: Number(textOf(info, "leaseTimeout") || 300),
+  };
+}
+
+/** The server's own checksums of the lease's files (when it offers them). */
+export async function leaseManifest(session: VSphereSession, lease: MoRef, signal: AbortSignal): Promise<ManifestEntry[]> {
+  const response = await session.call("HttpNfcLeaseGetManifest", [["_this", lease]], signal);
+  return children(response, "returnval").map((e) => ({ key: textOf(e, "key"), sha1: textOf(e, "sha1").toLowerCase(), size: Number(textOf(e, "size") || 0) }));
+}
+
+/**
+ * Keeps a lease alive with HttpNfcLeaseProgress well inside its timeout,
+ * reporting the real percentage. Returns the stop function.
+ */
+export function keepLeaseAlive(session: VSphereSession, lease: MoRef, timeoutSeconds: number, percent: () => number, onError: (err: unknown) => void): () => void {
+  const everyMs = Math.min(30_000, Math.max(500, (timeoutSeconds * 1000) / 4));
+  const timer = setInterval(() => {
+    const value = Math.max(0, Math.min(99, Math.floor(percent())));
+    session.call("HttpNfcLeaseProgress", [["_this", lease], ["percent", value]], AbortSignal.timeout(everyMs * 2)).catch(onError);
+  }, everyMs);
+  return () => clearInterval(timer);
+}
+
+export async function completeLease(session: VSphereSession, lease: MoRef, signal: AbortSignal): Promise<void> {
+  await session.call("HttpNfcLeaseComplete", [["_this", lease]], signal);
+}
+
+/** Best effort: the lease may already be gone (expired or aborted by the server). */
+export async function abortLease(session: VSphereSession, lease: MoRef): Promise<void> {
+  await session.call("HttpNfcLeaseAbort", [["_this", lease]], AbortSignal.timeout(10_000)).catch(() => undefined);
+}
+
+export function describeFault(node: XmlNode | undefined): string {
+  return textOf(node, "localizedMessage") || child(node, "fault")?.type || "unknown error";
+}

@@ -1,0 +1,40 @@
+import type { Logger } from "pino";
+import type { VSphereConnection } from "../../domain/job.ts";
+import { InvalidArgumentError } from "../../errors.ts";
+import { createHostSlots } from "../../export/download.ts";
+import type { Provider } from "../provider.ts";
+import { getVM, listVMs } from "./discovery.ts";
+import { exportVm } from "./export-vm.ts";
+import { createSessionPool } from "./session-pool.ts";
+
+export interface VSphereProviderOptions {
+  /** Used when a request names no connection. */
+  defaultConnection?: VSphereConnection;
+  maxConnections: number;
+  sessionIdleTimeoutMs: number;
+  /** Concurrent NFC transfers per ESXi host, across all jobs (hosts throttle beyond ~8). */
+  maxTransfersPerHost: number;
+  logger: Logger;
+}
+
+export function createVSphereProvider(options: VSphereProviderOptions): Provider {
+  const pool = createSessionPool({ maxConnections: options.maxConnections, idleTimeoutMs: options.sessionIdleTimeoutMs, logger: options.logger });
+  const hostSlots = createHostSlots(options.maxTransfersPerHost);
+
+  const connectionOf = (given: VSphereConnection | undefined, field: string): VSphereConnection => {
+    if (given?.url) return given;
+    if (options.defaultConnection) return options.defaultConnection;
+    throw new InvalidArgumentError(`${field}.url`, "required: the daemon has no default vSphere connection configured");
+  };
+
+  return {
+    name: "vsphere",
+    resumable: true,
+    listVMs: (query, signal) => pool.use(connectionOf(query.connection, "vsphere"), signal, (s) => listVMs(s, query, signal)),
+    getVM: (query, signal) => pool.use(connectionOf(query.connection, "vsphere"), signal, (s) => getVM(s, query.vm, signal)),
+    export: (definition, context) =>
+      pool.use(connectionOf(definition.vsphere, "definition.vsphere"), context.signal, (s) => exportVm(s, definition, context, { hostSlots })),
+    stats: async () => ({ ...(await pool.stats()) }),
+    close: () => pool.closeAll(),
+  };
+}

@@ -1,0 +1,262 @@
+// The vsphere provider against VMware's vCenter simulator with export (../shared/vcsim), through the real daemon.
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import { JobState } from "../gen/hypervisord/v1/job_pb.js";
+import { createGrpcJsClient, type GrpcJsClient } from "./support/clients.ts";
+import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
+import { buildVcsim, startVcsim, type Vcsim } from "./support/vcsim.ts";
+
+const FINAL = [JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED];
+let skipReason: string | undefined;
+let daemon: DaemonProcess;
+let client: GrpcJsClient;
+const sims: Vcsim[] = [];
+
+before(async () => {
+  skipReason = (await buildVcsim()).reason;
+  if (skipReason) {
+    console.log(`skipping the vSphere tests: ${skipReason}`);
+    return;
+  }
+  daemon = await spawnDaemon();
+  client = createGrpcJsClient(daemon.grpcAddress);
+});
+
+after(async () => {
+  client?.close();
+  if (daemon) assert.equal(await daemon.stop(), 0);
+  for (const sim of sims) await sim.stop();
+});
+
+async function simulator(args: string[] = [], env: Record<string, string> = {}): Promise<Vcsim> {
+  const sim = await startVcsim(args, env);
+  sims.push(sim);
+  return sim;
+}
+
+/** Random bytes written into a simulator disk: what the export must reproduce exactly. */
+function fillDisk(file: string, size: number): Buffer {
+  const bytes = randomBytes(size);
+  fs.writeFileSync(file, bytes);
+  return bytes;
+}
+
+const connection = (sim: Vcsim, password = "pass") => ({ url: sim.url, username: "user", password, insecure: true });
+
+async function runJob(definition: Record<string, unknown>, timeoutMs = 60_000) {
+  const { job } = await client.unary("submitJob", { definition: definition as never });
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { job: now } = await client.unary("getJob", { jobId: job!.id });
+    if (FINAL.includes(now!.state)) return now!;
+    if (Date.now() > deadline) throw new Error(`job ${job!.id} still ${JobState[now!.state]} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe("vSphere export against vcsim-export", () => {
+  test("a single-disk VM: byte-identical disk, descriptor with real sizes, manifest that sha256sum agrees with", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const sim = await simulator();
+    const vm = sim.vms[0]!;
+    const source = fillDisk(vm.disks[0]!.file, 3 * 1024 * 1024 + 123);
+    const job = await runJob({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "single" });
+    assert.equal(job.state, JobState.COMPLETED, job.error?.message);
+    const dir = path.join(daemon.outputRoot, "single", vm.name);
+    assert.equal(job.result!.outputDir, dir);
+    const disk = fs.readFileSync(path.join(dir, `${vm.name}-disk-1.vmdk`));
+    assert.ok(disk.equals(source), "the exported disk is byte-identical to the source");
+    const ovf = fs.readFileSync(path.join(dir, `${vm.name}.ovf`), "utf8");
+    assert.match(ovf, new RegExp(`ovf:href="${vm.name}-disk-1.vmdk"[^>]*ovf:size="${source.length}"`));
+    // The lease lists the VM's NVRAM as a non-disk device (BIOS VMs have one too); it is exported beside the disks.
+    const payload = [`${vm.name}.ovf`, `${vm.name}-disk-1.vmdk`, ...(fs.existsSync(path.join(dir, `${vm.name}.nvram`)) ? [`${vm.name}.nvram`] : [])];
+    const mf = fs.readFileSync(path.join(dir, `${vm.name}.mf`), "utf8").trim().split("\n");
+    assert.deepEqual(mf.map((l) => /^SHA256\((.+)\)= /.exec(l)?.[1]), payload);
+    for (const line of mf) {
+      const match = /^SHA256\((.+)\)= ([0-9a-f]{64})$/.exec(line);
+      assert.ok(match, line);
+      const sha256sum = execFileSync("sha256sum", [path.join(dir, match[1]!)], { encoding: "utf8" }).split(" ")[0];
+      assert.equal(match[2], sha256sum, `${match[1]} digest`);
+    }
+    assert.deepEqual(job.result!.files.map((f) => f.path), [...payload, `${vm.name}.mf`]);
+    const status = await client.unary("getStatus", {});
+    const counters = status.providers.find((p) => p.name === "vsphere")?.counters ?? {};
+    assert.ok((counters.opened ?? 0n) >= 1n, JSON.stringify(status.providers, (_k, v) => (typeof v === "bigint" ? String(v) : v)));
+  });
+
+  test("a cut download resumes with Range to identical bytes (VCSIM_EXPORT_DROP_AFTER)", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const sim = await simulator([], { VCSIM_EXPORT_DROP_AFTER: "1000000" });
+    const vm = sim.vms[0]!;
+    const source = fillDisk(vm.disks[0]!.file, 4 * 1024 * 1024);
+    const job = await runJob({ provider: "vsphere", vm: vm.moref, vsphere: connection(sim), outputDir: "cut" });
+    assert.equal(job.state, JobState.COMPLETED, job.error?.message);
+    assert.equal(job.attempt, 1, "resumed inside the run, not by a job retry");
+    assert.ok(fs.readFileSync(path.join(daemon.outputRoot, "cut", vm.name, `${vm.name}-disk-1.vmdk`)).equals(source));
+  });
+
+  test("a 3 s lease timeout survives a 10 s export, and an initializing lease is waited for", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const sim = await simulator([], { VCSIM_LEASE_TIMEOUT_S: "3", VCSIM_EXPORT_RATE: "300000", VCSIM_LEASE_INIT_MS: "1500" });
+    const vm = sim.vms[1]!;
+    const source = fillDisk(vm.disks[0]!.file, 3_000_000);
+    const job = await runJob({ provider: "vsphere", vm: vm.name, vsphere: connection(sim), outputDir: "slow" }, 60_000);
+    assert.equal(job.state, JobState.COMPLETED, job.error?.message);
+    assert.ok(job.result!.durationSeconds >= 9, `took ${job.result!.durationSeconds} s`);
+    assert.ok(fs.readFileSync(path.join(daemon.outputRoot, "slow", vm.name, `${vm.name}-disk-1.vmdk`)).equals(source));
+  });
+
+  test("an expired session is logged in again transparently", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const sim = await simulator(["-session-idle-timeout", "2s"]);
+    const list = () => client.unary("listVMs", { provider: "vsphere", vsphere: connection(sim) });
+    assert.equal((await list()).vms.length, sim.vms.length);
+    await new Promise((r) => setTimeout(r, 3000));
+    assert.equal((await list()).vms.length, sim.vms.length);
+  });
+
+  test("a powered-on VM is refused unless power_off is set; with it, the VM is powered off and exported", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const sim = await simulator(["-autostart=true"]);
+    const vm = sim.vms[0]!;
+    fillDisk(vm.disks[0]!.file, 100_000);
+    const refused = await runJob({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "on" });
+    assert.equal(refused.state, JobState.FAILED);
+    assert.equal(refused.error!.code, "FAILED_PRECONDITION");
+    assert.match(refused.error!.message, /is powered on; set power_off or shut it down/);
+    assert.equal(refused.attempt, 1, "not retried");
+    const before = await client.unary("getVM", { provider: "vsphere", vsphere: connection(sim), vm: vm.path });
+    assert.equal(before.vm!.powerState, 2, "refusing left the VM powered on");
+    const done = await runJob({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "on", powerOff: true });
+    assert.equal(done.state, JobState.COMPLETED, done.error?.message);
+    const afterwards = await client.unary("getVM", { provider: "vsphere", vsphere: connection(sim), vm: vm.path });
+    assert.equal(afterwards.vm!.powerState, 1, "powered off");
+  });
+
+  test("wrong password: UNAUTHENTICATED, not retried; unknown VM: NOT_FOUND", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const sim = await simulator(["-username", "user", "-password", "pass"]);
+    await assert.rejects(client.unary("listVMs", { provider: "vsphere", vsphere: connection(sim, "wrong") }),
+      (err: { code: number; details: string }) => err.code === 16 && /login as "user" at .* failed: wrong user name or password/.test(err.details));
+    const job = await runJob({ provider: "vsphere", vm: sim.vms[0]!.path, vsphere: connection(sim, "wrong"), outputDir: "auth" });
+    assert.equal(job.state, JobState.FAILED);
+    assert.equal(job.error!.code, "UNAUTHENTICATED");
+    assert.equal(job.attempt, 1);
+    assert.equal(job.definition!.vsphere!.password, "", "the password never comes back");
+    assert.ok(!daemon.logs.some((line) => line.includes('"wrong"') || line.includes("pass\"")), "no password in the daemon log");
+    await assert.rejects(client.unary("getVM", { provider: "vsphere", vsphere: connection(sim), vm: "/DC0/vm/no-such-vm" }),
+      (err: { code: number; details: string }) => err.code === 5 && /VM "\/DC0\/vm\/no-such-vm" not found/.test(err.details));
+    const missing = await runJob({ provider: "vsphere", vm: "no-such-vm", vsphere: connection(sim), outputDir: "auth" });
+    assert.equal(missing.error!.code, "NOT_FOUND");
+  });
+
+  test("cancel stops a running download at once", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const sim = await simulator([], { VCSIM_EXPORT_RATE: "200000" });
+    const vm = sim.vms[0]!;
+    fillDisk(vm.disks[0]!.file, 5_000_000);
+    const { job } = await client.unary("submitJob", { definition: { provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "cancel" } });
+    for (let i = 0; i < 100; i++) {
+      const { job: now } = await client.unary("getJob", { jobId: job!.id });
+      if (Number(now!.progress!.bytesDone) > 0) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const began = Date.now();
+    const { job: cancelled } = await client.unary("cancelJob", { jobId: job!.id });
+    assert.equal(cancelled!.state, JobState.CANCELLED);
+    for (;;) {
+      const status = await client.unary("getStatus", {});
+      if (status.running === 0) break;
+      assert.ok(Date.now() - began < 3000, "the download stopped within 3 s of the cancel");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const { entries } = await client.unary("getJobLogs", { jobId: job!.id });
+    assert.ok(entries.some((e) => e.message === "export stopped after cancel"), entries.map((e) => e.message).join("\n"));
+  });
+
+  test("an EFI VM: its NVRAM is exported and referenced by the descriptor", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const probe = await simulator();
+    const name = probe.vms[0]!.name;
+    const sim = await simulator(["-efi", name]);
+    const vm = sim.vms.find((v) => v.name === name)!;
+    assert.ok(vm.nvram, "the simulator made an NVRAM file");
+    const nvram = fillDisk(vm.nvram!, 131_072);
+    fillDisk(vm.disks[0]!.file, 200_000);
+    const job = await runJob({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "efi" });
+    assert.equal(job.state, JobState.COMPLETED, job.error?.message);
+    const dir = path.join(daemon.outputRoot, "efi", vm.name);
+    assert.ok(fs.readFileSync(path.join(dir, `${vm.name}.nvram`)).equals(nvram));
+    const ovf = fs.readFileSync(path.join(dir, `${vm.name}.ovf`), "utf8");
+    const id = new RegExp(`ovf:href="${vm.name}.nvram" ovf:id="([^"]+)" ovf:size="131072"`).exec(ovf)?.[1];
+    assert.ok(id, "References lists the NVRAM with its size");
+    assert.match(ovf, new RegExp(`vmw:key="nvram" vmw:value="ovf:/file/${id}"`));
+  });
+
+  test("1,000 VMs are listed with names, paths and morefs correctly paired", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const sim = await simulator(["-cluster", "3", "-vm", "250"]);
+    const began = performance.now();
+    const { vms } = await client.unary("listVMs", { provider: "vsphere", vsphere: connection(sim) });
+    t.diagnostic(`listed ${vms.length} VMs in ${Math.round(performance.now() - began)} ms`);
+    assert.equal(vms.length, 1000);
+    const byMoref = new Map(sim.vms.map((v) => [v.moref, v]));
+    for (const vm of vms) {
+      const expected = byMoref.get(vm.moref);
+      assert.ok(expected, vm.moref);
+      assert.equal(vm.name, expected.name);
+      assert.equal(vm.path, expected.path);
+      assert.equal(vm.uuid, expected.uuid);
+    }
+    const filtered = await client.unary("listVMs", { provider: "vsphere", vsphere: connection(sim), namePattern: "DC0_C1_*_VM1?" });
+    assert.ok(filtered.vms.length > 0 && filtered.vms.every((v) => /^DC0_C1_.*_VM1\d$/.test(v.name)), filtered.vms.map((v) => v.name).join(","));
+  });
+
+  test("kill -9 of the daemon mid-export: after a restart the job resumes (new lease, Range) to an identical result", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const sim = await simulator([], { VCSIM_EXPORT_RATE: "600000" });
+    const vm = sim.vms[0]!;
+    const size = 4 * 1024 * 1024;
+    const source = fillDisk(vm.disks[0]!.file, size);
+    const first = await spawnDaemon();
+    const firstClient = createGrpcJsClient(first.grpcAddress);
+    let jobId = "";
+    try {
+      const { job } = await firstClient.unary("submitJob", { definition: { provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "crash" } });
+      jobId = job!.id;
+      for (let i = 0; i < 200; i++) {
+        const { job: now } = await firstClient.unary("getJob", { jobId });
+        if (Number(now!.progress!.bytesDone) > size / 4) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    } finally {
+      firstClient.close();
+      await first.kill();
+    }
+    const second = await spawnDaemon({ dataDir: first.dataDir, outputRoot: first.outputRoot });
+    const secondClient = createGrpcJsClient(second.grpcAddress);
+    try {
+      let job;
+      for (let i = 0; i < 300; i++) {
+        job = (await secondClient.unary("getJob", { jobId })).job!;
+        if (FINAL.includes(job.state)) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(job!.state, JobState.COMPLETED, job!.error?.message);
+      assert.ok(fs.readFileSync(path.join(first.outputRoot, "crash", vm.name, `${vm.name}-disk-1.vmdk`)).equals(source), "identical after the restart");
+      const { transitions } = await secondClient.unary("getJobHistory", { jobId });
+      assert.ok(transitions.some((tr) => tr.actor === "recovery"), "recovered, not restarted by hand");
+      const { entries } = await secondClient.unary("getJobLogs", { jobId });
+      const starts = entries.filter((e) => e.message === "download started").map((e) => JSON.parse(e.fieldsJson) as { fromByte: number });
+      assert.ok(starts.some((st) => st.fromByte >= size / 4), `the download continued where it stopped: ${JSON.stringify(starts)}`);
+    } finally {
+      secondClient.close();
+      assert.equal(await second.stop(), 0);
+    }
+  });
+});
+
