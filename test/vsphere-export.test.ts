@@ -258,5 +258,31 @@ describe("vSphere export against vcsim-export", () => {
       assert.equal(await second.stop(), 0);
     }
   });
+
+  test("bytes that differ from the lease manifest (SHA-1) fail the job", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const sim = await simulator([], { VCSIM_EXPORT_RATE: "400000" });
+    const vm = sim.vms[0]!;
+    const file = vm.disks[0]!.file;
+    fillDisk(file, 2_000_000);
+    const { job } = await client.unary("submitJob", { definition: { provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "tampered" } });
+    for (let i = 0; i < 100; i++) {
+      const { job: now } = await client.unary("getJob", { jobId: job!.id });
+      if (Number(now!.progress!.bytesDone) > 0) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    // The manifest was computed when the lease was read; the tail served from now on differs from it.
+    const fd = fs.openSync(file, "r+");
+    fs.writeSync(fd, randomBytes(100_000), 0, 100_000, 1_900_000);
+    fs.closeSync(fd);
+    let final;
+    for (let i = 0; i < 300; i++) {
+      final = (await client.unary("getJob", { jobId: job!.id })).job!;
+      if (FINAL.includes(final.state)) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(final!.state, JobState.FAILED);
+    assert.match(final!.error!.message, /SHA-1 [0-9a-f]{40} does not match the lease manifest's [0-9a-f]{40}/);
+  });
 });
 

@@ -20,6 +20,8 @@ export interface DownloadFile {
   path: string;
   /** Expected size in bytes when known (from the lease or a HEAD); verified at the end. */
   size?: number;
+  /** Also compute SHA-1 on the way (to compare with a server manifest that only has SHA-1). */
+  sha1?: boolean;
 }
 
 export interface DownloadedFile {
@@ -27,6 +29,8 @@ export interface DownloadedFile {
   path: string;
   size: number;
   sha256: string;
+  /** When requested with `sha1`. */
+  sha1?: string;
 }
 
 export interface DownloadProgress {
@@ -199,10 +203,10 @@ async function downloadOne(file: DownloadFile, index: number, run: RunContext): 
       }
     }
     checkSize(state);
-    const sha256 = await part.finish();
+    const { sha256, sha1 } = await part.finish();
     progress.fileDone();
     options.logger?.info({ file: file.name, host, bytes: part.position, seconds: (performance.now() - started) / 1000 }, "download finished");
-    return { name: file.name, path: file.path, size: part.position, sha256 };
+    return { name: file.name, path: file.path, size: part.position, sha256, ...(sha1 ? { sha1 } : {}) };
   } finally {
     await part.close();
   }
@@ -338,8 +342,8 @@ interface PartFile {
   idle(): Promise<void>;
   /** Truncates to 0 and restarts the hash. */
   restart(): Promise<void>;
-  /** fdatasync, the final checkpoint, and the hex SHA-256 of the whole file. */
-  finish(): Promise<string>;
+  /** fdatasync, the final checkpoint, and the hex digests of the whole file. */
+  finish(): Promise<Digests>;
   close(): Promise<void>;
 }
 
@@ -356,7 +360,7 @@ async function openPart(file: DownloadFile, resumeAt: number, options: PartOptio
   let position = start;
   /** Where the next write goes; ahead of `position` while writes are in flight. The hash covers up to here. */
   let issued = start;
-  let hash: Hash = createHash("sha256");
+  let hash = createHasher(file.sha1 === true);
   /** Writes in flight, in file order. Their promises never reject: a failure sets `broken`. */
   const inflight: { end: number; done: boolean; settled: Promise<void> }[] = [];
   /** A failed write or fdatasync (the file no longer matches the hash) or a throwing callback: nothing more is written. */
@@ -488,7 +492,7 @@ async function openPart(file: DownloadFile, resumeAt: number, options: PartOptio
       await handle.truncate(0);
       options.onWritten(-position);
       position = issued = 0;
-      hash = createHash("sha256");
+      hash = createHasher(file.sha1 === true);
       options.onCheckpoint?.(file.name, 0);
     },
     async finish() {
@@ -501,7 +505,7 @@ async function openPart(file: DownloadFile, resumeAt: number, options: PartOptio
         throw diskError(err, "syncing");
       }
       options.onCheckpoint?.(file.name, position);
-      return hash.digest("hex");
+      return hash.digest();
     },
     async close() {
       await idle();
@@ -547,8 +551,31 @@ async function openExisting(path: string, context: string): Promise<FileHandle |
   }
 }
 
+interface Digests {
+  sha256: string;
+  sha1?: string;
+}
+
+interface Hasher {
+  update(chunk: Buffer): void;
+  digest(): Digests;
+}
+
+/** SHA-256 always, SHA-1 beside it when asked: both fed the same chunks as they are written. */
+function createHasher(withSha1: boolean): Hasher {
+  const sha256: Hash = createHash("sha256");
+  const sha1: Hash | undefined = withSha1 ? createHash("sha1") : undefined;
+  return {
+    update(chunk) {
+      sha256.update(chunk);
+      sha1?.update(chunk);
+    },
+    digest: () => ({ sha256: sha256.digest("hex"), ...(sha1 ? { sha1: sha1.digest("hex") } : {}) }),
+  };
+}
+
 /** After a restart the hash of the kept bytes is gone: read them once. */
-async function hashPrefix(handle: FileHandle, hash: Hash, length: number, path: string, signal: AbortSignal): Promise<void> {
+async function hashPrefix(handle: FileHandle, hash: Hasher, length: number, path: string, signal: AbortSignal): Promise<void> {
   if (length === 0) return;
   const buffer = Buffer.allocUnsafe(Math.min(IO_CHUNK, length));
   for (let offset = 0; offset < length; ) {

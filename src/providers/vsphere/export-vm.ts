@@ -26,6 +26,8 @@ export interface ExportVmOptions {
 
 interface PlannedFile extends DownloadFile {
   device: LeaseDevice;
+  /** From HttpNfcLeaseGetManifest, when the server offers one. */
+  expectedSha1?: string;
 }
 
 /**
@@ -92,7 +94,8 @@ export async function exportVm(session: VSphereSession, definition: JobDefinitio
     } catch (err) {
       throw await explainLeaseFailure(session, lease, err, signal);
     }
-    checkSizes(disks, downloaded);
+    checkAgainstManifest(disks, downloaded);
+    logger.info({ disks: disks.length, checked: disks.filter((d) => d.expectedSha1).length }, "disks checked against the lease manifest");
 
     const warnings: string[] = [];
     let nvramFile: DownloadedFile | undefined;
@@ -157,10 +160,12 @@ async function ensurePoweredOff(session: VSphereSession, vm: MoRef, name: string
 
 /** Disks get stable names (<vm>-disk-N.vmdk, in lease order), so a resumed run finds them under a new lease. */
 function planFiles(devices: readonly LeaseDevice[], baseName: string, dir: string, manifest: readonly ManifestEntry[]) {
-  const sizeOf = (key: string) => manifest.find((m) => m.key === key)?.size || undefined;
+  const entry = (key: string) => manifest.find((m) => m.key === key);
+  const sizeOf = (key: string) => entry(key)?.size || undefined;
   const disks: PlannedFile[] = devices.filter((d) => d.disk).map((device, i) => {
     const name = `${baseName}-disk-${i + 1}.vmdk`;
-    return { device, name, url: device.url, path: path.join(dir, name), size: sizeOf(device.key) };
+    const expectedSha1 = entry(device.key)?.sha1 || undefined;
+    return { device, name, url: device.url, path: path.join(dir, name), size: sizeOf(device.key), sha1: Boolean(expectedSha1), expectedSha1 };
   });
   const nvramDevice = devices.find((d) => !d.disk && (d.key.endsWith("/nvram") || d.targetId.endsWith(".nvram")));
   const nvram: PlannedFile | undefined = nvramDevice && {
@@ -170,11 +175,15 @@ function planFiles(devices: readonly LeaseDevice[], baseName: string, dir: strin
   return { disks, nvram, skipped };
 }
 
-function checkSizes(planned: readonly PlannedFile[], downloaded: readonly DownloadedFile[]): void {
+/** Sizes and, when the lease has a manifest, SHA-1s must be what the server says it sent. */
+function checkAgainstManifest(planned: readonly PlannedFile[], downloaded: readonly DownloadedFile[]): void {
   planned.forEach((file, i) => {
     const got = downloaded[i]!;
     if (file.size !== undefined && got.size !== file.size) {
       throw new HypervisordError("INTERNAL", `${file.name}: the lease manifest says ${file.size} bytes, ${got.size} were downloaded`);
+    }
+    if (file.expectedSha1 && got.sha1 !== file.expectedSha1) {
+      throw new HypervisordError("INTERNAL", `${file.name}: SHA-1 ${got.sha1} does not match the lease manifest's ${file.expectedSha1}`);
     }
   });
 }
