@@ -286,3 +286,92 @@ describe("vSphere export against vcsim-export", () => {
   });
 });
 
+
+describe("vSphere export of VMs changed through vim25", () => {
+  /** A session of the project's own vim25 client, to reconfigure the simulator's inventory for a test. */
+  async function adminSession(sim: Vcsim) {
+    const { openSession } = await import("../src/providers/vsphere/session.ts");
+    const pino = (await import("pino")).default;
+    return openSession({ url: sim.url, username: "user", password: "pass", insecure: true, thumbprint: "" }, { maxConnections: 2, logger: pino({ level: "silent" }) }, AbortSignal.timeout(10_000));
+  }
+
+  test("a VM with two disks: both exported byte-identical, in order, and referenced by the descriptor", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const { runTask } = await import("../src/providers/vsphere/tasks.ts");
+    const { retrieveOne } = await import("../src/providers/vsphere/property-collector.ts");
+    const { element } = await import("../src/providers/vsphere/xml.ts");
+    const sim = await simulator();
+    const vm = sim.vms[0]!;
+    const ref = { type: "VirtualMachine", value: vm.moref };
+    const session = await adminSession(sim);
+    try {
+      const devices = (await retrieveOne(session, ref, ["config.hardware.device"], AbortSignal.timeout(10_000)))!.props.get("config.hardware.device")!;
+      const scsi = devices.children.find((d) => /SCSIController$/.test(d.type ?? ""))!;
+      const controllerKey = scsi.children.find((c) => c.name === "key")!.text;
+      const disk = element([
+        ["key", -1],
+        ["backing", element([["fileName", ""], ["diskMode", "persistent"]], "VirtualDiskFlatVer2BackingInfo")],
+        ["controllerKey", Number(controllerKey)],
+        ["unitNumber", 1],
+        ["capacityInKB", 2048],
+      ], "VirtualDisk");
+      const spec = element([["deviceChange", element([["operation", "add"], ["fileOperation", "create"], ["device", disk]])]]);
+      await runTask(session, "ReconfigVM_Task", ref, AbortSignal.timeout(10_000), [["spec", spec]]);
+    } finally {
+      await session.close();
+    }
+    const { vm: info } = await client.unary("getVM", { provider: "vsphere", vsphere: connection(sim), vm: vm.moref });
+    assert.equal(info!.disks.length, 2, "the simulator now has a second disk");
+    const datastoreRoot = path.dirname(path.dirname(vm.disks[0]!.file));
+    const sources = info!.disks.map((d, i) => fillDisk(path.join(datastoreRoot, d.file.replace(/^\[[^\]]+\] /, "")), 1_500_000 + i * 777));
+    const job = await runJob({ provider: "vsphere", vm: vm.moref, vsphere: connection(sim), outputDir: "multi", parallelDownloads: 2 });
+    assert.equal(job.state, JobState.COMPLETED, job.error?.message);
+    const dir = path.join(daemon.outputRoot, "multi", vm.name);
+    sources.forEach((source, i) => assert.ok(fs.readFileSync(path.join(dir, `${vm.name}-disk-${i + 1}.vmdk`)).equals(source), `disk ${i + 1}`));
+    const ovf = fs.readFileSync(path.join(dir, `${vm.name}.ovf`), "utf8");
+    sources.forEach((source, i) => assert.match(ovf, new RegExp(`ovf:href="${vm.name}-disk-${i + 1}.vmdk"[^>]*ovf:size="${source.length}"`)));
+  });
+
+  test("a VM whose name is unsafe as a file name is written under a sanitized name, inside the output directory", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const { runTask } = await import("../src/providers/vsphere/tasks.ts");
+    const sim = await simulator();
+    const vm = sim.vms[0]!;
+    const session = await adminSession(sim);
+    try {
+      await runTask(session, "Rename_Task", { type: "VirtualMachine", value: vm.moref }, AbortSignal.timeout(10_000), [["newName", "../../evil:name*?"]]);
+    } finally {
+      await session.close();
+    }
+    const source = fillDisk(vm.disks[0]!.file, 300_000);
+    const job = await runJob({ provider: "vsphere", vm: vm.moref, vsphere: connection(sim), outputDir: "unsafe" });
+    assert.equal(job.state, JobState.COMPLETED, job.error?.message);
+    const dir = path.join(daemon.outputRoot, "unsafe", "_.._evil_name__");
+    assert.equal(job.result!.outputDir, dir);
+    assert.ok(fs.readFileSync(path.join(dir, "_.._evil_name__-disk-1.vmdk")).equals(source));
+  });
+});
+
+describe("vSphere TLS", () => {
+  test("a pinned thumbprint (SHA-256 or SHA-1) is accepted, a wrong one refused, an untrusted certificate explained", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const tls = await import("node:tls");
+    const sim = await simulator();
+    const { hostname, port } = new URL(sim.url);
+    const cert = await new Promise<{ fingerprint256: string; fingerprint: string }>((resolve, reject) => {
+      const socket = tls.connect({ host: hostname, port: Number(port), rejectUnauthorized: false }, () => {
+        resolve(socket.getPeerCertificate());
+        socket.end();
+      });
+      socket.once("error", reject);
+    });
+    const pinned = (thumbprint: string) => ({ url: sim.url, username: "user", password: "pass", insecure: false, thumbprint });
+    for (const thumbprint of [cert.fingerprint256, cert.fingerprint.replace(/:/g, "").toLowerCase()]) {
+      assert.equal((await client.unary("listVMs", { provider: "vsphere", vsphere: pinned(thumbprint) })).vms.length, sim.vms.length, thumbprint);
+    }
+    await assert.rejects(client.unary("listVMs", { provider: "vsphere", vsphere: pinned("00".repeat(32)) }),
+      (err: { code: number; details: string }) => err.code === 9 && /does not match the pinned thumbprint/.test(err.details));
+    await assert.rejects(client.unary("listVMs", { provider: "vsphere", vsphere: pinned("") }),
+      (err: { code: number; details: string }) => err.code === 9 && /is not trusted .*set insecure, or pin it with thumbprint/.test(err.details));
+  });
+});

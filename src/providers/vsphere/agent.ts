@@ -1,6 +1,6 @@
 import type { TLSSocket } from "node:tls";
 import { Agent, buildConnector } from "undici";
-import { UnavailableError } from "../../errors.ts";
+import { FailedPreconditionError } from "../../errors.ts";
 
 export interface TlsPolicy {
   /** Skip certificate verification altogether. */
@@ -25,7 +25,8 @@ export function normalizeThumbprint(value: string): string {
  */
 export function createVSphereAgent(options: AgentOptions): Agent {
   const pinned = normalizeThumbprint(options.thumbprint);
-  const connector = buildConnector({ rejectUnauthorized: !options.insecure && !pinned });
+  // With a pin, no TLS session resumption: a resumed session shows no certificate to check.
+  const connector = buildConnector({ rejectUnauthorized: !options.insecure && !pinned, ...(pinned ? { maxCachedSessions: 0 } : {}) });
   const connect: buildConnector.connector = (opts, callback) =>
     connector(opts, (err, socket) => {
       if (err || !pinned || !socket) return callback(err as Error, socket as never);
@@ -33,7 +34,7 @@ export function createVSphereAgent(options: AgentOptions): Agent {
       const seen = [cert?.fingerprint256, cert?.fingerprint].filter(Boolean).map((f) => normalizeThumbprint(f!));
       if (seen.includes(pinned)) return callback(null, socket);
       socket.destroy();
-      callback(new UnavailableError(`TLS certificate of ${opts.hostname} does not match the pinned thumbprint (got SHA-256 ${seen[0] ?? "none"})`, { retryable: false }), null);
+      callback(new FailedPreconditionError(`the TLS certificate of ${opts.hostname} does not match the pinned thumbprint (it has SHA-256 ${seen[0] ?? "none"})`), null);
     });
   return new Agent({ connect, connections: options.maxConnections, keepAliveTimeout: 30_000, keepAliveMaxTimeout: 300_000 });
 }

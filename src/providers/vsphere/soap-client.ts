@@ -1,6 +1,6 @@
 import type { Dispatcher } from "undici";
 import { request } from "undici";
-import { HypervisordError, UnavailableError, toHypervisordError } from "../../errors.ts";
+import { FailedPreconditionError, HypervisordError, UnavailableError, toHypervisordError } from "../../errors.ts";
 import { faultOf } from "./faults.ts";
 import { parseXml, toXml, type XmlNode, type XmlValue } from "./xml.ts";
 
@@ -46,6 +46,10 @@ export function createSoapClient(url: URL, dispatcher: Dispatcher, timeoutMs = 1
       });
     } catch (err) {
       if (signal.aborted) throw signal.reason;
+      const tls = tlsProblem(err);
+      if (tls) {
+        throw new FailedPreconditionError(`the TLS certificate of ${endpoint} is not trusted (${tls}); set insecure, or pin it with thumbprint`, { cause: err });
+      }
       throw toHypervisordError(err, `calling vSphere ${method} at ${endpoint}`);
     }
     const text = await response.body.text();
@@ -82,4 +86,18 @@ export function createSoapClient(url: URL, dispatcher: Dispatcher, timeoutMs = 1
       if (/^\d+\.\d+(\.\d+)*$/.test(version)) soapAction = `urn:vim25/${version}`;
     },
   };
+}
+
+const TLS_CODES = new Set([
+  "DEPTH_ZERO_SELF_SIGNED_CERT", "SELF_SIGNED_CERT_IN_CHAIN", "UNABLE_TO_VERIFY_LEAF_SIGNATURE", "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "CERT_HAS_EXPIRED", "CERT_NOT_YET_VALID", "ERR_TLS_CERT_ALTNAME_INVALID",
+]);
+
+/** The certificate verification failure behind an error, if that is what it is. */
+function tlsProblem(err: unknown): string | undefined {
+  for (let e = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && TLS_CODES.has(code)) return e.message;
+  }
+  return undefined;
 }
