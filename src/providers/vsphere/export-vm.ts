@@ -26,8 +26,6 @@ export interface ExportVmOptions {
 
 interface PlannedFile extends DownloadFile {
   device: LeaseDevice;
-  /** From HttpNfcLeaseGetManifest, when the server offers one. */
-  expectedSha1?: string;
 }
 
 /**
@@ -56,20 +54,22 @@ export async function exportVm(session: VSphereSession, definition: JobDefinitio
   let stopKeepAlive = () => {};
   try {
     const info = await waitForLease(session, lease, signal);
-    const manifest = await leaseManifest(session, lease, signal).catch((err: unknown) => {
-      logger.warn({ err: (err as Error).message }, "the lease offers no manifest; disks are checked by size only");
+    // Asked for now, awaited after the downloads: a server may hash every file to answer it (vcsim does),
+    // and that must not delay the transfer. It is checked once both are done.
+    const manifest = leaseManifest(session, lease, signal).catch((err: unknown) => {
+      if (!signal.aborted) logger.warn({ err: (err as Error).message }, "the lease offers no manifest; disks are checked by size only");
       return [] as ManifestEntry[];
     });
-    const { disks, nvram, skipped } = planFiles(info.devices, baseName, dir, manifest);
+    const { disks, nvram, skipped } = planFiles(info.devices, baseName, dir);
     for (const device of skipped) logger.info({ key: device.key, target: device.targetId }, "skipping a non-disk device (attached image)");
 
     const checkpoint = context.loadCheckpoint<ExportCheckpoint>() ?? { files: {} };
-    const totalBytes = disks.reduce((n, f) => n + (f.size ?? 0), 0);
     let bytesDone = 0;
-    stopKeepAlive = keepLeaseAlive(session, lease, info.timeoutSeconds, () => (totalBytes > 0 ? (100 * bytesDone) / totalBytes : 0),
+    let bytesTotal = 0;
+    stopKeepAlive = keepLeaseAlive(session, lease, info.timeoutSeconds, () => (bytesTotal > 0 ? (100 * bytesDone) / bytesTotal : 0),
       (err) => logger.warn({ err: (err as Error).message }, "lease keep-alive failed"));
 
-    context.progress({ phase: "downloading", bytesTotal: totalBytes, filesTotal: disks.length, filesDone: 0 });
+    context.progress({ phase: "downloading", filesTotal: disks.length, filesDone: 0 });
     const transfer = (files: readonly PlannedFile[]) => downloadFiles(files, {
       dispatcher: session.agent,
       headers: session.soap.cookie ? { cookie: `vmware_soap_session=${session.soap.cookie}` } : undefined,
@@ -81,6 +81,7 @@ export async function exportVm(session: VSphereSession, definition: JobDefinitio
       logger,
       onProgress: (p) => {
         bytesDone = p.bytesDone;
+        bytesTotal = p.bytesTotal;
         context.progress({ bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, filesDone: p.filesDone, filesTotal: p.filesTotal, currentFile: p.currentFile });
       },
       onCheckpoint: (name, bytes) => {
@@ -94,8 +95,9 @@ export async function exportVm(session: VSphereSession, definition: JobDefinitio
     } catch (err) {
       throw await explainLeaseFailure(session, lease, err, signal);
     }
-    checkAgainstManifest(disks, downloaded);
-    logger.info({ disks: disks.length, checked: disks.filter((d) => d.expectedSha1).length }, "disks checked against the lease manifest");
+    const entries = await manifest;
+    checkAgainstManifest(disks, downloaded, entries);
+    logger.info({ disks: disks.length, manifest_entries: entries.length }, "disks checked against the lease manifest");
 
     const warnings: string[] = [];
     let nvramFile: DownloadedFile | undefined;
@@ -158,32 +160,34 @@ async function ensurePoweredOff(session: VSphereSession, vm: MoRef, name: string
     : `VM "${name}" is ${state ?? "in an unknown power state"}; only a powered-off VM can be exported`);
 }
 
-/** Disks get stable names (<vm>-disk-N.vmdk, in lease order), so a resumed run finds them under a new lease. */
-function planFiles(devices: readonly LeaseDevice[], baseName: string, dir: string, manifest: readonly ManifestEntry[]) {
-  const entry = (key: string) => manifest.find((m) => m.key === key);
-  const sizeOf = (key: string) => entry(key)?.size || undefined;
+/**
+ * Disks get stable names (<vm>-disk-N.vmdk, in lease order), so a resumed run finds them under a new
+ * lease; their SHA-1 is computed on the way, for the lease manifest.
+ */
+function planFiles(devices: readonly LeaseDevice[], baseName: string, dir: string) {
   const disks: PlannedFile[] = devices.filter((d) => d.disk).map((device, i) => {
     const name = `${baseName}-disk-${i + 1}.vmdk`;
-    const expectedSha1 = entry(device.key)?.sha1 || undefined;
-    return { device, name, url: device.url, path: path.join(dir, name), size: sizeOf(device.key), sha1: Boolean(expectedSha1), expectedSha1 };
+    return { device, name, url: device.url, path: path.join(dir, name), sha1: true };
   });
   const nvramDevice = devices.find((d) => !d.disk && (d.key.endsWith("/nvram") || d.targetId.endsWith(".nvram")));
   const nvram: PlannedFile | undefined = nvramDevice && {
-    device: nvramDevice, name: `${baseName}.nvram`, url: nvramDevice.url, path: path.join(dir, `${baseName}.nvram`), size: sizeOf(nvramDevice.key),
+    device: nvramDevice, name: `${baseName}.nvram`, url: nvramDevice.url, path: path.join(dir, `${baseName}.nvram`),
   };
   const skipped = devices.filter((d) => !d.disk && d !== nvramDevice);
   return { disks, nvram, skipped };
 }
 
-/** Sizes and, when the lease has a manifest, SHA-1s must be what the server says it sent. */
-function checkAgainstManifest(planned: readonly PlannedFile[], downloaded: readonly DownloadedFile[]): void {
+/** When the lease has a manifest, sizes and SHA-1s must be what the server says it sent. */
+function checkAgainstManifest(planned: readonly PlannedFile[], downloaded: readonly DownloadedFile[], manifest: readonly ManifestEntry[]): void {
   planned.forEach((file, i) => {
     const got = downloaded[i]!;
-    if (file.size !== undefined && got.size !== file.size) {
-      throw new HypervisordError("INTERNAL", `${file.name}: the lease manifest says ${file.size} bytes, ${got.size} were downloaded`);
+    const expected = manifest.find((m) => m.key === file.device.key);
+    if (!expected) return;
+    if (expected.size && got.size !== expected.size) {
+      throw new HypervisordError("INTERNAL", `${file.name}: the lease manifest says ${expected.size} bytes, ${got.size} were downloaded`);
     }
-    if (file.expectedSha1 && got.sha1 !== file.expectedSha1) {
-      throw new HypervisordError("INTERNAL", `${file.name}: SHA-1 ${got.sha1} does not match the lease manifest's ${file.expectedSha1}`);
+    if (expected.sha1 && got.sha1 !== expected.sha1) {
+      throw new HypervisordError("INTERNAL", `${file.name}: SHA-1 ${got.sha1} does not match the lease manifest's ${expected.sha1}`);
     }
   });
 }
