@@ -375,3 +375,39 @@ describe("vSphere TLS", () => {
       (err: { code: number; details: string }) => err.code === 9 && /is not trusted .*set insecure, or pin it with thumbprint/.test(err.details));
   });
 });
+
+describe("vSphere session hygiene", () => {
+  test("every session the daemon opened is logged out when it stops, after exports, discovery and a failed job", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const { openSession } = await import("../src/providers/vsphere/session.ts");
+    const { retrieveOne } = await import("../src/providers/vsphere/property-collector.ts");
+    const pino = (await import("pino")).default;
+    const sim = await simulator();
+    const vm = sim.vms[0]!;
+    fillDisk(vm.disks[0]!.file, 200_000);
+    const own = await spawnDaemon();
+    const ownClient = createGrpcJsClient(own.grpcAddress);
+    try {
+      await ownClient.unary("listVMs", { provider: "vsphere", vsphere: connection(sim) });
+      await ownClient.unary("submitJob", { definition: { provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "hygiene" } });
+      await ownClient.unary("submitJob", { definition: { provider: "vsphere", vm: "no-such-vm", vsphere: connection(sim), outputDir: "hygiene" } });
+      for (let i = 0; i < 100; i++) {
+        const status = await ownClient.unary("getStatus", {});
+        if (status.jobCounts!.completed + status.jobCounts!.failed === 2n) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    } finally {
+      ownClient.close();
+      assert.equal(await own.stop(), 0);
+    }
+    const observer = await openSession({ url: sim.url, username: "observer", password: "x", insecure: true, thumbprint: "" },
+      { maxConnections: 1, logger: pino({ level: "silent" }) }, AbortSignal.timeout(10_000));
+    try {
+      const sessions = (await retrieveOne(observer, observer.content.sessionManager, ["sessionList"], AbortSignal.timeout(10_000)))!
+        .props.get("sessionList")!.children.map((s) => s.children.find((c) => c.name === "userName")?.text);
+      assert.deepEqual(sessions, ["observer"], "only the observer's own session is left");
+    } finally {
+      await observer.close();
+    }
+  });
+});
