@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { JobState } from "../gen/hypervisord/v1/job_pb.js";
+import { JobState, type Job } from "../gen/hypervisord/v1/job_pb.js";
 import { createGrpcJsClient, type GrpcJsClient } from "./support/clients.ts";
 import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
 import { buildVcsim, startVcsim, type Vcsim } from "./support/vcsim.ts";
@@ -49,14 +49,22 @@ const connection = (sim: Vcsim, password = "pass") => ({ url: sim.url, username:
 
 async function runJob(definition: Record<string, unknown>, timeoutMs = 60_000) {
   const { job } = await client.unary("submitJob", { definition: definition as never });
+  return pollJob(client, job!.id, isFinal, timeoutMs);
+}
+
+/** Polls GetJob until `until` holds; fails after `timeoutMs`. */
+async function pollJob(c: GrpcJsClient, jobId: string, until: (job: Job) => boolean, timeoutMs = 30_000): Promise<Job> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const { job: now } = await client.unary("getJob", { jobId: job!.id });
-    if (FINAL.includes(now!.state)) return now!;
-    if (Date.now() > deadline) throw new Error(`job ${job!.id} still ${JobState[now!.state]} after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
+    const job = (await c.unary("getJob", { jobId })).job!;
+    if (until(job)) return job;
+    if (Date.now() > deadline) throw new Error(`job ${jobId} is still ${JobState[job.state]}, ${job.progress?.bytesDone} bytes, after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+const isFinal = (job: Job) => FINAL.includes(job.state);
+const hasBytes = (atLeast: number) => (job: Job) => Number(job.progress!.bytesDone) > atLeast;
 
 describe("vSphere export against vcsim-export", () => {
   test("a single-disk VM: byte-identical disk, descriptor with real sizes, manifest that sha256sum agrees with", async (t) => {
@@ -160,11 +168,7 @@ describe("vSphere export against vcsim-export", () => {
     const vm = sim.vms[0]!;
     fillDisk(vm.disks[0]!.file, 5_000_000);
     const { job } = await client.unary("submitJob", { definition: { provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "cancel" } });
-    for (let i = 0; i < 100; i++) {
-      const { job: now } = await client.unary("getJob", { jobId: job!.id });
-      if (Number(now!.progress!.bytesDone) > 0) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await pollJob(client, job!.id, hasBytes(0));
     const began = Date.now();
     const { job: cancelled } = await client.unary("cancelJob", { jobId: job!.id });
     assert.equal(cancelled!.state, JobState.CANCELLED);
@@ -228,11 +232,7 @@ describe("vSphere export against vcsim-export", () => {
     try {
       const { job } = await firstClient.unary("submitJob", { definition: { provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "crash" } });
       jobId = job!.id;
-      for (let i = 0; i < 200; i++) {
-        const { job: now } = await firstClient.unary("getJob", { jobId });
-        if (Number(now!.progress!.bytesDone) > size / 4) break;
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      await pollJob(firstClient, jobId, hasBytes(size / 4));
     } finally {
       firstClient.close();
       await first.kill();
@@ -240,13 +240,8 @@ describe("vSphere export against vcsim-export", () => {
     const second = await spawnDaemon({ dataDir: first.dataDir, outputRoot: first.outputRoot });
     const secondClient = createGrpcJsClient(second.grpcAddress);
     try {
-      let job;
-      for (let i = 0; i < 300; i++) {
-        job = (await secondClient.unary("getJob", { jobId })).job!;
-        if (FINAL.includes(job.state)) break;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      assert.equal(job!.state, JobState.COMPLETED, job!.error?.message);
+      const job = await pollJob(secondClient, jobId, isFinal);
+      assert.equal(job.state, JobState.COMPLETED, job.error?.message);
       assert.ok(fs.readFileSync(path.join(first.outputRoot, "crash", vm.name, `${vm.name}-disk-1.vmdk`)).equals(source), "identical after the restart");
       const { transitions } = await secondClient.unary("getJobHistory", { jobId });
       assert.ok(transitions.some((tr) => tr.actor === "recovery"), "recovered, not restarted by hand");
@@ -266,23 +261,14 @@ describe("vSphere export against vcsim-export", () => {
     const file = vm.disks[0]!.file;
     fillDisk(file, 2_000_000);
     const { job } = await client.unary("submitJob", { definition: { provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "tampered" } });
-    for (let i = 0; i < 100; i++) {
-      const { job: now } = await client.unary("getJob", { jobId: job!.id });
-      if (Number(now!.progress!.bytesDone) > 0) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await pollJob(client, job!.id, hasBytes(0));
     // The manifest was computed when the lease was read; the tail served from now on differs from it.
     const fd = fs.openSync(file, "r+");
     fs.writeSync(fd, randomBytes(100_000), 0, 100_000, 1_900_000);
     fs.closeSync(fd);
-    let final;
-    for (let i = 0; i < 300; i++) {
-      final = (await client.unary("getJob", { jobId: job!.id })).job!;
-      if (FINAL.includes(final.state)) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    assert.equal(final!.state, JobState.FAILED);
-    assert.match(final!.error!.message, /SHA-1 [0-9a-f]{40} does not match the lease manifest's [0-9a-f]{40}/);
+    const final = await pollJob(client, job!.id, isFinal);
+    assert.equal(final.state, JobState.FAILED);
+    assert.match(final.error!.message, /SHA-1 [0-9a-f]{40} does not match the lease manifest's [0-9a-f]{40}/);
   });
 });
 
@@ -389,12 +375,9 @@ describe("vSphere session hygiene", () => {
     const ownClient = createGrpcJsClient(own.grpcAddress);
     try {
       await ownClient.unary("listVMs", { provider: "vsphere", vsphere: connection(sim) });
-      await ownClient.unary("submitJob", { definition: { provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "hygiene" } });
-      await ownClient.unary("submitJob", { definition: { provider: "vsphere", vm: "no-such-vm", vsphere: connection(sim), outputDir: "hygiene" } });
-      for (let i = 0; i < 100; i++) {
-        const status = await ownClient.unary("getStatus", {});
-        if (status.jobCounts!.completed + status.jobCounts!.failed === 2n) break;
-        await new Promise((r) => setTimeout(r, 100));
+      for (const ref of [vm.path, "no-such-vm"]) {
+        const { job } = await ownClient.unary("submitJob", { definition: { provider: "vsphere", vm: ref, vsphere: connection(sim), outputDir: "hygiene" } });
+        await pollJob(ownClient, job!.id, isFinal);
       }
     } finally {
       ownClient.close();
