@@ -394,3 +394,30 @@ describe("vSphere session hygiene", () => {
     }
   });
 });
+
+describe("vSphere session pool", () => {
+  test("one session per endpoint and user, reused; a session the server dropped while idle is health-checked and logged in again", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const { createSessionPool } = await import("../src/providers/vsphere/session-pool.ts");
+    const { listVMs } = await import("../src/providers/vsphere/discovery.ts");
+    const pino = (await import("pino")).default;
+    const sim = await simulator(["-session-idle-timeout", "1s"]);
+    const lines: string[] = [];
+    const pool = createSessionPool({
+      maxConnections: 2, idleTimeoutMs: 60_000, healthCheckAfterMs: 300,
+      logger: pino({ level: "info" }, { write: (line: string) => void lines.push(line) }),
+    });
+    const conn = { ...connection(sim), thumbprint: "" };
+    try {
+      const list = () => pool.use(conn, AbortSignal.timeout(10_000), (s) => listVMs(s, {}, AbortSignal.timeout(10_000)));
+      await Promise.all([list(), list(), list()]);
+      await new Promise((r) => setTimeout(r, 2500)); // vcsim expires idle sessions in a periodic sweep
+      assert.equal((await list()).length, sim.vms.length);
+      const stats = await pool.stats();
+      assert.deepEqual({ opened: stats.opened, reused: stats.reused, relogins: stats.relogins }, { opened: 1, reused: 3, relogins: 1 }, lines.join("\n"));
+      assert.ok(lines.some((l) => l.includes('"why":"health check"')), lines.join("\n"));
+    } finally {
+      await pool.closeAll();
+    }
+  });
+});

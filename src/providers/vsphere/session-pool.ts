@@ -8,6 +8,8 @@ export interface SessionPoolOptions {
   maxConnections: number;
   /** A session unused this long is logged out. */
   idleTimeoutMs: number;
+  /** A session unused this long is checked (and logged in again if the server dropped it) before it is used. */
+  healthCheckAfterMs?: number;
   logger: Logger;
 }
 
@@ -24,7 +26,9 @@ interface Entry {
   session: Promise<VSphereSession>;
   users: number;
   idleTimer?: NodeJS.Timeout;
+  lastUsed: number;
 }
+
 
 /**
  * One logged-in session per (URL, user, password), shared by every job and
@@ -59,7 +63,7 @@ export function createSessionPool(options: SessionPoolOptions) {
       let entry = entries.get(key);
       if (entry) counters.reused++;
       else {
-        entry = { session: openSession(connection, options, signal), users: 0 };
+        entry = { session: openSession(connection, options, signal), users: 0, lastUsed: Date.now() };
         entries.set(key, entry);
         counters.opened++;
         // A failed login is not kept: the next caller tries again.
@@ -69,8 +73,11 @@ export function createSessionPool(options: SessionPoolOptions) {
       current.users++;
       clearTimeout(current.idleTimer);
       try {
-        return await use(await current.session);
+        const session = await current.session;
+        if (Date.now() - current.lastUsed > (options.healthCheckAfterMs ?? 60_000)) await session.ensureAlive(signal);
+        return await use(session);
       } finally {
+        current.lastUsed = Date.now();
         current.users--;
         if (current.users === 0 && entries.get(key) === current) {
           current.idleTimer = setTimeout(() => void retire(key, current), options.idleTimeoutMs);

@@ -6,7 +6,7 @@ import { createVSphereAgent } from "./agent.ts";
 import { VSphereFault } from "./faults.ts";
 import { SERVICE_INSTANCE, serviceContentOf, type ServiceContent } from "./service-content.ts";
 import { createSoapClient, type SoapClient, type SoapParams } from "./soap-client.ts";
-import type { XmlNode } from "./xml.ts";
+import { child, children, element, textOf, type XmlNode } from "./xml.ts";
 
 export interface VSphereSession {
   readonly connection: VSphereConnection;
@@ -15,6 +15,8 @@ export interface VSphereSession {
   readonly content: ServiceContent;
   /** Calls a method; a NotAuthenticated fault (expired session) logs in again once and retries. */
   call(method: string, params: SoapParams, signal: AbortSignal): Promise<XmlNode>;
+  /** Health check: logs in again when the server no longer knows the session (SessionManager.currentSession is unset). */
+  ensureAlive(signal: AbortSignal): Promise<void>;
   /** Logs out and closes the connections. */
   close(): Promise<void>;
   readonly relogins: number;
@@ -46,6 +48,14 @@ export async function openSession(connection: VSphereConnection, options: { maxC
     options.logger.info({ endpoint: soap.endpoint, user: connection.username, server: content.fullName }, "vSphere session opened");
     let relogin: Promise<void> | undefined;
     let relogins = 0;
+    const loginAgain = (s: AbortSignal, why: string) => {
+      // One shared re-login for every caller that found the session gone.
+      relogin ??= login(s).then(() => {
+        relogins++;
+        options.logger.info({ endpoint: soap.endpoint, user: connection.username, why }, "vSphere session logged in again");
+      }).finally(() => (relogin = undefined));
+      return relogin;
+    };
     return {
       connection, soap, agent, content,
       get relogins() {
@@ -56,14 +66,25 @@ export async function openSession(connection: VSphereConnection, options: { maxC
           return await soap.call(method, params, s);
         } catch (err) {
           if (!(err instanceof VSphereFault) || err.faultType !== "NotAuthenticated") throw err;
-          // Expired or dropped session: one shared re-login for every caller that hit it, then one retry.
-          relogin ??= login(s).then(() => {
-            relogins++;
-            options.logger.info({ endpoint: soap.endpoint, user: connection.username }, "vSphere session expired; logged in again");
-          }).finally(() => (relogin = undefined));
-          await relogin;
+          await loginAgain(s, "NotAuthenticated");
           return soap.call(method, params, s);
         }
+      },
+      async ensureAlive(s) {
+        const response = await soap.call("RetrievePropertiesEx", [
+          ["_this", content.propertyCollector],
+          ["specSet", element([
+            ["propSet", [element([["type", "SessionManager"], ["all", false], ["pathSet", ["currentSession"]]])]],
+            ["objectSet", element([["obj", content.sessionManager], ["skip", false]])],
+          ])],
+          ["options", element([])],
+        ], s).catch((err: unknown) => {
+          if (err instanceof VSphereFault && err.faultType === "NotAuthenticated") return undefined;
+          throw err;
+        });
+        const alive = children(child(response, "returnval"), "objects")
+          .some((o) => children(o, "propSet").some((p) => textOf(p, "name") === "currentSession"));
+        if (!alive) await loginAgain(s, "health check");
       },
       async close() {
         try {
