@@ -299,6 +299,30 @@ describe("downloadFiles", () => {
     }
   });
 
+  test("SHA-1 when asked, consistent with SHA-256 across a cut and a resume", async () => {
+    const sources = sourcesOf(3 * MiB + 5, MiB);
+    const server = await startServer(sources, { cutAfter: MiB + 777 });
+    const files = makeFiles(server, sources, freshDir());
+    files[0]!.sha1 = true;
+    const results = await downloadFiles(files, options());
+    assertSameBytes(files, sources);
+    const [first, second] = Object.values(sources);
+    assert.equal(results[0]!.sha256, sha256(first!));
+    assert.equal(results[0]!.sha1, createHash("sha1").update(first!).digest("hex"));
+    assert.equal(results[1]!.sha256, sha256(second!));
+    assert.equal("sha1" in results[1]!, false);
+  });
+
+  test("a 503 is retried", async () => {
+    const sources = sourcesOf(512 * 1024);
+    const data = Object.values(sources)[0]!;
+    const server = await startServer(sources, { status: (_path, nth) => (nth === 1 ? 503 : undefined) });
+    const files = makeFiles(server, sources, freshDir());
+    const [result] = await downloadFiles(files, options());
+    assert.equal(result!.sha256, sha256(data));
+    assert.deepEqual(server.requests.map((r) => r.status), [503, 200]);
+  });
+
   test("a cut with no attempts left fails UNAVAILABLE and retryable, naming the file, host and bytes", async () => {
     const sources = sourcesOf(2 * MiB);
     const server = await startServer(sources, { cutAfter: MiB });

@@ -16,6 +16,7 @@ import path from "node:path";
 import readline from "node:readline";
 import { randomBytes } from "node:crypto";
 import { open } from "node:fs/promises";
+import { PerformanceObserver } from "node:perf_hooks";
 import { promisify } from "node:util";
 import { Agent } from "undici";
 import { downloadFiles } from "../../src/export/download.ts";
@@ -48,6 +49,21 @@ async function bench(): Promise<void> {
   const target = path.join(dir, "disk.vmdk");
   const mbps = (ms: number) => SIZE / 1e6 / (ms / 1000);
   const results = { downloadFiles: [] as number[], "curl+sync": [] as number[], curl: [] as number[] };
+  // CPU seconds of this process (the client) and GC counts by kind, for downloadFiles runs only.
+  const cpuPerRun: number[] = [];
+  const gc = { minor: 0, major: 0, other: 0, ms: 0 };
+  let counting = false;
+  const observer = new PerformanceObserver((list) => {
+    if (!counting) return;
+    for (const entry of list.getEntries()) {
+      const kind = (entry as { detail?: { kind?: number } }).detail?.kind;
+      if (kind === 1) gc.minor++; // NODE_PERFORMANCE_GC_MINOR
+      else if (kind === 4) gc.major++; // NODE_PERFORMANCE_GC_MAJOR
+      else gc.other++;
+      gc.ms += entry.duration;
+    }
+  });
+  observer.observe({ entryTypes: ["gc"] });
   const curl = async (sync: boolean) => {
     const started = performance.now();
     await promisify(execFile)("curl", ["-s", "-o", target, url]);
@@ -64,22 +80,33 @@ async function bench(): Promise<void> {
   try {
     for (let round = 1; round <= ROUNDS; round++) {
       let started = performance.now();
+      const cpuBefore = process.cpuUsage();
+      counting = true;
       const [file] = await downloadFiles([{ name: "disk.vmdk", url, path: target, size: SIZE }], {
         dispatcher: agent, parallel: 1, bandwidthLimit: 0, signal: new AbortController().signal,
       });
       results.downloadFiles.push(mbps(performance.now() - started));
+      const cpu = process.cpuUsage(cpuBefore);
+      cpuPerRun.push((cpu.user + cpu.system) / 1e6);
+      await new Promise((resolve) => setImmediate(resolve)); // let the observer see the last GCs
+      counting = false;
       fs.rmSync(target);
       results["curl+sync"].push(await curl(true));
       results.curl.push(await curl(false));
       const figures = Object.entries(results).map(([name, values]) => `${name} ${values.at(-1)!.toFixed(0)} MB/s`).join(", ");
-      console.log(`round ${round}: ${figures} (sha256 ${file!.sha256.slice(0, 12)}…)`);
+      console.log(`round ${round}: ${figures}, downloadFiles cpu ${cpuPerRun.at(-1)!.toFixed(2)} s (sha256 ${file!.sha256.slice(0, 12)}…)`);
     }
     const [ours, curlSync, curlPlain] = Object.values(results).map(median) as [number, number, number];
     console.log(
       `median of ${ROUNDS}, ${SIZE / MiB} MiB: downloadFiles ${ours.toFixed(0)} MB/s, curl+sync ${curlSync.toFixed(0)} MB/s, curl ${curlPlain.toFixed(0)} MB/s; ` +
         `ratio to curl+sync ${(ours / curlSync).toFixed(2)}, to curl ${(ours / curlPlain).toFixed(2)}`,
     );
+    console.log(
+      `downloadFiles: median cpu ${median(cpuPerRun).toFixed(2)} s per ${SIZE / MiB} MiB (process user+sys, incl. GC and thread-pool threads); ` +
+        `GC over ${ROUNDS} runs: ${gc.minor} minor, ${gc.major} major, ${gc.other} other, ${gc.ms.toFixed(0)} ms total pause`,
+    );
   } finally {
+    observer.disconnect();
     child.kill();
     await agent.close();
     fs.rmSync(dir, { recursive: true, force: true });
