@@ -37,7 +37,7 @@ export async function exportVm(session: VSphereSession, definition: JobDefinitio
   const { signal, logger } = context;
   context.progress({ phase: "connecting" });
   const vm = await findVM(session, definition.vm, signal);
-  const props = await retrieveOne(session, vm, ["name", "runtime.powerState", "config.firmware"], signal);
+  const props = await retrieveOne(session, vm, ["name", "runtime.powerState"], signal);
   const vmName = props?.props.get("name")?.text ?? vm.value;
   const powerState = props?.props.get("runtime.powerState")?.text;
   await ensurePoweredOff(session, vm, vmName, powerState, definition.powerOff, context);
@@ -57,7 +57,7 @@ export async function exportVm(session: VSphereSession, definition: JobDefinitio
     // Asked for now, awaited after the downloads: a server may hash every file to answer it (vcsim does),
     // and that must not delay the transfer. It is checked once both are done.
     const manifest = leaseManifest(session, lease, signal).catch((err: unknown) => {
-      if (!signal.aborted) logger.warn({ err: (err as Error).message }, "the lease offers no manifest; disks are checked by size only");
+      if (!signal.aborted) logger.warn({ err: (err as Error).message }, "the lease offers no manifest; disks are checked against the sizes the server sent only");
       return [] as ManifestEntry[];
     });
     const { disks, nvram, skipped } = planFiles(info.devices, baseName, dir);
