@@ -124,4 +124,3 @@ export function createJobLogs(options: JobLogsOptions) {
   };
 }
 
-export type JobLogs = ReturnType<typeof createJobLogs>;

@@ -101,4 +101,3 @@ export function createSessionPool(options: SessionPoolOptions) {
   };
 }
 
-export type SessionPool = ReturnType<typeof createSessionPool>;
