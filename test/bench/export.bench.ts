@@ -6,7 +6,8 @@
 //  (a) curl:        the limit. A lease is made here with the project's SOAP code (openSession, ExportVm,
 //                   waitForLease); `curl -k -s -g -o FILE URL` of the disk's device URL is timed; then the lease is
 //                   aborted (-g: the URL's path holds "[...]", which curl would otherwise read as a glob).
-//  (b) govc:        `govc export.ovf -vm NAME DIR` (VMware's CLI: session, lease, download, descriptor).
+//  (b) govc:        `govc export.ovf -vm NAME DIR` (VMware's CLI: session, lease, download, descriptor), and
+//                   `govc export.ovf -sha 256` (also writes a SHA-256 .mf: the like-for-like peer; printed, not a target).
 //  (c) hypervisord: the real daemon (spawnDaemon), a vsphere job over gRPC (parallel_downloads default), timed
 //                   from SubmitJob until GetJob (polled every 50 ms) says COMPLETED; result.duration_seconds is
 //                   printed beside it, and the exported disk's SHA-256 is checked against the source's.
@@ -44,7 +45,7 @@ const POLL_MS = 50;
 const JOB_TIMEOUT_MS = 15 * 60_000;
 const CLK_TCK = 100;
 
-type Client = "curl" | "govc" | "hypervisord";
+type Client = "curl" | "govc" | "govc -sha 256" | "hypervisord";
 interface Run {
   round: number;
   client: Client;
@@ -156,17 +157,18 @@ async function runCurl(round: number, sim: Vcsim, vm: VcsimVm, work: string): Pr
   }
 }
 
-async function runGovc(round: number, sim: Vcsim, vm: VcsimVm, work: string, govc: string): Promise<Run> {
+async function runGovc(round: number, sim: Vcsim, vm: VcsimVm, work: string, govc: string, sha256 = false): Promise<Run> {
   const outDir = path.join(work, `govc-${round}`);
   try {
     const env = { ...process.env, GOVC_URL: sim.url, GOVC_USERNAME: "user", GOVC_PASSWORD: "pass", GOVC_INSECURE: "1" };
     const m = await measured(sim, async () => {
-      await execFileAsync(govc, ["export.ovf", "-vm", vm.name, outDir], { env, timeout: JOB_TIMEOUT_MS, maxBuffer: 64 * MiB });
+      await execFileAsync(govc, ["export.ovf", ...(sha256 ? ["-sha", "256"] : []), "-vm", vm.name, outDir], { env, timeout: JOB_TIMEOUT_MS, maxBuffer: 64 * MiB });
     });
     const vmdks = findFiles(outDir, ".vmdk");
     const sizes = vmdks.map((f) => fs.statSync(f).size);
     if (!sizes.includes(SIZE)) throw new Error(`govc wrote no ${SIZE}-byte disk: ${JSON.stringify(vmdks.map((f, i) => [f, sizes[i]]))}`);
-    return { round, client: "govc", ...m };
+    if (sha256 && findFiles(outDir, ".mf").length === 0) throw new Error("govc -sha 256 wrote no .mf");
+    return { round, client: sha256 ? "govc -sha 256" : "govc", ...m };
   } finally {
     fs.rmSync(outDir, { recursive: true, force: true });
   }
@@ -287,6 +289,7 @@ async function main(): Promise<void> {
       for (const run of [
         () => runCurl(round, sim!, vm, work),
         () => runGovc(round, sim!, vm, work, govc),
+        () => runGovc(round, sim!, vm, work, govc, true),
         () => runDaemon(round, sim!, vm, daemon!, client!, sourceSha256),
       ]) {
         const result = await run();
@@ -327,7 +330,7 @@ function report(runs: Run[], context: Record<string, unknown>): void {
   const rows: string[][] = [];
   const row = (label: string, values: number[], seconds: number[], clientCpu: number[], vcsimCpu: number[]) =>
     rows.push([label, ...values.map((v) => fixed(v)), fixed(median(values)), fixed(median(seconds), 2), fixed(median(clientCpu), 2), fixed(median(vcsimCpu), 2)]);
-  for (const client of ["curl", "govc", "hypervisord"] as const) {
+  for (const client of ["curl", "govc", "govc -sha 256", "hypervisord"] as const) {
     row(client, rate(client), of(client).map((r) => r.seconds), of(client).map((r) => r.clientCpu), of(client).map((r) => r.vcsimCpu));
   }
   row("hvd (job duration)", of("hypervisord").map((r) => mibps(r.jobSeconds!)), of("hypervisord").map((r) => r.jobSeconds!), [], []);
@@ -351,6 +354,8 @@ function report(runs: Run[], context: Record<string, unknown>): void {
     `   [job duration: ${(hvdJob / curl).toFixed(2)}]`);
   console.log(`hypervisord/govc = ${vsGovc.toFixed(2)} (target > 1, faster than govc): ${verdict(vsGovc > 1)}` +
     `   [job duration: ${(hvdJob / govc).toFixed(2)}]`);
+  const govcSha = median(rate("govc -sha 256"));
+  console.log(`hypervisord/(govc -sha 256) = ${(hvd / govcSha).toFixed(2)} (like for like: both write a SHA-256 .mf; not a target)`);
   const mismatches = of("hypervisord").filter((r) => r.note !== "sha256 ok").length;
   if (mismatches) console.log(`!!! ${mismatches} hypervisord run(s) with a SHA-256 mismatch`);
 
@@ -360,15 +365,15 @@ function report(runs: Run[], context: Record<string, unknown>): void {
     sizeMiB: SIZE / MiB,
     rounds: ROUNDS,
     machine: { cpus: context.cpus, node: context.node, loadavg: context.loadavg },
-    perRound: Object.fromEntries((["curl", "govc", "hypervisord"] as const).map((c) => [c, rate(c).map((v) => Number(v.toFixed(1)))])),
+    perRound: Object.fromEntries((["curl", "govc", "govc -sha 256", "hypervisord"] as const).map((c) => [c, rate(c).map((v) => Number(v.toFixed(1)))])),
     hypervisordJobDuration: of("hypervisord").map((r) => Number(mibps(r.jobSeconds!).toFixed(1))),
     hypervisordDownloadPhase: downloads.map((v) => Number(mibps(v).toFixed(1))),
     hypervisordSecondsBeforeDownload: setups.map((v) => Number(v.toFixed(2))),
     median: {
-      curl: Number(curl.toFixed(1)), govc: Number(govc.toFixed(1)), hypervisord: Number(hvd.toFixed(1)),
+      curl: Number(curl.toFixed(1)), govc: Number(govc.toFixed(1)), govcSha256: Number(govcSha.toFixed(1)), hypervisord: Number(hvd.toFixed(1)),
       hypervisordJobDuration: Number(hvdJob.toFixed(1)), hypervisordDownloadPhase: Number(median(downloads.map(mibps)).toFixed(1)),
     },
-    ratio: { hypervisordVsCurl: Number(vsCurl.toFixed(3)), hypervisordVsGovc: Number(vsGovc.toFixed(3)) },
+    ratio: { hypervisordVsCurl: Number(vsCurl.toFixed(3)), hypervisordVsGovc: Number(vsGovc.toFixed(3)), hypervisordVsGovcSha256: Number((hvd / govcSha).toFixed(3)) },
     target: { vsCurl: TARGET_VS_CURL, vsGovc: 1 },
     pass: { vsCurl: vsCurl >= TARGET_VS_CURL, vsGovc: vsGovc > 1 },
     sha256Mismatches: mismatches,
