@@ -526,6 +526,67 @@ describe("downloadFiles", () => {
   });
 });
 
+describe("downloadFiles into regions of one file (offset)", () => {
+  /** A shared file with a guard pattern around and between the regions, and the DownloadFiles that fill them. */
+  function regions(server: TestServer, sources: Record<string, Buffer>, gap: number) {
+    const target = path.join(freshDir(), "package.ova");
+    const entries = Object.entries(sources);
+    let offset = gap;
+    const files: DownloadFile[] = entries.map(([urlPath, data]) => {
+      const file = { name: path.basename(urlPath), url: `${server.origin}${urlPath}`, path: target, size: data.length, offset };
+      offset += data.length + gap;
+      return file;
+    });
+    fs.writeFileSync(target, Buffer.alloc(offset, 0xee));
+    const expected = Buffer.alloc(offset, 0xee);
+    files.forEach((f, i) => entries[i]![1].copy(expected, f.offset));
+    return { target, files, expected };
+  }
+
+  test("parallel downloads write each file at its offset and leave the other bytes alone", async () => {
+    const sources = sourcesOf(2 * MiB + 7, MiB, 3);
+    const server = await startServer(sources);
+    const { target, files, expected } = regions(server, sources, 1536);
+    const results = await downloadFiles(files, options({ parallel: 3 }));
+    assert.deepEqual(results.map((r) => r.sha256), Object.values(sources).map(sha256));
+    assert.ok(fs.readFileSync(target).equals(expected));
+  });
+
+  test("a cut resumes with Range into the region, and a resume from a checkpoint re-hashes the region's prefix", async () => {
+    const sources = sourcesOf(3 * MiB, 2 * MiB);
+    const server = await startServer(sources, { cutAfter: MiB + 5 });
+    const { target, files, expected } = regions(server, sources, 512);
+    const results = await downloadFiles(files, options());
+    assert.deepEqual(results.map((r) => r.sha256), Object.values(sources).map(sha256));
+    assert.ok(fs.readFileSync(target).equals(expected));
+
+    // A later run with checkpoints: only the rest is asked for, and the digest covers the whole region.
+    const again = await startServer(sources);
+    const rerun = files.map((f) => ({ ...f, url: f.url.replace(server.origin, again.origin) }));
+    const kept = 2 * MiB;
+    const [first] = await downloadFiles([rerun[0]!], options({ resume: { [rerun[0]!.name]: kept } }));
+    assert.deepEqual(again.requests.map((r) => r.range), [`bytes=${kept}-`]);
+    assert.equal(first!.sha256, sha256(Object.values(sources)[0]!));
+    assert.ok(fs.readFileSync(target).equals(expected), "the file is unchanged and was not truncated");
+  });
+
+  test("a body longer than the region fails before writing past it", async () => {
+    const sources = sourcesOf(MiB);
+    const server = await startServer(sources);
+    const { target, files, expected } = regions(server, sources, 512);
+    const short = [{ ...files[0]!, size: MiB - 1000 }];
+    await assert.rejects(downloadFiles(short, options()), (err: HypervisordError) => err.code === "INTERNAL" && /sent more than the 1047576 bytes expected/.test(err.message));
+    const after = fs.readFileSync(target);
+    assert.equal(after.length, expected.length);
+    assert.ok(after.subarray(512 + MiB - 1000).every((byte) => byte === 0xee), "nothing past the region changed");
+  });
+
+  test("an offset without a size is refused", async () => {
+    await assert.rejects(downloadFiles([{ name: "a", url: "http://127.0.0.1:1/a", path: "/tmp/x", offset: 10 }], options()),
+      (err: HypervisordError) => err.code === "INVALID_ARGUMENT" && /files\[0\]\.offset: must be an integer >= 0, with size set/.test(err.message));
+  });
+});
+
 describe("createHostSlots", () => {
   test("a waiter aborted in the queue rejects with the reason and gives its turn away", async () => {
     const slots = createHostSlots(1);

@@ -22,6 +22,12 @@ export interface DownloadFile {
   size?: number;
   /** Also compute SHA-1 on the way (to compare with a server manifest that only has SHA-1). */
   sha1?: boolean;
+  /**
+   * Write the bytes at this offset of `path`, an existing file whose other regions belong to others (the
+   * entries of an OVA being built): it is opened without truncation, and a restart or resume never
+   * truncates it. Needs `size`; a body longer than `size` fails before a byte lands outside the region.
+   */
+  offset?: number;
 }
 
 export interface DownloadedFile {
@@ -125,6 +131,9 @@ function validate(files: readonly DownloadFile[], options: DownloadOptions): voi
   files.forEach((file, i) => {
     if (!URL.canParse(file.url) || !/^https?:$/.test(new URL(file.url).protocol)) {
       throw new InvalidArgumentError(`files[${i}].url`, `not an absolute http(s) URL (${file.name})`);
+    }
+    if (file.offset !== undefined && !(Number.isSafeInteger(file.offset) && file.offset >= 0 && file.size !== undefined)) {
+      throw new InvalidArgumentError(`files[${i}].offset`, `must be an integer >= 0, with size set (${file.name})`);
     }
   });
 }
@@ -356,6 +365,9 @@ interface PartOptions {
 
 async function openPart(file: DownloadFile, resumeAt: number, options: PartOptions): Promise<PartFile> {
   const { handle, position: start } = await openAt(file, resumeAt, options);
+  /** Where byte 0 of this file lies in `handle`; the region ends at base + size when an offset is given. */
+  const base = file.offset ?? 0;
+  const limit = file.offset !== undefined ? file.size : undefined;
   /** End of the bytes written without a gap: on disk (not necessarily synced). */
   let position = start;
   /** Where the next write goes; ahead of `position` while writes are in flight. The hash covers up to here. */
@@ -371,7 +383,7 @@ async function openPart(file: DownloadFile, resumeAt: number, options: PartOptio
   let generation = 0;
 
   try {
-    await hashPrefix(handle, hash, position, file.path, options.signal);
+    await hashPrefix(handle, hash, base, position, file.path, options.signal);
   } catch (err) {
     await handle.close();
     throw err;
@@ -424,8 +436,12 @@ async function openPart(file: DownloadFile, resumeAt: number, options: PartOptio
   const issue = (chunks: Buffer[]) => {
     let bytes = 0;
     for (const chunk of chunks) bytes += chunk.length;
+    if (limit !== undefined && issued + bytes > limit) {
+      broken ??= new HypervisordError("INTERNAL", `${file.name}: the server sent more than the ${limit} bytes expected`);
+      return;
+    }
     const entry = { end: issued + bytes, done: false, settled: Promise.resolve() };
-    entry.settled = writeFully(handle, chunks, bytes, issued).then(
+    entry.settled = writeFully(handle, chunks, bytes, base + issued).then(
       () => {
         entry.done = true;
         advance();
@@ -489,7 +505,7 @@ async function openPart(file: DownloadFile, resumeAt: number, options: PartOptio
       await idle();
       await syncing;
       generation++;
-      await handle.truncate(0);
+      if (file.offset === undefined) await handle.truncate(0);
       options.onWritten(-position);
       position = issued = 0;
       hash = createHasher(file.sha1 === true);
@@ -518,6 +534,12 @@ async function openPart(file: DownloadFile, resumeAt: number, options: PartOptio
 /** Opens the file, keeping the first `resumeAt` bytes of an earlier run (fewer if the file is shorter) and dropping anything beyond. */
 async function openAt(file: DownloadFile, resumeAt: number, options: PartOptions): Promise<{ handle: FileHandle; position: number }> {
   const context = `opening ${file.path} (${file.name})`;
+  if (file.offset !== undefined) {
+    // A region of a shared file, laid out by the caller: the checkpoint alone says how much of it is good.
+    const handle = await openExisting(file.path, context);
+    if (!handle) throw new HypervisordError("INTERNAL", `${context}: the file to write into does not exist`);
+    return { handle, position: Math.min(resumeAt, file.size!) };
+  }
   const existing = resumeAt > 0 ? await openExisting(file.path, context) : undefined;
   if (!existing) {
     if (resumeAt > 0) options.logger?.warn({ file: file.name, path: file.path, checkpoint: resumeAt }, "partial file is gone, starting over");
@@ -575,12 +597,12 @@ function createHasher(withSha1: boolean): Hasher {
 }
 
 /** After a restart the hash of the kept bytes is gone: read them once. */
-async function hashPrefix(handle: FileHandle, hash: Hasher, length: number, path: string, signal: AbortSignal): Promise<void> {
+async function hashPrefix(handle: FileHandle, hash: Hasher, base: number, length: number, path: string, signal: AbortSignal): Promise<void> {
   if (length === 0) return;
   const buffer = Buffer.allocUnsafe(Math.min(IO_CHUNK, length));
   for (let offset = 0; offset < length; ) {
     signal.throwIfAborted();
-    const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, length - offset), offset);
+    const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, length - offset), base + offset);
     if (bytesRead === 0) throw new HypervisordError("INTERNAL", `${path} ended at byte ${offset} while hashing its first ${length} bytes`);
     hash.update(buffer.subarray(0, bytesRead));
     offset += bytesRead;
