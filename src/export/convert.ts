@@ -1,0 +1,272 @@
+import { createHash } from "node:crypto";
+import fs from "node:fs";
+import { open, rename, rm, stat } from "node:fs/promises";
+import path from "node:path";
+import { CONVERT_FORMATS, type ConvertFormat } from "../domain/job.ts";
+import { FailedPreconditionError, HypervisordError, InvalidArgumentError, toHypervisordError } from "../errors.ts";
+import { createHostSlots } from "./host-slots.ts";
+import { createProgressParser, describeExit, runQemuImg, stderrTail, type QemuImgRun } from "./qemu-img.ts";
+
+export type { ConvertFormat };
+/**
+ * Formats a conversion reads. Only formats that cannot name other files: a qcow2 with a backing file, or a
+ * VMDK descriptor naming extents, would make qemu-img read whatever host file the (remote) image names.
+ */
+export type SourceFormat = "vmdk" | "raw";
+/** Formats `compare` and `info` read. */
+export type DiskFormat = SourceFormat | ConvertFormat;
+
+/** A request's format field, case-insensitive: "" means none (undefined); anything else must be a ConvertFormat. */
+export function parseConvertFormat(value: string, field: string): ConvertFormat | undefined {
+  const name = value.trim().toLowerCase();
+  if (name === "") return undefined;
+  if ((CONVERT_FORMATS as readonly string[]).includes(name)) return name as ConvertFormat;
+  throw new InvalidArgumentError(field, `must be one of ${CONVERT_FORMATS.join(", ")}; got ${JSON.stringify(value)}`);
+}
+
+export interface ConvertJob {
+  /** The disk to read, e.g. a downloaded streamOptimized VMDK. */
+  source: string;
+  /** Default: from the file name (.vmdk, .raw/.img). qemu-img never probes: probing trusts the image's own header. */
+  sourceFormat?: SourceFormat;
+  /** Written as `${target}.partial`, then renamed: `target` only ever appears complete. */
+  target: string;
+  format: ConvertFormat;
+  /** Abort stops qemu-img (SIGTERM, then SIGKILL), removes the partial file and rejects with `signal.reason`. */
+  signal: AbortSignal;
+  /** Increasing percentages, >= 0.5 apart, ending with 100 on success. Must not throw (a throw fails the job). */
+  onProgress?(percent: number): void;
+}
+
+export interface ConvertResult {
+  target: string;
+  format: ConvertFormat;
+  /** Size of the target file. */
+  bytes: number;
+  /** SHA-256 (hex) of the target file. */
+  sha256: string;
+  /** From qemu-img's start to the target in place (time waiting for a slot excluded). */
+  seconds: number;
+}
+
+export interface CompareOptions {
+  signal: AbortSignal;
+  /** Default: from the file name (.vmdk, .qcow2, .vdi, .raw/.img). */
+  aFormat?: DiskFormat;
+  bFormat?: DiskFormat;
+}
+
+/** `detail` is qemu-img's first line, e.g. "Content mismatch at offset 1048576!". */
+export type CompareResult = { identical: true } | { identical: false; detail: string };
+
+export interface DiskInfo {
+  format: string;
+  virtualSize: number;
+  /** Bytes allocated on the host file system, when qemu-img reports it. */
+  actualSize?: number;
+}
+
+export interface ConverterStats {
+  /** qemu-img conversions and compares running now. */
+  running: number;
+  /** Waiting for a slot. */
+  waiting: number;
+}
+
+export interface Converter {
+  convert(job: ConvertJob): Promise<ConvertResult>;
+  compare(a: string, b: string, options: CompareOptions): Promise<CompareResult>;
+  /** `qemu-img info`: cheap, so it takes no slot. Probes the format unless `format` is given. */
+  info(file: string, options: { signal: AbortSignal; format?: DiskFormat }): Promise<DiskInfo>;
+  stats(): ConverterStats;
+}
+
+export interface ConverterOptions {
+  /** Path of the qemu-img binary (see detectQemuImg). */
+  qemuImg: string;
+  /** Conversions and compares running at once, across every caller of this converter. */
+  maxConcurrent: number;
+  /** Between SIGTERM and SIGKILL when a run is aborted. Default 5 s. */
+  killGraceMs?: number;
+  logger?: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+}
+
+export function createConverter(options: ConverterOptions): Converter {
+  const { qemuImg, maxConcurrent, killGraceMs, logger } = options;
+  if (!Number.isInteger(maxConcurrent) || maxConcurrent < 1) {
+    throw new InvalidArgumentError("maxConcurrent", `must be an integer >= 1, got ${maxConcurrent}`);
+  }
+  // One "host" of a FIFO semaphore whose waits respect the signal.
+  const slots = createHostSlots(maxConcurrent);
+  const counts: ConverterStats = { running: 0, waiting: 0 };
+
+  const withSlot = async <T>(signal: AbortSignal, work: () => Promise<T>): Promise<T> => {
+    counts.waiting++;
+    let release: () => void;
+    try {
+      release = await slots.acquire("qemu-img", signal);
+    } finally {
+      counts.waiting--;
+    }
+    counts.running++;
+    try {
+      return await work();
+    } finally {
+      counts.running--;
+      release();
+    }
+  };
+
+  const run = (args: string[], signal: AbortSignal, onStdout?: (chunk: string) => void) =>
+    runQemuImg(qemuImg, args, { signal, onStdout, killGraceMs });
+
+  return {
+    async convert(job) {
+      const sourceFormat = job.sourceFormat ?? formatFromName(job.source, ["vmdk", "raw"], "sourceFormat");
+      if (path.resolve(job.source) === path.resolve(job.target)) {
+        throw new InvalidArgumentError("target", `must differ from the source (${job.target})`);
+      }
+      await checkInput(job.source, sourceFormat);
+      return withSlot(job.signal, async () => {
+        try {
+          const result = await convertOnce(job, sourceFormat, run);
+          logger?.info({ source: path.basename(job.source), format: job.format, bytes: result.bytes, seconds: result.seconds }, "disk converted");
+          return result;
+        } catch (err) {
+          if (!job.signal.aborted) logger?.warn({ source: path.basename(job.source), format: job.format, err }, "disk conversion failed");
+          throw err;
+        }
+      });
+    },
+
+    async compare(a, b, { signal, aFormat, bFormat }) {
+      const formatA = aFormat ?? formatFromName(a, ["vmdk", ...CONVERT_FORMATS], "aFormat");
+      const formatB = bFormat ?? formatFromName(b, ["vmdk", ...CONVERT_FORMATS], "bFormat");
+      await checkInput(a, formatA);
+      await checkInput(b, formatB);
+      return withSlot(signal, async () => {
+        const result = await run(["compare", "-f", formatA, "-F", formatB, asOperand(a), asOperand(b)], signal);
+        if (result.code === 0) return { identical: true };
+        if (result.code === 1) return { identical: false, detail: result.stdout.trim().split("\n", 1)[0] ?? "" };
+        throw qemuImgError(`comparing ${path.basename(a)} with ${path.basename(b)}`, result);
+      });
+    },
+
+    async info(file, { signal, format }) {
+      await checkInput(file, format);
+      const result = await run(["info", "--output=json", ...(format ? ["-f", format] : []), asOperand(file)], signal);
+      if (result.code !== 0) throw qemuImgError(`reading ${path.basename(file)}`, result);
+      const parsed = JSON.parse(result.stdout) as { format: string; "virtual-size": number; "actual-size"?: number };
+      return { format: parsed.format, virtualSize: parsed["virtual-size"], actualSize: parsed["actual-size"] };
+    },
+
+    stats: () => ({ ...counts }),
+  };
+}
+
+type Run = (args: string[], signal: AbortSignal, onStdout?: (chunk: string) => void) => Promise<QemuImgRun>;
+
+async function convertOnce(job: ConvertJob, sourceFormat: SourceFormat, run: Run): Promise<ConvertResult> {
+  const { source, target, format, signal } = job;
+  const partial = `${target}.partial`;
+  const started = performance.now();
+  const progress = createProgressParser((percent) => job.onProgress?.(percent));
+  try {
+    // No -o: qemu-img's defaults (qcow2 compat 1.1, dynamic VDI, sparse raw) are what a hypervisor imports.
+    const result = await run(["convert", "-p", "-f", sourceFormat, "-O", format, asOperand(source), asOperand(partial)], signal, (chunk) => progress.push(chunk));
+    if (result.code !== 0) throw qemuImgError(`converting ${path.basename(source)} to ${format}`, result);
+    progress.finish();
+    const { bytes, sha256 } = await hashAndSync(partial, signal);
+    await rename(partial, target);
+    await syncDirectory(path.dirname(target));
+    return { target, format, bytes, sha256, seconds: (performance.now() - started) / 1000 };
+  } catch (err) {
+    await rm(partial, { force: true });
+    if (signal.aborted) throw signal.reason;
+    throw toHypervisordError(err, `converting ${path.basename(source)} to ${format}`);
+  }
+}
+
+/**
+ * Absolute, so no name is read as something else: "-x" as an option (getopt permutes arguments), "nbd:host" or
+ * "json:{...}" as a protocol (qemu looks for a protocol before the first "/").
+ */
+const asOperand = (file: string) => path.resolve(file);
+
+/** A failed qemu-img run: RESOURCE_EXHAUSTED when the disk is full, INTERNAL otherwise, with the end of its stderr. */
+function qemuImgError(context: string, run: QemuImgRun): HypervisordError {
+  const detail = stderrTail(run.stderr) || "no message";
+  const code = /No space left on device|Disk quota exceeded/.test(run.stderr) ? "RESOURCE_EXHAUSTED" : "INTERNAL";
+  return new HypervisordError(code, `${context}: qemu-img ${describeExit(run)}: ${detail}`);
+}
+
+const FORMAT_BY_EXTENSION: Record<string, DiskFormat> = {
+  ".vmdk": "vmdk",
+  ".qcow2": "qcow2",
+  ".vdi": "vdi",
+  ".raw": "raw",
+  ".img": "raw",
+};
+
+function formatFromName<F extends DiskFormat>(file: string, allowed: readonly F[], field: string): F {
+  const format = FORMAT_BY_EXTENSION[path.extname(file).toLowerCase()];
+  if (format && (allowed as readonly string[]).includes(format)) return format as F;
+  throw new InvalidArgumentError(field, `not given and not known from the name ${JSON.stringify(path.basename(file))}; one of ${allowed.join(", ")}`);
+}
+
+/** Magic numbers of single-file VMDKs: hosted sparse (incl. streamOptimized) and ESX sparse. */
+const VMDK_MAGICS = ["KDMV", "COWD"];
+
+/**
+ * The file must exist (NOT_FOUND) and be a regular file. A VMDK must be a single-file one: anything else qemu-img
+ * reads as a text descriptor, whose extent lines may name any file on this host (e.g. `RW 16 FLAT "/etc/shadow" 0`).
+ */
+async function checkInput(file: string, format: DiskFormat | undefined): Promise<void> {
+  const info = await stat(file).catch((err: unknown) => {
+    throw toHypervisordError(err, `reading ${path.basename(file)}`);
+  });
+  if (!info.isFile()) throw new FailedPreconditionError(`${file} is not a regular file`);
+  if (format !== "vmdk") return;
+  const handle = await open(file, "r");
+  try {
+    const { buffer, bytesRead } = await handle.read(Buffer.alloc(4), 0, 4, 0);
+    const magic = buffer.toString("latin1", 0, bytesRead);
+    if (!VMDK_MAGICS.includes(magic)) {
+      throw new HypervisordError(
+        "INTERNAL",
+        `${path.basename(file)} is not a single-file VMDK (magic ${JSON.stringify(magic)}, expected KDMV or COWD): descriptor files are refused, they can name other files`,
+      );
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+const HASH_CHUNK = 1024 * 1024;
+
+/** SHA-256 and size of `file`, read as a stream; then its data is flushed to disk, so the rename that follows publishes whole content. */
+async function hashAndSync(file: string, signal: AbortSignal): Promise<{ bytes: number; sha256: string }> {
+  const hash = createHash("sha256");
+  let bytes = 0;
+  for await (const chunk of fs.createReadStream(file, { highWaterMark: HASH_CHUNK, signal })) {
+    hash.update(chunk as Buffer);
+    bytes += (chunk as Buffer).length;
+  }
+  const handle = await open(file, "r+");
+  try {
+    await handle.datasync();
+  } finally {
+    await handle.close();
+  }
+  return { bytes, sha256: hash.digest("hex") };
+}
+
+/** Makes a rename in `dir` durable. */
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
