@@ -7,7 +7,7 @@ import type { ServiceHandlers } from "./api/handlers.ts";
 import type { DaemonConfig } from "./config/load-config.ts";
 import { formatAddress } from "./config/parse-value.ts";
 import { createEngine, type Engine } from "./engine/engine.ts";
-import { findExecutable } from "./export/qemu-img.ts";
+import { resolveQemuImg } from "./export/qemu-img.ts";
 import type { Provider } from "./providers/provider.ts";
 import { createProviderRegistry } from "./providers/registry.ts";
 import { createReleasers } from "./releasers.ts";
@@ -51,12 +51,12 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     releasers.add(() => providers.closeAll());
     const engine = createEngine({ store, providers, logger, options: config.engine, logForward: options.logForward });
 
-    const qemuImg = findExecutable("qemu-img");
+    const qemuImg = resolveQemuImg(config.conversion.qemuImg);
     const api = createHypervisordApi({
       engine, store, providers,
       allowedOutputRoots: config.allowedOutputRoots,
       defaultVSphere: config.defaultVSphere,
-      conversionUnavailable: () => (qemuImg ? undefined : "qemu-img not found on PATH (install qemu-utils)"),
+      conversionUnavailable: () => ("reason" in qemuImg ? qemuImg.reason : undefined),
       startTime,
     });
     const health = createHealthState([HypervisordService.typeName]);

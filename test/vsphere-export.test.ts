@@ -318,6 +318,62 @@ describe("vSphere export of VMs changed through vim25", () => {
     sources.forEach((source, i) => assert.match(ovf, new RegExp(`ovf:href="${vm.name}-disk-${i + 1}.vmdk"[^>]*ovf:size="${source.length}"`)));
   });
 
+  test("remove_devices: the export keeps its disk and NIC, the .mf covers the written descriptor, and the VM keeps its CD-ROM and floppy", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const { runTask } = await import("../src/providers/vsphere/tasks.ts");
+    const { retrieveOne } = await import("../src/providers/vsphere/property-collector.ts");
+    const { element } = await import("../src/providers/vsphere/xml.ts");
+    const sim = await simulator();
+    const vm = sim.vms[0]!;
+    const ref = { type: "VirtualMachine", value: vm.moref };
+    const session = await adminSession(sim);
+    const deviceTypes = async () => {
+      const devices = (await retrieveOne(session, ref, ["config.hardware.device"], AbortSignal.timeout(10_000)))!.props.get("config.hardware.device")!;
+      return devices.children.map((d) => d.type ?? "");
+    };
+    try {
+      const devices = (await retrieveOne(session, ref, ["config.hardware.device"], AbortSignal.timeout(10_000)))!.props.get("config.hardware.device")!;
+      const ide = devices.children.find((d) => /VirtualIDEController$/.test(d.type ?? ""));
+      assert.ok(ide, `the simulator's VM has an IDE controller: ${devices.children.map((d) => d.type).join(", ")}`);
+      const ideKey = Number(ide.children.find((c) => c.name === "key")!.text);
+      const cdrom = element([
+        ["key", -2],
+        ["backing", element([["deviceName", ""], ["exclusive", false]], "VirtualCdromRemotePassthroughBackingInfo")],
+        ["controllerKey", ideKey],
+        ["unitNumber", 1],
+      ], "VirtualCdrom");
+      const floppy = element([["key", -3], ["backing", element([["deviceName", ""]], "VirtualFloppyRemoteDeviceBackingInfo")]], "VirtualFloppy");
+      const spec = element([["deviceChange", [element([["operation", "add"], ["device", cdrom]]), element([["operation", "add"], ["device", floppy]])]]]);
+      await runTask(session, "ReconfigVM_Task", ref, AbortSignal.timeout(10_000), [["spec", spec]]);
+      const before = await deviceTypes();
+      assert.ok(before.includes("VirtualCdrom") && before.includes("VirtualFloppy"), before.join(", "));
+
+      // vcsim's CreateDescriptor writes no CD-ROM or floppy Items (real vSphere does): the removal itself is
+      // tested on a vSphere-shaped descriptor in ovf-devices.test.ts; here, that the job and the VM are right.
+      fillDisk(vm.disks[0]!.file, 200_000);
+      const job = await runJob({ provider: "vsphere", vm: vm.moref, vsphere: connection(sim), outputDir: "devices-removed", removeDevices: ["cdrom", "FLOPPY"] });
+      assert.equal(job.state, JobState.COMPLETED, job.error?.message);
+      assert.deepEqual(job.definition!.removeDevices, ["cdrom", "floppy"]);
+      const dir = path.join(daemon.outputRoot, "devices-removed", vm.name);
+      const ovf = fs.readFileSync(path.join(dir, `${vm.name}.ovf`), "utf8");
+      assert.doesNotMatch(ovf, /<rasd:ResourceType>1[45]<\/rasd:ResourceType>/);
+      assert.match(ovf, /<rasd:ResourceType>17<\/rasd:ResourceType>/, "the disk stays");
+      assert.match(ovf, /<rasd:ResourceType>10<\/rasd:ResourceType>/, "the NIC stays");
+      const mf = fs.readFileSync(path.join(dir, `${vm.name}.mf`), "utf8");
+      const ovfDigest = execFileSync("sha256sum", [path.join(dir, `${vm.name}.ovf`)], { encoding: "utf8" }).split(" ")[0];
+      assert.ok(mf.includes(`SHA256(${vm.name}.ovf)= ${ovfDigest}`), "the manifest covers the edited descriptor");
+      assert.deepEqual(await deviceTypes(), before, "the source VM is unchanged");
+    } finally {
+      await session.close();
+    }
+  });
+
+  test("remove_devices with an unknown kind is refused, naming the field", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    await assert.rejects(client.unary("submitJob", { definition: { vm: "x", vsphere: { url: "https://vc.example/sdk" }, removeDevices: ["cdrom", "gpu"] } as never }),
+      (err: { code: number; details: string }) => err.code === 3 && /definition\.remove_devices\[1\]: unknown value "gpu"; use one of cdrom, floppy/.test(err.details));
+  });
+
   test("a VM whose name is unsafe as a file name is written under a sanitized name, inside the output directory", async (t) => {
     if (skipReason) return t.skip(skipReason);
     const { runTask } = await import("../src/providers/vsphere/tasks.ts");

@@ -79,6 +79,12 @@ export function definitionToPb(definition: JobDefinition): JobDefinitionPb {
     priority: d.priority,
     labels: d.labels,
     requestId: d.requestId ?? "",
+    removeDevices: d.removeDevices ?? [],
+    includeImageFiles: d.includeImageFiles ?? false,
+    manifestAlgorithm: d.manifestAlgorithm ?? "sha256",
+    cleanupOvf: d.cleanupOvf ?? false,
+    generateManifest: d.generateManifest ?? true,
+    verify: d.verify ?? false,
   });
 }
 
@@ -110,6 +116,10 @@ export function jobToPb(job: Job): JobPb {
       files: job.result.files.map((f) => ({ path: f.path, size: int64(f.size), sha256: f.sha256 })),
       durationSeconds: job.result.durationSeconds,
       warnings: job.result.warnings,
+      compressionRatio: job.result.compressionRatio ?? 0,
+      artifactManifestPath: job.result.artifactManifestPath ?? "",
+      convertedDisks: (job.result.convertedDisks ?? []).map((c) => ({ ...c, size: int64(c.size), verification: c.verification ?? "", verificationDetail: c.verificationDetail ?? "" })),
+      ovaMethod: job.result.ovaMethod ?? "",
     },
     error: job.error,
     attempt: job.attempt,

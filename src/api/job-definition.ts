@@ -1,7 +1,7 @@
 import type { JobDefinition as JobDefinitionPb, VSphereConnection as VSphereConnectionPb } from "../../gen/hypervisord/v1/job_pb.js";
 import { ExportFormat } from "../../gen/hypervisord/v1/job_pb.js";
-import { CONVERT_FORMATS, PRIORITIES, type ConvertFormat, type JobDefinition, type Priority, type VSphereConnection } from "../domain/job.ts";
-import { InvalidArgumentError } from "../errors.ts";
+import { CONVERT_FORMATS, MANIFEST_ALGORITHMS, PRIORITIES, REMOVABLE_DEVICES, type ConvertFormat, type JobDefinition, type Priority, type VSphereConnection } from "../domain/job.ts";
+import { FailedPreconditionError, InvalidArgumentError } from "../errors.ts";
 import type { ProviderRegistry } from "../providers/registry.ts";
 import { resolveOutputDir } from "./output-dir.ts";
 
@@ -11,6 +11,8 @@ export interface DefinitionRules {
   /** The roots with symbolic links resolved (see realPaths). */
   realOutputRoots: readonly string[];
   defaultVSphere?: VSphereConnection;
+  /** Why a conversion format cannot run here (qemu-img missing), or undefined when it can. */
+  conversionUnavailable?(format: ConvertFormat): string | undefined;
 }
 
 export const DEFAULT_PROVIDER = "vsphere";
@@ -45,7 +47,16 @@ export function definitionFromPb(pb: JobDefinitionPb | undefined, field: string,
     priority: priorityFromText(pb.priority, at("priority")),
     labels: labelsFromPb(pb.labels, at("labels")),
     requestId: text(pb.requestId, at("request_id"), 256) || undefined,
+    removeDevices: oneOfEach(pb.removeDevices, REMOVABLE_DEVICES, at("remove_devices")),
+    includeImageFiles: pb.includeImageFiles,
+    manifestAlgorithm: oneOf(pb.manifestAlgorithm, MANIFEST_ALGORITHMS, at("manifest_algorithm")) ?? "sha256",
+    cleanupOvf: pb.cleanupOvf,
+    generateManifest: pb.generateManifest ?? true,
+    verify: pb.verify,
   };
+  const unavailable = definition.convertTo && rules.conversionUnavailable?.(definition.convertTo);
+  if (unavailable) throw new FailedPreconditionError(`${at("convert_to")}: conversion to ${definition.convertTo} is unavailable: ${unavailable}`);
+  if (definition.verify && !definition.convertTo) throw new InvalidArgumentError(at("verify"), "needs convert_to (it compares converted disks with their sources)");
   if (providerName === DEFAULT_PROVIDER && !definition.vsphere?.url && !rules.defaultVSphere) {
     throw new InvalidArgumentError(at("vsphere.url"), "required: the daemon has no default vSphere connection configured");
   }
@@ -90,10 +101,26 @@ function formatFromPb(format: ExportFormat, field: string): JobDefinition["forma
 }
 
 function convertFromPb(value: string, field: string): ConvertFormat | undefined {
+  return oneOf(value, CONVERT_FORMATS, field, "format");
+}
+
+/** A case-insensitive name from `allowed`, or undefined when empty. */
+function oneOf<T extends string>(value: string, allowed: readonly T[], field: string, what = "value"): T | undefined {
   const name = value.trim().toLowerCase();
   if (!name) return undefined;
-  if ((CONVERT_FORMATS as readonly string[]).includes(name)) return name as ConvertFormat;
-  throw new InvalidArgumentError(field, `unknown format "${value}"; use one of ${CONVERT_FORMATS.join(", ")}`);
+  if ((allowed as readonly string[]).includes(name)) return name as T;
+  throw new InvalidArgumentError(field, `unknown ${what} "${value}"; use one of ${allowed.join(", ")}`);
+}
+
+/** Each item one of `allowed`, without repeats (sorted in `allowed` order). */
+function oneOfEach<T extends string>(values: readonly string[], allowed: readonly T[], field: string): T[] {
+  const picked = new Set<T>();
+  values.forEach((value, i) => {
+    const name = oneOf(value, allowed, `${field}[${i}]`);
+    if (!name) throw new InvalidArgumentError(`${field}[${i}]`, `empty; use one of ${allowed.join(", ")}`);
+    picked.add(name);
+  });
+  return allowed.filter((name) => picked.has(name));
 }
 
 /** Accepts "high", "HIGH", "PRIORITY_HIGH" and "JOB_PRIORITY_HIGH". */

@@ -15,6 +15,7 @@ import {
   connectionFromPb, DEFAULT_PROVIDER, definitionFromPb, intIn, labelsFromPb, nonNegative, type DefinitionRules,
 } from "./job-definition.ts";
 import { realPaths } from "./output-dir.ts";
+import { createPackageHandlers } from "./packages.ts";
 import { decodePageToken, encodePageToken } from "./page-token.ts";
 
 export interface ApiDeps {
@@ -35,6 +36,7 @@ export function createHypervisordApi(deps: ApiDeps): ServiceHandlers<typeof Hype
   const { engine, providers } = deps;
   const rules: DefinitionRules = {
     providers, allowedOutputRoots: deps.allowedOutputRoots, realOutputRoots: realPaths(deps.allowedOutputRoots), defaultVSphere: deps.defaultVSphere,
+    conversionUnavailable: deps.conversionUnavailable,
   };
 
   const jobId = (value: string, field = "job_id") => {
@@ -52,6 +54,8 @@ export function createHypervisordApi(deps: ApiDeps): ServiceHandlers<typeof Hype
   };
 
   return {
+    ...createPackageHandlers(deps.allowedOutputRoots, rules.realOutputRoots),
+
     async submitJob(request) {
       const definition = definitionFromPb(request.definition, "definition", rules);
       const { job, created } = await engine.submit(definition, { actor: "api" });

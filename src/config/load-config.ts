@@ -21,6 +21,8 @@ export interface DaemonConfig {
   /** The connection used when a request names none. */
   defaultVSphere?: VSphereConnection;
   vsphere: { maxConnections: number; sessionIdleTimeoutMs: number; maxTransfersPerHost: number };
+  /** qemu-img: an explicit path (else found on PATH) and how many conversions run at once. */
+  conversion: { maxConcurrent: number; qemuImg?: string };
   /** The config file read, if any. */
   configFile?: string;
   /** Problems that do not stop the daemon (unknown keys in the file), to be logged at start. */
@@ -145,6 +147,10 @@ function compile(values: Map<string, unknown>, configFile: string | undefined): 
       maxConnections: get<number>("vsphere.max_connections"),
       sessionIdleTimeoutMs: get<number>("vsphere.session_idle_timeout"),
       maxTransfersPerHost: get<number>("vsphere.max_transfers_per_host"),
+    },
+    conversion: {
+      maxConcurrent: get<number>("conversion.max_concurrent"),
+      qemuImg: get<string | undefined>("conversion.qemu_img") || undefined,
     },
     configFile: configFile && path.resolve(configFile),
   };

@@ -32,6 +32,8 @@ export const SETTINGS: readonly Setting[] = [
   { key: "jobs.log_level", type: "level", default: "info", help: "level of the per-job logs" },
   { key: "jobs.progress_interval", type: "duration", default: "250ms", min: 10, max: 60_000, help: "at most one progress update per job per this interval" },
   { key: "jobs.max_queued_updates", type: "int", default: 10_000, min: 100, help: "state changes a slow StreamJobUpdates subscriber may lag before it is cut off" },
+  { key: "conversion.max_concurrent", env: "HYPERVISORD_MAX_CONVERSIONS", type: "int", default: 2, min: 1, max: 64, help: "qemu-img conversions run at once, across jobs" },
+  { key: "conversion.qemu_img", env: "HYPERVISORD_QEMU_IMG", type: "string", help: "path of qemu-img; default: found on PATH" },
   { key: "vsphere.url", env: "HYPERVISORD_VSPHERE_URL", type: "string", help: "default vSphere connection: SDK URL" },
   { key: "vsphere.username", env: "HYPERVISORD_VSPHERE_USERNAME", type: "string", help: "default vSphere connection: user" },
   { key: "vsphere.password", env: "HYPERVISORD_VSPHERE_PASSWORD", type: "string", help: "default vSphere connection: password" },

@@ -21,6 +21,13 @@ export type ExportFormat = (typeof EXPORT_FORMATS)[number];
 export const CONVERT_FORMATS = ["qcow2", "raw", "vdi"] as const;
 export type ConvertFormat = (typeof CONVERT_FORMATS)[number];
 
+/** Virtual devices that may be left out of the written OVF descriptor. */
+export const REMOVABLE_DEVICES = ["cdrom", "floppy", "serial", "parallel", "usb", "sound"] as const;
+export type RemovableDevice = (typeof REMOVABLE_DEVICES)[number];
+
+export const MANIFEST_ALGORITHMS = ["sha256", "sha1"] as const;
+export type ManifestAlgorithm = (typeof MANIFEST_ALGORITHMS)[number];
+
 export interface VSphereConnection {
   url: string;
   username: string;
@@ -47,6 +54,17 @@ export interface JobDefinition {
   priority: Priority;
   labels: Record<string, string>;
   requestId?: string;
+  // Added after the first release: optional, so that definitions stored before them still load.
+  /** Left out of the written descriptor; the VM is not changed. */
+  removeDevices?: RemovableDevice[];
+  includeImageFiles?: boolean;
+  /** Default "sha256". */
+  manifestAlgorithm?: ManifestAlgorithm;
+  cleanupOvf?: boolean;
+  /** Default true. */
+  generateManifest?: boolean;
+  /** qemu-img compare each converted disk with its source. */
+  verify?: boolean;
 }
 
 export interface JobProgress {
@@ -87,6 +105,24 @@ export interface JobResult {
   files: ResultFile[];
   durationSeconds: number;
   warnings: string[];
+  /** Compressed / uncompressed size of a compressed OVA. */
+  compressionRatio?: number;
+  artifactManifestPath?: string;
+  convertedDisks?: ConvertedDisk[];
+  /** "streamed" or "files". */
+  ovaMethod?: string;
+}
+
+export interface ConvertedDisk {
+  /** Relative to the result's outputDir, like `path`. */
+  source: string;
+  path: string;
+  format: ConvertFormat;
+  size: number;
+  sha256: string;
+  /** Set when verified. */
+  verification?: "identical" | "different";
+  verificationDetail?: string;
 }
 
 export interface JobError {

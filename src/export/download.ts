@@ -121,6 +121,23 @@ export async function downloadFiles(files: readonly DownloadFile[], options: Dow
   return results;
 }
 
+/**
+ * The size of each URL from a HEAD request (Content-Length), or undefined where the server gives none or the
+ * request fails: sizes known before a download let the caller lay the bytes out (an OVA) in advance.
+ */
+export async function fetchSizes(urls: readonly string[], options: Pick<DownloadOptions, "dispatcher" | "headers" | "signal">): Promise<(number | undefined)[]> {
+  return Promise.all(urls.map(async (url) => {
+    try {
+      const { statusCode, headers, body } = await request(url, { dispatcher: options.dispatcher, method: "HEAD", headers: options.headers, signal: options.signal });
+      await body.dump();
+      return statusCode === 200 ? numberHeader(headers["content-length"]) : undefined;
+    } catch (err) {
+      if (options.signal.aborted) throw options.signal.reason;
+      return undefined;
+    }
+  }));
+}
+
 function validate(files: readonly DownloadFile[], options: DownloadOptions): void {
   if (!Number.isInteger(options.parallel) || options.parallel < 1) {
     throw new InvalidArgumentError("parallel", `must be an integer >= 1, got ${options.parallel}`);

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hypervisord/v1/job.proto.
  */
 export const file_hypervisord_v1_job: GenFile = /*@__PURE__*/
-  fileDesc("ChhoeXBlcnZpc29yZC92MS9qb2IucHJvdG8SDmh5cGVydmlzb3JkLnYxImoKEVZTcGhlcmVDb25uZWN0aW9uEgsKA3VybBgBIAEoCRIQCgh1c2VybmFtZRgCIAEoCRIQCghwYXNzd29yZBgDIAEoCRIQCghpbnNlY3VyZRgEIAEoCBISCgp0aHVtYnByaW50GAUgASgJIucDCg1Kb2JEZWZpbml0aW9uEgwKBG5hbWUYASABKAkSEAoIcHJvdmlkZXIYAiABKAkSCgoCdm0YAyABKAkSMgoHdnNwaGVyZRgEIAEoCzIhLmh5cGVydmlzb3JkLnYxLlZTcGhlcmVDb25uZWN0aW9uEhIKCm91dHB1dF9kaXIYBSABKAkSLAoGZm9ybWF0GAYgASgOMhwuaHlwZXJ2aXNvcmQudjEuRXhwb3J0Rm9ybWF0EhAKCGNvbXByZXNzGAcgASgIEjYKEWNvbXByZXNzaW9uX2xldmVsGAggASgLMhsuZ29vZ2xlLnByb3RvYnVmLkludDMyVmFsdWUSEgoKY29udmVydF90bxgJIAEoCRIaChJwYXJhbGxlbF9kb3dubG9hZHMYCiABKAUSFwoPYmFuZHdpZHRoX2xpbWl0GAsgASgDEhEKCXBvd2VyX29mZhgMIAEoCBIQCghwcmlvcml0eRgNIAEoCRI5CgZsYWJlbHMYDiADKAsyKS5oeXBlcnZpc29yZC52MS5Kb2JEZWZpbml0aW9uLkxhYmVsc0VudHJ5EhIKCnJlcXVlc3RfaWQYDyABKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLEAQoLSm9iUHJvZ3Jlc3MSDQoFcGhhc2UYASABKAkSDwoHcGVyY2VudBgCIAEoARISCgpieXRlc19kb25lGAMgASgDEhMKC2J5dGVzX3RvdGFsGAQgASgDEhIKCmZpbGVzX2RvbmUYBSABKAUSEwoLZmlsZXNfdG90YWwYBiABKAUSFAoMY3VycmVudF9maWxlGAcgASgJEhgKEGJ5dGVzX3Blcl9zZWNvbmQYCCABKAESEwoLZXRhX3NlY29uZHMYCSABKAEiOAoKUmVzdWx0RmlsZRIMCgRwYXRoGAEgASgJEgwKBHNpemUYAiABKAMSDgoGc2hhMjU2GAMgASgJIrEBCglKb2JSZXN1bHQSEgoKb3V0cHV0X2RpchgBIAEoCRIQCghvdmZfcGF0aBgCIAEoCRIQCghvdmFfcGF0aBgDIAEoCRIVCg1tYW5pZmVzdF9wYXRoGAQgASgJEikKBWZpbGVzGAUgAygLMhouaHlwZXJ2aXNvcmQudjEuUmVzdWx0RmlsZRIYChBkdXJhdGlvbl9zZWNvbmRzGAYgASgBEhAKCHdhcm5pbmdzGAcgAygJIjwKCEpvYkVycm9yEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIRCglyZXRyeWFibGUYAyABKAgi8gMKA0pvYhIKCgJpZBgBIAEoCRIxCgpkZWZpbml0aW9uGAIgASgLMh0uaHlwZXJ2aXNvcmQudjEuSm9iRGVmaW5pdGlvbhInCgVzdGF0ZRgDIAEoDjIYLmh5cGVydmlzb3JkLnYxLkpvYlN0YXRlEi0KCHByb2dyZXNzGAQgASgLMhsuaHlwZXJ2aXNvcmQudjEuSm9iUHJvZ3Jlc3MSKQoGcmVzdWx0GAUgASgLMhkuaHlwZXJ2aXNvcmQudjEuSm9iUmVzdWx0EicKBWVycm9yGAYgASgLMhguaHlwZXJ2aXNvcmQudjEuSm9iRXJyb3ISDwoHYXR0ZW1wdBgHIAEoBRIvCgtjcmVhdGVfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3NjaGVkdWxlX2lkGAsgASgJEhQKDG1heF9hdHRlbXB0cxgMIAEoBRI1ChFuZXh0X2F0dGVtcHRfdGltZRgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAivwEKDUpvYlRyYW5zaXRpb24SCwoDc2VxGAEgASgEEiwKCmZyb21fc3RhdGUYAiABKA4yGC5oeXBlcnZpc29yZC52MS5Kb2JTdGF0ZRIqCgh0b19zdGF0ZRgDIAEoDjIYLmh5cGVydmlzb3JkLnYxLkpvYlN0YXRlEg4KBnJlYXNvbhgEIAEoCRINCgVhY3RvchgFIAEoCRIoCgR0aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ1CghMb2dFbnRyeRIKCgJpZBgBIAEoAxIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVsZXZlbBgDIAEoCRIPCgdtZXNzYWdlGAQgASgJEhMKC2ZpZWxkc19qc29uGAUgASgJKlsKDEV4cG9ydEZvcm1hdBIdChlFWFBPUlRfRk9STUFUX1VOU1BFQ0lGSUVEEAASFQoRRVhQT1JUX0ZPUk1BVF9PVkYQARIVChFFWFBPUlRfRk9STUFUX09WQRACKpoBCghKb2JTdGF0ZRIZChVKT0JfU1RBVEVfVU5TUEVDSUZJRUQQABIUChBKT0JfU1RBVEVfUVVFVUVEEAESFQoRSk9CX1NUQVRFX1JVTk5JTkcQAhIXChNKT0JfU1RBVEVfQ09NUExFVEVEEAMSFAoQSk9CX1NUQVRFX0ZBSUxFRBAEEhcKE0pPQl9TVEFURV9DQU5DRUxMRUQQBWIGcHJvdG8z", [file_google_protobuf_timestamp, file_google_protobuf_wrappers]);
+  fileDesc("ChhoeXBlcnZpc29yZC92MS9qb2IucHJvdG8SDmh5cGVydmlzb3JkLnYxImoKEVZTcGhlcmVDb25uZWN0aW9uEgsKA3VybBgBIAEoCRIQCgh1c2VybmFtZRgCIAEoCRIQCghwYXNzd29yZBgDIAEoCRIQCghpbnNlY3VyZRgEIAEoCBISCgp0aHVtYnByaW50GAUgASgJIpQFCg1Kb2JEZWZpbml0aW9uEgwKBG5hbWUYASABKAkSEAoIcHJvdmlkZXIYAiABKAkSCgoCdm0YAyABKAkSMgoHdnNwaGVyZRgEIAEoCzIhLmh5cGVydmlzb3JkLnYxLlZTcGhlcmVDb25uZWN0aW9uEhIKCm91dHB1dF9kaXIYBSABKAkSLAoGZm9ybWF0GAYgASgOMhwuaHlwZXJ2aXNvcmQudjEuRXhwb3J0Rm9ybWF0EhAKCGNvbXByZXNzGAcgASgIEjYKEWNvbXByZXNzaW9uX2xldmVsGAggASgLMhsuZ29vZ2xlLnByb3RvYnVmLkludDMyVmFsdWUSEgoKY29udmVydF90bxgJIAEoCRIaChJwYXJhbGxlbF9kb3dubG9hZHMYCiABKAUSFwoPYmFuZHdpZHRoX2xpbWl0GAsgASgDEhEKCXBvd2VyX29mZhgMIAEoCBIQCghwcmlvcml0eRgNIAEoCRI5CgZsYWJlbHMYDiADKAsyKS5oeXBlcnZpc29yZC52MS5Kb2JEZWZpbml0aW9uLkxhYmVsc0VudHJ5EhIKCnJlcXVlc3RfaWQYDyABKAkSFgoOcmVtb3ZlX2RldmljZXMYECADKAkSGwoTaW5jbHVkZV9pbWFnZV9maWxlcxgRIAEoCBIaChJtYW5pZmVzdF9hbGdvcml0aG0YEiABKAkSEwoLY2xlYW51cF9vdmYYEyABKAgSNQoRZ2VuZXJhdGVfbWFuaWZlc3QYFCABKAsyGi5nb29nbGUucHJvdG9idWYuQm9vbFZhbHVlEg4KBnZlcmlmeRgVIAEoCBotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIsQBCgtKb2JQcm9ncmVzcxINCgVwaGFzZRgBIAEoCRIPCgdwZXJjZW50GAIgASgBEhIKCmJ5dGVzX2RvbmUYAyABKAMSEwoLYnl0ZXNfdG90YWwYBCABKAMSEgoKZmlsZXNfZG9uZRgFIAEoBRITCgtmaWxlc190b3RhbBgGIAEoBRIUCgxjdXJyZW50X2ZpbGUYByABKAkSGAoQYnl0ZXNfcGVyX3NlY29uZBgIIAEoARITCgtldGFfc2Vjb25kcxgJIAEoASI4CgpSZXN1bHRGaWxlEgwKBHBhdGgYASABKAkSDAoEc2l6ZRgCIAEoAxIOCgZzaGEyNTYYAyABKAkiuAIKCUpvYlJlc3VsdBISCgpvdXRwdXRfZGlyGAEgASgJEhAKCG92Zl9wYXRoGAIgASgJEhAKCG92YV9wYXRoGAMgASgJEhUKDW1hbmlmZXN0X3BhdGgYBCABKAkSKQoFZmlsZXMYBSADKAsyGi5oeXBlcnZpc29yZC52MS5SZXN1bHRGaWxlEhgKEGR1cmF0aW9uX3NlY29uZHMYBiABKAESEAoId2FybmluZ3MYByADKAkSGQoRY29tcHJlc3Npb25fcmF0aW8YCCABKAESHgoWYXJ0aWZhY3RfbWFuaWZlc3RfcGF0aBgJIAEoCRI2Cg9jb252ZXJ0ZWRfZGlza3MYCiADKAsyHS5oeXBlcnZpc29yZC52MS5Db252ZXJ0ZWREaXNrEhIKCm92YV9tZXRob2QYCyABKAkijgEKDUNvbnZlcnRlZERpc2sSDgoGc291cmNlGAEgASgJEgwKBHBhdGgYAiABKAkSDgoGZm9ybWF0GAMgASgJEgwKBHNpemUYBCABKAMSDgoGc2hhMjU2GAUgASgJEhQKDHZlcmlmaWNhdGlvbhgGIAEoCRIbChN2ZXJpZmljYXRpb25fZGV0YWlsGAcgASgJIjwKCEpvYkVycm9yEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIRCglyZXRyeWFibGUYAyABKAgi8gMKA0pvYhIKCgJpZBgBIAEoCRIxCgpkZWZpbml0aW9uGAIgASgLMh0uaHlwZXJ2aXNvcmQudjEuSm9iRGVmaW5pdGlvbhInCgVzdGF0ZRgDIAEoDjIYLmh5cGVydmlzb3JkLnYxLkpvYlN0YXRlEi0KCHByb2dyZXNzGAQgASgLMhsuaHlwZXJ2aXNvcmQudjEuSm9iUHJvZ3Jlc3MSKQoGcmVzdWx0GAUgASgLMhkuaHlwZXJ2aXNvcmQudjEuSm9iUmVzdWx0EicKBWVycm9yGAYgASgLMhguaHlwZXJ2aXNvcmQudjEuSm9iRXJyb3ISDwoHYXR0ZW1wdBgHIAEoBRIvCgtjcmVhdGVfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3NjaGVkdWxlX2lkGAsgASgJEhQKDG1heF9hdHRlbXB0cxgMIAEoBRI1ChFuZXh0X2F0dGVtcHRfdGltZRgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAivwEKDUpvYlRyYW5zaXRpb24SCwoDc2VxGAEgASgEEiwKCmZyb21fc3RhdGUYAiABKA4yGC5oeXBlcnZpc29yZC52MS5Kb2JTdGF0ZRIqCgh0b19zdGF0ZRgDIAEoDjIYLmh5cGVydmlzb3JkLnYxLkpvYlN0YXRlEg4KBnJlYXNvbhgEIAEoCRINCgVhY3RvchgFIAEoCRIoCgR0aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ1CghMb2dFbnRyeRIKCgJpZBgBIAEoAxIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVsZXZlbBgDIAEoCRIPCgdtZXNzYWdlGAQgASgJEhMKC2ZpZWxkc19qc29uGAUgASgJKlsKDEV4cG9ydEZvcm1hdBIdChlFWFBPUlRfRk9STUFUX1VOU1BFQ0lGSUVEEAASFQoRRVhQT1JUX0ZPUk1BVF9PVkYQARIVChFFWFBPUlRfRk9STUFUX09WQRACKpoBCghKb2JTdGF0ZRIZChVKT0JfU1RBVEVfVU5TUEVDSUZJRUQQABIUChBKT0JfU1RBVEVfUVVFVUVEEAESFQoRSk9CX1NUQVRFX1JVTk5JTkcQAhIXChNKT0JfU1RBVEVfQ09NUExFVEVEEAMSFAoQSk9CX1NUQVRFX0ZBSUxFRBAEEhcKE0pPQl9TVEFURV9DQU5DRUxMRUQQBWIGcHJvdG8z", [file_google_protobuf_timestamp, file_google_protobuf_wrappers]);
 
 /**
  * How to reach a vCenter or ESXi host. Optional on jobs and discovery calls
@@ -169,6 +169,53 @@ export type JobDefinition = Message<"hypervisord.v1.JobDefinition"> & {
    * @generated from field: string request_id = 15;
    */
   requestId: string;
+
+  /**
+   * Virtual devices left out of the written OVF descriptor (the source VM is
+   * never changed): any of "cdrom", "floppy", "serial", "parallel", "usb",
+   * "sound". Empty keeps the descriptor as the hypervisor writes it.
+   *
+   * @generated from field: repeated string remove_devices = 16;
+   */
+  removeDevices: string[];
+
+  /**
+   * Also export attached ISO and floppy images (non-disk lease devices).
+   *
+   * @generated from field: bool include_image_files = 17;
+   */
+  includeImageFiles: boolean;
+
+  /**
+   * Digest of the OVF manifest (.mf): "sha256" (default) or "sha1" for
+   * older importers that reject SHA256 lines.
+   *
+   * @generated from field: string manifest_algorithm = 18;
+   */
+  manifestAlgorithm: string;
+
+  /**
+   * With EXPORT_FORMAT_OVA built from files: remove the intermediate OVF
+   * directory once the OVA is written.
+   *
+   * @generated from field: bool cleanup_ovf = 19;
+   */
+  cleanupOvf: boolean;
+
+  /**
+   * Write artifact-manifest.json beside the package; unset means true.
+   *
+   * @generated from field: google.protobuf.BoolValue generate_manifest = 20;
+   */
+  generateManifest?: boolean | undefined;
+
+  /**
+   * With convert_to: run `qemu-img compare` between each source disk and its
+   * converted copy, and record the result.
+   *
+   * @generated from field: bool verify = 21;
+   */
+  verify: boolean;
 };
 
 /**
@@ -310,6 +357,35 @@ export type JobResult = Message<"hypervisord.v1.JobResult"> & {
    * @generated from field: repeated string warnings = 7;
    */
   warnings: string[];
+
+  /**
+   * With compress: compressed size / uncompressed size of the OVA (e.g. 0.42).
+   *
+   * @generated from field: double compression_ratio = 8;
+   */
+  compressionRatio: number;
+
+  /**
+   * artifact-manifest.json, when generated.
+   *
+   * @generated from field: string artifact_manifest_path = 9;
+   */
+  artifactManifestPath: string;
+
+  /**
+   * Disks converted with convert_to, in disk order.
+   *
+   * @generated from field: repeated hypervisord.v1.ConvertedDisk converted_disks = 10;
+   */
+  convertedDisks: ConvertedDisk[];
+
+  /**
+   * How the OVA was built: "streamed" (disks written from the network into
+   * the tar) or "files" (tar built from downloaded files); empty for OVF.
+   *
+   * @generated from field: string ova_method = 11;
+   */
+  ovaMethod: string;
 };
 
 /**
@@ -318,6 +394,63 @@ export type JobResult = Message<"hypervisord.v1.JobResult"> & {
  */
 export const JobResultSchema: GenMessage<JobResult> = /*@__PURE__*/
   messageDesc(file_hypervisord_v1_job, 4);
+
+/**
+ * @generated from message hypervisord.v1.ConvertedDisk
+ */
+export type ConvertedDisk = Message<"hypervisord.v1.ConvertedDisk"> & {
+  /**
+   * The exported disk it came from, relative to the result's output_dir.
+   *
+   * @generated from field: string source = 1;
+   */
+  source: string;
+
+  /**
+   * The converted disk, relative to the result's output_dir.
+   *
+   * @generated from field: string path = 2;
+   */
+  path: string;
+
+  /**
+   * "qcow2", "raw" or "vdi".
+   *
+   * @generated from field: string format = 3;
+   */
+  format: string;
+
+  /**
+   * @generated from field: int64 size = 4;
+   */
+  size: bigint;
+
+  /**
+   * @generated from field: string sha256 = 5;
+   */
+  sha256: string;
+
+  /**
+   * With verify: "identical" or "different"; empty when not verified.
+   *
+   * @generated from field: string verification = 6;
+   */
+  verification: string;
+
+  /**
+   * What `qemu-img compare` reported when the disks differ.
+   *
+   * @generated from field: string verification_detail = 7;
+   */
+  verificationDetail: string;
+};
+
+/**
+ * Describes the message hypervisord.v1.ConvertedDisk.
+ * Use `create(ConvertedDiskSchema)` to create a new message.
+ */
+export const ConvertedDiskSchema: GenMessage<ConvertedDisk> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_job, 5);
 
 /**
  * @generated from message hypervisord.v1.JobError
@@ -349,7 +482,7 @@ export type JobError = Message<"hypervisord.v1.JobError"> & {
  * Use `create(JobErrorSchema)` to create a new message.
  */
 export const JobErrorSchema: GenMessage<JobError> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_job, 5);
+  messageDesc(file_hypervisord_v1_job, 6);
 
 /**
  * @generated from message hypervisord.v1.Job
@@ -436,7 +569,7 @@ export type Job = Message<"hypervisord.v1.Job"> & {
  * Use `create(JobSchema)` to create a new message.
  */
 export const JobSchema: GenMessage<Job> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_job, 6);
+  messageDesc(file_hypervisord_v1_job, 7);
 
 /**
  * One transition in a job's history.
@@ -484,7 +617,7 @@ export type JobTransition = Message<"hypervisord.v1.JobTransition"> & {
  * Use `create(JobTransitionSchema)` to create a new message.
  */
 export const JobTransitionSchema: GenMessage<JobTransition> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_job, 7);
+  messageDesc(file_hypervisord_v1_job, 8);
 
 /**
  * @generated from message hypervisord.v1.LogEntry
@@ -527,7 +660,7 @@ export type LogEntry = Message<"hypervisord.v1.LogEntry"> & {
  * Use `create(LogEntrySchema)` to create a new message.
  */
 export const LogEntrySchema: GenMessage<LogEntry> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_job, 8);
+  messageDesc(file_hypervisord_v1_job, 9);
 
 /**
  * @generated from enum hypervisord.v1.ExportFormat

@@ -16,7 +16,229 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hypervisord/v1/service.proto.
  */
 export const file_hypervisord_v1_service: GenFile = /*@__PURE__*/
-  fileDesc("ChxoeXBlcnZpc29yZC92MS9zZXJ2aWNlLnByb3RvEg5oeXBlcnZpc29yZC52MSJFChBTdWJtaXRKb2JSZXF1ZXN0EjEKCmRlZmluaXRpb24YASABKAsyHS5oeXBlcnZpc29yZC52MS5Kb2JEZWZpbml0aW9uIkYKEVN1Ym1pdEpvYlJlc3BvbnNlEiAKA2pvYhgBIAEoCzITLmh5cGVydmlzb3JkLnYxLkpvYhIPCgdjcmVhdGVkGAIgASgIIkcKEVN1Ym1pdEpvYnNSZXF1ZXN0EjIKC2RlZmluaXRpb25zGAEgAygLMh0uaHlwZXJ2aXNvcmQudjEuSm9iRGVmaW5pdGlvbiJ9ChBTdWJtaXRKb2JzUmVzdWx0Eg0KBWluZGV4GAEgASgFEiAKA2pvYhgCIAEoCzITLmh5cGVydmlzb3JkLnYxLkpvYhIPCgdjcmVhdGVkGAMgASgIEicKBWVycm9yGAQgASgLMhguaHlwZXJ2aXNvcmQudjEuSm9iRXJyb3IiRwoSU3VibWl0Sm9ic1Jlc3BvbnNlEjEKB3Jlc3VsdHMYASADKAsyIC5oeXBlcnZpc29yZC52MS5TdWJtaXRKb2JzUmVzdWx0Ih8KDUdldEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIjIKDkdldEpvYlJlc3BvbnNlEiAKA2pvYhgBIAEoCzITLmh5cGVydmlzb3JkLnYxLkpvYiL1AQoPTGlzdEpvYnNSZXF1ZXN0EigKBnN0YXRlcxgBIAMoDjIYLmh5cGVydmlzb3JkLnYxLkpvYlN0YXRlEjsKBmxhYmVscxgCIAMoCzIrLmh5cGVydmlzb3JkLnYxLkxpc3RKb2JzUmVxdWVzdC5MYWJlbHNFbnRyeRIQCghwcm92aWRlchgDIAEoCRITCgtzY2hlZHVsZV9pZBgEIAEoCRIRCglwYWdlX3NpemUYBSABKAUSEgoKcGFnZV90b2tlbhgGIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBImIKEExpc3RKb2JzUmVzcG9uc2USIQoEam9icxgBIAMoCzITLmh5cGVydmlzb3JkLnYxLkpvYhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSEgoKdG90YWxfc2l6ZRgDIAEoAyIyChBDYW5jZWxKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiNQoRQ2FuY2VsSm9iUmVzcG9uc2USIAoDam9iGAEgASgLMhMuaHlwZXJ2aXNvcmQudjEuSm9iIiYKFEdldEpvYkhpc3RvcnlSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSJLChVHZXRKb2JIaXN0b3J5UmVzcG9uc2USMgoLdHJhbnNpdGlvbnMYASADKAsyHS5oeXBlcnZpc29yZC52MS5Kb2JUcmFuc2l0aW9uIlsKF1N0cmVhbUpvYlVwZGF0ZXNSZXF1ZXN0Eg8KB2pvYl9pZHMYASADKAkSLwoJYWZ0ZXJfc2VxGAIgASgLMhwuZ29vZ2xlLnByb3RvYnVmLlVJbnQ2NFZhbHVlIpcCChhTdHJlYW1Kb2JVcGRhdGVzUmVzcG9uc2USCwoDc2VxGAEgASgEEg4KBmpvYl9pZBgCIAEoCRIqCgRraW5kGAMgASgOMhwuaHlwZXJ2aXNvcmQudjEuSm9iRXZlbnRLaW5kEicKBXN0YXRlGAQgASgOMhguaHlwZXJ2aXNvcmQudjEuSm9iU3RhdGUSLQoIcHJvZ3Jlc3MYBSABKAsyGy5oeXBlcnZpc29yZC52MS5Kb2JQcm9ncmVzcxIgCgNqb2IYBiABKAsyEy5oeXBlcnZpc29yZC52MS5Kb2ISKAoEdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGcmVhc29uGAggASgJIlYKEUdldEpvYkxvZ3NSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCRIQCghhZnRlcl9pZBgCIAEoAxIMCgR0YWlsGAMgASgFEhEKCXBhZ2Vfc2l6ZRgEIAEoBSJpChJHZXRKb2JMb2dzUmVzcG9uc2USKQoHZW50cmllcxgBIAMoCzIYLmh5cGVydmlzb3JkLnYxLkxvZ0VudHJ5EhUKDW5leHRfYWZ0ZXJfaWQYAiABKAMSEQoJdHJ1bmNhdGVkGAMgASgIIlYKFFN0cmVhbUpvYkxvZ3NSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCRIQCghhZnRlcl9pZBgCIAEoAxIMCgR0YWlsGAMgASgFEg4KBmZvbGxvdxgEIAEoCCJAChVTdHJlYW1Kb2JMb2dzUmVzcG9uc2USJwoFZW50cnkYASABKAsyGC5oeXBlcnZpc29yZC52MS5Mb2dFbnRyeSISChBHZXRTdGF0dXNSZXF1ZXN0InEKCUpvYkNvdW50cxIOCgZxdWV1ZWQYASABKAMSDwoHcnVubmluZxgCIAEoAxIRCgljb21wbGV0ZWQYAyABKAMSDgoGZmFpbGVkGAQgASgDEhEKCWNhbmNlbGxlZBgFIAEoAxINCgV0b3RhbBgGIAEoAyLaAgoRR2V0U3RhdHVzUmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoCRIuCgpzdGFydF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg51cHRpbWVfc2Vjb25kcxgDIAEoARItCgpqb2JfY291bnRzGAQgASgLMhkuaHlwZXJ2aXNvcmQudjEuSm9iQ291bnRzEhMKC3F1ZXVlX2RlcHRoGAUgASgDEg8KB3J1bm5pbmcYBiABKAUSGwoTbWF4X2NvbmN1cnJlbnRfam9icxgHIAEoBRIRCglsaWZlY3ljbGUYCCABKAkSDQoFc3RvcmUYCSABKAkSEAoIbGFzdF9zZXEYCiABKAQSEwoLc3Vic2NyaWJlcnMYCyABKAUSMQoJcHJvdmlkZXJzGAwgAygLMh4uaHlwZXJ2aXNvcmQudjEuUHJvdmlkZXJTdGF0dXMijwEKDlByb3ZpZGVyU3RhdHVzEgwKBG5hbWUYASABKAkSPgoIY291bnRlcnMYAiADKAsyLC5oeXBlcnZpc29yZC52MS5Qcm92aWRlclN0YXR1cy5Db3VudGVyc0VudHJ5Gi8KDUNvdW50ZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgDOgI4ASIYChZHZXRDYXBhYmlsaXRpZXNSZXF1ZXN0IkIKDFByb3ZpZGVySW5mbxIMCgRuYW1lGAEgASgJEhEKCXJlc3VtYWJsZRgCIAEoCBIRCglkaXNjb3ZlcnkYAyABKAgiQwoOQ29udmVyc2lvbkluZm8SDgoGZm9ybWF0GAEgASgJEhEKCWF2YWlsYWJsZRgCIAEoCBIOCgZyZWFzb24YAyABKAki9gEKF0dldENhcGFiaWxpdGllc1Jlc3BvbnNlEi8KCXByb3ZpZGVycxgBIAMoCzIcLmh5cGVydmlzb3JkLnYxLlByb3ZpZGVySW5mbxItCgdmb3JtYXRzGAIgAygOMhwuaHlwZXJ2aXNvcmQudjEuRXhwb3J0Rm9ybWF0EjMKC2NvbnZlcnNpb25zGAMgAygLMh4uaHlwZXJ2aXNvcmQudjEuQ29udmVyc2lvbkluZm8SFAoMY29tcHJlc3Npb25zGAQgAygJEhIKCnByaW9yaXRpZXMYBSADKAkSHAoUYWxsb3dlZF9vdXRwdXRfcm9vdHMYBiADKAkirQEKDkxpc3RWTXNSZXF1ZXN0EhAKCHByb3ZpZGVyGAEgASgJEjIKB3ZzcGhlcmUYAiABKAsyIS5oeXBlcnZpc29yZC52MS5WU3BoZXJlQ29ubmVjdGlvbhIUCgxuYW1lX3BhdHRlcm4YAyABKAkSDgoGZm9sZGVyGAQgASgJEi8KC3Bvd2VyX3N0YXRlGAUgASgOMhouaHlwZXJ2aXNvcmQudjEuUG93ZXJTdGF0ZSI+Cg9MaXN0Vk1zUmVzcG9uc2USKwoDdm1zGAEgAygLMh4uaHlwZXJ2aXNvcmQudjEuVmlydHVhbE1hY2hpbmUiYAoMR2V0Vk1SZXF1ZXN0EhAKCHByb3ZpZGVyGAEgASgJEjIKB3ZzcGhlcmUYAiABKAsyIS5oeXBlcnZpc29yZC52MS5WU3BoZXJlQ29ubmVjdGlvbhIKCgJ2bRgDIAEoCSI7Cg1HZXRWTVJlc3BvbnNlEioKAnZtGAEgASgLMh4uaHlwZXJ2aXNvcmQudjEuVmlydHVhbE1hY2hpbmUqwQEKDEpvYkV2ZW50S2luZBIeChpKT0JfRVZFTlRfS0lORF9VTlNQRUNJRklFRBAAEhsKF0pPQl9FVkVOVF9LSU5EX1NOQVBTSE9UEAESGgoWSk9CX0VWRU5UX0tJTkRfQ1JFQVRFRBACEiAKHEpPQl9FVkVOVF9LSU5EX1NUQVRFX0NIQU5HRUQQAxIbChdKT0JfRVZFTlRfS0lORF9QUk9HUkVTUxAEEhkKFUpPQl9FVkVOVF9LSU5EX1NZTkNFRBAFMvMIChJIeXBlcnZpc29yZFNlcnZpY2USUAoJU3VibWl0Sm9iEiAuaHlwZXJ2aXNvcmQudjEuU3VibWl0Sm9iUmVxdWVzdBohLmh5cGVydmlzb3JkLnYxLlN1Ym1pdEpvYlJlc3BvbnNlElMKClN1Ym1pdEpvYnMSIS5oeXBlcnZpc29yZC52MS5TdWJtaXRKb2JzUmVxdWVzdBoiLmh5cGVydmlzb3JkLnYxLlN1Ym1pdEpvYnNSZXNwb25zZRJHCgZHZXRKb2ISHS5oeXBlcnZpc29yZC52MS5HZXRKb2JSZXF1ZXN0Gh4uaHlwZXJ2aXNvcmQudjEuR2V0Sm9iUmVzcG9uc2USTQoITGlzdEpvYnMSHy5oeXBlcnZpc29yZC52MS5MaXN0Sm9ic1JlcXVlc3QaIC5oeXBlcnZpc29yZC52MS5MaXN0Sm9ic1Jlc3BvbnNlElAKCUNhbmNlbEpvYhIgLmh5cGVydmlzb3JkLnYxLkNhbmNlbEpvYlJlcXVlc3QaIS5oeXBlcnZpc29yZC52MS5DYW5jZWxKb2JSZXNwb25zZRJcCg1HZXRKb2JIaXN0b3J5EiQuaHlwZXJ2aXNvcmQudjEuR2V0Sm9iSGlzdG9yeVJlcXVlc3QaJS5oeXBlcnZpc29yZC52MS5HZXRKb2JIaXN0b3J5UmVzcG9uc2USbAoQU3RyZWFtSm9iVXBkYXRlcxInLmh5cGVydmlzb3JkLnYxLlN0cmVhbUpvYlVwZGF0ZXNSZXF1ZXN0GiguaHlwZXJ2aXNvcmQudjEuU3RyZWFtSm9iVXBkYXRlc1Jlc3BvbnNlIgOQAgEwARJTCgpHZXRKb2JMb2dzEiEuaHlwZXJ2aXNvcmQudjEuR2V0Sm9iTG9nc1JlcXVlc3QaIi5oeXBlcnZpc29yZC52MS5HZXRKb2JMb2dzUmVzcG9uc2USYwoNU3RyZWFtSm9iTG9ncxIkLmh5cGVydmlzb3JkLnYxLlN0cmVhbUpvYkxvZ3NSZXF1ZXN0GiUuaHlwZXJ2aXNvcmQudjEuU3RyZWFtSm9iTG9nc1Jlc3BvbnNlIgOQAgEwARJQCglHZXRTdGF0dXMSIC5oeXBlcnZpc29yZC52MS5HZXRTdGF0dXNSZXF1ZXN0GiEuaHlwZXJ2aXNvcmQudjEuR2V0U3RhdHVzUmVzcG9uc2USYgoPR2V0Q2FwYWJpbGl0aWVzEiYuaHlwZXJ2aXNvcmQudjEuR2V0Q2FwYWJpbGl0aWVzUmVxdWVzdBonLmh5cGVydmlzb3JkLnYxLkdldENhcGFiaWxpdGllc1Jlc3BvbnNlEkoKB0xpc3RWTXMSHi5oeXBlcnZpc29yZC52MS5MaXN0Vk1zUmVxdWVzdBofLmh5cGVydmlzb3JkLnYxLkxpc3RWTXNSZXNwb25zZRJECgVHZXRWTRIcLmh5cGVydmlzb3JkLnYxLkdldFZNUmVxdWVzdBodLmh5cGVydmlzb3JkLnYxLkdldFZNUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_google_protobuf_wrappers, file_hypervisord_v1_job, file_hypervisord_v1_vm]);
+  fileDesc("ChxoeXBlcnZpc29yZC92MS9zZXJ2aWNlLnByb3RvEg5oeXBlcnZpc29yZC52MSIiChJWYWxpZGF0ZU92YVJlcXVlc3QSDAoEcGF0aBgBIAEoCSI2CghPdmFFbnRyeRIMCgRuYW1lGAEgASgJEgwKBHNpemUYAiABKAMSDgoGc2hhMjU2GAMgASgJInUKE1ZhbGlkYXRlT3ZhUmVzcG9uc2USDQoFdmFsaWQYASABKAgSEgoKY29tcHJlc3NlZBgCIAEoCBIpCgdlbnRyaWVzGAMgAygLMhguaHlwZXJ2aXNvcmQudjEuT3ZhRW50cnkSEAoIcHJvYmxlbXMYBCADKAkiNQoRRXh0cmFjdE92YVJlcXVlc3QSDAoEcGF0aBgBIAEoCRISCgpvdXRwdXRfZGlyGAIgASgJIlEKEkV4dHJhY3RPdmFSZXNwb25zZRISCgpvdXRwdXRfZGlyGAEgASgJEicKBWZpbGVzGAIgAygLMhguaHlwZXJ2aXNvcmQudjEuT3ZhRW50cnkiJQoVVmVyaWZ5TWFuaWZlc3RSZXF1ZXN0EgwKBHBhdGgYASABKAkiawoQRGlza1ZlcmlmaWNhdGlvbhIKCgJpZBgBIAEoCRIMCgRwYXRoGAIgASgJEhAKCGV4cGVjdGVkGAMgASgJEg4KBmFjdHVhbBgEIAEoCRIKCgJvaxgFIAEoCBIPCgdwcm9ibGVtGAYgASgJImoKFlZlcmlmeU1hbmlmZXN0UmVzcG9uc2USDQoFdmFsaWQYASABKAgSLwoFZGlza3MYAiADKAsyIC5oeXBlcnZpc29yZC52MS5EaXNrVmVyaWZpY2F0aW9uEhAKCHByb2JsZW1zGAMgAygJIkUKEFN1Ym1pdEpvYlJlcXVlc3QSMQoKZGVmaW5pdGlvbhgBIAEoCzIdLmh5cGVydmlzb3JkLnYxLkpvYkRlZmluaXRpb24iRgoRU3VibWl0Sm9iUmVzcG9uc2USIAoDam9iGAEgASgLMhMuaHlwZXJ2aXNvcmQudjEuSm9iEg8KB2NyZWF0ZWQYAiABKAgiRwoRU3VibWl0Sm9ic1JlcXVlc3QSMgoLZGVmaW5pdGlvbnMYASADKAsyHS5oeXBlcnZpc29yZC52MS5Kb2JEZWZpbml0aW9uIn0KEFN1Ym1pdEpvYnNSZXN1bHQSDQoFaW5kZXgYASABKAUSIAoDam9iGAIgASgLMhMuaHlwZXJ2aXNvcmQudjEuSm9iEg8KB2NyZWF0ZWQYAyABKAgSJwoFZXJyb3IYBCABKAsyGC5oeXBlcnZpc29yZC52MS5Kb2JFcnJvciJHChJTdWJtaXRKb2JzUmVzcG9uc2USMQoHcmVzdWx0cxgBIAMoCzIgLmh5cGVydmlzb3JkLnYxLlN1Ym1pdEpvYnNSZXN1bHQiHwoNR2V0Sm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiMgoOR2V0Sm9iUmVzcG9uc2USIAoDam9iGAEgASgLMhMuaHlwZXJ2aXNvcmQudjEuSm9iIvUBCg9MaXN0Sm9ic1JlcXVlc3QSKAoGc3RhdGVzGAEgAygOMhguaHlwZXJ2aXNvcmQudjEuSm9iU3RhdGUSOwoGbGFiZWxzGAIgAygLMisuaHlwZXJ2aXNvcmQudjEuTGlzdEpvYnNSZXF1ZXN0LkxhYmVsc0VudHJ5EhAKCHByb3ZpZGVyGAMgASgJEhMKC3NjaGVkdWxlX2lkGAQgASgJEhEKCXBhZ2Vfc2l6ZRgFIAEoBRISCgpwYWdlX3Rva2VuGAYgASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiYgoQTGlzdEpvYnNSZXNwb25zZRIhCgRqb2JzGAEgAygLMhMuaHlwZXJ2aXNvcmQudjEuSm9iEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRISCgp0b3RhbF9zaXplGAMgASgDIjIKEENhbmNlbEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSI1ChFDYW5jZWxKb2JSZXNwb25zZRIgCgNqb2IYASABKAsyEy5oeXBlcnZpc29yZC52MS5Kb2IiJgoUR2V0Sm9iSGlzdG9yeVJlcXVlc3QSDgoGam9iX2lkGAEgASgJIksKFUdldEpvYkhpc3RvcnlSZXNwb25zZRIyCgt0cmFuc2l0aW9ucxgBIAMoCzIdLmh5cGVydmlzb3JkLnYxLkpvYlRyYW5zaXRpb24iWwoXU3RyZWFtSm9iVXBkYXRlc1JlcXVlc3QSDwoHam9iX2lkcxgBIAMoCRIvCglhZnRlcl9zZXEYAiABKAsyHC5nb29nbGUucHJvdG9idWYuVUludDY0VmFsdWUilwIKGFN0cmVhbUpvYlVwZGF0ZXNSZXNwb25zZRILCgNzZXEYASABKAQSDgoGam9iX2lkGAIgASgJEioKBGtpbmQYAyABKA4yHC5oeXBlcnZpc29yZC52MS5Kb2JFdmVudEtpbmQSJwoFc3RhdGUYBCABKA4yGC5oeXBlcnZpc29yZC52MS5Kb2JTdGF0ZRItCghwcm9ncmVzcxgFIAEoCzIbLmh5cGVydmlzb3JkLnYxLkpvYlByb2dyZXNzEiAKA2pvYhgGIAEoCzITLmh5cGVydmlzb3JkLnYxLkpvYhIoCgR0aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZyZWFzb24YCCABKAkiVgoRR2V0Sm9iTG9nc1JlcXVlc3QSDgoGam9iX2lkGAEgASgJEhAKCGFmdGVyX2lkGAIgASgDEgwKBHRhaWwYAyABKAUSEQoJcGFnZV9zaXplGAQgASgFImkKEkdldEpvYkxvZ3NSZXNwb25zZRIpCgdlbnRyaWVzGAEgAygLMhguaHlwZXJ2aXNvcmQudjEuTG9nRW50cnkSFQoNbmV4dF9hZnRlcl9pZBgCIAEoAxIRCgl0cnVuY2F0ZWQYAyABKAgiVgoUU3RyZWFtSm9iTG9nc1JlcXVlc3QSDgoGam9iX2lkGAEgASgJEhAKCGFmdGVyX2lkGAIgASgDEgwKBHRhaWwYAyABKAUSDgoGZm9sbG93GAQgASgIIkAKFVN0cmVhbUpvYkxvZ3NSZXNwb25zZRInCgVlbnRyeRgBIAEoCzIYLmh5cGVydmlzb3JkLnYxLkxvZ0VudHJ5IhIKEEdldFN0YXR1c1JlcXVlc3QicQoJSm9iQ291bnRzEg4KBnF1ZXVlZBgBIAEoAxIPCgdydW5uaW5nGAIgASgDEhEKCWNvbXBsZXRlZBgDIAEoAxIOCgZmYWlsZWQYBCABKAMSEQoJY2FuY2VsbGVkGAUgASgDEg0KBXRvdGFsGAYgASgDItoCChFHZXRTdGF0dXNSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgJEi4KCnN0YXJ0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDnVwdGltZV9zZWNvbmRzGAMgASgBEi0KCmpvYl9jb3VudHMYBCABKAsyGS5oeXBlcnZpc29yZC52MS5Kb2JDb3VudHMSEwoLcXVldWVfZGVwdGgYBSABKAMSDwoHcnVubmluZxgGIAEoBRIbChNtYXhfY29uY3VycmVudF9qb2JzGAcgASgFEhEKCWxpZmVjeWNsZRgIIAEoCRINCgVzdG9yZRgJIAEoCRIQCghsYXN0X3NlcRgKIAEoBBITCgtzdWJzY3JpYmVycxgLIAEoBRIxCglwcm92aWRlcnMYDCADKAsyHi5oeXBlcnZpc29yZC52MS5Qcm92aWRlclN0YXR1cyKPAQoOUHJvdmlkZXJTdGF0dXMSDAoEbmFtZRgBIAEoCRI+Cghjb3VudGVycxgCIAMoCzIsLmh5cGVydmlzb3JkLnYxLlByb3ZpZGVyU3RhdHVzLkNvdW50ZXJzRW50cnkaLwoNQ291bnRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAM6AjgBIhgKFkdldENhcGFiaWxpdGllc1JlcXVlc3QiQgoMUHJvdmlkZXJJbmZvEgwKBG5hbWUYASABKAkSEQoJcmVzdW1hYmxlGAIgASgIEhEKCWRpc2NvdmVyeRgDIAEoCCJDCg5Db252ZXJzaW9uSW5mbxIOCgZmb3JtYXQYASABKAkSEQoJYXZhaWxhYmxlGAIgASgIEg4KBnJlYXNvbhgDIAEoCSL2AQoXR2V0Q2FwYWJpbGl0aWVzUmVzcG9uc2USLwoJcHJvdmlkZXJzGAEgAygLMhwuaHlwZXJ2aXNvcmQudjEuUHJvdmlkZXJJbmZvEi0KB2Zvcm1hdHMYAiADKA4yHC5oeXBlcnZpc29yZC52MS5FeHBvcnRGb3JtYXQSMwoLY29udmVyc2lvbnMYAyADKAsyHi5oeXBlcnZpc29yZC52MS5Db252ZXJzaW9uSW5mbxIUCgxjb21wcmVzc2lvbnMYBCADKAkSEgoKcHJpb3JpdGllcxgFIAMoCRIcChRhbGxvd2VkX291dHB1dF9yb290cxgGIAMoCSKtAQoOTGlzdFZNc1JlcXVlc3QSEAoIcHJvdmlkZXIYASABKAkSMgoHdnNwaGVyZRgCIAEoCzIhLmh5cGVydmlzb3JkLnYxLlZTcGhlcmVDb25uZWN0aW9uEhQKDG5hbWVfcGF0dGVybhgDIAEoCRIOCgZmb2xkZXIYBCABKAkSLwoLcG93ZXJfc3RhdGUYBSABKA4yGi5oeXBlcnZpc29yZC52MS5Qb3dlclN0YXRlIj4KD0xpc3RWTXNSZXNwb25zZRIrCgN2bXMYASADKAsyHi5oeXBlcnZpc29yZC52MS5WaXJ0dWFsTWFjaGluZSJgCgxHZXRWTVJlcXVlc3QSEAoIcHJvdmlkZXIYASABKAkSMgoHdnNwaGVyZRgCIAEoCzIhLmh5cGVydmlzb3JkLnYxLlZTcGhlcmVDb25uZWN0aW9uEgoKAnZtGAMgASgJIjsKDUdldFZNUmVzcG9uc2USKgoCdm0YASABKAsyHi5oeXBlcnZpc29yZC52MS5WaXJ0dWFsTWFjaGluZSrBAQoMSm9iRXZlbnRLaW5kEh4KGkpPQl9FVkVOVF9LSU5EX1VOU1BFQ0lGSUVEEAASGwoXSk9CX0VWRU5UX0tJTkRfU05BUFNIT1QQARIaChZKT0JfRVZFTlRfS0lORF9DUkVBVEVEEAISIAocSk9CX0VWRU5UX0tJTkRfU1RBVEVfQ0hBTkdFRBADEhsKF0pPQl9FVkVOVF9LSU5EX1BST0dSRVNTEAQSGQoVSk9CX0VWRU5UX0tJTkRfU1lOQ0VEEAUyiwsKEkh5cGVydmlzb3JkU2VydmljZRJQCglTdWJtaXRKb2ISIC5oeXBlcnZpc29yZC52MS5TdWJtaXRKb2JSZXF1ZXN0GiEuaHlwZXJ2aXNvcmQudjEuU3VibWl0Sm9iUmVzcG9uc2USUwoKU3VibWl0Sm9icxIhLmh5cGVydmlzb3JkLnYxLlN1Ym1pdEpvYnNSZXF1ZXN0GiIuaHlwZXJ2aXNvcmQudjEuU3VibWl0Sm9ic1Jlc3BvbnNlEkcKBkdldEpvYhIdLmh5cGVydmlzb3JkLnYxLkdldEpvYlJlcXVlc3QaHi5oeXBlcnZpc29yZC52MS5HZXRKb2JSZXNwb25zZRJNCghMaXN0Sm9icxIfLmh5cGVydmlzb3JkLnYxLkxpc3RKb2JzUmVxdWVzdBogLmh5cGVydmlzb3JkLnYxLkxpc3RKb2JzUmVzcG9uc2USUAoJQ2FuY2VsSm9iEiAuaHlwZXJ2aXNvcmQudjEuQ2FuY2VsSm9iUmVxdWVzdBohLmh5cGVydmlzb3JkLnYxLkNhbmNlbEpvYlJlc3BvbnNlElwKDUdldEpvYkhpc3RvcnkSJC5oeXBlcnZpc29yZC52MS5HZXRKb2JIaXN0b3J5UmVxdWVzdBolLmh5cGVydmlzb3JkLnYxLkdldEpvYkhpc3RvcnlSZXNwb25zZRJsChBTdHJlYW1Kb2JVcGRhdGVzEicuaHlwZXJ2aXNvcmQudjEuU3RyZWFtSm9iVXBkYXRlc1JlcXVlc3QaKC5oeXBlcnZpc29yZC52MS5TdHJlYW1Kb2JVcGRhdGVzUmVzcG9uc2UiA5ACATABElMKCkdldEpvYkxvZ3MSIS5oeXBlcnZpc29yZC52MS5HZXRKb2JMb2dzUmVxdWVzdBoiLmh5cGVydmlzb3JkLnYxLkdldEpvYkxvZ3NSZXNwb25zZRJjCg1TdHJlYW1Kb2JMb2dzEiQuaHlwZXJ2aXNvcmQudjEuU3RyZWFtSm9iTG9nc1JlcXVlc3QaJS5oeXBlcnZpc29yZC52MS5TdHJlYW1Kb2JMb2dzUmVzcG9uc2UiA5ACATABElAKCUdldFN0YXR1cxIgLmh5cGVydmlzb3JkLnYxLkdldFN0YXR1c1JlcXVlc3QaIS5oeXBlcnZpc29yZC52MS5HZXRTdGF0dXNSZXNwb25zZRJiCg9HZXRDYXBhYmlsaXRpZXMSJi5oeXBlcnZpc29yZC52MS5HZXRDYXBhYmlsaXRpZXNSZXF1ZXN0GicuaHlwZXJ2aXNvcmQudjEuR2V0Q2FwYWJpbGl0aWVzUmVzcG9uc2USSgoHTGlzdFZNcxIeLmh5cGVydmlzb3JkLnYxLkxpc3RWTXNSZXF1ZXN0Gh8uaHlwZXJ2aXNvcmQudjEuTGlzdFZNc1Jlc3BvbnNlEkQKBUdldFZNEhwuaHlwZXJ2aXNvcmQudjEuR2V0Vk1SZXF1ZXN0Gh0uaHlwZXJ2aXNvcmQudjEuR2V0Vk1SZXNwb25zZRJbCgtWYWxpZGF0ZU92YRIiLmh5cGVydmlzb3JkLnYxLlZhbGlkYXRlT3ZhUmVxdWVzdBojLmh5cGVydmlzb3JkLnYxLlZhbGlkYXRlT3ZhUmVzcG9uc2UiA5ACARJTCgpFeHRyYWN0T3ZhEiEuaHlwZXJ2aXNvcmQudjEuRXh0cmFjdE92YVJlcXVlc3QaIi5oeXBlcnZpc29yZC52MS5FeHRyYWN0T3ZhUmVzcG9uc2USZAoOVmVyaWZ5TWFuaWZlc3QSJS5oeXBlcnZpc29yZC52MS5WZXJpZnlNYW5pZmVzdFJlcXVlc3QaJi5oeXBlcnZpc29yZC52MS5WZXJpZnlNYW5pZmVzdFJlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_google_protobuf_timestamp, file_google_protobuf_wrappers, file_hypervisord_v1_job, file_hypervisord_v1_vm]);
+
+/**
+ * @generated from message hypervisord.v1.ValidateOvaRequest
+ */
+export type ValidateOvaRequest = Message<"hypervisord.v1.ValidateOvaRequest"> & {
+  /**
+   * Path of the .ova or .ova.gz; relative paths resolve against the first
+   * allowed output root.
+   *
+   * @generated from field: string path = 1;
+   */
+  path: string;
+};
+
+/**
+ * Describes the message hypervisord.v1.ValidateOvaRequest.
+ * Use `create(ValidateOvaRequestSchema)` to create a new message.
+ */
+export const ValidateOvaRequestSchema: GenMessage<ValidateOvaRequest> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 0);
+
+/**
+ * @generated from message hypervisord.v1.OvaEntry
+ */
+export type OvaEntry = Message<"hypervisord.v1.OvaEntry"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: int64 size = 2;
+   */
+  size: bigint;
+
+  /**
+   * @generated from field: string sha256 = 3;
+   */
+  sha256: string;
+};
+
+/**
+ * Describes the message hypervisord.v1.OvaEntry.
+ * Use `create(OvaEntrySchema)` to create a new message.
+ */
+export const OvaEntrySchema: GenMessage<OvaEntry> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 1);
+
+/**
+ * @generated from message hypervisord.v1.ValidateOvaResponse
+ */
+export type ValidateOvaResponse = Message<"hypervisord.v1.ValidateOvaResponse"> & {
+  /**
+   * @generated from field: bool valid = 1;
+   */
+  valid: boolean;
+
+  /**
+   * The file was gzip-compressed.
+   *
+   * @generated from field: bool compressed = 2;
+   */
+  compressed: boolean;
+
+  /**
+   * @generated from field: repeated hypervisord.v1.OvaEntry entries = 3;
+   */
+  entries: OvaEntry[];
+
+  /**
+   * Empty when valid.
+   *
+   * @generated from field: repeated string problems = 4;
+   */
+  problems: string[];
+};
+
+/**
+ * Describes the message hypervisord.v1.ValidateOvaResponse.
+ * Use `create(ValidateOvaResponseSchema)` to create a new message.
+ */
+export const ValidateOvaResponseSchema: GenMessage<ValidateOvaResponse> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 2);
+
+/**
+ * @generated from message hypervisord.v1.ExtractOvaRequest
+ */
+export type ExtractOvaRequest = Message<"hypervisord.v1.ExtractOvaRequest"> & {
+  /**
+   * @generated from field: string path = 1;
+   */
+  path: string;
+
+  /**
+   * Directory to extract into (created); relative paths resolve against the
+   * first allowed output root.
+   *
+   * @generated from field: string output_dir = 2;
+   */
+  outputDir: string;
+};
+
+/**
+ * Describes the message hypervisord.v1.ExtractOvaRequest.
+ * Use `create(ExtractOvaRequestSchema)` to create a new message.
+ */
+export const ExtractOvaRequestSchema: GenMessage<ExtractOvaRequest> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 3);
+
+/**
+ * @generated from message hypervisord.v1.ExtractOvaResponse
+ */
+export type ExtractOvaResponse = Message<"hypervisord.v1.ExtractOvaResponse"> & {
+  /**
+   * @generated from field: string output_dir = 1;
+   */
+  outputDir: string;
+
+  /**
+   * @generated from field: repeated hypervisord.v1.OvaEntry files = 2;
+   */
+  files: OvaEntry[];
+};
+
+/**
+ * Describes the message hypervisord.v1.ExtractOvaResponse.
+ * Use `create(ExtractOvaResponseSchema)` to create a new message.
+ */
+export const ExtractOvaResponseSchema: GenMessage<ExtractOvaResponse> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 4);
+
+/**
+ * @generated from message hypervisord.v1.VerifyManifestRequest
+ */
+export type VerifyManifestRequest = Message<"hypervisord.v1.VerifyManifestRequest"> & {
+  /**
+   * Path of an artifact-manifest.json.
+   *
+   * @generated from field: string path = 1;
+   */
+  path: string;
+};
+
+/**
+ * Describes the message hypervisord.v1.VerifyManifestRequest.
+ * Use `create(VerifyManifestRequestSchema)` to create a new message.
+ */
+export const VerifyManifestRequestSchema: GenMessage<VerifyManifestRequest> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 5);
+
+/**
+ * @generated from message hypervisord.v1.DiskVerification
+ */
+export type DiskVerification = Message<"hypervisord.v1.DiskVerification"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string path = 2;
+   */
+  path: string;
+
+  /**
+   * "sha256:<hex>" from the manifest.
+   *
+   * @generated from field: string expected = 3;
+   */
+  expected: string;
+
+  /**
+   * "sha256:<hex>" of the file now; empty when it could not be read.
+   *
+   * @generated from field: string actual = 4;
+   */
+  actual: string;
+
+  /**
+   * @generated from field: bool ok = 5;
+   */
+  ok: boolean;
+
+  /**
+   * @generated from field: string problem = 6;
+   */
+  problem: string;
+};
+
+/**
+ * Describes the message hypervisord.v1.DiskVerification.
+ * Use `create(DiskVerificationSchema)` to create a new message.
+ */
+export const DiskVerificationSchema: GenMessage<DiskVerification> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 6);
+
+/**
+ * @generated from message hypervisord.v1.VerifyManifestResponse
+ */
+export type VerifyManifestResponse = Message<"hypervisord.v1.VerifyManifestResponse"> & {
+  /**
+   * @generated from field: bool valid = 1;
+   */
+  valid: boolean;
+
+  /**
+   * @generated from field: repeated hypervisord.v1.DiskVerification disks = 2;
+   */
+  disks: DiskVerification[];
+
+  /**
+   * @generated from field: repeated string problems = 3;
+   */
+  problems: string[];
+};
+
+/**
+ * Describes the message hypervisord.v1.VerifyManifestResponse.
+ * Use `create(VerifyManifestResponseSchema)` to create a new message.
+ */
+export const VerifyManifestResponseSchema: GenMessage<VerifyManifestResponse> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 7);
 
 /**
  * @generated from message hypervisord.v1.SubmitJobRequest
@@ -33,7 +255,7 @@ export type SubmitJobRequest = Message<"hypervisord.v1.SubmitJobRequest"> & {
  * Use `create(SubmitJobRequestSchema)` to create a new message.
  */
 export const SubmitJobRequestSchema: GenMessage<SubmitJobRequest> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 0);
+  messageDesc(file_hypervisord_v1_service, 8);
 
 /**
  * @generated from message hypervisord.v1.SubmitJobResponse
@@ -57,7 +279,7 @@ export type SubmitJobResponse = Message<"hypervisord.v1.SubmitJobResponse"> & {
  * Use `create(SubmitJobResponseSchema)` to create a new message.
  */
 export const SubmitJobResponseSchema: GenMessage<SubmitJobResponse> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 1);
+  messageDesc(file_hypervisord_v1_service, 9);
 
 /**
  * @generated from message hypervisord.v1.SubmitJobsRequest
@@ -74,7 +296,7 @@ export type SubmitJobsRequest = Message<"hypervisord.v1.SubmitJobsRequest"> & {
  * Use `create(SubmitJobsRequestSchema)` to create a new message.
  */
 export const SubmitJobsRequestSchema: GenMessage<SubmitJobsRequest> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 2);
+  messageDesc(file_hypervisord_v1_service, 10);
 
 /**
  * @generated from message hypervisord.v1.SubmitJobsResult
@@ -110,7 +332,7 @@ export type SubmitJobsResult = Message<"hypervisord.v1.SubmitJobsResult"> & {
  * Use `create(SubmitJobsResultSchema)` to create a new message.
  */
 export const SubmitJobsResultSchema: GenMessage<SubmitJobsResult> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 3);
+  messageDesc(file_hypervisord_v1_service, 11);
 
 /**
  * @generated from message hypervisord.v1.SubmitJobsResponse
@@ -127,7 +349,7 @@ export type SubmitJobsResponse = Message<"hypervisord.v1.SubmitJobsResponse"> & 
  * Use `create(SubmitJobsResponseSchema)` to create a new message.
  */
 export const SubmitJobsResponseSchema: GenMessage<SubmitJobsResponse> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 4);
+  messageDesc(file_hypervisord_v1_service, 12);
 
 /**
  * @generated from message hypervisord.v1.GetJobRequest
@@ -144,7 +366,7 @@ export type GetJobRequest = Message<"hypervisord.v1.GetJobRequest"> & {
  * Use `create(GetJobRequestSchema)` to create a new message.
  */
 export const GetJobRequestSchema: GenMessage<GetJobRequest> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 5);
+  messageDesc(file_hypervisord_v1_service, 13);
 
 /**
  * @generated from message hypervisord.v1.GetJobResponse
@@ -161,7 +383,7 @@ export type GetJobResponse = Message<"hypervisord.v1.GetJobResponse"> & {
  * Use `create(GetJobResponseSchema)` to create a new message.
  */
 export const GetJobResponseSchema: GenMessage<GetJobResponse> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 6);
+  messageDesc(file_hypervisord_v1_service, 14);
 
 /**
  * @generated from message hypervisord.v1.ListJobsRequest
@@ -209,7 +431,7 @@ export type ListJobsRequest = Message<"hypervisord.v1.ListJobsRequest"> & {
  * Use `create(ListJobsRequestSchema)` to create a new message.
  */
 export const ListJobsRequestSchema: GenMessage<ListJobsRequest> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 7);
+  messageDesc(file_hypervisord_v1_service, 15);
 
 /**
  * @generated from message hypervisord.v1.ListJobsResponse
@@ -240,7 +462,7 @@ export type ListJobsResponse = Message<"hypervisord.v1.ListJobsResponse"> & {
  * Use `create(ListJobsResponseSchema)` to create a new message.
  */
 export const ListJobsResponseSchema: GenMessage<ListJobsResponse> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 8);
+  messageDesc(file_hypervisord_v1_service, 16);
 
 /**
  * @generated from message hypervisord.v1.CancelJobRequest
@@ -262,7 +484,7 @@ export type CancelJobRequest = Message<"hypervisord.v1.CancelJobRequest"> & {
  * Use `create(CancelJobRequestSchema)` to create a new message.
  */
 export const CancelJobRequestSchema: GenMessage<CancelJobRequest> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 9);
+  messageDesc(file_hypervisord_v1_service, 17);
 
 /**
  * @generated from message hypervisord.v1.CancelJobResponse
@@ -279,7 +501,7 @@ export type CancelJobResponse = Message<"hypervisord.v1.CancelJobResponse"> & {
  * Use `create(CancelJobResponseSchema)` to create a new message.
  */
 export const CancelJobResponseSchema: GenMessage<CancelJobResponse> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 10);
+  messageDesc(file_hypervisord_v1_service, 18);
 
 /**
  * @generated from message hypervisord.v1.GetJobHistoryRequest
@@ -296,7 +518,7 @@ export type GetJobHistoryRequest = Message<"hypervisord.v1.GetJobHistoryRequest"
  * Use `create(GetJobHistoryRequestSchema)` to create a new message.
  */
 export const GetJobHistoryRequestSchema: GenMessage<GetJobHistoryRequest> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 11);
+  messageDesc(file_hypervisord_v1_service, 19);
 
 /**
  * @generated from message hypervisord.v1.GetJobHistoryResponse
@@ -313,7 +535,7 @@ export type GetJobHistoryResponse = Message<"hypervisord.v1.GetJobHistoryRespons
  * Use `create(GetJobHistoryResponseSchema)` to create a new message.
  */
 export const GetJobHistoryResponseSchema: GenMessage<GetJobHistoryResponse> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 12);
+  messageDesc(file_hypervisord_v1_service, 20);
 
 /**
  * @generated from message hypervisord.v1.StreamJobUpdatesRequest
@@ -340,7 +562,7 @@ export type StreamJobUpdatesRequest = Message<"hypervisord.v1.StreamJobUpdatesRe
  * Use `create(StreamJobUpdatesRequestSchema)` to create a new message.
  */
 export const StreamJobUpdatesRequestSchema: GenMessage<StreamJobUpdatesRequest> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 13);
+  messageDesc(file_hypervisord_v1_service, 21);
 
 /**
  * @generated from message hypervisord.v1.StreamJobUpdatesResponse
@@ -398,7 +620,7 @@ export type StreamJobUpdatesResponse = Message<"hypervisord.v1.StreamJobUpdatesR
  * Use `create(StreamJobUpdatesResponseSchema)` to create a new message.
  */
 export const StreamJobUpdatesResponseSchema: GenMessage<StreamJobUpdatesResponse> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 14);
+  messageDesc(file_hypervisord_v1_service, 22);
 
 /**
  * @generated from message hypervisord.v1.GetJobLogsRequest
@@ -436,7 +658,7 @@ export type GetJobLogsRequest = Message<"hypervisord.v1.GetJobLogsRequest"> & {
  * Use `create(GetJobLogsRequestSchema)` to create a new message.
  */
 export const GetJobLogsRequestSchema: GenMessage<GetJobLogsRequest> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 15);
+  messageDesc(file_hypervisord_v1_service, 23);
 
 /**
  * @generated from message hypervisord.v1.GetJobLogsResponse
@@ -467,7 +689,7 @@ export type GetJobLogsResponse = Message<"hypervisord.v1.GetJobLogsResponse"> & 
  * Use `create(GetJobLogsResponseSchema)` to create a new message.
  */
 export const GetJobLogsResponseSchema: GenMessage<GetJobLogsResponse> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 16);
+  messageDesc(file_hypervisord_v1_service, 24);
 
 /**
  * @generated from message hypervisord.v1.StreamJobLogsRequest
@@ -501,7 +723,7 @@ export type StreamJobLogsRequest = Message<"hypervisord.v1.StreamJobLogsRequest"
  * Use `create(StreamJobLogsRequestSchema)` to create a new message.
  */
 export const StreamJobLogsRequestSchema: GenMessage<StreamJobLogsRequest> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 17);
+  messageDesc(file_hypervisord_v1_service, 25);
 
 /**
  * @generated from message hypervisord.v1.StreamJobLogsResponse
@@ -518,7 +740,7 @@ export type StreamJobLogsResponse = Message<"hypervisord.v1.StreamJobLogsRespons
  * Use `create(StreamJobLogsResponseSchema)` to create a new message.
  */
 export const StreamJobLogsResponseSchema: GenMessage<StreamJobLogsResponse> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 18);
+  messageDesc(file_hypervisord_v1_service, 26);
 
 /**
  * @generated from message hypervisord.v1.GetStatusRequest
@@ -531,7 +753,7 @@ export type GetStatusRequest = Message<"hypervisord.v1.GetStatusRequest"> & {
  * Use `create(GetStatusRequestSchema)` to create a new message.
  */
 export const GetStatusRequestSchema: GenMessage<GetStatusRequest> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 19);
+  messageDesc(file_hypervisord_v1_service, 27);
 
 /**
  * @generated from message hypervisord.v1.JobCounts
@@ -573,7 +795,7 @@ export type JobCounts = Message<"hypervisord.v1.JobCounts"> & {
  * Use `create(JobCountsSchema)` to create a new message.
  */
 export const JobCountsSchema: GenMessage<JobCounts> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 20);
+  messageDesc(file_hypervisord_v1_service, 28);
 
 /**
  * @generated from message hypervisord.v1.GetStatusResponse
@@ -657,7 +879,7 @@ export type GetStatusResponse = Message<"hypervisord.v1.GetStatusResponse"> & {
  * Use `create(GetStatusResponseSchema)` to create a new message.
  */
 export const GetStatusResponseSchema: GenMessage<GetStatusResponse> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 21);
+  messageDesc(file_hypervisord_v1_service, 29);
 
 /**
  * @generated from message hypervisord.v1.ProviderStatus
@@ -679,7 +901,7 @@ export type ProviderStatus = Message<"hypervisord.v1.ProviderStatus"> & {
  * Use `create(ProviderStatusSchema)` to create a new message.
  */
 export const ProviderStatusSchema: GenMessage<ProviderStatus> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 22);
+  messageDesc(file_hypervisord_v1_service, 30);
 
 /**
  * @generated from message hypervisord.v1.GetCapabilitiesRequest
@@ -692,7 +914,7 @@ export type GetCapabilitiesRequest = Message<"hypervisord.v1.GetCapabilitiesRequ
  * Use `create(GetCapabilitiesRequestSchema)` to create a new message.
  */
 export const GetCapabilitiesRequestSchema: GenMessage<GetCapabilitiesRequest> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 23);
+  messageDesc(file_hypervisord_v1_service, 31);
 
 /**
  * @generated from message hypervisord.v1.ProviderInfo
@@ -723,7 +945,7 @@ export type ProviderInfo = Message<"hypervisord.v1.ProviderInfo"> & {
  * Use `create(ProviderInfoSchema)` to create a new message.
  */
 export const ProviderInfoSchema: GenMessage<ProviderInfo> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 24);
+  messageDesc(file_hypervisord_v1_service, 32);
 
 /**
  * @generated from message hypervisord.v1.ConversionInfo
@@ -754,7 +976,7 @@ export type ConversionInfo = Message<"hypervisord.v1.ConversionInfo"> & {
  * Use `create(ConversionInfoSchema)` to create a new message.
  */
 export const ConversionInfoSchema: GenMessage<ConversionInfo> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 25);
+  messageDesc(file_hypervisord_v1_service, 33);
 
 /**
  * @generated from message hypervisord.v1.GetCapabilitiesResponse
@@ -798,7 +1020,7 @@ export type GetCapabilitiesResponse = Message<"hypervisord.v1.GetCapabilitiesRes
  * Use `create(GetCapabilitiesResponseSchema)` to create a new message.
  */
 export const GetCapabilitiesResponseSchema: GenMessage<GetCapabilitiesResponse> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 26);
+  messageDesc(file_hypervisord_v1_service, 34);
 
 /**
  * @generated from message hypervisord.v1.ListVMsRequest
@@ -843,7 +1065,7 @@ export type ListVMsRequest = Message<"hypervisord.v1.ListVMsRequest"> & {
  * Use `create(ListVMsRequestSchema)` to create a new message.
  */
 export const ListVMsRequestSchema: GenMessage<ListVMsRequest> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 27);
+  messageDesc(file_hypervisord_v1_service, 35);
 
 /**
  * @generated from message hypervisord.v1.ListVMsResponse
@@ -860,7 +1082,7 @@ export type ListVMsResponse = Message<"hypervisord.v1.ListVMsResponse"> & {
  * Use `create(ListVMsResponseSchema)` to create a new message.
  */
 export const ListVMsResponseSchema: GenMessage<ListVMsResponse> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 28);
+  messageDesc(file_hypervisord_v1_service, 36);
 
 /**
  * @generated from message hypervisord.v1.GetVMRequest
@@ -889,7 +1111,7 @@ export type GetVMRequest = Message<"hypervisord.v1.GetVMRequest"> & {
  * Use `create(GetVMRequestSchema)` to create a new message.
  */
 export const GetVMRequestSchema: GenMessage<GetVMRequest> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 29);
+  messageDesc(file_hypervisord_v1_service, 37);
 
 /**
  * @generated from message hypervisord.v1.GetVMResponse
@@ -906,7 +1128,7 @@ export type GetVMResponse = Message<"hypervisord.v1.GetVMResponse"> & {
  * Use `create(GetVMResponseSchema)` to create a new message.
  */
 export const GetVMResponseSchema: GenMessage<GetVMResponse> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 30);
+  messageDesc(file_hypervisord_v1_service, 38);
 
 /**
  * @generated from enum hypervisord.v1.JobEventKind
@@ -1086,6 +1308,40 @@ export const HypervisordService: GenService<{
     methodKind: "unary";
     input: typeof GetVMRequestSchema;
     output: typeof GetVMResponseSchema;
+  },
+  /**
+   * Checks an OVA (or .ova.gz) under an allowed output root: the .ovf comes
+   * first, every File in References is present with its size, and the .mf
+   * digests match. Problems are reported, not raised.
+   *
+   * @generated from rpc hypervisord.v1.HypervisordService.ValidateOva
+   */
+  validateOva: {
+    methodKind: "unary";
+    input: typeof ValidateOvaRequestSchema;
+    output: typeof ValidateOvaResponseSchema;
+  },
+  /**
+   * Extracts an OVA (or .ova.gz) into a directory under an allowed output
+   * root. Entry names that would leave it (../x, /x, links) are refused.
+   *
+   * @generated from rpc hypervisord.v1.HypervisordService.ExtractOva
+   */
+  extractOva: {
+    methodKind: "unary";
+    input: typeof ExtractOvaRequestSchema;
+    output: typeof ExtractOvaResponseSchema;
+  },
+  /**
+   * Re-hashes the disks listed in an artifact-manifest.json and reports
+   * mismatches.
+   *
+   * @generated from rpc hypervisord.v1.HypervisordService.VerifyManifest
+   */
+  verifyManifest: {
+    methodKind: "unary";
+    input: typeof VerifyManifestRequestSchema;
+    output: typeof VerifyManifestResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_hypervisord_v1_service, 0);

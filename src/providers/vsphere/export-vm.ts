@@ -3,8 +3,13 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import type { JobDefinition } from "../../domain/job.ts";
 import { FailedPreconditionError, HypervisordError, UnavailableError } from "../../errors.ts";
-import { downloadFiles, type DownloadFile, type DownloadedFile, type HostSlots } from "../../export/download.ts";
-import { writeFileAtomic, writeManifest } from "../../export/manifest.ts";
+import { downloadFiles, fetchSizes, type DownloadFile, type DownloadedFile, type HostSlots } from "../../export/download.ts";
+import { finishExport, type PackageArtifacts } from "../../export/finish-export.ts";
+import { manifestSize, manifestText, writeFileAtomic, writeManifest } from "../../export/manifest.ts";
+import { ovaLayout } from "../../export/ova-layout.ts";
+import { prepareOvaFile, syncFile, writeAt, writeOvaFromFiles } from "../../export/ova-package.ts";
+import { removeDevices } from "../../export/ovf-devices.ts";
+import type { Converter } from "../../export/convert.ts";
 import type { ExportContext, ExportResult } from "../provider.ts";
 import { createDescriptor, type OvfFile } from "./descriptor.ts";
 import { findVM } from "./discovery.ts";
@@ -18,34 +23,52 @@ import { child, moRefOf, type MoRef } from "./xml.ts";
 /** What a run saves, so that the next one (after a crash or a retry) resumes: bytes on disk per file. */
 export interface ExportCheckpoint {
   files: Record<string, number>;
+  /** A streamed OVA: the layout the bytes were written for; a different layout starts the archive over. */
+  ova?: string;
 }
 
 export interface ExportVmOptions {
   hostSlots: HostSlots;
+  converter?: Converter;
 }
 
 interface PlannedFile extends DownloadFile {
   device: LeaseDevice;
 }
 
+/** Everything a run needs once the lease is ready. */
+interface Run {
+  session: VSphereSession;
+  definition: JobDefinition;
+  context: ExportContext;
+  options: ExportVmOptions;
+  vm: MoRef;
+  vmName: string;
+  baseName: string;
+  checkpoint: ExportCheckpoint;
+  /** For the lease keep-alive: the share of bytes transferred. */
+  transferred: { done: number; total: number };
+  /** The lease's manifest, asked for when the lease was ready and awaited after the downloads. */
+  leaseManifest: Promise<ManifestEntry[]>;
+  warnings: string[];
+}
+
 /**
- * Exports one VM as an OVF package: <output_dir>/<vm>/<vm>.ovf, <vm>-disk-N.vmdk,
- * <vm>.nvram (EFI), <vm>.mf. The source VM is never changed, unless power_off asks
- * to power it off first. The lease is completed on success and aborted otherwise.
+ * Exports one VM as an OVF package (<output_dir>/<vm>/<vm>.ovf, <vm>-disk-N.vmdk, <vm>.nvram for EFI, <vm>.mf)
+ * or an OVA (<output_dir>/<vm>.ova, or .ova.gz), then runs the stages after packaging (conversion, artifact
+ * manifest, cleanup). The source VM is never changed, unless power_off asks to power it off first. The lease
+ * is completed on success and aborted otherwise.
  */
 export async function exportVm(session: VSphereSession, definition: JobDefinition, context: ExportContext, options: ExportVmOptions): Promise<ExportResult> {
   const { signal, logger } = context;
   context.progress({ phase: "connecting" });
   const vm = await findVM(session, definition.vm, signal);
-  const props = await retrieveOne(session, vm, ["name", "runtime.powerState"], signal);
-  const vmName = props?.props.get("name")?.text ?? vm.value;
-  const powerState = props?.props.get("runtime.powerState")?.text;
-  await ensurePoweredOff(session, vm, vmName, powerState, definition.powerOff, context);
+  const facts = await vmFacts(session, vm, signal);
+  await ensurePoweredOff(session, vm, facts.name, facts.powerState, definition.powerOff, context);
 
-  const baseName = safeFileName(vmName);
-  const dir = path.join(definition.outputDir, baseName);
-  await fs.mkdir(dir, { recursive: true });
-  logger.info({ vm: vm.value, name: vmName, dir }, "exporting VM");
+  const baseName = safeFileName(facts.name);
+  await fs.mkdir(definition.outputDir, { recursive: true });
+  logger.info({ vm: vm.value, name: facts.name, format: definition.format, compress: definition.compress }, "exporting VM");
 
   context.progress({ phase: "lease" });
   const lease = moRefOf(child(await session.call("ExportVm", [["_this", vm]], signal), "returnval"));
@@ -54,97 +77,286 @@ export async function exportVm(session: VSphereSession, definition: JobDefinitio
   let stopKeepAlive = () => {};
   try {
     const info = await waitForLease(session, lease, signal);
-    // Asked for now, awaited after the downloads: a server may hash every file to answer it (vcsim does),
-    // and that must not delay the transfer. It is checked once both are done.
-    const manifest = leaseManifest(session, lease, signal).catch((err: unknown) => {
-      if (!signal.aborted) logger.warn({ err: (err as Error).message }, "the lease offers no manifest; disks are checked against the sizes the server sent only");
-      return [] as ManifestEntry[];
-    });
-    const { disks, nvram, skipped } = planFiles(info.devices, baseName, dir);
-    for (const device of skipped) logger.info({ key: device.key, target: device.targetId }, "skipping a non-disk device (attached image)");
-
-    const checkpoint = context.loadCheckpoint<ExportCheckpoint>() ?? { files: {} };
-    let bytesDone = 0;
-    let bytesTotal = 0;
-    stopKeepAlive = keepLeaseAlive(session, lease, info.timeoutSeconds, () => (bytesTotal > 0 ? (100 * bytesDone) / bytesTotal : 0),
+    const run: Run = {
+      session, definition, context, options, vm, vmName: facts.name, baseName,
+      checkpoint: context.loadCheckpoint<ExportCheckpoint>() ?? { files: {} },
+      transferred: { done: 0, total: 0 },
+      // Asked for now, awaited after the downloads: a server may hash every file to answer it (vcsim does),
+      // and that must not delay the transfer.
+      leaseManifest: leaseManifest(session, lease, signal).catch((err: unknown) => {
+        if (!signal.aborted) logger.warn({ err: (err as Error).message }, "the lease offers no manifest; disks are checked against the sizes the server sent only");
+        return [] as ManifestEntry[];
+      }),
+      warnings: [],
+    };
+    stopKeepAlive = keepLeaseAlive(session, lease, info.timeoutSeconds, () => (run.transferred.total > 0 ? (100 * run.transferred.done) / run.transferred.total : 0),
       (err) => logger.warn({ err: (err as Error).message }, "lease keep-alive failed"));
 
-    context.progress({ phase: "downloading", filesTotal: disks.length, filesDone: 0 });
-    const transfer = (files: readonly PlannedFile[]) => downloadFiles(files, {
-      dispatcher: session.agent,
-      headers: session.soap.cookie ? { cookie: `vmware_soap_session=${session.soap.cookie}` } : undefined,
-      parallel: definition.parallelDownloads,
-      bandwidthLimit: definition.bandwidthLimit,
-      hostSlots: options.hostSlots,
-      signal,
-      resume: checkpoint.files,
-      logger,
-      onProgress: (p) => {
-        bytesDone = p.bytesDone;
-        bytesTotal = p.bytesTotal;
-        context.progress({ bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, filesDone: p.filesDone, filesTotal: p.filesTotal, currentFile: p.currentFile });
-      },
-      onCheckpoint: (name, bytes) => {
-        checkpoint.files[name] = bytes;
-        context.saveCheckpoint(checkpoint);
-      },
-    });
-    let downloaded: DownloadedFile[];
+    const plan = planFiles(info.devices, baseName, definition);
+    for (const device of plan.skipped) logger.info({ key: device.key, target: device.targetId }, "skipping a non-disk device (attached image; set include_image_files to export it)");
+    let packaged: { result: ExportResult; artifacts: PackageArtifacts };
     try {
-      downloaded = await transfer(disks);
+      packaged = await packageVm(run, plan, facts);
     } catch (err) {
       throw await explainLeaseFailure(session, lease, err, signal);
     }
-    const entries = await manifest;
-    checkAgainstManifest(disks, downloaded, entries);
-    logger.info({ disks: disks.length, manifest_entries: entries.length }, "disks checked against the lease manifest");
-
-    const warnings: string[] = [];
-    let nvramFile: DownloadedFile | undefined;
-    if (nvram) {
-      try {
-        [nvramFile] = await transfer([nvram]);
-      } catch (err) {
-        if (signal.aborted) throw err;
-        const warning = `the VM's NVRAM could not be read (${(err as Error).message}); the export may not boot on EFI firmware`;
-        warnings.push(warning);
-        logger.warn(warning);
-      }
-    }
-
-    context.progress({ phase: "descriptor", currentFile: `${baseName}.ovf` });
-    const ovfFiles: OvfFile[] = [...disks.map((f, i) => ({ deviceId: f.device.key, path: f.name, size: downloaded[i]!.size }))];
-    if (nvram && nvramFile) ovfFiles.push({ deviceId: nvram.device.key, path: nvram.name, size: nvramFile.size });
-    const descriptor = await createDescriptor(session, vm, vmName, ovfFiles, signal);
-    const ovfName = `${baseName}.ovf`;
-    await writeFileAtomic(path.join(dir, ovfName), descriptor);
-    const ovfSha256 = createHash("sha256").update(descriptor).digest("hex");
-
-    const payload = [...downloaded, ...(nvramFile ? [nvramFile] : [])];
-    const mfName = `${baseName}.mf`;
-    const mfText = await writeManifest(path.join(dir, mfName), [
-      { path: ovfName, sha256: ovfSha256 },
-      ...payload.map((f) => ({ path: f.name, sha256: f.sha256 })),
-    ]);
     stopKeepAlive();
     await completeLease(session, lease, signal);
     completed = true;
-    logger.info({ files: payload.length + 2, bytes: payload.reduce((n, f) => n + f.size, 0) }, "export written");
-    return {
-      outputDir: dir,
-      ovfPath: path.join(dir, ovfName),
-      manifestPath: path.join(dir, mfName),
-      files: [
-        { path: ovfName, size: Buffer.byteLength(descriptor), sha256: ovfSha256 },
-        ...payload.map((f) => ({ path: f.name, size: f.size, sha256: f.sha256 })),
-        { path: mfName, size: Buffer.byteLength(mfText), sha256: createHash("sha256").update(mfText).digest("hex") },
-      ],
-      warnings,
-    };
+    return await finishExport(packaged.result, packaged.artifacts, definition, context, { converter: options.converter });
   } finally {
     stopKeepAlive();
     if (!completed) await abortLease(session, lease);
   }
+}
+
+/** OVF directory, OVA streamed from the network, or OVA built from the OVF directory. */
+async function packageVm(run: Run, plan: FilePlan, facts: VmFacts): Promise<{ result: ExportResult; artifacts: PackageArtifacts }> {
+  const { definition, context, baseName } = run;
+  const vmDir = path.join(definition.outputDir, baseName);
+  const artifactsOf = (disks: PackageArtifacts["disks"], intermediate: string[]): PackageArtifacts => ({
+    source: { provider: "vsphere", vmId: facts.uuid || run.vm.value, vmName: run.vmName, datacenter: facts.datacenter },
+    vm: facts.vm, disks, dir: vmDir, intermediate,
+  });
+  if (definition.format === "ova") {
+    const why = streamBlocker(definition);
+    if (!why) {
+      const streamed = await streamOva(run, plan, vmDir);
+      if (streamed) return { result: streamed, artifacts: artifactsOf([], []) };
+    } else {
+      context.logger.info({ reason: why }, "OVA built from files: the OVF package is downloaded first, then packed");
+    }
+  }
+  const ovf = await downloadOvf(run, plan, vmDir);
+  const disks = ovf.disks.map((d) => ({ name: d.name, path: d.path, size: d.size, sha256: d.sha256 }));
+  if (definition.format !== "ova") return { result: ovf.result, artifacts: artifactsOf(disks, []) };
+
+  context.progress({ phase: "packaging", currentFile: `${baseName}.ova${definition.compress ? ".gz" : ""}` });
+  const target = path.join(definition.outputDir, `${baseName}.ova${definition.compress ? ".gz" : ""}`);
+  const entries = ovf.result.files.map((f) => ({ name: f.path, path: path.join(vmDir, f.path), size: f.size }));
+  const started = performance.now();
+  const ova = await writeOvaFromFiles(target, entries, { compressionLevel: definition.compress ? definition.compressionLevel : undefined, signal: context.signal });
+  const ratio = definition.compress ? ova.size / ova.tarSize : undefined;
+  context.logger.info({ path: target, bytes: ova.size, tarBytes: ova.tarSize, ratio, seconds: (performance.now() - started) / 1000 }, "OVA written from the OVF files");
+  return {
+    result: {
+      ...ovf.result,
+      outputDir: definition.outputDir,
+      ovaPath: target,
+      files: [{ path: path.basename(target), size: ova.size, sha256: ova.sha256 }, ...ovf.result.files.map((f) => ({ ...f, path: path.join(baseName, f.path) }))],
+      compressionRatio: ratio,
+      ovaMethod: "files",
+    },
+    artifacts: artifactsOf(disks, entries.map((e) => e.path)),
+  };
+}
+
+/** Why an OVA cannot go straight from the network into the tar (undefined: it can). */
+function streamBlocker(definition: JobDefinition): string | undefined {
+  if (definition.compress) return "compress: a gzip stream cannot take parallel writes at offsets";
+  if (definition.convertTo) return "convert_to: qemu-img reads the disks as files";
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// OVF directory
+
+async function downloadOvf(run: Run, plan: FilePlan, dir: string) {
+  const { definition, context, baseName } = run;
+  await fs.mkdir(dir, { recursive: true });
+  const inDir = (files: PlannedFile[]) => files.map((f) => ({ ...f, path: path.join(dir, f.name) }));
+  const disks = inDir(plan.disks);
+  const images = inDir(plan.images);
+  context.progress({ phase: "downloading", filesTotal: disks.length + images.length, filesDone: 0 });
+  const downloaded = await transfer(run, [...disks, ...images]);
+  await checkAgainstLeaseManifest(run, [...disks, ...images], downloaded);
+  const nvram = plan.nvram && (await fetchNvram(run, inDir([plan.nvram])[0]!));
+
+  context.progress({ phase: "descriptor", currentFile: `${baseName}.ovf` });
+  const payload = nvram ? [...downloaded, nvram.file] : downloaded;
+  const planned = nvram ? [...disks, ...images, nvram.planned] : [...disks, ...images];
+  const descriptor = await descriptorFor(run, planned.map((f, i) => ({ deviceId: f.device.key, path: f.name, size: payload[i]!.size })));
+  const ovfName = `${baseName}.ovf`;
+  await writeFileAtomic(path.join(dir, ovfName), descriptor.text);
+  const mfName = `${baseName}.mf`;
+  const algorithm = definition.manifestAlgorithm ?? "sha256";
+  const mfText = await writeManifest(path.join(dir, mfName), [{ path: ovfName, ...descriptor.digests }, ...payload.map((f) => ({ path: f.name, sha256: f.sha256, sha1: f.sha1 }))], algorithm);
+  context.logger.info({ files: payload.length + 2, bytes: payload.reduce((n, f) => n + f.size, 0) }, "export written");
+  const result: ExportResult = {
+    outputDir: dir,
+    ovfPath: path.join(dir, ovfName),
+    manifestPath: path.join(dir, mfName),
+    files: [
+      { path: ovfName, size: descriptor.text.length, sha256: descriptor.digests.sha256 },
+      ...payload.map((f) => ({ path: f.name, size: f.size, sha256: f.sha256 })),
+      { path: mfName, size: Buffer.byteLength(mfText), sha256: sha256(mfText) },
+    ],
+    warnings: run.warnings,
+  };
+  return { result, disks: downloaded.slice(0, disks.length) };
+}
+
+/** The NVRAM after the disks; a VM whose NVRAM cannot be read still exports, with a warning. */
+async function fetchNvram(run: Run, planned: PlannedFile): Promise<{ planned: PlannedFile; file: DownloadedFile } | undefined> {
+  try {
+    const [file] = await transfer(run, [planned]);
+    return { planned, file: file! };
+  } catch (err) {
+    if (run.context.signal.aborted) throw err;
+    nvramWarning(run, (err as Error).message);
+    return undefined;
+  }
+}
+
+function nvramWarning(run: Run, why: string): void {
+  const warning = `the VM's NVRAM could not be read (${why}); the export may not boot on EFI firmware`;
+  run.warnings.push(warning);
+  run.context.logger.warn(warning);
+}
+
+// ---------------------------------------------------------------------------------------------
+// OVA streamed: the tar is laid out from the sizes (HEAD), the descriptor is made first, and every file is
+// downloaded straight into its region of <vm>.ova.partial, in parallel and resumable like the OVF files.
+
+async function streamOva(run: Run, plan: FilePlan, vmDir: string): Promise<ExportResult | undefined> {
+  const { session, definition, context, baseName } = run;
+  const planned = [...plan.disks, ...plan.images, ...(plan.nvram ? [plan.nvram] : [])];
+  const sizes = await fetchSizes(planned.map((f) => f.url), { dispatcher: session.agent, headers: cookieHeader(session), signal: context.signal });
+  const unknown = planned.filter((f, i) => sizes[i] === undefined && f !== plan.nvram);
+  if (unknown.length > 0) {
+    context.logger.info({ files: unknown.map((f) => f.name) }, "OVA built from files: the server gave no size for these files (HEAD), so the tar cannot be laid out in advance");
+    return undefined;
+  }
+  const files = planned.flatMap((f, i) => (sizes[i] === undefined ? [] : [{ ...f, size: sizes[i] }]));
+  if (plan.nvram && sizes[planned.length - 1] === undefined) nvramWarning(run, "the server gave no size for it (HEAD)");
+  context.logger.info({ files: files.length }, "OVA streamed: files go from the network straight into the tar");
+
+  context.progress({ phase: "descriptor", currentFile: `${baseName}.ovf` });
+  const descriptor = await descriptorFor(run, files.map((f) => ({ deviceId: f.device.key, path: f.name, size: f.size })));
+  const algorithm = definition.manifestAlgorithm ?? "sha256";
+  const ovfName = `${baseName}.ovf`;
+  const mfName = `${baseName}.mf`;
+  const layout = ovaLayout([
+    { name: ovfName, size: descriptor.text.length },
+    ...files.map((f) => ({ name: f.name, size: f.size })),
+    { name: mfName, size: manifestSize([ovfName, ...files.map((f) => f.name)], algorithm) },
+  ]);
+  const target = path.join(definition.outputDir, `${baseName}.ova`);
+  const partial = `${target}.partial`;
+  const layoutKey = sha256(JSON.stringify([descriptor.digests.sha256, algorithm, layout.entries.map((e) => [e.name, e.size])]));
+  const kept = await prepareOvaFile(partial, layout, run.checkpoint.ova === layoutKey);
+  if (!kept) {
+    run.checkpoint = { files: {}, ova: layoutKey };
+    context.saveCheckpoint(run.checkpoint);
+  }
+  const region = (name: string) => layout.entries.find((e) => e.name === name)!.dataOffset;
+  await writeAt(partial, descriptor.text, region(ovfName));
+
+  context.progress({ phase: "downloading", filesTotal: files.length, filesDone: 0 });
+  const placed = files.map((f) => ({ ...f, path: partial, offset: region(f.name) }));
+  const downloaded = await transfer(run, placed);
+  await checkAgainstLeaseManifest(run, placed, downloaded);
+
+  const mf = Buffer.from(manifestText([{ path: ovfName, ...descriptor.digests }, ...downloaded.map((f) => ({ path: f.name, sha256: f.sha256, sha1: f.sha1 }))], algorithm));
+  await writeAt(partial, mf, region(mfName));
+  await syncFile(partial);
+  await fs.rename(partial, target);
+  context.logger.info({ path: target, bytes: layout.totalSize, files: layout.entries.length }, "OVA written (streamed)");
+  return {
+    outputDir: definition.outputDir,
+    ovaPath: target,
+    // The archive's own SHA-256 would take a second read of every byte; its entries' digests are in its .mf.
+    files: [{ path: path.basename(target), size: layout.totalSize, sha256: "" }],
+    warnings: run.warnings,
+    ovaMethod: "streamed",
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared steps
+
+async function transfer(run: Run, files: readonly PlannedFile[]): Promise<DownloadedFile[]> {
+  const { session, definition, context, checkpoint } = run;
+  return downloadFiles(files, {
+    dispatcher: session.agent,
+    headers: cookieHeader(session),
+    parallel: definition.parallelDownloads,
+    bandwidthLimit: definition.bandwidthLimit,
+    hostSlots: run.options.hostSlots,
+    signal: context.signal,
+    resume: checkpoint.files,
+    logger: context.logger,
+    onProgress: (p) => {
+      run.transferred = { done: p.bytesDone, total: p.bytesTotal };
+      context.progress({ bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, filesDone: p.filesDone, filesTotal: p.filesTotal, currentFile: p.currentFile });
+    },
+    onCheckpoint: (name, bytes) => {
+      run.checkpoint.files[name] = bytes;
+      context.saveCheckpoint(run.checkpoint);
+    },
+  });
+}
+
+/** CreateDescriptor with the files as written, minus the devices remove_devices names; its digests for the .mf. */
+async function descriptorFor(run: Run, files: OvfFile[]) {
+  const { session, vm, vmName, definition, context } = run;
+  const written = await createDescriptor(session, vm, vmName, files, definition.includeImageFiles ?? false, context.signal);
+  const { descriptor, removed } = removeDevices(written, definition.removeDevices ?? []);
+  for (const device of removed) context.logger.info({ kind: device.kind, device: device.name }, "device left out of the descriptor (remove_devices); the VM is unchanged");
+  const text = Buffer.from(descriptor);
+  return { text, digests: { sha256: sha256(text), sha1: createHash("sha1").update(text).digest("hex") } };
+}
+
+function cookieHeader(session: VSphereSession): Record<string, string> | undefined {
+  return session.soap.cookie ? { cookie: `vmware_soap_session=${session.soap.cookie}` } : undefined;
+}
+
+const sha256 = (data: string | Buffer) => createHash("sha256").update(data).digest("hex");
+
+interface VmFacts {
+  name: string;
+  powerState?: string;
+  uuid: string;
+  datacenter: string;
+  vm: PackageArtifacts["vm"];
+}
+
+/** What the export and its artifact manifest say about the VM. */
+async function vmFacts(session: VSphereSession, vm: MoRef, signal: AbortSignal): Promise<VmFacts> {
+  const found = await retrieveOne(session, vm, [
+    "name", "runtime.powerState", "config.uuid", "config.hardware.numCPU", "config.hardware.memoryMB", "config.firmware",
+    "config.guestId", "config.guestFullName", "config.bootOptions",
+  ], signal);
+  const text = (name: string) => found?.props.get(name)?.text ?? "";
+  const bootOptions = found?.props.get("config.bootOptions");
+  const secureBoot = bootOptions?.children.find((c) => c.name === "efiSecureBootEnabled")?.text === "true";
+  const firmware = text("config.firmware") === "efi" ? "efi" : "bios";
+  return {
+    name: text("name") || vm.value,
+    powerState: text("runtime.powerState") || undefined,
+    uuid: text("config.uuid"),
+    datacenter: await datacenterOf(session, vm, signal),
+    vm: {
+      cpu: Math.max(1, Number(text("config.hardware.numCPU")) || 1),
+      memoryMiB: Math.max(1, Number(text("config.hardware.memoryMB")) || 1),
+      firmware,
+      secureBoot: firmware === "efi" && secureBoot,
+      guestId: text("config.guestId") || "otherGuest",
+      guestFullName: text("config.guestFullName") || undefined,
+    },
+  };
+}
+
+/** The name of the Datacenter above the VM (walking `parent`), or "" when there is none (a bare ESXi host has "ha-datacenter"). */
+async function datacenterOf(session: VSphereSession, vm: MoRef, signal: AbortSignal): Promise<string> {
+  let current: MoRef | undefined = vm;
+  for (let depth = 0; current && depth < 32; depth++) {
+    const found = await retrieveOne(session, current, current.type === "Datacenter" ? ["name"] : ["parent"], signal);
+    if (current.type === "Datacenter") return found?.props.get("name")?.text ?? "";
+    const parent = found?.props.get("parent");
+    current = parent ? moRefOf(parent) : undefined;
+  }
+  return "";
 }
 
 async function ensurePoweredOff(session: VSphereSession, vm: MoRef, name: string, state: string | undefined, powerOff: boolean, context: ExportContext): Promise<void> {
@@ -160,25 +372,44 @@ async function ensurePoweredOff(session: VSphereSession, vm: MoRef, name: string
     : `VM "${name}" is ${state ?? "in an unknown power state"}; only a powered-off VM can be exported`);
 }
 
+interface FilePlan {
+  disks: PlannedFile[];
+  nvram?: PlannedFile;
+  /** Attached ISO/floppy images, with include_image_files. */
+  images: PlannedFile[];
+  skipped: LeaseDevice[];
+}
+
 /**
- * Disks get stable names (<vm>-disk-N.vmdk, in lease order), so a resumed run finds them under a new
- * lease; their SHA-1 is computed on the way, for the lease manifest.
+ * Files get stable names (<vm>-disk-N.vmdk in lease order, <vm>-image-N.<ext>), so a resumed run finds them
+ * under a new lease. SHA-1 is computed on the way for every file (the lease manifest and a SHA-1 .mf need it). `path` is
+ * set by the packaging (a file of the OVF directory, or the OVA).
  */
-function planFiles(devices: readonly LeaseDevice[], baseName: string, dir: string) {
-  const disks: PlannedFile[] = devices.filter((d) => d.disk).map((device, i) => {
-    const name = `${baseName}-disk-${i + 1}.vmdk`;
-    return { device, name, url: device.url, path: path.join(dir, name), sha1: true };
-  });
+function planFiles(devices: readonly LeaseDevice[], baseName: string, definition: JobDefinition): FilePlan {
+  const file = (device: LeaseDevice, name: string, sha1: boolean): PlannedFile => ({ device, name, url: device.url, path: "", sha1 });
+  const disks = devices.filter((d) => d.disk).map((d, i) => file(d, `${baseName}-disk-${i + 1}.vmdk`, true));
   const nvramDevice = devices.find((d) => !d.disk && (d.key.endsWith("/nvram") || d.targetId.endsWith(".nvram")));
-  const nvram: PlannedFile | undefined = nvramDevice && {
-    device: nvramDevice, name: `${baseName}.nvram`, url: nvramDevice.url, path: path.join(dir, `${baseName}.nvram`),
+  const others = devices.filter((d) => !d.disk && d !== nvramDevice);
+  const images = definition.includeImageFiles
+    ? others.map((d, i) => file(d, `${baseName}-image-${i + 1}${imageExtension(d.targetId)}`, true))
+    : [];
+  return {
+    disks,
+    nvram: nvramDevice && file(nvramDevice, `${baseName}.nvram`, true),
+    images,
+    skipped: definition.includeImageFiles ? [] : others,
   };
-  const skipped = devices.filter((d) => !d.disk && d !== nvramDevice);
-  return { disks, nvram, skipped };
+}
+
+/** ".iso", ".flp", ".img" from the lease's target id; ".bin" when it names none. */
+function imageExtension(targetId: string): string {
+  const ext = path.extname(targetId).toLowerCase();
+  return /^\.[a-z0-9]{1,8}$/.test(ext) ? ext : ".bin";
 }
 
 /** When the lease has a manifest, sizes and SHA-1s must be what the server says it sent. */
-function checkAgainstManifest(planned: readonly PlannedFile[], downloaded: readonly DownloadedFile[], manifest: readonly ManifestEntry[]): void {
+async function checkAgainstLeaseManifest(run: Run, planned: readonly PlannedFile[], downloaded: readonly DownloadedFile[]): Promise<void> {
+  const manifest = await run.leaseManifest;
   planned.forEach((file, i) => {
     const got = downloaded[i]!;
     const expected = manifest.find((m) => m.key === file.device.key);
@@ -190,6 +421,7 @@ function checkAgainstManifest(planned: readonly PlannedFile[], downloaded: reado
       throw new HypervisordError("INTERNAL", `${file.name}: SHA-1 ${got.sha1} does not match the lease manifest's ${expected.sha1}`);
     }
   });
+  run.context.logger.info({ files: planned.length, manifest_entries: manifest.length }, "files checked against the lease manifest");
 }
 
 /** A download that fails because the lease expired (404) needs a new lease: make that clear, and retryable. */

@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import type { VSphereConnection } from "../../domain/job.ts";
 import { InvalidArgumentError } from "../../errors.ts";
+import type { Converter } from "../../export/convert.ts";
 import { createHostSlots } from "../../export/download.ts";
 import type { Provider } from "../provider.ts";
 import { getVM, listVMs } from "./discovery.ts";
@@ -14,6 +15,8 @@ export interface VSphereProviderOptions {
   sessionIdleTimeoutMs: number;
   /** Concurrent NFC transfers per ESXi host, across all jobs (hosts throttle beyond ~8). */
   maxTransfersPerHost: number;
+  /** qemu-img, shared by all jobs; undefined when it is unavailable. */
+  converter?: Converter;
   logger: Logger;
 }
 
@@ -33,7 +36,7 @@ export function createVSphereProvider(options: VSphereProviderOptions): Provider
     listVMs: (query, signal) => pool.use(connectionOf(query.connection, "vsphere"), signal, (s) => listVMs(s, query, signal)),
     getVM: (query, signal) => pool.use(connectionOf(query.connection, "vsphere"), signal, (s) => getVM(s, query.vm, signal)),
     export: (definition, context) =>
-      pool.use(connectionOf(definition.vsphere, "definition.vsphere"), context.signal, (s) => exportVm(s, definition, context, { hostSlots })),
+      pool.use(connectionOf(definition.vsphere, "definition.vsphere"), context.signal, (s) => exportVm(s, definition, context, { hostSlots, converter: options.converter })),
     stats: async () => ({ ...(await pool.stats()) }),
     close: () => pool.closeAll(),
   };

@@ -1,0 +1,48 @@
+import fs from "node:fs";
+import type { HypervisordService } from "../../gen/hypervisord/v1/service_pb.js";
+import { InvalidArgumentError } from "../errors.ts";
+import { verifyArtifactManifest } from "../export/artifact-manifest.ts";
+import { extractOva, validateOva } from "../export/ova-reader.ts";
+import type { ServiceHandlers } from "./handlers.ts";
+import { isInside, resolveOutputDir } from "./output-dir.ts";
+
+type PackageHandlers = Pick<ServiceHandlers<typeof HypervisordService>, "validateOva" | "extractOva" | "verifyManifest">;
+
+/**
+ * The RPCs on finished packages: ValidateOva, ExtractOva, VerifyManifest. Every path, and every file a
+ * manifest points at, must lie under the allowed output roots (the daemon reads nothing else for a caller).
+ */
+export function createPackageHandlers(roots: readonly string[], realRoots: readonly string[]): PackageHandlers {
+  const inRoots = (requested: string, field: string) => {
+    if (!requested.trim()) throw new InvalidArgumentError(field, "required");
+    return resolveOutputDir(requested.trim(), roots, field, [...realRoots]);
+  };
+  const mayRead = (file: string) => {
+    const real = fs.existsSync(file) ? fs.realpathSync(file) : file;
+    return realRoots.some((root) => isInside(real, root));
+  };
+  const bigint = <T extends { size: number }>(e: T) => ({ ...e, size: BigInt(e.size) });
+
+  return {
+    async validateOva(request, context) {
+      const result = await validateOva(inRoots(request.path, "path"), { signal: context.signal });
+      return { ...result, entries: result.entries.map(bigint) };
+    },
+
+    async extractOva(request, context) {
+      const file = inRoots(request.path, "path");
+      const outputDir = inRoots(request.outputDir, "output_dir");
+      const { files } = await extractOva(file, outputDir, { signal: context.signal });
+      return { outputDir, files: files.map(bigint) };
+    },
+
+    async verifyManifest(request, context) {
+      const result = await verifyArtifactManifest(inRoots(request.path, "path"), { signal: context.signal, mayRead });
+      return {
+        valid: result.valid,
+        disks: result.disks.map((d) => ({ id: d.id, path: d.path, expected: d.expected, actual: d.actual ?? "", ok: d.ok, problem: d.problem ?? "" })),
+        problems: result.problems,
+      };
+    },
+  };
+}
