@@ -32,6 +32,7 @@ import { child, moRefOf } from "../../src/providers/vsphere/xml.ts";
 import { createGrpcJsClient, type GrpcJsClient } from "../support/clients.ts";
 import { spawnDaemon, tempDir, type DaemonProcess } from "../support/daemon-process.ts";
 import { buildGovc, startVcsim, type Vcsim, type VcsimVm } from "../support/vcsim.ts";
+import { cpuSeconds, fixed, median } from "./bench-utils.ts";
 
 const MiB = 1024 * 1024;
 const envNumber = (name: string, fallback: number) => {
@@ -43,7 +44,6 @@ const ROUNDS = Math.round(envNumber("BENCH_ROUNDS", 3));
 const TARGET_VS_CURL = 0.9;
 const POLL_MS = 50;
 const JOB_TIMEOUT_MS = 15 * 60_000;
-const CLK_TCK = 100;
 
 type Client = "curl" | "govc" | "govc -sha 256" | "hypervisord";
 interface Run {
@@ -64,25 +64,6 @@ interface Run {
 const execFileAsync = promisify(execFile);
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const mibps = (seconds: number) => SIZE / MiB / seconds;
-const fixed = (n: number | undefined, digits = 1) => (n === undefined || !Number.isFinite(n) ? "-" : n.toFixed(digits));
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length === 0 ? NaN : sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-};
-
-/** utime+stime (and optionally cutime+cstime: children already waited for) of a process, in seconds. */
-function cpuSeconds(pid: number | "self", withChildren = false): number {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ").map(Number);
-    // fields[0] is field 3 (state): utime = field 14, stime 15, cutime 16, cstime 17.
-    const ticks = fields[11]! + fields[12]! + (withChildren ? fields[13]! + fields[14]! : 0);
-    return ticks / CLK_TCK;
-  } catch {
-    return NaN;
-  }
-}
 
 /** BENCH_SIZE_MB of random bytes: 64 MiB of randomBytes repeated, each block starting with its own 8-byte counter. Returns the SHA-256. */
 async function writeDisk(file: string): Promise<string> {

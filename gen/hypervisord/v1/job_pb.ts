@@ -303,7 +303,8 @@ export type ResultFile = Message<"hypervisord.v1.ResultFile"> & {
   size: bigint;
 
   /**
-   * Hex SHA-256 of the file's bytes.
+   * Hex SHA-256 of the file's bytes. Empty for a streamed OVA (its disks
+   * were written at offsets, in parallel): its entries' digests are in its .mf.
    *
    * @generated from field: string sha256 = 3;
    */
