@@ -33,6 +33,8 @@ export interface EngineDeps {
   options: CompiledEngineOptions;
   /** Where job log records are copied for the daemon log. */
   logForward?: { write(line: string): unknown };
+  /** Told of every committed state change (after its transaction) and of persisted progress: schedules and webhooks follow jobs this way. */
+  observer?: { changed?(job: Job, transition: JobTransition): void; progressed?(job: Job, progress: JobProgress): void };
 }
 
 export type Lifecycle = "starting" | "running" | "draining" | "stopped";
@@ -73,6 +75,7 @@ export function createEngine(deps: EngineDeps) {
   function publish(job: Job, transition: JobTransition): void {
     bus.publish(transitionUpdate(transition, job));
     if (isFinal(job.state)) jobLogs.end(job.id);
+    deps.observer?.changed?.(job, transition);
   }
 
   /** Applies a state change and announces it; undefined when the job was no longer in one of `from`. */
@@ -92,12 +95,12 @@ export function createEngine(deps: EngineDeps) {
    * Queues a job. Submissions that arrive in the same event-loop turn are
    * written in one transaction (group commit): one commit instead of one per call.
    */
-  async function submit(definition: JobDefinition, meta: { actor: string; scheduleId?: string }): Promise<{ job: Job; created: boolean }> {
+  async function submit(definition: JobDefinition, meta: { actor: string; scheduleId?: string; scheduleRun?: NewJob["scheduleRun"] }): Promise<{ job: Job; created: boolean }> {
     assertAccepting();
     return new Promise((resolve, reject) => {
       const input: NewJob = {
         id: uuidv7(), definition, maxAttempts: options.maxAttempts, createTime: Date.now(),
-        scheduleId: meta.scheduleId, nextSeq: bus.nextSeq, actor: meta.actor,
+        scheduleId: meta.scheduleId, scheduleRun: meta.scheduleRun, nextSeq: bus.nextSeq, actor: meta.actor,
       };
       pendingSubmits.push({ input, settle: (result) => (result.ok ? resolve(result) : reject(result.error)) });
       if (pendingSubmits.length === 1) setImmediate(flushSubmits);
@@ -166,7 +169,10 @@ export function createEngine(deps: EngineDeps) {
       publish: (progress) => bus.publish({
         seq: bus.nextSeq(), jobId: job.id, kind: "progress", state: "running", progress, time: preciseNow(),
       }),
-      persist: (progress) => store.saveProgress(job.id, progress),
+      persist: (progress) => {
+        store.saveProgress(job.id, progress);
+        deps.observer?.progressed?.(job, progress);
+      },
     });
     const entry: RunningJob = { controller, progress: () => tracker.current, done: Promise.resolve() };
     running.set(job.id, entry);

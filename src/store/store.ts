@@ -1,4 +1,7 @@
 import type { Job, JobDefinition, JobError, JobProgress, JobResult, JobState, JobTransition } from "../domain/job.ts";
+import type { Profile } from "../domain/profile.ts";
+import type { RunTrigger, Schedule, ScheduleRun } from "../domain/schedule.ts";
+import type { DeliveryAttempt, DeliveryState, Webhook, WebhookDelivery, WebhookEvent } from "../domain/webhook.ts";
 
 /**
  * Persistence of jobs, their history and their logs. SQLite implements it
@@ -35,7 +38,71 @@ export interface Store {
   /** The highest job-update sequence number handed out so far may not exceed this (see UpdateBus). */
   getSeqReservation(): number;
   setSeqReservation(value: number): void;
+  readonly schedules: ScheduleStore;
+  readonly profiles: ProfileStore;
+  readonly webhooks: WebhookStore;
+  /** Called (after the commit) whenever webhook deliveries were enqueued: the dispatcher wakes up. */
+  onWebhookEvents(listener: () => void): void;
   close(): void;
+}
+
+export interface ScheduleStore {
+  insert(schedule: Schedule): void;
+  get(id: string): Schedule | undefined;
+  /** By create time then id; `after` is the id the previous page ended with. Only schedules having all `tags`. */
+  list(query: { limit: number; after?: string; tags?: Record<string, string> }): { schedules: Schedule[]; next?: string };
+  /** Every schedule (the scheduler loads them at start). */
+  all(): Schedule[];
+  /** Replaces every field but id, createTime, lastRunTime and runCount. Returns false when the id is unknown. */
+  update(schedule: Schedule): boolean;
+  /** The schedule and its run records. Jobs it created stay. */
+  delete(id: string): boolean;
+  setNextRunTime(id: string, time: number | undefined): void;
+  /**
+   * Records a run and bumps the schedule's run count and last run time. A run that creates a job is
+   * recorded inside the job's insert transaction (NewJob.scheduleRun); a skipped run by this directly.
+   */
+  recordRun(run: Omit<ScheduleRun, "state" | "durationSeconds">): void;
+  /** Newest first; `before` is the run id the previous page ended with. State and duration come from the jobs. */
+  listRuns(scheduleId: string, query: { limit: number; before?: string }): { runs: ScheduleRun[]; next?: string };
+  /** Jobs of this schedule that are queued or running. */
+  activeJobIds(scheduleId: string): string[];
+}
+
+export interface ProfileStore {
+  insert(profile: Profile): void;
+  get(name: string): Profile | undefined;
+  list(): Profile[];
+  update(profile: Profile): boolean;
+  delete(name: string): boolean;
+}
+
+export interface WebhookStore {
+  insert(webhook: Webhook): void;
+  get(id: string): Webhook | undefined;
+  list(): Webhook[];
+  update(webhook: Webhook): boolean;
+  /** The webhook; its delivery history stays readable until pruned. */
+  delete(id: string): boolean;
+  /** Makes the config-file webhooks (source "config") exactly `webhooks`: inserted, updated, or deleted when gone. */
+  syncConfig(webhooks: readonly Webhook[]): void;
+  /**
+   * One pending delivery per enabled webhook that wants the event (wantsEvent), due now; returns them.
+   * Synchronous: called inside the transaction of the change it announces, so the event and the change
+   * commit together. `only` restricts it to one webhook (TestWebhook).
+   */
+  enqueue(event: WebhookEvent, options?: { only?: string; now?: number }): WebhookDelivery[];
+  /** Pending deliveries due at `now`, oldest first, with their webhooks. */
+  due(now: number, limit: number): { delivery: WebhookDelivery; webhook: Webhook }[];
+  /** Earliest next_attempt_time of a pending delivery. */
+  nextDueTime(): number | undefined;
+  /** Moves a webhook's pending deliveries due before `until` to `until` (an open circuit), without counting attempts; returns how many. */
+  postpone(webhookId: string, until: number): number;
+  /** Appends an attempt and moves the delivery (pending with a next time, delivered or failed). */
+  recordAttempt(deliveryId: string, attempt: DeliveryAttempt, outcome: { state: DeliveryState; nextAttemptTime?: number }): void;
+  getDelivery(id: string): WebhookDelivery | undefined;
+  /** Newest first; `before` is the delivery id the previous page ended with. */
+  listDeliveries(webhookId: string, query: { limit: number; before?: string }): { deliveries: WebhookDelivery[]; next?: string };
 }
 
 export interface NewJob {
@@ -47,6 +114,8 @@ export interface NewJob {
   /** Called only when a job is actually created, so that no sequence number is spent on a duplicate. */
   nextSeq: () => number;
   actor: string;
+  /** A schedule's run that creates this job: recorded in the same transaction (with its schedule.triggered event). */
+  scheduleRun?: { id: string; trigger: RunTrigger; scheduledTime: number };
 }
 
 export type InsertResult =

@@ -4,8 +4,17 @@ import { AlreadyExistsError } from "../../errors.ts";
 import type { InsertResult, JobFilter, JobPage, NewJob, TransitionInput } from "../store.ts";
 import { jobFromRow, priorityRank, splitSecrets, transitionFromRow, type JobRow, type TransitionRow } from "./job-rows.ts";
 
+/**
+ * Work done inside the transaction of a job change, so that it commits or rolls back with it: the
+ * schedule run a job was created for, and the webhook events (the outbox) announcing the change.
+ */
+export interface JobHooks {
+  afterInsert?(job: Job, input: NewJob, transition: JobTransition): void;
+  afterTransition?(job: Job, transition: JobTransition): void;
+}
+
 /** Queries on jobs, their labels and their transitions; every statement prepared once. */
-export function createJobQueries(db: Database) {
+export function createJobQueries(db: Database, hooks: JobHooks = {}) {
   const byId = db.prepare<[string], JobRow>("SELECT * FROM jobs WHERE id = ?");
   const byRequestId = db.prepare<[string], JobRow>("SELECT * FROM jobs WHERE request_id = ?");
   const insertJob = db.prepare(`INSERT INTO jobs
@@ -87,6 +96,7 @@ export function createJobQueries(db: Database) {
       id: input.id, definition, state: "queued", progress: { ...EMPTY_PROGRESS }, attempt: 0,
       maxAttempts: input.maxAttempts, createTime: input.createTime, scheduleId: input.scheduleId,
     };
+    hooks.afterInsert?.(job, input, transition);
     return { job, created: true, transition };
   });
 
@@ -109,7 +119,9 @@ export function createJobQueries(db: Database) {
       reason: resumed ? "resumed from checkpoint" : row.attempt > 0 ? `retry attempt ${row.attempt + 1}` : "started",
       actor: "engine", time: now,
     });
-    return { job: get(row.id)!, transition };
+    const job = get(row.id)!;
+    hooks.afterTransition?.(job, transition);
+    return { job, transition };
   });
 
   const transition = db.transaction((input: TransitionInput) => {
@@ -133,7 +145,9 @@ export function createJobQueries(db: Database) {
       seq: input.seq, jobId: input.jobId, fromState: row.state as JobState, toState: input.to,
       reason: input.reason, actor: input.actor, time: input.time,
     });
-    return { job: get(input.jobId)!, transition: t };
+    const job = get(input.jobId)!;
+    hooks.afterTransition?.(job, t);
+    return { job, transition: t };
   });
 
   function list(filter: JobFilter): JobPage {

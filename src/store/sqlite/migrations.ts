@@ -75,6 +75,91 @@ const MIGRATIONS: readonly Migration[] = [
       CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     `,
   },
+  {
+    version: 2,
+    name: "schedules and their runs, profiles, webhooks and their delivery outbox",
+    sql: `
+      CREATE TABLE schedules (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        description TEXT NOT NULL,
+        cron TEXT NOT NULL,
+        time_zone TEXT NOT NULL,
+        job_template TEXT NOT NULL,   -- JSON JobDefinition without its password
+        secrets TEXT,                 -- the password, apart (as in jobs)
+        enabled INTEGER NOT NULL,
+        tags TEXT NOT NULL,           -- JSON object
+        overlap_policy TEXT NOT NULL,
+        missed_run_policy TEXT NOT NULL,
+        create_time INTEGER NOT NULL,
+        update_time INTEGER NOT NULL,
+        next_run_time INTEGER,
+        last_run_time INTEGER,
+        run_count INTEGER NOT NULL DEFAULT 0
+      );
+
+      -- A run's state and duration are its job's (joined), never copied.
+      CREATE TABLE schedule_runs (
+        pk INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        schedule_id TEXT NOT NULL,
+        job_id TEXT,
+        trigger TEXT NOT NULL,
+        scheduled_time INTEGER NOT NULL,
+        run_time INTEGER NOT NULL,
+        skipped_reason TEXT
+      );
+      CREATE INDEX schedule_runs_schedule ON schedule_runs (schedule_id, pk);
+      CREATE INDEX schedule_runs_job ON schedule_runs (job_id) WHERE job_id IS NOT NULL;
+
+      CREATE TABLE profiles (
+        name TEXT PRIMARY KEY,
+        description TEXT NOT NULL,
+        settings TEXT NOT NULL,       -- JSON ProfileSettings
+        create_time INTEGER NOT NULL,
+        update_time INTEGER NOT NULL
+      );
+
+      CREATE TABLE webhooks (
+        id TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        events TEXT NOT NULL,         -- JSON array
+        headers TEXT NOT NULL,        -- JSON object
+        secret TEXT NOT NULL,
+        timeout_ms INTEGER NOT NULL,
+        max_attempts INTEGER NOT NULL,
+        enabled INTEGER NOT NULL,
+        source TEXT NOT NULL,         -- 'api' | 'config'
+        create_time INTEGER NOT NULL,
+        update_time INTEGER NOT NULL
+      );
+
+      -- The outbox: one row per (event, webhook), written in the transaction of the change it announces.
+      CREATE TABLE webhook_deliveries (
+        pk INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,      -- the webhook-id header, stable across attempts
+        webhook_id TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        payload TEXT NOT NULL,        -- the exact JSON body
+        state TEXT NOT NULL,          -- 'pending' | 'delivered' | 'failed'
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_time INTEGER,    -- while pending
+        create_time INTEGER NOT NULL
+      );
+      CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_time) WHERE state = 'pending';
+      CREATE INDEX webhook_deliveries_webhook ON webhook_deliveries (webhook_id, pk);
+
+      CREATE TABLE webhook_attempts (
+        pk INTEGER PRIMARY KEY,
+        delivery_pk INTEGER NOT NULL REFERENCES webhook_deliveries (pk) ON DELETE CASCADE,
+        time INTEGER NOT NULL,
+        status_code INTEGER NOT NULL,
+        latency_ms REAL NOT NULL,
+        error TEXT NOT NULL
+      );
+      CREATE INDEX webhook_attempts_delivery ON webhook_attempts (delivery_pk, pk);
+    `,
+  },
 ];
 
 export function migrate(db: Database): number {

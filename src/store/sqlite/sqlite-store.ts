@@ -1,10 +1,15 @@
 import fs from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
-import type { Store } from "../store.ts";
+import type { Job, JobTransition } from "../../domain/job.ts";
+import { jobEvent, scheduleTriggeredEvent } from "../../webhooks/events.ts";
+import type { Store, WebhookStore } from "../store.ts";
 import { createJobQueries } from "./job-queries.ts";
 import { createLogQueries } from "./logs.ts";
 import { migrate } from "./migrations.ts";
+import { createProfileQueries } from "./profiles.ts";
+import { createScheduleQueries } from "./schedules.ts";
+import { createWebhookQueries } from "./webhooks.ts";
 
 export interface SqliteStoreOptions {
   dataDir: string;
@@ -25,7 +30,36 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
   db.pragma("busy_timeout = 5000");
   migrate(db);
 
-  const jobs = createJobQueries(db);
+  const schedules = createScheduleQueries(db);
+  const profiles = createProfileQueries(db);
+  const outbox = createWebhookQueries(db);
+  const webhookListeners: (() => void)[] = [];
+  const webhooks: WebhookStore = {
+    ...outbox,
+    enqueue(event, options) {
+      const deliveries = outbox.enqueue(event, options);
+      // After the caller's transaction has committed (better-sqlite3 transactions are synchronous).
+      if (deliveries.length > 0) setImmediate(() => webhookListeners.forEach((listener) => listener()));
+      return deliveries;
+    },
+  };
+  const announce = (job: Job, transition: JobTransition) => {
+    const event = jobEvent(job, transition);
+    if (event) webhooks.enqueue(event);
+  };
+  const jobs = createJobQueries(db, {
+    afterInsert(job, input, transition) {
+      if (input.scheduleRun && input.scheduleId) {
+        const run = { ...input.scheduleRun, scheduleId: input.scheduleId, jobId: job.id, runTime: job.createTime };
+        schedules.recordRun(run);
+        webhooks.enqueue(scheduleTriggeredEvent({
+          scheduleId: run.scheduleId, scheduleName: schedules.get(run.scheduleId)?.name ?? "", runId: run.id, trigger: run.trigger, jobId: job.id, scheduledTime: run.scheduledTime,
+        }));
+      }
+      announce(job, transition);
+    },
+    afterTransition: announce,
+  });
   const logs = createLogQueries(db, { maxBytesPerJob: options.maxLogBytesPerJob });
   const getMeta = db.prepare<[string], { value: string }>("SELECT value FROM meta WHERE key = ?");
   const setMeta = db.prepare("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value");
@@ -50,6 +84,10 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     readLogs: logs.read,
     getSeqReservation: () => Number(getMeta.get("seq_reservation")?.value ?? 0),
     setSeqReservation: (value) => void setMeta.run("seq_reservation", String(value)),
+    schedules,
+    profiles,
+    webhooks,
+    onWebhookEvents: (listener) => void webhookListeners.push(listener),
     close: () => db.close(),
   };
 }

@@ -1,0 +1,211 @@
+import type { Database } from "better-sqlite3";
+import type { JobDefinition, JobState } from "../../domain/job.ts";
+import type { MissedRunPolicy, OverlapPolicy, RunTrigger, Schedule, ScheduleRun } from "../../domain/schedule.ts";
+import { InvalidArgumentError } from "../../errors.ts";
+import type { ScheduleStore } from "../store.ts";
+import { splitSecrets } from "./job-rows.ts";
+
+interface ScheduleRow {
+  id: string;
+  name: string;
+  description: string;
+  cron: string;
+  time_zone: string;
+  job_template: string;
+  secrets: string | null;
+  enabled: number;
+  tags: string;
+  overlap_policy: string;
+  missed_run_policy: string;
+  create_time: number;
+  update_time: number;
+  next_run_time: number | null;
+  last_run_time: number | null;
+  run_count: number;
+}
+
+/** A run with its job's state and times (LEFT JOIN: null when skipped). */
+interface RunRow {
+  pk: number;
+  id: string;
+  schedule_id: string;
+  job_id: string | null;
+  trigger: string;
+  scheduled_time: number;
+  run_time: number;
+  skipped_reason: string | null;
+  state: string | null;
+  start_time: number | null;
+  end_time: number | null;
+}
+
+/** Queries on schedules and their runs; every statement prepared once. */
+export function createScheduleQueries(db: Database): ScheduleStore {
+  const byId = db.prepare<[string], ScheduleRow>("SELECT * FROM schedules WHERE id = ?");
+  const everyRow = db.prepare<[], ScheduleRow>("SELECT * FROM schedules ORDER BY create_time, id");
+  const insertRow = db.prepare(`INSERT INTO schedules
+    (id, name, description, cron, time_zone, job_template, secrets, enabled, tags, overlap_policy, missed_run_policy,
+     create_time, update_time, next_run_time, last_run_time, run_count)
+    VALUES (@id, @name, @description, @cron, @time_zone, @job_template, @secrets, @enabled, @tags, @overlap_policy, @missed_run_policy,
+     @create_time, @update_time, @next_run_time, @last_run_time, @run_count)`);
+  const updateRow = db.prepare(`UPDATE schedules SET name = @name, description = @description, cron = @cron,
+      time_zone = @time_zone, job_template = @job_template, secrets = @secrets, enabled = @enabled, tags = @tags,
+      overlap_policy = @overlap_policy, missed_run_policy = @missed_run_policy, update_time = @update_time,
+      next_run_time = @next_run_time
+    WHERE id = @id`);
+  const deleteRow = db.prepare("DELETE FROM schedules WHERE id = ?");
+  const deleteRuns = db.prepare("DELETE FROM schedule_runs WHERE schedule_id = ?");
+  const updateNextRun = db.prepare("UPDATE schedules SET next_run_time = ? WHERE id = ?");
+  const cursorOf = db.prepare<[string], { create_time: number }>("SELECT create_time FROM schedules WHERE id = ?");
+  // Tags: every wanted (key, value) of @tags must be among the schedule's; one statement for any number of tags.
+  const page = db.prepare<{ after_time: number | null; after_id: string; tags: string; limit: number }, ScheduleRow>(`
+    SELECT * FROM schedules AS s
+    WHERE (@after_time IS NULL OR (s.create_time, s.id) > (@after_time, @after_id))
+      AND NOT EXISTS (SELECT 1 FROM json_each(@tags) AS want
+        WHERE NOT EXISTS (SELECT 1 FROM json_each(s.tags) AS have WHERE have.key = want.key AND have.value = want.value))
+    ORDER BY s.create_time, s.id
+    LIMIT @limit`);
+  const insertRun = db.prepare(`INSERT INTO schedule_runs (id, schedule_id, job_id, trigger, scheduled_time, run_time, skipped_reason)
+    VALUES (@id, @schedule_id, @job_id, @trigger, @scheduled_time, @run_time, @skipped_reason)`);
+  const bumpRuns = db.prepare("UPDATE schedules SET run_count = run_count + 1, last_run_time = ? WHERE id = ?");
+  const runPk = db.prepare<[string, string], { pk: number }>("SELECT pk FROM schedule_runs WHERE id = ? AND schedule_id = ?");
+  const runPage = db.prepare<{ schedule_id: string; before: number | null; limit: number }, RunRow>(`
+    SELECT r.*, j.state, j.start_time, j.end_time
+    FROM schedule_runs AS r LEFT JOIN jobs AS j ON j.id = r.job_id
+    WHERE r.schedule_id = @schedule_id AND (@before IS NULL OR r.pk < @before)
+    ORDER BY r.pk DESC
+    LIMIT @limit`);
+  const activeJobs = db.prepare<[string], string>(
+    "SELECT id FROM jobs WHERE schedule_id = ? AND state IN ('queued', 'running') ORDER BY pk").pluck();
+
+  const remove = db.transaction((id: string): boolean => {
+    deleteRuns.run(id);
+    return deleteRow.run(id).changes > 0;
+  });
+
+  // A savepoint when called inside the engine's job insert transaction, so the run commits with its job.
+  const recordRun = db.transaction((run: Omit<ScheduleRun, "state" | "durationSeconds">): void => {
+    insertRun.run({
+      id: run.id,
+      schedule_id: run.scheduleId,
+      job_id: run.jobId ?? null,
+      trigger: run.trigger,
+      scheduled_time: run.scheduledTime,
+      run_time: run.runTime,
+      skipped_reason: run.skippedReason ?? null,
+    });
+    bumpRuns.run(run.runTime, run.scheduleId);
+  });
+
+  function list(query: { limit: number; after?: string; tags?: Record<string, string> }) {
+    let afterTime: number | null = null;
+    if (query.after !== undefined) {
+      const cursor = cursorOf.get(query.after);
+      if (!cursor) throw deletedCursor("schedule", query.after);
+      afterTime = cursor.create_time;
+    }
+    const rows = page.all({ after_time: afterTime, after_id: query.after ?? "", tags: JSON.stringify(query.tags ?? {}), limit: query.limit + 1 });
+    const more = rows.length > query.limit;
+    const schedules = (more ? rows.slice(0, query.limit) : rows).map(scheduleFromRow);
+    return { schedules, next: more ? schedules[schedules.length - 1]!.id : undefined };
+  }
+
+  function listRuns(scheduleId: string, query: { limit: number; before?: string }) {
+    let before: number | null = null;
+    if (query.before !== undefined) {
+      const cursor = runPk.get(query.before, scheduleId);
+      if (!cursor) throw deletedCursor("run", query.before);
+      before = cursor.pk;
+    }
+    const rows = runPage.all({ schedule_id: scheduleId, before, limit: query.limit + 1 });
+    const more = rows.length > query.limit;
+    const runs = (more ? rows.slice(0, query.limit) : rows).map(runFromRow);
+    return { runs, next: more ? runs[runs.length - 1]!.id : undefined };
+  }
+
+  return {
+    insert: (schedule) => void insertRow.run(scheduleToRow(schedule)),
+    get(id) {
+      const row = byId.get(id);
+      return row && scheduleFromRow(row);
+    },
+    list,
+    all: () => everyRow.all().map(scheduleFromRow),
+    update: (schedule) => updateRow.run(scheduleToRow(schedule)).changes > 0,
+    delete: remove,
+    setNextRunTime: (id, time) => void updateNextRun.run(time ?? null, id),
+    recordRun,
+    listRuns,
+    activeJobIds: (scheduleId) => activeJobs.all(scheduleId),
+  };
+}
+
+/** A keyset cursor names a row; when that row is gone the page cannot be placed. */
+function deletedCursor(what: string, id: string): InvalidArgumentError {
+  return new InvalidArgumentError("page_token", `the ${what} the previous page ended with (${id}) no longer exists; list again from the first page`);
+}
+
+function scheduleToRow(schedule: Schedule): ScheduleRow {
+  const template = splitSecrets(schedule.jobTemplate);
+  return {
+    id: schedule.id,
+    name: schedule.name,
+    description: schedule.description,
+    cron: schedule.cron,
+    time_zone: schedule.timeZone,
+    job_template: template.definition,
+    secrets: template.secrets,
+    enabled: schedule.enabled ? 1 : 0,
+    tags: JSON.stringify(schedule.tags),
+    overlap_policy: schedule.overlapPolicy,
+    missed_run_policy: schedule.missedRunPolicy,
+    create_time: schedule.createTime,
+    update_time: schedule.updateTime,
+    next_run_time: schedule.nextRunTime ?? null,
+    last_run_time: schedule.lastRunTime ?? null,
+    run_count: schedule.runCount,
+  };
+}
+
+function scheduleFromRow(row: ScheduleRow): Schedule {
+  return {
+    id: row.id,
+    name: row.name,
+    description: row.description,
+    cron: row.cron,
+    timeZone: row.time_zone,
+    jobTemplate: withSecrets(JSON.parse(row.job_template) as JobDefinition, row.secrets),
+    enabled: row.enabled === 1,
+    tags: JSON.parse(row.tags) as Record<string, string>,
+    overlapPolicy: row.overlap_policy as OverlapPolicy,
+    missedRunPolicy: row.missed_run_policy as MissedRunPolicy,
+    createTime: row.create_time,
+    updateTime: row.update_time,
+    nextRunTime: row.next_run_time ?? undefined,
+    lastRunTime: row.last_run_time ?? undefined,
+    runCount: row.run_count,
+  };
+}
+
+/** The inverse of splitSecrets (the same { vsphere_password } shape as a job's secrets column). */
+function withSecrets(definition: JobDefinition, secrets: string | null): JobDefinition {
+  if (secrets && definition.vsphere) {
+    const parsed = JSON.parse(secrets) as { vsphere_password?: string };
+    definition.vsphere.password = parsed.vsphere_password ?? "";
+  }
+  return definition;
+}
+
+function runFromRow(row: RunRow): ScheduleRun {
+  return {
+    id: row.id,
+    scheduleId: row.schedule_id,
+    jobId: row.job_id ?? undefined,
+    trigger: row.trigger as RunTrigger,
+    scheduledTime: row.scheduled_time,
+    runTime: row.run_time,
+    state: (row.state as JobState | null) ?? undefined,
+    durationSeconds: row.start_time !== null && row.end_time !== null ? (row.end_time - row.start_time) / 1000 : undefined,
+    skippedReason: row.skipped_reason ?? undefined,
+  };
+}

@@ -1,0 +1,354 @@
+import { request, type Dispatcher } from "undici";
+import { retryDelayMs, type BackoffOptions } from "../backoff.ts";
+import type { Webhook, WebhookDelivery } from "../domain/webhook.ts";
+import { FailedPreconditionError, HypervisordError, NotFoundError, UnavailableError } from "../errors.ts";
+import type { WebhookStore } from "../store/store.ts";
+import { VERSION } from "../version.ts";
+import { testEvent } from "./events.ts";
+import { signatureHeaders } from "./signing.ts";
+import { createGuardedAgent } from "./ssrf-guard.ts";
+
+/**
+ * Delivers the webhook outbox: a timer-driven loop takes due deliveries from the store and POSTs
+ * them, several webhooks at once but few requests per webhook, retries with backoff, and pauses a
+ * webhook that keeps failing (circuit breaker). The store is the source of truth: a delivery is
+ * pending until an attempt moves it, so a restart resumes where the last run stopped.
+ */
+
+export interface DispatcherLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+export type CircuitState = "closed" | "open" | "half-open";
+
+export interface WebhookDispatcherOptions {
+  store: WebhookStore;
+  logger: DispatcherLogger;
+  /** webhooks.allow_private_targets. */
+  allowPrivateTargets: boolean;
+  /** The longest the loop sleeps without being woken (catches deliveries nobody announced). Default 10 s. */
+  pollIntervalMs?: number;
+  now?: () => number;
+  /** Backoff between attempts of a delivery. Default 1 s doubling to 10 min (+-20% jitter). */
+  retry?: BackoffOptions;
+  /** The longest Retry-After honoured. Default 1 h. */
+  maxRetryAfterMs?: number;
+  /** Opens after `failureThreshold` failed attempts in a row, for `cooldownMs` doubling up to `maxCooldownMs` while probes fail. Default 5, 30 s, 5 min. */
+  circuit?: { failureThreshold: number; cooldownMs: number; maxCooldownMs: number };
+  /** Requests in flight per webhook. Default 2. */
+  maxInFlightPerWebhook?: number;
+  /** Due deliveries read per pass. Default 100. */
+  batchSize?: number;
+}
+
+export interface DispatcherStats {
+  /** Deliveries that reached a final state, and attempts followed by a retry, since start. */
+  delivered: number;
+  failed: number;
+  retried: number;
+  inFlight: number;
+  circuits: Record<string, CircuitState>;
+}
+
+export interface WebhookDispatcher {
+  start(): void;
+  /** Run a pass now: call after enqueueing (once the transaction committed). */
+  wake(): void;
+  /** Aborts requests in flight (their deliveries stay pending) and resolves once they have settled. */
+  stop(): Promise<void>;
+  /** Sends a webhook.test event to that webhook at once, whatever its circuit; resolves with the delivery after the attempt. */
+  test(webhookId: string): Promise<WebhookDelivery>;
+  stats(): DispatcherStats;
+  circuitState(webhookId: string): CircuitState;
+}
+
+const USER_AGENT = `hypervisord-webhooks/${VERSION}`;
+/** Set by the HTTP layer or by the signature: a webhook's own headers cannot replace them. */
+const MANAGED_HEADERS = new Set([
+  "host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "expect", "te", "trailer",
+  "webhook-id", "webhook-timestamp", "webhook-signature",
+]);
+/** Bytes of a failed response's body kept in the attempt's error. */
+const ERROR_BODY_BYTES = 256;
+/** Bytes of a successful response's body read (and dropped) so the connection can be reused. */
+const DRAIN_BYTES = 64 * 1024;
+
+type Lifecycle = "idle" | "running" | "stopping" | "stopped";
+
+interface Circuit {
+  state: CircuitState;
+  /** Failed attempts in a row. */
+  failures: number;
+  openUntil: number;
+  /** Of the current or last opening; doubles when a probe fails. */
+  cooldownMs: number;
+}
+
+/** What one attempt got: a response, or an error before one. */
+type AttemptResult =
+  | { statusCode: number; retryAfterMs?: number; error: string }
+  | { statusCode: 0; error: string; retryable: boolean };
+
+class StopReason extends Error {
+  constructor() {
+    super("the webhook dispatcher is stopping");
+  }
+}
+
+export function createWebhookDispatcher(options: WebhookDispatcherOptions): WebhookDispatcher {
+  const { store, logger } = options;
+  const now = options.now ?? Date.now;
+  const pollIntervalMs = options.pollIntervalMs ?? 10_000;
+  const retry = options.retry ?? { initialMs: 1000, maxMs: 600_000 };
+  const maxRetryAfterMs = options.maxRetryAfterMs ?? 3_600_000;
+  const breaker = options.circuit ?? { failureThreshold: 5, cooldownMs: 30_000, maxCooldownMs: 300_000 };
+  const maxInFlightPerWebhook = options.maxInFlightPerWebhook ?? 2;
+  const batchSize = options.batchSize ?? 100;
+  const agent = createGuardedAgent({ allowPrivateTargets: options.allowPrivateTargets });
+
+  let lifecycle: Lifecycle = "idle";
+  let stopping: Promise<void> | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let timerAt = Infinity;
+  const inFlight = new Map<string, Promise<void>>();
+  const busy = new Map<string, number>();
+  const controllers = new Set<AbortController>();
+  const circuits = new Map<string, Circuit>();
+  const counts = { delivered: 0, failed: 0, retried: 0 };
+
+  // ---- the loop -------------------------------------------------------------------------------
+
+  /** Runs a pass at `time` unless one is already set for earlier. */
+  function wakeAt(time: number): void {
+    if (lifecycle !== "running" || (timer && timerAt <= time)) return;
+    clearTimeout(timer);
+    timerAt = time;
+    timer = setTimeout(pass, Math.max(0, time - now()));
+    timer.unref();
+  }
+
+  function pass(): void {
+    timer = undefined;
+    timerAt = Infinity;
+    if (lifecycle !== "running") return;
+    const time = now();
+    try {
+      dispatchDue(time);
+      // A delivery due but not started waits for a slot: the end of a request wakes the loop.
+      const next = store.nextDueTime();
+      wakeAt(next !== undefined && next > time ? Math.min(next, time + pollIntervalMs) : time + pollIntervalMs);
+    } catch (err) {
+      logger.error({ err: errorMessage(err) }, "webhook dispatcher: reading the outbox failed");
+      wakeAt(time + pollIntervalMs);
+    }
+  }
+
+  function dispatchDue(time: number): void {
+    const parked = new Set<string>();
+    for (const { delivery, webhook } of store.due(time, batchSize)) {
+      if (inFlight.has(delivery.id)) continue;
+      const circuit = circuitAt(webhook.id, time);
+      if (circuit?.state === "open") {
+        if (!parked.has(webhook.id)) store.postpone(webhook.id, circuit.openUntil);
+        parked.add(webhook.id);
+        continue;
+      }
+      const limit = circuit?.state === "half-open" ? 1 : maxInFlightPerWebhook;
+      if ((busy.get(webhook.id) ?? 0) >= limit) continue;
+      void launch(delivery, webhook);
+    }
+  }
+
+  /** Starts an attempt, tracked until it settles; it never rejects. */
+  function launch(delivery: WebhookDelivery, webhook: Webhook): Promise<void> {
+    busy.set(webhook.id, (busy.get(webhook.id) ?? 0) + 1);
+    const running = attempt(delivery, webhook)
+      .catch((err: unknown) => {
+        logger.error({ webhookId: webhook.id, deliveryId: delivery.id, err: errorMessage(err) }, "webhook attempt could not be recorded");
+      })
+      .finally(() => {
+        inFlight.delete(delivery.id);
+        const left = (busy.get(webhook.id) ?? 1) - 1;
+        if (left > 0) busy.set(webhook.id, left);
+        else busy.delete(webhook.id);
+        wakeAt(now());
+      });
+    inFlight.set(delivery.id, running);
+    return running;
+  }
+
+  // ---- one attempt ----------------------------------------------------------------------------
+
+  async function attempt(delivery: WebhookDelivery, webhook: Webhook): Promise<void> {
+    const time = now();
+    const started = performance.now();
+    const controller = new AbortController();
+    controllers.add(controller);
+    const timeout = setTimeout(() => controller.abort(new Error(`timed out after ${webhook.timeoutMs} ms`)), webhook.timeoutMs);
+    let result: AttemptResult;
+    try {
+      result = await post(delivery, webhook, Math.floor(time / 1000), controller.signal);
+    } catch (err) {
+      // Interrupted by stop(): not the receiver's doing, the delivery stays pending as it was.
+      if (controller.signal.reason instanceof StopReason) return;
+      const reason = controller.signal.aborted ? controller.signal.reason : err;
+      result = { statusCode: 0, error: errorMessage(reason), retryable: !(reason instanceof HypervisordError && !reason.retryable) };
+    } finally {
+      clearTimeout(timeout);
+      controllers.delete(controller);
+    }
+    const latencyMs = performance.now() - started;
+    const number = delivery.attempts.length + 1;
+    const outcome = decide(result, number, webhook.maxAttempts, now());
+    store.recordAttempt(delivery.id, { time, statusCode: result.statusCode, latencyMs, error: result.error }, outcome);
+    updateCircuit(webhook.id, outcome.state === "delivered", now());
+    const context = { webhookId: webhook.id, deliveryId: delivery.id, eventType: delivery.eventType, host: hostOf(webhook.url), attempt: number, statusCode: result.statusCode };
+    if (outcome.state === "delivered") {
+      counts.delivered++;
+    } else if (outcome.state === "pending") {
+      counts.retried++;
+      logger.warn({ ...context, error: result.error, nextAttemptTime: new Date(outcome.nextAttemptTime!).toISOString() }, "webhook attempt failed, will retry");
+    } else {
+      counts.failed++;
+      logger.warn({ ...context, error: result.error }, "webhook delivery failed for good");
+    }
+  }
+
+  async function post(delivery: WebhookDelivery, webhook: Webhook, timestampSeconds: number, signal: AbortSignal): Promise<AttemptResult> {
+    const { statusCode, headers, body } = await request(webhook.url, {
+      method: "POST",
+      dispatcher: agent,
+      signal,
+      headers: requestHeaders(delivery, webhook, timestampSeconds),
+      body: delivery.payload,
+    });
+    if (statusCode >= 200 && statusCode < 300) {
+      await body.dump({ limit: DRAIN_BYTES, signal });
+      return { statusCode, error: "" };
+    }
+    const text = await readStart(body, ERROR_BODY_BYTES);
+    const retryAfter = statusCode === 429 || statusCode === 503 ? parseRetryAfter(headers["retry-after"], now(), maxRetryAfterMs) : undefined;
+    return { statusCode, retryAfterMs: retryAfter, error: text ? `HTTP ${statusCode}: ${text}` : `HTTP ${statusCode}` };
+  }
+
+  /** Delivered on 2xx; retried after network errors, timeouts, 408, 429 and 5xx; failed otherwise or out of attempts. */
+  function decide(result: AttemptResult, number: number, maxAttempts: number, time: number): { state: "delivered" | "pending" | "failed"; nextAttemptTime?: number } {
+    const { statusCode } = result;
+    if (statusCode >= 200 && statusCode < 300) return { state: "delivered" };
+    const retryable = "retryable" in result ? result.retryable : statusCode === 408 || statusCode === 429 || statusCode >= 500;
+    if (!retryable || number >= maxAttempts) return { state: "failed" };
+    const backoff = retryDelayMs(number, retry);
+    const retryAfter = "retryAfterMs" in result ? result.retryAfterMs ?? 0 : 0;
+    return { state: "pending", nextAttemptTime: time + Math.max(backoff, retryAfter) };
+  }
+
+  // ---- circuit breaker ------------------------------------------------------------------------
+
+  /** The webhook's circuit, an open one turned half-open once its cooldown is over. */
+  function circuitAt(webhookId: string, time: number): Circuit | undefined {
+    const circuit = circuits.get(webhookId);
+    if (circuit?.state === "open" && time >= circuit.openUntil) circuit.state = "half-open";
+    return circuit;
+  }
+
+  function updateCircuit(webhookId: string, ok: boolean, time: number): void {
+    const circuit = circuitAt(webhookId, time) ?? { state: "closed", failures: 0, openUntil: 0, cooldownMs: breaker.cooldownMs };
+    circuits.set(webhookId, circuit);
+    if (ok) {
+      if (circuit.state !== "closed") logger.info({ webhookId }, "webhook circuit closed: deliveries resume");
+      Object.assign(circuit, { state: "closed", failures: 0, cooldownMs: breaker.cooldownMs });
+      return;
+    }
+    circuit.failures++;
+    const probeFailed = circuit.state === "half-open";
+    if (!probeFailed && !(circuit.state === "closed" && circuit.failures >= breaker.failureThreshold)) return;
+    circuit.cooldownMs = probeFailed ? Math.min(circuit.cooldownMs * 2, breaker.maxCooldownMs) : breaker.cooldownMs;
+    circuit.openUntil = time + circuit.cooldownMs;
+    circuit.state = "open";
+    const parked = store.postpone(webhookId, circuit.openUntil);
+    logger.warn({ webhookId, failures: circuit.failures, cooldownMs: circuit.cooldownMs, postponed: parked }, "webhook circuit opened: deliveries paused");
+  }
+
+  // ---- the handle -----------------------------------------------------------------------------
+
+  return {
+    start() {
+      if (lifecycle === "running") return;
+      if (lifecycle !== "idle") throw new FailedPreconditionError("the webhook dispatcher was stopped; create a new one");
+      lifecycle = "running";
+      wakeAt(now());
+    },
+    wake: () => wakeAt(now()),
+    stop() {
+      stopping ??= (async () => {
+        lifecycle = "stopping";
+        clearTimeout(timer);
+        timer = undefined;
+        for (const controller of controllers) controller.abort(new StopReason());
+        await Promise.allSettled(inFlight.values());
+        await agent.destroy();
+        lifecycle = "stopped";
+      })();
+      return stopping;
+    },
+    async test(webhookId) {
+      if (lifecycle === "stopping" || lifecycle === "stopped") throw new UnavailableError("the webhook dispatcher is stopping");
+      const webhook = store.get(webhookId);
+      if (!webhook) throw new NotFoundError(`webhook ${webhookId} not found`);
+      const time = now();
+      const [delivery] = store.enqueue(testEvent(webhookId, time), { only: webhookId, now: time });
+      if (!delivery) throw new FailedPreconditionError(`webhook ${webhookId} is disabled`);
+      await launch(delivery, webhook);
+      return store.getDelivery(delivery.id) ?? delivery;
+    },
+    stats: () => ({
+      ...counts,
+      inFlight: inFlight.size,
+      circuits: Object.fromEntries([...circuits.keys()].map((id) => [id, circuitAt(id, now())!.state])),
+    }),
+    circuitState: (webhookId) => circuitAt(webhookId, now())?.state ?? "closed",
+  };
+}
+
+function requestHeaders(delivery: WebhookDelivery, webhook: Webhook, timestampSeconds: number): Record<string, string> {
+  const headers: Record<string, string> = { "content-type": "application/json", "user-agent": USER_AGENT };
+  for (const [name, value] of Object.entries(webhook.headers)) {
+    const key = name.toLowerCase();
+    if (!MANAGED_HEADERS.has(key)) headers[key] = value;
+  }
+  return { ...headers, ...signatureHeaders(webhook.secret, delivery.id, timestampSeconds, delivery.payload) };
+}
+
+/** The first `max` bytes of a body as one line of text; the rest is dropped with the stream. */
+async function readStart(body: Dispatcher.ResponseData["body"], max: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    chunks.push(chunk);
+    size += chunk.length;
+    if (size >= max) break;
+  }
+  return Buffer.concat(chunks).subarray(0, max).toString("utf8").replace(/\s+/g, " ").trim();
+}
+
+/** Retry-After in seconds or as an HTTP date, as a delay from `time`, capped. */
+export function parseRetryAfter(value: string | string[] | undefined, time: number, capMs: number): number | undefined {
+  const text = (Array.isArray(value) ? value[0] : value)?.trim();
+  if (!text) return undefined;
+  const ms = /^\d+$/.test(text) ? Number(text) * 1000 : Date.parse(text) - time;
+  return Number.isFinite(ms) ? Math.min(Math.max(0, ms), capMs) : undefined;
+}
+
+/** Host and port only: a webhook URL's path and query may be a credential (Slack-style URLs). */
+function hostOf(url: string): string {
+  return URL.canParse(url) ? new URL(url).host : "";
+}
+
+function errorMessage(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const code = (err as { code?: unknown }).code;
+  const cause = err.cause instanceof Error && err.cause.message !== err.message ? `: ${err.cause.message}` : "";
+  return typeof code === "string" && !err.message.includes(code) ? `${err.message} (${code})${cause}` : `${err.message}${cause}`;
+}
