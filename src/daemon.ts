@@ -2,7 +2,14 @@ import fs from "node:fs";
 import type { Logger } from "pino";
 import { HealthCheckResponse_ServingStatus as ServingStatus, Health } from "../gen/grpc/health/v1/health_pb.js";
 import { HypervisordService } from "../gen/hypervisord/v1/service_pb.js";
+import { realPaths } from "./api/output-dir.ts";
+import { createProfileRegistry, profilesFromConfig } from "./api/profiles.ts";
 import { createHypervisordApi } from "./api/service.ts";
+import { webhooksFromConfig } from "./api/webhooks.ts";
+import { isFinal } from "./domain/job.ts";
+import { createScheduler, type Scheduler } from "./scheduler/scheduler.ts";
+import { createWebhookDispatcher } from "./webhooks/dispatcher.ts";
+import { createProgressEvents } from "./webhooks/progress-events.ts";
 import type { ServiceHandlers } from "./api/handlers.ts";
 import type { DaemonConfig } from "./config/load-config.ts";
 import { formatAddress } from "./config/parse-value.ts";
@@ -49,12 +56,38 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     releasers.add(() => store.close());
     const providers = createProviderRegistry(options.providers);
     releasers.add(() => providers.closeAll());
-    const engine = createEngine({ store, providers, logger, options: config.engine, logForward: options.logForward });
+    const rules = { allowedOutputRoots: config.allowedOutputRoots, realOutputRoots: realPaths(config.allowedOutputRoots) };
+    const profiles = createProfileRegistry(store.profiles, profilesFromConfig(config.profiles, rules));
+    store.webhooks.syncConfig(webhooksFromConfig(config.webhooks.endpoints, config.webhooks.allowPrivateTargets));
+    const webhooks = createWebhookDispatcher({ store: store.webhooks, logger: logger.child({ component: "webhooks" }), allowPrivateTargets: config.webhooks.allowPrivateTargets });
+    store.onWebhookEvents(() => webhooks.wake());
+    releasers.add(() => webhooks.stop());
+    // Declared before the engine that calls it back; assigned right after.
+    let scheduler: Scheduler | undefined;
+    const progressEvents = createProgressEvents(store.webhooks);
+    const engine = createEngine({
+      store, providers, logger, options: config.engine, logForward: options.logForward,
+      observer: {
+        changed: (job) => {
+          if (job.scheduleId && isFinal(job.state)) scheduler?.jobFinished(job.scheduleId, job.id);
+        },
+        progressed: (job, progress) => progressEvents.progressed(job, progress),
+      },
+    });
+    scheduler = createScheduler({
+      store: store.schedules,
+      logger: logger.child({ component: "scheduler" }),
+      submit: async (schedule, run) => {
+        const { job } = await engine.submit(schedule.jobTemplate, { actor: "scheduler", scheduleId: schedule.id, scheduleRun: run });
+        return { jobId: job.id };
+      },
+    });
 
     const qemuImg = resolveQemuImg(config.conversion.qemuImg);
     const api = createHypervisordApi({
-      engine, store, providers,
+      engine, store, providers, scheduler, webhooks, profiles,
       allowedOutputRoots: config.allowedOutputRoots,
+      allowPrivateWebhookTargets: config.webhooks.allowPrivateTargets,
       defaultVSphere: config.defaultVSphere,
       conversionUnavailable: () => ("reason" in qemuImg ? qemuImg.reason : undefined),
       startTime,
@@ -75,8 +108,12 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     releasers.add(() => httpServer.close(CLOSE_TIMEOUT_MS));
     // Released first: running jobs checkpoint and update streams end before the listeners close.
     releasers.add(() => engine.shutdown(config.shutdownGraceMs));
+    // Released before the engine: no run starts while jobs drain.
+    releasers.add(() => scheduler!.stop());
 
     engine.start();
+    scheduler.start();
+    webhooks.start();
     health.setAll(ServingStatus.SERVING);
     const grpcAddress = formatAddress({ host: config.grpcListen.host, port: grpcPort });
     const httpAddress = formatAddress({ host: config.httpListen.host, port: httpPort });

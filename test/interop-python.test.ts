@@ -12,7 +12,7 @@ import { spawnDaemon, tempDir, type DaemonProcess } from "./support/daemon-proce
 const run = promisify(execFile);
 const PYTHON = "/usr/bin/python3";
 const ROOT = path.resolve(import.meta.dirname, "..");
-const PROTOS = ["hypervisord/v1/job.proto", "hypervisord/v1/vm.proto", "hypervisord/v1/service.proto"];
+const PROTOS = fs.readdirSync(path.join(ROOT, "proto/hypervisord/v1")).filter((f) => f.endsWith(".proto")).map((f) => `hypervisord/v1/${f}`);
 
 const SCRIPT = String.raw`
 import json, sys, time

@@ -85,6 +85,7 @@ export function definitionToPb(definition: JobDefinition): JobDefinitionPb {
     cleanupOvf: d.cleanupOvf ?? false,
     generateManifest: d.generateManifest ?? true,
     verify: d.verify ?? false,
+    profile: d.profile ?? "",
   });
 }
 

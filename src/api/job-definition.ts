@@ -1,6 +1,7 @@
 import type { JobDefinition as JobDefinitionPb, VSphereConnection as VSphereConnectionPb } from "../../gen/hypervisord/v1/job_pb.js";
 import { ExportFormat } from "../../gen/hypervisord/v1/job_pb.js";
 import { CONVERT_FORMATS, MANIFEST_ALGORITHMS, PRIORITIES, REMOVABLE_DEVICES, type ConvertFormat, type JobDefinition, type Priority, type VSphereConnection } from "../domain/job.ts";
+import type { Profile, ProfileSettings } from "../domain/profile.ts";
 import { FailedPreconditionError, InvalidArgumentError } from "../errors.ts";
 import type { ProviderRegistry } from "../providers/registry.ts";
 import { resolveOutputDir } from "./output-dir.ts";
@@ -13,6 +14,8 @@ export interface DefinitionRules {
   defaultVSphere?: VSphereConnection;
   /** Why a conversion format cannot run here (qemu-img missing), or undefined when it can. */
   conversionUnavailable?(format: ConvertFormat): string | undefined;
+  /** A profile by name (JobDefinition.profile). */
+  profile?(name: string): Profile | undefined;
 }
 
 export const DEFAULT_PROVIDER = "vsphere";
@@ -31,28 +34,17 @@ export function definitionFromPb(pb: JobDefinitionPb | undefined, field: string,
     const available = rules.providers.list().map((p) => p.name).join(", ") || "none";
     throw new InvalidArgumentError(at("provider"), `unknown provider "${providerName}" (available: ${available})`);
   }
+  const profileName = text(pb.profile, at("profile"), 128);
+  const profile = profileName ? rules.profile?.(profileName) : undefined;
+  if (profileName && !profile) throw new InvalidArgumentError(at("profile"), `unknown profile "${profileName}"`);
   const definition: JobDefinition = {
     name: text(pb.name, at("name"), 256) || vm,
     provider: providerName,
     vm,
     vsphere: pb.vsphere && connectionFromPb(pb.vsphere, at("vsphere")),
-    outputDir: resolveOutputDir(pb.outputDir, rules.allowedOutputRoots, at("output_dir"), [...rules.realOutputRoots]),
-    format: formatFromPb(pb.format, at("format")),
-    compress: pb.compress,
-    compressionLevel: intIn(pb.compressionLevel ?? 6, 0, 9, at("compression_level")),
-    convertTo: convertFromPb(pb.convertTo, at("convert_to")),
-    parallelDownloads: pb.parallelDownloads === 0 ? 4 : intIn(pb.parallelDownloads, 1, 32, at("parallel_downloads")),
-    bandwidthLimit: nonNegative(pb.bandwidthLimit, at("bandwidth_limit")),
-    powerOff: pb.powerOff,
-    priority: priorityFromText(pb.priority, at("priority")),
-    labels: labelsFromPb(pb.labels, at("labels")),
+    ...exportSettings(pb, field, rules, profile?.settings ?? {}),
     requestId: text(pb.requestId, at("request_id"), 256) || undefined,
-    removeDevices: oneOfEach(pb.removeDevices, REMOVABLE_DEVICES, at("remove_devices")),
-    includeImageFiles: pb.includeImageFiles,
-    manifestAlgorithm: oneOf(pb.manifestAlgorithm, MANIFEST_ALGORITHMS, at("manifest_algorithm")) ?? "sha256",
-    cleanupOvf: pb.cleanupOvf,
-    generateManifest: pb.generateManifest ?? true,
-    verify: pb.verify,
+    ...(profileName ? { profile: profileName } : {}),
   };
   const unavailable = definition.convertTo && rules.conversionUnavailable?.(definition.convertTo);
   if (unavailable) throw new FailedPreconditionError(`${at("convert_to")}: conversion to ${definition.convertTo} is unavailable: ${unavailable}`);
@@ -62,6 +54,36 @@ export function definitionFromPb(pb: JobDefinitionPb | undefined, field: string,
   }
   provider.validate?.(definition);
   return definition;
+}
+
+type ExportSettings = Required<Omit<ProfileSettings, "convertTo">> & Pick<ProfileSettings, "convertTo">;
+
+/**
+ * The export settings of a definition: each field the definition sets (not false, 0 or empty), else the
+ * profile's, else the default. Profiles are checked with the same function (and no profile under them).
+ */
+export function exportSettings(pb: JobDefinitionPb, field: string, rules: Pick<DefinitionRules, "allowedOutputRoots" | "realOutputRoots">, profile: ProfileSettings): ExportSettings {
+  const at = (name: string) => `${field}.${name}`;
+  return {
+    outputDir: pb.outputDir.trim() || profile.outputDir === undefined
+      ? resolveOutputDir(pb.outputDir, rules.allowedOutputRoots, at("output_dir"), [...rules.realOutputRoots])
+      : profile.outputDir,
+    format: pb.format !== ExportFormat.UNSPECIFIED ? formatFromPb(pb.format, at("format")) : profile.format ?? "ovf",
+    compress: pb.compress || (profile.compress ?? false),
+    compressionLevel: pb.compressionLevel !== undefined ? intIn(pb.compressionLevel, 0, 9, at("compression_level")) : profile.compressionLevel ?? 6,
+    convertTo: convertFromPb(pb.convertTo, at("convert_to")) ?? profile.convertTo,
+    parallelDownloads: pb.parallelDownloads !== 0 ? intIn(pb.parallelDownloads, 1, 32, at("parallel_downloads")) : profile.parallelDownloads ?? 4,
+    bandwidthLimit: pb.bandwidthLimit !== 0n ? nonNegative(pb.bandwidthLimit, at("bandwidth_limit")) : profile.bandwidthLimit ?? 0,
+    powerOff: pb.powerOff || (profile.powerOff ?? false),
+    priority: pb.priority.trim() ? priorityFromText(pb.priority, at("priority")) : profile.priority ?? "normal",
+    labels: { ...profile.labels, ...labelsFromPb(pb.labels, at("labels")) },
+    removeDevices: pb.removeDevices.length > 0 ? oneOfEach(pb.removeDevices, REMOVABLE_DEVICES, at("remove_devices")) : profile.removeDevices ?? [],
+    includeImageFiles: pb.includeImageFiles || (profile.includeImageFiles ?? false),
+    manifestAlgorithm: oneOf(pb.manifestAlgorithm, MANIFEST_ALGORITHMS, at("manifest_algorithm")) ?? profile.manifestAlgorithm ?? "sha256",
+    cleanupOvf: pb.cleanupOvf || (profile.cleanupOvf ?? false),
+    generateManifest: pb.generateManifest ?? profile.generateManifest ?? true,
+    verify: pb.verify || (profile.verify ?? false),
+  };
 }
 
 export function connectionFromPb(pb: VSphereConnectionPb, field: string): VSphereConnection {

@@ -20,3 +20,20 @@ export function decodePageToken(token: string, query: unknown): number | undefin
 function queryHash(query: unknown): string {
   return createHash("sha256").update(JSON.stringify(query)).digest("base64url").slice(0, 12);
 }
+
+/** An opaque token for a string keyset cursor (an id the previous page ended with). */
+export function pageTokenOf(cursor: string | undefined): string {
+  return cursor === undefined ? "" : Buffer.from(JSON.stringify({ k: cursor })).toString("base64url");
+}
+
+/** The cursor in a token made by pageTokenOf; undefined for the first page. */
+export function pageOf(token: string, field: string): string | undefined {
+  if (!token) return undefined;
+  try {
+    const value = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as { k?: unknown };
+    if (typeof value.k === "string") return value.k;
+  } catch {
+    // Reported below.
+  }
+  throw new InvalidArgumentError(field, "invalid page token");
+}

@@ -16,13 +16,23 @@ import {
 } from "./job-definition.ts";
 import { realPaths } from "./output-dir.ts";
 import { createPackageHandlers } from "./packages.ts";
+import { createProfileHandlers, type ProfileRegistry } from "./profiles.ts";
+import { createScheduleHandlers } from "./schedules.ts";
+import { createWebhookHandlers } from "./webhooks.ts";
+import type { Scheduler } from "../scheduler/scheduler.ts";
+import type { WebhookDispatcher } from "../webhooks/dispatcher.ts";
+import { vmDiscoveredEvent } from "../webhooks/events.ts";
 import { decodePageToken, encodePageToken } from "./page-token.ts";
 
 export interface ApiDeps {
   engine: Engine;
   store: Store;
   providers: ProviderRegistry;
+  scheduler: Scheduler;
+  webhooks: WebhookDispatcher;
+  profiles: ProfileRegistry;
   allowedOutputRoots: readonly string[];
+  allowPrivateWebhookTargets: boolean;
   defaultVSphere?: VSphereConnection;
   /** Per conversion format: why it cannot run here, or undefined when it can. */
   conversionUnavailable(format: string): string | undefined;
@@ -37,6 +47,7 @@ export function createHypervisordApi(deps: ApiDeps): ServiceHandlers<typeof Hype
   const rules: DefinitionRules = {
     providers, allowedOutputRoots: deps.allowedOutputRoots, realOutputRoots: realPaths(deps.allowedOutputRoots), defaultVSphere: deps.defaultVSphere,
     conversionUnavailable: deps.conversionUnavailable,
+    profile: (name) => deps.profiles.get(name),
   };
 
   const jobId = (value: string, field = "job_id") => {
@@ -55,6 +66,9 @@ export function createHypervisordApi(deps: ApiDeps): ServiceHandlers<typeof Hype
 
   return {
     ...createPackageHandlers(deps.allowedOutputRoots, rules.realOutputRoots),
+    ...createScheduleHandlers({ store: deps.store.schedules, scheduler: deps.scheduler, engine, rules }),
+    ...createProfileHandlers(deps.profiles, rules),
+    ...createWebhookHandlers({ store: deps.store.webhooks, dispatcher: deps.webhooks, allowPrivateTargets: deps.allowPrivateWebhookTargets }),
 
     async submitJob(request) {
       const definition = definitionFromPb(request.definition, "definition", rules);
@@ -186,6 +200,10 @@ export function createHypervisordApi(deps: ApiDeps): ServiceHandlers<typeof Hype
         folder: request.folder.trim() || undefined,
         powerState,
       }, context.signal);
+      if (vms.length > 0) {
+        deps.store.webhooks.enqueue(vmDiscoveredEvent(provider.name, vms));
+        deps.webhooks.wake();
+      }
       return { vms: vms.map((vm) => vmToPb(vm, provider.name)) };
     },
 

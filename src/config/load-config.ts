@@ -23,6 +23,9 @@ export interface DaemonConfig {
   vsphere: { maxConnections: number; sessionIdleTimeoutMs: number; maxTransfersPerHost: number };
   /** qemu-img: an explicit path (else found on PATH) and how many conversions run at once. */
   conversion: { maxConcurrent: number; qemuImg?: string };
+  /** Webhook endpoints and profiles from the file, as written: checked by the daemon with their field names. */
+  webhooks: { allowPrivateTargets: boolean; endpoints: Record<string, unknown>[] };
+  profiles: Record<string, Record<string, unknown> | null>;
   /** The config file read, if any. */
   configFile?: string;
   /** Problems that do not stop the daemon (unknown keys in the file), to be logged at start. */
@@ -148,6 +151,11 @@ function compile(values: Map<string, unknown>, configFile: string | undefined): 
       sessionIdleTimeoutMs: get<number>("vsphere.session_idle_timeout"),
       maxTransfersPerHost: get<number>("vsphere.max_transfers_per_host"),
     },
+    webhooks: {
+      allowPrivateTargets: get<boolean>("webhooks.allow_private_targets"),
+      endpoints: get<Record<string, unknown>[]>("webhooks.endpoints"),
+    },
+    profiles: get<Record<string, Record<string, unknown> | null>>("profiles"),
     conversion: {
       maxConcurrent: get<number>("conversion.max_concurrent"),
       qemuImg: get<string | undefined>("conversion.qemu_img") || undefined,

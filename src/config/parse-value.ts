@@ -31,6 +31,15 @@ export function parseValue(setting: Setting, raw: unknown): unknown {
     case "level":
       if (typeof raw === "string" && LOG_LEVELS.includes(raw)) return raw;
       throw new Error(`expected one of ${LOG_LEVELS.join(", ")}, got ${describe(raw)}`);
+    case "records":
+      // Each record is checked where it is used (webhooks, profiles), with its own field names.
+      if (raw === null) return [];
+      if (Array.isArray(raw) && raw.every((x) => x && typeof x === "object" && !Array.isArray(x))) return raw;
+      throw new Error(`expected a list of mappings, got ${describe(raw)}`);
+    case "map":
+      if (raw === null) return {};
+      if (typeof raw === "object" && !Array.isArray(raw) && Object.values(raw).every((x) => x === null || (typeof x === "object" && !Array.isArray(x)))) return raw;
+      throw new Error(`expected a mapping of names to mappings, got ${describe(raw)}`);
   }
 }
 

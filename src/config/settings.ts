@@ -2,7 +2,7 @@
  * Every setting of the daemon, once: its config-file key, flag, environment
  * variable, type and default. config.example.yaml documents the same keys.
  */
-export type SettingType = "string" | "int" | "duration" | "bool" | "list" | "address" | "level";
+export type SettingType = "string" | "int" | "duration" | "bool" | "list" | "address" | "level" | "records" | "map";
 
 export interface Setting {
   key: string;
@@ -34,6 +34,9 @@ export const SETTINGS: readonly Setting[] = [
   { key: "jobs.max_queued_updates", type: "int", default: 10_000, min: 100, help: "state changes a slow StreamJobUpdates subscriber may lag before it is cut off" },
   { key: "conversion.max_concurrent", env: "HYPERVISORD_MAX_CONVERSIONS", type: "int", default: 2, min: 1, max: 64, help: "qemu-img conversions run at once, across jobs" },
   { key: "conversion.qemu_img", env: "HYPERVISORD_QEMU_IMG", type: "string", help: "path of qemu-img; default: found on PATH" },
+  { key: "webhooks.allow_private_targets", type: "bool", default: false, help: "let webhooks target loopback, link-local and private addresses" },
+  { key: "webhooks.endpoints", type: "records", default: [], help: "webhooks defined in the config file (file only; see config.example.yaml)" },
+  { key: "profiles", type: "map", default: {}, help: "named export settings, by name (file only; see config.example.yaml)" },
   { key: "vsphere.url", env: "HYPERVISORD_VSPHERE_URL", type: "string", help: "default vSphere connection: SDK URL" },
   { key: "vsphere.username", env: "HYPERVISORD_VSPHERE_USERNAME", type: "string", help: "default vSphere connection: user" },
   { key: "vsphere.password", env: "HYPERVISORD_VSPHERE_PASSWORD", type: "string", help: "default vSphere connection: password" },

@@ -65,6 +65,8 @@ export interface JobDefinition {
   generateManifest?: boolean;
   /** qemu-img compare each converted disk with its source. */
   verify?: boolean;
+  /** The profile whose settings filled the fields the submission left empty. */
+  profile?: string;
 }
 
 export interface JobProgress {

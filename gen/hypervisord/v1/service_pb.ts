@@ -4,19 +4,810 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp, file_google_protobuf_wrappers } from "@bufbuild/protobuf/wkt";
+import type { FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_google_protobuf_wrappers } from "@bufbuild/protobuf/wkt";
 import type { ExportFormat, Job, JobDefinition, JobError, JobProgress, JobState, JobTransition, LogEntry, VSphereConnection } from "./job_pb.js";
 import { file_hypervisord_v1_job } from "./job_pb.js";
+import type { Profile } from "./profile_pb.js";
+import { file_hypervisord_v1_profile } from "./profile_pb.js";
+import type { Schedule, ScheduleRun } from "./schedule_pb.js";
+import { file_hypervisord_v1_schedule } from "./schedule_pb.js";
 import type { PowerState, VirtualMachine } from "./vm_pb.js";
 import { file_hypervisord_v1_vm } from "./vm_pb.js";
+import type { Webhook, WebhookDelivery } from "./webhook_pb.js";
+import { file_hypervisord_v1_webhook } from "./webhook_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file hypervisord/v1/service.proto.
  */
 export const file_hypervisord_v1_service: GenFile = /*@__PURE__*/
-  fileDesc("ChxoeXBlcnZpc29yZC92MS9zZXJ2aWNlLnByb3RvEg5oeXBlcnZpc29yZC52MSIiChJWYWxpZGF0ZU92YVJlcXVlc3QSDAoEcGF0aBgBIAEoCSI2CghPdmFFbnRyeRIMCgRuYW1lGAEgASgJEgwKBHNpemUYAiABKAMSDgoGc2hhMjU2GAMgASgJInUKE1ZhbGlkYXRlT3ZhUmVzcG9uc2USDQoFdmFsaWQYASABKAgSEgoKY29tcHJlc3NlZBgCIAEoCBIpCgdlbnRyaWVzGAMgAygLMhguaHlwZXJ2aXNvcmQudjEuT3ZhRW50cnkSEAoIcHJvYmxlbXMYBCADKAkiNQoRRXh0cmFjdE92YVJlcXVlc3QSDAoEcGF0aBgBIAEoCRISCgpvdXRwdXRfZGlyGAIgASgJIlEKEkV4dHJhY3RPdmFSZXNwb25zZRISCgpvdXRwdXRfZGlyGAEgASgJEicKBWZpbGVzGAIgAygLMhguaHlwZXJ2aXNvcmQudjEuT3ZhRW50cnkiJQoVVmVyaWZ5TWFuaWZlc3RSZXF1ZXN0EgwKBHBhdGgYASABKAkiawoQRGlza1ZlcmlmaWNhdGlvbhIKCgJpZBgBIAEoCRIMCgRwYXRoGAIgASgJEhAKCGV4cGVjdGVkGAMgASgJEg4KBmFjdHVhbBgEIAEoCRIKCgJvaxgFIAEoCBIPCgdwcm9ibGVtGAYgASgJImoKFlZlcmlmeU1hbmlmZXN0UmVzcG9uc2USDQoFdmFsaWQYASABKAgSLwoFZGlza3MYAiADKAsyIC5oeXBlcnZpc29yZC52MS5EaXNrVmVyaWZpY2F0aW9uEhAKCHByb2JsZW1zGAMgAygJIkUKEFN1Ym1pdEpvYlJlcXVlc3QSMQoKZGVmaW5pdGlvbhgBIAEoCzIdLmh5cGVydmlzb3JkLnYxLkpvYkRlZmluaXRpb24iRgoRU3VibWl0Sm9iUmVzcG9uc2USIAoDam9iGAEgASgLMhMuaHlwZXJ2aXNvcmQudjEuSm9iEg8KB2NyZWF0ZWQYAiABKAgiRwoRU3VibWl0Sm9ic1JlcXVlc3QSMgoLZGVmaW5pdGlvbnMYASADKAsyHS5oeXBlcnZpc29yZC52MS5Kb2JEZWZpbml0aW9uIn0KEFN1Ym1pdEpvYnNSZXN1bHQSDQoFaW5kZXgYASABKAUSIAoDam9iGAIgASgLMhMuaHlwZXJ2aXNvcmQudjEuSm9iEg8KB2NyZWF0ZWQYAyABKAgSJwoFZXJyb3IYBCABKAsyGC5oeXBlcnZpc29yZC52MS5Kb2JFcnJvciJHChJTdWJtaXRKb2JzUmVzcG9uc2USMQoHcmVzdWx0cxgBIAMoCzIgLmh5cGVydmlzb3JkLnYxLlN1Ym1pdEpvYnNSZXN1bHQiHwoNR2V0Sm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiMgoOR2V0Sm9iUmVzcG9uc2USIAoDam9iGAEgASgLMhMuaHlwZXJ2aXNvcmQudjEuSm9iIvUBCg9MaXN0Sm9ic1JlcXVlc3QSKAoGc3RhdGVzGAEgAygOMhguaHlwZXJ2aXNvcmQudjEuSm9iU3RhdGUSOwoGbGFiZWxzGAIgAygLMisuaHlwZXJ2aXNvcmQudjEuTGlzdEpvYnNSZXF1ZXN0LkxhYmVsc0VudHJ5EhAKCHByb3ZpZGVyGAMgASgJEhMKC3NjaGVkdWxlX2lkGAQgASgJEhEKCXBhZ2Vfc2l6ZRgFIAEoBRISCgpwYWdlX3Rva2VuGAYgASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiYgoQTGlzdEpvYnNSZXNwb25zZRIhCgRqb2JzGAEgAygLMhMuaHlwZXJ2aXNvcmQudjEuSm9iEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRISCgp0b3RhbF9zaXplGAMgASgDIjIKEENhbmNlbEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSI1ChFDYW5jZWxKb2JSZXNwb25zZRIgCgNqb2IYASABKAsyEy5oeXBlcnZpc29yZC52MS5Kb2IiJgoUR2V0Sm9iSGlzdG9yeVJlcXVlc3QSDgoGam9iX2lkGAEgASgJIksKFUdldEpvYkhpc3RvcnlSZXNwb25zZRIyCgt0cmFuc2l0aW9ucxgBIAMoCzIdLmh5cGVydmlzb3JkLnYxLkpvYlRyYW5zaXRpb24iWwoXU3RyZWFtSm9iVXBkYXRlc1JlcXVlc3QSDwoHam9iX2lkcxgBIAMoCRIvCglhZnRlcl9zZXEYAiABKAsyHC5nb29nbGUucHJvdG9idWYuVUludDY0VmFsdWUilwIKGFN0cmVhbUpvYlVwZGF0ZXNSZXNwb25zZRILCgNzZXEYASABKAQSDgoGam9iX2lkGAIgASgJEioKBGtpbmQYAyABKA4yHC5oeXBlcnZpc29yZC52MS5Kb2JFdmVudEtpbmQSJwoFc3RhdGUYBCABKA4yGC5oeXBlcnZpc29yZC52MS5Kb2JTdGF0ZRItCghwcm9ncmVzcxgFIAEoCzIbLmh5cGVydmlzb3JkLnYxLkpvYlByb2dyZXNzEiAKA2pvYhgGIAEoCzITLmh5cGVydmlzb3JkLnYxLkpvYhIoCgR0aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZyZWFzb24YCCABKAkiVgoRR2V0Sm9iTG9nc1JlcXVlc3QSDgoGam9iX2lkGAEgASgJEhAKCGFmdGVyX2lkGAIgASgDEgwKBHRhaWwYAyABKAUSEQoJcGFnZV9zaXplGAQgASgFImkKEkdldEpvYkxvZ3NSZXNwb25zZRIpCgdlbnRyaWVzGAEgAygLMhguaHlwZXJ2aXNvcmQudjEuTG9nRW50cnkSFQoNbmV4dF9hZnRlcl9pZBgCIAEoAxIRCgl0cnVuY2F0ZWQYAyABKAgiVgoUU3RyZWFtSm9iTG9nc1JlcXVlc3QSDgoGam9iX2lkGAEgASgJEhAKCGFmdGVyX2lkGAIgASgDEgwKBHRhaWwYAyABKAUSDgoGZm9sbG93GAQgASgIIkAKFVN0cmVhbUpvYkxvZ3NSZXNwb25zZRInCgVlbnRyeRgBIAEoCzIYLmh5cGVydmlzb3JkLnYxLkxvZ0VudHJ5IhIKEEdldFN0YXR1c1JlcXVlc3QicQoJSm9iQ291bnRzEg4KBnF1ZXVlZBgBIAEoAxIPCgdydW5uaW5nGAIgASgDEhEKCWNvbXBsZXRlZBgDIAEoAxIOCgZmYWlsZWQYBCABKAMSEQoJY2FuY2VsbGVkGAUgASgDEg0KBXRvdGFsGAYgASgDItoCChFHZXRTdGF0dXNSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgJEi4KCnN0YXJ0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDnVwdGltZV9zZWNvbmRzGAMgASgBEi0KCmpvYl9jb3VudHMYBCABKAsyGS5oeXBlcnZpc29yZC52MS5Kb2JDb3VudHMSEwoLcXVldWVfZGVwdGgYBSABKAMSDwoHcnVubmluZxgGIAEoBRIbChNtYXhfY29uY3VycmVudF9qb2JzGAcgASgFEhEKCWxpZmVjeWNsZRgIIAEoCRINCgVzdG9yZRgJIAEoCRIQCghsYXN0X3NlcRgKIAEoBBITCgtzdWJzY3JpYmVycxgLIAEoBRIxCglwcm92aWRlcnMYDCADKAsyHi5oeXBlcnZpc29yZC52MS5Qcm92aWRlclN0YXR1cyKPAQoOUHJvdmlkZXJTdGF0dXMSDAoEbmFtZRgBIAEoCRI+Cghjb3VudGVycxgCIAMoCzIsLmh5cGVydmlzb3JkLnYxLlByb3ZpZGVyU3RhdHVzLkNvdW50ZXJzRW50cnkaLwoNQ291bnRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAM6AjgBIhgKFkdldENhcGFiaWxpdGllc1JlcXVlc3QiQgoMUHJvdmlkZXJJbmZvEgwKBG5hbWUYASABKAkSEQoJcmVzdW1hYmxlGAIgASgIEhEKCWRpc2NvdmVyeRgDIAEoCCJDCg5Db252ZXJzaW9uSW5mbxIOCgZmb3JtYXQYASABKAkSEQoJYXZhaWxhYmxlGAIgASgIEg4KBnJlYXNvbhgDIAEoCSL2AQoXR2V0Q2FwYWJpbGl0aWVzUmVzcG9uc2USLwoJcHJvdmlkZXJzGAEgAygLMhwuaHlwZXJ2aXNvcmQudjEuUHJvdmlkZXJJbmZvEi0KB2Zvcm1hdHMYAiADKA4yHC5oeXBlcnZpc29yZC52MS5FeHBvcnRGb3JtYXQSMwoLY29udmVyc2lvbnMYAyADKAsyHi5oeXBlcnZpc29yZC52MS5Db252ZXJzaW9uSW5mbxIUCgxjb21wcmVzc2lvbnMYBCADKAkSEgoKcHJpb3JpdGllcxgFIAMoCRIcChRhbGxvd2VkX291dHB1dF9yb290cxgGIAMoCSKtAQoOTGlzdFZNc1JlcXVlc3QSEAoIcHJvdmlkZXIYASABKAkSMgoHdnNwaGVyZRgCIAEoCzIhLmh5cGVydmlzb3JkLnYxLlZTcGhlcmVDb25uZWN0aW9uEhQKDG5hbWVfcGF0dGVybhgDIAEoCRIOCgZmb2xkZXIYBCABKAkSLwoLcG93ZXJfc3RhdGUYBSABKA4yGi5oeXBlcnZpc29yZC52MS5Qb3dlclN0YXRlIj4KD0xpc3RWTXNSZXNwb25zZRIrCgN2bXMYASADKAsyHi5oeXBlcnZpc29yZC52MS5WaXJ0dWFsTWFjaGluZSJgCgxHZXRWTVJlcXVlc3QSEAoIcHJvdmlkZXIYASABKAkSMgoHdnNwaGVyZRgCIAEoCzIhLmh5cGVydmlzb3JkLnYxLlZTcGhlcmVDb25uZWN0aW9uEgoKAnZtGAMgASgJIjsKDUdldFZNUmVzcG9uc2USKgoCdm0YASABKAsyHi5oeXBlcnZpc29yZC52MS5WaXJ0dWFsTWFjaGluZSrBAQoMSm9iRXZlbnRLaW5kEh4KGkpPQl9FVkVOVF9LSU5EX1VOU1BFQ0lGSUVEEAASGwoXSk9CX0VWRU5UX0tJTkRfU05BUFNIT1QQARIaChZKT0JfRVZFTlRfS0lORF9DUkVBVEVEEAISIAocSk9CX0VWRU5UX0tJTkRfU1RBVEVfQ0hBTkdFRBADEhsKF0pPQl9FVkVOVF9LSU5EX1BST0dSRVNTEAQSGQoVSk9CX0VWRU5UX0tJTkRfU1lOQ0VEEAUyiwsKEkh5cGVydmlzb3JkU2VydmljZRJQCglTdWJtaXRKb2ISIC5oeXBlcnZpc29yZC52MS5TdWJtaXRKb2JSZXF1ZXN0GiEuaHlwZXJ2aXNvcmQudjEuU3VibWl0Sm9iUmVzcG9uc2USUwoKU3VibWl0Sm9icxIhLmh5cGVydmlzb3JkLnYxLlN1Ym1pdEpvYnNSZXF1ZXN0GiIuaHlwZXJ2aXNvcmQudjEuU3VibWl0Sm9ic1Jlc3BvbnNlEkcKBkdldEpvYhIdLmh5cGVydmlzb3JkLnYxLkdldEpvYlJlcXVlc3QaHi5oeXBlcnZpc29yZC52MS5HZXRKb2JSZXNwb25zZRJNCghMaXN0Sm9icxIfLmh5cGVydmlzb3JkLnYxLkxpc3RKb2JzUmVxdWVzdBogLmh5cGVydmlzb3JkLnYxLkxpc3RKb2JzUmVzcG9uc2USUAoJQ2FuY2VsSm9iEiAuaHlwZXJ2aXNvcmQudjEuQ2FuY2VsSm9iUmVxdWVzdBohLmh5cGVydmlzb3JkLnYxLkNhbmNlbEpvYlJlc3BvbnNlElwKDUdldEpvYkhpc3RvcnkSJC5oeXBlcnZpc29yZC52MS5HZXRKb2JIaXN0b3J5UmVxdWVzdBolLmh5cGVydmlzb3JkLnYxLkdldEpvYkhpc3RvcnlSZXNwb25zZRJsChBTdHJlYW1Kb2JVcGRhdGVzEicuaHlwZXJ2aXNvcmQudjEuU3RyZWFtSm9iVXBkYXRlc1JlcXVlc3QaKC5oeXBlcnZpc29yZC52MS5TdHJlYW1Kb2JVcGRhdGVzUmVzcG9uc2UiA5ACATABElMKCkdldEpvYkxvZ3MSIS5oeXBlcnZpc29yZC52MS5HZXRKb2JMb2dzUmVxdWVzdBoiLmh5cGVydmlzb3JkLnYxLkdldEpvYkxvZ3NSZXNwb25zZRJjCg1TdHJlYW1Kb2JMb2dzEiQuaHlwZXJ2aXNvcmQudjEuU3RyZWFtSm9iTG9nc1JlcXVlc3QaJS5oeXBlcnZpc29yZC52MS5TdHJlYW1Kb2JMb2dzUmVzcG9uc2UiA5ACATABElAKCUdldFN0YXR1cxIgLmh5cGVydmlzb3JkLnYxLkdldFN0YXR1c1JlcXVlc3QaIS5oeXBlcnZpc29yZC52MS5HZXRTdGF0dXNSZXNwb25zZRJiCg9HZXRDYXBhYmlsaXRpZXMSJi5oeXBlcnZpc29yZC52MS5HZXRDYXBhYmlsaXRpZXNSZXF1ZXN0GicuaHlwZXJ2aXNvcmQudjEuR2V0Q2FwYWJpbGl0aWVzUmVzcG9uc2USSgoHTGlzdFZNcxIeLmh5cGVydmlzb3JkLnYxLkxpc3RWTXNSZXF1ZXN0Gh8uaHlwZXJ2aXNvcmQudjEuTGlzdFZNc1Jlc3BvbnNlEkQKBUdldFZNEhwuaHlwZXJ2aXNvcmQudjEuR2V0Vk1SZXF1ZXN0Gh0uaHlwZXJ2aXNvcmQudjEuR2V0Vk1SZXNwb25zZRJbCgtWYWxpZGF0ZU92YRIiLmh5cGVydmlzb3JkLnYxLlZhbGlkYXRlT3ZhUmVxdWVzdBojLmh5cGVydmlzb3JkLnYxLlZhbGlkYXRlT3ZhUmVzcG9uc2UiA5ACARJTCgpFeHRyYWN0T3ZhEiEuaHlwZXJ2aXNvcmQudjEuRXh0cmFjdE92YVJlcXVlc3QaIi5oeXBlcnZpc29yZC52MS5FeHRyYWN0T3ZhUmVzcG9uc2USZAoOVmVyaWZ5TWFuaWZlc3QSJS5oeXBlcnZpc29yZC52MS5WZXJpZnlNYW5pZmVzdFJlcXVlc3QaJi5oeXBlcnZpc29yZC52MS5WZXJpZnlNYW5pZmVzdFJlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_google_protobuf_timestamp, file_google_protobuf_wrappers, file_hypervisord_v1_job, file_hypervisord_v1_vm]);
+  fileDesc("ChxoeXBlcnZpc29yZC92MS9zZXJ2aWNlLnByb3RvEg5oeXBlcnZpc29yZC52MSJDChVDcmVhdGVTY2hlZHVsZVJlcXVlc3QSKgoIc2NoZWR1bGUYASABKAsyGC5oeXBlcnZpc29yZC52MS5TY2hlZHVsZSJEChZDcmVhdGVTY2hlZHVsZVJlc3BvbnNlEioKCHNjaGVkdWxlGAEgASgLMhguaHlwZXJ2aXNvcmQudjEuU2NoZWR1bGUiIAoSR2V0U2NoZWR1bGVSZXF1ZXN0EgoKAmlkGAEgASgJIkEKE0dldFNjaGVkdWxlUmVzcG9uc2USKgoIc2NoZWR1bGUYASABKAsyGC5oeXBlcnZpc29yZC52MS5TY2hlZHVsZSKoAQoUTGlzdFNjaGVkdWxlc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSPAoEdGFncxgDIAMoCzIuLmh5cGVydmlzb3JkLnYxLkxpc3RTY2hlZHVsZXNSZXF1ZXN0LlRhZ3NFbnRyeRorCglUYWdzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJdChVMaXN0U2NoZWR1bGVzUmVzcG9uc2USKwoJc2NoZWR1bGVzGAEgAygLMhguaHlwZXJ2aXNvcmQudjEuU2NoZWR1bGUSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIoABChVVcGRhdGVTY2hlZHVsZVJlcXVlc3QSCgoCaWQYASABKAkSKgoIc2NoZWR1bGUYAiABKAsyGC5oeXBlcnZpc29yZC52MS5TY2hlZHVsZRIvCgt1cGRhdGVfbWFzaxgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2siRAoWVXBkYXRlU2NoZWR1bGVSZXNwb25zZRIqCghzY2hlZHVsZRgBIAEoCzIYLmh5cGVydmlzb3JkLnYxLlNjaGVkdWxlIiMKFURlbGV0ZVNjaGVkdWxlUmVxdWVzdBIKCgJpZBgBIAEoCSIYChZEZWxldGVTY2hlZHVsZVJlc3BvbnNlIiMKFUVuYWJsZVNjaGVkdWxlUmVxdWVzdBIKCgJpZBgBIAEoCSJEChZFbmFibGVTY2hlZHVsZVJlc3BvbnNlEioKCHNjaGVkdWxlGAEgASgLMhguaHlwZXJ2aXNvcmQudjEuU2NoZWR1bGUiJAoWRGlzYWJsZVNjaGVkdWxlUmVxdWVzdBIKCgJpZBgBIAEoCSJFChdEaXNhYmxlU2NoZWR1bGVSZXNwb25zZRIqCghzY2hlZHVsZRgBIAEoCzIYLmh5cGVydmlzb3JkLnYxLlNjaGVkdWxlIiQKFlRyaWdnZXJTY2hlZHVsZVJlcXVlc3QSCgoCaWQYASABKAkiZQoXVHJpZ2dlclNjaGVkdWxlUmVzcG9uc2USKAoDcnVuGAEgASgLMhsuaHlwZXJ2aXNvcmQudjEuU2NoZWR1bGVSdW4SIAoDam9iGAIgASgLMhMuaHlwZXJ2aXNvcmQudjEuSm9iIlUKF0xpc3RTY2hlZHVsZVJ1bnNSZXF1ZXN0EhMKC3NjaGVkdWxlX2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIl4KGExpc3RTY2hlZHVsZVJ1bnNSZXNwb25zZRIpCgRydW5zGAEgAygLMhsuaHlwZXJ2aXNvcmQudjEuU2NoZWR1bGVSdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkAKFENyZWF0ZVByb2ZpbGVSZXF1ZXN0EigKB3Byb2ZpbGUYASABKAsyFy5oeXBlcnZpc29yZC52MS5Qcm9maWxlIkEKFUNyZWF0ZVByb2ZpbGVSZXNwb25zZRIoCgdwcm9maWxlGAEgASgLMhcuaHlwZXJ2aXNvcmQudjEuUHJvZmlsZSIhChFHZXRQcm9maWxlUmVxdWVzdBIMCgRuYW1lGAEgASgJIj4KEkdldFByb2ZpbGVSZXNwb25zZRIoCgdwcm9maWxlGAEgASgLMhcuaHlwZXJ2aXNvcmQudjEuUHJvZmlsZSIVChNMaXN0UHJvZmlsZXNSZXF1ZXN0IkEKFExpc3RQcm9maWxlc1Jlc3BvbnNlEikKCHByb2ZpbGVzGAEgAygLMhcuaHlwZXJ2aXNvcmQudjEuUHJvZmlsZSJAChRVcGRhdGVQcm9maWxlUmVxdWVzdBIoCgdwcm9maWxlGAEgASgLMhcuaHlwZXJ2aXNvcmQudjEuUHJvZmlsZSJBChVVcGRhdGVQcm9maWxlUmVzcG9uc2USKAoHcHJvZmlsZRgBIAEoCzIXLmh5cGVydmlzb3JkLnYxLlByb2ZpbGUiJAoURGVsZXRlUHJvZmlsZVJlcXVlc3QSDAoEbmFtZRgBIAEoCSIXChVEZWxldGVQcm9maWxlUmVzcG9uc2UiQAoUQ3JlYXRlV2ViaG9va1JlcXVlc3QSKAoHd2ViaG9vaxgBIAEoCzIXLmh5cGVydmlzb3JkLnYxLldlYmhvb2siUQoVQ3JlYXRlV2ViaG9va1Jlc3BvbnNlEigKB3dlYmhvb2sYASABKAsyFy5oeXBlcnZpc29yZC52MS5XZWJob29rEg4KBnNlY3JldBgCIAEoCSIfChFHZXRXZWJob29rUmVxdWVzdBIKCgJpZBgBIAEoCSI+ChJHZXRXZWJob29rUmVzcG9uc2USKAoHd2ViaG9vaxgBIAEoCzIXLmh5cGVydmlzb3JkLnYxLldlYmhvb2siFQoTTGlzdFdlYmhvb2tzUmVxdWVzdCJBChRMaXN0V2ViaG9va3NSZXNwb25zZRIpCgh3ZWJob29rcxgBIAMoCzIXLmh5cGVydmlzb3JkLnYxLldlYmhvb2sifQoUVXBkYXRlV2ViaG9va1JlcXVlc3QSCgoCaWQYASABKAkSKAoHd2ViaG9vaxgCIAEoCzIXLmh5cGVydmlzb3JkLnYxLldlYmhvb2sSLwoLdXBkYXRlX21hc2sYAyABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrIkEKFVVwZGF0ZVdlYmhvb2tSZXNwb25zZRIoCgd3ZWJob29rGAEgASgLMhcuaHlwZXJ2aXNvcmQudjEuV2ViaG9vayIiChREZWxldGVXZWJob29rUmVxdWVzdBIKCgJpZBgBIAEoCSIXChVEZWxldGVXZWJob29rUmVzcG9uc2UiIAoSVGVzdFdlYmhvb2tSZXF1ZXN0EgoKAmlkGAEgASgJIkgKE1Rlc3RXZWJob29rUmVzcG9uc2USMQoIZGVsaXZlcnkYASABKAsyHy5oeXBlcnZpc29yZC52MS5XZWJob29rRGVsaXZlcnkiWQocTGlzdFdlYmhvb2tEZWxpdmVyaWVzUmVxdWVzdBISCgp3ZWJob29rX2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIm0KHUxpc3RXZWJob29rRGVsaXZlcmllc1Jlc3BvbnNlEjMKCmRlbGl2ZXJpZXMYASADKAsyHy5oeXBlcnZpc29yZC52MS5XZWJob29rRGVsaXZlcnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiIKElZhbGlkYXRlT3ZhUmVxdWVzdBIMCgRwYXRoGAEgASgJIjYKCE92YUVudHJ5EgwKBG5hbWUYASABKAkSDAoEc2l6ZRgCIAEoAxIOCgZzaGEyNTYYAyABKAkidQoTVmFsaWRhdGVPdmFSZXNwb25zZRINCgV2YWxpZBgBIAEoCBISCgpjb21wcmVzc2VkGAIgASgIEikKB2VudHJpZXMYAyADKAsyGC5oeXBlcnZpc29yZC52MS5PdmFFbnRyeRIQCghwcm9ibGVtcxgEIAMoCSI1ChFFeHRyYWN0T3ZhUmVxdWVzdBIMCgRwYXRoGAEgASgJEhIKCm91dHB1dF9kaXIYAiABKAkiUQoSRXh0cmFjdE92YVJlc3BvbnNlEhIKCm91dHB1dF9kaXIYASABKAkSJwoFZmlsZXMYAiADKAsyGC5oeXBlcnZpc29yZC52MS5PdmFFbnRyeSIlChVWZXJpZnlNYW5pZmVzdFJlcXVlc3QSDAoEcGF0aBgBIAEoCSJrChBEaXNrVmVyaWZpY2F0aW9uEgoKAmlkGAEgASgJEgwKBHBhdGgYAiABKAkSEAoIZXhwZWN0ZWQYAyABKAkSDgoGYWN0dWFsGAQgASgJEgoKAm9rGAUgASgIEg8KB3Byb2JsZW0YBiABKAkiagoWVmVyaWZ5TWFuaWZlc3RSZXNwb25zZRINCgV2YWxpZBgBIAEoCBIvCgVkaXNrcxgCIAMoCzIgLmh5cGVydmlzb3JkLnYxLkRpc2tWZXJpZmljYXRpb24SEAoIcHJvYmxlbXMYAyADKAkiRQoQU3VibWl0Sm9iUmVxdWVzdBIxCgpkZWZpbml0aW9uGAEgASgLMh0uaHlwZXJ2aXNvcmQudjEuSm9iRGVmaW5pdGlvbiJGChFTdWJtaXRKb2JSZXNwb25zZRIgCgNqb2IYASABKAsyEy5oeXBlcnZpc29yZC52MS5Kb2ISDwoHY3JlYXRlZBgCIAEoCCJHChFTdWJtaXRKb2JzUmVxdWVzdBIyCgtkZWZpbml0aW9ucxgBIAMoCzIdLmh5cGVydmlzb3JkLnYxLkpvYkRlZmluaXRpb24ifQoQU3VibWl0Sm9ic1Jlc3VsdBINCgVpbmRleBgBIAEoBRIgCgNqb2IYAiABKAsyEy5oeXBlcnZpc29yZC52MS5Kb2ISDwoHY3JlYXRlZBgDIAEoCBInCgVlcnJvchgEIAEoCzIYLmh5cGVydmlzb3JkLnYxLkpvYkVycm9yIkcKElN1Ym1pdEpvYnNSZXNwb25zZRIxCgdyZXN1bHRzGAEgAygLMiAuaHlwZXJ2aXNvcmQudjEuU3VibWl0Sm9ic1Jlc3VsdCIfCg1HZXRKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSIyCg5HZXRKb2JSZXNwb25zZRIgCgNqb2IYASABKAsyEy5oeXBlcnZpc29yZC52MS5Kb2Ii9QEKD0xpc3RKb2JzUmVxdWVzdBIoCgZzdGF0ZXMYASADKA4yGC5oeXBlcnZpc29yZC52MS5Kb2JTdGF0ZRI7CgZsYWJlbHMYAiADKAsyKy5oeXBlcnZpc29yZC52MS5MaXN0Sm9ic1JlcXVlc3QuTGFiZWxzRW50cnkSEAoIcHJvdmlkZXIYAyABKAkSEwoLc2NoZWR1bGVfaWQYBCABKAkSEQoJcGFnZV9zaXplGAUgASgFEhIKCnBhZ2VfdG9rZW4YBiABKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJiChBMaXN0Sm9ic1Jlc3BvbnNlEiEKBGpvYnMYASADKAsyEy5oeXBlcnZpc29yZC52MS5Kb2ISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhIKCnRvdGFsX3NpemUYAyABKAMiMgoQQ2FuY2VsSm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkSDgoGcmVhc29uGAIgASgJIjUKEUNhbmNlbEpvYlJlc3BvbnNlEiAKA2pvYhgBIAEoCzITLmh5cGVydmlzb3JkLnYxLkpvYiImChRHZXRKb2JIaXN0b3J5UmVxdWVzdBIOCgZqb2JfaWQYASABKAkiSwoVR2V0Sm9iSGlzdG9yeVJlc3BvbnNlEjIKC3RyYW5zaXRpb25zGAEgAygLMh0uaHlwZXJ2aXNvcmQudjEuSm9iVHJhbnNpdGlvbiJbChdTdHJlYW1Kb2JVcGRhdGVzUmVxdWVzdBIPCgdqb2JfaWRzGAEgAygJEi8KCWFmdGVyX3NlcRgCIAEoCzIcLmdvb2dsZS5wcm90b2J1Zi5VSW50NjRWYWx1ZSKXAgoYU3RyZWFtSm9iVXBkYXRlc1Jlc3BvbnNlEgsKA3NlcRgBIAEoBBIOCgZqb2JfaWQYAiABKAkSKgoEa2luZBgDIAEoDjIcLmh5cGVydmlzb3JkLnYxLkpvYkV2ZW50S2luZBInCgVzdGF0ZRgEIAEoDjIYLmh5cGVydmlzb3JkLnYxLkpvYlN0YXRlEi0KCHByb2dyZXNzGAUgASgLMhsuaHlwZXJ2aXNvcmQudjEuSm9iUHJvZ3Jlc3MSIAoDam9iGAYgASgLMhMuaHlwZXJ2aXNvcmQudjEuSm9iEigKBHRpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnJlYXNvbhgIIAEoCSJWChFHZXRKb2JMb2dzUmVxdWVzdBIOCgZqb2JfaWQYASABKAkSEAoIYWZ0ZXJfaWQYAiABKAMSDAoEdGFpbBgDIAEoBRIRCglwYWdlX3NpemUYBCABKAUiaQoSR2V0Sm9iTG9nc1Jlc3BvbnNlEikKB2VudHJpZXMYASADKAsyGC5oeXBlcnZpc29yZC52MS5Mb2dFbnRyeRIVCg1uZXh0X2FmdGVyX2lkGAIgASgDEhEKCXRydW5jYXRlZBgDIAEoCCJWChRTdHJlYW1Kb2JMb2dzUmVxdWVzdBIOCgZqb2JfaWQYASABKAkSEAoIYWZ0ZXJfaWQYAiABKAMSDAoEdGFpbBgDIAEoBRIOCgZmb2xsb3cYBCABKAgiQAoVU3RyZWFtSm9iTG9nc1Jlc3BvbnNlEicKBWVudHJ5GAEgASgLMhguaHlwZXJ2aXNvcmQudjEuTG9nRW50cnkiEgoQR2V0U3RhdHVzUmVxdWVzdCJxCglKb2JDb3VudHMSDgoGcXVldWVkGAEgASgDEg8KB3J1bm5pbmcYAiABKAMSEQoJY29tcGxldGVkGAMgASgDEg4KBmZhaWxlZBgEIAEoAxIRCgljYW5jZWxsZWQYBSABKAMSDQoFdG90YWwYBiABKAMi2gIKEUdldFN0YXR1c1Jlc3BvbnNlEg8KB3ZlcnNpb24YASABKAkSLgoKc3RhcnRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOdXB0aW1lX3NlY29uZHMYAyABKAESLQoKam9iX2NvdW50cxgEIAEoCzIZLmh5cGVydmlzb3JkLnYxLkpvYkNvdW50cxITCgtxdWV1ZV9kZXB0aBgFIAEoAxIPCgdydW5uaW5nGAYgASgFEhsKE21heF9jb25jdXJyZW50X2pvYnMYByABKAUSEQoJbGlmZWN5Y2xlGAggASgJEg0KBXN0b3JlGAkgASgJEhAKCGxhc3Rfc2VxGAogASgEEhMKC3N1YnNjcmliZXJzGAsgASgFEjEKCXByb3ZpZGVycxgMIAMoCzIeLmh5cGVydmlzb3JkLnYxLlByb3ZpZGVyU3RhdHVzIo8BCg5Qcm92aWRlclN0YXR1cxIMCgRuYW1lGAEgASgJEj4KCGNvdW50ZXJzGAIgAygLMiwuaHlwZXJ2aXNvcmQudjEuUHJvdmlkZXJTdGF0dXMuQ291bnRlcnNFbnRyeRovCg1Db3VudGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAzoCOAEiGAoWR2V0Q2FwYWJpbGl0aWVzUmVxdWVzdCJCCgxQcm92aWRlckluZm8SDAoEbmFtZRgBIAEoCRIRCglyZXN1bWFibGUYAiABKAgSEQoJZGlzY292ZXJ5GAMgASgIIkMKDkNvbnZlcnNpb25JbmZvEg4KBmZvcm1hdBgBIAEoCRIRCglhdmFpbGFibGUYAiABKAgSDgoGcmVhc29uGAMgASgJIvYBChdHZXRDYXBhYmlsaXRpZXNSZXNwb25zZRIvCglwcm92aWRlcnMYASADKAsyHC5oeXBlcnZpc29yZC52MS5Qcm92aWRlckluZm8SLQoHZm9ybWF0cxgCIAMoDjIcLmh5cGVydmlzb3JkLnYxLkV4cG9ydEZvcm1hdBIzCgtjb252ZXJzaW9ucxgDIAMoCzIeLmh5cGVydmlzb3JkLnYxLkNvbnZlcnNpb25JbmZvEhQKDGNvbXByZXNzaW9ucxgEIAMoCRISCgpwcmlvcml0aWVzGAUgAygJEhwKFGFsbG93ZWRfb3V0cHV0X3Jvb3RzGAYgAygJIq0BCg5MaXN0Vk1zUmVxdWVzdBIQCghwcm92aWRlchgBIAEoCRIyCgd2c3BoZXJlGAIgASgLMiEuaHlwZXJ2aXNvcmQudjEuVlNwaGVyZUNvbm5lY3Rpb24SFAoMbmFtZV9wYXR0ZXJuGAMgASgJEg4KBmZvbGRlchgEIAEoCRIvCgtwb3dlcl9zdGF0ZRgFIAEoDjIaLmh5cGVydmlzb3JkLnYxLlBvd2VyU3RhdGUiPgoPTGlzdFZNc1Jlc3BvbnNlEisKA3ZtcxgBIAMoCzIeLmh5cGVydmlzb3JkLnYxLlZpcnR1YWxNYWNoaW5lImAKDEdldFZNUmVxdWVzdBIQCghwcm92aWRlchgBIAEoCRIyCgd2c3BoZXJlGAIgASgLMiEuaHlwZXJ2aXNvcmQudjEuVlNwaGVyZUNvbm5lY3Rpb24SCgoCdm0YAyABKAkiOwoNR2V0Vk1SZXNwb25zZRIqCgJ2bRgBIAEoCzIeLmh5cGVydmlzb3JkLnYxLlZpcnR1YWxNYWNoaW5lKsEBCgxKb2JFdmVudEtpbmQSHgoaSk9CX0VWRU5UX0tJTkRfVU5TUEVDSUZJRUQQABIbChdKT0JfRVZFTlRfS0lORF9TTkFQU0hPVBABEhoKFkpPQl9FVkVOVF9LSU5EX0NSRUFURUQQAhIgChxKT0JfRVZFTlRfS0lORF9TVEFURV9DSEFOR0VEEAMSGwoXSk9CX0VWRU5UX0tJTkRfUFJPR1JFU1MQBBIZChVKT0JfRVZFTlRfS0lORF9TWU5DRUQQBTLWGgoSSHlwZXJ2aXNvcmRTZXJ2aWNlElAKCVN1Ym1pdEpvYhIgLmh5cGVydmlzb3JkLnYxLlN1Ym1pdEpvYlJlcXVlc3QaIS5oeXBlcnZpc29yZC52MS5TdWJtaXRKb2JSZXNwb25zZRJTCgpTdWJtaXRKb2JzEiEuaHlwZXJ2aXNvcmQudjEuU3VibWl0Sm9ic1JlcXVlc3QaIi5oeXBlcnZpc29yZC52MS5TdWJtaXRKb2JzUmVzcG9uc2USRwoGR2V0Sm9iEh0uaHlwZXJ2aXNvcmQudjEuR2V0Sm9iUmVxdWVzdBoeLmh5cGVydmlzb3JkLnYxLkdldEpvYlJlc3BvbnNlEk0KCExpc3RKb2JzEh8uaHlwZXJ2aXNvcmQudjEuTGlzdEpvYnNSZXF1ZXN0GiAuaHlwZXJ2aXNvcmQudjEuTGlzdEpvYnNSZXNwb25zZRJQCglDYW5jZWxKb2ISIC5oeXBlcnZpc29yZC52MS5DYW5jZWxKb2JSZXF1ZXN0GiEuaHlwZXJ2aXNvcmQudjEuQ2FuY2VsSm9iUmVzcG9uc2USXAoNR2V0Sm9iSGlzdG9yeRIkLmh5cGVydmlzb3JkLnYxLkdldEpvYkhpc3RvcnlSZXF1ZXN0GiUuaHlwZXJ2aXNvcmQudjEuR2V0Sm9iSGlzdG9yeVJlc3BvbnNlEmwKEFN0cmVhbUpvYlVwZGF0ZXMSJy5oeXBlcnZpc29yZC52MS5TdHJlYW1Kb2JVcGRhdGVzUmVxdWVzdBooLmh5cGVydmlzb3JkLnYxLlN0cmVhbUpvYlVwZGF0ZXNSZXNwb25zZSIDkAIBMAESUwoKR2V0Sm9iTG9ncxIhLmh5cGVydmlzb3JkLnYxLkdldEpvYkxvZ3NSZXF1ZXN0GiIuaHlwZXJ2aXNvcmQudjEuR2V0Sm9iTG9nc1Jlc3BvbnNlEmMKDVN0cmVhbUpvYkxvZ3MSJC5oeXBlcnZpc29yZC52MS5TdHJlYW1Kb2JMb2dzUmVxdWVzdBolLmh5cGVydmlzb3JkLnYxLlN0cmVhbUpvYkxvZ3NSZXNwb25zZSIDkAIBMAESUAoJR2V0U3RhdHVzEiAuaHlwZXJ2aXNvcmQudjEuR2V0U3RhdHVzUmVxdWVzdBohLmh5cGVydmlzb3JkLnYxLkdldFN0YXR1c1Jlc3BvbnNlEmIKD0dldENhcGFiaWxpdGllcxImLmh5cGVydmlzb3JkLnYxLkdldENhcGFiaWxpdGllc1JlcXVlc3QaJy5oeXBlcnZpc29yZC52MS5HZXRDYXBhYmlsaXRpZXNSZXNwb25zZRJKCgdMaXN0Vk1zEh4uaHlwZXJ2aXNvcmQudjEuTGlzdFZNc1JlcXVlc3QaHy5oeXBlcnZpc29yZC52MS5MaXN0Vk1zUmVzcG9uc2USRAoFR2V0Vk0SHC5oeXBlcnZpc29yZC52MS5HZXRWTVJlcXVlc3QaHS5oeXBlcnZpc29yZC52MS5HZXRWTVJlc3BvbnNlElsKC1ZhbGlkYXRlT3ZhEiIuaHlwZXJ2aXNvcmQudjEuVmFsaWRhdGVPdmFSZXF1ZXN0GiMuaHlwZXJ2aXNvcmQudjEuVmFsaWRhdGVPdmFSZXNwb25zZSIDkAIBElMKCkV4dHJhY3RPdmESIS5oeXBlcnZpc29yZC52MS5FeHRyYWN0T3ZhUmVxdWVzdBoiLmh5cGVydmlzb3JkLnYxLkV4dHJhY3RPdmFSZXNwb25zZRJkCg5WZXJpZnlNYW5pZmVzdBIlLmh5cGVydmlzb3JkLnYxLlZlcmlmeU1hbmlmZXN0UmVxdWVzdBomLmh5cGVydmlzb3JkLnYxLlZlcmlmeU1hbmlmZXN0UmVzcG9uc2UiA5ACARJfCg5DcmVhdGVTY2hlZHVsZRIlLmh5cGVydmlzb3JkLnYxLkNyZWF0ZVNjaGVkdWxlUmVxdWVzdBomLmh5cGVydmlzb3JkLnYxLkNyZWF0ZVNjaGVkdWxlUmVzcG9uc2USVgoLR2V0U2NoZWR1bGUSIi5oeXBlcnZpc29yZC52MS5HZXRTY2hlZHVsZVJlcXVlc3QaIy5oeXBlcnZpc29yZC52MS5HZXRTY2hlZHVsZVJlc3BvbnNlElwKDUxpc3RTY2hlZHVsZXMSJC5oeXBlcnZpc29yZC52MS5MaXN0U2NoZWR1bGVzUmVxdWVzdBolLmh5cGVydmlzb3JkLnYxLkxpc3RTY2hlZHVsZXNSZXNwb25zZRJfCg5VcGRhdGVTY2hlZHVsZRIlLmh5cGVydmlzb3JkLnYxLlVwZGF0ZVNjaGVkdWxlUmVxdWVzdBomLmh5cGVydmlzb3JkLnYxLlVwZGF0ZVNjaGVkdWxlUmVzcG9uc2USXwoORGVsZXRlU2NoZWR1bGUSJS5oeXBlcnZpc29yZC52MS5EZWxldGVTY2hlZHVsZVJlcXVlc3QaJi5oeXBlcnZpc29yZC52MS5EZWxldGVTY2hlZHVsZVJlc3BvbnNlEl8KDkVuYWJsZVNjaGVkdWxlEiUuaHlwZXJ2aXNvcmQudjEuRW5hYmxlU2NoZWR1bGVSZXF1ZXN0GiYuaHlwZXJ2aXNvcmQudjEuRW5hYmxlU2NoZWR1bGVSZXNwb25zZRJiCg9EaXNhYmxlU2NoZWR1bGUSJi5oeXBlcnZpc29yZC52MS5EaXNhYmxlU2NoZWR1bGVSZXF1ZXN0GicuaHlwZXJ2aXNvcmQudjEuRGlzYWJsZVNjaGVkdWxlUmVzcG9uc2USYgoPVHJpZ2dlclNjaGVkdWxlEiYuaHlwZXJ2aXNvcmQudjEuVHJpZ2dlclNjaGVkdWxlUmVxdWVzdBonLmh5cGVydmlzb3JkLnYxLlRyaWdnZXJTY2hlZHVsZVJlc3BvbnNlEmUKEExpc3RTY2hlZHVsZVJ1bnMSJy5oeXBlcnZpc29yZC52MS5MaXN0U2NoZWR1bGVSdW5zUmVxdWVzdBooLmh5cGVydmlzb3JkLnYxLkxpc3RTY2hlZHVsZVJ1bnNSZXNwb25zZRJcCg1DcmVhdGVQcm9maWxlEiQuaHlwZXJ2aXNvcmQudjEuQ3JlYXRlUHJvZmlsZVJlcXVlc3QaJS5oeXBlcnZpc29yZC52MS5DcmVhdGVQcm9maWxlUmVzcG9uc2USUwoKR2V0UHJvZmlsZRIhLmh5cGVydmlzb3JkLnYxLkdldFByb2ZpbGVSZXF1ZXN0GiIuaHlwZXJ2aXNvcmQudjEuR2V0UHJvZmlsZVJlc3BvbnNlElkKDExpc3RQcm9maWxlcxIjLmh5cGVydmlzb3JkLnYxLkxpc3RQcm9maWxlc1JlcXVlc3QaJC5oeXBlcnZpc29yZC52MS5MaXN0UHJvZmlsZXNSZXNwb25zZRJcCg1VcGRhdGVQcm9maWxlEiQuaHlwZXJ2aXNvcmQudjEuVXBkYXRlUHJvZmlsZVJlcXVlc3QaJS5oeXBlcnZpc29yZC52MS5VcGRhdGVQcm9maWxlUmVzcG9uc2USXAoNRGVsZXRlUHJvZmlsZRIkLmh5cGVydmlzb3JkLnYxLkRlbGV0ZVByb2ZpbGVSZXF1ZXN0GiUuaHlwZXJ2aXNvcmQudjEuRGVsZXRlUHJvZmlsZVJlc3BvbnNlElwKDUNyZWF0ZVdlYmhvb2sSJC5oeXBlcnZpc29yZC52MS5DcmVhdGVXZWJob29rUmVxdWVzdBolLmh5cGVydmlzb3JkLnYxLkNyZWF0ZVdlYmhvb2tSZXNwb25zZRJTCgpHZXRXZWJob29rEiEuaHlwZXJ2aXNvcmQudjEuR2V0V2ViaG9va1JlcXVlc3QaIi5oeXBlcnZpc29yZC52MS5HZXRXZWJob29rUmVzcG9uc2USWQoMTGlzdFdlYmhvb2tzEiMuaHlwZXJ2aXNvcmQudjEuTGlzdFdlYmhvb2tzUmVxdWVzdBokLmh5cGVydmlzb3JkLnYxLkxpc3RXZWJob29rc1Jlc3BvbnNlElwKDVVwZGF0ZVdlYmhvb2sSJC5oeXBlcnZpc29yZC52MS5VcGRhdGVXZWJob29rUmVxdWVzdBolLmh5cGVydmlzb3JkLnYxLlVwZGF0ZVdlYmhvb2tSZXNwb25zZRJcCg1EZWxldGVXZWJob29rEiQuaHlwZXJ2aXNvcmQudjEuRGVsZXRlV2ViaG9va1JlcXVlc3QaJS5oeXBlcnZpc29yZC52MS5EZWxldGVXZWJob29rUmVzcG9uc2USVgoLVGVzdFdlYmhvb2sSIi5oeXBlcnZpc29yZC52MS5UZXN0V2ViaG9va1JlcXVlc3QaIy5oeXBlcnZpc29yZC52MS5UZXN0V2ViaG9va1Jlc3BvbnNlEnQKFUxpc3RXZWJob29rRGVsaXZlcmllcxIsLmh5cGVydmlzb3JkLnYxLkxpc3RXZWJob29rRGVsaXZlcmllc1JlcXVlc3QaLS5oeXBlcnZpc29yZC52MS5MaXN0V2ViaG9va0RlbGl2ZXJpZXNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_google_protobuf_wrappers, file_google_protobuf_field_mask, file_hypervisord_v1_job, file_hypervisord_v1_profile, file_hypervisord_v1_schedule, file_hypervisord_v1_vm, file_hypervisord_v1_webhook]);
+
+/**
+ * @generated from message hypervisord.v1.CreateScheduleRequest
+ */
+export type CreateScheduleRequest = Message<"hypervisord.v1.CreateScheduleRequest"> & {
+  /**
+   * @generated from field: hypervisord.v1.Schedule schedule = 1;
+   */
+  schedule?: Schedule | undefined;
+};
+
+/**
+ * Describes the message hypervisord.v1.CreateScheduleRequest.
+ * Use `create(CreateScheduleRequestSchema)` to create a new message.
+ */
+export const CreateScheduleRequestSchema: GenMessage<CreateScheduleRequest> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 0);
+
+/**
+ * @generated from message hypervisord.v1.CreateScheduleResponse
+ */
+export type CreateScheduleResponse = Message<"hypervisord.v1.CreateScheduleResponse"> & {
+  /**
+   * @generated from field: hypervisord.v1.Schedule schedule = 1;
+   */
+  schedule?: Schedule | undefined;
+};
+
+/**
+ * Describes the message hypervisord.v1.CreateScheduleResponse.
+ * Use `create(CreateScheduleResponseSchema)` to create a new message.
+ */
+export const CreateScheduleResponseSchema: GenMessage<CreateScheduleResponse> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 1);
+
+/**
+ * @generated from message hypervisord.v1.GetScheduleRequest
+ */
+export type GetScheduleRequest = Message<"hypervisord.v1.GetScheduleRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message hypervisord.v1.GetScheduleRequest.
+ * Use `create(GetScheduleRequestSchema)` to create a new message.
+ */
+export const GetScheduleRequestSchema: GenMessage<GetScheduleRequest> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 2);
+
+/**
+ * @generated from message hypervisord.v1.GetScheduleResponse
+ */
+export type GetScheduleResponse = Message<"hypervisord.v1.GetScheduleResponse"> & {
+  /**
+   * @generated from field: hypervisord.v1.Schedule schedule = 1;
+   */
+  schedule?: Schedule | undefined;
+};
+
+/**
+ * Describes the message hypervisord.v1.GetScheduleResponse.
+ * Use `create(GetScheduleResponseSchema)` to create a new message.
+ */
+export const GetScheduleResponseSchema: GenMessage<GetScheduleResponse> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 3);
+
+/**
+ * @generated from message hypervisord.v1.ListSchedulesRequest
+ */
+export type ListSchedulesRequest = Message<"hypervisord.v1.ListSchedulesRequest"> & {
+  /**
+   * 1-1000; 0 means 100.
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+
+  /**
+   * Only schedules having all these tags.
+   *
+   * @generated from field: map<string, string> tags = 3;
+   */
+  tags: { [key: string]: string };
+};
+
+/**
+ * Describes the message hypervisord.v1.ListSchedulesRequest.
+ * Use `create(ListSchedulesRequestSchema)` to create a new message.
+ */
+export const ListSchedulesRequestSchema: GenMessage<ListSchedulesRequest> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 4);
+
+/**
+ * @generated from message hypervisord.v1.ListSchedulesResponse
+ */
+export type ListSchedulesResponse = Message<"hypervisord.v1.ListSchedulesResponse"> & {
+  /**
+   * @generated from field: repeated hypervisord.v1.Schedule schedules = 1;
+   */
+  schedules: Schedule[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message hypervisord.v1.ListSchedulesResponse.
+ * Use `create(ListSchedulesResponseSchema)` to create a new message.
+ */
+export const ListSchedulesResponseSchema: GenMessage<ListSchedulesResponse> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 5);
+
+/**
+ * @generated from message hypervisord.v1.UpdateScheduleRequest
+ */
+export type UpdateScheduleRequest = Message<"hypervisord.v1.UpdateScheduleRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: hypervisord.v1.Schedule schedule = 2;
+   */
+  schedule?: Schedule | undefined;
+
+  /**
+   * Paths of Schedule fields, e.g. "cron", "enabled", "job_template".
+   *
+   * @generated from field: google.protobuf.FieldMask update_mask = 3;
+   */
+  updateMask?: FieldMask | undefined;
+};
+
+/**
+ * Describes the message hypervisord.v1.UpdateScheduleRequest.
+ * Use `create(UpdateScheduleRequestSchema)` to create a new message.
+ */
+export const UpdateScheduleRequestSchema: GenMessage<UpdateScheduleRequest> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 6);
+
+/**
+ * @generated from message hypervisord.v1.UpdateScheduleResponse
+ */
+export type UpdateScheduleResponse = Message<"hypervisord.v1.UpdateScheduleResponse"> & {
+  /**
+   * @generated from field: hypervisord.v1.Schedule schedule = 1;
+   */
+  schedule?: Schedule | undefined;
+};
+
+/**
+ * Describes the message hypervisord.v1.UpdateScheduleResponse.
+ * Use `create(UpdateScheduleResponseSchema)` to create a new message.
+ */
+export const UpdateScheduleResponseSchema: GenMessage<UpdateScheduleResponse> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 7);
+
+/**
+ * @generated from message hypervisord.v1.DeleteScheduleRequest
+ */
+export type DeleteScheduleRequest = Message<"hypervisord.v1.DeleteScheduleRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message hypervisord.v1.DeleteScheduleRequest.
+ * Use `create(DeleteScheduleRequestSchema)` to create a new message.
+ */
+export const DeleteScheduleRequestSchema: GenMessage<DeleteScheduleRequest> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 8);
+
+/**
+ * @generated from message hypervisord.v1.DeleteScheduleResponse
+ */
+export type DeleteScheduleResponse = Message<"hypervisord.v1.DeleteScheduleResponse"> & {
+};
+
+/**
+ * Describes the message hypervisord.v1.DeleteScheduleResponse.
+ * Use `create(DeleteScheduleResponseSchema)` to create a new message.
+ */
+export const DeleteScheduleResponseSchema: GenMessage<DeleteScheduleResponse> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 9);
+
+/**
+ * @generated from message hypervisord.v1.EnableScheduleRequest
+ */
+export type EnableScheduleRequest = Message<"hypervisord.v1.EnableScheduleRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message hypervisord.v1.EnableScheduleRequest.
+ * Use `create(EnableScheduleRequestSchema)` to create a new message.
+ */
+export const EnableScheduleRequestSchema: GenMessage<EnableScheduleRequest> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 10);
+
+/**
+ * @generated from message hypervisord.v1.EnableScheduleResponse
+ */
+export type EnableScheduleResponse = Message<"hypervisord.v1.EnableScheduleResponse"> & {
+  /**
+   * @generated from field: hypervisord.v1.Schedule schedule = 1;
+   */
+  schedule?: Schedule | undefined;
+};
+
+/**
+ * Describes the message hypervisord.v1.EnableScheduleResponse.
+ * Use `create(EnableScheduleResponseSchema)` to create a new message.
+ */
+export const EnableScheduleResponseSchema: GenMessage<EnableScheduleResponse> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 11);
+
+/**
+ * @generated from message hypervisord.v1.DisableScheduleRequest
+ */
+export type DisableScheduleRequest = Message<"hypervisord.v1.DisableScheduleRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message hypervisord.v1.DisableScheduleRequest.
+ * Use `create(DisableScheduleRequestSchema)` to create a new message.
+ */
+export const DisableScheduleRequestSchema: GenMessage<DisableScheduleRequest> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 12);
+
+/**
+ * @generated from message hypervisord.v1.DisableScheduleResponse
+ */
+export type DisableScheduleResponse = Message<"hypervisord.v1.DisableScheduleResponse"> & {
+  /**
+   * @generated from field: hypervisord.v1.Schedule schedule = 1;
+   */
+  schedule?: Schedule | undefined;
+};
+
+/**
+ * Describes the message hypervisord.v1.DisableScheduleResponse.
+ * Use `create(DisableScheduleResponseSchema)` to create a new message.
+ */
+export const DisableScheduleResponseSchema: GenMessage<DisableScheduleResponse> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 13);
+
+/**
+ * @generated from message hypervisord.v1.TriggerScheduleRequest
+ */
+export type TriggerScheduleRequest = Message<"hypervisord.v1.TriggerScheduleRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message hypervisord.v1.TriggerScheduleRequest.
+ * Use `create(TriggerScheduleRequestSchema)` to create a new message.
+ */
+export const TriggerScheduleRequestSchema: GenMessage<TriggerScheduleRequest> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 14);
+
+/**
+ * @generated from message hypervisord.v1.TriggerScheduleResponse
+ */
+export type TriggerScheduleResponse = Message<"hypervisord.v1.TriggerScheduleResponse"> & {
+  /**
+   * @generated from field: hypervisord.v1.ScheduleRun run = 1;
+   */
+  run?: ScheduleRun | undefined;
+
+  /**
+   * The job the run created; unset when the run was skipped (run.skipped_reason
+   * says why) or queued behind the schedule's running job (OVERLAP_POLICY_QUEUE:
+   * its job is created when that one ends).
+   *
+   * @generated from field: hypervisord.v1.Job job = 2;
+   */
+  job?: Job | undefined;
+};
+
+/**
+ * Describes the message hypervisord.v1.TriggerScheduleResponse.
+ * Use `create(TriggerScheduleResponseSchema)` to create a new message.
+ */
+export const TriggerScheduleResponseSchema: GenMessage<TriggerScheduleResponse> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 15);
+
+/**
+ * @generated from message hypervisord.v1.ListScheduleRunsRequest
+ */
+export type ListScheduleRunsRequest = Message<"hypervisord.v1.ListScheduleRunsRequest"> & {
+  /**
+   * @generated from field: string schedule_id = 1;
+   */
+  scheduleId: string;
+
+  /**
+   * 1-1000; 0 means 100.
+   *
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message hypervisord.v1.ListScheduleRunsRequest.
+ * Use `create(ListScheduleRunsRequestSchema)` to create a new message.
+ */
+export const ListScheduleRunsRequestSchema: GenMessage<ListScheduleRunsRequest> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 16);
+
+/**
+ * @generated from message hypervisord.v1.ListScheduleRunsResponse
+ */
+export type ListScheduleRunsResponse = Message<"hypervisord.v1.ListScheduleRunsResponse"> & {
+  /**
+   * @generated from field: repeated hypervisord.v1.ScheduleRun runs = 1;
+   */
+  runs: ScheduleRun[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message hypervisord.v1.ListScheduleRunsResponse.
+ * Use `create(ListScheduleRunsResponseSchema)` to create a new message.
+ */
+export const ListScheduleRunsResponseSchema: GenMessage<ListScheduleRunsResponse> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 17);
+
+/**
+ * @generated from message hypervisord.v1.CreateProfileRequest
+ */
+export type CreateProfileRequest = Message<"hypervisord.v1.CreateProfileRequest"> & {
+  /**
+   * @generated from field: hypervisord.v1.Profile profile = 1;
+   */
+  profile?: Profile | undefined;
+};
+
+/**
+ * Describes the message hypervisord.v1.CreateProfileRequest.
+ * Use `create(CreateProfileRequestSchema)` to create a new message.
+ */
+export const CreateProfileRequestSchema: GenMessage<CreateProfileRequest> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 18);
+
+/**
+ * @generated from message hypervisord.v1.CreateProfileResponse
+ */
+export type CreateProfileResponse = Message<"hypervisord.v1.CreateProfileResponse"> & {
+  /**
+   * @generated from field: hypervisord.v1.Profile profile = 1;
+   */
+  profile?: Profile | undefined;
+};
+
+/**
+ * Describes the message hypervisord.v1.CreateProfileResponse.
+ * Use `create(CreateProfileResponseSchema)` to create a new message.
+ */
+export const CreateProfileResponseSchema: GenMessage<CreateProfileResponse> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 19);
+
+/**
+ * @generated from message hypervisord.v1.GetProfileRequest
+ */
+export type GetProfileRequest = Message<"hypervisord.v1.GetProfileRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message hypervisord.v1.GetProfileRequest.
+ * Use `create(GetProfileRequestSchema)` to create a new message.
+ */
+export const GetProfileRequestSchema: GenMessage<GetProfileRequest> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 20);
+
+/**
+ * @generated from message hypervisord.v1.GetProfileResponse
+ */
+export type GetProfileResponse = Message<"hypervisord.v1.GetProfileResponse"> & {
+  /**
+   * @generated from field: hypervisord.v1.Profile profile = 1;
+   */
+  profile?: Profile | undefined;
+};
+
+/**
+ * Describes the message hypervisord.v1.GetProfileResponse.
+ * Use `create(GetProfileResponseSchema)` to create a new message.
+ */
+export const GetProfileResponseSchema: GenMessage<GetProfileResponse> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 21);
+
+/**
+ * @generated from message hypervisord.v1.ListProfilesRequest
+ */
+export type ListProfilesRequest = Message<"hypervisord.v1.ListProfilesRequest"> & {
+};
+
+/**
+ * Describes the message hypervisord.v1.ListProfilesRequest.
+ * Use `create(ListProfilesRequestSchema)` to create a new message.
+ */
+export const ListProfilesRequestSchema: GenMessage<ListProfilesRequest> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 22);
+
+/**
+ * @generated from message hypervisord.v1.ListProfilesResponse
+ */
+export type ListProfilesResponse = Message<"hypervisord.v1.ListProfilesResponse"> & {
+  /**
+   * @generated from field: repeated hypervisord.v1.Profile profiles = 1;
+   */
+  profiles: Profile[];
+};
+
+/**
+ * Describes the message hypervisord.v1.ListProfilesResponse.
+ * Use `create(ListProfilesResponseSchema)` to create a new message.
+ */
+export const ListProfilesResponseSchema: GenMessage<ListProfilesResponse> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 23);
+
+/**
+ * @generated from message hypervisord.v1.UpdateProfileRequest
+ */
+export type UpdateProfileRequest = Message<"hypervisord.v1.UpdateProfileRequest"> & {
+  /**
+   * @generated from field: hypervisord.v1.Profile profile = 1;
+   */
+  profile?: Profile | undefined;
+};
+
+/**
+ * Describes the message hypervisord.v1.UpdateProfileRequest.
+ * Use `create(UpdateProfileRequestSchema)` to create a new message.
+ */
+export const UpdateProfileRequestSchema: GenMessage<UpdateProfileRequest> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 24);
+
+/**
+ * @generated from message hypervisord.v1.UpdateProfileResponse
+ */
+export type UpdateProfileResponse = Message<"hypervisord.v1.UpdateProfileResponse"> & {
+  /**
+   * @generated from field: hypervisord.v1.Profile profile = 1;
+   */
+  profile?: Profile | undefined;
+};
+
+/**
+ * Describes the message hypervisord.v1.UpdateProfileResponse.
+ * Use `create(UpdateProfileResponseSchema)` to create a new message.
+ */
+export const UpdateProfileResponseSchema: GenMessage<UpdateProfileResponse> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 25);
+
+/**
+ * @generated from message hypervisord.v1.DeleteProfileRequest
+ */
+export type DeleteProfileRequest = Message<"hypervisord.v1.DeleteProfileRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message hypervisord.v1.DeleteProfileRequest.
+ * Use `create(DeleteProfileRequestSchema)` to create a new message.
+ */
+export const DeleteProfileRequestSchema: GenMessage<DeleteProfileRequest> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 26);
+
+/**
+ * @generated from message hypervisord.v1.DeleteProfileResponse
+ */
+export type DeleteProfileResponse = Message<"hypervisord.v1.DeleteProfileResponse"> & {
+};
+
+/**
+ * Describes the message hypervisord.v1.DeleteProfileResponse.
+ * Use `create(DeleteProfileResponseSchema)` to create a new message.
+ */
+export const DeleteProfileResponseSchema: GenMessage<DeleteProfileResponse> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 27);
+
+/**
+ * @generated from message hypervisord.v1.CreateWebhookRequest
+ */
+export type CreateWebhookRequest = Message<"hypervisord.v1.CreateWebhookRequest"> & {
+  /**
+   * @generated from field: hypervisord.v1.Webhook webhook = 1;
+   */
+  webhook?: Webhook | undefined;
+};
+
+/**
+ * Describes the message hypervisord.v1.CreateWebhookRequest.
+ * Use `create(CreateWebhookRequestSchema)` to create a new message.
+ */
+export const CreateWebhookRequestSchema: GenMessage<CreateWebhookRequest> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 28);
+
+/**
+ * @generated from message hypervisord.v1.CreateWebhookResponse
+ */
+export type CreateWebhookResponse = Message<"hypervisord.v1.CreateWebhookResponse"> & {
+  /**
+   * @generated from field: hypervisord.v1.Webhook webhook = 1;
+   */
+  webhook?: Webhook | undefined;
+
+  /**
+   * The signing secret ("whsec_..."), returned this once.
+   *
+   * @generated from field: string secret = 2;
+   */
+  secret: string;
+};
+
+/**
+ * Describes the message hypervisord.v1.CreateWebhookResponse.
+ * Use `create(CreateWebhookResponseSchema)` to create a new message.
+ */
+export const CreateWebhookResponseSchema: GenMessage<CreateWebhookResponse> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 29);
+
+/**
+ * @generated from message hypervisord.v1.GetWebhookRequest
+ */
+export type GetWebhookRequest = Message<"hypervisord.v1.GetWebhookRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message hypervisord.v1.GetWebhookRequest.
+ * Use `create(GetWebhookRequestSchema)` to create a new message.
+ */
+export const GetWebhookRequestSchema: GenMessage<GetWebhookRequest> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 30);
+
+/**
+ * @generated from message hypervisord.v1.GetWebhookResponse
+ */
+export type GetWebhookResponse = Message<"hypervisord.v1.GetWebhookResponse"> & {
+  /**
+   * @generated from field: hypervisord.v1.Webhook webhook = 1;
+   */
+  webhook?: Webhook | undefined;
+};
+
+/**
+ * Describes the message hypervisord.v1.GetWebhookResponse.
+ * Use `create(GetWebhookResponseSchema)` to create a new message.
+ */
+export const GetWebhookResponseSchema: GenMessage<GetWebhookResponse> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 31);
+
+/**
+ * @generated from message hypervisord.v1.ListWebhooksRequest
+ */
+export type ListWebhooksRequest = Message<"hypervisord.v1.ListWebhooksRequest"> & {
+};
+
+/**
+ * Describes the message hypervisord.v1.ListWebhooksRequest.
+ * Use `create(ListWebhooksRequestSchema)` to create a new message.
+ */
+export const ListWebhooksRequestSchema: GenMessage<ListWebhooksRequest> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 32);
+
+/**
+ * @generated from message hypervisord.v1.ListWebhooksResponse
+ */
+export type ListWebhooksResponse = Message<"hypervisord.v1.ListWebhooksResponse"> & {
+  /**
+   * @generated from field: repeated hypervisord.v1.Webhook webhooks = 1;
+   */
+  webhooks: Webhook[];
+};
+
+/**
+ * Describes the message hypervisord.v1.ListWebhooksResponse.
+ * Use `create(ListWebhooksResponseSchema)` to create a new message.
+ */
+export const ListWebhooksResponseSchema: GenMessage<ListWebhooksResponse> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 33);
+
+/**
+ * @generated from message hypervisord.v1.UpdateWebhookRequest
+ */
+export type UpdateWebhookRequest = Message<"hypervisord.v1.UpdateWebhookRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: hypervisord.v1.Webhook webhook = 2;
+   */
+  webhook?: Webhook | undefined;
+
+  /**
+   * @generated from field: google.protobuf.FieldMask update_mask = 3;
+   */
+  updateMask?: FieldMask | undefined;
+};
+
+/**
+ * Describes the message hypervisord.v1.UpdateWebhookRequest.
+ * Use `create(UpdateWebhookRequestSchema)` to create a new message.
+ */
+export const UpdateWebhookRequestSchema: GenMessage<UpdateWebhookRequest> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 34);
+
+/**
+ * @generated from message hypervisord.v1.UpdateWebhookResponse
+ */
+export type UpdateWebhookResponse = Message<"hypervisord.v1.UpdateWebhookResponse"> & {
+  /**
+   * @generated from field: hypervisord.v1.Webhook webhook = 1;
+   */
+  webhook?: Webhook | undefined;
+};
+
+/**
+ * Describes the message hypervisord.v1.UpdateWebhookResponse.
+ * Use `create(UpdateWebhookResponseSchema)` to create a new message.
+ */
+export const UpdateWebhookResponseSchema: GenMessage<UpdateWebhookResponse> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 35);
+
+/**
+ * @generated from message hypervisord.v1.DeleteWebhookRequest
+ */
+export type DeleteWebhookRequest = Message<"hypervisord.v1.DeleteWebhookRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message hypervisord.v1.DeleteWebhookRequest.
+ * Use `create(DeleteWebhookRequestSchema)` to create a new message.
+ */
+export const DeleteWebhookRequestSchema: GenMessage<DeleteWebhookRequest> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 36);
+
+/**
+ * @generated from message hypervisord.v1.DeleteWebhookResponse
+ */
+export type DeleteWebhookResponse = Message<"hypervisord.v1.DeleteWebhookResponse"> & {
+};
+
+/**
+ * Describes the message hypervisord.v1.DeleteWebhookResponse.
+ * Use `create(DeleteWebhookResponseSchema)` to create a new message.
+ */
+export const DeleteWebhookResponseSchema: GenMessage<DeleteWebhookResponse> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 37);
+
+/**
+ * @generated from message hypervisord.v1.TestWebhookRequest
+ */
+export type TestWebhookRequest = Message<"hypervisord.v1.TestWebhookRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message hypervisord.v1.TestWebhookRequest.
+ * Use `create(TestWebhookRequestSchema)` to create a new message.
+ */
+export const TestWebhookRequestSchema: GenMessage<TestWebhookRequest> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 38);
+
+/**
+ * @generated from message hypervisord.v1.TestWebhookResponse
+ */
+export type TestWebhookResponse = Message<"hypervisord.v1.TestWebhookResponse"> & {
+  /**
+   * @generated from field: hypervisord.v1.WebhookDelivery delivery = 1;
+   */
+  delivery?: WebhookDelivery | undefined;
+};
+
+/**
+ * Describes the message hypervisord.v1.TestWebhookResponse.
+ * Use `create(TestWebhookResponseSchema)` to create a new message.
+ */
+export const TestWebhookResponseSchema: GenMessage<TestWebhookResponse> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 39);
+
+/**
+ * @generated from message hypervisord.v1.ListWebhookDeliveriesRequest
+ */
+export type ListWebhookDeliveriesRequest = Message<"hypervisord.v1.ListWebhookDeliveriesRequest"> & {
+  /**
+   * @generated from field: string webhook_id = 1;
+   */
+  webhookId: string;
+
+  /**
+   * 1-1000; 0 means 100.
+   *
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message hypervisord.v1.ListWebhookDeliveriesRequest.
+ * Use `create(ListWebhookDeliveriesRequestSchema)` to create a new message.
+ */
+export const ListWebhookDeliveriesRequestSchema: GenMessage<ListWebhookDeliveriesRequest> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 40);
+
+/**
+ * @generated from message hypervisord.v1.ListWebhookDeliveriesResponse
+ */
+export type ListWebhookDeliveriesResponse = Message<"hypervisord.v1.ListWebhookDeliveriesResponse"> & {
+  /**
+   * @generated from field: repeated hypervisord.v1.WebhookDelivery deliveries = 1;
+   */
+  deliveries: WebhookDelivery[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message hypervisord.v1.ListWebhookDeliveriesResponse.
+ * Use `create(ListWebhookDeliveriesResponseSchema)` to create a new message.
+ */
+export const ListWebhookDeliveriesResponseSchema: GenMessage<ListWebhookDeliveriesResponse> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_service, 41);
 
 /**
  * @generated from message hypervisord.v1.ValidateOvaRequest
@@ -36,7 +827,7 @@ export type ValidateOvaRequest = Message<"hypervisord.v1.ValidateOvaRequest"> & 
  * Use `create(ValidateOvaRequestSchema)` to create a new message.
  */
 export const ValidateOvaRequestSchema: GenMessage<ValidateOvaRequest> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 0);
+  messageDesc(file_hypervisord_v1_service, 42);
 
 /**
  * @generated from message hypervisord.v1.OvaEntry
@@ -63,7 +854,7 @@ export type OvaEntry = Message<"hypervisord.v1.OvaEntry"> & {
  * Use `create(OvaEntrySchema)` to create a new message.
  */
 export const OvaEntrySchema: GenMessage<OvaEntry> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 1);
+  messageDesc(file_hypervisord_v1_service, 43);
 
 /**
  * @generated from message hypervisord.v1.ValidateOvaResponse
@@ -99,7 +890,7 @@ export type ValidateOvaResponse = Message<"hypervisord.v1.ValidateOvaResponse"> 
  * Use `create(ValidateOvaResponseSchema)` to create a new message.
  */
 export const ValidateOvaResponseSchema: GenMessage<ValidateOvaResponse> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 2);
+  messageDesc(file_hypervisord_v1_service, 44);
 
 /**
  * @generated from message hypervisord.v1.ExtractOvaRequest
@@ -124,7 +915,7 @@ export type ExtractOvaRequest = Message<"hypervisord.v1.ExtractOvaRequest"> & {
  * Use `create(ExtractOvaRequestSchema)` to create a new message.
  */
 export const ExtractOvaRequestSchema: GenMessage<ExtractOvaRequest> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 3);
+  messageDesc(file_hypervisord_v1_service, 45);
 
 /**
  * @generated from message hypervisord.v1.ExtractOvaResponse
@@ -146,7 +937,7 @@ export type ExtractOvaResponse = Message<"hypervisord.v1.ExtractOvaResponse"> & 
  * Use `create(ExtractOvaResponseSchema)` to create a new message.
  */
 export const ExtractOvaResponseSchema: GenMessage<ExtractOvaResponse> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 4);
+  messageDesc(file_hypervisord_v1_service, 46);
 
 /**
  * @generated from message hypervisord.v1.VerifyManifestRequest
@@ -165,7 +956,7 @@ export type VerifyManifestRequest = Message<"hypervisord.v1.VerifyManifestReques
  * Use `create(VerifyManifestRequestSchema)` to create a new message.
  */
 export const VerifyManifestRequestSchema: GenMessage<VerifyManifestRequest> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 5);
+  messageDesc(file_hypervisord_v1_service, 47);
 
 /**
  * @generated from message hypervisord.v1.DiskVerification
@@ -211,7 +1002,7 @@ export type DiskVerification = Message<"hypervisord.v1.DiskVerification"> & {
  * Use `create(DiskVerificationSchema)` to create a new message.
  */
 export const DiskVerificationSchema: GenMessage<DiskVerification> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 6);
+  messageDesc(file_hypervisord_v1_service, 48);
 
 /**
  * @generated from message hypervisord.v1.VerifyManifestResponse
@@ -238,7 +1029,7 @@ export type VerifyManifestResponse = Message<"hypervisord.v1.VerifyManifestRespo
  * Use `create(VerifyManifestResponseSchema)` to create a new message.
  */
 export const VerifyManifestResponseSchema: GenMessage<VerifyManifestResponse> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 7);
+  messageDesc(file_hypervisord_v1_service, 49);
 
 /**
  * @generated from message hypervisord.v1.SubmitJobRequest
@@ -255,7 +1046,7 @@ export type SubmitJobRequest = Message<"hypervisord.v1.SubmitJobRequest"> & {
  * Use `create(SubmitJobRequestSchema)` to create a new message.
  */
 export const SubmitJobRequestSchema: GenMessage<SubmitJobRequest> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 8);
+  messageDesc(file_hypervisord_v1_service, 50);
 
 /**
  * @generated from message hypervisord.v1.SubmitJobResponse
@@ -279,7 +1070,7 @@ export type SubmitJobResponse = Message<"hypervisord.v1.SubmitJobResponse"> & {
  * Use `create(SubmitJobResponseSchema)` to create a new message.
  */
 export const SubmitJobResponseSchema: GenMessage<SubmitJobResponse> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 9);
+  messageDesc(file_hypervisord_v1_service, 51);
 
 /**
  * @generated from message hypervisord.v1.SubmitJobsRequest
@@ -296,7 +1087,7 @@ export type SubmitJobsRequest = Message<"hypervisord.v1.SubmitJobsRequest"> & {
  * Use `create(SubmitJobsRequestSchema)` to create a new message.
  */
 export const SubmitJobsRequestSchema: GenMessage<SubmitJobsRequest> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 10);
+  messageDesc(file_hypervisord_v1_service, 52);
 
 /**
  * @generated from message hypervisord.v1.SubmitJobsResult
@@ -332,7 +1123,7 @@ export type SubmitJobsResult = Message<"hypervisord.v1.SubmitJobsResult"> & {
  * Use `create(SubmitJobsResultSchema)` to create a new message.
  */
 export const SubmitJobsResultSchema: GenMessage<SubmitJobsResult> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 11);
+  messageDesc(file_hypervisord_v1_service, 53);
 
 /**
  * @generated from message hypervisord.v1.SubmitJobsResponse
@@ -349,7 +1140,7 @@ export type SubmitJobsResponse = Message<"hypervisord.v1.SubmitJobsResponse"> & 
  * Use `create(SubmitJobsResponseSchema)` to create a new message.
  */
 export const SubmitJobsResponseSchema: GenMessage<SubmitJobsResponse> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 12);
+  messageDesc(file_hypervisord_v1_service, 54);
 
 /**
  * @generated from message hypervisord.v1.GetJobRequest
@@ -366,7 +1157,7 @@ export type GetJobRequest = Message<"hypervisord.v1.GetJobRequest"> & {
  * Use `create(GetJobRequestSchema)` to create a new message.
  */
 export const GetJobRequestSchema: GenMessage<GetJobRequest> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 13);
+  messageDesc(file_hypervisord_v1_service, 55);
 
 /**
  * @generated from message hypervisord.v1.GetJobResponse
@@ -383,7 +1174,7 @@ export type GetJobResponse = Message<"hypervisord.v1.GetJobResponse"> & {
  * Use `create(GetJobResponseSchema)` to create a new message.
  */
 export const GetJobResponseSchema: GenMessage<GetJobResponse> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 14);
+  messageDesc(file_hypervisord_v1_service, 56);
 
 /**
  * @generated from message hypervisord.v1.ListJobsRequest
@@ -431,7 +1222,7 @@ export type ListJobsRequest = Message<"hypervisord.v1.ListJobsRequest"> & {
  * Use `create(ListJobsRequestSchema)` to create a new message.
  */
 export const ListJobsRequestSchema: GenMessage<ListJobsRequest> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 15);
+  messageDesc(file_hypervisord_v1_service, 57);
 
 /**
  * @generated from message hypervisord.v1.ListJobsResponse
@@ -462,7 +1253,7 @@ export type ListJobsResponse = Message<"hypervisord.v1.ListJobsResponse"> & {
  * Use `create(ListJobsResponseSchema)` to create a new message.
  */
 export const ListJobsResponseSchema: GenMessage<ListJobsResponse> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 16);
+  messageDesc(file_hypervisord_v1_service, 58);
 
 /**
  * @generated from message hypervisord.v1.CancelJobRequest
@@ -484,7 +1275,7 @@ export type CancelJobRequest = Message<"hypervisord.v1.CancelJobRequest"> & {
  * Use `create(CancelJobRequestSchema)` to create a new message.
  */
 export const CancelJobRequestSchema: GenMessage<CancelJobRequest> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 17);
+  messageDesc(file_hypervisord_v1_service, 59);
 
 /**
  * @generated from message hypervisord.v1.CancelJobResponse
@@ -501,7 +1292,7 @@ export type CancelJobResponse = Message<"hypervisord.v1.CancelJobResponse"> & {
  * Use `create(CancelJobResponseSchema)` to create a new message.
  */
 export const CancelJobResponseSchema: GenMessage<CancelJobResponse> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 18);
+  messageDesc(file_hypervisord_v1_service, 60);
 
 /**
  * @generated from message hypervisord.v1.GetJobHistoryRequest
@@ -518,7 +1309,7 @@ export type GetJobHistoryRequest = Message<"hypervisord.v1.GetJobHistoryRequest"
  * Use `create(GetJobHistoryRequestSchema)` to create a new message.
  */
 export const GetJobHistoryRequestSchema: GenMessage<GetJobHistoryRequest> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 19);
+  messageDesc(file_hypervisord_v1_service, 61);
 
 /**
  * @generated from message hypervisord.v1.GetJobHistoryResponse
@@ -535,7 +1326,7 @@ export type GetJobHistoryResponse = Message<"hypervisord.v1.GetJobHistoryRespons
  * Use `create(GetJobHistoryResponseSchema)` to create a new message.
  */
 export const GetJobHistoryResponseSchema: GenMessage<GetJobHistoryResponse> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 20);
+  messageDesc(file_hypervisord_v1_service, 62);
 
 /**
  * @generated from message hypervisord.v1.StreamJobUpdatesRequest
@@ -562,7 +1353,7 @@ export type StreamJobUpdatesRequest = Message<"hypervisord.v1.StreamJobUpdatesRe
  * Use `create(StreamJobUpdatesRequestSchema)` to create a new message.
  */
 export const StreamJobUpdatesRequestSchema: GenMessage<StreamJobUpdatesRequest> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 21);
+  messageDesc(file_hypervisord_v1_service, 63);
 
 /**
  * @generated from message hypervisord.v1.StreamJobUpdatesResponse
@@ -620,7 +1411,7 @@ export type StreamJobUpdatesResponse = Message<"hypervisord.v1.StreamJobUpdatesR
  * Use `create(StreamJobUpdatesResponseSchema)` to create a new message.
  */
 export const StreamJobUpdatesResponseSchema: GenMessage<StreamJobUpdatesResponse> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 22);
+  messageDesc(file_hypervisord_v1_service, 64);
 
 /**
  * @generated from message hypervisord.v1.GetJobLogsRequest
@@ -658,7 +1449,7 @@ export type GetJobLogsRequest = Message<"hypervisord.v1.GetJobLogsRequest"> & {
  * Use `create(GetJobLogsRequestSchema)` to create a new message.
  */
 export const GetJobLogsRequestSchema: GenMessage<GetJobLogsRequest> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 23);
+  messageDesc(file_hypervisord_v1_service, 65);
 
 /**
  * @generated from message hypervisord.v1.GetJobLogsResponse
@@ -689,7 +1480,7 @@ export type GetJobLogsResponse = Message<"hypervisord.v1.GetJobLogsResponse"> & 
  * Use `create(GetJobLogsResponseSchema)` to create a new message.
  */
 export const GetJobLogsResponseSchema: GenMessage<GetJobLogsResponse> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 24);
+  messageDesc(file_hypervisord_v1_service, 66);
 
 /**
  * @generated from message hypervisord.v1.StreamJobLogsRequest
@@ -723,7 +1514,7 @@ export type StreamJobLogsRequest = Message<"hypervisord.v1.StreamJobLogsRequest"
  * Use `create(StreamJobLogsRequestSchema)` to create a new message.
  */
 export const StreamJobLogsRequestSchema: GenMessage<StreamJobLogsRequest> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 25);
+  messageDesc(file_hypervisord_v1_service, 67);
 
 /**
  * @generated from message hypervisord.v1.StreamJobLogsResponse
@@ -740,7 +1531,7 @@ export type StreamJobLogsResponse = Message<"hypervisord.v1.StreamJobLogsRespons
  * Use `create(StreamJobLogsResponseSchema)` to create a new message.
  */
 export const StreamJobLogsResponseSchema: GenMessage<StreamJobLogsResponse> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 26);
+  messageDesc(file_hypervisord_v1_service, 68);
 
 /**
  * @generated from message hypervisord.v1.GetStatusRequest
@@ -753,7 +1544,7 @@ export type GetStatusRequest = Message<"hypervisord.v1.GetStatusRequest"> & {
  * Use `create(GetStatusRequestSchema)` to create a new message.
  */
 export const GetStatusRequestSchema: GenMessage<GetStatusRequest> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 27);
+  messageDesc(file_hypervisord_v1_service, 69);
 
 /**
  * @generated from message hypervisord.v1.JobCounts
@@ -795,7 +1586,7 @@ export type JobCounts = Message<"hypervisord.v1.JobCounts"> & {
  * Use `create(JobCountsSchema)` to create a new message.
  */
 export const JobCountsSchema: GenMessage<JobCounts> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 28);
+  messageDesc(file_hypervisord_v1_service, 70);
 
 /**
  * @generated from message hypervisord.v1.GetStatusResponse
@@ -879,7 +1670,7 @@ export type GetStatusResponse = Message<"hypervisord.v1.GetStatusResponse"> & {
  * Use `create(GetStatusResponseSchema)` to create a new message.
  */
 export const GetStatusResponseSchema: GenMessage<GetStatusResponse> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 29);
+  messageDesc(file_hypervisord_v1_service, 71);
 
 /**
  * @generated from message hypervisord.v1.ProviderStatus
@@ -901,7 +1692,7 @@ export type ProviderStatus = Message<"hypervisord.v1.ProviderStatus"> & {
  * Use `create(ProviderStatusSchema)` to create a new message.
  */
 export const ProviderStatusSchema: GenMessage<ProviderStatus> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 30);
+  messageDesc(file_hypervisord_v1_service, 72);
 
 /**
  * @generated from message hypervisord.v1.GetCapabilitiesRequest
@@ -914,7 +1705,7 @@ export type GetCapabilitiesRequest = Message<"hypervisord.v1.GetCapabilitiesRequ
  * Use `create(GetCapabilitiesRequestSchema)` to create a new message.
  */
 export const GetCapabilitiesRequestSchema: GenMessage<GetCapabilitiesRequest> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 31);
+  messageDesc(file_hypervisord_v1_service, 73);
 
 /**
  * @generated from message hypervisord.v1.ProviderInfo
@@ -945,7 +1736,7 @@ export type ProviderInfo = Message<"hypervisord.v1.ProviderInfo"> & {
  * Use `create(ProviderInfoSchema)` to create a new message.
  */
 export const ProviderInfoSchema: GenMessage<ProviderInfo> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 32);
+  messageDesc(file_hypervisord_v1_service, 74);
 
 /**
  * @generated from message hypervisord.v1.ConversionInfo
@@ -976,7 +1767,7 @@ export type ConversionInfo = Message<"hypervisord.v1.ConversionInfo"> & {
  * Use `create(ConversionInfoSchema)` to create a new message.
  */
 export const ConversionInfoSchema: GenMessage<ConversionInfo> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 33);
+  messageDesc(file_hypervisord_v1_service, 75);
 
 /**
  * @generated from message hypervisord.v1.GetCapabilitiesResponse
@@ -1020,7 +1811,7 @@ export type GetCapabilitiesResponse = Message<"hypervisord.v1.GetCapabilitiesRes
  * Use `create(GetCapabilitiesResponseSchema)` to create a new message.
  */
 export const GetCapabilitiesResponseSchema: GenMessage<GetCapabilitiesResponse> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 34);
+  messageDesc(file_hypervisord_v1_service, 76);
 
 /**
  * @generated from message hypervisord.v1.ListVMsRequest
@@ -1065,7 +1856,7 @@ export type ListVMsRequest = Message<"hypervisord.v1.ListVMsRequest"> & {
  * Use `create(ListVMsRequestSchema)` to create a new message.
  */
 export const ListVMsRequestSchema: GenMessage<ListVMsRequest> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 35);
+  messageDesc(file_hypervisord_v1_service, 77);
 
 /**
  * @generated from message hypervisord.v1.ListVMsResponse
@@ -1082,7 +1873,7 @@ export type ListVMsResponse = Message<"hypervisord.v1.ListVMsResponse"> & {
  * Use `create(ListVMsResponseSchema)` to create a new message.
  */
 export const ListVMsResponseSchema: GenMessage<ListVMsResponse> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 36);
+  messageDesc(file_hypervisord_v1_service, 78);
 
 /**
  * @generated from message hypervisord.v1.GetVMRequest
@@ -1111,7 +1902,7 @@ export type GetVMRequest = Message<"hypervisord.v1.GetVMRequest"> & {
  * Use `create(GetVMRequestSchema)` to create a new message.
  */
 export const GetVMRequestSchema: GenMessage<GetVMRequest> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 37);
+  messageDesc(file_hypervisord_v1_service, 79);
 
 /**
  * @generated from message hypervisord.v1.GetVMResponse
@@ -1128,7 +1919,7 @@ export type GetVMResponse = Message<"hypervisord.v1.GetVMResponse"> & {
  * Use `create(GetVMResponseSchema)` to create a new message.
  */
 export const GetVMResponseSchema: GenMessage<GetVMResponse> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_service, 38);
+  messageDesc(file_hypervisord_v1_service, 80);
 
 /**
  * @generated from enum hypervisord.v1.JobEventKind
@@ -1342,6 +2133,195 @@ export const HypervisordService: GenService<{
     methodKind: "unary";
     input: typeof VerifyManifestRequestSchema;
     output: typeof VerifyManifestResponseSchema;
+  },
+  /**
+   * Recurring exports (cron, croner).
+   *
+   * @generated from rpc hypervisord.v1.HypervisordService.CreateSchedule
+   */
+  createSchedule: {
+    methodKind: "unary";
+    input: typeof CreateScheduleRequestSchema;
+    output: typeof CreateScheduleResponseSchema;
+  },
+  /**
+   * @generated from rpc hypervisord.v1.HypervisordService.GetSchedule
+   */
+  getSchedule: {
+    methodKind: "unary";
+    input: typeof GetScheduleRequestSchema;
+    output: typeof GetScheduleResponseSchema;
+  },
+  /**
+   * @generated from rpc hypervisord.v1.HypervisordService.ListSchedules
+   */
+  listSchedules: {
+    methodKind: "unary";
+    input: typeof ListSchedulesRequestSchema;
+    output: typeof ListSchedulesResponseSchema;
+  },
+  /**
+   * Changes the fields in update_mask, or without a mask the fields given
+   * (non-empty); an omitted `enabled` leaves it as it is.
+   *
+   * @generated from rpc hypervisord.v1.HypervisordService.UpdateSchedule
+   */
+  updateSchedule: {
+    methodKind: "unary";
+    input: typeof UpdateScheduleRequestSchema;
+    output: typeof UpdateScheduleResponseSchema;
+  },
+  /**
+   * @generated from rpc hypervisord.v1.HypervisordService.DeleteSchedule
+   */
+  deleteSchedule: {
+    methodKind: "unary";
+    input: typeof DeleteScheduleRequestSchema;
+    output: typeof DeleteScheduleResponseSchema;
+  },
+  /**
+   * @generated from rpc hypervisord.v1.HypervisordService.EnableSchedule
+   */
+  enableSchedule: {
+    methodKind: "unary";
+    input: typeof EnableScheduleRequestSchema;
+    output: typeof EnableScheduleResponseSchema;
+  },
+  /**
+   * @generated from rpc hypervisord.v1.HypervisordService.DisableSchedule
+   */
+  disableSchedule: {
+    methodKind: "unary";
+    input: typeof DisableScheduleRequestSchema;
+    output: typeof DisableScheduleResponseSchema;
+  },
+  /**
+   * Runs the schedule now (its overlap policy applies).
+   *
+   * @generated from rpc hypervisord.v1.HypervisordService.TriggerSchedule
+   */
+  triggerSchedule: {
+    methodKind: "unary";
+    input: typeof TriggerScheduleRequestSchema;
+    output: typeof TriggerScheduleResponseSchema;
+  },
+  /**
+   * A schedule's runs, newest first.
+   *
+   * @generated from rpc hypervisord.v1.HypervisordService.ListScheduleRuns
+   */
+  listScheduleRuns: {
+    methodKind: "unary";
+    input: typeof ListScheduleRunsRequestSchema;
+    output: typeof ListScheduleRunsResponseSchema;
+  },
+  /**
+   * Named export settings.
+   *
+   * @generated from rpc hypervisord.v1.HypervisordService.CreateProfile
+   */
+  createProfile: {
+    methodKind: "unary";
+    input: typeof CreateProfileRequestSchema;
+    output: typeof CreateProfileResponseSchema;
+  },
+  /**
+   * @generated from rpc hypervisord.v1.HypervisordService.GetProfile
+   */
+  getProfile: {
+    methodKind: "unary";
+    input: typeof GetProfileRequestSchema;
+    output: typeof GetProfileResponseSchema;
+  },
+  /**
+   * @generated from rpc hypervisord.v1.HypervisordService.ListProfiles
+   */
+  listProfiles: {
+    methodKind: "unary";
+    input: typeof ListProfilesRequestSchema;
+    output: typeof ListProfilesResponseSchema;
+  },
+  /**
+   * Replaces the profile's description and settings.
+   *
+   * @generated from rpc hypervisord.v1.HypervisordService.UpdateProfile
+   */
+  updateProfile: {
+    methodKind: "unary";
+    input: typeof UpdateProfileRequestSchema;
+    output: typeof UpdateProfileResponseSchema;
+  },
+  /**
+   * @generated from rpc hypervisord.v1.HypervisordService.DeleteProfile
+   */
+  deleteProfile: {
+    methodKind: "unary";
+    input: typeof DeleteProfileRequestSchema;
+    output: typeof DeleteProfileResponseSchema;
+  },
+  /**
+   * Signed HTTP callbacks on events.
+   *
+   * @generated from rpc hypervisord.v1.HypervisordService.CreateWebhook
+   */
+  createWebhook: {
+    methodKind: "unary";
+    input: typeof CreateWebhookRequestSchema;
+    output: typeof CreateWebhookResponseSchema;
+  },
+  /**
+   * @generated from rpc hypervisord.v1.HypervisordService.GetWebhook
+   */
+  getWebhook: {
+    methodKind: "unary";
+    input: typeof GetWebhookRequestSchema;
+    output: typeof GetWebhookResponseSchema;
+  },
+  /**
+   * @generated from rpc hypervisord.v1.HypervisordService.ListWebhooks
+   */
+  listWebhooks: {
+    methodKind: "unary";
+    input: typeof ListWebhooksRequestSchema;
+    output: typeof ListWebhooksResponseSchema;
+  },
+  /**
+   * Changes the fields in update_mask, or without a mask the fields given.
+   *
+   * @generated from rpc hypervisord.v1.HypervisordService.UpdateWebhook
+   */
+  updateWebhook: {
+    methodKind: "unary";
+    input: typeof UpdateWebhookRequestSchema;
+    output: typeof UpdateWebhookResponseSchema;
+  },
+  /**
+   * @generated from rpc hypervisord.v1.HypervisordService.DeleteWebhook
+   */
+  deleteWebhook: {
+    methodKind: "unary";
+    input: typeof DeleteWebhookRequestSchema;
+    output: typeof DeleteWebhookResponseSchema;
+  },
+  /**
+   * Sends a "webhook.test" event now and returns the attempt's outcome.
+   *
+   * @generated from rpc hypervisord.v1.HypervisordService.TestWebhook
+   */
+  testWebhook: {
+    methodKind: "unary";
+    input: typeof TestWebhookRequestSchema;
+    output: typeof TestWebhookResponseSchema;
+  },
+  /**
+   * A webhook's deliveries with every attempt, newest first.
+   *
+   * @generated from rpc hypervisord.v1.HypervisordService.ListWebhookDeliveries
+   */
+  listWebhookDeliveries: {
+    methodKind: "unary";
+    input: typeof ListWebhookDeliveriesRequestSchema;
+    output: typeof ListWebhookDeliveriesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_hypervisord_v1_service, 0);
