@@ -1,5 +1,4 @@
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import type { FieldMask } from "@bufbuild/protobuf/wkt";
 import { JobState as JobStatePb } from "../../gen/hypervisord/v1/job_pb.js";
 import {
   MissedRunPolicy as MissedRunPolicyPb, OverlapPolicy as OverlapPolicyPb,
@@ -17,6 +16,7 @@ import { definitionToPb, jobToPb, stateToPb } from "./convert.ts";
 import type { ServiceHandlers } from "./handlers.ts";
 import { definitionFromPb, intIn, labelsFromPb, type DefinitionRules } from "./job-definition.ts";
 import { pageOf, pageTokenOf } from "./page-token.ts";
+import { allFields, fieldsToUpdate } from "./update-mask.ts";
 
 type ScheduleHandlers = Pick<ServiceHandlers<typeof HypervisordService>,
   "createSchedule" | "getSchedule" | "listSchedules" | "updateSchedule" | "deleteSchedule" | "enableSchedule" | "disableSchedule" |
@@ -59,8 +59,7 @@ export function createScheduleHandlers({ store, scheduler, engine, rules }: Sche
       const pb = request.schedule;
       if (!pb) throw new InvalidArgumentError("schedule", "required");
       const now = Date.now();
-      const fields = Object.fromEntries(UPDATABLE.map((f) => [f, true])) as Record<Updatable, boolean>;
-      const schedule = applyFields({ id: uuidv7(), createTime: now, updateTime: now, runCount: 0 } as Schedule, pb, fields, rules, true);
+      const schedule = applyFields({ id: uuidv7(), createTime: now, updateTime: now, runCount: 0 } as Schedule, pb, allFields(UPDATABLE), rules, true);
       store.insert(schedule);
       return { schedule: saved(schedule.id) };
     },
@@ -81,7 +80,7 @@ export function createScheduleHandlers({ store, scheduler, engine, rules }: Sche
       const schedule = existing(request.id);
       const pb = request.schedule;
       if (!pb) throw new InvalidArgumentError("schedule", "required");
-      const fields = updatedFields(pb, request.updateMask);
+      const fields = fieldsToUpdate(UPDATABLE, request.updateMask, () => givenFields(pb));
       const updated = applyFields({ ...schedule, updateTime: Date.now() }, pb, fields, rules, false);
       store.update(updated);
       return { schedule: saved(schedule.id) };
@@ -118,19 +117,8 @@ export function createScheduleHandlers({ store, scheduler, engine, rules }: Sche
   };
 }
 
-/** With an update_mask, its paths; without one, the fields the request sets (an unset `enabled` stays as it is). */
-function updatedFields(pb: SchedulePb, mask: FieldMask | undefined): Record<Updatable, boolean> {
-  if (mask && mask.paths.length > 0) {
-    const fields = Object.fromEntries(UPDATABLE.map((f) => [f, false])) as Record<Updatable, boolean>;
-    mask.paths.forEach((path, i) => {
-      const name = path.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
-      if (!(UPDATABLE as readonly string[]).includes(name)) {
-        throw new InvalidArgumentError(`update_mask.paths[${i}]`, `"${path}" cannot be updated; use one of ${UPDATABLE.join(", ")}`);
-      }
-      fields[name as Updatable] = true;
-    });
-    return fields;
-  }
+/** The fields a request without an update_mask sets (an unset `enabled` stays as it is). */
+function givenFields(pb: SchedulePb): Record<Updatable, boolean> {
   return {
     name: pb.name.trim() !== "",
     description: pb.description.trim() !== "",

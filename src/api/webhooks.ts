@@ -1,4 +1,4 @@
-import { durationMs, timestampFromMs, type Duration, type FieldMask } from "@bufbuild/protobuf/wkt";
+import { durationMs, timestampFromMs, type Duration } from "@bufbuild/protobuf/wkt";
 import type { HypervisordService } from "../../gen/hypervisord/v1/service_pb.js";
 import { parseDurationMs } from "../config/parse-value.ts";
 import { DeliveryState as DeliveryStatePb, type Webhook as WebhookPb, type WebhookDelivery as WebhookDeliveryPb } from "../../gen/hypervisord/v1/webhook_pb.js";
@@ -12,6 +12,7 @@ import { checkWebhookUrl } from "../webhooks/ssrf-guard.ts";
 import type { ServiceHandlers } from "./handlers.ts";
 import { intIn } from "./job-definition.ts";
 import { pageOf, pageTokenOf } from "./page-token.ts";
+import { allFields, fieldsToUpdate } from "./update-mask.ts";
 
 type WebhookHandlers = Pick<ServiceHandlers<typeof HypervisordService>,
   "createWebhook" | "getWebhook" | "listWebhooks" | "updateWebhook" | "deleteWebhook" | "testWebhook" | "listWebhookDeliveries">;
@@ -48,8 +49,7 @@ export function createWebhookHandlers({ store, dispatcher, allowPrivateTargets }
       const pb = request.webhook;
       if (!pb) throw new InvalidArgumentError("webhook", "required");
       const now = Date.now();
-      const all = Object.fromEntries(UPDATABLE.map((f) => [f, true])) as Record<Updatable, boolean>;
-      const webhook = applyFields({ id: `wh_${uuidv7()}`, source: "api", createTime: now, updateTime: now } as Webhook, pb, all, allowPrivateTargets);
+      const webhook = applyFields({ id: `wh_${uuidv7()}`, source: "api", createTime: now, updateTime: now } as Webhook, pb, allFields(UPDATABLE), allowPrivateTargets);
       store.insert(webhook);
       return { webhook: toPb(webhook), secret: webhook.secret };
     },
@@ -67,7 +67,7 @@ export function createWebhookHandlers({ store, dispatcher, allowPrivateTargets }
       if (webhook.source === "config") throw new FailedPreconditionError(`webhook ${webhook.id} is defined in the config file; change it there`);
       const pb = request.webhook;
       if (!pb) throw new InvalidArgumentError("webhook", "required");
-      const updated = applyFields({ ...webhook, updateTime: Date.now() }, pb, updatedFields(pb, request.updateMask), allowPrivateTargets);
+      const updated = applyFields({ ...webhook, updateTime: Date.now() }, pb, fieldsToUpdate(UPDATABLE, request.updateMask, () => givenFields(pb)), allowPrivateTargets);
       store.update(updated);
       return { webhook: toPb(updated) };
     },
@@ -93,16 +93,8 @@ export function createWebhookHandlers({ store, dispatcher, allowPrivateTargets }
   };
 }
 
-function updatedFields(pb: WebhookPb, mask: FieldMask | undefined): Record<Updatable, boolean> {
-  if (mask && mask.paths.length > 0) {
-    const fields = Object.fromEntries(UPDATABLE.map((f) => [f, false])) as Record<Updatable, boolean>;
-    mask.paths.forEach((path, i) => {
-      const name = path.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
-      if (!(UPDATABLE as readonly string[]).includes(name)) throw new InvalidArgumentError(`update_mask.paths[${i}]`, `"${path}" cannot be updated; use one of ${UPDATABLE.join(", ")}`);
-      fields[name as Updatable] = true;
-    });
-    return fields;
-  }
+/** The fields a request without an update_mask sets. */
+function givenFields(pb: WebhookPb): Record<Updatable, boolean> {
   return {
     url: pb.url.trim() !== "",
     events: pb.events.length > 0,

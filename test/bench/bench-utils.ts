@@ -23,3 +23,9 @@ export function cpuSeconds(pid: number | "self", withChildren = false): number {
     return NaN;
   }
 }
+
+/** A positive number from the environment, else `fallback`. */
+export function envNumber(name: string, fallback: number): number {
+  const value = Number(process.env[name]);
+  return process.env[name] && Number.isFinite(value) && value > 0 ? value : fallback;
+}

@@ -32,13 +32,9 @@ import { child, moRefOf } from "../../src/providers/vsphere/xml.ts";
 import { createGrpcJsClient, type GrpcJsClient } from "../support/clients.ts";
 import { spawnDaemon, tempDir, type DaemonProcess } from "../support/daemon-process.ts";
 import { buildGovc, startVcsim, type Vcsim, type VcsimVm } from "../support/vcsim.ts";
-import { cpuSeconds, fixed, median } from "./bench-utils.ts";
+import { cpuSeconds, envNumber, fixed, median } from "./bench-utils.ts";
 
 const MiB = 1024 * 1024;
-const envNumber = (name: string, fallback: number) => {
-  const value = Number(process.env[name]);
-  return process.env[name] && Number.isFinite(value) && value > 0 ? value : fallback;
-};
 const SIZE = Math.round(envNumber("BENCH_SIZE_MB", 1024) * MiB);
 const ROUNDS = Math.round(envNumber("BENCH_ROUNDS", 3));
 const TARGET_VS_CURL = 0.9;
