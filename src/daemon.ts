@@ -7,7 +7,21 @@ import { createProfileRegistry, profilesFromConfig } from "./api/profiles.ts";
 import { createHypervisordApi } from "./api/service.ts";
 import { webhooksFromConfig } from "./api/webhooks.ts";
 import { isFinal } from "./domain/job.ts";
+import { withCallHooks, type CallHook } from "./api/call-hooks.ts";
+import { createAuditHook } from "./audit/audit-hook.ts";
+import { createAuthHook, createRoleHook } from "./auth/auth-hook.ts";
+import { apiKeysFromConfig } from "./auth/config-keys.ts";
+import { loadServerTls } from "./auth/server-tls.ts";
+import { authStartupRule } from "./auth/startup-rule.ts";
+import { createSecretBox } from "./store/secret-box.ts";
+import { createRateLimitHook } from "./ratelimit/rate-limit-hook.ts";
+import { jobTracer } from "./tracing/job-tracer.ts";
+import { createTracingHook } from "./tracing/tracing-hook.ts";
+import { initTracing } from "./tracing/tracing.ts";
+import { createMetrics } from "./metrics/metrics.ts";
+import { startMetricsServer } from "./metrics/metrics-server.ts";
 import { createScheduler, type Scheduler } from "./scheduler/scheduler.ts";
+import { createHealthCheck } from "./server/health-check.ts";
 import { createWebhookDispatcher } from "./webhooks/dispatcher.ts";
 import { createProgressEvents } from "./webhooks/progress-events.ts";
 import type { ServiceHandlers } from "./api/handlers.ts";
@@ -52,8 +66,21 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     for (const root of config.allowedOutputRoots) fs.mkdirSync(root, { recursive: true });
     fs.mkdirSync(config.dataDir, { recursive: true });
     releasers.add(lockDataDir(config.dataDir));
-    const store = createSqliteStore({ dataDir: config.dataDir, maxLogBytesPerJob: config.maxLogBytesPerJob });
+    // Read first: a bad certificate, key or encryption key stops the start before anything is opened.
+    const tls = loadServerTls(config.tls);
+    const secretBox = config.encryptionKey ? createSecretBox(config.encryptionKey) : undefined;
+    const store = createSqliteStore({ dataDir: config.dataDir, maxLogBytesPerJob: config.maxLogBytesPerJob, secretBox });
     releasers.add(() => store.close());
+    // Checked before anything listens: a wrong override stops the start, naming rate_limit.overrides.<RPC>.
+    const rateLimitHook = createRateLimitHook(config.rateLimit);
+    store.apiKeys.syncConfig(apiKeysFromConfig(config.auth.apiKeys));
+    const authMode = authStartupRule({
+      listeners: [config.grpcListen, config.httpListen], disabled: config.auth.disabled, usableKeys: store.apiKeys.countUsable(Date.now()),
+    });
+    // Without OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT nothing of OpenTelemetry is loaded.
+    const tracing = await initTracing({ serviceName: "hypervisord", version: VERSION, logger: logger.child({ component: "tracing" }) });
+    // Released after the engine and the listeners: the spans of the last calls and jobs are sent.
+    releasers.add(() => tracing.shutdown());
     const providers = createProviderRegistry(options.providers);
     releasers.add(() => providers.closeAll());
     const rules = { allowedOutputRoots: config.allowedOutputRoots, realOutputRoots: realPaths(config.allowedOutputRoots) };
@@ -64,15 +91,34 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     releasers.add(() => webhooks.stop());
     // Declared before the engine that calls it back; assigned right after.
     let scheduler: Scheduler | undefined;
+    const metrics = createMetrics({
+      providers: providers.list().map((p) => p.name),
+      jobCounts: () => {
+        const counts = store.countByState();
+        return { queued: counts.queued, running: counts.running };
+      },
+      webhookStats: () => webhooks.stats(),
+      schedulerStats: () => scheduler?.stats() ?? { runs: 0, skipped: 0 },
+      osTypeOf: (job) => job.result?.osHint,
+    });
+    if (config.metricsListen) {
+      const metricsServer = await startMetricsServer(config.metricsListen, metrics);
+      releasers.add(() => metricsServer.close());
+    }
     const progressEvents = createProgressEvents(store.webhooks);
     const engine = createEngine({
       store, providers, logger, options: config.engine, logForward: options.logForward,
-      observer: {
-        changed: (job) => {
-          if (job.scheduleId && isFinal(job.state)) scheduler?.jobFinished(job.scheduleId, job.id);
+      observers: [
+        {
+          changed: (job) => {
+            if (job.scheduleId && isFinal(job.state)) scheduler?.jobFinished(job.scheduleId, job.id);
+          },
+          progressed: (job, progress) => progressEvents.progressed(job, progress),
         },
-        progressed: (job, progress) => progressEvents.progressed(job, progress),
-      },
+        metrics.jobObserver,
+      ],
+      onDownload: (provider, seconds) => metrics.observeDownload(provider, seconds),
+      jobTracer: jobTracer(tracing),
     });
     scheduler = createScheduler({
       store: store.schedules,
@@ -90,19 +136,43 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       allowPrivateWebhookTargets: config.webhooks.allowPrivateTargets,
       defaultVSphere: config.defaultVSphere,
       conversionUnavailable: () => ("reason" in qemuImg ? qemuImg.reason : undefined),
+      onVmsListed: (provider, vms) => metrics.vmsDiscovered(provider, vms),
       startTime,
+    });
+    // Order matters: metrics and tracing see every call; auth sets the principal; audit comes next, so that
+    // refusals by the rate limit and the role check are recorded (after() runs only for hooks whose before()
+    // was reached); the rate limit keys on the principal; the role check last.
+    const hooks: CallHook[] = [
+      metrics.callHook,
+      createTracingHook(tracing),
+      createAuthHook({ store: store.apiKeys, mode: authMode }),
+      createAuditHook({ store: store.audit, logger: logger.child({ component: "audit" }) }),
+      rateLimitHook,
+      createRoleHook(),
+    ];
+    const healthCheck = createHealthCheck({
+      version: VERSION,
+      startTime,
+      checkDatabase: () => void store.countByState(),
+      queue: () => {
+        const stats = engine.stats();
+        return { queued: stats.counts.queued, running: stats.running, lifecycle: stats.lifecycle };
+      },
+      paths: [config.dataDir, ...config.allowedOutputRoots],
+      minFreeBytes: config.health.minFreeBytes,
     });
     const health = createHealthState([HypervisordService.typeName]);
     const bindings: GrpcServiceBinding[] = [
-      { service: HypervisordService, handlers: api as unknown as ServiceHandlers<typeof HypervisordService> as never },
+      { service: HypervisordService, handlers: withCallHooks(HypervisordService, api as unknown as ServiceHandlers<typeof HypervisordService>, hooks) as never },
       { service: Health, handlers: createHealthHandlers(health) as never },
     ];
 
-    const grpcServer = createGrpcServer(bindings, logger);
+    const grpcServer = createGrpcServer(bindings, logger, tls);
     const grpcPort = await grpcServer.listen(config.grpcListen);
     releasers.add(() => grpcServer.close(CLOSE_TIMEOUT_MS));
     const httpServer = createHttpServer({
-      bindings, logger, corsAllowedOrigins: config.corsAllowedOrigins, isServing: health.isServing,
+      bindings, logger, corsAllowedOrigins: config.corsAllowedOrigins, isServing: health.isServing, tls,
+      routes: { "/metrics": metrics.httpRoute, "/health": healthCheck.httpRoute },
     });
     const httpPort = await httpServer.listen(config.httpListen);
     releasers.add(() => httpServer.close(CLOSE_TIMEOUT_MS));
@@ -115,6 +185,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     scheduler.start();
     webhooks.start();
     health.setAll(ServingStatus.SERVING);
+    // grpc.health.v1 follows /health: NOT_SERVING while unhealthy.
+    const stopHealthWatch = healthCheck.watch(10_000, (status) => health.setAll(status === "unhealthy" ? ServingStatus.NOT_SERVING : ServingStatus.SERVING));
     const grpcAddress = formatAddress({ host: config.grpcListen.host, port: grpcPort });
     const httpAddress = formatAddress({ host: config.httpListen.host, port: httpPort });
     logger.info({
@@ -131,6 +203,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         // Health first, so that probes and balancers stop sending work, then the releasers in reverse:
         // listeners close after the engine has stopped and ended its streams.
         stopping ??= (async () => {
+          stopHealthWatch();
           health.setAll(ServingStatus.NOT_SERVING);
           await releasers.releaseAll();
           logger.info("hypervisord stopped");

@@ -7,6 +7,10 @@ export interface CallContext {
   /** Remote address, e.g. "127.0.0.1:53122". */
   readonly peer: string;
   readonly transport: "grpc" | "connect";
+  /** Request headers (gRPC metadata), lower-case names; the first value of a repeated one. */
+  header(name: string): string | undefined;
+  /** The verified client certificate of a TLS connection, when the client sent one. */
+  readonly clientCertificate?: { subject: string; fingerprint256: string };
 }
 
 /**

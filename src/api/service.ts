@@ -7,6 +7,7 @@ import { CONVERT_FORMATS, PRIORITIES, type JobState, type VSphereConnection } fr
 import type { Engine } from "../engine/engine.ts";
 import { HypervisordError, InvalidArgumentError } from "../errors.ts";
 import type { ProviderRegistry } from "../providers/registry.ts";
+import type { VirtualMachine } from "../domain/vm.ts";
 import type { Store } from "../store/store.ts";
 import { VERSION } from "../version.ts";
 import { jobToPb, logEntryToPb, powerStateFromPb, stateFromPb, transitionToPb, updateToPb, vmToPb } from "./convert.ts";
@@ -15,6 +16,8 @@ import {
   connectionFromPb, DEFAULT_PROVIDER, definitionFromPb, intIn, labelsFromPb, nonNegative, type DefinitionRules,
 } from "./job-definition.ts";
 import { realPaths } from "./output-dir.ts";
+import { createApiKeyHandlers } from "./api-keys.ts";
+import { createAuditHandlers } from "./audit.ts";
 import { createPackageHandlers } from "./packages.ts";
 import { createProfileHandlers, type ProfileRegistry } from "./profiles.ts";
 import { createScheduleHandlers } from "./schedules.ts";
@@ -36,6 +39,8 @@ export interface ApiDeps {
   defaultVSphere?: VSphereConnection;
   /** Per conversion format: why it cannot run here, or undefined when it can. */
   conversionUnavailable(format: string): string | undefined;
+  /** An unfiltered ListVMs result: the whole inventory (the vms_discovered gauge). */
+  onVmsListed?(provider: string, vms: readonly VirtualMachine[]): void;
   startTime: number;
 }
 
@@ -69,6 +74,8 @@ export function createHypervisordApi(deps: ApiDeps): ServiceHandlers<typeof Hype
     ...createScheduleHandlers({ store: deps.store.schedules, scheduler: deps.scheduler, engine, rules }),
     ...createProfileHandlers(deps.profiles, rules),
     ...createWebhookHandlers({ store: deps.store.webhooks, dispatcher: deps.webhooks, allowPrivateTargets: deps.allowPrivateWebhookTargets }),
+    ...createApiKeyHandlers(deps.store.apiKeys),
+    ...createAuditHandlers(deps.store.audit),
 
     async submitJob(request) {
       const definition = definitionFromPb(request.definition, "definition", rules);
@@ -200,6 +207,7 @@ export function createHypervisordApi(deps: ApiDeps): ServiceHandlers<typeof Hype
         folder: request.folder.trim() || undefined,
         powerState,
       }, context.signal);
+      if (!namePattern && !request.folder.trim() && powerState === undefined) deps.onVmsListed?.(provider.name, vms);
       if (vms.length > 0) {
         deps.store.webhooks.enqueue(vmDiscoveredEvent(provider.name, vms));
         deps.webhooks.wake();

@@ -6,6 +6,8 @@ export interface CallStatus {
   /** The numeric status code, the same for gRPC and Connect. */
   number: number;
   message: string;
+  /** When the caller may try again (a rate limit): sent as retry-after and grpc-retry-pushback-ms. */
+  retryAfterMs?: number;
 }
 
 const CODE_NUMBERS: Record<ErrorCode, number> = {
@@ -30,7 +32,17 @@ const CODE_NUMBERS: Record<ErrorCode, number> = {
  * details), so that nothing internal, and no secret, leaks to callers.
  */
 export function statusOf(err: unknown, logger: Logger, method: string): CallStatus {
-  if (err instanceof HypervisordError) return { code: err.code, number: CODE_NUMBERS[err.code], message: err.message };
+  if (err instanceof HypervisordError) {
+    const { retryAfterMs } = err as { retryAfterMs?: number };
+    return { code: err.code, number: CODE_NUMBERS[err.code], message: err.message, ...(retryAfterMs !== undefined && { retryAfterMs }) };
+  }
   logger.error({ err, method }, "internal error in a call");
   return { code: "INTERNAL", number: CODE_NUMBERS.INTERNAL, message: "internal error; see the daemon log" };
+}
+
+/** Response headers / trailers of a status with a retry hint: Retry-After (HTTP, whole seconds) and grpc-retry-pushback-ms (gRFC A6). */
+export function retryHeaders(status: CallStatus): Record<string, string> | undefined {
+  if (status.retryAfterMs === undefined) return undefined;
+  const ms = Math.max(1, Math.ceil(status.retryAfterMs));
+  return { "retry-after": String(Math.ceil(ms / 1000)), "grpc-retry-pushback-ms": String(ms) };
 }

@@ -23,6 +23,15 @@ export interface DaemonConfig {
   vsphere: { maxConnections: number; sessionIdleTimeoutMs: number; maxTransfersPerHost: number };
   /** qemu-img: an explicit path (else found on PATH) and how many conversions run at once. */
   conversion: { maxConcurrent: number; qemuImg?: string };
+  /** A listener for GET /metrics only, besides the HTTP listener's /metrics. */
+  metricsListen?: ListenAddress;
+  health: { minFreeBytes: number };
+  /** API keys from the file, as written (checked where they are used). */
+  auth: { disabled: boolean; apiKeys: Record<string, unknown>[] };
+  tls: { certFile?: string; keyFile?: string; clientCaFile?: string; requireClientCert: boolean };
+  /** base64 of 32 bytes, when set. */
+  encryptionKey?: string;
+  rateLimit: { requestsPerSecond: number; burst: number; overrides: Record<string, Record<string, unknown> | null> };
   /** Webhook endpoints and profiles from the file, as written: checked by the daemon with their field names. */
   webhooks: { allowPrivateTargets: boolean; endpoints: Record<string, unknown>[] };
   profiles: Record<string, Record<string, unknown> | null>;
@@ -151,6 +160,21 @@ function compile(values: Map<string, unknown>, configFile: string | undefined): 
       sessionIdleTimeoutMs: get<number>("vsphere.session_idle_timeout"),
       maxTransfersPerHost: get<number>("vsphere.max_transfers_per_host"),
     },
+    metricsListen: get<ListenAddress | undefined>("metrics_listen"),
+    health: { minFreeBytes: get<number>("health.min_free_bytes") },
+    auth: { disabled: get<boolean>("auth.disabled"), apiKeys: get<Record<string, unknown>[]>("auth.api_keys") },
+    tls: {
+      certFile: optionalPath(get<string | undefined>("tls.cert_file")),
+      keyFile: optionalPath(get<string | undefined>("tls.key_file")),
+      clientCaFile: optionalPath(get<string | undefined>("tls.client_ca_file")),
+      requireClientCert: get<boolean>("tls.require_client_cert"),
+    },
+    encryptionKey: get<string | undefined>("secrets.encryption_key") || undefined,
+    rateLimit: {
+      requestsPerSecond: get<number>("rate_limit.requests_per_second"),
+      burst: get<number>("rate_limit.burst"),
+      overrides: get<Record<string, Record<string, unknown> | null>>("rate_limit.overrides"),
+    },
     webhooks: {
       allowPrivateTargets: get<boolean>("webhooks.allow_private_targets"),
       endpoints: get<Record<string, unknown>[]>("webhooks.endpoints"),
@@ -163,6 +187,8 @@ function compile(values: Map<string, unknown>, configFile: string | undefined): 
     configFile: configFile && path.resolve(configFile),
   };
 }
+
+const optionalPath = (value: string | undefined) => (value ? path.resolve(value) : undefined);
 
 function helpText(): string {
   const lines = [

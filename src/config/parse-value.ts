@@ -27,7 +27,8 @@ export function parseValue(setting: Setting, raw: unknown): unknown {
       if (typeof raw === "string") return raw.split(",").map((s) => s.trim()).filter(Boolean);
       throw new Error(`expected a list of strings, got ${describe(raw)}`);
     case "address":
-      return parseListenAddress(raw);
+      // An empty optional address (metrics_listen: "") means none; a required one has a default.
+      return raw === "" && setting.default === undefined ? undefined : parseListenAddress(raw);
     case "level":
       if (typeof raw === "string" && LOG_LEVELS.includes(raw)) return raw;
       throw new Error(`expected one of ${LOG_LEVELS.join(", ")}, got ${describe(raw)}`);

@@ -113,6 +113,8 @@ export interface JobResult {
   convertedDisks?: ConvertedDisk[];
   /** "streamed" or "files". */
   ovaMethod?: string;
+  /** The guest's family ("linux", "windows", "freebsd", "other"), for metrics. */
+  osHint?: string;
 }
 
 export interface ConvertedDisk {

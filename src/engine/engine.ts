@@ -1,4 +1,5 @@
 import type { Logger } from "pino";
+import { NOOP_JOB_TRACER, type JobTracer } from "../tracing/job-tracer.ts";
 import { isFinal, type Job, type JobDefinition, type JobError, type JobProgress, type JobState, type JobTransition } from "../domain/job.ts";
 import {
   FailedPreconditionError, JobCancelledError, NotFoundError, ShutdownError, UnavailableError, toHypervisordError,
@@ -33,8 +34,17 @@ export interface EngineDeps {
   options: CompiledEngineOptions;
   /** Where job log records are copied for the daemon log. */
   logForward?: { write(line: string): unknown };
-  /** Told of every committed state change (after its transaction) and of persisted progress: schedules and webhooks follow jobs this way. */
-  observer?: { changed?(job: Job, transition: JobTransition): void; progressed?(job: Job, progress: JobProgress): void };
+  /** Told of every committed state change (after its transaction) and of persisted progress: schedules, webhooks and metrics follow jobs this way. */
+  observers?: readonly JobObserver[];
+  /** A file's download finished (seconds of transfer): the disk download duration metric. */
+  onDownload?(provider: string, seconds: number): void;
+  /** Spans of job attempts and their phases (tracing); none by default. */
+  jobTracer?: JobTracer;
+}
+
+export interface JobObserver {
+  changed?(job: Job, transition: JobTransition): void;
+  progressed?(job: Job, progress: JobProgress): void;
 }
 
 export type Lifecycle = "starting" | "running" | "draining" | "stopped";
@@ -75,7 +85,7 @@ export function createEngine(deps: EngineDeps) {
   function publish(job: Job, transition: JobTransition): void {
     bus.publish(transitionUpdate(transition, job));
     if (isFinal(job.state)) jobLogs.end(job.id);
-    deps.observer?.changed?.(job, transition);
+    for (const observer of deps.observers ?? []) observer.changed?.(job, transition);
   }
 
   /** Applies a state change and announces it; undefined when the job was no longer in one of `from`. */
@@ -171,7 +181,7 @@ export function createEngine(deps: EngineDeps) {
       }),
       persist: (progress) => {
         store.saveProgress(job.id, progress);
-        deps.observer?.progressed?.(job, progress);
+        for (const observer of deps.observers ?? []) observer.progressed?.(job, progress);
       },
     });
     const entry: RunningJob = { controller, progress: () => tracker.current, done: Promise.resolve() };
@@ -188,6 +198,7 @@ export function createEngine(deps: EngineDeps) {
     const log = jobLogger(job.id);
     const provider = providers.get(job.definition.provider);
     const started = Date.now();
+    const span = (deps.jobTracer ?? NOOP_JOB_TRACER).startJob(job, job.attempt);
     log.info({ attempt: job.attempt, max_attempts: job.maxAttempts, provider: job.definition.provider, vm: job.definition.vm }, "export started");
     try {
       if (!provider) throw new FailedPreconditionError(`provider "${job.definition.provider}" is not available in this daemon`);
@@ -197,10 +208,13 @@ export function createEngine(deps: EngineDeps) {
         signal: controller.signal,
         logger: log,
         progress: (update) => {
-          if (!controller.signal.aborted) tracker.update(update);
+          if (controller.signal.aborted) return;
+          if (update.phase) span.phaseChanged(update.phase);
+          tracker.update(update);
         },
         loadCheckpoint: <T>() => store.loadCheckpoint(job.id) as T | undefined,
         saveCheckpoint: (value) => store.saveCheckpoint(job.id, value),
+        observeDownload: (seconds) => deps.onDownload?.(job.definition.provider, seconds),
       });
       const progress = tracker.stop();
       const durationSeconds = (Date.now() - started) / 1000;
@@ -209,11 +223,13 @@ export function createEngine(deps: EngineDeps) {
         result: { ...result, durationSeconds }, error: null, clearCheckpoint: true,
         progress: { ...progress, phase: "completed", percent: 100, etaSeconds: 0, bytesPerSecond: 0 },
       });
+      span.end();
       if (done) log.info({ duration_seconds: durationSeconds, files: result.files.length }, "export completed");
       else log.warn("export finished after the job was cancelled; its result is not recorded");
     } catch (err) {
       const progress = tracker.stop();
       const reason: unknown = controller.signal.aborted ? controller.signal.reason : undefined;
+      span.end(reason ?? err);
       if (reason instanceof JobCancelledError) {
         log.info("export stopped after cancel");
       } else if (reason instanceof ShutdownError) {

@@ -69,6 +69,8 @@ export interface DownloadOptions {
   resume?: Record<string, number>;
   /** Called after every write; the caller throttles. */
   onProgress?(progress: DownloadProgress): void;
+  /** Called when a file is complete, with the seconds its transfer took. */
+  onFileDone?(file: { name: string; bytes: number; seconds: number }): void;
   /** Called at most every ~1 s per file and at the end, once the reported bytes are fdatasync'ed. */
   onCheckpoint?(name: string, bytesOnDisk: number): void;
   logger?: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
@@ -231,7 +233,9 @@ async function downloadOne(file: DownloadFile, index: number, run: RunContext): 
     checkSize(state);
     const { sha256, sha1 } = await part.finish();
     progress.fileDone();
-    options.logger?.info({ file: file.name, host, bytes: part.position, seconds: (performance.now() - started) / 1000 }, "download finished");
+    const seconds = (performance.now() - started) / 1000;
+    options.logger?.info({ file: file.name, host, bytes: part.position, seconds }, "download finished");
+    options.onFileDone?.({ name: file.name, bytes: part.position, seconds });
     return { name: file.name, path: file.path, size: part.position, sha256, ...(sha1 ? { sha1 } : {}) };
   } finally {
     await part.close();

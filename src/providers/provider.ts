@@ -17,6 +17,8 @@ export interface ExportContext {
   loadCheckpoint<T>(): T | undefined;
   /** Persist where the export stands, so that a later run can resume from it. Synchronous and durable. */
   saveCheckpoint(value: unknown): void;
+  /** A file's transfer took this long (the disk download duration metric). */
+  observeDownload?(seconds: number): void;
 }
 
 export type ExportResult = Omit<JobResult, "durationSeconds">;

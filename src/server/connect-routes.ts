@@ -2,8 +2,12 @@ import type { DescService } from "@bufbuild/protobuf";
 import { ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { CallContext, ServiceHandlers } from "../api/handlers.ts";
-import { statusOf } from "../api/status.ts";
+import { retryHeaders, statusOf } from "../api/status.ts";
+import { CLIENT_CERT_HEADER, decodeClientCertificate } from "../auth/client-certificate.ts";
 import type { GrpcServiceBinding } from "./grpc-server.ts";
+
+/** Set by the HTTP server on every request from the socket (any value a client sent is dropped): the caller's address. */
+export const PEER_HEADER = "x-hypervisord-peer";
 
 type AnyHandler = (request: unknown, context: CallContext) => Promise<unknown> | AsyncIterable<unknown>;
 
@@ -20,9 +24,15 @@ function connectImplementation(service: DescService, handlers: ServiceHandlers<D
     const handler = (handlers as unknown as Record<string, AnyHandler>)[method.localName]!;
     const toConnectError = (err: unknown) => {
       const status = statusOf(err, logger, method.name);
-      return new ConnectError(status.message, status.number);
+      return new ConnectError(status.message, status.number, retryHeaders(status));
     };
-    const context = (ctx: HandlerContext): CallContext => ({ signal: ctx.signal, peer: "", transport: "connect" });
+    const context = (ctx: HandlerContext): CallContext => ({
+      signal: ctx.signal,
+      peer: ctx.requestHeader.get(PEER_HEADER) ?? "",
+      transport: "connect",
+      header: (name) => ctx.requestHeader.get(name) ?? undefined,
+      clientCertificate: decodeClientCertificate(ctx.requestHeader.get(CLIENT_CERT_HEADER)),
+    });
     implementation[method.localName] = method.methodKind === "server_streaming"
       ? async function* (request: unknown, ctx: HandlerContext) {
           try {

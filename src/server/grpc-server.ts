@@ -4,7 +4,9 @@ import * as grpc from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
 import type { Logger } from "pino";
 import type { CallContext, ServiceHandlers } from "../api/handlers.ts";
-import { statusOf } from "../api/status.ts";
+import { clientCertificateOf } from "../auth/client-certificate.ts";
+import type { ServerTls } from "../auth/server-tls.ts";
+import { retryHeaders, statusOf } from "../api/status.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import type { ListenAddress } from "../config/parse-value.ts";
 
@@ -18,9 +20,9 @@ type AnyHandler = (request: unknown, context: CallContext) => Promise<unknown> |
 /**
  * A grpc-js server for protobuf-es services: the ServiceDefinition is built
  * from the generated descriptors (no proto-loader), with server reflection
- * (v1 and v1alpha) over the same descriptors.
+ * (v1 and v1alpha) over the same descriptors. With `tls`, it serves TLS (and mTLS with `tls.ca`).
  */
-export function createGrpcServer(bindings: readonly GrpcServiceBinding[], logger: Logger) {
+export function createGrpcServer(bindings: readonly GrpcServiceBinding[], logger: Logger, tls?: ServerTls) {
   // Channelz bookkeeping costs on every message and nothing here reads it.
   const server = new grpc.Server({ "grpc.max_receive_message_length": 16 * 1024 * 1024, "grpc.enable_channelz": 0 });
   for (const { service, handlers } of bindings) {
@@ -39,7 +41,7 @@ export function createGrpcServer(bindings: readonly GrpcServiceBinding[], logger
     listen(address: ListenAddress): Promise<number> {
       return new Promise((resolve, reject) => {
         const target = address.host.includes(":") ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
-        server.bindAsync(target, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
+        server.bindAsync(target, serverCredentials(tls), (err, port) => (err ? reject(err) : resolve(port)));
       });
     },
     /** Graceful close; calls still open after `timeoutMs` are cut. */
@@ -53,6 +55,27 @@ export function createGrpcServer(bindings: readonly GrpcServiceBinding[], logger
       });
     },
   };
+}
+
+function serverCredentials(tls: ServerTls | undefined): grpc.ServerCredentials {
+  if (!tls) return grpc.ServerCredentials.createInsecure();
+  if (tls.ca && !tls.requireClientCert) return new OptionalClientCertificates(tls);
+  return grpc.ServerCredentials.createSsl(tls.ca ?? null, [{ cert_chain: tls.cert, private_key: tls.key }], tls.requireClientCert);
+}
+
+/**
+ * TLS that asks for a client certificate without requiring one, as the HTTP listener does with a client
+ * CA: createSsl can only do both or neither. A certificate that does not verify is not an identity
+ * (getAuthContext reports only verified ones); such a caller needs a key.
+ */
+class OptionalClientCertificates extends grpc.ServerCredentials {
+  constructor(tls: ServerTls) {
+    super({ requestCert: true, rejectUnauthorized: false }, { ca: tls.ca, cert: tls.cert, key: tls.key });
+  }
+
+  override _equals(other: grpc.ServerCredentials): boolean {
+    return other === this;
+  }
 }
 
 /** The grpc-js ServiceDefinition of a protobuf-es service (also usable for clients: makeGenericClientConstructor). */
@@ -105,13 +128,29 @@ function cachedSerializer(schema: DescMessage): (message: unknown) => Buffer {
 function callContext(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>) {
   const controller = new AbortController();
   call.once("cancelled", () => controller.abort());
-  const context: CallContext = { signal: controller.signal, peer: call.getPeer(), transport: "grpc" };
+  const context: CallContext = {
+    signal: controller.signal,
+    peer: call.getPeer(),
+    transport: "grpc",
+    header: (name) => {
+      const value = call.metadata.get(name)[0];
+      return value === undefined ? undefined : String(value);
+    },
+    // Read when asked (the auth hook asks only when no key is sent): grpc-js reports verified certificates only.
+    get clientCertificate() {
+      return clientCertificateOf(call.getAuthContext()?.sslPeerCertificate);
+    },
+  };
   return { controller, context };
 }
 
 function toServiceError(err: unknown, logger: Logger, method: DescMethod): Partial<grpc.StatusObject> {
   const status = statusOf(err, logger, method.name);
-  return { code: status.number, details: status.message };
+  const trailers = retryHeaders(status);
+  if (!trailers) return { code: status.number, details: status.message };
+  const metadata = new grpc.Metadata();
+  for (const [name, value] of Object.entries(trailers)) metadata.set(name, value);
+  return { code: status.number, details: status.message, metadata };
 }
 
 function unaryHandler(method: DescMethod, handler: AnyHandler, logger: Logger): grpc.handleUnaryCall<unknown, unknown> {

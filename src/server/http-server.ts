@@ -1,11 +1,14 @@
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
+import type { TLSSocket } from "node:tls";
 import { cors as connectCors } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
+import { CLIENT_CERT_HEADER, clientCertificateOf, encodeClientCertificate } from "../auth/client-certificate.ts";
+import type { ServerTls } from "../auth/server-tls.ts";
 import type { ListenAddress } from "../config/parse-value.ts";
-import { registerConnectServices } from "./connect-routes.ts";
+import { PEER_HEADER, registerConnectServices } from "./connect-routes.ts";
 import type { GrpcServiceBinding } from "./grpc-server.ts";
 
 type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
@@ -15,17 +18,22 @@ export interface HttpServerOptions {
   bindings: readonly GrpcServiceBinding[];
   logger: Logger;
   corsAllowedOrigins: readonly string[];
+  /** Plain HTTP endpoints by path (e.g. /metrics, /health), served before the RPC routes. */
+  routes?: Record<string, (req: NodeRequest, res: NodeResponse) => void | Promise<void>>;
   /** GET /healthz: true while serving. */
   isServing(): boolean;
+  /** Serve HTTPS (HTTP/1.1 and h2 by ALPN) instead of HTTP/1.1 and h2c; with `tls.ca`, client certificates authenticate. */
+  tls?: ServerTls;
 }
 
 const ALLOWED_HEADERS = [...connectCors.allowedHeaders, "Authorization", "X-Api-Key", "Traceparent"].join(", ");
-const EXPOSED_HEADERS = connectCors.exposedHeaders.join(", ");
+const EXPOSED_HEADERS = [...connectCors.exposedHeaders, "Retry-After", "Grpc-Retry-Pushback-Ms"].join(", ");
 const ALLOWED_METHODS = connectCors.allowedMethods.join(", ");
 
 /**
  * One port for Connect (JSON and binary), gRPC-Web and gRPC, over HTTP/1.1 and
  * h2c: the first bytes of a connection tell them apart ("PRI" opens HTTP/2).
+ * With TLS, over HTTP/1.1 and h2, told apart by ALPN.
  */
 export function createHttpServer(options: HttpServerOptions) {
   const rpc = connectNodeAdapter({
@@ -38,20 +46,25 @@ export function createHttpServer(options: HttpServerOptions) {
     if (!applyCors(req, res, options.corsAllowedOrigins)) return;
     const url = req.url ?? "/";
     if (url === "/healthz" || url.startsWith("/healthz?")) return healthz(req, res, options.isServing());
+    const route = options.routes?.[url.split("?")[0]!];
+    if (route) return void route(req, res);
+    // connect-node shows handlers the headers only: the connection's facts travel as headers a client cannot set.
+    delete req.headers[PEER_HEADER];
+    req.headers[PEER_HEADER] = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
+    delete req.headers[CLIENT_CERT_HEADER];
+    if (options.tls?.ca) setClientCertificate(req);
     rpc(req, res);
   };
-  const h1 = http.createServer(handle);
-  const h2 = http2.createServer({}, handle);
+  const { listener, h2, closeIdle } = options.tls ? secureListener(options.tls, handle) : plainListener(handle);
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.ServerHttp2Session>();
-  h2.on("session", (session) => {
-    sessions.add(session);
-    session.once("close", () => sessions.delete(session));
-  });
-  const listener = net.createServer((socket) => {
+  listener.on("connection", (socket: net.Socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
-    sniff(socket, (isHttp2) => (isHttp2 ? h2 : h1).emit("connection", socket));
+  });
+  h2.on("session", (session: http2.ServerHttp2Session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
   });
 
   return {
@@ -67,7 +80,7 @@ export function createHttpServer(options: HttpServerOptions) {
     /** Stops accepting, lets open requests finish for up to `timeoutMs`, then cuts what is left. */
     close(timeoutMs: number): Promise<void> {
       const closed = new Promise<void>((resolve) => listener.close(() => resolve()));
-      h1.closeIdleConnections();
+      closeIdle();
       for (const session of sessions) session.close();
       const timer = setTimeout(() => {
         for (const socket of sockets) socket.destroy();
@@ -75,6 +88,38 @@ export function createHttpServer(options: HttpServerOptions) {
       return closed.finally(() => clearTimeout(timer));
     },
   };
+}
+
+type Handle = (req: NodeRequest, res: NodeResponse) => void;
+
+/** HTTP/1.1 and h2c on one plain TCP port, told apart by sniffing the first bytes. */
+function plainListener(handle: Handle) {
+  const h1 = http.createServer(handle);
+  const h2 = http2.createServer({}, handle);
+  const listener = net.createServer((socket) => sniff(socket, (isHttp2) => (isHttp2 ? h2 : h1).emit("connection", socket)));
+  return { listener, h2, closeIdle: () => h1.closeIdleConnections() };
+}
+
+/** HTTPS: HTTP/1.1 and h2 by ALPN; client certificates asked for when there is a client CA. */
+function secureListener(tls: ServerTls, handle: Handle) {
+  const listener = http2.createSecureServer({
+    allowHTTP1: true,
+    cert: tls.cert,
+    key: tls.key,
+    ca: tls.ca,
+    requestCert: tls.ca !== undefined,
+    rejectUnauthorized: tls.requireClientCert,
+  }, handle);
+  // Http2SecureServer.close() closes idle HTTP/1.1 connections itself (allowHTTP1).
+  return { listener, h2: listener, closeIdle: () => {} };
+}
+
+/** A verified client certificate, as an internal header for connect-routes' CallContext. */
+function setClientCertificate(req: NodeRequest): void {
+  const socket = req.socket as TLSSocket;
+  if (!socket.authorized) return;
+  const certificate = clientCertificateOf(socket.getPeerCertificate());
+  if (certificate) req.headers[CLIENT_CERT_HEADER] = encodeClientCertificate(certificate);
 }
 
 /** Reads until the first three bytes are known, puts them back, and says whether they open HTTP/2. */

@@ -1,4 +1,5 @@
 import type { Job, JobDefinition, JobError, JobProgress, JobResult, JobState, JobTransition } from "../domain/job.ts";
+import type { ApiKey, AuditEvent } from "../domain/access.ts";
 import type { Profile } from "../domain/profile.ts";
 import type { RunTrigger, Schedule, ScheduleRun } from "../domain/schedule.ts";
 import type { DeliveryAttempt, DeliveryState, Webhook, WebhookDelivery, WebhookEvent } from "../domain/webhook.ts";
@@ -41,6 +42,8 @@ export interface Store {
   readonly schedules: ScheduleStore;
   readonly profiles: ProfileStore;
   readonly webhooks: WebhookStore;
+  readonly apiKeys: ApiKeyStore;
+  readonly audit: AuditStore;
   /** Called (after the commit) whenever webhook deliveries were enqueued: the dispatcher wakes up. */
   onWebhookEvents(listener: () => void): void;
   close(): void;
@@ -67,6 +70,25 @@ export interface ScheduleStore {
   listRuns(scheduleId: string, query: { limit: number; before?: string }): { runs: ScheduleRun[]; next?: string };
   /** Jobs of this schedule that are queued or running. */
   activeJobIds(scheduleId: string): string[];
+}
+
+export interface ApiKeyStore {
+  insert(key: ApiKey): void;
+  get(id: string): ApiKey | undefined;
+  byHash(keyHash: string): ApiKey | undefined;
+  list(): ApiKey[];
+  revoke(id: string, time: number): boolean;
+  touch(id: string, time: number): void;
+  /** Makes the config-file keys (source "config") exactly `keys`. */
+  syncConfig(keys: readonly ApiKey[]): void;
+  /** Keys that are neither revoked nor expired at `now`. */
+  countUsable(now: number): number;
+}
+
+export interface AuditStore {
+  append(event: Omit<AuditEvent, "id">): void;
+  /** Newest first; `before` is the id the previous page ended with. */
+  list(query: { limit: number; before?: number; method?: string; principal?: string; since?: number }): { events: AuditEvent[]; next?: number };
 }
 
 export interface ProfileStore {

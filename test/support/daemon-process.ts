@@ -41,7 +41,7 @@ export async function spawnDaemon(options: SpawnOptions = {}): Promise<DaemonPro
     "--import", "tsx", path.join(ROOT, "test/support/fake-daemon.ts"),
     "--data-dir", dataDir, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
     "--allowed-output-root", outputRoot, ...(options.args ?? []),
-  ], { cwd: ROOT, env: { ...process.env, ...options.env }, stdio: ["ignore", "pipe", "pipe"] });
+  ], { cwd: ROOT, env: { ...process.env, HYPERVISORD_RATE_LIMIT_RPS: "0", ...options.env }, stdio: ["ignore", "pipe", "pipe"] });
   const logs: string[] = [];
   const stderr: string[] = [];
   child.stderr!.on("data", (chunk: Buffer) => stderr.push(chunk.toString()));

@@ -4,6 +4,7 @@ import path from "node:path";
 import type { JobDefinition } from "../../domain/job.ts";
 import { FailedPreconditionError, HypervisordError, UnavailableError } from "../../errors.ts";
 import { downloadFiles, fetchSizes, type DownloadFile, type DownloadedFile, type HostSlots } from "../../export/download.ts";
+import { osHintFromGuestId } from "../../export/artifact-manifest.ts";
 import { finishExport, type PackageArtifacts } from "../../export/finish-export.ts";
 import { manifestSize, manifestText, writeFileAtomic, writeManifest } from "../../export/manifest.ts";
 import { ovaLayout } from "../../export/ova-layout.ts";
@@ -103,7 +104,8 @@ export async function exportVm(session: VSphereSession, definition: JobDefinitio
     stopKeepAlive();
     await completeLease(session, lease, signal);
     completed = true;
-    return await finishExport(packaged.result, packaged.artifacts, definition, context, { converter: options.converter });
+    const result = await finishExport(packaged.result, packaged.artifacts, definition, context, { converter: options.converter });
+    return { ...result, osHint: osHintFromGuestId(facts.vm.guestId) };
   } finally {
     stopKeepAlive();
     if (!completed) await abortLease(session, lease);
@@ -294,6 +296,7 @@ async function transfer(run: Run, files: readonly PlannedFile[]): Promise<Downlo
       run.checkpoint.files[name] = bytes;
       context.saveCheckpoint(run.checkpoint);
     },
+    onFileDone: (file) => context.observeDownload?.(file.seconds),
   });
 }
 

@@ -2,7 +2,8 @@ import type { Database, Statement } from "better-sqlite3";
 import { EMPTY_PROGRESS, JOB_STATES, type Job, type JobProgress, type JobState, type JobTransition } from "../../domain/job.ts";
 import { AlreadyExistsError } from "../../errors.ts";
 import type { InsertResult, JobFilter, JobPage, NewJob, TransitionInput } from "../store.ts";
-import { jobFromRow, priorityRank, splitSecrets, transitionFromRow, type JobRow, type TransitionRow } from "./job-rows.ts";
+import type { SecretBox } from "../secret-box.ts";
+import { jobRowReader, priorityRank, splitSecrets, transitionFromRow, type JobRow, type TransitionRow } from "./job-rows.ts";
 
 /**
  * Work done inside the transaction of a job change, so that it commits or rolls back with it: the
@@ -14,7 +15,8 @@ export interface JobHooks {
 }
 
 /** Queries on jobs, their labels and their transitions; every statement prepared once. */
-export function createJobQueries(db: Database, hooks: JobHooks = {}) {
+export function createJobQueries(db: Database, hooks: JobHooks = {}, secretBox?: SecretBox) {
+  const jobFromRow = jobRowReader(secretBox);
   const byId = db.prepare<[string], JobRow>("SELECT * FROM jobs WHERE id = ?");
   const byRequestId = db.prepare<[string], JobRow>("SELECT * FROM jobs WHERE request_id = ?");
   const insertJob = db.prepare(`INSERT INTO jobs
@@ -75,7 +77,7 @@ export function createJobQueries(db: Database, hooks: JobHooks = {}) {
         return { job, created: false };
       }
     }
-    const split = splitSecrets(definition);
+    const split = splitSecrets(definition, secretBox);
     const info = insertJob.run({
       id: input.id,
       request_id: definition.requestId ?? null,

@@ -1,3 +1,5 @@
+import { FailedPreconditionError } from "../../errors.ts";
+import { isSealed, type SecretBox } from "../secret-box.ts";
 import { EMPTY_PROGRESS, PRIORITY_RANK, type Job, type JobDefinition, type JobState, type JobTransition } from "../../domain/job.ts";
 
 /** A row of the jobs table as better-sqlite3 returns it. */
@@ -39,19 +41,43 @@ interface Secrets {
   vsphere_password?: string;
 }
 
-export function splitSecrets(definition: JobDefinition): { definition: string; secrets: string | null } {
+/**
+ * The definition without its password, and the secrets column: JSON, sealed by `box` when one is
+ * configured (secrets.encryption_key), else plain as before encryption existed.
+ */
+export function splitSecrets(definition: JobDefinition, box?: SecretBox): { definition: string; secrets: string | null } {
   const password = definition.vsphere?.password;
   const stored = definition.vsphere ? { ...definition, vsphere: { ...definition.vsphere, password: "" } } : definition;
   const secrets: Secrets | null = password ? { vsphere_password: password } : null;
-  return { definition: JSON.stringify(stored), secrets: secrets && JSON.stringify(secrets) };
+  const json = secrets && JSON.stringify(secrets);
+  return { definition: JSON.stringify(stored), secrets: json && box ? box.seal(json) : json };
 }
 
-export function jobFromRow(row: JobRow): Job {
-  const definition = JSON.parse(row.definition) as JobDefinition;
-  if (row.secrets && definition.vsphere) {
-    const secrets = JSON.parse(row.secrets) as Secrets;
-    definition.vsphere.password = secrets.vsphere_password ?? "";
+/** The inverse of splitSecrets: puts the stored password back into a definition read from a row. */
+export function joinSecrets(definition: JobDefinition, secrets: string | null, box?: SecretBox): JobDefinition {
+  if (secrets && definition.vsphere) {
+    const parsed = JSON.parse(openSecrets(secrets, box)) as Secrets;
+    definition.vsphere.password = parsed.vsphere_password ?? "";
   }
+  return definition;
+}
+
+/** Plain values (written before encryption was configured) still read; sealed ones need the box. */
+function openSecrets(stored: string, box: SecretBox | undefined): string {
+  if (!isSealed(stored)) return stored;
+  if (!box) throw new FailedPreconditionError("stored passwords are encrypted: set secrets.encryption_key (HYPERVISORD_ENCRYPTION_KEY) to the key they were written with");
+  return box.open(stored);
+}
+
+/** Rows to jobs, with `box` to open sealed secrets. */
+export function jobRowReader(box?: SecretBox): (row: JobRow) => Job {
+  return (row) => readJob(row, box);
+}
+
+/** Reads rows without a secret box: sealed secrets are refused. Kept until job-queries takes its reader from jobRowReader. */
+
+function readJob(row: JobRow, box: SecretBox | undefined): Job {
+  const definition = joinSecrets(JSON.parse(row.definition) as JobDefinition, row.secrets, box);
   return {
     id: row.id,
     definition,

@@ -160,6 +160,41 @@ const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX webhook_attempts_delivery ON webhook_attempts (delivery_pk, pk);
     `,
   },
+  {
+    version: 3,
+    name: "API keys (hashed) and the audit log",
+    sql: `
+      CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,           -- 'admin' | 'operator' | 'viewer'
+        key_hash TEXT NOT NULL UNIQUE, -- hex SHA-256 of the key; the key itself is never stored
+        prefix TEXT NOT NULL,
+        source TEXT NOT NULL,         -- 'api' | 'config'
+        create_time INTEGER NOT NULL,
+        last_used_time INTEGER,
+        expire_time INTEGER,
+        revoke_time INTEGER
+      );
+
+      CREATE TABLE audit_events (
+        id INTEGER PRIMARY KEY,
+        time INTEGER NOT NULL,
+        principal TEXT NOT NULL,
+        role TEXT NOT NULL,
+        method TEXT NOT NULL,
+        transport TEXT NOT NULL,
+        peer TEXT NOT NULL,
+        code TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        request_json TEXT NOT NULL,   -- without secrets
+        duration_ms REAL NOT NULL
+      );
+      CREATE INDEX audit_events_time ON audit_events (time);
+      CREATE INDEX audit_events_method ON audit_events (method, id);
+      CREATE INDEX audit_events_principal ON audit_events (principal, id);
+    `,
+  },
 ];
 
 export function migrate(db: Database): number {

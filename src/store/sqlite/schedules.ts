@@ -3,7 +3,8 @@ import type { JobDefinition, JobState } from "../../domain/job.ts";
 import type { MissedRunPolicy, OverlapPolicy, RunTrigger, Schedule, ScheduleRun } from "../../domain/schedule.ts";
 import { InvalidArgumentError } from "../../errors.ts";
 import type { ScheduleStore } from "../store.ts";
-import { splitSecrets } from "./job-rows.ts";
+import type { SecretBox } from "../secret-box.ts";
+import { joinSecrets, splitSecrets } from "./job-rows.ts";
 
 interface ScheduleRow {
   id: string;
@@ -39,8 +40,10 @@ interface RunRow {
   end_time: number | null;
 }
 
-/** Queries on schedules and their runs; every statement prepared once. */
-export function createScheduleQueries(db: Database): ScheduleStore {
+/** Queries on schedules and their runs; every statement prepared once. `box` seals the job template's password (as a job's). */
+export function createScheduleQueries(db: Database, box?: SecretBox): ScheduleStore {
+  const toRow = (schedule: Schedule) => scheduleToRow(schedule, box);
+  const fromRow = (row: ScheduleRow) => scheduleFromRow(row, box);
   const byId = db.prepare<[string], ScheduleRow>("SELECT * FROM schedules WHERE id = ?");
   const everyRow = db.prepare<[], ScheduleRow>("SELECT * FROM schedules ORDER BY create_time, id");
   const insertRow = db.prepare(`INSERT INTO schedules
@@ -106,7 +109,7 @@ export function createScheduleQueries(db: Database): ScheduleStore {
     }
     const rows = page.all({ after_time: afterTime, after_id: query.after ?? "", tags: JSON.stringify(query.tags ?? {}), limit: query.limit + 1 });
     const more = rows.length > query.limit;
-    const schedules = (more ? rows.slice(0, query.limit) : rows).map(scheduleFromRow);
+    const schedules = (more ? rows.slice(0, query.limit) : rows).map(fromRow);
     return { schedules, next: more ? schedules[schedules.length - 1]!.id : undefined };
   }
 
@@ -124,14 +127,14 @@ export function createScheduleQueries(db: Database): ScheduleStore {
   }
 
   return {
-    insert: (schedule) => void insertRow.run(scheduleToRow(schedule)),
+    insert: (schedule) => void insertRow.run(toRow(schedule)),
     get(id) {
       const row = byId.get(id);
-      return row && scheduleFromRow(row);
+      return row && fromRow(row);
     },
     list,
-    all: () => everyRow.all().map(scheduleFromRow),
-    update: (schedule) => updateRow.run(scheduleToRow(schedule)).changes > 0,
+    all: () => everyRow.all().map(fromRow),
+    update: (schedule) => updateRow.run(toRow(schedule)).changes > 0,
     delete: remove,
     setNextRunTime: (id, time) => void updateNextRun.run(time ?? null, id),
     recordRun,
@@ -145,8 +148,8 @@ function deletedCursor(what: string, id: string): InvalidArgumentError {
   return new InvalidArgumentError("page_token", `the ${what} the previous page ended with (${id}) no longer exists; list again from the first page`);
 }
 
-function scheduleToRow(schedule: Schedule): ScheduleRow {
-  const template = splitSecrets(schedule.jobTemplate);
+function scheduleToRow(schedule: Schedule, box: SecretBox | undefined): ScheduleRow {
+  const template = splitSecrets(schedule.jobTemplate, box);
   return {
     id: schedule.id,
     name: schedule.name,
@@ -167,14 +170,14 @@ function scheduleToRow(schedule: Schedule): ScheduleRow {
   };
 }
 
-function scheduleFromRow(row: ScheduleRow): Schedule {
+function scheduleFromRow(row: ScheduleRow, box: SecretBox | undefined): Schedule {
   return {
     id: row.id,
     name: row.name,
     description: row.description,
     cron: row.cron,
     timeZone: row.time_zone,
-    jobTemplate: withSecrets(JSON.parse(row.job_template) as JobDefinition, row.secrets),
+    jobTemplate: joinSecrets(JSON.parse(row.job_template) as JobDefinition, row.secrets, box),
     enabled: row.enabled === 1,
     tags: JSON.parse(row.tags) as Record<string, string>,
     overlapPolicy: row.overlap_policy as OverlapPolicy,
@@ -185,15 +188,6 @@ function scheduleFromRow(row: ScheduleRow): Schedule {
     lastRunTime: row.last_run_time ?? undefined,
     runCount: row.run_count,
   };
-}
-
-/** The inverse of splitSecrets (the same { vsphere_password } shape as a job's secrets column). */
-function withSecrets(definition: JobDefinition, secrets: string | null): JobDefinition {
-  if (secrets && definition.vsphere) {
-    const parsed = JSON.parse(secrets) as { vsphere_password?: string };
-    definition.vsphere.password = parsed.vsphere_password ?? "";
-  }
-  return definition;
 }
 
 function runFromRow(row: RunRow): ScheduleRun {

@@ -3,9 +3,12 @@ import path from "node:path";
 import Database from "better-sqlite3";
 import type { Job, JobTransition } from "../../domain/job.ts";
 import { jobEvent, scheduleTriggeredEvent } from "../../webhooks/events.ts";
+import type { SecretBox } from "../secret-box.ts";
 import type { Store, WebhookStore } from "../store.ts";
 import { createJobQueries } from "./job-queries.ts";
 import { createLogQueries } from "./logs.ts";
+import { createApiKeyQueries } from "./api-keys.ts";
+import { createAuditQueries } from "./audit.ts";
 import { migrate } from "./migrations.ts";
 import { createProfileQueries } from "./profiles.ts";
 import { createScheduleQueries } from "./schedules.ts";
@@ -15,6 +18,8 @@ export interface SqliteStoreOptions {
   dataDir: string;
   /** Per-job cap on stored log bytes. */
   maxLogBytesPerJob: number;
+  /** secrets.encryption_key: stored vSphere passwords are sealed with it; without it they are stored as before. */
+  secretBox?: SecretBox;
 }
 
 export const DATABASE_FILE = "hypervisord.db";
@@ -30,7 +35,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
   db.pragma("busy_timeout = 5000");
   migrate(db);
 
-  const schedules = createScheduleQueries(db);
+  const schedules = createScheduleQueries(db, options.secretBox);
   const profiles = createProfileQueries(db);
   const outbox = createWebhookQueries(db);
   const webhookListeners: (() => void)[] = [];
@@ -59,7 +64,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
       announce(job, transition);
     },
     afterTransition: announce,
-  });
+  }, options.secretBox);
   const logs = createLogQueries(db, { maxBytesPerJob: options.maxLogBytesPerJob });
   const getMeta = db.prepare<[string], { value: string }>("SELECT value FROM meta WHERE key = ?");
   const setMeta = db.prepare("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value");
@@ -87,6 +92,8 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     schedules,
     profiles,
     webhooks,
+    apiKeys: createApiKeyQueries(db),
+    audit: createAuditQueries(db),
     onWebhookEvents: (listener) => void webhookListeners.push(listener),
     close: () => db.close(),
   };

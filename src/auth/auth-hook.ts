@@ -1,0 +1,113 @@
+import { HypervisordService } from "../../gen/hypervisord/v1/service_pb.js";
+import type { Call, CallHook, Principal } from "../api/call-hooks.ts";
+import type { CallContext } from "../api/handlers.ts";
+import type { ApiKey, Role } from "../domain/access.ts";
+import { HypervisordError } from "../errors.ts";
+import type { ApiKeyStore } from "../store/store.ts";
+import { hashApiKey } from "./api-key.ts";
+import { accessOf, roleAllows, type Access } from "./roles.ts";
+import type { AuthMode } from "./startup-rule.ts";
+
+export interface AuthHookOptions {
+  store: ApiKeyStore;
+  /** From authStartupRule. */
+  mode: AuthMode;
+  /**
+   * The role of a caller that a verified client certificate authenticates (and that sends no key).
+   * Default "operator": the CA vouches for a machine, and administration (keys, audit) takes an admin key.
+   */
+  clientCertificateRole?: Role;
+  now?: () => number;
+}
+
+/** last_used_time is written at most this often per key: a busy key must not cost a write per call. */
+const TOUCH_INTERVAL_MS = 60_000;
+const ANONYMOUS: Principal = { kind: "anonymous", id: "anonymous", name: "anonymous", role: "admin" };
+const MINIMUM_ROLE: Record<Access, Role> = { read: "viewer", operate: "operator", admin: "admin" };
+const MISSING = "missing API key: send authorization: Bearer <key> or x-api-key";
+/** The same words for an unknown and a revoked key: a caller learns nothing about which keys exist. */
+const INVALID = "invalid API key";
+
+/**
+ * Authentication of HypervisordService calls: sets call.principal from an API key (authorization:
+ * Bearer, or x-api-key), else a verified client certificate, else (when the mode lets it) the anonymous
+ * admin; refuses the call (UNAUTHENTICATED) otherwise. Other services (grpc.health.v1) pass untouched,
+ * so that probes need no key. createRoleHook, later in the chain, decides what the principal may call.
+ */
+export function createAuthHook(options: AuthHookOptions): CallHook {
+  const { store, mode } = options;
+  const now = options.now ?? Date.now;
+  const certificateRole = options.clientCertificateRole ?? "operator";
+  const lastTouch = new Map<string, number>();
+
+  function touch(key: ApiKey, time: number): void {
+    const last = lastTouch.get(key.id) ?? key.lastUsedTime ?? -Infinity;
+    if (time - last < TOUCH_INTERVAL_MS) return;
+    store.touch(key.id, time);
+    lastTouch.set(key.id, time);
+  }
+
+  function byKey(presented: string): Principal {
+    const time = now();
+    const key = store.byHash(hashApiKey(presented));
+    if (!key || key.revokeTime !== undefined) throw unauthenticated(INVALID);
+    if (key.expireTime !== undefined && key.expireTime <= time) throw unauthenticated("API key expired: ask an admin for a new one");
+    touch(key, time);
+    return { kind: "api_key", id: key.id, name: key.name, role: key.role };
+  }
+
+  function authenticate(context: CallContext): Principal {
+    const presented = presentedKey(context);
+    if (presented !== undefined) return byKey(presented);
+    const certificate = context.clientCertificate;
+    if (certificate) return { kind: "client_certificate", id: certificate.subject, name: certificate.subject, role: certificateRole };
+    if (mode === "open" || (mode === "open-until-keys" && store.countUsable(now()) === 0)) return ANONYMOUS;
+    throw unauthenticated(MISSING);
+  }
+
+  return {
+    before(call: Call) {
+      if (call.service !== HypervisordService.typeName) return;
+      call.principal = authenticate(call.context);
+    },
+  };
+}
+
+/**
+ * Authorization: refuses (PERMISSION_DENIED) an RPC that the principal's role may not call, by the
+ * table in roles.ts. A hook of its own, so that hooks between the two (audit) see refused calls too.
+ */
+export function createRoleHook(): CallHook {
+  return {
+    before(call: Call) {
+      if (call.service !== HypervisordService.typeName) return;
+      const principal = call.principal;
+      // Fails closed: a chain that lost its authentication hook refuses everything.
+      if (!principal) throw new Error("createRoleHook runs after createAuthHook, which sets call.principal");
+      if (!roleAllows(principal.role, call.method)) throw permissionDenied(principal, call.method);
+    },
+  };
+}
+
+/** The key from `authorization: Bearer <key>` or `x-api-key: <key>`; undefined when neither is sent. */
+function presentedKey(context: CallContext): string | undefined {
+  const authorization = context.header("authorization")?.trim();
+  if (authorization) {
+    const match = /^bearer\s+(\S+)$/i.exec(authorization);
+    if (!match) throw unauthenticated("authorization: expected \"Bearer <key>\"");
+    return match[1]!;
+  }
+  const key = context.header("x-api-key")?.trim();
+  return key || undefined;
+}
+
+function unauthenticated(message: string): HypervisordError {
+  return new HypervisordError("UNAUTHENTICATED", message);
+}
+
+function permissionDenied(principal: Principal, method: string): HypervisordError {
+  const access = accessOf(method);
+  const needs = access ? `: it needs the ${MINIMUM_ROLE[access]} role${access === "admin" ? "" : " or above"}` : "";
+  const who = principal.kind === "anonymous" ? "anonymous" : `${principal.kind === "api_key" ? "API key" : "client certificate"} "${principal.name}"`;
+  return new HypervisordError("PERMISSION_DENIED", `role ${principal.role} (${who}) may not call ${method}${needs}`);
+}

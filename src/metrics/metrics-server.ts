@@ -1,0 +1,33 @@
+import http from "node:http";
+import type net from "node:net";
+import type { ListenAddress } from "../config/parse-value.ts";
+import type { Metrics } from "./metrics.ts";
+
+export interface MetricsServer {
+  readonly port: number;
+  /** Stops accepting and closes every connection (a scrape cut short is retried by Prometheus). */
+  close(): Promise<void>;
+}
+
+/** A listener of its own for GET /metrics (e.g. on an internal interface), 404 for anything else. */
+export function startMetricsServer(address: ListenAddress, metrics: Pick<Metrics, "httpRoute">): Promise<MetricsServer> {
+  const server = http.createServer((req, res) => {
+    const path = (req.url ?? "/").split("?")[0];
+    if (path === "/metrics") return void metrics.httpRoute(req, res);
+    res.writeHead(404, { "content-type": "text/plain; charset=utf-8" });
+    res.end("not found; metrics are at /metrics\n");
+  });
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(address.port, address.host, () => {
+      server.off("error", reject);
+      resolve({
+        port: (server.address() as net.AddressInfo).port,
+        close: () => new Promise<void>((done, fail) => {
+          server.close((err) => (err ? fail(err) : done()));
+          server.closeAllConnections();
+        }),
+      });
+    });
+  });
+}

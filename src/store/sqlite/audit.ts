@@ -1,0 +1,84 @@
+import type { Database, Statement } from "better-sqlite3";
+import type { AuditEvent } from "../../domain/access.ts";
+import type { AuditStore } from "../store.ts";
+
+interface AuditRow {
+  id: number;
+  time: number;
+  principal: string;
+  role: string;
+  method: string;
+  transport: string;
+  peer: string;
+  code: string;
+  resource: string;
+  request_json: string;
+  duration_ms: number;
+}
+
+type ListQuery = Parameters<AuditStore["list"]>[0];
+
+const fromRow = (row: AuditRow): AuditEvent => ({
+  id: row.id,
+  time: row.time,
+  principal: row.principal,
+  role: row.role,
+  method: row.method,
+  transport: row.transport,
+  peer: row.peer,
+  code: row.code,
+  resource: row.resource,
+  requestJson: row.request_json,
+  durationMs: row.duration_ms,
+});
+
+/** Filters by the columns that have an index ((method, id), (principal, id), (time)); each combination gets its own statement. */
+const FILTERS = [
+  { name: "method", sql: "method = @method" },
+  { name: "principal", sql: "principal = @principal" },
+  { name: "since", sql: "time >= @since" },
+] as const;
+
+/** The audit log: appended to once per mutating call, read newest first. */
+export function createAuditQueries(db: Database): AuditStore {
+  const insert = db.prepare(`INSERT INTO audit_events (time, principal, role, method, transport, peer, code, resource, request_json, duration_ms)
+    VALUES (@time, @principal, @role, @method, @transport, @peer, @code, @resource, @request_json, @duration_ms)`);
+  // Prepared once per combination of filters used (at most 8), so that SQLite plans each with the index that fits.
+  const lists = new Map<string, Statement<Record<string, unknown>, AuditRow>>();
+  const listStatement = (query: ListQuery) => {
+    const used = FILTERS.filter((f) => query[f.name] !== undefined);
+    const key = used.map((f) => f.name).join(",");
+    let statement = lists.get(key);
+    if (!statement) {
+      const where = ["id < @before", ...used.map((f) => f.sql)].join(" AND ");
+      statement = db.prepare<Record<string, unknown>, AuditRow>(`SELECT * FROM audit_events WHERE ${where} ORDER BY id DESC LIMIT @limit`);
+      lists.set(key, statement);
+    }
+    return statement;
+  };
+
+  return {
+    append(event) {
+      insert.run({
+        time: event.time,
+        principal: event.principal,
+        role: event.role,
+        method: event.method,
+        transport: event.transport,
+        peer: event.peer,
+        code: event.code,
+        resource: event.resource,
+        request_json: event.requestJson,
+        duration_ms: event.durationMs,
+      });
+    },
+    list(query) {
+      const params: Record<string, unknown> = { before: query.before ?? Number.MAX_SAFE_INTEGER, limit: query.limit + 1 };
+      for (const f of FILTERS) if (query[f.name] !== undefined) params[f.name] = query[f.name];
+      const rows = listStatement(query).all(params);
+      const more = rows.length > query.limit;
+      const events = (more ? rows.slice(0, query.limit) : rows).map(fromRow);
+      return { events, next: more ? events[events.length - 1]!.id : undefined };
+    },
+  };
+}

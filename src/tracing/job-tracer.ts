@@ -1,0 +1,97 @@
+import type { Attributes, Context, Span } from "@opentelemetry/api";
+import { HypervisordError } from "../errors.ts";
+import type { Tracing, TracingSdk } from "./tracing.ts";
+
+export interface PhaseSpan {
+  end(error?: unknown): void;
+}
+
+/** One attempt of one job. Every method is cheap and safe to call after end() (then it does nothing). */
+export interface JobSpan {
+  /**
+   * Follows the progress `phase` strings ("connecting", "lease", "downloading", "packaging", "converting",
+   * ...): a new name ends the open phase span and starts the next, as a child of the job span; the same
+   * name again (every progress update repeats it) does nothing.
+   */
+  phaseChanged(phase: string): void;
+  /**
+   * A span of its own for one piece of work, e.g. `phase("download", { "hypervisord.file": "disk-1.vmdk" })`
+   * per disk (they may overlap): a child of the open phaseChanged span, else of the job span.
+   */
+  phase(name: string, attributes?: Attributes): PhaseSpan;
+  /** Ends the open phase (with the same error) and the job span. */
+  end(error?: unknown): void;
+}
+
+export interface JobTracer {
+  startJob(job: { id: string; definition: { provider: string; vm: string } }, attempt: number): JobSpan;
+}
+
+const NOOP_PHASE: PhaseSpan = { end() {} };
+const NOOP_JOB: JobSpan = { phaseChanged() {}, phase: () => NOOP_PHASE, end() {} };
+/** Without tracing (also a default for code that is given no tracer): one shared no-op span. */
+export const NOOP_JOB_TRACER: JobTracer = { startJob: () => NOOP_JOB };
+
+/**
+ * Spans of job attempts: "hypervisord.job" with a child per phase, all with hypervisord.job_id. A job
+ * span is the root of a trace of its own: a job starts in the engine after the SubmitJob call has
+ * returned (or from a schedule, or after a restart), so it is neither that call's child nor linked to it.
+ * Without tracing, one shared no-op object: nothing is allocated per job.
+ */
+export function jobTracer(tracing: Tracing): JobTracer {
+  const sdk = tracing.sdk;
+  return sdk ? { startJob: (job, attempt) => startJobSpan(sdk, job, attempt) } : NOOP_JOB_TRACER;
+}
+
+function startJobSpan(sdk: TracingSdk, job: Parameters<JobTracer["startJob"]>[0], attempt: number): JobSpan {
+  const { tracer, api } = sdk;
+  const jobId = { "hypervisord.job_id": job.id };
+  const root = tracer.startSpan("hypervisord.job", {
+    kind: api.SpanKind.INTERNAL,
+    root: true,
+    attributes: { ...jobId, "hypervisord.attempt": attempt, "hypervisord.provider": job.definition.provider, "hypervisord.vm": job.definition.vm },
+  }, api.ROOT_CONTEXT);
+  const rootContext = api.trace.setSpan(api.ROOT_CONTEXT, root);
+  let current: { name: string; span: Span; context: Context } | undefined;
+  let ended = false;
+
+  const finish = (span: Span, error: unknown) => {
+    if (error !== undefined) {
+      const code = error instanceof HypervisordError ? error.code : "INTERNAL";
+      span.setAttribute("hypervisord.error_code", code);
+      span.setStatus({ code: api.SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) });
+    }
+    span.end();
+  };
+  const endCurrent = (error?: unknown) => {
+    if (current) finish(current.span, error);
+    current = undefined;
+  };
+
+  return {
+    phaseChanged(phase) {
+      if (ended || current?.name === phase) return;
+      endCurrent();
+      const span = tracer.startSpan(phase, { attributes: { ...jobId, "hypervisord.phase": phase } }, rootContext);
+      current = { name: phase, span, context: api.trace.setSpan(rootContext, span) };
+    },
+    phase(name, attributes) {
+      if (ended) return NOOP_PHASE;
+      const span = tracer.startSpan(name, { attributes: { ...attributes, ...jobId, "hypervisord.phase": name } }, current?.context ?? rootContext);
+      let open = true;
+      return {
+        end(error?: unknown) {
+          if (!open) return;
+          open = false;
+          finish(span, error);
+        },
+      };
+    },
+    end(error) {
+      if (ended) return;
+      ended = true;
+      endCurrent(error);
+      finish(root, error);
+    },
+  };
+}

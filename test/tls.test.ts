@@ -1,0 +1,443 @@
+// TLS and mTLS on both listeners through the real daemon, with certificates made by the openssl CLI:
+// gRPC (grpc-js), HTTPS JSON over HTTP/1.1 (undici) and over h2 (node:http2). Then encryption at rest:
+// the secret box itself, and the jobs and schedules tables read straight from the SQLite file.
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import fs from "node:fs";
+import http2 from "node:http2";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import { create } from "@bufbuild/protobuf";
+import * as grpc from "@grpc/grpc-js";
+import Database from "better-sqlite3";
+import { Agent, fetch } from "undici";
+import { HypervisordService } from "../gen/hypervisord/v1/service_pb.js";
+import { CLIENT_CERT_HEADER, encodeClientCertificate } from "../src/auth/client-certificate.ts";
+import { grpcServiceDefinition } from "../src/server/grpc-server.ts";
+import { createSecretBox, isSealed } from "../src/store/secret-box.ts";
+import { DATABASE_FILE } from "../src/store/sqlite/sqlite-store.ts";
+import { spawnDaemon, tempDir, type DaemonProcess, type SpawnOptions } from "./support/daemon-process.ts";
+
+const ADMIN_KEY = `hvd_tls-test-admin-key-${"k".repeat(26)}`;
+const CLIENT_SUBJECT = "CN=backup-runner,O=Example";
+const PASSWORD = "vSphere-Pa55word-that-must-not-be-stored";
+
+const openssl = opensslVersion();
+const skipTls = openssl ? false : "the openssl CLI is not installed (Debian package openssl): no certificates to test TLS with";
+if (skipTls) console.log(`# skipping the TLS tests: ${skipTls}`);
+
+function opensslVersion(): string | undefined {
+  try {
+    return execFileSync("openssl", ["version"], { encoding: "utf8" }).trim();
+  } catch {
+    return undefined;
+  }
+}
+
+interface Pki {
+  dir: string;
+  ca: Buffer;
+  serverCert: string;
+  serverKey: string;
+  clientCaFile: string;
+  client: { cert: Buffer; key: Buffer };
+  /** Signed by another CA: the daemon must not trust it. */
+  stranger: { cert: Buffer; key: Buffer };
+}
+
+/** A CA, a server certificate for 127.0.0.1/localhost, and client certificates from that CA and from another. */
+function makePki(): Pki {
+  const dir = tempDir("pki");
+  const run = (...args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: ["ignore", "pipe", "pipe"] });
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  const ca = (name: string) => run("req", "-x509", ...ec, "-keyout", `${name}.key`, "-out", `${name}.pem`, "-days", "2", "-subj", `/CN=hypervisord test ${name}`);
+  const leaf = (name: string, subject: string, signer: string, extensions: string) => {
+    fs.writeFileSync(path.join(dir, `${name}.ext`), extensions);
+    run("req", ...ec, "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", subject);
+    run("x509", "-req", "-in", `${name}.csr`, "-CA", `${signer}.pem`, "-CAkey", `${signer}.key`, "-set_serial", String(Date.now()),
+      "-out", `${name}.pem`, "-days", "2", "-extfile", `${name}.ext`);
+  };
+  ca("ca");
+  ca("other-ca");
+  leaf("server", "/CN=localhost", "ca", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n");
+  leaf("client", "/CN=backup-runner/O=Example", "ca", "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n");
+  leaf("stranger", "/CN=stranger", "other-ca", "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n");
+  const read = (file: string) => fs.readFileSync(path.join(dir, file));
+  return {
+    dir,
+    ca: read("ca.pem"),
+    serverCert: path.join(dir, "server.pem"),
+    serverKey: path.join(dir, "server.key"),
+    clientCaFile: path.join(dir, "ca.pem"),
+    client: { cert: read("client.pem"), key: read("client.key") },
+    stranger: { cert: read("stranger.pem"), key: read("stranger.key") },
+  };
+}
+
+/** Spawns the daemon expecting it to refuse to start with `message`; one that starts anyway is stopped (not leaked) and fails the test. */
+async function assertRefusesToStart(options: SpawnOptions, message: RegExp): Promise<string> {
+  let daemon: DaemonProcess;
+  try {
+    daemon = await spawnDaemon(options);
+  } catch (err) {
+    assert.match((err as Error).message, message);
+    return (err as Error).message;
+  }
+  await daemon.stop();
+  return assert.fail(`the daemon started; expected it to refuse with ${message}`);
+}
+
+function configFile(yaml: string): string {
+  const file = path.join(tempDir("tls-config"), "hypervisord.yaml");
+  fs.writeFileSync(file, yaml);
+  return file;
+}
+
+const tlsConfig = (pki: Pki, extra = "") => configFile([
+  "tls:",
+  `  cert_file: ${pki.serverCert}`,
+  `  key_file: ${pki.serverKey}`,
+  extra,
+  "auth:",
+  "  api_keys:",
+  `    - {name: root, key: ${ADMIN_KEY}, role: admin}`,
+  "",
+].join("\n"));
+
+interface Outcome {
+  code: number;
+  details: string;
+  response?: Record<string, any>;
+}
+
+/** grpc-js sends the target host as TLS server name, which may not be an IP address (RFC 6066): the certificate's DNS name is used. */
+function grpcClient(address: string, credentials: grpc.ChannelCredentials) {
+  const Ctor = grpc.makeGenericClientConstructor(grpcServiceDefinition(HypervisordService), "HypervisordService");
+  const client = new Ctor(address, credentials, { "grpc.ssl_target_name_override": "localhost" }) as unknown as grpc.Client & Record<string, (...args: unknown[]) => any>;
+  return {
+    unary(name: string, request: object, headers: Record<string, string> = {}): Promise<Outcome> {
+      const method = HypervisordService.methods.find((m) => m.name === name)!;
+      const metadata = new grpc.Metadata();
+      for (const [key, value] of Object.entries(headers)) metadata.set(key, value);
+      return new Promise((resolve) => {
+        client[name]!(create(method.input, request as never), metadata, { deadline: Date.now() + 10_000 }, (err: grpc.ServiceError | null, response: Record<string, any>) =>
+          resolve(err ? { code: err.code, details: err.details } : { code: grpc.status.OK, details: "", response }));
+      });
+    },
+    close: () => client.close(),
+  };
+}
+
+const httpsUrl = (daemon: DaemonProcess) => `https://${daemon.httpAddress}`;
+
+/** Connect JSON over HTTPS/1.1 with undici (its fetch with its Agent: the CA, and a client certificate when given). */
+async function postHttps(daemon: DaemonProcess, method: string, body: unknown, connect: { ca: Buffer; cert?: Buffer; key?: Buffer }, headers: Record<string, string> = {}) {
+  const dispatcher = new Agent({ connect });
+  try {
+    const response = await fetch(`${httpsUrl(daemon)}/hypervisord.v1.HypervisordService/${method}`, {
+      method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body), dispatcher,
+    });
+    return { status: response.status, body: (await response.json()) as Record<string, any> };
+  } finally {
+    await dispatcher.close();
+  }
+}
+
+/** Connect JSON over h2 with node:http2; also returns the protocol ALPN settled on. */
+function postH2(daemon: DaemonProcess, method: string, body: unknown, options: http2.SecureClientSessionOptions, headers: Record<string, string> = {}) {
+  return new Promise<{ status: number; alpn: string | false | undefined; body: Record<string, any> }>((resolve, reject) => {
+    const session = http2.connect(httpsUrl(daemon), options);
+    session.once("error", reject);
+    const request = session.request({
+      ":method": "POST", ":path": `/hypervisord.v1.HypervisordService/${method}`, "content-type": "application/json", ...headers,
+    });
+    const chunks: Buffer[] = [];
+    let status = 0;
+    request.once("response", (h) => void (status = Number(h[":status"])));
+    request.on("data", (chunk: Buffer) => chunks.push(chunk));
+    request.once("error", reject);
+    request.once("end", () => {
+      const alpn = session.alpnProtocol;
+      session.close();
+      resolve({ status, alpn, body: JSON.parse(Buffer.concat(chunks).toString() || "{}") });
+    });
+    request.end(JSON.stringify(body));
+  });
+}
+
+describe("TLS on both listeners", { skip: skipTls }, () => {
+  let pki: Pki;
+  let daemon: DaemonProcess;
+  before(async () => {
+    pki = makePki();
+    daemon = await spawnDaemon({ args: ["--config", tlsConfig(pki)] });
+  });
+  after(() => daemon?.stop());
+
+  test("gRPC over TLS with the CA as root; a plaintext client gets nowhere", async () => {
+    const client = grpcClient(daemon.grpcAddress, grpc.credentials.createSsl(pki.ca));
+    const plain = grpcClient(daemon.grpcAddress, grpc.credentials.createInsecure());
+    try {
+      const status = await client.unary("GetStatus", {}, { authorization: `Bearer ${ADMIN_KEY}` });
+      assert.equal(status.code, grpc.status.OK, status.details);
+      assert.equal((await client.unary("GetStatus", {})).code, grpc.status.UNAUTHENTICATED);
+      assert.equal((await plain.unary("GetStatus", {}, { authorization: `Bearer ${ADMIN_KEY}` })).code, grpc.status.UNAVAILABLE);
+    } finally {
+      client.close();
+      plain.close();
+    }
+  });
+
+  test("HTTPS JSON over HTTP/1.1 (undici) and over h2 (node:http2); /healthz too; plain HTTP is refused", async () => {
+    const h1 = await postHttps(daemon, "GetStatus", {}, { ca: pki.ca }, { "x-api-key": ADMIN_KEY });
+    assert.equal(h1.status, 200, JSON.stringify(h1.body));
+    assert.ok(h1.body.version);
+    assert.equal((await postHttps(daemon, "GetStatus", {}, { ca: pki.ca })).status, 401);
+    const h2 = await postH2(daemon, "GetStatus", {}, { ca: pki.ca }, { authorization: `Bearer ${ADMIN_KEY}` });
+    assert.equal(h2.alpn, "h2");
+    assert.equal(h2.status, 200, JSON.stringify(h2.body));
+    assert.ok(h2.body.version);
+    const dispatcher = new Agent({ connect: { ca: pki.ca } });
+    try {
+      const health = await fetch(`${httpsUrl(daemon)}/healthz`, { dispatcher });
+      assert.deepEqual(await health.json(), { status: "SERVING" });
+    } finally {
+      await dispatcher.close();
+    }
+    await assert.rejects(globalThis.fetch(`http://${daemon.httpAddress}/healthz`), "plain HTTP to the TLS port");
+  });
+
+  test("an untrusted server certificate is refused by the client (the CA really is what makes it work)", async () => {
+    await assert.rejects(postH2(daemon, "GetStatus", {}, {}), /self-signed|unable to verify|certificate/i);
+  });
+
+  test("a client-certificate header sent by a client is dropped, not believed", async () => {
+    const forged = { [CLIENT_CERT_HEADER]: encodeClientCertificate({ subject: "CN=admin", fingerprint256: "AA:BB" }) };
+    assert.equal((await postHttps(daemon, "GetStatus", {}, { ca: pki.ca }, forged)).status, 401);
+  });
+});
+
+describe("mTLS: tls.require_client_cert", { skip: skipTls }, () => {
+  let pki: Pki;
+  let daemon: DaemonProcess;
+  before(async () => {
+    pki = makePki();
+    daemon = await spawnDaemon({ args: ["--config", tlsConfig(pki, `  client_ca_file: ${pki.clientCaFile}\n  require_client_cert: true`)] });
+  });
+  after(() => daemon?.stop());
+
+  test("gRPC: without a client certificate the handshake fails; with one the caller is authenticated by it (operator)", async () => {
+    const anonymous = grpcClient(daemon.grpcAddress, grpc.credentials.createSsl(pki.ca));
+    const stranger = grpcClient(daemon.grpcAddress, grpc.credentials.createSsl(pki.ca, pki.stranger.key, pki.stranger.cert));
+    const client = grpcClient(daemon.grpcAddress, grpc.credentials.createSsl(pki.ca, pki.client.key, pki.client.cert));
+    try {
+      assert.equal((await anonymous.unary("GetStatus", {}, { authorization: `Bearer ${ADMIN_KEY}` })).code, grpc.status.UNAVAILABLE);
+      assert.equal((await stranger.unary("GetStatus", {})).code, grpc.status.UNAVAILABLE);
+      const status = await client.unary("GetStatus", {});
+      assert.equal(status.code, grpc.status.OK, status.details);
+      const submitted = await client.unary("SubmitJob", { definition: { provider: "fake", vm: "noop" } });
+      assert.equal(submitted.code, grpc.status.OK, submitted.details);
+      const denied = await client.unary("CreateApiKey", { name: "x", role: "viewer" });
+      assert.equal(denied.code, grpc.status.PERMISSION_DENIED);
+      assert.equal(denied.details, `role operator (client certificate "${CLIENT_SUBJECT}") may not call CreateApiKey: it needs the admin role`);
+      // A key sent along wins over the certificate.
+      assert.equal((await client.unary("ListApiKeys", {}, { authorization: `Bearer ${ADMIN_KEY}` })).code, grpc.status.OK);
+    } finally {
+      anonymous.close();
+      stranger.close();
+      client.close();
+    }
+  });
+
+  test("HTTPS (HTTP/1.1 and h2): refused without a client certificate, authenticated with one", async () => {
+    await assert.rejects(postHttps(daemon, "GetStatus", {}, { ca: pki.ca }, { "x-api-key": ADMIN_KEY }));
+    await assert.rejects(postHttps(daemon, "GetStatus", {}, { ca: pki.ca, ...pki.stranger }));
+    const withCert = { ca: pki.ca, ...pki.client };
+    assert.equal((await postHttps(daemon, "GetStatus", {}, withCert)).status, 200);
+    const denied = await postHttps(daemon, "CreateApiKey", { name: "x", role: "viewer" }, withCert);
+    assert.equal(denied.status, 403);
+    assert.match(denied.body.message, new RegExp(`client certificate "${CLIENT_SUBJECT}"`));
+    const h2 = await postH2(daemon, "GetStatus", {}, withCert);
+    assert.equal(h2.status, 200, JSON.stringify(h2.body));
+    // The certificate cannot be claimed by header over a connection that has another.
+    const forged = { [CLIENT_CERT_HEADER]: encodeClientCertificate({ subject: "CN=root", fingerprint256: "AA" }) };
+    const stillOperator = await postHttps(daemon, "CreateApiKey", { name: "x", role: "viewer" }, withCert, forged);
+    assert.match(stillOperator.body.message, new RegExp(`client certificate "${CLIENT_SUBJECT}"`));
+  });
+});
+
+describe("mTLS optional: tls.client_ca_file without require_client_cert", { skip: skipTls }, () => {
+  let pki: Pki;
+  let daemon: DaemonProcess;
+  before(async () => {
+    pki = makePki();
+    daemon = await spawnDaemon({ args: ["--config", tlsConfig(pki, `  client_ca_file: ${pki.clientCaFile}`)] });
+  });
+  after(() => daemon?.stop());
+
+  test("a trusted certificate authenticates; no certificate or an untrusted one connects but needs a key (both transports)", async () => {
+    const clients = {
+      trusted: grpcClient(daemon.grpcAddress, grpc.credentials.createSsl(pki.ca, pki.client.key, pki.client.cert)),
+      none: grpcClient(daemon.grpcAddress, grpc.credentials.createSsl(pki.ca)),
+      stranger: grpcClient(daemon.grpcAddress, grpc.credentials.createSsl(pki.ca, pki.stranger.key, pki.stranger.cert)),
+    };
+    try {
+      assert.equal((await clients.trusted.unary("SubmitJob", { definition: { provider: "fake", vm: "noop" } })).code, grpc.status.OK);
+      assert.equal((await clients.none.unary("GetStatus", {})).code, grpc.status.UNAUTHENTICATED);
+      assert.equal((await clients.none.unary("GetStatus", {}, { "x-api-key": ADMIN_KEY })).code, grpc.status.OK);
+      assert.equal((await clients.stranger.unary("GetStatus", {})).code, grpc.status.UNAUTHENTICATED);
+    } finally {
+      for (const client of Object.values(clients)) client.close();
+    }
+    assert.equal((await postHttps(daemon, "GetStatus", {}, { ca: pki.ca, ...pki.client })).status, 200);
+    assert.equal((await postH2(daemon, "GetStatus", {}, { ca: pki.ca, ...pki.client })).status, 200);
+    assert.equal((await postHttps(daemon, "GetStatus", {}, { ca: pki.ca })).status, 401);
+    assert.equal((await postHttps(daemon, "GetStatus", {}, { ca: pki.ca, ...pki.stranger })).status, 401);
+  });
+});
+
+describe("TLS configuration errors stop the start", { skip: skipTls }, () => {
+  test("require_client_cert without a client CA; a key that does not match the certificate", async () => {
+    const pki = makePki();
+    await assertRefusesToStart({ args: ["--config", tlsConfig(pki, "  require_client_cert: true")] }, /tls\.require_client_cert needs tls\.client_ca_file/);
+    const mismatched = configFile(`tls:\n  cert_file: ${pki.serverCert}\n  key_file: ${path.join(pki.dir, "client.key")}\n`);
+    await assertRefusesToStart({ args: ["--config", mismatched] }, /tls\.cert_file .*key values mismatch/);
+  });
+});
+
+describe("secret box", () => {
+  const key = randomBytes(32).toString("base64");
+
+  test("round trip; a new IV each time; the v1:<iv>:<ciphertext+tag> format", () => {
+    const box = createSecretBox(key);
+    const a = box.seal(PASSWORD);
+    const b = box.seal(PASSWORD);
+    assert.notEqual(a, b);
+    assert.match(a, /^v1:[A-Za-z0-9+/]{16}:[A-Za-z0-9+/=]+$/);
+    assert.equal(Buffer.from(a.split(":")[1]!, "base64").length, 12);
+    assert.ok(isSealed(a));
+    assert.ok(!a.includes(PASSWORD));
+    assert.equal(box.open(a), PASSWORD);
+    assert.equal(box.open(box.seal("")), "");
+    assert.equal(box.open(box.seal("pässwörd ✓")), "pässwörd ✓");
+  });
+
+  test("tampering and another key are detected", () => {
+    const box = createSecretBox(key);
+    const sealed = box.seal(PASSWORD);
+    const [, iv, body] = sealed.split(":") as [string, string, string];
+    const flip = (text: string, at: number) => {
+      const bytes = Buffer.from(text, "base64");
+      bytes[at] = bytes[at]! ^ 1;
+      return bytes.toString("base64");
+    };
+    const bodyLength = Buffer.from(body, "base64").length;
+    for (const altered of [`v1:${flip(iv, 0)}:${body}`, `v1:${iv}:${flip(body, 0)}`, `v1:${iv}:${flip(body, bodyLength - 1)}`]) {
+      assert.throws(() => box.open(altered), /does not decrypt: it was altered, or encrypted with another secrets\.encryption_key/);
+    }
+    assert.throws(() => box.open(`v1:${iv}:${Buffer.from(body, "base64").subarray(0, 8).toString("base64")}`), /truncated or damaged/);
+    assert.throws(() => box.open("v2:abc:def"), /not in the v1:<iv>:<ciphertext> format/);
+    assert.throws(() => createSecretBox(randomBytes(32).toString("base64")).open(sealed), /encrypted with another secrets\.encryption_key/);
+  });
+
+  test("a key that is not base64 of 32 bytes is refused, naming secrets.encryption_key and never echoing the key", () => {
+    const short = randomBytes(16).toString("base64");
+    assert.throws(() => createSecretBox(short), (err: Error) => /^secrets\.encryption_key: decodes to 16 bytes, expected 32/.test(err.message) && !err.message.includes(short));
+    assert.throws(() => createSecretBox("not base64 at all!"), /^Error: secrets\.encryption_key: not base64/);
+    assert.throws(() => createSecretBox(""), /secrets\.encryption_key: decodes to 0 bytes/);
+  });
+});
+
+describe("encryption at rest (secrets.encryption_key)", () => {
+  const key = randomBytes(32).toString("base64");
+  const vsphere = { url: "https://vcenter.example.com/sdk", username: "backup", password: PASSWORD };
+  const definition = (requestId: string, password = PASSWORD) => ({ provider: "fake", vm: "web-01?size=1000&delayMs=0", requestId, vsphere: { ...vsphere, password } });
+
+  /** Every text cell of the jobs and schedules tables, read straight from the file. */
+  function storedCells(dataDir: string) {
+    const db = new Database(path.join(dataDir, DATABASE_FILE), { readonly: true, fileMustExist: true });
+    try {
+      const rows = (table: string) => db.prepare(`SELECT * FROM ${table}`).all() as Record<string, unknown>[];
+      return { jobs: rows("jobs"), schedules: rows("schedules") };
+    } finally {
+      db.close();
+    }
+  }
+
+  async function waitForJob(client: ReturnType<typeof grpcClient>, jobId: string): Promise<void> {
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const got = await client.unary("GetJob", { jobId });
+      assert.equal(got.code, grpc.status.OK, got.details);
+      if (got.response!.job.endTime) return;
+      if (Date.now() > deadline) assert.fail(`job ${jobId} did not finish`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  test("passwords are stored sealed (v1:), still work after a restart, legacy plain ones still read; without the key the daemon says why", async (t) => {
+    const dataDir = tempDir("encrypted-data");
+    const outputRoot = tempDir("encrypted-exports");
+    const options = (env: Record<string, string> = {}): SpawnOptions => ({ dataDir, outputRoot, env, args: ["--config", configFile("")] });
+    const start = (env?: Record<string, string>) => spawnDaemon(options(env));
+
+    // A job written before encryption was configured: its password is stored plain.
+    let daemon = await start();
+    let client = grpcClient(daemon.grpcAddress, grpc.credentials.createInsecure());
+    // Whatever fails, the daemon of the moment is stopped (stopping a stopped one is a no-op).
+    t.after(async () => {
+      client.close();
+      await daemon.stop();
+    });
+    const legacy = await client.unary("SubmitJob", { definition: definition("legacy") });
+    assert.equal(legacy.code, grpc.status.OK, legacy.details);
+    await waitForJob(client, legacy.response!.job.id);
+    client.close();
+    assert.equal(await daemon.stop(), 0);
+    assert.match(String(storedCells(dataDir).jobs[0]!.secrets), /^\{"vsphere_password":/);
+
+    daemon = await start({ HYPERVISORD_ENCRYPTION_KEY: key });
+    client = grpcClient(daemon.grpcAddress, grpc.credentials.createInsecure());
+    const job = await client.unary("SubmitJob", { definition: definition("sealed") });
+    assert.equal(job.code, grpc.status.OK, job.details);
+    const jobId: string = job.response!.job.id;
+    await waitForJob(client, jobId);
+    const schedule = await client.unary("CreateSchedule", { schedule: { name: "yearly", cron: "0 0 1 1 *", jobTemplate: definition("") } });
+    assert.equal(schedule.code, grpc.status.OK, schedule.details);
+    // The legacy job still reads, with its password: resubmitting it with the same password is idempotent.
+    assert.equal((await client.unary("SubmitJob", { definition: definition("legacy") })).response?.created, false);
+    client.close();
+    assert.equal(await daemon.stop(), 0);
+
+    const cells = storedCells(dataDir);
+    const sealedJob = cells.jobs.find((row) => row.id === jobId)!;
+    assert.match(String(sealedJob.secrets), /^v1:/);
+    assert.match(String(cells.schedules[0]!.secrets), /^v1:/);
+    for (const row of [...cells.jobs.filter((r) => r.id !== legacy.response!.job.id), ...cells.schedules]) {
+      for (const [column, value] of Object.entries(row)) {
+        assert.ok(!String(value).includes(PASSWORD), `the password appears in column ${column}`);
+      }
+    }
+
+    // After a restart with the key: the job loads, and its stored password is the one submitted
+    // (a request_id resubmission compares definitions, passwords included).
+    daemon = await start({ HYPERVISORD_ENCRYPTION_KEY: key });
+    client = grpcClient(daemon.grpcAddress, grpc.credentials.createInsecure());
+    const reloaded = await client.unary("GetJob", { jobId });
+    assert.equal(reloaded.code, grpc.status.OK, reloaded.details);
+    assert.equal(reloaded.response!.job.definition.vsphere.password, "", "passwords are never returned");
+    assert.equal((await client.unary("SubmitJob", { definition: definition("sealed") })).response?.created, false);
+    const other = await client.unary("SubmitJob", { definition: definition("sealed", "another password") });
+    assert.equal(other.code, grpc.status.ALREADY_EXISTS);
+    const schedules = await client.unary("ListSchedules", {});
+    assert.equal(schedules.code, grpc.status.OK, schedules.details);
+    client.close();
+    assert.equal(await daemon.stop(), 0);
+
+    // Without the key, sealed passwords cannot be read: the scheduler loads its templates at start, so the daemon refuses to start, saying why.
+    await assertRefusesToStart(options(), /stored passwords are encrypted: set secrets\.encryption_key/);
+    // With another key, neither.
+    await assertRefusesToStart(options({ HYPERVISORD_ENCRYPTION_KEY: randomBytes(32).toString("base64") }), /encrypted with another secrets\.encryption_key/);
+  });
+});
