@@ -1,0 +1,110 @@
+import { Command, Option } from "commander";
+import { JobState, type LogEntry } from "../../../gen/hypervisord/v1/job_pb.js";
+import { CancelJobResponseSchema, GetJobResponseSchema, ListJobsResponseSchema, StreamJobLogsResponseSchema } from "../../../gen/hypervisord/v1/service_pb.js";
+import { action, Interrupted, type Cli } from "../context.ts";
+import { describeError } from "../errors.ts";
+import { localIso, time } from "../format.ts";
+import type { CliIo } from "../io.ts";
+import { jobDetails, jobsTable, stateName } from "../job-view.ts";
+import { choice, collect, intOption, keyValuePairs } from "../parse.ts";
+import { followJob } from "./watch.ts";
+
+const STATES: Record<string, JobState> = {
+  queued: JobState.QUEUED, running: JobState.RUNNING, completed: JobState.COMPLETED, failed: JobState.FAILED, cancelled: JobState.CANCELLED,
+};
+
+export function jobCommands(io: CliIo): Command[] {
+  const get = new Command("get")
+    .description("show a job")
+    .argument("<job>", "job id")
+    .action(action(io, async (cli, jobId: string) => {
+      const response = await cli.client().getJob({ jobId });
+      cli.out.result(GetJobResponseSchema, response, () => jobDetails(response.job!));
+    }));
+
+  const list = new Command("list")
+    .description("list jobs, newest first")
+    .addOption(new Option("--state <state>", "queued, running, completed, failed or cancelled (repeatable, or comma-separated)")
+      .argParser((value: string, previous: JobState[] = []) => [...previous, ...value.split(",").filter(Boolean).map(choice(STATES, "--state"))]))
+    .option("--label <key=value>", "only jobs with this label (repeatable)", collect)
+    .option("--provider <name>", "only jobs of this provider")
+    .option("--schedule <id>", "only jobs created by this schedule")
+    .option("--limit <n>", "at most this many jobs (1-1000)", intOption(1, 1000), 50)
+    .action(action(io, async (cli, opts: { state?: JobState[]; label?: string[]; provider?: string; schedule?: string; limit: number }) => {
+      const response = await cli.client().listJobs({
+        states: opts.state ?? [],
+        labels: keyValuePairs(opts.label, "--label"),
+        provider: opts.provider ?? "",
+        scheduleId: opts.schedule ?? "",
+        pageSize: opts.limit,
+      });
+      cli.out.result(ListJobsResponseSchema, response, () => {
+        if (cli.out.quiet) return response.jobs.map((j) => j.id).join("\n");
+        if (response.jobs.length === 0) return "no jobs";
+        const more = BigInt(response.jobs.length) < response.totalSize ? `\n(${response.jobs.length} of ${response.totalSize} jobs; see --limit)` : "";
+        return jobsTable(response.jobs) + more;
+      });
+    }));
+
+  const cancel = new Command("cancel")
+    .description("cancel queued or running jobs")
+    .argument("<job...>", "job ids")
+    .option("--reason <text>", "recorded in the job's history")
+    .action(action(io, async (cli, jobIds: string[], opts: { reason?: string }) => {
+      const responses = [];
+      let failed = false;
+      for (const jobId of jobIds) {
+        try {
+          responses.push(await cli.client().cancelJob({ jobId, reason: opts.reason ?? "" }));
+        } catch (err) {
+          failed = true;
+          cli.out.warn(`hyperctl: cancel ${jobId}: ${describeError(err, { server: cli.options.server, apiKeyGiven: Boolean(cli.options.apiKey) }).message}`);
+        }
+      }
+      cli.out.results(CancelJobResponseSchema, responses, (r) => (cli.out.quiet ? undefined : `job ${r.job!.id} ${stateName(r.job!.state)}`));
+      return failed ? 1 : 0;
+    }));
+
+  const watch = new Command("watch")
+    .description("follow a job until it ends; exit code 0 completed, 1 failed, 2 cancelled (Ctrl-C stops watching, not the job)")
+    .argument("<job>", "job id")
+    .action(action(io, (cli, jobId: string) => followJob(cli, jobId)));
+
+  const logs = new Command("logs")
+    .description("print a job's log")
+    .argument("<job>", "job id")
+    .option("-f, --follow", "keep printing new entries until the job ends")
+    .option("--tail <n>", "only the last n entries", intOption(0, 100_000), 0)
+    .action(action(io, (cli, jobId: string, opts: { follow?: boolean; tail: number }) => printLogs(cli, jobId, opts)));
+
+  return [get, list, cancel, watch, logs];
+}
+
+async function printLogs(cli: Cli, jobId: string, opts: { follow?: boolean; tail: number }): Promise<number> {
+  const signal = opts.follow ? cli.interruptSignal() : undefined;
+  try {
+    const stream = cli.client().streamJobLogs({ jobId, tail: opts.tail, follow: opts.follow ?? false }, { signal });
+    for await (const response of stream) {
+      cli.out.streamed(StreamJobLogsResponseSchema, response, () => logLine(response.entry!));
+    }
+    return 0;
+  } catch (err) {
+    if (signal?.aborted && signal.reason instanceof Interrupted) return 130;
+    throw err;
+  }
+}
+
+/** "2026-01-02T15:04:05+01:00  INFO   message  key=value ..." */
+function logLine(entry: LogEntry): string {
+  let fields = "";
+  if (entry.fieldsJson) {
+    try {
+      fields = Object.entries(JSON.parse(entry.fieldsJson) as Record<string, unknown>)
+        .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
+        .join(" ");
+    } catch {
+      fields = entry.fieldsJson; // not JSON after all: show it as it came
+    }
+  }
+  return `${entry.time ? time(entry.time) : localIso(new Date())}  ${entry.level.toUpperCase().padEnd(5)}  ${entry.message}${fields ? `  ${fields}` : ""}`;
+}

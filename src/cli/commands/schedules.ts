@@ -1,0 +1,139 @@
+import { Command, Option } from "commander";
+import { JobState } from "../../../gen/hypervisord/v1/job_pb.js";
+import { MissedRunPolicy, OverlapPolicy, type Schedule, type ScheduleRun } from "../../../gen/hypervisord/v1/schedule_pb.js";
+import {
+  CreateScheduleResponseSchema, DeleteScheduleResponseSchema, DisableScheduleResponseSchema, EnableScheduleResponseSchema,
+  GetScheduleResponseSchema, ListScheduleRunsResponseSchema, ListSchedulesResponseSchema, TriggerScheduleResponseSchema, UpdateScheduleResponseSchema,
+} from "../../../gen/hypervisord/v1/service_pb.js";
+import { action } from "../context.ts";
+import { duration, enumName, orDash, time } from "../format.ts";
+import type { CliIo } from "../io.ts";
+import { stateName } from "../job-view.ts";
+import { choice, collect, intOption, keyValuePairs } from "../parse.ts";
+import { keyValues, table } from "../table.ts";
+import { addDefinitionOptions, definitionOf, type ExportOptions } from "./submit.ts";
+
+const OVERLAP: Record<string, OverlapPolicy> = { skip: OverlapPolicy.SKIP, queue: OverlapPolicy.QUEUE, allow: OverlapPolicy.ALLOW };
+const MISSED: Record<string, MissedRunPolicy> = { skip: MissedRunPolicy.SKIP, "run-once": MissedRunPolicy.RUN_ONCE };
+
+function schedulesTable(schedules: readonly Schedule[]): string {
+  return table(["ID", "NAME", "CRON", "TIME ZONE", "ENABLED", "NEXT RUN", "LAST RUN", "RUNS"], schedules.map((s) => [
+    s.id, s.name, s.cron, s.timeZone || "UTC", s.enabled === false ? "no" : "yes", time(s.nextRunTime), time(s.lastRunTime), String(s.runCount),
+  ]));
+}
+
+function scheduleDetails(s: Schedule): string {
+  const t = s.jobTemplate;
+  return keyValues([
+    ["ID", s.id], ["Name", s.name], ["Description", s.description || undefined], ["Cron", s.cron], ["Time zone", s.timeZone || "UTC"],
+    ["Enabled", s.enabled === false ? "no" : "yes"], ["Overlap", enumName(OverlapPolicy, s.overlapPolicy)], ["Missed runs", enumName(MissedRunPolicy, s.missedRunPolicy)],
+    ["VM", orDash(t?.vm)], ["Provider", orDash(t?.provider)], ["Output dir", t?.outputDir || undefined], ["Profile", t?.profile || undefined],
+    ["Tags", Object.keys(s.tags).length > 0 ? Object.entries(s.tags).map(([k, v]) => `${k}=${v}`).join(", ") : undefined],
+    ["Next run", time(s.nextRunTime)], ["Last run", time(s.lastRunTime)], ["Runs", String(s.runCount)],
+    ["Created", time(s.createTime)], ["Updated", time(s.updateTime)],
+  ]);
+}
+
+function runsTable(runs: readonly ScheduleRun[]): string {
+  return table(["RUN", "TRIGGER", "SCHEDULED", "JOB", "STATE", "DURATION", "SKIPPED"], runs.map((r) => [
+    r.id, r.trigger, time(r.scheduledTime), r.jobId || "-", r.state === JobState.UNSPECIFIED ? "-" : stateName(r.state),
+    r.durationSeconds > 0 ? duration(r.durationSeconds) : "-", r.skippedReason,
+  ]));
+}
+
+export function schedulesCommand(io: CliIo): Command {
+  const schedules = new Command("schedules").description("recurring exports");
+  const byId = (name: string, description: string) => new Command(name).description(description).argument("<id>", "schedule id");
+
+  schedules.addCommand(new Command("list").description("list schedules")
+    .option("--tag <key=value>", "only schedules with this tag (repeatable)", collect)
+    .option("--limit <n>", "at most this many (1-1000)", intOption(1, 1000), 100)
+    .action(action(io, async (cli, opts: { tag?: string[]; limit: number }) => {
+      const response = await cli.client().listSchedules({ tags: keyValuePairs(opts.tag, "--tag"), pageSize: opts.limit });
+      cli.out.result(ListSchedulesResponseSchema, response, () =>
+        cli.out.quiet ? response.schedules.map((s) => s.id).join("\n") : response.schedules.length ? schedulesTable(response.schedules) : "no schedules");
+    })));
+
+  schedules.addCommand(byId("get", "show a schedule").action(action(io, async (cli, id: string) => {
+    const response = await cli.client().getSchedule({ id });
+    cli.out.result(GetScheduleResponseSchema, response, () => scheduleDetails(response.schedule!));
+  })));
+
+  schedules.addCommand(addDefinitionOptions(new Command("create")
+    .description("create a schedule that exports a VM on a cron expression")
+    .argument("<name>", "schedule name")
+    .argument("<cron>", "5 fields, 6 with seconds first, or @daily-style; quote it")
+    .requiredOption("--vm <vm>", "the VM: inventory path, name, moref or UUID"))
+    .option("--time-zone <zone>", "IANA time zone of the cron expression (default UTC)")
+    .option("--description <text>", "what the schedule is for")
+    .option("--overlap <policy>", "while the previous run is going: skip, queue or allow", choice(OVERLAP, "--overlap"))
+    .option("--missed <policy>", "runs missed while the daemon was down: skip or run-once", choice(MISSED, "--missed"))
+    .option("--tag <key=value>", "tag the schedule (repeatable)", collect)
+    .option("--disabled", "create it disabled")
+    .action(action(io, async (cli, name: string, cron: string, opts: ExportOptions & {
+      timeZone?: string; description?: string; overlap?: OverlapPolicy; missed?: MissedRunPolicy; tag?: string[]; disabled?: boolean;
+    }) => {
+      const response = await cli.client().createSchedule({ schedule: {
+        name, cron, timeZone: opts.timeZone ?? "", description: opts.description ?? "",
+        jobTemplate: await definitionOf(opts, io),
+        enabled: !opts.disabled,
+        tags: keyValuePairs(opts.tag, "--tag"),
+        overlapPolicy: opts.overlap ?? OverlapPolicy.UNSPECIFIED,
+        missedRunPolicy: opts.missed ?? MissedRunPolicy.UNSPECIFIED,
+      } });
+      const s = response.schedule!;
+      cli.out.result(CreateScheduleResponseSchema, response, () => (cli.out.quiet ? s.id : `schedule ${s.id} created; next run ${time(s.nextRunTime)}`));
+    })));
+
+  schedules.addCommand(byId("update", "change a schedule's name, cron, time zone, overlap policy or enabled state")
+    .option("--name <name>", "new name")
+    .option("--cron <expression>", "new cron expression")
+    .option("--time-zone <zone>", "new time zone")
+    .option("--description <text>", "new description")
+    .option("--overlap <policy>", "skip, queue or allow", choice(OVERLAP, "--overlap"))
+    .addOption(new Option("--enable", "enable it").conflicts("disable"))
+    .option("--disable", "disable it")
+    .action(action(io, async (cli, id: string, opts: { name?: string; cron?: string; timeZone?: string; description?: string; overlap?: OverlapPolicy; enable?: boolean; disable?: boolean }) => {
+      // Without an update_mask the daemon changes the fields given and leaves the rest.
+      const response = await cli.client().updateSchedule({ id, schedule: {
+        name: opts.name ?? "", cron: opts.cron ?? "", timeZone: opts.timeZone ?? "", description: opts.description ?? "",
+        overlapPolicy: opts.overlap ?? OverlapPolicy.UNSPECIFIED,
+        ...(opts.enable && { enabled: true }),
+        ...(opts.disable && { enabled: false }),
+      } });
+      cli.out.result(UpdateScheduleResponseSchema, response, () => (cli.out.quiet ? undefined : scheduleDetails(response.schedule!)));
+    })));
+
+  schedules.addCommand(byId("enable", "enable a schedule").action(action(io, async (cli, id: string) => {
+    const response = await cli.client().enableSchedule({ id });
+    cli.out.result(EnableScheduleResponseSchema, response, () => (cli.out.quiet ? undefined : `schedule ${id} enabled; next run ${time(response.schedule?.nextRunTime)}`));
+  })));
+
+  schedules.addCommand(byId("disable", "disable a schedule").action(action(io, async (cli, id: string) => {
+    const response = await cli.client().disableSchedule({ id });
+    cli.out.result(DisableScheduleResponseSchema, response, () => (cli.out.quiet ? undefined : `schedule ${id} disabled`));
+  })));
+
+  schedules.addCommand(byId("trigger", "run a schedule now (its overlap policy applies)").action(action(io, async (cli, id: string) => {
+    const response = await cli.client().triggerSchedule({ id });
+    const run = response.run!;
+    cli.out.result(TriggerScheduleResponseSchema, response, () => {
+      if (response.job) return cli.out.quiet ? response.job.id : `run ${run.id}: job ${response.job.id} ${stateName(response.job.state)}`;
+      return cli.out.quiet ? undefined : `run ${run.id}: ${run.skippedReason ? `skipped (${run.skippedReason})` : "queued behind the running job"}`;
+    });
+  })));
+
+  schedules.addCommand(byId("delete", "delete a schedule").action(action(io, async (cli, id: string) => {
+    const response = await cli.client().deleteSchedule({ id });
+    cli.out.result(DeleteScheduleResponseSchema, response, () => (cli.out.quiet ? undefined : `schedule ${id} deleted`));
+  })));
+
+  schedules.addCommand(byId("runs", "a schedule's runs, newest first")
+    .option("--limit <n>", "at most this many (1-1000)", intOption(1, 1000), 100)
+    .action(action(io, async (cli, id: string, opts: { limit: number }) => {
+      const response = await cli.client().listScheduleRuns({ scheduleId: id, pageSize: opts.limit });
+      cli.out.result(ListScheduleRunsResponseSchema, response, () => (response.runs.length ? runsTable(response.runs) : "no runs yet"));
+    })));
+
+  return schedules;
+}

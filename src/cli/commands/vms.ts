@@ -1,0 +1,66 @@
+import { Command } from "commander";
+import { PowerState, type VirtualMachine } from "../../../gen/hypervisord/v1/vm_pb.js";
+import { GetVMResponseSchema, ListVMsResponseSchema } from "../../../gen/hypervisord/v1/service_pb.js";
+import { addConnectionOptions, connectionOf, type ConnectionOptions } from "../connection-options.ts";
+import { action } from "../context.ts";
+import { bytes, enumName } from "../format.ts";
+import type { CliIo } from "../io.ts";
+import { choice } from "../parse.ts";
+import { keyValues, table } from "../table.ts";
+
+const POWER_STATES: Record<string, PowerState> = {
+  "powered-on": PowerState.POWERED_ON, "powered-off": PowerState.POWERED_OFF, suspended: PowerState.SUSPENDED,
+  on: PowerState.POWERED_ON, off: PowerState.POWERED_OFF,
+};
+
+function power(vm: VirtualMachine): string {
+  return enumName(PowerState, vm.powerState);
+}
+
+export function vmsCommand(io: CliIo): Command {
+  const vms = new Command("vms").description("a provider's inventory, through the daemon");
+
+  vms.addCommand(addConnectionOptions(new Command("list")
+    .description("list VMs")
+    .option("--name-pattern <glob>", "only VMs whose name matches, e.g. 'web-*'")
+    .option("--folder <path>", "only VMs under this inventory folder")
+    .option("--power-state <state>", "on, off or suspended", choice(POWER_STATES, "--power-state")))
+    .action(action(io, async (cli, opts: ConnectionOptions & { namePattern?: string; folder?: string; powerState?: PowerState }) => {
+      const vsphere = await connectionOf(opts, io);
+      const response = await cli.client().listVMs({
+        provider: opts.provider ?? "",
+        ...(vsphere && { vsphere }),
+        namePattern: opts.namePattern ?? "",
+        folder: opts.folder ?? "",
+        powerState: opts.powerState ?? PowerState.UNSPECIFIED,
+      });
+      cli.out.result(ListVMsResponseSchema, response, () => {
+        if (cli.out.quiet) return response.vms.map((vm) => vm.path || vm.name).join("\n");
+        if (response.vms.length === 0) return "no VMs";
+        return table(["NAME", "POWER", "CPU", "MEMORY", "GUEST", "PATH"], response.vms.map((vm) => [
+          vm.name, power(vm), String(vm.numCpu), bytes(vm.memoryMb * 1024n * 1024n), vm.guestOs, vm.path,
+        ]));
+      });
+    })));
+
+  vms.addCommand(addConnectionOptions(new Command("get")
+    .description("show a VM")
+    .argument("<vm>", "inventory path, name, moref or UUID"))
+    .action(action(io, async (cli, vm: string, opts: ConnectionOptions) => {
+      const vsphere = await connectionOf(opts, io);
+      const response = await cli.client().getVM({ provider: opts.provider ?? "", ...(vsphere && { vsphere }), vm });
+      cli.out.result(GetVMResponseSchema, response, () => {
+        const v = response.vm!;
+        const details = keyValues([
+          ["Name", v.name], ["Path", v.path], ["Moref", v.moref], ["UUID", v.uuid], ["Instance UUID", v.instanceUuid],
+          ["Power", power(v)], ["Guest OS", v.guestOs], ["CPUs", String(v.numCpu)], ["Memory", bytes(v.memoryMb * 1024n * 1024n)],
+          ["Firmware", v.firmware], ["Provider", v.provider],
+        ]);
+        const disks = table(["DISK", "CAPACITY", "FILE"], v.disks.map((d) => [d.label, bytes(d.capacityBytes), d.file]));
+        const nics = table(["NIC", "NETWORK", "MAC"], v.nics.map((n) => [n.label, n.network, n.macAddress]));
+        return `${details}\n\n${disks}\n\n${nics}`;
+      });
+    })));
+
+  return vms;
+}

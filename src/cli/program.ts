@@ -1,0 +1,71 @@
+import { Command, Option } from "commander";
+import { VERSION } from "../version.ts";
+import { completionCommand } from "./commands/completion.ts";
+import { daemonCommands } from "./commands/daemon.ts";
+import { jobCommands } from "./commands/jobs.ts";
+import { keysCommand } from "./commands/keys.ts";
+import { packageCommands } from "./commands/packages.ts";
+import { profilesCommand } from "./commands/profiles.ts";
+import { schedulesCommand } from "./commands/schedules.ts";
+import { submitCommands } from "./commands/submit.ts";
+import { vmsCommand } from "./commands/vms.ts";
+import { webhooksCommand } from "./commands/webhooks.ts";
+import type { CliIo } from "./io.ts";
+import { OUTPUT_FORMATS } from "./output.ts";
+
+export const DEFAULT_SERVER = "http://127.0.0.1:8080";
+
+const HELP_AFTER = `
+Servers: http(s)://host:port is the HTTP listener (Connect), grpc(s)://host:port the gRPC listener.
+Exit codes: 0 ok; 1 error (daemon unreachable, refused call, failed job with watch/export --watch);
+2 usage error, or a cancelled job with watch/export --watch; 130 Ctrl-C while watching (the job goes on).
+-o json prints the response's proto JSON (as the Connect JSON API writes it); watch and logs print JSON lines.`;
+
+/** hyperctl's commands. Errors are thrown (exitOverride), for main() to print and turn into an exit code. */
+export function createProgram(io: CliIo): Command {
+  const program = new Command("hyperctl")
+    .description("command-line client of hypervisord, the VM-export daemon")
+    .version(VERSION, "-V, --version")
+    .addOption(new Option("--server <url>", "daemon address").env("HYPERVISORD_ADDR").default(DEFAULT_SERVER))
+    .addOption(new Option("--api-key <key>", "API key, sent as authorization: Bearer").env("HYPERVISORD_API_KEY"))
+    .option("--tls-ca <file>", "PEM CA bundle that signed the daemon's certificate")
+    .option("--insecure", "do not verify the daemon's TLS certificate")
+    .addOption(new Option("-o, --output <format>", "output format").choices(OUTPUT_FORMATS).default("table"))
+    .option("-q, --quiet", "print only ids (and errors)")
+    .option("--timeout <seconds>", "deadline of each call (streams have none)", "60")
+    .addHelpText("after", HELP_AFTER);
+
+  const commands = [
+    ...submitCommands(io),
+    ...jobCommands(io),
+    ...daemonCommands(io),
+    vmsCommand(io),
+    schedulesCommand(io),
+    webhooksCommand(io),
+    profilesCommand(io),
+    ...packageCommands(io),
+    keysCommand(io),
+  ];
+  for (const command of commands) program.addCommand(command);
+  program.addCommand(completionCommand(io, program));
+
+  program
+    .exitOverride()
+    .configureOutput({
+      writeOut: (text) => io.stdout.write(text),
+      writeErr: (text) => io.stderr.write(text),
+      // "unknown option '--pasword=hunter2'": a mistyped secret option must not print its value.
+      outputError: (text, write) => write(text.replace(/(unknown option '[^'=]*=)[^']*'/g, "$1***'")),
+    })
+    .showHelpAfterError("(add --help for usage)");
+  inheritSettings(program);
+  return program;
+}
+
+/** addCommand() does not pass settings down as .command() does: exit override, output and error hints for every level. */
+function inheritSettings(parent: Command): void {
+  for (const child of parent.commands) {
+    child.copyInheritedSettings(parent);
+    inheritSettings(child);
+  }
+}
