@@ -26,7 +26,7 @@ import { createApiKeyQueries } from "../src/store/sqlite/api-keys.ts";
 import { migrate } from "../src/store/sqlite/migrations.ts";
 import type { ApiKeyStore } from "../src/store/store.ts";
 import { postJson } from "./support/clients.ts";
-import { spawnDaemon, tempDir, type DaemonProcess, type SpawnOptions } from "./support/daemon-process.ts";
+import { assertRefusesToStart, spawnDaemon, tempDir, type DaemonProcess } from "./support/daemon-process.ts";
 
 const KEYS = {
   admin: `hvd_admin-key-for-tests-${"a".repeat(24)}`,
@@ -84,19 +84,6 @@ function grpcClient(address: string, credentials = grpc.credentials.createInsecu
 type GrpcClient = ReturnType<typeof grpcClient>;
 
 const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
-
-/** Spawns the daemon expecting it to refuse to start with `message`; one that starts anyway is stopped (not leaked) and fails the test. */
-async function assertRefusesToStart(options: SpawnOptions, message: RegExp): Promise<string> {
-  let daemon: DaemonProcess;
-  try {
-    daemon = await spawnDaemon(options);
-  } catch (err) {
-    assert.match((err as Error).message, message);
-    return (err as Error).message;
-  }
-  await daemon.stop();
-  return assert.fail(`the daemon started; expected it to refuse with ${message}`);
-}
 
 function configFile(yaml: string): string {
   const file = path.join(tempDir("auth-config"), "hypervisord.yaml");

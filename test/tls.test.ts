@@ -17,7 +17,7 @@ import { CLIENT_CERT_HEADER, encodeClientCertificate } from "../src/auth/client-
 import { grpcServiceDefinition } from "../src/server/grpc-server.ts";
 import { createSecretBox, isSealed } from "../src/store/secret-box.ts";
 import { DATABASE_FILE } from "../src/store/sqlite/sqlite-store.ts";
-import { spawnDaemon, tempDir, type DaemonProcess, type SpawnOptions } from "./support/daemon-process.ts";
+import { assertRefusesToStart, spawnDaemon, tempDir, type DaemonProcess, type SpawnOptions } from "./support/daemon-process.ts";
 
 const ADMIN_KEY = `hvd_tls-test-admin-key-${"k".repeat(26)}`;
 const CLIENT_SUBJECT = "CN=backup-runner,O=Example";
@@ -73,19 +73,6 @@ function makePki(): Pki {
     client: { cert: read("client.pem"), key: read("client.key") },
     stranger: { cert: read("stranger.pem"), key: read("stranger.key") },
   };
-}
-
-/** Spawns the daemon expecting it to refuse to start with `message`; one that starts anyway is stopped (not leaked) and fails the test. */
-async function assertRefusesToStart(options: SpawnOptions, message: RegExp): Promise<string> {
-  let daemon: DaemonProcess;
-  try {
-    daemon = await spawnDaemon(options);
-  } catch (err) {
-    assert.match((err as Error).message, message);
-    return (err as Error).message;
-  }
-  await daemon.stop();
-  return assert.fail(`the daemon started; expected it to refuse with ${message}`);
 }
 
 function configFile(yaml: string): string {

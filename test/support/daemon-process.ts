@@ -1,3 +1,4 @@
+import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
@@ -76,4 +77,17 @@ export async function spawnDaemon(options: SpawnOptions = {}): Promise<DaemonPro
       await exited;
     },
   };
+}
+
+/** Spawns the daemon expecting it to refuse to start with `message`; one that starts anyway is stopped (not leaked) and fails the test. */
+export async function assertRefusesToStart(options: SpawnOptions, message: RegExp): Promise<string> {
+  let daemon: DaemonProcess;
+  try {
+    daemon = await spawnDaemon(options);
+  } catch (err) {
+    assert.match((err as Error).message, message);
+    return (err as Error).message;
+  }
+  await daemon.stop();
+  return assert.fail(`the daemon started; expected it to refuse with ${message}`);
 }
