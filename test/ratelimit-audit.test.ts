@@ -356,7 +356,7 @@ describe("audit: hook", () => {
   test("a failing store is logged, never thrown into the call", () => {
     const lines: string[] = [];
     const logger = pino({ level: "info" }, { write: (line: string) => void lines.push(line) });
-    const hook = createAuditHook({ store: { append: () => { throw new Error("disk I/O error"); }, list: () => ({ events: [] }) }, logger });
+    const hook = createAuditHook({ store: { append: () => { throw new Error("disk I/O error"); }, flush: () => {}, list: () => ({ events: [] }) }, logger });
     assert.doesNotThrow(() => hook.after!(fakeCall("SubmitJob", {}), { durationMs: 1 }));
     assert.equal(lines.length, 1);
     const record = JSON.parse(lines[0]!) as { msg: string; method: string; err: { message: string } };

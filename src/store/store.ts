@@ -86,7 +86,10 @@ export interface ApiKeyStore {
 }
 
 export interface AuditStore {
+  /** Written with the other events of the same event-loop turn, in one transaction (see flush). */
   append(event: Omit<AuditEvent, "id">): void;
+  /** Writes what append() has buffered now (list() and close do it too). */
+  flush(): void;
   /** Newest first; `before` is the id the previous page ended with. */
   list(query: { limit: number; before?: number; method?: string; principal?: string; since?: number }): { events: AuditEvent[]; next?: number };
 }

@@ -66,6 +66,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     afterTransition: announce,
   }, options.secretBox);
   const logs = createLogQueries(db, { maxBytesPerJob: options.maxLogBytesPerJob });
+  const audit = createAuditQueries(db);
   const getMeta = db.prepare<[string], { value: string }>("SELECT value FROM meta WHERE key = ?");
   const setMeta = db.prepare("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value");
 
@@ -93,8 +94,11 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     profiles,
     webhooks,
     apiKeys: createApiKeyQueries(db),
-    audit: createAuditQueries(db),
+    audit,
     onWebhookEvents: (listener) => void webhookListeners.push(listener),
-    close: () => db.close(),
+    close: () => {
+      audit.flush();
+      db.close();
+    },
   };
 }
