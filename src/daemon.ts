@@ -29,7 +29,8 @@ import type { DaemonConfig } from "./config/load-config.ts";
 import { formatAddress } from "./config/parse-value.ts";
 import { createEngine, type Engine } from "./engine/engine.ts";
 import { resolveQemuImg } from "./export/qemu-img.ts";
-import type { Provider } from "./providers/provider.ts";
+import { createConverter } from "./export/convert.ts";
+import type { DaemonTools, Provider } from "./providers/provider.ts";
 import { createProviderRegistry } from "./providers/registry.ts";
 import { createReleasers } from "./releasers.ts";
 import { createGrpcServer, type GrpcServiceBinding } from "./server/grpc-server.ts";
@@ -49,7 +50,8 @@ export interface Daemon {
 
 export interface DaemonOptions {
   config: DaemonConfig;
-  providers: readonly Provider[];
+  /** Builds the providers with what the daemon shares among them (the qemu-img converter). */
+  providers(tools: DaemonTools): readonly Provider[];
   logger: Logger;
   /** Where job log records are copied for the daemon log (its destination). */
   logForward?: { write(line: string): unknown };
@@ -81,7 +83,12 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const tracing = await initTracing({ serviceName: "hypervisord", version: VERSION, logger: logger.child({ component: "tracing" }) });
     // Released after the engine and the listeners: the spans of the last calls and jobs are sent.
     releasers.add(() => tracing.shutdown());
-    const providers = createProviderRegistry(options.providers);
+    // qemu-img is looked up once: the providers' converter and GetCapabilities / submission checks agree.
+    const qemuImg = resolveQemuImg(config.conversion.qemuImg);
+    const converter = "path" in qemuImg
+      ? createConverter({ qemuImg: qemuImg.path, maxConcurrent: config.conversion.maxConcurrent, logger: logger.child({ component: "qemu-img" }) })
+      : undefined;
+    const providers = createProviderRegistry(options.providers({ converter }));
     releasers.add(() => providers.closeAll());
     const rules = { allowedOutputRoots: config.allowedOutputRoots, realOutputRoots: realPaths(config.allowedOutputRoots) };
     const profiles = createProfileRegistry(store.profiles, profilesFromConfig(config.profiles, rules));
@@ -129,7 +136,6 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       },
     });
 
-    const qemuImg = resolveQemuImg(config.conversion.qemuImg);
     const api = createHypervisordApi({
       engine, store, providers, scheduler, webhooks, profiles,
       allowedOutputRoots: config.allowedOutputRoots,

@@ -2,7 +2,7 @@ import pino, { type Logger } from "pino";
 import { ConfigError, loadConfig, type DaemonConfig } from "./config/load-config.ts";
 import { startDaemon, type Daemon } from "./daemon.ts";
 import { createLogger } from "./logging.ts";
-import type { Provider } from "./providers/provider.ts";
+import type { DaemonTools, Provider } from "./providers/provider.ts";
 import { VERSION } from "./version.ts";
 
 /** Hard limit on a graceful stop: SIGTERM to exit within 10 s whatever happens. */
@@ -10,7 +10,7 @@ const STOP_DEADLINE_MS = 9_500;
 
 /** The hypervisord process: configuration, the daemon, signals and exit codes. */
 export async function run(
-  argv: readonly string[], env: NodeJS.ProcessEnv, providersFor: (config: DaemonConfig, logger: Logger) => Provider[],
+  argv: readonly string[], env: NodeJS.ProcessEnv, providersFor: (config: DaemonConfig, logger: Logger, tools: DaemonTools) => Provider[],
 ): Promise<void> {
   let command;
   try {
@@ -33,7 +33,7 @@ export async function run(
   for (const warning of command.config.warnings) logger.warn(warning);
   let daemon: Daemon;
   try {
-    daemon = await startDaemon({ config: command.config, providers: providersFor(command.config, logger), logger, logForward: destination });
+    daemon = await startDaemon({ config: command.config, providers: (tools) => providersFor(command.config, logger, tools), logger, logForward: destination });
   } catch (err) {
     logger.fatal({ err }, `hypervisord could not start: ${(err as Error).message}`);
     exit(1);

@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import type { JobDefinition, JobProgress, JobResult, VSphereConnection } from "../domain/job.ts";
 import type { VirtualMachine, VMQuery } from "../domain/vm.ts";
+import type { Converter } from "../export/convert.ts";
 
 /** What the engine hands a provider for one run of one job. */
 export interface ExportContext {
@@ -22,6 +23,12 @@ export interface ExportContext {
 }
 
 export type ExportResult = Omit<JobResult, "durationSeconds">;
+
+/** What the daemon makes once and shares with every provider. */
+export interface DaemonTools {
+  /** qemu-img, capped across jobs; undefined when it is unavailable (jobs with convert_to are refused then). */
+  converter?: Converter;
+}
 
 export interface GetVMQuery {
   connection?: VSphereConnection;

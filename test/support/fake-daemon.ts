@@ -3,4 +3,4 @@ import { builtinProviders } from "../../src/providers/builtin.ts";
 import { run } from "../../src/run.ts";
 import { fakeProviders } from "./fake-provider.ts";
 
-await run(process.argv.slice(2), process.env, (config, logger) => [...builtinProviders(config, logger), ...fakeProviders()]);
+await run(process.argv.slice(2), process.env, (config, logger, tools) => [...builtinProviders(config, logger, tools), ...fakeProviders()]);
