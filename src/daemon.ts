@@ -34,6 +34,7 @@ import type { DaemonTools, Provider } from "./providers/provider.ts";
 import { createProviderRegistry } from "./providers/registry.ts";
 import { createReleasers } from "./releasers.ts";
 import { createGrpcServer, type GrpcServiceBinding } from "./server/grpc-server.ts";
+import { createDashboardHandler } from "./server/dashboard.ts";
 import { createHealthHandlers, createHealthState } from "./server/health.ts";
 import { createHttpServer } from "./server/http-server.ts";
 import { lockDataDir } from "./store/data-dir-lock.ts";
@@ -176,8 +177,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const grpcServer = createGrpcServer(bindings, logger, tls);
     const grpcPort = await grpcServer.listen(config.grpcListen);
     releasers.add(() => grpcServer.close(CLOSE_TIMEOUT_MS));
+    const dashboard = config.dashboard.enabled ? createDashboardHandler({ dir: config.dashboard.dir, logger: logger.child({ component: "dashboard" }) }) : undefined;
     const httpServer = createHttpServer({
-      bindings, logger, corsAllowedOrigins: config.corsAllowedOrigins, isServing: health.isServing, tls,
+      bindings, logger, corsAllowedOrigins: config.corsAllowedOrigins, isServing: health.isServing, tls, dashboard,
       routes: { "/metrics": metrics.httpRoute, "/health": healthCheck.httpRoute },
     });
     const httpPort = await httpServer.listen(config.httpListen);
@@ -198,6 +200,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     logger.info({
       grpc_address: grpcAddress, http_address: httpAddress, data_dir: config.dataDir, version: VERSION,
       providers: providers.list().map((p) => p.name), config_file: config.configFile,
+      dashboard_url: dashboard?.built ? `${tls ? "https" : "http"}://${httpAddress}/` : undefined,
     }, "hypervisord ready");
 
     let stopping: Promise<void> | undefined;

@@ -88,6 +88,7 @@ bad("listJobs", "unknown JobState number", { states: [99 as JobState] }, INVALID
 bad("listJobs", "unknown JobState after a good one", { states: [JobState.COMPLETED, 42 as JobState] }, INVALID, "states[1]");
 bad("listJobs", "JOB_STATE_UNSPECIFIED", { states: [JobState.UNSPECIFIED] }, INVALID, "states[0]");
 bad("listJobs", "bad label key", { labels: { "bad key": "x" } }, INVALID, 'labels["bad key"]');
+bad("listJobs", "query of 201 characters", { query: "x".repeat(201) }, INVALID, "query");
 bad("getJobLogs", "negative after_id", () => ({ jobId: finishedJobId, afterId: -1n }), INVALID, "after_id");
 bad("getJobLogs", "huge after_id", () => ({ jobId: finishedJobId, afterId: 2n ** 62n }), INVALID, "after_id");
 bad("getJobLogs", "negative tail", () => ({ jobId: finishedJobId, tail: -1 }), INVALID, "tail");

@@ -182,6 +182,60 @@ describe("HypervisordService over grpc-js", () => {
     assert.ok(all.totalSize >= 5n);
   });
 
+  test("ListJobs query: case-insensitive substring of id, name, VM, output_dir or a label value, ANDed with the filters; % and _ are literal", async () => {
+    const tag = randomUUID().slice(0, 8);
+    const submit = async (vm: string, extra: Definition) => (await c.unary("submitJob", { definition: def(`${vm}?${FAST}`, extra) })).job!.id;
+    const byName = await submit("web-10", { name: `Nightly-${tag}-alpha` });
+    const byVm = await submit(`vm${tag}x`, { name: "plain-1", provider: "fake-noresume" });
+    const byDir = await submit("web-11", { name: "plain-2", outputDir: `dir-${tag}-x` });
+    const byLabel = await submit("web-12", { name: "plain-3", labels: { owner: `team-${tag}` } });
+    const percent = await submit("web-13", { name: `100%_${tag}` });
+    const lookalike = await submit("web-14", { name: `100ab${tag}` });
+    const other = await submit("web-15", { name: "unrelated" });
+    const all = [byName, byVm, byDir, byLabel, percent, lookalike, other];
+    await Promise.all(all.map((id) => jobState(id, FINAL)));
+    const ids = async (request: Parameters<typeof c.unary<"listJobs">>[1]) => {
+      const page = await c.unary("listJobs", request);
+      return { ids: page.jobs.map((j) => j.id), total: page.totalSize, next: page.nextPageToken };
+    };
+
+    assert.deepEqual(await ids({ query: tag.toUpperCase() }), { ids: [lookalike, percent, byLabel, byDir, byVm, byName], total: 6n, next: "" });
+    assert.deepEqual((await ids({ query: `nightly-${tag}` })).ids, [byName]);
+    assert.deepEqual((await ids({ query: `VM${tag}` })).ids, [byVm]);
+    assert.deepEqual((await ids({ query: `dir-${tag}` })).ids, [byDir]);
+    assert.deepEqual((await ids({ query: `TEAM-${tag}` })).ids, [byLabel]);
+    assert.deepEqual((await ids({ query: other.toUpperCase() })).ids, [other], "the job id");
+    assert.deepEqual((await ids({ query: `0%_${tag}` })).ids, [percent], "% and _ match themselves, not any characters");
+    assert.deepEqual(await ids({ query: `${tag}-nothing` }), { ids: [], total: 0n, next: "" });
+    assert.deepEqual((await ids({ query: tag, provider: "fake-noresume" })).ids, [byVm], "ANDed with provider");
+    assert.deepEqual((await ids({ query: tag, labels: { owner: `team-${tag}` } })).ids, [byLabel], "ANDed with labels");
+    assert.deepEqual((await ids({ query: tag, states: [JobState.QUEUED] })).total, 0n, "ANDed with states");
+
+    const seen: string[] = [];
+    let pageToken = "";
+    do {
+      const page = await c.unary("listJobs", { query: tag, pageSize: 4, pageToken });
+      assert.equal(page.totalSize, 6n);
+      seen.push(...page.jobs.map((j) => j.id));
+      pageToken = page.nextPageToken;
+    } while (pageToken && seen.length < 20);
+    assert.deepEqual(seen, [lookalike, percent, byLabel, byDir, byVm, byName], "pages of the query, every job once");
+    const firstPage = await c.unary("listJobs", { query: tag, pageSize: 1 });
+    await assert.rejects(c.unary("listJobs", { query: `${tag}x`, pageSize: 1, pageToken: firstPage.nextPageToken }), (err: grpc.ServiceError) => {
+      assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
+      assert.match(err.details, /^page_token: /);
+      return true;
+    });
+    await assert.rejects(c.unary("listJobs", { pageSize: 1, pageToken: firstPage.nextPageToken }), /page_token/, "nor without the query");
+
+    assert.equal((await ids({ query: "é".repeat(200) })).total, 0n, "200 characters are allowed");
+    await assert.rejects(c.unary("listJobs", { query: "x".repeat(201) }), (err: grpc.ServiceError) => {
+      assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
+      assert.equal(err.details, "query: at most 200 characters, got 201");
+      return true;
+    });
+  });
+
   test("CancelJob cancels queued and running jobs; a finished job is FAILED_PRECONDITION", async () => {
     await idle();
     const a = (await c.unary("submitJob", { definition: def(`web-06?${LONG}`) })).job!;

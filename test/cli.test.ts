@@ -160,6 +160,7 @@ describe("hyperctl", () => {
     assert.ok(list.jobs.every((j: { definition: { labels: Record<string, string> } }) => j.definition.labels.suite === "cli"));
     assert.ok(list.jobs.some((j: { state: string }) => j.state === "JOB_STATE_FAILED"));
     assert.equal((await json(["list", "--limit", "1"])).jobs.length, 1);
+    assert.deepEqual((await json(["list", "--query", id.toUpperCase()])).jobs.map((j: { id: string }) => j.id), [id], "--query matches the job id, ignoring case");
     assert.match(await ok(["list", "--label", "suite=cli"]), /^ID +NAME +STATE +PROGRESS +SIZE +CREATED +DURATION\n/);
   });
 

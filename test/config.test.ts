@@ -87,6 +87,22 @@ describe("configuration", () => {
     assert.throws(() => loadConfig(["--config", typed], {}), /: jobs.max_concurrent: expected an integer/);
   });
 
+  test("dashboard: on by default from clients/web/dist of the checkout, whatever the working directory; env and file override", () => {
+    const cwd = process.cwd();
+    process.chdir(tempDir("elsewhere"));
+    try {
+      const c = config([]);
+      assert.deepEqual(c.dashboard, { enabled: true, dir: path.resolve(import.meta.dirname, "../clients/web/dist") });
+      const file = writeYaml("dashboard:\n  enabled: false\n  dir: web/dist\n");
+      assert.deepEqual(config(["--config", file]).dashboard, { enabled: false, dir: path.resolve("web/dist") }, "a dir of the file resolves against the working directory");
+      assert.deepEqual(config(["--config", file], { HYPERVISORD_DASHBOARD_ENABLED: "true", HYPERVISORD_DASHBOARD_DIR: "/srv/dashboard" }).dashboard, { enabled: true, dir: "/srv/dashboard" });
+      assert.equal(config(["--config", writeYaml("dashboard:\n  dir: \"\"\n")]).dashboard.dir, c.dashboard.dir, "empty: the default");
+      assert.throws(() => loadConfig([], { HYPERVISORD_DASHBOARD_ENABLED: "maybe" }), /^ConfigError: HYPERVISORD_DASHBOARD_ENABLED: expected true or false/);
+    } finally {
+      process.chdir(cwd);
+    }
+  });
+
   test("config.example.yaml loads and documents every setting", () => {
     config(["--config", EXAMPLE]);
     const document = YAML.parse(fs.readFileSync(EXAMPLE, "utf8")) as Record<string, unknown>;

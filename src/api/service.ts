@@ -45,6 +45,14 @@ export interface ApiDeps {
 }
 
 const MAX_BATCH = 1000;
+const MAX_QUERY_CHARS = 200;
+
+/** ListJobs' free-text filter; "" means none. */
+function searchText(query: string): string {
+  const chars = [...query].length;
+  if (chars > MAX_QUERY_CHARS) throw new InvalidArgumentError("query", `at most ${MAX_QUERY_CHARS} characters, got ${chars}`);
+  return query;
+}
 
 /** The HypervisordService, independent of transport (src/server adapts it to gRPC and Connect). */
 export function createHypervisordApi(deps: ApiDeps): ServiceHandlers<typeof HypervisordService> {
@@ -108,7 +116,9 @@ export function createHypervisordApi(deps: ApiDeps): ServiceHandlers<typeof Hype
       const states = request.states.map((s, i) => stateFromPb(s) ?? invalidState(s, `states[${i}]`));
       const pageSize = request.pageSize === 0 ? 50 : intIn(request.pageSize, 1, 1000, "page_size");
       const labels = labelsFromPb(request.labels, "labels");
-      const query = { states: [...new Set(states)].sort(), labels, provider: request.provider, scheduleId: request.scheduleId };
+      const text = searchText(request.query);
+      // The text joins the page token's query only when set: tokens of queries without it keep their hash.
+      const query = { states: [...new Set(states)].sort(), labels, provider: request.provider, scheduleId: request.scheduleId, ...(text ? { text } : {}) };
       const before = decodePageToken(request.pageToken, query);
       const page = deps.store.listJobs({ ...query, before, limit: pageSize });
       return {

@@ -23,6 +23,8 @@ export interface DaemonConfig {
   vsphere: { maxConnections: number; sessionIdleTimeoutMs: number; maxTransfersPerHost: number };
   /** qemu-img: an explicit path (else found on PATH) and how many conversions run at once. */
   conversion: { maxConcurrent: number; qemuImg?: string };
+  /** The web dashboard served at / on the HTTP listener, from `dir` (absolute). */
+  dashboard: { enabled: boolean; dir: string };
   /** A listener for GET /metrics only, besides the HTTP listener's /metrics. */
   metricsListen?: ListenAddress;
   health: { minFreeBytes: number };
@@ -40,6 +42,9 @@ export interface DaemonConfig {
   /** Problems that do not stop the daemon (unknown keys in the file), to be logged at start. */
   warnings: string[];
 }
+
+/** clients/web/dist of this checkout: found from this file, not the working directory, so that `npm start` works from anywhere. */
+export const DEFAULT_DASHBOARD_DIR = path.resolve(import.meta.dirname, "../../clients/web/dist");
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -160,6 +165,7 @@ function compile(values: Map<string, unknown>, configFile: string | undefined): 
       sessionIdleTimeoutMs: get<number>("vsphere.session_idle_timeout"),
       maxTransfersPerHost: get<number>("vsphere.max_transfers_per_host"),
     },
+    dashboard: { enabled: get<boolean>("dashboard.enabled"), dir: optionalPath(get<string | undefined>("dashboard.dir")) ?? DEFAULT_DASHBOARD_DIR },
     metricsListen: get<ListenAddress | undefined>("metrics_listen"),
     health: { minFreeBytes: get<number>("health.min_free_bytes") },
     auth: { disabled: get<boolean>("auth.disabled"), apiKeys: get<Record<string, unknown>[]>("auth.api_keys") },

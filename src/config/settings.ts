@@ -32,6 +32,8 @@ export const SETTINGS: readonly Setting[] = [
   { key: "jobs.log_level", type: "level", default: "info", help: "level of the per-job logs" },
   { key: "jobs.progress_interval", type: "duration", default: "250ms", min: 10, max: 60_000, help: "at most one progress update per job per this interval" },
   { key: "jobs.max_queued_updates", type: "int", default: 10_000, min: 100, help: "state changes a slow StreamJobUpdates subscriber may lag before it is cut off" },
+  { key: "dashboard.enabled", env: "HYPERVISORD_DASHBOARD_ENABLED", type: "bool", default: true, help: "serve the web dashboard at / on the HTTP listener" },
+  { key: "dashboard.dir", env: "HYPERVISORD_DASHBOARD_DIR", type: "string", help: "the built dashboard; default: clients/web/dist of the hypervisord checkout, wherever the daemon is started" },
   { key: "metrics_listen", flag: "metrics-listen", env: "HYPERVISORD_METRICS_LISTEN", type: "address", help: "a separate listener for GET /metrics (it is also on the HTTP listener)" },
   { key: "health.min_free_bytes", type: "int", default: 1_073_741_824, min: 0, help: "free bytes below which a data or output root makes /health degraded" },
   { key: "auth.disabled", env: "HYPERVISORD_AUTH_DISABLED", type: "bool", default: false, help: "serve without authentication even on a non-loopback address" },

@@ -11,8 +11,8 @@ import type { ListenAddress } from "../config/parse-value.ts";
 import { PEER_HEADER, registerConnectServices } from "./connect-routes.ts";
 import type { GrpcServiceBinding } from "./grpc-server.ts";
 
-type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
-type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
+export type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
+export type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
 
 export interface HttpServerOptions {
   bindings: readonly GrpcServiceBinding[];
@@ -20,6 +20,8 @@ export interface HttpServerOptions {
   corsAllowedOrigins: readonly string[];
   /** Plain HTTP endpoints by path (e.g. /metrics, /health), served before the RPC routes. */
   routes?: Record<string, (req: NodeRequest, res: NodeResponse) => void | Promise<void>>;
+  /** Static files (the web dashboard), tried after the routes and before the RPCs; returns false when it did not answer. */
+  dashboard?: (req: NodeRequest, res: NodeResponse) => boolean;
   /** GET /healthz: true while serving. */
   isServing(): boolean;
   /** Serve HTTPS (HTTP/1.1 and h2 by ALPN) instead of HTTP/1.1 and h2c; with `tls.ca`, client certificates authenticate. */
@@ -48,6 +50,8 @@ export function createHttpServer(options: HttpServerOptions) {
     if (url === "/healthz" || url.startsWith("/healthz?")) return healthz(req, res, options.isServing());
     const route = options.routes?.[url.split("?")[0]!];
     if (route) return void route(req, res);
+    // Like the routes, outside the RPC call hooks: no API key is asked for (the page must load to ask for one).
+    if (options.dashboard?.(req, res)) return;
     // connect-node shows handlers the headers only: the connection's facts travel as headers a client cannot set.
     delete req.headers[PEER_HEADER];
     req.headers[PEER_HEADER] = `${req.socket.remoteAddress}:${req.socket.remotePort}`;

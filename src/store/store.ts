@@ -171,6 +171,8 @@ export interface JobFilter {
   labels?: Record<string, string>;
   provider?: string;
   scheduleId?: string;
+  /** Substring of the id, name, VM, output directory or a label value, ignoring ASCII case. */
+  text?: string;
   /** Only jobs older than this cursor (from a previous page). */
   before?: number;
   limit: number;

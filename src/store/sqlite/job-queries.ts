@@ -171,6 +171,14 @@ export function createJobQueries(db: Database, hooks: JobHooks = {}, secretBox?:
       where.push("pk IN (SELECT job_pk FROM job_labels WHERE key = ? AND value = ?)");
       params.push(key, value);
     }
+    if (filter.text) {
+      // LIKE ignores ASCII case; the pattern's own % _ and \ are escaped so that they match themselves.
+      const pattern = `%${filter.text.replace(/[\\%_]/g, "\\$&")}%`;
+      where.push(`(id LIKE ? ESCAPE '\\' OR name LIKE ? ESCAPE '\\' OR json_extract(definition, '$.vm') LIKE ? ESCAPE '\\'
+        OR json_extract(definition, '$.outputDir') LIKE ? ESCAPE '\\'
+        OR pk IN (SELECT job_pk FROM job_labels WHERE value LIKE ? ESCAPE '\\'))`);
+      params.push(pattern, pattern, pattern, pattern, pattern);
+    }
     const whereSql = where.length > 0 ? `WHERE ${where.join(" AND ")}` : "";
     const total = (prepared(`SELECT count(*) AS n FROM jobs ${whereSql}`).get(...params) as { n: number }).n;
     const pageWhere = filter.before !== undefined ? [...where, "pk < ?"] : where;
