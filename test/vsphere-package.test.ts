@@ -10,7 +10,7 @@ import { ExportFormat, JobState, type Job } from "../gen/hypervisord/v1/job_pb.j
 import { findExecutable } from "../src/export/qemu-img.ts";
 import { createGrpcJsClient, type GrpcJsClient } from "./support/clients.ts";
 import { spawnDaemon, tempDir, type DaemonProcess } from "./support/daemon-process.ts";
-import { buildVcsim, startVcsim, type Vcsim, type VcsimVm } from "./support/vcsim.ts";
+import { buildVcsim, startVcsim, writeStreamOptimizedDisk, type Vcsim, type VcsimVm } from "./support/vcsim.ts";
 
 const MiB = 1024 * 1024;
 const FINAL = [JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED];
@@ -53,16 +53,6 @@ async function runJob(definition: Record<string, unknown>, c = client, timeoutMs
   }
 }
 
-/** Random raw data (with a zero run, like a real disk) made into a streamOptimized VMDK in the VM's disk file. */
-function writeStreamOptimizedDisk(vm: VcsimVm, rawSize: number): { raw: string; vmdk: Buffer } {
-  const raw = path.join(work, `${vm.name}-${Date.now()}.raw`);
-  const data = randomBytes(rawSize);
-  data.fill(0, rawSize / 4, rawSize / 2);
-  fs.writeFileSync(raw, data);
-  run("qemu-img", ["convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized", raw, vm.disks[0]!.file]);
-  return { raw, vmdk: fs.readFileSync(vm.disks[0]!.file) };
-}
-
 /** What an export of `vm` holds, in OVA order: every vcsim VM has an (empty) NVRAM file. */
 const packageNames = (vm: VcsimVm) => [`${vm.name}.ovf`, `${vm.name}-disk-1.vmdk`, `${vm.name}.nvram`, `${vm.name}.mf`];
 const payloadNames = (vm: VcsimVm) => packageNames(vm).slice(0, -1);
@@ -94,7 +84,7 @@ describe("OVA export from vcsim", () => {
   test("a streamOptimized VMDK exported as a streamed OVA: GNU tar order and sizes, .mf agrees with sha256sum, ValidateOva, ExtractOva, qemu-img compare with the raw data", async (t) => {
     if (skipReason) return t.skip(skipReason);
     const vm = sim.vms[0]!;
-    const { raw, vmdk } = writeStreamOptimizedDisk(vm, 6 * MiB);
+    const { raw, vmdk } = writeStreamOptimizedDisk(vm, work, 6 * MiB);
     const job = await runJob({ vm: vm.path, outputDir: "ova-streamed", format: ExportFormat.OVA });
     assert.equal(job.state, JobState.COMPLETED, job.error?.message);
     const ova = path.join(daemon.outputRoot, "ova-streamed", `${vm.name}.ova`);
@@ -131,7 +121,7 @@ describe("OVA export from vcsim", () => {
   test("OVA with convert_to qcow2 and verify: built from files (logged), qcow2 identical to the raw data, artifact manifest, cleanup_ovf", async (t) => {
     if (skipReason) return t.skip(skipReason);
     const vm = sim.vms[1]!;
-    const { raw } = writeStreamOptimizedDisk(vm, 4 * MiB);
+    const { raw } = writeStreamOptimizedDisk(vm, work, 4 * MiB);
     const job = await runJob({ vm: vm.path, outputDir: "ova-convert", format: ExportFormat.OVA, convertTo: "qcow2", verify: true, cleanupOvf: true });
     assert.equal(job.state, JobState.COMPLETED, job.error?.message);
     const result = job.result!;
@@ -164,7 +154,7 @@ describe("OVA export from vcsim", () => {
   test("compress: .ova.gz at levels 0, 1, 6 and 9 gunzips to a valid tar with the same disk; the ratio is reported", async (t) => {
     if (skipReason) return t.skip(skipReason);
     const vm = sim.vms[2]!;
-    const { vmdk } = writeStreamOptimizedDisk(vm, 2 * MiB);
+    const { vmdk } = writeStreamOptimizedDisk(vm, work, 2 * MiB);
     const sizes: number[] = [];
     for (const level of [0, 1, 6, 9]) {
       const job = await runJob({ vm: vm.path, outputDir: `gz-${level}`, format: ExportFormat.OVA, compress: true, compressionLevel: level, cleanupOvf: true });
@@ -192,7 +182,7 @@ describe("OVA export from vcsim", () => {
   test("manifest_algorithm sha1 writes SHA1 lines that sha1sum agrees with", async (t) => {
     if (skipReason) return t.skip(skipReason);
     const vm = sim.vms[3]!;
-    writeStreamOptimizedDisk(vm, MiB);
+    writeStreamOptimizedDisk(vm, work, MiB);
     const job = await runJob({ vm: vm.path, outputDir: "sha1", manifestAlgorithm: "SHA1" });
     assert.equal(job.state, JobState.COMPLETED, job.error?.message);
     const dir = job.result!.outputDir;
@@ -203,7 +193,7 @@ describe("OVA export from vcsim", () => {
   test("an OVF export has an artifact manifest that VerifyManifest accepts, and a tampered disk is reported", async (t) => {
     if (skipReason) return t.skip(skipReason);
     const vm = sim.vms[0]!;
-    writeStreamOptimizedDisk(vm, MiB);
+    writeStreamOptimizedDisk(vm, work, MiB);
     const job = await runJob({ vm: vm.path, outputDir: "artifact", labels: { team: "platform" } });
     assert.equal(job.state, JobState.COMPLETED, job.error?.message);
     const file = job.result!.artifactManifestPath;

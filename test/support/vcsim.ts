@@ -1,4 +1,5 @@
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import readline from "node:readline";
@@ -73,4 +74,14 @@ export async function startVcsim(args: string[] = [], env: Record<string, string
       await exited;
     },
   };
+}
+
+/** Random raw data (with a zero run, like a real disk) made into a streamOptimized VMDK in the VM's disk file, with qemu-img. */
+export function writeStreamOptimizedDisk(vm: VcsimVm, workDir: string, rawSize: number): { raw: string; vmdk: Buffer } {
+  const raw = path.join(workDir, `${vm.name}-${Date.now()}.raw`);
+  const data = randomBytes(rawSize);
+  data.fill(0, rawSize / 4, rawSize / 2);
+  fs.writeFileSync(raw, data);
+  execFileSync("qemu-img", ["convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized", raw, vm.disks[0]!.file]);
+  return { raw, vmdk: fs.readFileSync(vm.disks[0]!.file) };
 }

@@ -1,0 +1,61 @@
+/**
+ * `npm run build`: builds the dashboard into clients/web/dist, which the daemon serves at `/`.
+ * It runs before every `npm start` and `npm test`, so it skips the build when nothing it reads has
+ * changed (a hash of the sources is kept in dist/.build-hash), and it builds into a fresh folder that
+ * replaces dist by rename: a daemon starting meanwhile, or a second build, never sees a half-written dist.
+ * `--force` builds anyway.
+ */
+import { createHash } from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import { build } from "vite";
+
+const WEB = import.meta.dirname;
+const ROOT = path.resolve(WEB, "../..");
+const DIST = path.join(WEB, "dist");
+const HASH_FILE = ".build-hash";
+/** What the bundle is made of: the app, the client it uses, the generated API, and the tool versions. */
+const INPUTS = ["clients/web/dashboard", "clients/web/index.ts", "clients/web/vite.config.ts", "clients/core", "gen", "package-lock.json"];
+
+function filesUnder(relative: string): string[] {
+  const full = path.join(ROOT, relative);
+  if (!fs.statSync(full).isDirectory()) return [relative];
+  return fs.readdirSync(full, { recursive: true, withFileTypes: true })
+    .filter((entry) => entry.isFile())
+    .map((entry) => path.relative(ROOT, path.join(entry.parentPath, entry.name)))
+    .sort();
+}
+
+function sourceHash(): string {
+  const hash = createHash("sha256");
+  for (const file of INPUTS.flatMap(filesUnder)) hash.update(`${file}\0`).update(fs.readFileSync(path.join(ROOT, file))).update("\0");
+  return hash.digest("hex");
+}
+
+function builtHash(): string | undefined {
+  try {
+    return fs.readFileSync(path.join(DIST, HASH_FILE), "utf8").trim();
+  } catch {
+    return undefined; // no dist yet
+  }
+}
+
+const force = process.argv.includes("--force");
+const hash = sourceHash();
+if (!force && builtHash() === hash && fs.existsSync(path.join(DIST, "index.html"))) {
+  console.log(`dashboard is up to date in ${path.relative(process.cwd(), DIST) || "."}`);
+} else {
+  const started = performance.now();
+  const staging = `${DIST}.tmp-${process.pid}`;
+  const old = `${DIST}.old-${process.pid}`;
+  try {
+    await build({ configFile: path.join(WEB, "vite.config.ts"), build: { outDir: staging, emptyOutDir: true } });
+    fs.writeFileSync(path.join(staging, HASH_FILE), `${hash}\n`);
+    if (fs.existsSync(DIST)) fs.renameSync(DIST, old);
+    fs.renameSync(staging, DIST);
+  } finally {
+    fs.rmSync(staging, { recursive: true, force: true });
+    fs.rmSync(old, { recursive: true, force: true });
+  }
+  console.log(`dashboard built into ${path.relative(process.cwd(), DIST)} in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+}

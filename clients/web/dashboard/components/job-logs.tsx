@@ -1,0 +1,68 @@
+import { useEffect, useRef, useState } from "react";
+import { ConnectError } from "@connectrpc/connect";
+import { sleep } from "../../../core/backoff.ts";
+import type { LogEntry } from "../../index.ts";
+import { formatTime } from "../format.ts";
+import { ErrorMessage } from "./error-message.tsx";
+import { useClient } from "../session.tsx";
+
+const TAIL = 500;
+const KEEP = 2_000;
+
+/** The job's log, the last lines first loaded and then followed live while the job runs (resumed after a drop with after_id). */
+export function JobLogs({ jobId, follow }: { jobId: string; follow: boolean }) {
+  const client = useClient();
+  const [entries, setEntries] = useState<LogEntry[]>([]);
+  const [error, setError] = useState<unknown>();
+  const box = useRef<HTMLPreElement>(null);
+  const lastId = useRef(0n);
+  useEffect(() => {
+    setEntries([]);
+    lastId.current = 0n;
+  }, [jobId]);
+  useEffect(() => {
+    const controller = new AbortController();
+    const signal = controller.signal;
+    void (async () => {
+      for (let failures = 0; !signal.aborted; ) {
+        try {
+          const afterId = lastId.current;
+          const stream = client.streamJobLogs({ jobId, afterId, tail: afterId === 0n ? TAIL : 0, follow }, { signal });
+          for await (const { entry } of stream) {
+            if (!entry || entry.id <= lastId.current) continue;
+            lastId.current = entry.id;
+            failures = 0;
+            setError(undefined);
+            setEntries((list) => [...list, entry].slice(-KEEP));
+          }
+          setError(undefined);
+          return; // not following: the stream ends with the last line
+        } catch (err) {
+          if (signal.aborted) return;
+          setError(ConnectError.from(err));
+          await sleep(Math.min(10_000, 500 * 2 ** failures++), signal).catch(() => undefined);
+        }
+      }
+    })();
+    return () => controller.abort();
+  }, [client, jobId, follow]);
+  // Keep the newest line in view unless the reader scrolled up.
+  useEffect(() => {
+    const el = box.current;
+    if (el && el.scrollHeight - el.scrollTop - el.clientHeight < 80) el.scrollTop = el.scrollHeight;
+  }, [entries]);
+  return (
+    <>
+      <ErrorMessage error={error} prefix="Logs" />
+      <pre className="logs" ref={box} tabIndex={0} aria-label="Job log" aria-live="off">
+        {entries.length === 0 && <span className="log-time">{follow ? "waiting for log lines…" : "no log lines"}</span>}
+        {entries.map((e) => (
+          <div key={String(e.id)} className={`log-line log-${e.level}`}>
+            <span className="log-time">{formatTime(e.time)}</span> {e.level.toUpperCase().padEnd(5)} {e.message}
+            {e.fieldsJson && e.fieldsJson !== "{}" && <span className="log-time"> {e.fieldsJson}</span>}
+          </div>
+        ))}
+      </pre>
+    </>
+  );
+}
