@@ -17,6 +17,8 @@ export interface LiveState {
   lastError: string;
   /** Queued and running jobs, with their latest progress. */
   active: ReadonlyMap<string, Job>;
+  /** The last jobs seen ending (at most RECENTLY_ENDED), as they ended: views show them until their own reload. */
+  ended: ReadonlyMap<string, Job>;
   /** Bumped by every job creation and state change: views that list jobs reload on it. */
   changes: number;
 }
@@ -30,9 +32,21 @@ export interface LiveJobs {
 }
 
 const BACKOFF = { initialMs: 500, maxMs: 10_000 };
+const RECENTLY_ENDED = 200;
+
+/**
+ * The newer of a job as last loaded (GetJob, ListJobs) and as the live stream has it: an ended job
+ * is final whichever side has it; otherwise the stream is newer (its state and progress win).
+ */
+export function freshestJob(loaded: Job | undefined, live: Job | undefined): Job | undefined {
+  if (!loaded || !live) return live ?? loaded;
+  if (isTerminal(loaded.state)) return loaded;
+  if (isTerminal(live.state)) return live;
+  return { ...loaded, state: live.state, progress: live.progress, attempt: live.attempt, startTime: live.startTime ?? loaded.startTime };
+}
 
 export function createLiveJobs(client: HypervisordClient): LiveJobs {
-  let state: LiveState = { status: "connecting", attempt: 0, retryAt: 0, lastError: "", active: new Map(), changes: 0 };
+  let state: LiveState = { status: "connecting", attempt: 0, retryAt: 0, lastError: "", active: new Map(), ended: new Map(), changes: 0 };
   const listeners = new Set<() => void>();
   const closing = new AbortController();
   let wake: AbortController | undefined;
@@ -51,9 +65,17 @@ export function createLiveJobs(client: HypervisordClient): LiveJobs {
       return;
     }
     const job = update.job;
-    if (!job || isTerminal(update.state)) active.delete(update.jobId);
-    else active.set(update.jobId, job);
-    set({ active, changes: state.changes + 1 });
+    let ended = state.ended;
+    if (!job || isTerminal(update.state)) {
+      active.delete(update.jobId);
+      if (job) {
+        const next = new Map([...state.ended].slice(-(RECENTLY_ENDED - 1)));
+        ended = next.set(update.jobId, job);
+      }
+    } else {
+      active.set(update.jobId, job);
+    }
+    set({ active, ended, changes: state.changes + 1 });
   };
 
   const run = async () => {

@@ -1,4 +1,4 @@
-import { useState, type FormEvent } from "react";
+import { useFormSubmit } from "../actions.ts";
 import { MissedRunPolicy, OverlapPolicy, type GetCapabilitiesResponse, type Profile, type Schedule } from "../../index.ts";
 import { formatLabels, parseLabels } from "../format.ts";
 import { DefinitionFields, definitionFromForm } from "./definition-fields.tsx";
@@ -24,40 +24,28 @@ export function ScheduleForm({ schedule, capabilities, profiles, onSaved, onCanc
   onCancel(): void;
 }) {
   const client = useClient();
-  const [error, setError] = useState<unknown>();
-  const [saving, setSaving] = useState(false);
-  const submit = async (event: FormEvent<HTMLFormElement>) => {
-    event.preventDefault();
-    setError(undefined);
-    setSaving(true);
-    try {
-      const form = new FormData(event.currentTarget);
-      const text = (name: string) => String(form.get(name) ?? "").trim();
-      const fields = {
-        name: text("schedule_name"),
-        description: text("schedule_description"),
-        cron: text("cron"),
-        timeZone: text("time_zone"),
-        jobTemplate: definitionFromForm(form),
-        enabled: form.get("enabled") === "on",
-        tags: parseLabels(text("tags"), "tags"),
-        overlapPolicy: Number(text("overlap_policy")) as OverlapPolicy,
-        missedRunPolicy: Number(text("missed_run_policy")) as MissedRunPolicy,
-      };
-      const saved = schedule
-        ? (await client.updateSchedule({ id: schedule.id, schedule: fields, updateMask: { paths: SCHEDULE_PATHS } })).schedule
-        : (await client.createSchedule({ schedule: fields })).schedule;
-      onSaved(saved!, !schedule);
-    } catch (err) {
-      setError(err);
-    } finally {
-      setSaving(false);
-    }
-  };
+  const { onSubmit, error, pending: saving } = useFormSubmit(async (form) => {
+    const text = (name: string) => String(form.get(name) ?? "").trim();
+    const fields = {
+      name: text("schedule_name"),
+      description: text("schedule_description"),
+      cron: text("cron"),
+      timeZone: text("time_zone"),
+      jobTemplate: definitionFromForm(form),
+      enabled: form.get("enabled") === "on",
+      tags: parseLabels(text("tags"), "tags"),
+      overlapPolicy: Number(text("overlap_policy")) as OverlapPolicy,
+      missedRunPolicy: Number(text("missed_run_policy")) as MissedRunPolicy,
+    };
+    const saved = schedule
+      ? (await client.updateSchedule({ id: schedule.id, schedule: fields, updateMask: { paths: SCHEDULE_PATHS } })).schedule
+      : (await client.createSchedule({ schedule: fields })).schedule;
+    onSaved(saved!, !schedule);
+  });
   const overlap = schedule?.overlapPolicy || OverlapPolicy.SKIP;
   const missed = schedule?.missedRunPolicy || MissedRunPolicy.SKIP;
   return (
-    <form className="stacked" onSubmit={submit} aria-label={schedule ? `Edit schedule ${schedule.name}` : "New schedule"}>
+    <form className="stacked" onSubmit={onSubmit} aria-label={schedule ? `Edit schedule ${schedule.name}` : "New schedule"}>
       <fieldset>
         <legend>Schedule</legend>
         <div className="row">

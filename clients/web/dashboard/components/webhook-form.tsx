@@ -1,4 +1,4 @@
-import { useState, type FormEvent } from "react";
+import { useFormSubmit } from "../actions.ts";
 import { create } from "@bufbuild/protobuf";
 import { DurationSchema, type Duration } from "@bufbuild/protobuf/wkt";
 import type { Webhook } from "../../index.ts";
@@ -16,50 +16,38 @@ const MASKED = "***";
  */
 export function WebhookForm({ webhook, onSaved, onCancel }: { webhook?: Webhook; onSaved(webhook: Webhook, secret: string): void; onCancel(): void }) {
   const client = useClient();
-  const [error, setError] = useState<unknown>();
-  const [saving, setSaving] = useState(false);
   const initialHeaders = Object.entries(webhook?.headers ?? {}).map(([name, value]) => `${name}: ${value}`).join("\n");
-  const submit = async (event: FormEvent<HTMLFormElement>) => {
-    event.preventDefault();
-    setError(undefined);
-    setSaving(true);
-    try {
-      const form = new FormData(event.currentTarget);
-      const text = (name: string) => String(form.get(name) ?? "").trim();
-      const headersText = text("headers");
-      const headersChanged = !webhook || headersText !== initialHeaders.trim();
-      const headers = parseHeaders(headersText);
-      const masked = Object.entries(headers).find(([, value]) => value === MASKED);
-      if (webhook && headersChanged && masked) {
-        throw new Error(`headers: type the value of "${masked[0]}" again; header values are write-only and shown as ${MASKED}`);
-      }
-      const maxAttempts = text("max_attempts");
-      const fields = {
-        url: text("url"),
-        events: form.getAll("events").map(String),
-        headers,
-        secret: text("secret"),
-        timeout: durationOf(text("timeout")),
-        maxAttempts: maxAttempts ? Number(maxAttempts) : 0,
-        enabled: form.get("enabled") === "on",
-      };
-      if (webhook) {
-        const paths = ["url", "events", "timeout", "max_attempts", "enabled", ...(headersChanged ? ["headers"] : []), ...(fields.secret ? ["secret"] : [])];
-        const { webhook: saved } = await client.updateWebhook({ id: webhook.id, webhook: fields, updateMask: { paths } });
-        onSaved(saved!, "");
-      } else {
-        const { webhook: created, secret } = await client.createWebhook({ webhook: fields });
-        onSaved(created!, secret);
-      }
-    } catch (err) {
-      setError(err);
-    } finally {
-      setSaving(false);
+  const { onSubmit, error, pending: saving } = useFormSubmit(async (form) => {
+    const text = (name: string) => String(form.get(name) ?? "").trim();
+    const headersText = text("headers");
+    const headersChanged = !webhook || headersText !== initialHeaders.trim();
+    const headers = parseHeaders(headersText);
+    const masked = Object.entries(headers).find(([, value]) => value === MASKED);
+    if (webhook && headersChanged && masked) {
+      throw new Error(`headers: type the value of "${masked[0]}" again; header values are write-only and shown as ${MASKED}`);
     }
-  };
+    const maxAttempts = text("max_attempts");
+    const fields = {
+      url: text("url"),
+      events: form.getAll("events").map(String),
+      headers,
+      secret: text("secret"),
+      timeout: durationOf(text("timeout")),
+      maxAttempts: maxAttempts ? Number(maxAttempts) : 0,
+      enabled: form.get("enabled") === "on",
+    };
+    if (webhook) {
+      const paths = ["url", "events", "timeout", "max_attempts", "enabled", ...(headersChanged ? ["headers"] : []), ...(fields.secret ? ["secret"] : [])];
+      const { webhook: saved } = await client.updateWebhook({ id: webhook.id, webhook: fields, updateMask: { paths } });
+      onSaved(saved!, "");
+    } else {
+      const { webhook: created, secret } = await client.createWebhook({ webhook: fields });
+      onSaved(created!, secret);
+    }
+  });
   const subscribed = new Set(webhook?.events.filter((e) => e !== "*"));
   return (
-    <form className="stacked" onSubmit={submit} aria-label={webhook ? `Edit webhook ${webhook.url}` : "Add webhook"}>
+    <form className="stacked" onSubmit={onSubmit} aria-label={webhook ? `Edit webhook ${webhook.url}` : "Add webhook"}>
       <Field label="URL" hint="http(s); the daemon refuses loopback and private addresses unless its config sets webhooks.allow_private_targets">
         <input type="url" name="url" required defaultValue={webhook?.url} placeholder="https://hooks.example.com/hypervisord" />
       </Field>

@@ -8,18 +8,19 @@ import { StateBadge } from "../components/state-badge.tsx";
 import { JobLogs } from "../components/job-logs.tsx";
 import { elapsedSeconds, formatBytes, formatDuration, formatLabels, formatTime, stateName } from "../format.ts";
 import { useQuery, useThrottled } from "../query.ts";
+import { freshestJob } from "../live.ts";
 import { useClient, useLive } from "../session.tsx";
 
 export function JobPage({ jobId }: { jobId: string }) {
   const client = useClient();
   const live = useLive();
-  const liveJob = live.active.get(jobId);
+  const liveJob = live.active.get(jobId) ?? live.ended.get(jobId);
   // Reload the whole job when its state changes (the live map drops it when it ends).
   const changes = useThrottled(live.changes, 500);
   const loaded = useQuery((signal) => client.getJob({ jobId }, { signal }), [client, jobId, changes]);
   const history = useQuery((signal) => client.getJobHistory({ jobId }, { signal }), [client, jobId, changes]);
   const [cancelError, setCancelError] = useState<unknown>();
-  const job = liveJob && loaded.data?.job && !isTerminal(loaded.data.job.state) ? { ...loaded.data.job, ...liveJob } : loaded.data?.job;
+  const job = loaded.data?.job && freshestJob(loaded.data.job, liveJob);
   if (!job) return <>{loaded.error ? <><h1>Job {jobId}</h1><ErrorMessage error={loaded.error} /></> : <p aria-busy="true">Loading job {jobId}…</p>}</>;
   const name = job.definition?.name || job.id;
   const cancel = async () => {

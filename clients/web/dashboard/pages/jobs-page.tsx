@@ -8,6 +8,7 @@ import { StateBadge } from "../components/state-badge.tsx";
 import { elapsedSeconds, formatDuration, formatLabels, formatTime, parseLabels, STATES, stateName } from "../format.ts";
 import { useQuery, useThrottled } from "../query.ts";
 import { navigate } from "../router.ts";
+import { freshestJob } from "../live.ts";
 import { useClient, useLive } from "../session.tsx";
 
 const PAGE_SIZE = 25;
@@ -86,7 +87,7 @@ export function JobsPage({ params }: { params: URLSearchParams }) {
             <tr><th>Name</th><th>VM</th><th>Provider</th><th>State</th><th>Progress</th><th>Created</th><th className="num">Duration</th><th>Labels</th></tr>
           </thead>
           <tbody>
-            {jobs.data?.jobs.map((job) => <JobRow key={job.id} job={live.active.get(job.id) ?? job} />)}
+            {jobs.data?.jobs.map((job) => <JobRow key={job.id} job={freshestJob(job, live.active.get(job.id) ?? live.ended.get(job.id))!} />)}
           </tbody>
         </table>
         {jobs.data?.jobs.length === 0 && <p className="empty table-empty">No jobs match.</p>}

@@ -5,6 +5,7 @@ import { ErrorMessage } from "../components/error-message.tsx";
 import { Pager } from "../components/pager.tsx";
 import { ScheduleForm } from "../components/schedule-form.tsx";
 import { ScheduleRuns } from "../components/schedule-runs.tsx";
+import { useRowActions, useToggleSet } from "../actions.ts";
 import { VisuallyHidden } from "../components/visually-hidden.tsx";
 import { formatTime } from "../format.ts";
 import { useQuery, useThrottled } from "../query.ts";
@@ -33,10 +34,8 @@ export function SchedulesPage() {
     return { capabilities, profiles: profiles.profiles };
   }, [client]);
   const [editing, setEditing] = useState<Editing>();
-  const [notice, setNotice] = useState<ReactNode>();
-  const [failure, setFailure] = useState<{ action: string; error: unknown }>();
-  const [busy, setBusy] = useState<string>();
-  const [expanded, setExpanded] = useState<ReadonlySet<string>>(new Set());
+  const { run: act, busy, failure, setFailure, notice, setNotice } = useRowActions<ReactNode>(list.reload);
+  const [expanded, toggleRuns] = useToggleSet();
   const [runsVersion, setRunsVersion] = useState(0);
   const formHeading = useRef<HTMLHeadingElement>(null);
   useEffect(() => {
@@ -45,20 +44,6 @@ export function SchedulesPage() {
     formHeading.current?.focus();
   }, [editing]);
 
-  /** Runs one row action: its failure is shown above the table, success reloads the list. */
-  const act = async (action: string, id: string, call: () => Promise<void>) => {
-    setFailure(undefined);
-    setNotice(undefined);
-    setBusy(id);
-    try {
-      await call();
-      list.reload();
-    } catch (error) {
-      setFailure({ action, error });
-    } finally {
-      setBusy(undefined);
-    }
-  };
   const trigger = (s: Schedule) => act(`Trigger ${s.name}`, s.id, async () => {
     const result = await client.triggerSchedule({ id: s.id });
     setNotice(<TriggerResult name={s.name} result={result} />);
@@ -72,11 +57,6 @@ export function SchedulesPage() {
     await client.deleteSchedule({ id: s.id });
     if (editing?.mode === "edit" && editing.schedule.id === s.id) setEditing(undefined);
     setNotice(<>Deleted schedule <strong>{s.name}</strong>.</>);
-  });
-  const toggleRuns = (id: string) => setExpanded((open) => {
-    const next = new Set(open);
-    if (!next.delete(id)) next.add(id);
-    return next;
   });
   const saved = (schedule: Schedule, created: boolean) => {
     setEditing(undefined);
@@ -130,13 +110,13 @@ export function SchedulesPage() {
                   <td><code>{s.jobTemplate?.vm}</code>{s.jobTemplate?.provider && <div className="muted">{s.jobTemplate.provider}</div>}</td>
                   <td>
                     <div className="row-actions">
-                      <button type="button" disabled={busy === s.id} onClick={() => void setEnabled(s, !s.enabled)}>
+                      <button type="button" disabled={busy?.id === s.id} onClick={() => void setEnabled(s, !s.enabled)}>
                         {s.enabled ? "Disable" : "Enable"}<VisuallyHidden> {s.name}</VisuallyHidden>
                       </button>
-                      <button type="button" disabled={busy === s.id} onClick={() => void trigger(s)}>Trigger now<VisuallyHidden> {s.name}</VisuallyHidden></button>
+                      <button type="button" disabled={busy?.id === s.id} onClick={() => void trigger(s)}>Trigger now<VisuallyHidden> {s.name}</VisuallyHidden></button>
                       <button type="button" onClick={() => setEditing({ mode: "edit", schedule: s })}>Edit<VisuallyHidden> {s.name}</VisuallyHidden></button>
                       <button type="button" aria-expanded={expanded.has(s.id)} onClick={() => toggleRuns(s.id)}>Runs<VisuallyHidden> of {s.name}</VisuallyHidden></button>
-                      <ConfirmButton className="danger" confirm={`Delete schedule ${s.name}?`} disabled={busy === s.id} onConfirm={() => remove(s)}>
+                      <ConfirmButton className="danger" confirm={`Delete schedule ${s.name}?`} disabled={busy?.id === s.id} onConfirm={() => remove(s)}>
                         Delete<VisuallyHidden> {s.name}</VisuallyHidden>
                       </ConfirmButton>
                     </div>

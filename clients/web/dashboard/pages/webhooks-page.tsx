@@ -5,6 +5,7 @@ import { ErrorMessage } from "../components/error-message.tsx";
 import { VisuallyHidden } from "../components/visually-hidden.tsx";
 import { DeliveryStateBadge, formatLatency, WebhookDeliveries } from "../components/webhook-deliveries.tsx";
 import { WebhookForm } from "../components/webhook-form.tsx";
+import { useRowActions, useToggleSet } from "../actions.ts";
 import { useQuery } from "../query.ts";
 import { useClient } from "../session.tsx";
 import "./admin.css";
@@ -21,30 +22,14 @@ export function WebhooksPage() {
   const [editing, setEditing] = useState<Editing>();
   // The signing secret of a webhook just created: on screen until dismissed, kept nowhere else.
   const [secret, setSecret] = useState<{ url: string; secret: string }>();
-  const [notice, setNotice] = useState<Notice>();
-  const [failure, setFailure] = useState<{ action: string; error: unknown }>();
-  const [busy, setBusy] = useState<{ id: string; action: string }>();
-  const [expanded, setExpanded] = useState<ReadonlySet<string>>(new Set());
+  const { run: act, busy, failure, setFailure, notice, setNotice } = useRowActions<Notice>(list.reload);
+  const [expanded, toggleDeliveries] = useToggleSet();
   const [deliveriesVersion, setDeliveriesVersion] = useState(0);
   const formHeading = useRef<HTMLHeadingElement>(null);
   useEffect(() => {
     if (editing) formHeading.current?.focus();
   }, [editing]);
 
-  /** Runs one row action: its failure is shown above the table, success reloads the list. */
-  const act = async (action: string, id: string, call: () => Promise<void>) => {
-    setFailure(undefined);
-    setNotice(undefined);
-    setBusy({ id, action });
-    try {
-      await call();
-      list.reload();
-    } catch (error) {
-      setFailure({ action, error });
-    } finally {
-      setBusy(undefined);
-    }
-  };
   const setEnabled = (w: Webhook, enabled: boolean) => act(`${enabled ? "Enable" : "Disable"} ${w.url}`, w.id, async () => {
     await client.updateWebhook({ id: w.id, webhook: { enabled }, updateMask: { paths: ["enabled"] } });
   });
@@ -57,11 +42,6 @@ export function WebhooksPage() {
     await client.deleteWebhook({ id: w.id });
     if (editing?.mode === "edit" && editing.webhook.id === w.id) setEditing(undefined);
     setNotice({ ok: true, content: <>Deleted the webhook to <code>{w.url}</code>.</> });
-  });
-  const toggleDeliveries = (id: string) => setExpanded((open) => {
-    const next = new Set(open);
-    if (!next.delete(id)) next.add(id);
-    return next;
   });
   const saved = (webhook: Webhook, newSecret: string) => {
     setEditing(undefined);
