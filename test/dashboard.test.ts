@@ -335,6 +335,30 @@ describe("web dashboard in Chromium", () => {
     assertNoPageErrors();
   });
 
+  test("accessibility: every control on every page has a label, and the keyboard reaches the content", async (t) => {
+    if (skipIfNoBrowser(t)) return;
+    // Runs in the page: controls without an accessible name (label, aria-label/-labelledby, or a button's text).
+    const unlabelled = `[...document.querySelectorAll("input:not([type=hidden]), select, textarea, button")]
+      .filter((el) => !(el.labels?.length || el.getAttribute("aria-label") || el.getAttribute("aria-labelledby") || (el.tagName === "BUTTON" && el.textContent.trim())))
+      .map((el) => el.outerHTML.slice(0, 120))`;
+    const views: [string, string?][] = [["#/"], ["#/jobs"], ["#/export"], ["#/schedules", "New schedule"], ["#/webhooks", "Add webhook"]];
+    for (const [hash, open] of views) {
+      await page.goto(`${daemon.httpUrl}/${hash}`);
+      await page.getByRole("status").filter({ hasText: "live" }).waitFor();
+      if (open) await page.getByRole("button", { name: open }).first().click();
+      await page.locator("main h1").waitFor();
+      assert.deepEqual(await page.evaluate(unlabelled), [], `controls without a label on ${hash}`);
+    }
+    await page.goto(`${daemon.httpUrl}/#/jobs`);
+    await page.reload(); // a fresh load: focus starts at the top of the document
+    await page.locator("main h1").waitFor();
+    await page.keyboard.press("Tab");
+    assert.equal(await page.evaluate("document.activeElement.textContent"), "Skip to content");
+    await page.keyboard.press("Enter");
+    assert.equal(await page.evaluate("document.activeElement.id"), "main");
+    assertNoPageErrors();
+  });
+
   test("the daemon going away shows a banner; the page reconnects by itself and the job it shows resumes to completed", async (t) => {
     if (skipIfNoBrowser(t)) return;
     const { job } = await client.submitJob({ definition: { provider: "fake", name: "e2e-survivor", vm: slowVm("e2e-survivor", 200, 40), outputDir: "e2e" } });
