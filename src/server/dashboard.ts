@@ -25,7 +25,8 @@ interface Variant {
 
 interface StaticFile {
   identity: Variant;
-  gzip?: Variant;
+  /** The gzip representation, made on the first request that accepts it (undefined: not worth it). */
+  gzip(): Variant | undefined;
   headers: Record<string, string>;
 }
 
@@ -73,7 +74,7 @@ const NOT_BUILT_PAGE = `<!doctype html>
 `;
 
 /**
- * The built web dashboard, read into memory once at start (with gzip precomputed for text), so that
+ * The built web dashboard, read into memory once at start (gzip made once per file, when first asked for), so that
  * serving it touches no disk and no path from a request ever reaches the file system: only the exact
  * names found at start match. Unauthenticated by design: the page must load to ask for an API key.
  */
@@ -114,7 +115,8 @@ function requestPath(url: string): string | undefined {
 }
 
 function send(req: NodeRequest, res: NodeResponse, file: StaticFile, status: number): void {
-  const variant = file.gzip && acceptsGzip(req.headers["accept-encoding"]) ? file.gzip : file.identity;
+  const gzip = acceptsGzip(req.headers["accept-encoding"]) ? file.gzip() : undefined;
+  const variant = gzip ?? file.identity;
   for (const [name, value] of Object.entries(file.headers)) res.setHeader(name, value);
   // CORS may have set Vary: Origin already.
   const vary = res.getHeader("vary");
@@ -125,7 +127,7 @@ function send(req: NodeRequest, res: NodeResponse, file: StaticFile, status: num
     res.end();
     return;
   }
-  if (variant === file.gzip) res.setHeader("content-encoding", "gzip");
+  if (gzip) res.setHeader("content-encoding", "gzip");
   res.setHeader("content-length", variant.body.length);
   res.writeHead(status);
   if (req.method === "HEAD") res.end();
@@ -163,11 +165,18 @@ function staticFile(name: string, body: Buffer): StaticFile {
   const ext = path.extname(name).toLowerCase();
   const isHtml = ext === ".html";
   const hash = createHash("sha256").update(body).digest("base64url").slice(0, 32);
-  const zipped = COMPRESSIBLE.has(ext) ? gzipSync(body, { level: 9 }) : undefined;
+  // Compressed on first use, not at start: the source maps alone took ~150 ms of every daemon start.
+  let gzip: Variant | undefined | null = COMPRESSIBLE.has(ext) ? undefined : null;
   return {
     identity: { body, etag: `"${hash}"` },
-    // A strong ETag names one representation: the gzip one gets its own.
-    gzip: zipped && zipped.length < body.length ? { body: zipped, etag: `"${hash}-gz"` } : undefined,
+    gzip() {
+      if (gzip === undefined) {
+        const zipped = gzipSync(body, { level: 9 });
+        // A strong ETag names one representation: the gzip one gets its own.
+        gzip = zipped.length < body.length ? { body: zipped, etag: `"${hash}-gz"` } : null;
+      }
+      return gzip ?? undefined;
+    },
     headers: {
       "content-type": TYPES[ext] ?? "application/octet-stream",
       // Vite puts content hashes in the names under assets/: they never change. index.html names them: always revalidated.
