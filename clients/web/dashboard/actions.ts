@@ -56,3 +56,8 @@ export function useToggleSet(): [ReadonlySet<string>, (id: string) => void] {
   });
   return [open, toggle];
 }
+
+/** A text input's value from a submitted form, trimmed ("" when absent). */
+export function formText(form: FormData, name: string): string {
+  return String(form.get(name) ?? "").trim();
+}

@@ -1,6 +1,7 @@
 import { useState } from "react";
 import { create } from "@bufbuild/protobuf";
 import { ExportFormat, JobDefinitionSchema, PowerState, type GetCapabilitiesResponse, type JobDefinition, type Profile, type VirtualMachine } from "../../index.ts";
+import { formText } from "../actions.ts";
 import { formatBytes, formatLabels, parseLabels } from "../format.ts";
 import { ErrorMessage } from "./error-message.tsx";
 import { Field } from "./field.tsx";
@@ -124,7 +125,7 @@ export function DefinitionFields({ initial, capabilities, profiles }: { initial?
 
 /** The JobDefinition the fields describe; throws an Error naming the field for input the API would refuse anyway. */
 export function definitionFromForm(form: FormData): JobDefinition {
-  const text = (name: string) => String(form.get(name) ?? "").trim();
+  const text = (name: string) => formText(form, name);
   const int = (name: string) => {
     const value = text(name);
     if (value === "") return undefined;
@@ -134,12 +135,11 @@ export function definitionFromForm(form: FormData): JobDefinition {
   };
   const manifest = text("manifest");
   const bandwidth = text("bandwidth_mib");
-  const url = text("vsphere_url");
   return create(JobDefinitionSchema, {
     name: text("name"),
     provider: text("provider"),
     vm: text("vm"),
-    vsphere: url ? { url, username: text("vsphere_username"), password: String(form.get("vsphere_password") ?? ""), insecure: form.get("vsphere_insecure") === "on", thumbprint: text("vsphere_thumbprint") } : undefined,
+    vsphere: vsphereFromForm(form),
     outputDir: text("output_dir"),
     profile: text("profile"),
     format: text("format") === "ova" ? ExportFormat.OVA : ExportFormat.OVF,
@@ -158,6 +158,15 @@ export function definitionFromForm(form: FormData): JobDefinition {
   });
 }
 
+/** The vCenter connection typed into the form, or undefined (the daemon's default) when its URL is empty. */
+function vsphereFromForm(form: FormData) {
+  const text = (name: string) => formText(form, name);
+  const url = text("vsphere_url");
+  if (!url) return undefined;
+  // The password is sent as typed: spaces may be part of it.
+  return { url, username: text("vsphere_username"), password: String(form.get("vsphere_password") ?? ""), insecure: form.get("vsphere_insecure") === "on", thumbprint: text("vsphere_thumbprint") };
+}
+
 /** ListVMs of the chosen provider (with the connection typed above, read from the form), filtered by a name pattern. */
 function VmPicker({ provider, selected, onPick }: { provider: string; selected: string; onPick(vm: string): void }) {
   const client = useClient();
@@ -166,12 +175,10 @@ function VmPicker({ provider, selected, onPick }: { provider: string; selected: 
   const [loading, setLoading] = useState(false);
   const [pattern, setPattern] = useState("");
   const load = async (button: HTMLButtonElement) => {
-    const form = new FormData(button.form!);
-    const url = String(form.get("vsphere_url") ?? "").trim();
+    const vsphere = vsphereFromForm(new FormData(button.form!));
     setLoading(true);
     setError(undefined);
     try {
-      const vsphere = url ? { url, username: String(form.get("vsphere_username") ?? ""), password: String(form.get("vsphere_password") ?? ""), insecure: form.get("vsphere_insecure") === "on", thumbprint: String(form.get("vsphere_thumbprint") ?? "") } : undefined;
       const response = await client.listVMs({ provider, vsphere, namePattern: pattern.trim() });
       setVms(response.vms);
     } catch (err) {

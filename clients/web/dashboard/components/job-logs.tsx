@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState } from "react";
 import { ConnectError } from "@connectrpc/connect";
-import { sleep } from "../../../core/backoff.ts";
+import { backoffMs, sleep } from "../../../core/backoff.ts";
 import type { LogEntry } from "../../index.ts";
 import { formatTime } from "../format.ts";
 import { ErrorMessage } from "./error-message.tsx";
@@ -40,7 +40,7 @@ export function JobLogs({ jobId, follow }: { jobId: string; follow: boolean }) {
         } catch (err) {
           if (signal.aborted) return;
           setError(ConnectError.from(err));
-          await sleep(Math.min(10_000, 500 * 2 ** failures++), signal).catch(() => undefined);
+          await sleep(backoffMs(failures++, { initialMs: 500, maxMs: 10_000 }), signal).catch(() => undefined);
         }
       }
     })();

@@ -1,4 +1,4 @@
-import { useFormSubmit } from "../actions.ts";
+import { formText, useFormSubmit } from "../actions.ts";
 import { MissedRunPolicy, OverlapPolicy, type GetCapabilitiesResponse, type Profile, type Schedule } from "../../index.ts";
 import { formatLabels, parseLabels } from "../format.ts";
 import { DefinitionFields, definitionFromForm } from "./definition-fields.tsx";
@@ -25,7 +25,7 @@ export function ScheduleForm({ schedule, capabilities, profiles, onSaved, onCanc
 }) {
   const client = useClient();
   const { onSubmit, error, pending: saving } = useFormSubmit(async (form) => {
-    const text = (name: string) => String(form.get(name) ?? "").trim();
+    const text = (name: string) => formText(form, name);
     const fields = {
       name: text("schedule_name"),
       description: text("schedule_description"),

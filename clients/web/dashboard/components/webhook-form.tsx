@@ -1,4 +1,4 @@
-import { useFormSubmit } from "../actions.ts";
+import { formText, useFormSubmit } from "../actions.ts";
 import { create } from "@bufbuild/protobuf";
 import { DurationSchema, type Duration } from "@bufbuild/protobuf/wkt";
 import type { Webhook } from "../../index.ts";
@@ -18,7 +18,7 @@ export function WebhookForm({ webhook, onSaved, onCancel }: { webhook?: Webhook;
   const client = useClient();
   const initialHeaders = Object.entries(webhook?.headers ?? {}).map(([name, value]) => `${name}: ${value}`).join("\n");
   const { onSubmit, error, pending: saving } = useFormSubmit(async (form) => {
-    const text = (name: string) => String(form.get(name) ?? "").trim();
+    const text = (name: string) => formText(form, name);
     const headersText = text("headers");
     const headersChanged = !webhook || headersText !== initialHeaders.trim();
     const headers = parseHeaders(headersText);

@@ -23,19 +23,12 @@ export function JobsPage({ params }: { params: URLSearchParams }) {
   useEffect(() => setTokens([]), [key]);
   const changes = useThrottled(live.changes, 1500);
   const capabilities = useQuery((signal) => client.getCapabilities({}, { signal }), [client]);
-  const labelError = (() => {
-    try {
-      parseLabels(filters.label, "label");
-      return undefined;
-    } catch (err) {
-      return err;
-    }
-  })();
+  const labels = parsedLabels(filters.label);
   const jobs = useQuery(async (signal) => {
     const state = STATES.find((s) => stateName(s) === filters.state);
     return client.listJobs({
       states: state === undefined ? [] : [state],
-      labels: labelError ? {} : parseLabels(filters.label, "label"),
+      labels: labels.value ?? {},
       provider: filters.provider,
       query: filters.q,
       pageSize: PAGE_SIZE,
@@ -79,7 +72,7 @@ export function JobsPage({ params }: { params: URLSearchParams }) {
         <button type="submit" className="primary">Filter</button>
         {(filters.state || filters.label || filters.provider || filters.q) && <a href="#/jobs">Clear filters</a>}
       </form>
-      <ErrorMessage error={labelError} />
+      <ErrorMessage error={labels.error} />
       <ErrorMessage error={jobs.error} />
       <div className="table-wrap">
         <table aria-label="Jobs" aria-busy={jobs.loading}>
@@ -95,6 +88,15 @@ export function JobsPage({ params }: { params: URLSearchParams }) {
       <Pager label="Jobs pages" tokens={tokens} nextToken={jobs.data?.nextPageToken ?? ""} onChange={setTokens} />
     </>
   );
+}
+
+/** The label filter, or why it is not one (shown, and the filter left out). */
+function parsedLabels(text: string): { value?: Record<string, string>; error?: unknown } {
+  try {
+    return { value: parseLabels(text, "label") };
+  } catch (error) {
+    return { error };
+  }
 }
 
 function JobRow({ job }: { job: Job }) {
