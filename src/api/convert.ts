@@ -86,6 +86,7 @@ export function definitionToPb(definition: JobDefinition): JobDefinitionPb {
     generateManifest: d.generateManifest ?? true,
     verify: d.verify ?? false,
     profile: d.profile ?? "",
+    keepPartial: d.keepPartial ?? false,
   });
 }
 

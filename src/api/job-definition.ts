@@ -45,6 +45,7 @@ export function definitionFromPb(pb: JobDefinitionPb | undefined, field: string,
     ...exportSettings(pb, field, rules, profile?.settings ?? {}),
     requestId: text(pb.requestId, at("request_id"), 256) || undefined,
     ...(profileName ? { profile: profileName } : {}),
+    ...(pb.keepPartial ? { keepPartial: true } : {}),
   };
   const unavailable = definition.convertTo && rules.conversionUnavailable?.(definition.convertTo);
   if (unavailable) throw new FailedPreconditionError(`${at("convert_to")}: conversion to ${definition.convertTo} is unavailable: ${unavailable}`);

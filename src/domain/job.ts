@@ -67,6 +67,8 @@ export interface JobDefinition {
   verify?: boolean;
   /** The profile whose settings filled the fields the submission left empty. */
   profile?: string;
+  /** Keep what a failed or cancelled export wrote instead of removing it. */
+  keepPartial?: boolean;
 }
 
 export interface JobProgress {
