@@ -145,14 +145,14 @@ describe("vSphere export against vcsim-export", () => {
     assert.equal(afterwards.vm!.powerState, 1, "powered off");
   });
 
-  test("wrong password: UNAUTHENTICATED, not retried; unknown VM: NOT_FOUND", async (t) => {
+  test("wrong password: FAILED_PRECONDITION naming vSphere (not the API's UNAUTHENTICATED), not retried; unknown VM: NOT_FOUND", async (t) => {
     if (skipReason) return t.skip(skipReason);
     const sim = await simulator(["-username", "user", "-password", "pass"]);
     await assert.rejects(client.unary("listVMs", { provider: "vsphere", vsphere: connection(sim, "wrong") }),
-      (err: { code: number; details: string }) => err.code === 16 && /login as "user" at .* failed: wrong user name or password/.test(err.details));
+      (err: { code: number; details: string }) => err.code === 9 && /^vSphere login to https:\/\/127\.0\.0\.1:\d+\/sdk as user failed: incorrect user name or password$/.test(err.details));
     const job = await runJob({ provider: "vsphere", vm: sim.vms[0]!.path, vsphere: connection(sim, "wrong"), outputDir: "auth" });
     assert.equal(job.state, JobState.FAILED);
-    assert.equal(job.error!.code, "UNAUTHENTICATED");
+    assert.equal(job.error!.code, "FAILED_PRECONDITION");
     assert.equal(job.attempt, 1);
     assert.equal(job.definition!.vsphere!.password, "", "the password never comes back");
     assert.ok(!daemon.logs.some((line) => line.includes('"wrong"') || line.includes("pass\"")), "no password in the daemon log");

@@ -12,9 +12,14 @@ export class VSphereFault extends HypervisordError {
   }
 }
 
+/**
+ * Never UNAUTHENTICATED: that code is the API's own answer about the caller's credentials. vCenter refusing
+ * the daemon's login is a precondition of the job (fix the connection), and a session vCenter no longer knows
+ * (NotAuthenticated after a vCenter restart, or while it starts up) is transient.
+ */
 const FAULT_CODES: Record<string, [ErrorCode, boolean]> = {
-  InvalidLogin: ["UNAUTHENTICATED", false],
-  NotAuthenticated: ["UNAUTHENTICATED", false],
+  InvalidLogin: ["FAILED_PRECONDITION", false],
+  NotAuthenticated: ["UNAVAILABLE", true],
   NoPermission: ["PERMISSION_DENIED", false],
   ManagedObjectNotFound: ["NOT_FOUND", false],
   NotFound: ["NOT_FOUND", false],

@@ -42,7 +42,12 @@ export async function openSession(connection: VSphereConnection, options: { maxC
     const content = serviceContentOf(await soap.call("RetrieveServiceContent", [["_this", SERVICE_INSTANCE]], signal));
     soap.setApiVersion(content.apiVersion);
     const login = async (s: AbortSignal) => {
-      await soap.call("Login", [["_this", content.sessionManager], ["userName", connection.username], ["password", connection.password]], s);
+      try {
+        await soap.call("Login", [["_this", content.sessionManager], ["userName", connection.username], ["password", connection.password]], s);
+      } catch (err) {
+        if (err instanceof VSphereFault && err.faultType === "InvalidLogin") throw invalidLogin(url, connection.username, err);
+        throw err;
+      }
     };
     await login(signal);
     options.logger.info({ endpoint: soap.endpoint, user: connection.username, server: content.fullName }, "vSphere session opened");
@@ -102,9 +107,16 @@ export async function openSession(connection: VSphereConnection, options: { maxC
     };
   } catch (err) {
     await agent.close();
-    if (err instanceof VSphereFault && err.faultType === "InvalidLogin") {
-      throw new VSphereFault("InvalidLogin", `vSphere login as "${connection.username}" at ${url.host} failed: wrong user name or password`, "UNAUTHENTICATED", false);
-    }
     throw err;
   }
+}
+
+/**
+ * vCenter refused the daemon's credentials: FAILED_PRECONDITION naming vSphere, so that a client can tell it from
+ * its own API key being refused (UNAUTHENTICATED). The URL is shown without userinfo, and never the password.
+ */
+function invalidLogin(url: URL, username: string, cause: VSphereFault): VSphereFault {
+  const fault = new VSphereFault("InvalidLogin", `vSphere login to ${url.origin}${url.pathname} as ${username} failed: incorrect user name or password`, "FAILED_PRECONDITION", false);
+  fault.cause = cause;
+  return fault;
 }
