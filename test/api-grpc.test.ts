@@ -101,7 +101,7 @@ describe("HypervisordService over grpc-js", () => {
     assert.deepEqual(dd.labels, { team: "ops" });
     assert.equal(dd.vsphere?.username, "u");
     assert.equal(dd.vsphere?.password, "", "password is write-only");
-    assert.equal(job!.maxAttempts, 3);
+    assert.equal(job!.maxAttempts, 10);
     assert.ok(job!.createTime);
     const done = await jobState(job!.id, FINAL);
     assert.equal(done.state, JobState.COMPLETED, JSON.stringify(done.error));

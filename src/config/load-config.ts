@@ -144,6 +144,7 @@ function compile(values: Map<string, unknown>, configFile: string | undefined): 
     engine: {
       maxConcurrentJobs: get<number>("jobs.max_concurrent"),
       maxAttempts: get<number>("jobs.max_attempts"),
+      retryMaxElapsedMs: get<number>("jobs.retry_max_elapsed"),
       retryInitialBackoffMs: get<number>("jobs.retry_initial_backoff"),
       retryMaxBackoffMs: get<number>("jobs.retry_max_backoff"),
       progressPublishIntervalMs: progressMs,

@@ -19,6 +19,8 @@ import { transitionUpdate, watchJobs } from "./watch.ts";
 export interface CompiledEngineOptions {
   maxConcurrentJobs: number;
   maxAttempts: number;
+  /** No retry starts later than this after the job's first attempt started; undefined or 0: only maxAttempts limits. */
+  retryMaxElapsedMs?: number;
   retryInitialBackoffMs: number;
   retryMaxBackoffMs: number;
   progressPublishIntervalMs: number;
@@ -243,16 +245,28 @@ export function createEngine(deps: EngineDeps) {
   function fail(job: Job, error: HypervisordError, progress: JobProgress, log: Logger): void {
     if (error.code === "INTERNAL") logger.error({ err: error.cause ?? error, job_id: job.id }, "job failed with an internal error");
     const jobError: JobError = { code: error.code, message: error.message, retryable: error.retryable };
-    if (error.retryable && job.attempt < job.maxAttempts) {
-      const delayMs = retryDelayMs(job.attempt, { initialMs: options.retryInitialBackoffMs, maxMs: options.retryMaxBackoffMs });
+    const delayMs = retryDelayMs(job.attempt, { initialMs: options.retryInitialBackoffMs, maxMs: options.retryMaxBackoffMs });
+    const retryable = error.retryable && job.attempt < job.maxAttempts;
+    if (retryable && retryBudgetLeft(job, delayMs)) {
       const why = `attempt ${job.attempt} of ${job.maxAttempts} failed, retrying in ${(delayMs / 1000).toFixed(1)} s: ${error.message}`;
       move({ jobId: job.id, from: ["running"], to: "queued", reason: why, actor: "engine", error: jobError, progress, nextAttemptTime: Date.now() + delayMs });
       log.warn({ code: error.code, attempt: job.attempt, delay_ms: delayMs }, why);
       return;
     }
     const attempts = job.attempt > 1 ? ` (after ${job.attempt} attempts)` : "";
-    move({ jobId: job.id, from: ["running"], to: "failed", reason: `${error.message}${attempts}`, actor: "engine", error: jobError, progress });
-    log.error({ code: error.code, attempt: job.attempt }, `export failed${attempts}: ${error.message}`);
+    const budget = retryable ? `; not retried: jobs.retry_max_elapsed (${options.retryMaxElapsedMs! / 1000} s) since the first attempt is spent` : "";
+    move({ jobId: job.id, from: ["running"], to: "failed", reason: `${error.message}${attempts}${budget}`, actor: "engine", error: jobError, progress });
+    log.error({ code: error.code, attempt: job.attempt }, `export failed${attempts}${budget}: ${error.message}`);
+  }
+
+  /**
+   * Whether a retry after `delayMs` still starts within jobs.retry_max_elapsed of the job's first attempt (its
+   * first move to running, from the history: resumed runs and retries keep that start).
+   */
+  function retryBudgetLeft(job: Job, delayMs: number): boolean {
+    if (!options.retryMaxElapsedMs) return true;
+    const firstStart = store.history(job.id).find((t) => t.toState === "running")?.time ?? job.startTime ?? Date.now();
+    return Date.now() + delayMs - firstStart <= options.retryMaxElapsedMs;
   }
 
   /** A run stopped by shutdown or a crash: resumed later when the provider can, failed otherwise. */
