@@ -8,12 +8,12 @@ import { createHypervisordApi } from "./api/service.ts";
 import { webhooksFromConfig } from "./api/webhooks.ts";
 import { isFinal } from "./domain/job.ts";
 import { withCallHooks, type CallHook } from "./api/call-hooks.ts";
+import { createRequestLimitsHook } from "./api/request-limits.ts";
 import { createAuditHook } from "./audit/audit-hook.ts";
 import { createAuthHook, createRoleHook } from "./auth/auth-hook.ts";
 import { apiKeysFromConfig } from "./auth/config-keys.ts";
 import { loadServerTls } from "./auth/server-tls.ts";
 import { authStartupRule } from "./auth/startup-rule.ts";
-import { createSecretBox } from "./store/secret-box.ts";
 import { createRateLimitHook } from "./ratelimit/rate-limit-hook.ts";
 import { jobTracer } from "./tracing/job-tracer.ts";
 import { createTracingHook } from "./tracing/tracing-hook.ts";
@@ -38,6 +38,7 @@ import { createDashboardHandler } from "./server/dashboard.ts";
 import { createHealthHandlers, createHealthState } from "./server/health.ts";
 import { createHttpServer } from "./server/http-server.ts";
 import { lockDataDir } from "./store/data-dir-lock.ts";
+import { prepareDataDir } from "./store/data-dir.ts";
 import { createSqliteStore } from "./store/sqlite/sqlite-store.ts";
 import { VERSION } from "./version.ts";
 
@@ -67,12 +68,16 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const releasers = createReleasers();
   try {
     for (const root of config.allowedOutputRoots) fs.mkdirSync(root, { recursive: true });
-    fs.mkdirSync(config.dataDir, { recursive: true });
+    // 0700 whatever the umask; a looser existing one is tightened, with a warning.
+    for (const warning of prepareDataDir(config.dataDir)) logger.warn(warning);
     releasers.add(lockDataDir(config.dataDir));
-    // Read first: a bad certificate, key or encryption key stops the start before anything is opened.
+    // Read first: a bad certificate or key stops the start before anything is opened.
     const tls = loadServerTls(config.tls);
-    const secretBox = config.encryptionKey ? createSecretBox(config.encryptionKey) : undefined;
-    const store = createSqliteStore({ dataDir: config.dataDir, maxLogBytesPerJob: config.maxLogBytesPerJob, secretBox });
+    // Opens every stored secret's key check: a wrong or missing encryption key stops the start here.
+    const store = createSqliteStore({
+      dataDir: config.dataDir, maxLogBytesPerJob: config.maxLogBytesPerJob, logger: logger.child({ component: "store" }),
+      encryption: { key: config.encryptionKey, keyFile: config.encryptionKeyFile },
+    });
     releasers.add(() => store.close());
     // Checked before anything listens: a wrong override stops the start, naming rate_limit.overrides.<RPC>.
     const rateLimitHook = createRateLimitHook(config.rateLimit);
@@ -153,6 +158,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       metrics.callHook,
       createTracingHook(tracing),
       createAuthHook({ store: store.apiKeys, mode: authMode }),
+      // Before the audit, which stores the request: a field over its limit never reaches a handler or the store.
+      createRequestLimitsHook(HypervisordService),
       createAuditHook({ store: store.audit, logger: logger.child({ component: "audit" }) }),
       rateLimitHook,
       createRoleHook(),

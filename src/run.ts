@@ -2,6 +2,7 @@ import pino, { type Logger } from "pino";
 import { ConfigError, loadConfig, type DaemonConfig } from "./config/load-config.ts";
 import { startDaemon, type Daemon } from "./daemon.ts";
 import { createLogger } from "./logging.ts";
+import { runSecretsCommand } from "./secrets-command.ts";
 import type { DaemonTools, Provider } from "./providers/provider.ts";
 import { VERSION } from "./version.ts";
 
@@ -12,6 +13,10 @@ const STOP_DEADLINE_MS = 9_500;
 export async function run(
   argv: readonly string[], env: NodeJS.ProcessEnv, providersFor: (config: DaemonConfig, logger: Logger, tools: DaemonTools) => Provider[],
 ): Promise<void> {
+  if (argv[0] === "secrets") {
+    process.exitCode = runSecretsCommand(argv.slice(1), env, process.stdout, process.stderr);
+    return;
+  }
   let command;
   try {
     command = loadConfig(argv, env);

@@ -11,6 +11,8 @@ import { uuidv7 } from "../src/engine/uuid-v7.ts";
 import { InvalidArgumentError, NotFoundError, UnavailableError } from "../src/errors.ts";
 import { parseCron } from "../src/scheduler/cron.ts";
 import { createScheduler, type PlannedRun, type Scheduler } from "../src/scheduler/scheduler.ts";
+import { generateKey } from "../src/store/encryption-key.ts";
+import { createSecretBox } from "../src/store/secret-box.ts";
 import { migrate } from "../src/store/sqlite/migrations.ts";
 import { createScheduleQueries } from "../src/store/sqlite/schedules.ts";
 import type { ScheduleStore } from "../src/store/store.ts";
@@ -48,7 +50,7 @@ function fixture(): Fixture {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hvd-scheduler-"));
   const db = new Database(path.join(dir, "test.db"));
   migrate(db);
-  const store = createScheduleQueries(db);
+  const store = createScheduleQueries(db, createSecretBox(generateKey()));
   const jobs = fakeEngine(db, store);
   const schedulers: Scheduler[] = [];
   cleanups.push(() => {
@@ -206,13 +208,14 @@ describe("parseCron", () => {
 // --- the store ---
 
 describe("schedule store", () => {
-  test("the template's password is kept in the secrets column, never in the JSON", () => {
+  test("the template's password is kept in the secrets column, encrypted, never in the JSON", () => {
     const { db, store } = fixture();
     const s = schedule({ tags: { env: "prod" } });
     store.insert(s);
     const row = db.prepare("SELECT job_template, secrets FROM schedules WHERE id = ?").get(s.id) as { job_template: string; secrets: string };
     assert.doesNotMatch(row.job_template, /s3cret/);
-    assert.match(row.secrets, /s3cret/);
+    assert.match(row.secrets, /^v1:/);
+    assert.doesNotMatch(row.secrets, /s3cret/);
     assert.deepEqual(store.get(s.id), s);
   });
 

@@ -12,6 +12,8 @@ import { request } from "undici";
 import type { Job, JobDefinition } from "../src/domain/job.ts";
 import type { Webhook, WebhookDelivery, WebhookEvent } from "../src/domain/webhook.ts";
 import { InvalidArgumentError } from "../src/errors.ts";
+import { generateKey } from "../src/store/encryption-key.ts";
+import { createSecretBox } from "../src/store/secret-box.ts";
 import { migrate } from "../src/store/sqlite/migrations.ts";
 import { createWebhookQueries } from "../src/store/sqlite/webhooks.ts";
 import { createWebhookDispatcher, parseRetryAfter, type WebhookDispatcher, type WebhookDispatcherOptions } from "../src/webhooks/dispatcher.ts";
@@ -40,7 +42,7 @@ function openStore() {
   db.pragma("foreign_keys = ON");
   migrate(db);
   databases.push(db);
-  return { db, store: createWebhookQueries(db) };
+  return { db, store: createWebhookQueries(db, createSecretBox(generateKey())) };
 }
 
 interface Received {

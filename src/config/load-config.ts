@@ -33,6 +33,8 @@ export interface DaemonConfig {
   tls: { certFile?: string; keyFile?: string; clientCaFile?: string; requireClientCert: boolean };
   /** base64 of 32 bytes, when set. */
   encryptionKey?: string;
+  /** secrets.encryption_key_file (absolute): the key read from a file; neither set: <dataDir>/encryption.key. */
+  encryptionKeyFile?: string;
   rateLimit: { requestsPerSecond: number; burst: number; overrides: Record<string, Record<string, unknown> | null> };
   /** Webhook endpoints and profiles from the file, as written: checked by the daemon with their field names. */
   webhooks: { allowPrivateTargets: boolean; endpoints: Record<string, unknown>[] };
@@ -177,6 +179,7 @@ function compile(values: Map<string, unknown>, configFile: string | undefined): 
       requireClientCert: get<boolean>("tls.require_client_cert"),
     },
     encryptionKey: get<string | undefined>("secrets.encryption_key") || undefined,
+    encryptionKeyFile: optionalPath(get<string | undefined>("secrets.encryption_key_file")),
     rateLimit: {
       requestsPerSecond: get<number>("rate_limit.requests_per_second"),
       burst: get<number>("rate_limit.burst"),
@@ -200,6 +203,7 @@ const optionalPath = (value: string | undefined) => (value ? path.resolve(value)
 function helpText(): string {
   const lines = [
     "usage: hypervisord [--config FILE] [flags]",
+    "       hypervisord secrets rotate [--new-key-file FILE] [--config FILE] [flags]   re-encrypt stored secrets with a new key (see secrets --help)",
     "",
     "Exports virtual machines from hypervisors into OVF/OVA packages as durable jobs.",
     "Settings come from flags, then HYPERVISORD_* variables, then the YAML config file, then defaults.",

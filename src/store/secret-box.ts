@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
 
-/** Encrypts secrets (vSphere passwords) before they are written to the database. */
+/** Encrypts secrets (vSphere passwords, webhook URLs, secrets and headers) before they are written to the database. */
 export interface SecretBox {
   /** "v1:<base64 iv>:<base64 ciphertext and tag>", a new random IV each time. */
   seal(plain: string): string;
@@ -11,16 +11,19 @@ export interface SecretBox {
 const VERSION = "v1";
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
-const KEY_FIELD = "secrets.encryption_key";
+const DEFAULT_KEY_NAME = "secrets.encryption_key";
 
-/** Whether a stored value was written by a SecretBox (rather than in plain, before encryption was configured). */
+/** Whether a stored value was written by a SecretBox (rather than in plain, by a version that did not encrypt it). */
 export function isSealed(value: string): boolean {
   return value.startsWith(`${VERSION}:`);
 }
 
-/** AES-256-GCM with `base64Key` (base64 of 32 bytes, e.g. `openssl rand -base64 32`). */
-export function createSecretBox(base64Key: string): SecretBox {
-  const key = decodeKey(base64Key);
+/**
+ * AES-256-GCM with `base64Key` (base64 of 32 bytes, e.g. `openssl rand -base64 32`). `keyName` says
+ * where the key came from (a setting or a file), so that errors tell which key to fix.
+ */
+export function createSecretBox(base64Key: string, keyName = DEFAULT_KEY_NAME): SecretBox {
+  const key = decodeKey(base64Key, keyName);
   return {
     seal(plain) {
       const iv = randomBytes(IV_BYTES);
@@ -41,19 +44,19 @@ export function createSecretBox(base64Key: string): SecretBox {
       try {
         return Buffer.concat([decipher.update(body.subarray(0, body.length - TAG_BYTES)), decipher.final()]).toString("utf8");
       } catch (err) {
-        throw new Error(`a stored secret does not decrypt: it was altered, or encrypted with another ${KEY_FIELD}`, { cause: err });
+        throw new Error(`a stored secret does not decrypt: it was altered, or encrypted with another key than ${keyName}`, { cause: err });
       }
     },
   };
 }
 
 /** Never puts the key, or any part of it, into an error. */
-function decodeKey(base64Key: string): Buffer {
+function decodeKey(base64Key: string, keyName: string): Buffer {
   const text = base64Key.trim();
   if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) && !/^[A-Za-z0-9_-]*$/.test(text)) {
-    throw new Error(`${KEY_FIELD}: not base64; expected base64 of 32 random bytes (openssl rand -base64 32)`);
+    throw new Error(`${keyName}: not base64; expected base64 of 32 random bytes (openssl rand -base64 32)`);
   }
   const key = Buffer.from(text, "base64");
-  if (key.length !== 32) throw new Error(`${KEY_FIELD}: decodes to ${key.length} bytes, expected 32 (openssl rand -base64 32)`);
+  if (key.length !== 32) throw new Error(`${keyName}: decodes to ${key.length} bytes, expected 32 (openssl rand -base64 32)`);
   return key;
 }

@@ -15,7 +15,7 @@ export interface JobHooks {
 }
 
 /** Queries on jobs, their labels and their transitions; every statement prepared once. */
-export function createJobQueries(db: Database, hooks: JobHooks = {}, secretBox?: SecretBox) {
+export function createJobQueries(db: Database, hooks: JobHooks, secretBox: SecretBox) {
   const jobFromRow = jobRowReader(secretBox);
   const byId = db.prepare<[string], JobRow>("SELECT * FROM jobs WHERE id = ?");
   const byRequestId = db.prepare<[string], JobRow>("SELECT * FROM jobs WHERE request_id = ?");

@@ -1,5 +1,5 @@
-import { FailedPreconditionError } from "../../errors.ts";
-import { isSealed, type SecretBox } from "../secret-box.ts";
+import { redactUrl } from "../../redact-url.ts";
+import type { SecretBox } from "../secret-box.ts";
 import { EMPTY_PROGRESS, PRIORITY_RANK, type Job, type JobDefinition, type JobState, type JobTransition } from "../../domain/job.ts";
 
 /** A row of the jobs table as better-sqlite3 returns it. */
@@ -39,44 +39,38 @@ export interface TransitionRow {
 /** Secrets live in their own column so that they can be encrypted, or dropped, without touching the definition. */
 interface Secrets {
   vsphere_password?: string;
+  /** A vsphere.url carrying credentials (https://user:password@host): the definition keeps it redacted. */
+  vsphere_url?: string;
 }
 
-/**
- * The definition without its password, and the secrets column: JSON, sealed by `box` when one is
- * configured (secrets.encryption_key), else plain as before encryption existed.
- */
-export function splitSecrets(definition: JobDefinition, box?: SecretBox): { definition: string; secrets: string | null } {
-  const password = definition.vsphere?.password;
-  const stored = definition.vsphere ? { ...definition, vsphere: { ...definition.vsphere, password: "" } } : definition;
-  const secrets: Secrets | null = password ? { vsphere_password: password } : null;
-  const json = secrets && JSON.stringify(secrets);
-  return { definition: JSON.stringify(stored), secrets: json && box ? box.seal(json) : json };
+/** The definition without its secrets, and the secrets column: JSON sealed by `box`, or null when there is none. */
+export function splitSecrets(definition: JobDefinition, box: SecretBox): { definition: string; secrets: string | null } {
+  const vsphere = definition.vsphere;
+  if (!vsphere) return { definition: JSON.stringify(definition), secrets: null };
+  const secrets: Secrets = {};
+  if (vsphere.password) secrets.vsphere_password = vsphere.password;
+  const url = redactUrl(vsphere.url);
+  if (url !== vsphere.url) secrets.vsphere_url = vsphere.url;
+  const stored = { ...definition, vsphere: { ...vsphere, url, password: "" } };
+  return { definition: JSON.stringify(stored), secrets: Object.keys(secrets).length > 0 ? box.seal(JSON.stringify(secrets)) : null };
 }
 
-/** The inverse of splitSecrets: puts the stored password back into a definition read from a row. */
-export function joinSecrets(definition: JobDefinition, secrets: string | null, box?: SecretBox): JobDefinition {
+/** The inverse of splitSecrets: puts the stored secrets back into a definition read from a row. */
+export function joinSecrets(definition: JobDefinition, secrets: string | null, box: SecretBox): JobDefinition {
   if (secrets && definition.vsphere) {
-    const parsed = JSON.parse(openSecrets(secrets, box)) as Secrets;
+    const parsed = JSON.parse(box.open(secrets)) as Secrets;
     definition.vsphere.password = parsed.vsphere_password ?? "";
+    if (parsed.vsphere_url) definition.vsphere.url = parsed.vsphere_url;
   }
   return definition;
 }
 
-/** Plain values (written before encryption was configured) still read; sealed ones need the box. */
-function openSecrets(stored: string, box: SecretBox | undefined): string {
-  if (!isSealed(stored)) return stored;
-  if (!box) throw new FailedPreconditionError("stored passwords are encrypted: set secrets.encryption_key (HYPERVISORD_ENCRYPTION_KEY) to the key they were written with");
-  return box.open(stored);
-}
-
-/** Rows to jobs, with `box` to open sealed secrets. */
-export function jobRowReader(box?: SecretBox): (row: JobRow) => Job {
+/** Rows to jobs, with `box` to open their secrets. */
+export function jobRowReader(box: SecretBox): (row: JobRow) => Job {
   return (row) => readJob(row, box);
 }
 
-/** Reads rows without a secret box: sealed secrets are refused. Kept until job-queries takes its reader from jobRowReader. */
-
-function readJob(row: JobRow, box: SecretBox | undefined): Job {
+function readJob(row: JobRow, box: SecretBox): Job {
   const definition = joinSecrets(JSON.parse(row.definition) as JobDefinition, row.secrets, box);
   return {
     id: row.id,

@@ -40,8 +40,8 @@ interface RunRow {
   end_time: number | null;
 }
 
-/** Queries on schedules and their runs; every statement prepared once. `box` seals the job template's password (as a job's). */
-export function createScheduleQueries(db: Database, box?: SecretBox): ScheduleStore {
+/** Queries on schedules and their runs; every statement prepared once. `box` seals the job template's secrets (as a job's). */
+export function createScheduleQueries(db: Database, box: SecretBox): ScheduleStore {
   const toRow = (schedule: Schedule) => scheduleToRow(schedule, box);
   const fromRow = (row: ScheduleRow) => scheduleFromRow(row, box);
   const byId = db.prepare<[string], ScheduleRow>("SELECT * FROM schedules WHERE id = ?");
@@ -148,7 +148,7 @@ function deletedCursor(what: string, id: string): InvalidArgumentError {
   return new InvalidArgumentError("page_token", `the ${what} the previous page ended with (${id}) no longer exists; list again from the first page`);
 }
 
-function scheduleToRow(schedule: Schedule, box: SecretBox | undefined): ScheduleRow {
+function scheduleToRow(schedule: Schedule, box: SecretBox): ScheduleRow {
   const template = splitSecrets(schedule.jobTemplate, box);
   return {
     id: schedule.id,
@@ -170,7 +170,7 @@ function scheduleToRow(schedule: Schedule, box: SecretBox | undefined): Schedule
   };
 }
 
-function scheduleFromRow(row: ScheduleRow, box: SecretBox | undefined): Schedule {
+function scheduleFromRow(row: ScheduleRow, box: SecretBox): Schedule {
   return {
     id: row.id,
     name: row.name,

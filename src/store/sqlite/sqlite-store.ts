@@ -1,9 +1,10 @@
-import fs from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
+import type { Logger } from "pino";
 import type { Job, JobTransition } from "../../domain/job.ts";
 import { jobEvent, scheduleTriggeredEvent } from "../../webhooks/events.ts";
-import type { SecretBox } from "../secret-box.ts";
+import { prepareDataDir, secureExistingFile, secureFile } from "../data-dir.ts";
+import { KEY_FILE, loadEncryptionKey, type EncryptionKeyOptions } from "../encryption-key.ts";
 import type { Store, WebhookStore } from "../store.ts";
 import { createJobQueries } from "./job-queries.ts";
 import { createLogQueries } from "./logs.ts";
@@ -12,32 +13,76 @@ import { createAuditQueries } from "./audit.ts";
 import { migrate } from "./migrations.ts";
 import { createProfileQueries } from "./profiles.ts";
 import { createScheduleQueries } from "./schedules.ts";
+import { hasSealedSecrets, keyOpens, sealPlainSecrets } from "./stored-secrets.ts";
 import { createWebhookQueries } from "./webhooks.ts";
 
 export interface SqliteStoreOptions {
   dataDir: string;
   /** Per-job cap on stored log bytes. */
   maxLogBytesPerJob: number;
-  /** secrets.encryption_key: stored vSphere passwords are sealed with it; without it they are stored as before. */
-  secretBox?: SecretBox;
+  /**
+   * The key every stored secret is sealed with: secrets.encryption_key or secrets.encryption_key_file,
+   * else <dataDir>/encryption.key, generated at first start.
+   */
+  encryption?: Omit<EncryptionKeyOptions, "dataDir">;
+  /** Where key generation, the encryption of old plain secrets and tightened file modes are reported. */
+  logger?: Logger;
 }
 
 export const DATABASE_FILE = "hypervisord.db";
 
-export function createSqliteStore(options: SqliteStoreOptions): Store {
-  fs.mkdirSync(options.dataDir, { recursive: true });
-  const db = new Database(path.join(options.dataDir, DATABASE_FILE));
+/**
+ * Opens (creating it) the database of `dataDir`, migrated: the directory 0700, the database, its -wal
+ * and -shm and the key file 0600 whatever the umask; looser modes left by an older version are
+ * tightened with a warning.
+ */
+export function openDatabase(dataDir: string, logger?: Logger): Database.Database {
+  const warnings = prepareDataDir(dataDir);
+  const file = path.join(dataDir, DATABASE_FILE);
+  // 0600 before SQLite opens it (SQLite would create it 0644 less the umask); -wal and -shm take its mode.
+  warnings.push(...[
+    secureFile(file, "database"), secureExistingFile(`${file}-wal`, "database WAL"), secureExistingFile(`${file}-shm`, "database shared memory"),
+    secureExistingFile(path.join(dataDir, KEY_FILE), "encryption key file"),
+  ].filter((w) => w !== undefined));
+  for (const warning of warnings) logger?.warn(warning);
+  const db = new Database(file);
   // WAL: readers never block the writer. synchronous=NORMAL in WAL mode keeps every
   // committed transaction across a process crash (kill -9); only an OS crash can lose the last ones.
   db.pragma("journal_mode = WAL");
   db.pragma("synchronous = NORMAL");
   db.pragma("foreign_keys = ON");
   db.pragma("busy_timeout = 5000");
-  migrate(db);
+  try {
+    migrate(db);
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+  return db;
+}
 
-  const schedules = createScheduleQueries(db, options.secretBox);
+export function createSqliteStore(options: SqliteStoreOptions): Store {
+  const db = openDatabase(options.dataDir, options.logger);
+  let secretBox;
+  try {
+    const key = loadEncryptionKey({ dataDir: options.dataDir, ...options.encryption }, { mayGenerate: !hasSealedSecrets(db), opens: (box) => keyOpens(db, box) });
+    if (key.event === "generated") {
+      options.logger?.warn({ key_file: key.dataDirFile }, "no encryption key configured: generated one (stored secrets are encrypted with it; "
+        + "back it up or move it to a credential store, see README, Secrets: without it the stored passwords and webhook secrets are lost)");
+    } else if (key.event) {
+      options.logger?.warn({ key_file: key.dataDirFile }, `encryption key: ${key.event}`);
+    }
+    const sealed = sealPlainSecrets(db, key.box, key.source);
+    if (sealed > 0) options.logger?.info({ values: sealed, key: key.source }, "encrypted secrets stored in clear by an earlier version");
+    secretBox = key.box;
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+
+  const schedules = createScheduleQueries(db, secretBox);
   const profiles = createProfileQueries(db);
-  const outbox = createWebhookQueries(db);
+  const outbox = createWebhookQueries(db, secretBox);
   const webhookListeners: (() => void)[] = [];
   const webhooks: WebhookStore = {
     ...outbox,
@@ -64,7 +109,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
       announce(job, transition);
     },
     afterTransition: announce,
-  }, options.secretBox);
+  }, secretBox);
   const logs = createLogQueries(db, { maxBytesPerJob: options.maxLogBytesPerJob });
   const audit = createAuditQueries(db);
   const getMeta = db.prepare<[string], { value: string }>("SELECT value FROM meta WHERE key = ?");

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { Database } from "better-sqlite3";
 import { wantsEvent, type DeliveryAttempt, type DeliveryState, type Webhook, type WebhookDelivery, type WebhookEvent } from "../../domain/webhook.ts";
 import { AlreadyExistsError, NotFoundError } from "../../errors.ts";
+import type { SecretBox } from "../secret-box.ts";
 import type { WebhookStore } from "../store.ts";
 
 interface WebhookRow {
@@ -42,8 +43,13 @@ type DueRow = DeliveryRow & { [K in keyof WebhookRow as `w_${K}`]: WebhookRow[K]
 
 const DELIVERY_STATES: ReadonlySet<DeliveryState> = new Set(["pending", "delivered", "failed"]);
 
-/** Webhooks and their delivery outbox; every statement prepared once. */
-export function createWebhookQueries(db: Database): WebhookStore {
+/**
+ * Webhooks and their delivery outbox; every statement prepared once. The URL (its query may be a
+ * token), the headers and the signing secret are sealed by `box`.
+ */
+export function createWebhookQueries(db: Database, box: SecretBox): WebhookStore {
+  const webhookParams = (webhook: Webhook) => webhookToRow(webhook, box);
+  const webhookFromRow = (row: WebhookRow) => rowToWebhook(row, box);
   const byId = db.prepare<[string], WebhookRow>("SELECT * FROM webhooks WHERE id = ?");
   const all = db.prepare<[], WebhookRow>("SELECT * FROM webhooks ORDER BY create_time, id");
   const enabledRows = db.prepare<[], WebhookRow>("SELECT * FROM webhooks WHERE enabled = 1 ORDER BY create_time, id");
@@ -211,13 +217,13 @@ function newDeliveryId(): string {
   return `msg_${randomUUID().replaceAll("-", "")}`;
 }
 
-function webhookParams(webhook: Webhook) {
+function webhookToRow(webhook: Webhook, box: SecretBox): WebhookRow {
   return {
     id: webhook.id,
-    url: webhook.url,
+    url: box.seal(webhook.url),
     events: JSON.stringify(webhook.events),
-    headers: JSON.stringify(webhook.headers),
-    secret: webhook.secret,
+    headers: box.seal(JSON.stringify(webhook.headers)),
+    secret: box.seal(webhook.secret),
     timeout_ms: webhook.timeoutMs,
     max_attempts: webhook.maxAttempts,
     enabled: webhook.enabled ? 1 : 0,
@@ -227,13 +233,13 @@ function webhookParams(webhook: Webhook) {
   };
 }
 
-function webhookFromRow(row: WebhookRow): Webhook {
+function rowToWebhook(row: WebhookRow, box: SecretBox): Webhook {
   return {
     id: row.id,
-    url: row.url,
+    url: box.open(row.url),
     events: JSON.parse(row.events) as string[],
-    headers: JSON.parse(row.headers) as Record<string, string>,
-    secret: row.secret,
+    headers: JSON.parse(box.open(row.headers)) as Record<string, string>,
+    secret: box.open(row.secret),
     timeoutMs: row.timeout_ms,
     maxAttempts: row.max_attempts,
     enabled: row.enabled === 1,

@@ -1,0 +1,137 @@
+import type { Database } from "better-sqlite3";
+import { isSealed, type SecretBox } from "../secret-box.ts";
+
+/**
+ * Every column that holds a secret, sealed by the SecretBox: a job's and a schedule template's vSphere
+ * password (JSON, apart from the definition), and a webhook's URL (its query may be a token), signing
+ * secret and headers. A new secret column is added here, and the start-up pass and rotation follow.
+ */
+const SECRET_COLUMNS = [
+  { table: "jobs", key: "pk", column: "secrets" },
+  { table: "schedules", key: "id", column: "secrets" },
+  { table: "webhooks", key: "id", column: "url" },
+  { table: "webhooks", key: "id", column: "headers" },
+  { table: "webhooks", key: "id", column: "secret" },
+] as const;
+
+/** meta row: a known text sealed with the current key, so that a wrong key is found at start, before any secret is needed. */
+const KEY_CHECK = "secrets_key_check";
+const KEY_CHECK_TEXT = "hypervisord secrets key check";
+
+interface Cell {
+  key: string | number;
+  value: string;
+}
+
+/**
+ * The statements of the secret columns, prepared once. Table and column names come from the constant
+ * list above, never from input; the values are bound.
+ */
+function columnQueries(db: Database) {
+  return SECRET_COLUMNS.map(({ table, key, column }) => ({
+    name: `${table}.${column}`,
+    cells: db.prepare<[], Cell>(`SELECT ${key} AS key, ${column} AS value FROM ${table} WHERE ${column} IS NOT NULL`),
+    plainCells: db.prepare<[], Cell>(`SELECT ${key} AS key, ${column} AS value FROM ${table} WHERE ${column} IS NOT NULL AND ${column} NOT LIKE 'v1:%'`),
+    firstSealed: db.prepare<[], Cell>(`SELECT ${key} AS key, ${column} AS value FROM ${table} WHERE ${column} LIKE 'v1:%' LIMIT 1`),
+    write: db.prepare(`UPDATE ${table} SET ${column} = ? WHERE ${key} = ?`),
+  }));
+}
+
+function keyCheckOf(db: Database): string | undefined {
+  return db.prepare<[string], string>("SELECT value FROM meta WHERE key = ?").pluck().get(KEY_CHECK);
+}
+
+function setKeyCheck(db: Database, box: SecretBox): void {
+  db.prepare("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(KEY_CHECK, box.seal(KEY_CHECK_TEXT));
+}
+
+/** Whether anything in the database is encrypted: then only the key it was written with may be used. */
+export function hasSealedSecrets(db: Database): boolean {
+  return keyCheckOf(db) !== undefined || columnQueries(db).some((q) => q.firstSealed.get() !== undefined);
+}
+
+/**
+ * Whether `box` opens the database's secrets: the key check, or (a database encrypted by a version
+ * without it) the first sealed value of each column. True when nothing is encrypted yet.
+ */
+export function keyOpens(db: Database, box: SecretBox): boolean {
+  const check = keyCheckOf(db);
+  const samples = check !== undefined ? [check] : columnQueries(db).flatMap((q) => q.firstSealed.all().map((c) => c.value));
+  return samples.every((sealed) => {
+    try {
+      box.open(sealed);
+      return true;
+    } catch {
+      // Altered or another key: either way this box does not open the database.
+      return false;
+    }
+  });
+}
+
+/**
+ * At start, in one transaction: refuses a key that does not open the database (before anything is
+ * changed), then encrypts what older versions stored in clear, and records the key check.
+ * Returns how many values were encrypted.
+ */
+export function sealPlainSecrets(db: Database, box: SecretBox, source: string): number {
+  const hasPlain = columnQueries(db).some((q) => q.plainCells.get() !== undefined);
+  const pass = db.transaction(() => {
+    if (!keyOpens(db, box)) {
+      throw new Error(`the stored secrets do not decrypt with ${source}: they were encrypted with another key (or altered); `
+        + "configure the key they were written with (see README, Secrets); nothing was changed");
+    }
+    let sealed = 0;
+    for (const q of columnQueries(db)) {
+      for (const cell of q.plainCells.all()) {
+        q.write.run(box.seal(cell.value), cell.key);
+        sealed++;
+      }
+    }
+    if (keyCheckOf(db) === undefined) setKeyCheck(db, box);
+    return sealed;
+  });
+  return hasPlain ? scrubbing(db, () => pass.immediate()) : pass.immediate();
+}
+
+/**
+ * Rotation: every secret opened with `from` and sealed with `to`, and the key check, in one transaction
+ * (all or nothing). A value that does not open with `from` stops it with the column named. Returns how
+ * many values were re-encrypted.
+ */
+export function resealSecrets(db: Database, from: SecretBox, to: SecretBox): number {
+  return scrubbing(db, () => db.transaction(() => {
+    let count = 0;
+    for (const q of columnQueries(db)) {
+      for (const cell of q.cells.all()) {
+        let plain: string;
+        try {
+          plain = isSealed(cell.value) ? from.open(cell.value) : cell.value;
+        } catch (err) {
+          throw new Error(`${q.name} of ${cell.key}: ${(err as Error).message}; nothing was changed`, { cause: err });
+        }
+        q.write.run(to.seal(plain), cell.key);
+        count++;
+      }
+    }
+    setKeyCheck(db, to);
+    return count;
+  }).immediate());
+}
+
+/**
+ * Runs `rewrite` so that the values it replaces leave no copy behind: secure_delete zeroes the freed
+ * space of the rewritten pages, and the checkpoint copies the new pages over the old ones and empties
+ * the WAL, which held the pages as they were. Otherwise a plain password (or a value sealed with the old
+ * key) would stay readable in the file after it was encrypted.
+ */
+function scrubbing<T>(db: Database, rewrite: () => T): T {
+  const previous = db.pragma("secure_delete", { simple: true }) as number;
+  db.pragma("secure_delete = ON");
+  try {
+    const result = rewrite();
+    db.pragma("wal_checkpoint(TRUNCATE)");
+    return result;
+  } finally {
+    db.pragma(`secure_delete = ${previous ? "ON" : "OFF"}`);
+  }
+}
