@@ -9,6 +9,7 @@ import type { Provider } from "../providers/provider.ts";
 import type { ProviderRegistry } from "../providers/registry.ts";
 import type { InsertResult, LogQuery, NewJob, Store, TransitionInput } from "../store/store.ts";
 import { retryDelayMs } from "../backoff.ts";
+import { hasWrittenFiles, keptFilesNote, openJobCheckpoint, removeJobFiles } from "./job-files.ts";
 import { createJobLogs } from "./job-logs.ts";
 import { createProgressTracker } from "./progress-tracker.ts";
 import { createUpdateBus } from "./update-bus.ts";
@@ -80,6 +81,8 @@ export function createEngine(deps: EngineDeps) {
   const jobLogs = createJobLogs({ store, level: options.jobLogLevel, forward: deps.logForward });
   const jobLogger = jobLogs.logger;
   const running = new Map<string, RunningJob>();
+  /** Jobs whose files are being removed (endFiles); shutdown waits for them. */
+  const fileRemovals = new Map<string, Promise<void>>();
   const pendingSubmits: { input: NewJob; settle(result: InsertResult): void }[] = [];
   let lifecycle: Lifecycle = "starting";
   let wakeTimer: NodeJS.Timeout | undefined;
@@ -147,7 +150,7 @@ export function createEngine(deps: EngineDeps) {
     const why = reason || `cancelled by ${actor}`;
     const cancelled = isFinal(job.state) ? undefined : move({
       jobId: id, from: ["queued", "running"], to: "cancelled", reason: why, actor,
-      error: { code: "CANCELLED", message: why, retryable: false }, nextAttemptTime: null,
+      error: { code: "CANCELLED", message: why + keptFilesNote(store, id, job.definition.keepPartial), retryable: false }, nextAttemptTime: null,
     });
     if (!cancelled) {
       const now = store.getJob(id)!;
@@ -155,6 +158,8 @@ export function createEngine(deps: EngineDeps) {
     }
     running.get(id)?.controller.abort(new JobCancelledError(why));
     jobLogger(id).info({ actor }, `job cancelled: ${why}`);
+    if (!running.has(id)) endFiles(cancelled); // a running job's files go once its run has stopped
+    if (!running.has(id)) releaseLeftovers([cancelled]); // a running job's run releases what it holds itself
     return cancelled;
   }
 
@@ -202,6 +207,7 @@ export function createEngine(deps: EngineDeps) {
     const started = Date.now();
     const span = (deps.jobTracer ?? NOOP_JOB_TRACER).startJob(job, job.attempt);
     log.info({ attempt: job.attempt, max_attempts: job.maxAttempts, provider: job.definition.provider, vm: job.definition.vm }, "export started");
+    const checkpoint = openJobCheckpoint(store, job.id);
     try {
       if (!provider) throw new FailedPreconditionError(`provider "${job.definition.provider}" is not available in this daemon`);
       const result = await provider.export(job.definition, {
@@ -214,8 +220,9 @@ export function createEngine(deps: EngineDeps) {
           if (update.phase) span.phaseChanged(update.phase);
           tracker.update(update);
         },
-        loadCheckpoint: <T>() => store.loadCheckpoint(job.id) as T | undefined,
-        saveCheckpoint: (value) => store.saveCheckpoint(job.id, value),
+        loadCheckpoint: checkpoint.load,
+        saveCheckpoint: checkpoint.save,
+        files: checkpoint.files,
         observeDownload: (seconds) => deps.onDownload?.(job.definition.provider, seconds),
       });
       const progress = tracker.stop();
@@ -227,13 +234,17 @@ export function createEngine(deps: EngineDeps) {
       });
       span.end();
       if (done) log.info({ duration_seconds: durationSeconds, files: result.files.length }, "export completed");
-      else log.warn("export finished after the job was cancelled; its result is not recorded");
+      else {
+        log.warn("export finished after the job was cancelled; its result is not recorded");
+        endFiles(job);
+      }
     } catch (err) {
       const progress = tracker.stop();
       const reason: unknown = controller.signal.aborted ? controller.signal.reason : undefined;
       span.end(reason ?? err);
       if (reason instanceof JobCancelledError) {
         log.info("export stopped after cancel");
+        endFiles(job);
       } else if (reason instanceof ShutdownError) {
         interrupt(job, provider, progress, "shutdown");
       } else {
@@ -255,8 +266,10 @@ export function createEngine(deps: EngineDeps) {
     }
     const attempts = job.attempt > 1 ? ` (after ${job.attempt} attempts)` : "";
     const budget = retryable ? `; not retried: jobs.retry_max_elapsed (${options.retryMaxElapsedMs! / 1000} s) since the first attempt is spent` : "";
-    move({ jobId: job.id, from: ["running"], to: "failed", reason: `${error.message}${attempts}${budget}`, actor: "engine", error: jobError, progress });
+    const kept = keptFilesNote(store, job.id, job.definition.keepPartial);
+    move({ jobId: job.id, from: ["running"], to: "failed", reason: `${error.message}${attempts}${budget}`, actor: "engine", error: { ...jobError, message: jobError.message + kept }, progress });
     log.error({ code: error.code, attempt: job.attempt }, `export failed${attempts}${budget}: ${error.message}`);
+    endFiles(job);
   }
 
   /**
@@ -282,8 +295,46 @@ export function createEngine(deps: EngineDeps) {
       return;
     }
     const message = `interrupted: ${what} while the job was running, and provider "${job.definition.provider}" cannot resume an export`;
-    move({ jobId: job.id, from: ["running"], to: "failed", reason: message, actor, progress, error: { code: "ABORTED", message, retryable: false } });
+    const kept = keptFilesNote(store, job.id, job.definition.keepPartial);
+    move({ jobId: job.id, from: ["running"], to: "failed", reason: message, actor, progress, error: { code: "ABORTED", message: message + kept, retryable: false } });
     log.error(message);
+    endFiles(job);
+  }
+
+  /**
+   * What earlier runs of jobs that will not run again still hold on a hypervisor, by their checkpoint (an export
+   * lease of a process that was killed, or whose own abort could not reach vCenter): released by the provider in
+   * the background, best effort; on failure the record stays for the next start.
+   */
+  function releaseLeftovers(jobs: readonly Job[]): void {
+    void (async () => {
+      for (const job of jobs) {
+        try {
+          const provider = providers.get(job.definition.provider);
+          const checkpoint = openJobCheckpoint(store, job.id).load();
+          if (!provider?.releaseLeftovers || checkpoint === undefined) continue;
+          const kept = await provider.releaseLeftovers(job, checkpoint, logger.child({ job_id: job.id }));
+          // Opened again: the file ledger kept beside it may have changed meanwhile.
+          if (kept !== checkpoint) openJobCheckpoint(store, job.id).save(kept);
+        } catch (err) {
+          logger.warn({ job_id: job.id, err: (err as Error).message }, "could not release what the job's last run left on the hypervisor; tried again at the next start");
+        }
+      }
+    })();
+  }
+
+  /**
+   * A job failed for good or was cancelled, and no run of it is writing: remove what it wrote (see
+   * job-files.ts), or keep it with keep_partial. Here, at the final transition, for every provider alike:
+   * the ledger lives with the job, and a job that ends without a run (cancelled while queued, failed at
+   * recovery, or ended just before a crash) is cleaned up the same way.
+   */
+  function endFiles(job: Job): void {
+    if (fileRemovals.has(job.id)) return;
+    const removal = removeJobFiles(store, job.id, job.definition.keepPartial === true, jobLogger(job.id))
+      .catch((err: unknown) => logger.error({ err, job_id: job.id }, "removing the files of an ended job failed"))
+      .finally(() => fileRemovals.delete(job.id));
+    fileRemovals.set(job.id, removal);
   }
 
   return {
@@ -293,6 +344,13 @@ export function createEngine(deps: EngineDeps) {
       for (const job of store.jobsInState("running")) {
         interrupt(job, providers.get(job.definition.provider), job.progress, "recovery");
       }
+      // Ended jobs whose files were still on record when the daemon stopped: removed now.
+      for (const state of ["failed", "cancelled"] as const) {
+        for (const job of store.jobsInState(state)) if (hasWrittenFiles(store, job.id)) endFiles(job);
+      }
+      // Leases time out on the host within minutes: jobs that ended in the last day are enough to look at.
+      const ended = store.listJobs({ states: ["failed", "cancelled"], limit: 200 }).jobs;
+      releaseLeftovers(ended.filter((job) => (job.endTime ?? 0) > Date.now() - 86_400_000));
       lifecycle = "running";
       pump();
     },
@@ -336,6 +394,7 @@ export function createEngine(deps: EngineDeps) {
       ]);
       clearTimeout(timer);
       if (!waited) logger.warn({ still_running: [...running.keys()] }, "jobs did not stop within the grace period; they will be recovered at the next start");
+      await Promise.all(fileRemovals.values());
       lifecycle = "stopped";
       jobLogs.flush();
       bus.close(new UnavailableError("the daemon is shutting down; reconnect with after_seq to resume"));

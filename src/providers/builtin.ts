@@ -12,6 +12,7 @@ export function builtinProviders(config: DaemonConfig, logger: Logger, tools: Da
       sessionIdleTimeoutMs: config.vsphere.sessionIdleTimeoutMs,
       maxTransfersPerHost: config.vsphere.maxTransfersPerHost,
       converter: tools.converter,
+      secretBox: tools.secretBox,
       logger: logger.child({ provider: "vsphere" }),
     }),
   ];

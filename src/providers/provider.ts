@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import type { JobDefinition, JobProgress, JobResult, VSphereConnection } from "../domain/job.ts";
 import type { VirtualMachine, VMQuery } from "../domain/vm.ts";
 import type { Converter } from "../export/convert.ts";
+import type { WrittenFiles } from "../export/written-files.ts";
 
 /** What the engine hands a provider for one run of one job. */
 export interface ExportContext {
@@ -18,16 +19,30 @@ export interface ExportContext {
   loadCheckpoint<T>(): T | undefined;
   /** Persist where the export stands, so that a later run can resume from it. Synchronous and durable. */
   saveCheckpoint(value: unknown): void;
+  /**
+   * Record every file and directory before creating it (see src/export/written-files.ts): when the job fails
+   * for good or is cancelled, the engine removes what is recorded here, and only that (unless keep_partial).
+   */
+  readonly files: WrittenFiles;
   /** A file's transfer took this long (the disk download duration metric). */
   observeDownload?(seconds: number): void;
 }
 
 export type ExportResult = Omit<JobResult, "durationSeconds">;
 
+/** Seals secrets a provider keeps in a checkpoint, with the daemon's secrets.encryption_key (the store's SecretBox). */
+export interface SecretSealer {
+  seal(plain: string): string;
+  /** Throws when the value was altered or sealed with another key. */
+  open(sealed: string): string;
+}
+
 /** What the daemon makes once and shares with every provider. */
 export interface DaemonTools {
   /** qemu-img, capped across jobs; undefined when it is unavailable (jobs with convert_to are refused then). */
   converter?: Converter;
+  /** Undefined when no encryption key is configured: secrets in checkpoints are then stored as the jobs' passwords are. */
+  secretBox?: SecretSealer;
 }
 
 export interface GetVMQuery {
@@ -49,6 +64,12 @@ export interface Provider {
   listVMs?(query: VMQuery, signal: AbortSignal): Promise<VirtualMachine[]>;
   getVM?(query: GetVMQuery, signal: AbortSignal): Promise<VirtualMachine>;
   export(definition: JobDefinition, context: ExportContext): Promise<ExportResult>;
+  /**
+   * Releases, best effort, what earlier runs of a job that will not run again still hold on the hypervisor
+   * according to its checkpoint (an export lease of a process that was killed, or whose own release failed).
+   * Returns the checkpoint to keep, without what was released.
+   */
+  releaseLeftovers?(job: { id: string; definition: JobDefinition }, checkpoint: unknown, logger: Logger): Promise<unknown>;
   /** Counters for GetStatus (e.g. session reuse). */
   stats?(): Promise<Record<string, number>>;
   /** Releases sessions and connections; called once at shutdown. */

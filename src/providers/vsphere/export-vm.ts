@@ -10,12 +10,14 @@ import { manifestSize, manifestText, writeFileAtomic, writeManifest } from "../.
 import { ovaLayout } from "../../export/ova-layout.ts";
 import { prepareOvaFile, syncFile, writeAt, writeOvaFromFiles } from "../../export/ova-package.ts";
 import { removeDevices } from "../../export/ovf-devices.ts";
+import { makeDirectory, PARTIAL_SUFFIX, publishPartial, reopenPublished, startPartial } from "../../export/written-files.ts";
 import type { Converter } from "../../export/convert.ts";
-import type { ExportContext, ExportResult } from "../provider.ts";
+import type { ExportContext, ExportResult, SecretSealer } from "../provider.ts";
 import { createDescriptor, type OvfFile } from "./descriptor.ts";
 import { findVM } from "./discovery.ts";
 import { safeFileName } from "./file-names.ts";
 import { abortLease, completeLease, keepLeaseAlive, leaseManifest, leaseState, waitForLease, type LeaseDevice, type ManifestEntry } from "./lease.ts";
+import { abortRecordedLease, recordLease, type LeaseRecord } from "./lease-record.ts";
 import { retrieveOne } from "./property-collector.ts";
 import type { VSphereSession } from "./session.ts";
 import { runTask } from "./tasks.ts";
@@ -26,11 +28,15 @@ export interface ExportCheckpoint {
   files: Record<string, number>;
   /** A streamed OVA: the layout the bytes were written for; a different layout starts the archive over. */
   ova?: string;
+  /** The export lease while it is held: aborted by the next run, or at daemon start for a job that will not run again. */
+  lease?: LeaseRecord;
 }
 
 export interface ExportVmOptions {
   hostSlots: HostSlots;
   converter?: Converter;
+  /** Seals the lease's session cookie in the checkpoint. */
+  secretBox?: SecretSealer;
 }
 
 interface PlannedFile extends DownloadFile {
@@ -51,6 +57,8 @@ interface Run {
   transferred: { done: number; total: number };
   /** The lease's manifest, asked for when the lease was ready and awaited after the downloads. */
   leaseManifest: Promise<ManifestEntry[]>;
+  /** Files whose size and SHA-1 matched the lease manifest. */
+  verified: Set<string>;
   warnings: string[];
 }
 
@@ -68,19 +76,25 @@ export async function exportVm(session: VSphereSession, definition: JobDefinitio
   await ensurePoweredOff(session, vm, facts.name, facts.powerState, definition.powerOff, context);
 
   const baseName = safeFileName(facts.name);
-  await fs.mkdir(definition.outputDir, { recursive: true });
+  await makeDirectory(definition.outputDir, context.files);
   logger.info({ vm: vm.value, name: facts.name, format: definition.format, compress: definition.compress }, "exporting VM");
 
   context.progress({ phase: "lease" });
+  const checkpoint = context.loadCheckpoint<ExportCheckpoint>() ?? { files: {} };
+  // A lease an earlier run still holds (its process was killed, or vCenter was unreachable when it ended) keeps the
+  // VM busy until it times out: aborted rather than reused, as it belongs to that run's session and its URLs may be stale.
+  if (checkpoint.lease) await releaseRecordedLease(session, checkpoint.lease, context, options);
   const lease = moRefOf(child(await session.call("ExportVm", [["_this", vm]], signal), "returnval"));
   if (!lease) throw new HypervisordError("INTERNAL", `ExportVm on ${vm.value} returned no lease`);
+  checkpoint.lease = recordLease(session, lease, options.secretBox);
+  context.saveCheckpoint(checkpoint);
   let completed = false;
   let stopKeepAlive = () => {};
   try {
     const info = await waitForLease(session, lease, signal);
     const run: Run = {
       session, definition, context, options, vm, vmName: facts.name, baseName,
-      checkpoint: context.loadCheckpoint<ExportCheckpoint>() ?? { files: {} },
+      checkpoint,
       transferred: { done: 0, total: 0 },
       // Asked for now, awaited after the downloads: a server may hash every file to answer it (vcsim does),
       // and that must not delay the transfer.
@@ -88,10 +102,16 @@ export async function exportVm(session: VSphereSession, definition: JobDefinitio
         if (!signal.aborted) logger.warn({ err: (err as Error).message }, "the lease offers no manifest; disks are checked against the sizes the server sent only");
         return [] as ManifestEntry[];
       }),
+      verified: new Set(),
       warnings: [],
     };
+    let lastKeepAliveError = "";
     stopKeepAlive = keepLeaseAlive(session, lease, info.timeoutSeconds, () => (run.transferred.total > 0 ? (100 * run.transferred.done) / run.transferred.total : 0),
-      (err) => logger.warn({ err: (err as Error).message }, "lease keep-alive failed"));
+      (err) => {
+        // Once per distinct failure: a lease lost with its session fails the same way at every tick.
+        if ((err as Error).message !== lastKeepAliveError) logger.warn({ err: (err as Error).message }, "lease keep-alive failed");
+        lastKeepAliveError = (err as Error).message;
+      });
 
     const plan = planFiles(info.devices, baseName, definition);
     for (const device of plan.skipped) logger.info({ key: device.key, target: device.targetId }, "skipping a non-disk device (attached image; set include_image_files to export it)");
@@ -102,14 +122,47 @@ export async function exportVm(session: VSphereSession, definition: JobDefinitio
       throw await explainLeaseFailure(session, lease, err, signal);
     }
     stopKeepAlive();
-    await completeLease(session, lease, signal);
-    completed = true;
+    try {
+      await completeLease(session, lease, signal);
+      completed = true;
+    } catch (err) {
+      // Every byte matched the server's own manifest: the export is right whatever became of the lease (e.g. it
+      // went with a session that expired). The finally block still tries to abort it.
+      const files = [...plan.disks, ...plan.images];
+      if (signal.aborted || files.length === 0 || !files.every((f) => run.verified.has(f.name))) throw err;
+      const warning = `HttpNfcLeaseComplete failed after all ${files.length} files were verified against the lease manifest: ${(err as Error).message}; `
+        + "the export is complete, and the lease is aborted or times out on the host";
+      logger.warn(warning);
+      packaged.result = { ...packaged.result, warnings: [...(packaged.result.warnings ?? []), warning] };
+    }
     const result = await finishExport(packaged.result, packaged.artifacts, definition, context, { converter: options.converter });
     return { ...result, osHint: osHintFromGuestId(facts.vm.guestId) };
   } finally {
     stopKeepAlive();
-    if (!completed) await abortLease(session, lease);
+    if (!completed) await endLease(session, lease, checkpoint, context);
   }
+}
+
+/**
+ * Aborts a lease this run did not complete. While vCenter cannot be reached the record stays in the checkpoint:
+ * the next run, or the next daemon start, aborts it.
+ */
+async function endLease(session: VSphereSession, lease: MoRef, checkpoint: ExportCheckpoint, context: ExportContext): Promise<void> {
+  const ended = await abortLease(session, lease);
+  if (ended.outcome === "unreachable") {
+    context.logger.warn({ lease: lease.value, err: ended.why }, "could not abort the export lease; the next run aborts it, else it times out on the host");
+    return;
+  }
+  if (ended.outcome === "gone") context.logger.info({ lease: lease.value, why: ended.why }, "the export lease had already ended");
+  delete checkpoint.lease;
+  context.saveCheckpoint(checkpoint);
+}
+
+async function releaseRecordedLease(session: VSphereSession, record: LeaseRecord, context: ExportContext, options: ExportVmOptions): Promise<void> {
+  const ended = await abortRecordedLease(record, session, options.secretBox, context.logger);
+  if (ended.outcome === "aborted") context.logger.info({ lease: record.lease }, "aborted the export lease an earlier run left");
+  else if (ended.outcome === "gone") context.logger.info({ lease: record.lease, why: ended.why }, "the export lease an earlier run left is no longer held");
+  else context.logger.warn({ lease: record.lease, err: ended.why }, "could not abort the export lease an earlier run left; it times out on the host");
 }
 
 /** OVF directory, OVA streamed from the network, or OVA built from the OVF directory. */
@@ -137,7 +190,7 @@ async function packageVm(run: Run, plan: FilePlan, facts: VmFacts): Promise<{ re
   const target = path.join(definition.outputDir, `${baseName}.ova${definition.compress ? ".gz" : ""}`);
   const entries = ovf.result.files.map((f) => ({ name: f.path, path: path.join(vmDir, f.path), size: f.size }));
   const started = performance.now();
-  const ova = await writeOvaFromFiles(target, entries, { compressionLevel: definition.compress ? definition.compressionLevel : undefined, signal: context.signal });
+  const ova = await writeOvaFromFiles(target, entries, { compressionLevel: definition.compress ? definition.compressionLevel : undefined, signal: context.signal, written: context.files });
   const ratio = definition.compress ? ova.size / ova.tarSize : undefined;
   context.logger.info({ path: target, bytes: ova.size, tarBytes: ova.tarSize, ratio, seconds: (performance.now() - started) / 1000 }, "OVA written from the OVF files");
   return {
@@ -165,24 +218,28 @@ function streamBlocker(definition: JobDefinition): string | undefined {
 
 async function downloadOvf(run: Run, plan: FilePlan, dir: string) {
   const { definition, context, baseName } = run;
-  await fs.mkdir(dir, { recursive: true });
-  const inDir = (files: PlannedFile[]) => files.map((f) => ({ ...f, path: path.join(dir, f.name) }));
+  await makeDirectory(dir, context.files);
+  const ovfName = `${baseName}.ovf`;
+  const mfName = `${baseName}.mf`;
+  // What an earlier run of this job published goes back under .partial names: resumed, not downloaded again,
+  // and no .mf or .ovf stands beside unfinished disks meanwhile.
+  for (const name of [mfName, ovfName, ...[...plan.disks, ...plan.images, ...(plan.nvram ? [plan.nvram] : [])].map((f) => f.name)]) {
+    await reopenPublished(path.join(dir, name), context.files);
+  }
+  const inDir = (files: PlannedFile[]) => files.map((f) => ({ ...f, path: startPartial(path.join(dir, f.name), context.files) }));
   const disks = inDir(plan.disks);
   const images = inDir(plan.images);
   context.progress({ phase: "downloading", filesTotal: disks.length + images.length, filesDone: 0 });
-  const downloaded = await transfer(run, [...disks, ...images]);
-  await checkAgainstLeaseManifest(run, [...disks, ...images], downloaded);
+  const downloaded = await publish(run, [...disks, ...images], await transfer(run, [...disks, ...images]));
   const nvram = plan.nvram && (await fetchNvram(run, inDir([plan.nvram])[0]!));
 
   context.progress({ phase: "descriptor", currentFile: `${baseName}.ovf` });
   const payload = nvram ? [...downloaded, nvram.file] : downloaded;
   const planned = nvram ? [...disks, ...images, nvram.planned] : [...disks, ...images];
   const descriptor = await descriptorFor(run, planned.map((f, i) => ({ deviceId: f.device.key, path: f.name, size: payload[i]!.size })));
-  const ovfName = `${baseName}.ovf`;
-  await writeFileAtomic(path.join(dir, ovfName), descriptor.text);
-  const mfName = `${baseName}.mf`;
+  await writeFileAtomic(path.join(dir, ovfName), descriptor.text, context.files);
   const algorithm = definition.manifestAlgorithm ?? "sha256";
-  const mfText = await writeManifest(path.join(dir, mfName), [{ path: ovfName, ...descriptor.digests }, ...payload.map((f) => ({ path: f.name, sha256: f.sha256, sha1: f.sha1 }))], algorithm);
+  const mfText = await writeManifest(path.join(dir, mfName), [{ path: ovfName, ...descriptor.digests }, ...payload.map((f) => ({ path: f.name, sha256: f.sha256, sha1: f.sha1 }))], algorithm, context.files);
   context.logger.info({ files: payload.length + 2, bytes: payload.reduce((n, f) => n + f.size, 0) }, "export written");
   const result: ExportResult = {
     outputDir: dir,
@@ -198,16 +255,34 @@ async function downloadOvf(run: Run, plan: FilePlan, dir: string) {
   return { result, disks: downloaded.slice(0, disks.length) };
 }
 
-/** The NVRAM after the disks; a VM whose NVRAM cannot be read still exports, with a warning. */
+/**
+ * Files downloaded to their .partial names, complete and checked against the lease manifest: renamed to their
+ * final names (`.partial` dropped), with the final paths.
+ */
+async function publish(run: Run, planned: readonly PlannedFile[], downloaded: readonly DownloadedFile[]): Promise<DownloadedFile[]> {
+  await checkAgainstLeaseManifest(run, planned, downloaded);
+  const published: DownloadedFile[] = [];
+  for (const file of downloaded) {
+    const final = file.path.slice(0, -PARTIAL_SUFFIX.length);
+    await publishPartial(final, run.context.files);
+    published.push({ ...file, path: final });
+  }
+  return published;
+}
+
+/** The NVRAM after the disks; a VM whose NVRAM cannot be read still exports, with a warning (and without its .partial). */
 async function fetchNvram(run: Run, planned: PlannedFile): Promise<{ planned: PlannedFile; file: DownloadedFile } | undefined> {
+  let downloaded: DownloadedFile[];
   try {
-    const [file] = await transfer(run, [planned]);
-    return { planned, file: file! };
+    downloaded = await transfer(run, [planned]);
   } catch (err) {
     if (run.context.signal.aborted) throw err;
+    await fs.rm(planned.path, { force: true });
     nvramWarning(run, (err as Error).message);
     return undefined;
   }
+  const [file] = await publish(run, [planned], downloaded);
+  return { planned, file: file! };
 }
 
 function nvramWarning(run: Run, why: string): void {
@@ -244,11 +319,14 @@ async function streamOva(run: Run, plan: FilePlan, vmDir: string): Promise<Expor
     { name: mfName, size: manifestSize([ovfName, ...files.map((f) => f.name)], algorithm) },
   ]);
   const target = path.join(definition.outputDir, `${baseName}.ova`);
-  const partial = `${target}.partial`;
+  await reopenPublished(target, context.files);
+  const partial = startPartial(target, context.files);
   const layoutKey = sha256(JSON.stringify([descriptor.digests.sha256, algorithm, layout.entries.map((e) => [e.name, e.size])]));
   const kept = await prepareOvaFile(partial, layout, run.checkpoint.ova === layoutKey);
   if (!kept) {
-    run.checkpoint = { files: {}, ova: layoutKey };
+    // In place: the checkpoint also records the lease.
+    run.checkpoint.files = {};
+    run.checkpoint.ova = layoutKey;
     context.saveCheckpoint(run.checkpoint);
   }
   const region = (name: string) => layout.entries.find((e) => e.name === name)!.dataOffset;
@@ -262,7 +340,7 @@ async function streamOva(run: Run, plan: FilePlan, vmDir: string): Promise<Expor
   const mf = Buffer.from(manifestText([{ path: ovfName, ...descriptor.digests }, ...downloaded.map((f) => ({ path: f.name, sha256: f.sha256, sha1: f.sha1 }))], algorithm));
   await writeAt(partial, mf, region(mfName));
   await syncFile(partial);
-  await fs.rename(partial, target);
+  await publishPartial(target, context.files);
   context.logger.info({ path: target, bytes: layout.totalSize, files: layout.entries.length }, "OVA written (streamed)");
   return {
     outputDir: definition.outputDir,
@@ -423,6 +501,7 @@ async function checkAgainstLeaseManifest(run: Run, planned: readonly PlannedFile
     if (expected.sha1 && got.sha1 !== expected.sha1) {
       throw new HypervisordError("INTERNAL", `${file.name}: SHA-1 ${got.sha1} does not match the lease manifest's ${expected.sha1}`);
     }
+    if (expected.sha1) run.verified.add(file.name);
   });
   run.context.logger.info({ files: planned.length, manifest_entries: manifest.length }, "files checked against the lease manifest");
 }

@@ -1,5 +1,7 @@
-import { HypervisordError, UnavailableError } from "../../errors.ts";
+import { HypervisordError, UnavailableError, toHypervisordError } from "../../errors.ts";
+import { VSphereFault } from "./faults.ts";
 import { retrieveOne } from "./property-collector.ts";
+import type { SoapClient } from "./soap-client.ts";
 import type { VSphereSession } from "./session.ts";
 import { child, children, textOf, type MoRef, type XmlNode } from "./xml.ts";
 
@@ -67,11 +69,22 @@ export async function leaseManifest(session: VSphereSession, lease: MoRef, signa
 }
 
 /**
- * Keeps a lease alive with HttpNfcLeaseProgress well inside its timeout,
- * reporting the real percentage. Returns the stop function.
+ * How often HttpNfcLeaseProgress is sent: a quarter of the lease timeout (three calls may fail before the lease
+ * expires), at most 30 s. The same call is the session's only SOAP traffic while the disks stream over NFC, so it
+ * also keeps the session from idling out: a lease is an object of the session that made it, and a session that
+ * expires takes the lease with it (a new login cannot complete or abort it). The client cannot read vCenter's idle
+ * timeout (30 min by default, 5-15 min on hardened vCenters): 30 s stays well under any such setting.
+ */
+export function keepAliveIntervalMs(timeoutSeconds: number): number {
+  return Math.min(30_000, Math.max(500, (timeoutSeconds * 1000) / 4));
+}
+
+/**
+ * Keeps a lease alive with HttpNfcLeaseProgress well inside its timeout, in the session that holds it, reporting
+ * the real percentage. Returns the stop function.
  */
 export function keepLeaseAlive(session: VSphereSession, lease: MoRef, timeoutSeconds: number, percent: () => number, onError: (err: unknown) => void): () => void {
-  const everyMs = Math.min(30_000, Math.max(500, (timeoutSeconds * 1000) / 4));
+  const everyMs = keepAliveIntervalMs(timeoutSeconds);
   const timer = setInterval(() => {
     const value = Math.max(0, Math.min(99, Math.floor(percent())));
     session.call("HttpNfcLeaseProgress", [["_this", lease], ["percent", value]], AbortSignal.timeout(everyMs * 2)).catch(onError);
@@ -83,9 +96,26 @@ export async function completeLease(session: VSphereSession, lease: MoRef, signa
   await session.call("HttpNfcLeaseComplete", [["_this", lease]], signal);
 }
 
-/** Best effort: the lease may already be gone (expired or aborted by the server). */
-export async function abortLease(session: VSphereSession, lease: MoRef): Promise<void> {
-  await session.call("HttpNfcLeaseAbort", [["_this", lease]], AbortSignal.timeout(10_000)).catch(() => undefined);
+/**
+ * What HttpNfcLeaseAbort achieved. "gone": the server does not know the lease in that session any more (it ended,
+ * timed out, or its session ended), or refuses the abort for good: trying again cannot help. "unreachable": the
+ * call did not get through (vCenter down): the lease may still be held and the abort is worth trying again.
+ */
+export type AbortOutcome = { outcome: "aborted" } | { outcome: "gone" | "unreachable"; why: string };
+
+/** Faults that mean the lease is no longer held in the session that asked. */
+const GONE_FAULTS = new Set(["ManagedObjectNotFound", "NotAuthenticated", "InvalidState"]);
+
+/** HttpNfcLeaseAbort through a session, or a bare SOAP client in a recorded session (no re-login: a new session cannot see the lease). */
+export async function abortLease(via: Pick<SoapClient, "call">, lease: MoRef): Promise<AbortOutcome> {
+  try {
+    await via.call("HttpNfcLeaseAbort", [["_this", lease]], AbortSignal.timeout(10_000));
+    return { outcome: "aborted" };
+  } catch (err) {
+    const why = (err as Error).message;
+    if (err instanceof VSphereFault && GONE_FAULTS.has(err.faultType)) return { outcome: "gone", why };
+    return { outcome: toHypervisordError(err).retryable ? "unreachable" : "gone", why };
+  }
 }
 
 export function describeFault(node: XmlNode | undefined): string {

@@ -21,9 +21,12 @@ export interface SoapClient {
   setApiVersion(version: string): void;
 }
 
-/** vim25 over HTTP(S): one envelope per call, the vmware_soap_session cookie kept between calls. */
-export function createSoapClient(url: URL, dispatcher: Dispatcher, timeoutMs = 120_000): SoapClient {
-  let cookie: string | undefined;
+/**
+ * vim25 over HTTP(S): one envelope per call, the vmware_soap_session cookie kept between calls. `session` starts
+ * the client in an existing session (a lease recorded by a process that died can only be aborted from its own session).
+ */
+export function createSoapClient(url: URL, dispatcher: Dispatcher, timeoutMs = 120_000, session?: string): SoapClient {
+  let cookie: string | undefined = session;
   let soapAction = "urn:vim25/6.5";
   const endpoint = url.host;
 

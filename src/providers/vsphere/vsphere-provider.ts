@@ -1,11 +1,12 @@
 import type { Logger } from "pino";
 import type { VSphereConnection } from "../../domain/job.ts";
-import { InvalidArgumentError } from "../../errors.ts";
+import { InvalidArgumentError, UnavailableError } from "../../errors.ts";
 import type { Converter } from "../../export/convert.ts";
 import { createHostSlots } from "../../export/download.ts";
-import type { Provider } from "../provider.ts";
+import type { Provider, SecretSealer } from "../provider.ts";
 import { getVM, listVMs } from "./discovery.ts";
-import { exportVm } from "./export-vm.ts";
+import { exportVm, type ExportCheckpoint } from "./export-vm.ts";
+import { abortRecordedLease } from "./lease-record.ts";
 import { createSessionPool } from "./session-pool.ts";
 
 export interface VSphereProviderOptions {
@@ -17,6 +18,8 @@ export interface VSphereProviderOptions {
   maxTransfersPerHost: number;
   /** qemu-img, shared by all jobs; undefined when it is unavailable. */
   converter?: Converter;
+  /** Seals the session cookie of a held lease in the job's checkpoint (the daemon's encryption key). */
+  secretBox?: SecretSealer;
   logger: Logger;
 }
 
@@ -36,7 +39,19 @@ export function createVSphereProvider(options: VSphereProviderOptions): Provider
     listVMs: (query, signal) => pool.use(connectionOf(query.connection, "vsphere"), signal, (s) => listVMs(s, query, signal)),
     getVM: (query, signal) => pool.use(connectionOf(query.connection, "vsphere"), signal, (s) => getVM(s, query.vm, signal)),
     export: (definition, context) =>
-      pool.use(connectionOf(definition.vsphere, "definition.vsphere"), context.signal, (s) => exportVm(s, definition, context, { hostSlots, converter: options.converter })),
+      pool.use(connectionOf(definition.vsphere, "definition.vsphere"), context.signal,
+        (s) => exportVm(s, definition, context, { hostSlots, converter: options.converter, secretBox: options.secretBox })),
+    // The lease of a job that will not run again: aborted in its own session, the record dropped unless vCenter was unreachable.
+    async releaseLeftovers(job, checkpoint, logger) {
+      const record = (checkpoint as ExportCheckpoint | undefined)?.lease;
+      if (!record) return checkpoint;
+      const ended = await pool.use(connectionOf(job.definition.vsphere, "definition.vsphere"), AbortSignal.timeout(60_000),
+        (s) => abortRecordedLease(record, s, options.secretBox, logger));
+      if (ended.outcome === "unreachable") throw new UnavailableError(`vSphere could not be reached to abort lease ${record.lease}: ${ended.why}`);
+      logger.info({ lease: record.lease, outcome: ended.outcome }, "released the export lease of a job that will not run again");
+      const { lease: _released, ...rest } = checkpoint as ExportCheckpoint;
+      return rest;
+    },
     stats: async () => ({ ...(await pool.stats()) }),
     close: () => pool.closeAll(),
   };
