@@ -19,7 +19,7 @@ import { createWebhookQueries } from "../src/store/sqlite/webhooks.ts";
 import { createWebhookDispatcher, parseRetryAfter, type WebhookDispatcher, type WebhookDispatcherOptions } from "../src/webhooks/dispatcher.ts";
 import { jobEvent, MAX_DISCOVERED_VMS, progressEvent, scheduleTriggeredEvent, testEvent, vmDiscoveredEvent } from "../src/webhooks/events.ts";
 import { generateSecret, parseSecret, signatureHeaders, verifySignature } from "../src/webhooks/signing.ts";
-import { BlockedTargetError, checkWebhookUrl, createGuardedAgent } from "../src/webhooks/ssrf-guard.ts";
+import { BlockedTargetError, blockedAddressKind, checkWebhookUrl, createGuardedAgent } from "../src/webhooks/ssrf-guard.ts";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "hypervisord-webhooks-"));
 const databases: Database.Database[] = [];
@@ -396,12 +396,49 @@ describe("ssrf guard", () => {
     for (const url of refused) assert.ok(checkWebhookUrl(url, { allowPrivateTargets: true }), url);
   });
 
+  test("each refused range is refused, and its allowed neighbours just outside it are not", () => {
+    // [address, expected kind (a pattern) or undefined for allowed]: every range with addresses on both sides of its edges.
+    const cases: [string, RegExp | undefined][] = [
+      ["198.17.255.255", undefined], ["198.18.0.0", /^benchmarking$/], ["198.19.255.255", /^benchmarking$/], ["198.20.0.0", undefined],
+      ["191.255.255.255", undefined], ["192.0.0.0", /^IETF protocol assignment$/], ["192.0.0.255", /^IETF protocol assignment$/], ["192.0.1.0", undefined],
+      ["223.255.255.255", undefined], ["224.0.0.0", /^multicast$/], ["239.255.255.255", /^multicast$/],
+      ["240.0.0.0", /^reserved$/], ["255.255.255.254", /^reserved$/], ["255.255.255.255", /^broadcast$/],
+      ["feff:ffff::1", /^site-local/], ["ff00::", /^multicast$/], ["ff02::1", /^multicast$/], ["ffff:ffff::1", /^multicast$/],
+      ["fe00::1", undefined], ["febf::1", /^link-local$/], ["fec0::", /^site-local \(deprecated\)$/],
+      ["::ffff:224.0.0.1", /^multicast$/], ["::ffff:198.18.0.1", /^benchmarking$/], ["::ffff:8.8.8.8", undefined],
+      // NAT64: the embedded IPv4 address decides; only the well-known /96 prefix embeds one there.
+      ["64:ff9b::127.0.0.1", /^loopback \(embedded in NAT64 64:ff9b::\/96: 127\.0\.0\.1\)$/], ["64:ff9b::a9fe:a9fe", /^link-local \(embedded in NAT64/],
+      ["64:ff9b::10.0.0.1", /^private \(embedded/], ["64:ff9b::198.18.0.1", /^benchmarking \(embedded/], ["64:ff9b::8.8.8.8", undefined], ["64:ff9b:1::7f00:1", undefined],
+      // 6to4: the IPv4 address is the 32 bits after 2002:.
+      ["2002:7f00:1::", /^loopback \(embedded in 6to4 2002::\/16: 127\.0\.0\.1\)$/], ["2002:a9fe:a9fe::1", /^link-local \(embedded in 6to4/],
+      ["2002:c0a8:101:1::1", /^private \(embedded in 6to4 2002::\/16: 192\.168\.1\.1\)$/], ["2002:808:808::1", undefined], ["2003::1", undefined], ["2001:4860::8888", undefined],
+      // IPv4-compatible ::a.b.c.d: all of ::/96 (deprecated), public embedded addresses included; :: and ::1 keep their own names.
+      ["::127.0.0.1", /^IPv4-compatible/], ["::8.8.8.8", /^IPv4-compatible/], ["::0.0.0.2", /^IPv4-compatible/], ["::", /^unspecified$/], ["::1", /^loopback$/],
+      ["::1:0:0", undefined], ["8.8.8.8", undefined],
+    ];
+    for (const [address, expected] of cases) {
+      const kind = blockedAddressKind(address);
+      if (expected) assert.match(kind ?? "allowed", expected, address);
+      else assert.equal(kind, undefined, address);
+    }
+    // The same at create time, from the URL, in the form URL parsing normalises them to.
+    for (const url of ["http://198.18.0.1/", "http://192.0.0.8/", "http://240.0.0.1/", "http://255.255.255.255/", "http://224.0.0.251/", "http://[ff02::1]/",
+      "http://[64:ff9b::127.0.0.1]/", "http://[2002:7f00:1::]/", "http://[::127.0.0.1]/", "http://[fec0::1]/"]) {
+      assert.throws(() => checkWebhookUrl(url, { allowPrivateTargets: false }, "webhook.url"),
+        (err: unknown) => err instanceof InvalidArgumentError && err.field === "webhook.url" && /allow_private_targets/.test(err.message), url);
+    }
+    for (const url of ["http://198.20.0.1/", "http://[64:ff9b::808:808]/", "http://[2002:808:808::1]/"]) {
+      assert.equal(checkWebhookUrl(url, { allowPrivateTargets: false }).protocol, "http:", url);
+    }
+  });
+
   test("connect time: refused addresses are never connected to, by IP or by a name resolving to one", async () => {
     const receiver = await startReceiver();
     const guarded = createGuardedAgent({ allowPrivateTargets: false });
     const open = createGuardedAgent({ allowPrivateTargets: true });
     try {
-      const targets = [`http://127.0.0.1:${receiver.port}/`, `http://localhost:${receiver.port}/`, "http://10.255.255.1/", "http://169.254.169.254/", "http://[::1]/", "http://[::ffff:10.0.0.1]/"];
+      const targets = [`http://127.0.0.1:${receiver.port}/`, `http://localhost:${receiver.port}/`, "http://10.255.255.1/", "http://169.254.169.254/", "http://[::1]/", "http://[::ffff:10.0.0.1]/",
+        "http://198.18.0.1/", "http://[64:ff9b::7f00:1]:9/", "http://[2002:7f00:1::]/", "http://224.0.0.1/"];
       for (const url of targets) {
         const started = Date.now();
         await assert.rejects(request(url, { method: "POST", body: "{}", dispatcher: guarded }), (err: unknown) => {

@@ -7,6 +7,7 @@ import { uuidv7 } from "../engine/uuid-v7.ts";
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../errors.ts";
 import type { WebhookStore } from "../store/store.ts";
 import type { WebhookDispatcher } from "../webhooks/dispatcher.ts";
+import { redactUrl } from "../redact-url.ts";
 import { generateSecret, parseSecret } from "../webhooks/signing.ts";
 import { checkWebhookUrl } from "../webhooks/ssrf-guard.ts";
 import type { ServiceHandlers } from "./handlers.ts";
@@ -67,7 +68,10 @@ export function createWebhookHandlers({ store, dispatcher, allowPrivateTargets }
       if (webhook.source === "config") throw new FailedPreconditionError(`webhook ${webhook.id} is defined in the config file; change it there`);
       const pb = request.webhook;
       if (!pb) throw new InvalidArgumentError("webhook", "required");
-      const updated = applyFields({ ...webhook, updateTime: Date.now() }, pb, fieldsToUpdate(UPDATABLE, request.updateMask, () => givenFields(pb)), allowPrivateTargets);
+      const fields = fieldsToUpdate(UPDATABLE, request.updateMask, () => givenFields(pb));
+      // A client sending back the URL it was shown (redacted, e.g. an edit form) keeps the stored one.
+      if (pb.url.trim() !== "" && pb.url.trim() === redactUrl(webhook.url)) fields.url = false;
+      const updated = applyFields({ ...webhook, updateTime: Date.now() }, pb, fields, allowPrivateTargets);
       store.update(updated);
       return { webhook: toPb(updated) };
     },
@@ -151,12 +155,12 @@ function timeoutOf(timeout: Duration | undefined, field: string): number {
   return ms;
 }
 
-/** Write-only fields stay behind: no secret, header values masked. */
+/** Write-only fields stay behind: no secret, header values masked, the URL's userinfo and query values redacted. */
 export function webhookToPb(w: Webhook, circuit: string): WebhookPb {
   return {
     $typeName: "hypervisord.v1.Webhook",
     id: w.id,
-    url: w.url,
+    url: redactUrl(w.url),
     events: w.events,
     headers: Object.fromEntries(Object.keys(w.headers).map((k) => [k, "***"])),
     secret: "",

@@ -1,4 +1,5 @@
 import { isMessage, toJson, type DescMessage } from "@bufbuild/protobuf";
+import { redactUrl, redactUrlsInText } from "../redact-url.ts";
 
 export const REDACTED = "***";
 /** Longer requests (a SubmitJobs of thousands) are stored as their size and the start of their JSON. */
@@ -28,18 +29,28 @@ export function requestJson(schema: DescMessage | undefined, request: unknown): 
   }
 }
 
-/** A copy of `value` with the values of secret fields replaced, at any depth. */
-export function redact(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(redact);
+/**
+ * A copy of `value` with the values of secret fields replaced, at any depth; URLs redacted (see
+ * redactUrl): the whole of a field named like url (a webhook's ?token= query), and the
+ * scheme://user:password@ parts of any other text (a vsphere.url refused for carrying credentials).
+ */
+export function redact(value: unknown, name = ""): unknown {
+  if (typeof value === "string") return isUrlField(name) ? redactUrl(value) : redactUrlsInText(value);
+  if (Array.isArray(value)) return value.map((item) => redact(item, name));
   if (value === null || typeof value !== "object") return value;
   const out: Record<string, unknown> = {};
-  for (const [name, field] of Object.entries(value)) {
-    if (isSecretField(name)) out[name] = REDACTED;
-    else if (name.toLowerCase() === "headers" && field !== null && typeof field === "object" && !Array.isArray(field)) {
-      out[name] = Object.fromEntries(Object.keys(field).map((header) => [header, REDACTED]));
-    } else out[name] = redact(field);
+  for (const [field, fieldValue] of Object.entries(value)) {
+    if (isSecretField(field)) out[field] = REDACTED;
+    else if (field.toLowerCase() === "headers" && fieldValue !== null && typeof fieldValue === "object" && !Array.isArray(fieldValue)) {
+      out[field] = Object.fromEntries(Object.keys(fieldValue).map((header) => [header, REDACTED]));
+    } else out[field] = redact(fieldValue, field);
   }
   return out;
+}
+
+/** url, webhookUrl, callback_url ...: compared in lower case without "_" and "-". */
+function isUrlField(name: string): boolean {
+  return name.toLowerCase().replace(/[-_]/g, "").endsWith("url");
 }
 
 /** Something that is not a message (a test's plain object): JSON-safe, int64 bigints as strings like proto JSON. */

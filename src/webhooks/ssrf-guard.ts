@@ -16,14 +16,29 @@ export interface TargetPolicy {
   allowPrivateTargets: boolean;
 }
 
-type AddressKind = "loopback" | "link-local" | "private" | "unspecified" | "shared (CGNAT)";
+type RangeKind =
+  | "loopback" | "link-local" | "private" | "unspecified" | "shared (CGNAT)" | "benchmarking" | "IETF protocol assignment"
+  | "reserved" | "broadcast" | "multicast" | "IPv4-compatible (deprecated)" | "site-local (deprecated)";
+/** A refused range, or one found in the IPv4 address a NAT64 or 6to4 address embeds. */
+type AddressKind = RangeKind | `${RangeKind} (embedded in ${string})`;
 
-const RANGES: readonly { kind: AddressKind; subnets: readonly [string, number, "ipv4" | "ipv6"][] }[] = [
+const RANGES: readonly { kind: RangeKind; subnets: readonly [string, number, "ipv4" | "ipv6"][] }[] = [
   { kind: "loopback", subnets: [["127.0.0.0", 8, "ipv4"], ["::1", 128, "ipv6"]] },
   { kind: "unspecified", subnets: [["0.0.0.0", 8, "ipv4"], ["::", 128, "ipv6"]] },
   { kind: "link-local", subnets: [["169.254.0.0", 16, "ipv4"], ["fe80::", 10, "ipv6"]] },
   { kind: "private", subnets: [["10.0.0.0", 8, "ipv4"], ["172.16.0.0", 12, "ipv4"], ["192.168.0.0", 16, "ipv4"], ["fc00::", 7, "ipv6"]] },
   { kind: "shared (CGNAT)", subnets: [["100.64.0.0", 10, "ipv4"]] },
+  // RFC 2544: devices under test, often the lab network itself.
+  { kind: "benchmarking", subnets: [["198.18.0.0", 15, "ipv4"]] },
+  // RFC 6890: DS-Lite, NAT64 discovery and other protocol addresses, never a public host.
+  { kind: "IETF protocol assignment", subnets: [["192.0.0.0", 24, "ipv4"]] },
+  // Before "reserved": 255.255.255.255 is inside 240.0.0.0/4 but is named for what it is.
+  { kind: "broadcast", subnets: [["255.255.255.255", 32, "ipv4"]] },
+  { kind: "reserved", subnets: [["240.0.0.0", 4, "ipv4"]] },
+  { kind: "multicast", subnets: [["224.0.0.0", 4, "ipv4"], ["ff00::", 8, "ipv6"]] },
+  // ::a.b.c.d (RFC 4291, deprecated): stacks that still accept it reach the IPv4 host, so none is allowed.
+  { kind: "IPv4-compatible (deprecated)", subnets: [["::", 96, "ipv6"]] },
+  { kind: "site-local (deprecated)", subnets: [["fec0::", 10, "ipv6"]] },
 ];
 
 // BlockList matches IPv4 rules against IPv4-mapped IPv6 addresses (::ffff:127.0.0.1) too.
@@ -38,7 +53,50 @@ export function blockedAddressKind(address: string): AddressKind | undefined {
   const family = isIP(address);
   if (family === 0) return undefined;
   const type = family === 4 ? "ipv4" : "ipv6";
-  return BLOCK_LISTS.find(({ list }) => list.check(address, type))?.kind;
+  const kind = BLOCK_LISTS.find(({ list }) => list.check(address, type))?.kind;
+  if (kind || family === 4) return kind;
+  return embeddedIpv4Kind(address);
+}
+
+/**
+ * NAT64 (64:ff9b::/96, RFC 6052) and 6to4 (2002::/16, RFC 3056) addresses carry an IPv4 address the
+ * packets end up at: 64:ff9b::127.0.0.1 or 2002:7f00:1:: reach loopback through the gateway. Such an
+ * address is refused when the IPv4 address it embeds is.
+ */
+function embeddedIpv4Kind(address: string): AddressKind | undefined {
+  const words = ipv6Words(address);
+  let embedded: [number, number] | undefined;
+  let prefix = "";
+  if (words[0] === 0x64 && words[1] === 0xff9b && words.slice(2, 6).every((w) => w === 0)) {
+    embedded = [words[6]!, words[7]!];
+    prefix = "NAT64 64:ff9b::/96";
+  } else if (words[0] === 0x2002) {
+    embedded = [words[1]!, words[2]!];
+    prefix = "6to4 2002::/16";
+  }
+  if (!embedded) return undefined;
+  const ipv4 = [embedded[0] >> 8, embedded[0] & 0xff, embedded[1] >> 8, embedded[1] & 0xff].join(".");
+  const kind = BLOCK_LISTS.find(({ list }) => list.check(ipv4, "ipv4"))?.kind;
+  return kind && `${kind} (embedded in ${prefix}: ${ipv4})`;
+}
+
+/** The eight 16-bit words of a valid IPv6 literal (isIP 6), "::" expanded, a trailing dotted quad and a zone (%eth0) handled. */
+function ipv6Words(address: string): number[] {
+  let text = address.split("%")[0]!;
+  const tail: number[] = [];
+  const dotted = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
+  if (dotted) {
+    const [a, b, c, d] = dotted.slice(1).map(Number) as [number, number, number, number];
+    tail.push((a << 8) | b, (c << 8) | d);
+    text = text.slice(0, dotted.index);
+    if (text.endsWith(":") && !text.endsWith("::")) text = text.slice(0, -1);
+  }
+  const parse = (part: string) => (part === "" ? [] : part.split(":").map((word) => parseInt(word, 16)));
+  const halves = text.split("::");
+  if (halves.length === 1) return [...parse(halves[0]!), ...tail];
+  const head = parse(halves[0]!);
+  const rest = [...parse(halves[1]!), ...tail];
+  return [...head, ...new Array<number>(8 - head.length - rest.length).fill(0), ...rest];
 }
 
 /** A connection refused by the guard: not retryable, the target will not become public by retrying. */
