@@ -1,0 +1,168 @@
+// vSphere robustness through the real daemon against vcsim-export (../shared/vcsim): a session that expires during
+// an export, a vCenter that is down for a minute, leases left by a killed daemon or by a run that could not reach
+// vCenter, and a refused vCenter login told apart from a refused API key.
+import assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
+import fs from "node:fs";
+import https from "node:https";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import Database from "better-sqlite3";
+import { JobState, type Job } from "../gen/hypervisord/v1/job_pb.js";
+import { createGrpcJsClient, postJson, type GrpcJsClient } from "./support/clients.ts";
+import { spawnDaemon, tempDir, type DaemonProcess } from "./support/daemon-process.ts";
+import { buildVcsim, startVcsim, type Vcsim } from "./support/vcsim.ts";
+
+const FINAL = [JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED];
+let skipReason: string | undefined;
+let daemon: DaemonProcess;
+let client: GrpcJsClient;
+const sims: Vcsim[] = [];
+/** Datastores of simulators killed with SIGKILL (only SIGTERM makes vcsim delete them). */
+const leftDatastores: string[] = [];
+
+function configFile(yaml: string): string {
+  const file = path.join(tempDir("hardening-config"), "hypervisord.yaml");
+  fs.writeFileSync(file, yaml);
+  return file;
+}
+
+// Retries a little faster than the defaults (2 s doubling to 5 m), so that a minute of vCenter outage is covered
+// in about a minute; the attempts and elapsed-time budget are the defaults (10, 15 m).
+const FAST_RETRIES = configFile("jobs:\n  retry_initial_backoff: 1s\n  retry_max_backoff: 8s\n");
+
+before(async () => {
+  skipReason = (await buildVcsim()).reason;
+  if (skipReason) {
+    console.log(`skipping the vSphere hardening tests: ${skipReason}`);
+    return;
+  }
+  daemon = await spawnDaemon({ args: ["--config", FAST_RETRIES] });
+  client = createGrpcJsClient(daemon.grpcAddress);
+});
+
+after(async () => {
+  client?.close();
+  if (daemon) assert.equal(await daemon.stop(), 0);
+  for (const sim of sims) await sim.stop();
+  for (const dir of leftDatastores) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+async function simulator(args: string[] = [], env: Record<string, string> = {}): Promise<Vcsim> {
+  const sim = await startVcsim(args, env);
+  sims.push(sim);
+  return sim;
+}
+
+const sha256 = (data: Buffer) => createHash("sha256").update(data).digest("hex");
+
+function fillDisk(file: string, bytes: Buffer): Buffer {
+  fs.writeFileSync(file, bytes);
+  return bytes;
+}
+
+const connection = (sim: Vcsim, password = "pass") => ({ url: sim.url, username: "user", password, insecure: true });
+
+async function pollJob(c: GrpcJsClient, jobId: string, until: (job: Job) => boolean, timeoutMs = 60_000): Promise<Job> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const job = (await c.unary("getJob", { jobId })).job!;
+    if (until(job)) return job;
+    if (Date.now() > deadline) throw new Error(`job ${jobId} is still ${JobState[job.state]}, ${job.progress?.bytesDone} bytes, after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const isFinal = (job: Job) => FINAL.includes(job.state);
+const hasBytes = (atLeast: number) => (job: Job) => Number(job.progress!.bytesDone) > atLeast;
+
+async function exportedDisk(outputRoot: string, dir: string, vmName: string): Promise<Buffer> {
+  return fs.readFileSync(path.join(outputRoot, dir, vmName, `${vmName}-disk-1.vmdk`));
+}
+
+/** Daemon log records of the simulator at `url` whose message is `message`. */
+function daemonRecords(d: DaemonProcess, url: string, message: string): Record<string, unknown>[] {
+  const endpoint = new URL(url).host;
+  return d.logs.filter((l) => l.includes(message) && l.includes(endpoint)).map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+/** The export lease recorded in a job's checkpoint (read from the database of a daemon that is not running). */
+function recordedLease(dataDir: string, jobId: string): { lease: string; url: string } | undefined {
+  const db = new Database(path.join(dataDir, "hypervisord.db"), { readonly: true });
+  try {
+    const row = db.prepare("SELECT checkpoint FROM jobs WHERE id = ?").get(jobId) as { checkpoint: string | null } | undefined;
+    const find = (value: unknown): { lease: string; url: string } | undefined => {
+      if (typeof value !== "object" || value === null) return undefined;
+      const record = (value as { lease?: unknown }).lease;
+      if (typeof record === "object" && record !== null && typeof (record as { lease?: unknown }).lease === "string") return record as { lease: string; url: string };
+      for (const inner of Object.values(value)) {
+        const found = find(inner);
+        if (found) return found;
+      }
+      return undefined;
+    };
+    return row?.checkpoint ? find(JSON.parse(row.checkpoint)) : undefined;
+  } finally {
+    db.close();
+  }
+}
+
+/** HTTP status of HEAD on a lease's NFC URL: 200 while the lease is held, 404 once it ended (completed, aborted or timed out). */
+function leaseUrlStatus(sim: Vcsim, lease: string): Promise<number> {
+  const url = new URL(`/nfc/export/${lease}/disk-0.vmdk`, sim.url);
+  return new Promise((resolve, reject) => {
+    const request = https.request(url, { method: "HEAD", rejectUnauthorized: false, timeout: 5_000 }, (response) => {
+      response.resume();
+      resolve(response.statusCode ?? 0);
+    });
+    request.on("error", reject);
+    request.end();
+  });
+}
+
+async function waitForStatus(sim: Vcsim, lease: string, status: number, timeoutMs: number): Promise<number> {
+  const began = Date.now();
+  while ((await leaseUrlStatus(sim, lease)) !== status) {
+    if (Date.now() - began > timeoutMs) assert.fail(`lease ${lease} did not answer ${status} within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return Date.now() - began;
+}
+
+describe("vSphere session expiry during an export", () => {
+  test("a keep-alive under the lease timeout also keeps the session: no re-login, no warning, identical disk", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    // Sessions idle 2 s expire; the lease times out after 4 s, so HttpNfcLeaseProgress goes every second; the
+    // export lasts about 6 s of NFC traffic, which is not session traffic.
+    const sim = await simulator(["-session-idle-timeout", "2s"], { VCSIM_LEASE_TIMEOUT_S: "4", VCSIM_EXPORT_RATE: "500000" });
+    const vm = sim.vms[0]!;
+    const source = fillDisk(vm.disks[0]!.file, randomBytes(3_000_000));
+    const { job } = await client.unary("submitJob", { definition: { provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "idle-kept" } });
+    const done = await pollJob(client, job!.id, isFinal);
+    assert.equal(done.state, JobState.COMPLETED, done.error?.message);
+    assert.ok(Number(done.result!.durationSeconds) > 4, `the export outlasted the session idle timeout (${done.result!.durationSeconds} s)`);
+    assert.deepEqual(done.result!.warnings, []);
+    assert.ok((await exportedDisk(daemon.outputRoot, "idle-kept", vm.name)).equals(source), "byte-identical");
+    assert.deepEqual(daemonRecords(daemon, sim.url, "vSphere session logged in again"), [], "the session never expired");
+  });
+
+  test("a session that expires anyway (keep-alive slower than vCenter's idle timeout): COMPLETED with a warning, identical disk", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    // The default 300 s lease gets a keep-alive every 30 s; sessions here expire after 2 s idle, so the session
+    // that holds the lease dies during the download, and HttpNfcLeaseComplete after the re-login finds no lease
+    // (ManagedObjectNotFound). Every file matched the lease manifest: the job completes, and says so.
+    const sim = await simulator(["-session-idle-timeout", "2s"], { VCSIM_EXPORT_RATE: "600000" });
+    const vm = sim.vms[0]!;
+    const source = fillDisk(vm.disks[0]!.file, randomBytes(3_000_000));
+    const { job } = await client.unary("submitJob", { definition: { provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "idle-expired" } });
+    const done = await pollJob(client, job!.id, isFinal);
+    assert.equal(done.state, JobState.COMPLETED, done.error?.message);
+    assert.equal(done.result!.warnings.length, 1, done.result!.warnings.join("\n"));
+    assert.match(done.result!.warnings[0]!,
+      /^HttpNfcLeaseComplete failed after all 1 files were verified against the lease manifest: vSphere HttpNfcLeaseComplete at .* failed: ManagedObjectNotFound.*; the export is complete, and the lease is aborted or times out on the host$/);
+    assert.ok((await exportedDisk(daemon.outputRoot, "idle-expired", vm.name)).equals(source), "byte-identical");
+    assert.ok(daemonRecords(daemon, sim.url, "vSphere session logged in again").length > 0, "the session did expire during the export");
+    const manifest = fs.readFileSync(path.join(daemon.outputRoot, "idle-expired", vm.name, `${vm.name}.mf`), "utf8");
+    assert.match(manifest, new RegExp(`SHA256\\(${vm.name}-disk-1\\.vmdk\\)= ${sha256(source)}`));
+  });
+});
