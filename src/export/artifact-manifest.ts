@@ -21,6 +21,7 @@ import path from "node:path";
 import { HypervisordError, InvalidArgumentError, NotFoundError, toHypervisordError } from "../errors.ts";
 import { VERSION } from "../version.ts";
 import { writeFileAtomic } from "./manifest.ts";
+import { UNRECORDED, type WrittenFiles } from "./written-files.ts";
 
 export const ARTIFACT_MANIFEST_FILE = "artifact-manifest.json";
 export const ARTIFACT_MANIFEST_VERSION = "1.0";
@@ -440,10 +441,10 @@ export function parseArtifactManifest(text: string): ArtifactManifest {
 }
 
 /** Validates, then writes `<dir>/artifact-manifest.json` atomically; returns its path. */
-export async function writeArtifactManifest(dir: string, manifest: ArtifactManifest): Promise<string> {
+export async function writeArtifactManifest(dir: string, manifest: ArtifactManifest, files: WrittenFiles = UNRECORDED): Promise<string> {
   assertValid(manifest);
   const file = path.join(dir, ARTIFACT_MANIFEST_FILE);
-  await writeFileAtomic(file, `${JSON.stringify(manifest, null, 2)}\n`);
+  await writeFileAtomic(file, `${JSON.stringify(manifest, null, 2)}\n`, files);
   return file;
 }
 

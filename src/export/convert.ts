@@ -1,11 +1,13 @@
 import { createHash } from "node:crypto";
 import fs from "node:fs";
-import { open, rename, rm, stat } from "node:fs/promises";
+import { open, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { CONVERT_FORMATS, type ConvertFormat } from "../domain/job.ts";
 import { FailedPreconditionError, HypervisordError, InvalidArgumentError, toHypervisordError } from "../errors.ts";
+import { freeSpace } from "./disk-error.ts";
 import { createHostSlots } from "./host-slots.ts";
 import { createProgressParser, describeExit, runQemuImg, stderrTail, type QemuImgRun } from "./qemu-img.ts";
+import { publishPartial, startPartial, UNRECORDED, type WrittenFiles } from "./written-files.ts";
 
 export type { ConvertFormat };
 /**
@@ -31,6 +33,8 @@ export interface ConvertJob {
   sourceFormat?: SourceFormat;
   /** Written as `${target}.partial`, then renamed: `target` only ever appears complete. */
   target: string;
+  /** Where the `.partial` and `target` are recorded as the job's (for the cleanup of a failed job); default: nowhere. */
+  written?: WrittenFiles;
   format: ConvertFormat;
   /** Abort stops qemu-img (SIGTERM, then SIGKILL), removes the partial file and rejects with `signal.reason`. */
   signal: AbortSignal;
@@ -168,17 +172,17 @@ type Run = (args: string[], signal: AbortSignal, onStdout?: (chunk: string) => v
 
 async function convertOnce(job: ConvertJob, sourceFormat: SourceFormat, run: Run): Promise<ConvertResult> {
   const { source, target, format, signal } = job;
-  const partial = `${target}.partial`;
+  const written = job.written ?? UNRECORDED;
+  const partial = startPartial(target, written);
   const started = performance.now();
   const progress = createProgressParser((percent) => job.onProgress?.(percent));
   try {
     // No -o: qemu-img's defaults (qcow2 compat 1.1, dynamic VDI, sparse raw) are what a hypervisor imports.
     const result = await run(["convert", "-p", "-f", sourceFormat, "-O", format, asOperand(source), asOperand(partial)], signal, (chunk) => progress.push(chunk));
-    if (result.code !== 0) throw qemuImgError(`converting ${path.basename(source)} to ${format}`, result);
+    if (result.code !== 0) throw qemuImgError(`converting ${path.basename(source)} to ${format}`, result, partial);
     progress.finish();
     const { bytes, sha256 } = await hashAndSync(partial, signal);
-    await rename(partial, target);
-    await syncDirectory(path.dirname(target));
+    await publishPartial(target, written);
     return { target, format, bytes, sha256, seconds: (performance.now() - started) / 1000 };
   } catch (err) {
     await rm(partial, { force: true });
@@ -193,11 +197,15 @@ async function convertOnce(job: ConvertJob, sourceFormat: SourceFormat, run: Run
  */
 const asOperand = (file: string) => path.resolve(file);
 
-/** A failed qemu-img run: RESOURCE_EXHAUSTED when the disk is full, INTERNAL otherwise, with the end of its stderr. */
-function qemuImgError(context: string, run: QemuImgRun): HypervisordError {
+/**
+ * A failed qemu-img run: INTERNAL with the end of its stderr, or RESOURCE_EXHAUSTED when the disk is full,
+ * naming the file written and the room left.
+ */
+function qemuImgError(context: string, run: QemuImgRun, output?: string): HypervisordError {
   const detail = stderrTail(run.stderr) || "no message";
-  const code = /No space left on device|Disk quota exceeded/.test(run.stderr) ? "RESOURCE_EXHAUSTED" : "INTERNAL";
-  return new HypervisordError(code, `${context}: qemu-img ${describeExit(run)}: ${detail}`);
+  if (!/No space left on device|Disk quota exceeded/.test(run.stderr)) return new HypervisordError("INTERNAL", `${context}: qemu-img ${describeExit(run)}: ${detail}`);
+  const where = output ? ` writing ${output} (${freeSpace(path.dirname(output))})` : "";
+  return new HypervisordError("RESOURCE_EXHAUSTED", `${context}: qemu-img ${describeExit(run)}${where}: ${detail}`);
 }
 
 const FORMAT_BY_EXTENSION: Record<string, DiskFormat> = {
@@ -259,14 +267,4 @@ async function hashAndSync(file: string, signal: AbortSignal): Promise<{ bytes: 
     await handle.close();
   }
   return { bytes, sha256: hash.digest("hex") };
-}
-
-/** Makes a rename in `dir` durable. */
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, "r");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }

@@ -6,6 +6,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { request, type Dispatcher } from "undici";
 import { retryDelayMs } from "../backoff.ts";
 import { HypervisordError, InvalidArgumentError, UnavailableError, toHypervisordError } from "../errors.ts";
+import { diskError, formatBytes } from "./disk-error.ts";
 import type { HostSlots } from "./host-slots.ts";
 import { createRateLimiter, type RateLimiter } from "./rate-limiter.ts";
 
@@ -411,8 +412,8 @@ async function openPart(file: DownloadFile, resumeAt: number, options: PartOptio
   }
   if (position > 0) options.onWritten(position);
 
-  const diskError = (err: unknown, action: string) => {
-    const mapped = toHypervisordError(err, `${action} ${file.path} (${file.name})`);
+  const diskFailure = (err: unknown, action: string) => {
+    const mapped = diskError(err, action, file.path, file.name);
     return mapped.retryable ? new HypervisordError(mapped.code, mapped.message, { cause: err }) : mapped;
   };
 
@@ -423,7 +424,7 @@ async function openPart(file: DownloadFile, resumeAt: number, options: PartOptio
     try {
       await handle.datasync();
     } catch (err) {
-      broken ??= diskError(err, "syncing");
+      broken ??= diskFailure(err, "syncing");
       return;
     }
     if (taken !== generation) return;
@@ -468,7 +469,7 @@ async function openPart(file: DownloadFile, resumeAt: number, options: PartOptio
         advance();
       },
       (err: unknown) => {
-        broken ??= diskError(err, "writing");
+        broken ??= diskFailure(err, "writing");
       },
     );
     issued = entry.end;
@@ -539,7 +540,7 @@ async function openPart(file: DownloadFile, resumeAt: number, options: PartOptio
       try {
         await handle.datasync();
       } catch (err) {
-        throw diskError(err, "syncing");
+        throw diskFailure(err, "syncing");
       }
       options.onCheckpoint?.(file.name, position);
       return hash.digest();
@@ -691,15 +692,4 @@ function parseContentRange(value: string | undefined): { start?: number; total?:
     start: match[1] !== undefined ? Number(match[1]) : undefined,
     total: match[2] !== "*" ? Number(match[2]) : undefined,
   };
-}
-
-function formatBytes(bytes: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${Number.isInteger(value) ? value : value.toFixed(1)} ${units[unit]}`;
 }

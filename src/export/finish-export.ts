@@ -61,7 +61,7 @@ export async function finishExport(result: ExportResult, artifacts: PackageArtif
         labels: definition.labels,
         notes: converted.length > 0 ? [`disks converted to ${definition.convertTo} with qemu-img`] : [],
       });
-      artifactManifestPath = await writeArtifactManifest(artifacts.dir, manifest);
+      artifactManifestPath = await writeArtifactManifest(artifacts.dir, manifest, context.files);
       context.logger.info({ path: artifactManifestPath, disks: disks.length }, "artifact manifest written");
     } else {
       const warning = "artifact-manifest.json not written: the disks exist only inside the OVA (use format OVF, convert_to, or keep the OVF files)";
@@ -103,6 +103,7 @@ async function convertDisks(artifacts: PackageArtifacts, definition: JobDefiniti
       source: disk.path,
       target,
       format,
+      written: context.files,
       signal: context.signal,
       onProgress: (percent) => context.progress({ bytesDone: bytesBefore + Math.round((disk.size * percent) / 100) }),
     });

@@ -1,6 +1,7 @@
 import fs from "node:fs/promises";
-import path from "node:path";
 import type { ManifestAlgorithm } from "../domain/job.ts";
+import { diskError } from "./disk-error.ts";
+import { publishPartial, startPartial, UNRECORDED, type WrittenFiles } from "./written-files.ts";
 
 export interface ManifestEntry {
   /** File name relative to the manifest's directory. */
@@ -28,21 +29,26 @@ export function manifestSize(names: readonly string[], algorithm: ManifestAlgori
   return Buffer.byteLength(manifestText(names.map((name) => ({ path: name, sha256: digest, sha1: digest })), algorithm));
 }
 
-/** Writes the manifest atomically (temp file, then rename), so that a crash never leaves half of one. */
-export async function writeManifest(file: string, entries: readonly ManifestEntry[], algorithm: ManifestAlgorithm = "sha256"): Promise<string> {
+/** Writes the manifest atomically (see writeFileAtomic), so that a crash never leaves half of one. */
+export async function writeManifest(file: string, entries: readonly ManifestEntry[], algorithm: ManifestAlgorithm, files: WrittenFiles): Promise<string> {
   const text = manifestText(entries, algorithm);
-  await writeFileAtomic(file, text);
+  await writeFileAtomic(file, text, files);
   return text;
 }
 
-export async function writeFileAtomic(file: string, data: string | Buffer): Promise<void> {
-  const temp = path.join(path.dirname(file), `.${path.basename(file)}.partial`);
-  const handle = await fs.open(temp, "w");
+/** Writes `file.partial`, syncs it and renames it to `file` (recorded in `files`): `file` only ever appears whole. */
+export async function writeFileAtomic(file: string, data: string | Buffer, files: WrittenFiles = UNRECORDED): Promise<void> {
+  const partial = startPartial(file, files);
   try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } finally {
-    await handle.close();
+    const handle = await fs.open(partial, "w");
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await publishPartial(file, files);
+  } catch (err) {
+    throw diskError(err, "writing", partial);
   }
-  await fs.rename(temp, file);
 }

@@ -1,12 +1,12 @@
 import { createHash } from "node:crypto";
 import fs from "node:fs";
-import { open, rename, rm } from "node:fs/promises";
-import path from "node:path";
+import { open, rm } from "node:fs/promises";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGzip } from "node:zlib";
-import { toHypervisordError } from "../errors.ts";
+import { diskError } from "./disk-error.ts";
 import { tarStream, writeOvaSkeleton, type OvaLayout } from "./ova-layout.ts";
+import { publishPartial, startPartial, UNRECORDED, type WrittenFiles } from "./written-files.ts";
 
 export interface OvaFile {
   /** Entry name in the archive. */
@@ -28,10 +28,16 @@ export interface WrittenOva {
 /**
  * Builds `target` (an .ova, or an .ova.gz with `compressionLevel`) from files already on disk, in the given
  * order, as one sequential stream: tar -> gzip (zlib, in the thread pool) -> SHA-256 -> file. Written as
- * `target.partial`, synced and renamed, so `target` only ever appears complete.
+ * `target.partial`, synced and renamed, so `target` only ever appears complete. A failed or aborted write
+ * removes its `.partial`: a stream through gzip cannot resume, the next attempt starts it over.
  */
-export async function writeOvaFromFiles(target: string, files: readonly OvaFile[], options: { compressionLevel?: number; signal: AbortSignal }): Promise<WrittenOva> {
-  const partial = `${target}.partial`;
+export async function writeOvaFromFiles(
+  target: string,
+  files: readonly OvaFile[],
+  options: { compressionLevel?: number; signal: AbortSignal; written?: WrittenFiles },
+): Promise<WrittenOva> {
+  const written = options.written ?? UNRECORDED;
+  const partial = startPartial(target, written);
   const hash = createHash("sha256");
   let tarSize = 0;
   let size = 0;
@@ -46,11 +52,11 @@ export async function writeOvaFromFiles(target: string, files: readonly OvaFile[
       : [source, countTar, createGzip({ level: options.compressionLevel, chunkSize: 256 * 1024 }), hashOut, out] as const;
     await pipeline(stages as unknown as [Readable, ...NodeJS.WritableStream[]], { signal: options.signal });
     await syncFile(partial);
-    await rename(partial, target);
+    await publishPartial(target, written);
   } catch (err) {
     await rm(partial, { force: true });
     if (options.signal.aborted) throw options.signal.reason;
-    throw toHypervisordError(err, `writing ${path.basename(target)}`);
+    throw diskError(err, "writing", partial);
   } finally {
     for (const entry of entries) (entry.data as fs.ReadStream).destroy();
   }
@@ -82,12 +88,16 @@ export async function prepareOvaFile(file: string, layout: OvaLayout, reuse: boo
 
 /** Writes `data` at `offset` of `file` (the descriptor and manifest regions of a laid-out OVA). */
 export async function writeAt(file: string, data: Buffer, offset: number): Promise<void> {
-  const handle = await open(file, "r+");
   try {
-    let written = 0;
-    while (written < data.length) written += (await handle.write(data, written, data.length - written, offset + written)).bytesWritten;
-  } finally {
-    await handle.close();
+    const handle = await open(file, "r+");
+    try {
+      let written = 0;
+      while (written < data.length) written += (await handle.write(data, written, data.length - written, offset + written)).bytesWritten;
+    } finally {
+      await handle.close();
+    }
+  } catch (err) {
+    throw diskError(err, "writing", file);
   }
 }
 

@@ -4,13 +4,18 @@ import path from "node:path";
 import type { JobDefinition } from "../../src/domain/job.ts";
 import type { PowerState, VirtualMachine, VMQuery } from "../../src/domain/vm.ts";
 import { HypervisordError, InvalidArgumentError, NotFoundError, UnavailableError, type ErrorCode } from "../../src/errors.ts";
+import { diskError } from "../../src/export/disk-error.ts";
+import { makeDirectory, publishPartial, reopenPublished, startPartial } from "../../src/export/written-files.ts";
 import type { ExportContext, ExportResult, GetVMQuery, Provider } from "../../src/providers/provider.ts";
 
 /**
  * A provider for engine and API tests. The VM reference carries the behaviour:
  *   "web-01?size=1048576&chunk=65536&delayMs=5&failTimes=2&failCode=UNAVAILABLE"
  * size: bytes of the one disk written; chunk/delayMs: pace; failTimes: the first
- * N attempts fail with failCode (UNAVAILABLE is retryable); "noop" finishes at once.
+ * N attempts fail with failCode (UNAVAILABLE is retryable), after failAfter bytes
+ * of the disk are written (default 0: before anything); "noop" finishes at once.
+ * The disk is written as <name>-disk-1.img.partial, renamed when complete, and
+ * every file and directory is recorded in context.files, as a real provider does.
  * The disk bytes are a pure function of the offset, so a resumed export can be checked.
  */
 export interface FakeBehaviour {
@@ -20,6 +25,7 @@ export interface FakeBehaviour {
   delayMs: number;
   failTimes: number;
   failCode: ErrorCode;
+  failAfter: number;
 }
 
 export function parseFakeVm(vm: string): FakeBehaviour {
@@ -33,6 +39,7 @@ export function parseFakeVm(vm: string): FakeBehaviour {
     delayMs: num("delayMs", 5),
     failTimes: num("failTimes", 0),
     failCode: (params.get("failCode") ?? "UNAVAILABLE") as ErrorCode,
+    failAfter: num("failAfter", 0),
   };
 }
 
@@ -98,31 +105,40 @@ export function createFakeProvider(options: { name?: string; resumable?: boolean
     async export(definition: JobDefinition, context: ExportContext): Promise<ExportResult> {
       const behaviour = parseFakeVm(definition.vm);
       const { signal, logger } = context;
-      if (context.attempt <= behaviour.failTimes) {
+      const failing = context.attempt <= behaviour.failTimes;
+      const failure = () => {
         const message = `fake failure ${context.attempt} of ${behaviour.failTimes}`;
-        throw behaviour.failCode === "UNAVAILABLE" ? new UnavailableError(message) : new HypervisordError(behaviour.failCode, message);
-      }
+        return behaviour.failCode === "UNAVAILABLE" ? new UnavailableError(message) : new HypervisordError(behaviour.failCode, message);
+      };
+      if (failing && behaviour.failAfter === 0) throw failure();
       const dir = path.join(definition.outputDir, behaviour.name || "vm");
       const file = `${behaviour.name || "vm"}-disk-1.img`;
       const target = path.join(dir, file);
-      fs.mkdirSync(dir, { recursive: true });
+      await makeDirectory(dir, context.files);
+      await reopenPublished(target, context.files);
+      const partial = startPartial(target, context.files);
       let offset = 0;
       const checkpoint = context.loadCheckpoint<Checkpoint>();
-      if (checkpoint && fs.existsSync(target) && fs.statSync(target).size >= checkpoint.offset) {
+      if (checkpoint && fs.existsSync(partial) && fs.statSync(partial).size >= checkpoint.offset) {
         offset = checkpoint.offset;
-        fs.truncateSync(target, offset);
+        fs.truncateSync(partial, offset);
         logger.info({ offset }, "resuming from checkpoint");
       } else {
-        fs.writeFileSync(target, "");
+        fs.writeFileSync(partial, "");
       }
       context.progress({ phase: "downloading", bytesTotal: behaviour.size, bytesDone: offset, filesTotal: 1, filesDone: 0, currentFile: file });
-      const fd = fs.openSync(target, "r+");
+      const fd = fs.openSync(partial, "r+");
       try {
         while (offset < behaviour.size) {
           if (signal.aborted) throw signal.reason;
+          if (failing && offset >= behaviour.failAfter) throw failure();
           const length = Math.min(behaviour.chunk, behaviour.size - offset);
-          fs.writeSync(fd, fakeDiskBytes(offset, length), 0, length, offset);
-          fs.fsyncSync(fd);
+          try {
+            fs.writeSync(fd, fakeDiskBytes(offset, length), 0, length, offset);
+            fs.fsyncSync(fd);
+          } catch (err) {
+            throw diskError(err, "writing", partial);
+          }
           offset += length;
           context.saveCheckpoint({ offset } satisfies Checkpoint);
           context.progress({ bytesDone: offset });
@@ -131,6 +147,7 @@ export function createFakeProvider(options: { name?: string; resumable?: boolean
       } finally {
         fs.closeSync(fd);
       }
+      await publishPartial(target, context.files);
       const sha256 = createHash("sha256").update(fs.readFileSync(target)).digest("hex");
       context.progress({ filesDone: 1, currentFile: "" });
       logger.info({ file, bytes: behaviour.size }, "fake disk written");

@@ -1,0 +1,142 @@
+import fs from "node:fs";
+import type { Logger } from "pino";
+import { formatBytes } from "../export/disk-error.ts";
+import type { WrittenFiles } from "../export/written-files.ts";
+import type { Store } from "../store/store.ts";
+
+/**
+ * A job's checkpoint column holds the provider's checkpoint and, beside it, the ledger of the files and
+ * directories the job created. Kept together, the ledger survives a crash and every retry, and is cleared
+ * with the checkpoint when the job completes; when the job fails for good or is cancelled the engine removes
+ * what the ledger names (removeJobFiles), whichever provider wrote it.
+ */
+interface StoredCheckpoint {
+  provider: unknown;
+  writtenFiles: string[];
+}
+
+function unpack(value: unknown): StoredCheckpoint {
+  if (typeof value === "object" && value !== null && "provider" in value && Array.isArray((value as StoredCheckpoint).writtenFiles)) {
+    return value as StoredCheckpoint;
+  }
+  // Saved before the ledger existed: all of it is the provider's.
+  return { provider: value ?? null, writtenFiles: [] };
+}
+
+export interface JobCheckpoint {
+  load<T>(): T | undefined;
+  save(value: unknown): void;
+  readonly files: WrittenFiles;
+}
+
+/** The checkpoint and ledger of one run of a job; the run is their only writer while it lasts. */
+export function openJobCheckpoint(store: Store, jobId: string): JobCheckpoint {
+  const stored = unpack(store.loadCheckpoint(jobId));
+  let provider = stored.provider;
+  const written = new Set(stored.writtenFiles);
+  const persist = () => store.saveCheckpoint(jobId, { provider, writtenFiles: [...written] } satisfies StoredCheckpoint);
+  return {
+    load: <T>() => (provider ?? undefined) as T | undefined,
+    save(value) {
+      provider = value ?? null;
+      persist();
+    },
+    files: {
+      add(file) {
+        if (written.has(file)) return;
+        written.add(file);
+        persist();
+      },
+      has: (file) => written.has(file),
+    },
+  };
+}
+
+/** Whether the job has files on record (an ended job whose cleanup has not run yet, e.g. because the daemon stopped). */
+export function hasWrittenFiles(store: Store, jobId: string): boolean {
+  return unpack(store.loadCheckpoint(jobId)).writtenFiles.length > 0;
+}
+
+/** For the error of a job that ends with keep_partial: what it leaves behind, so the caller knows where to look. */
+export function keptFilesNote(store: Store, jobId: string, keepPartial: boolean | undefined): string {
+  if (!keepPartial) return "";
+  const left = unpack(store.loadCheckpoint(jobId)).writtenFiles.filter((file) => isFile(file));
+  if (left.length === 0) return "";
+  return ` (keep_partial: the ${left.length} file${left.length === 1 ? "" : "s"} it wrote ${left.length === 1 ? "is" : "are"} kept, e.g. ${left[0]})`;
+}
+
+interface RemovedFiles {
+  files: string[];
+  directories: string[];
+  /** Disk space the removed files took (allocated blocks: a sparse OVA counts what it used). */
+  bytes: number;
+  /** Directories the job created that hold other files now: left in place. */
+  keptDirectories: string[];
+  failed: { path: string; error: string }[];
+}
+
+/**
+ * The end of a job that failed for good or was cancelled, once its run has stopped: removes every file it
+ * recorded, then the directories it created that are left empty (deepest first), and nothing else; or, with
+ * keep_partial, leaves them. Either way the job log says what happened and the ledger is cleared, so a later
+ * start does not do it again.
+ */
+export async function removeJobFiles(store: Store, jobId: string, keepPartial: boolean, log: Logger): Promise<void> {
+  const stored = unpack(store.loadCheckpoint(jobId));
+  const recorded = stored.writtenFiles;
+  if (recorded.length === 0) return;
+  // The provider's part stays, as it is now (it may have changed while files were removed): it may still need
+  // it, e.g. to release a lease.
+  const forget = () => store.saveCheckpoint(jobId, { provider: unpack(store.loadCheckpoint(jobId)).provider, writtenFiles: [] } satisfies StoredCheckpoint);
+  if (keepPartial) {
+    const left = recorded.filter((file) => fs.existsSync(file));
+    log.info({ kept: left }, `keep_partial: kept the ${left.length} files and directories the job wrote`);
+    forget();
+    return;
+  }
+  const removed = await removeRecorded(recorded);
+  const summary = `removed what the job wrote: ${removed.files.length} files (${formatBytes(removed.bytes)} released), ${removed.directories.length} directories`;
+  log.info({ files: removed.files, directories: removed.directories, bytes_released: removed.bytes, kept_directories: removed.keptDirectories }, summary);
+  if (removed.failed.length > 0) log.error({ failed: removed.failed }, `${removed.failed.length} files the job wrote could not be removed`);
+  forget();
+}
+
+async function removeRecorded(recorded: readonly string[]): Promise<RemovedFiles> {
+  const result: RemovedFiles = { files: [], directories: [], bytes: 0, keptDirectories: [], failed: [] };
+  const directories: string[] = [];
+  for (const file of recorded) {
+    try {
+      const info = await fs.promises.lstat(file);
+      if (info.isDirectory()) {
+        directories.push(file);
+        continue;
+      }
+      // unlink, never a recursive rm: a symbolic link is removed, not what it points to.
+      await fs.promises.unlink(file);
+      result.files.push(file);
+      result.bytes += info.blocks * 512;
+    } catch (err) {
+      if (code(err) !== "ENOENT") result.failed.push({ path: file, error: (err as Error).message });
+    }
+  }
+  for (const dir of directories.sort((a, b) => b.length - a.length)) {
+    try {
+      await fs.promises.rmdir(dir);
+      result.directories.push(dir);
+    } catch (err) {
+      if (code(err) === "ENOTEMPTY" || code(err) === "EEXIST") result.keptDirectories.push(dir);
+      else if (code(err) !== "ENOENT") result.failed.push({ path: dir, error: (err as Error).message });
+    }
+  }
+  return result;
+}
+
+function isFile(file: string): boolean {
+  try {
+    return !fs.lstatSync(file).isDirectory();
+  } catch (err) {
+    return code(err) !== "ENOENT"; // cannot look (EACCES): it may well be there
+  }
+}
+
+const code = (err: unknown) => (err as NodeJS.ErrnoException).code;
