@@ -166,3 +166,44 @@ describe("vSphere session expiry during an export", () => {
     assert.match(manifest, new RegExp(`SHA256\\(${vm.name}-disk-1\\.vmdk\\)= ${sha256(source)}`));
   });
 });
+
+describe("vCenter down mid-export", () => {
+  test("down 60 s (killed, then started again on the same port): retried, resumed from the bytes on disk, COMPLETED and identical", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    // "Down" as a vCenter restart looks to a client: connections refused for a minute, then a vCenter that knows
+    // neither the old session nor the old lease, with the VM's disk unchanged. SIGKILL, because SIGTERM makes vcsim
+    // delete its datastore; the new simulator's disk gets the same bytes (its datastore is a new directory).
+    const env = { VCSIM_EXPORT_RATE: "1000000" };
+    const first = await startVcsim([], env);
+    const vm = first.vms[0]!;
+    const size = 4 * 1024 * 1024;
+    const source = fillDisk(vm.disks[0]!.file, randomBytes(size));
+    const port = new URL(first.url).port;
+    const { job } = await client.unary("submitJob", { definition: { provider: "vsphere", vm: vm.path, vsphere: connection(first), outputDir: "down" } });
+    const jobId = job!.id;
+    const before = Number((await pollJob(client, jobId, hasBytes(size / 4))).progress!.bytesDone);
+    first.child.kill("SIGKILL");
+    await first.stop();
+    leftDatastores.push(path.dirname(path.dirname(vm.disks[0]!.file)));
+    const downSince = Date.now();
+    await new Promise((r) => setTimeout(r, 60_000));
+    const second = await simulator(["-l", `127.0.0.1:${port}`], env);
+    assert.equal(second.url, first.url, "the same vCenter address");
+    fillDisk(second.vms.find((v) => v.path === vm.path)!.disks[0]!.file, source);
+
+    const done = await pollJob(client, jobId, isFinal, 45_000);
+    assert.equal(done.state, JobState.COMPLETED, done.error?.message);
+    assert.ok((await exportedDisk(daemon.outputRoot, "down", vm.name)).equals(source), "byte-identical");
+    assert.ok(done.attempt > 1 && done.attempt <= 10, `retried within the default budget (attempt ${done.attempt})`);
+    const { transitions } = await client.unary("getJobHistory", { jobId });
+    const retries = transitions.filter((tr) => /^attempt \d+ of 10 failed, retrying in/.test(tr.reason));
+    assert.ok(retries.length >= 2, transitions.map((tr) => tr.reason).join("\n"));
+    assert.ok(retries.some((tr) => /ECONNREFUSED|refused/.test(tr.reason)), "connection refused is retried");
+    const lastRetry = Number(retries.at(-1)!.time!.seconds) * 1000;
+    assert.ok(lastRetry - downSince > 50_000, "still retrying near the end of the outage");
+    const { entries } = await client.unary("getJobLogs", { jobId });
+    const starts = entries.filter((e) => e.message === "download started").map((e) => JSON.parse(e.fieldsJson) as { fromByte: number });
+    // From the last checkpoint (saved every MiB or so), not from 0.
+    assert.ok(starts.some((s) => s.fromByte > 0 && s.fromByte <= before), `resumed from the bytes on disk (${before} before the outage): ${JSON.stringify(starts)}`);
+  });
+});
