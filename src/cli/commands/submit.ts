@@ -24,6 +24,7 @@ export interface ExportOptions extends ConnectionOptions {
   label?: string[];
   requestId?: string;
   powerOff?: boolean;
+  keepPartial?: boolean;
   watch?: boolean;
 }
 
@@ -39,7 +40,8 @@ export function addDefinitionOptions(command: Command): Command {
     .addOption(new Option("--priority <priority>", "queue priority").choices(["low", "normal", "high", "critical"]))
     .option("--label <key=value>", "label the job (repeatable)", collect)
     .option("--name <name>", "job name (default: the VM)")
-    .option("--power-off", "power the VM off first when it is on");
+    .option("--power-off", "power the VM off first when it is on")
+    .option("--keep-partial", "keep what a failed or cancelled export wrote (its .partial files) instead of removing it");
 }
 
 /** The JobDefinition the options describe. */
@@ -60,6 +62,7 @@ export async function definitionOf(opts: ExportOptions, io: CliIo) {
     name: opts.name ?? "",
     requestId: opts.requestId ?? "",
     powerOff: opts.powerOff ?? false,
+    keepPartial: opts.keepPartial ?? false,
   });
 }
 
