@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import fs from "node:fs";
 import https from "node:https";
+import net from "node:net";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import Database from "better-sqlite3";
@@ -205,5 +206,157 @@ describe("vCenter down mid-export", () => {
     const starts = entries.filter((e) => e.message === "download started").map((e) => JSON.parse(e.fieldsJson) as { fromByte: number });
     // From the last checkpoint (saved every MiB or so), not from 0.
     assert.ok(starts.some((s) => s.fromByte > 0 && s.fromByte <= before), `resumed from the bytes on disk (${before} before the outage): ${JSON.stringify(starts)}`);
+  });
+});
+
+describe("leases left behind", () => {
+  test("kill -9 of the daemon mid-export: the restarted daemon aborts the lease the dead one held, then completes", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    // A 60 s lease timeout: the old lease ending within seconds of the restart is the abort, not the host's timeout.
+    const sim = await simulator([], { VCSIM_EXPORT_RATE: "400000", VCSIM_LEASE_TIMEOUT_S: "60" });
+    const vm = sim.vms[0]!;
+    const source = fillDisk(vm.disks[0]!.file, randomBytes(3_000_000));
+    const first = await spawnDaemon();
+    const firstClient = createGrpcJsClient(first.grpcAddress);
+    let jobId = "";
+    try {
+      const { job } = await firstClient.unary("submitJob", { definition: { provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "killed" } });
+      jobId = job!.id;
+      await pollJob(firstClient, jobId, hasBytes(500_000));
+    } finally {
+      firstClient.close();
+      await first.kill();
+    }
+    const record = recordedLease(first.dataDir, jobId);
+    assert.ok(record, "the checkpoint records the lease");
+    assert.equal(record.url, new URL(sim.url).href, "and the vCenter it belongs to");
+    assert.equal(await leaseUrlStatus(sim, record.lease), 200, "the dead daemon's lease is still held");
+
+    const second = await spawnDaemon({ dataDir: first.dataDir, outputRoot: first.outputRoot });
+    const secondClient = createGrpcJsClient(second.grpcAddress);
+    try {
+      const tookMs = await waitForStatus(sim, record.lease, 404, 20_000);
+      const done = await pollJob(secondClient, jobId, isFinal);
+      assert.equal(done.state, JobState.COMPLETED, done.error?.message);
+      assert.ok((await exportedDisk(first.outputRoot, "killed", vm.name)).equals(source), "byte-identical");
+      const { entries } = await secondClient.unary("getJobLogs", { jobId });
+      assert.ok(entries.some((e) => e.message === "aborted the export lease an earlier run left" && e.fieldsJson.includes(record.lease)),
+        `aborted (after ${tookMs} ms), not timed out: ${entries.map((e) => e.message).join(" | ")}`);
+      assert.ok(second.logs.some((l) => l.includes("logged out the vSphere session an earlier run left behind")), "the dead daemon's session is logged out");
+    } finally {
+      secondClient.close();
+      assert.equal(await second.stop(), 0);
+    }
+  });
+
+  test("a job cancelled while vCenter cannot be reached keeps its lease on record; the next start aborts it", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const sim = await simulator([], { VCSIM_EXPORT_RATE: "300000", VCSIM_LEASE_TIMEOUT_S: "120" });
+    // The daemon reaches vCenter through a TCP relay that the test can cut: vCenter unreachable for the daemon
+    // while the simulator (and its lease) lives on. (A stopped simulator would still act on the abort once resumed.)
+    const relay = await createRelay(new URL(sim.url).port);
+    t.after(() => relay.close());
+    const viaRelay = { ...connection(sim), url: sim.url.replace(/:\d+\//, `:${relay.port}/`) };
+    const vm = sim.vms[0]!;
+    fillDisk(vm.disks[0]!.file, randomBytes(3_000_000));
+    const first = await spawnDaemon();
+    const firstClient = createGrpcJsClient(first.grpcAddress);
+    let jobId = "";
+    try {
+      const { job } = await firstClient.unary("submitJob", { definition: { provider: "vsphere", vm: vm.path, vsphere: viaRelay, outputDir: "cut" } });
+      jobId = job!.id;
+      await pollJob(firstClient, jobId, hasBytes(300_000));
+      await relay.cut();
+      const { job: cancelled } = await firstClient.unary("cancelJob", { jobId });
+      assert.equal(cancelled!.state, JobState.CANCELLED);
+      const deadline = Date.now() + 15_000;
+      while (!first.logs.some((l) => l.includes("could not abort the export lease"))) {
+        if (Date.now() > deadline) assert.fail("the cancelled run did not report its failed abort");
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    } finally {
+      firstClient.close();
+      // Killed, not stopped: a graceful stop logs the daemon's sessions out, and a lease goes with its session.
+      await first.kill();
+    }
+    const record = recordedLease(first.dataDir, jobId);
+    assert.ok(record, "the cancelled job's checkpoint still records the lease");
+    assert.equal(await leaseUrlStatus(sim, record.lease), 200, "the lease is still held");
+
+    await relay.restore();
+    const second = await spawnDaemon({ dataDir: first.dataDir, outputRoot: first.outputRoot });
+    try {
+      await waitForStatus(sim, record.lease, 404, 20_000);
+      const deadline = Date.now() + 5_000;
+      while (!second.logs.some((l) => l.includes("released the export lease of a job that will not run again"))) {
+        if (Date.now() > deadline) assert.fail("the release is not logged");
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    } finally {
+      assert.equal(await second.stop(), 0);
+    }
+    assert.equal(recordedLease(first.dataDir, jobId), undefined, "the record is dropped once the lease is released");
+  });
+});
+
+/** A TCP relay on a fixed loopback port to `targetPort`; cut() refuses connections and drops the open ones, restore() listens again. */
+async function createRelay(targetPort: string) {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(Number(targetPort), "127.0.0.1");
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on("error", () => s.destroy());
+      s.on("close", () => sockets.delete(s));
+    }
+    client.pipe(upstream).pipe(client);
+    client.on("close", () => upstream.destroy());
+    upstream.on("close", () => client.destroy());
+  });
+  const listen = (port: number) => new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
+  await listen(0);
+  const port = (server.address() as net.AddressInfo).port;
+  const cut = () => {
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const s of sockets) s.destroy();
+    return closed;
+  };
+  return { port, cut, restore: () => listen(port), close: () => (server.listening ? cut() : undefined) };
+}
+
+describe("a refused vCenter login and a refused API key", () => {
+  test("wrong vCenter password: FAILED_PRECONDITION naming vSphere, not retried; wrong API key: UNAUTHENTICATED", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const key = `hvd_hardening-key-for-tests-${"h".repeat(24)}`;
+    const keyed = await spawnDaemon({
+      args: ["--config", configFile(`rate_limit:\n  requests_per_second: 0\nauth:\n  api_keys:\n    - {name: ops, key: ${key}, role: admin}\n`)],
+    });
+    t.after(async () => assert.equal(await keyed.stop(), 0));
+    const sim = await simulator(["-username", "user", "-password", "pass"]);
+    const auth = { authorization: `Bearer ${key}` };
+    const password = "not-the-password-42";
+
+    const wrongKey = await postJson(keyed.httpUrl, "ListVMs", { provider: "vsphere", vsphere: connection(sim) }, { authorization: `Bearer ${key.replace(/h$/, "x")}` });
+    assert.equal(wrongKey.status, 401);
+    assert.equal(wrongKey.body.code, "unauthenticated");
+
+    const wrongPassword = await postJson(keyed.httpUrl, "ListVMs", { provider: "vsphere", vsphere: connection(sim, password) }, auth);
+    assert.equal(wrongPassword.body.code, "failed_precondition", JSON.stringify(wrongPassword.body));
+    assert.match(wrongPassword.body.message, /^vSphere login to https:\/\/127\.0\.0\.1:\d+\/sdk as user failed: incorrect user name or password$/);
+
+    const submitted = await postJson(keyed.httpUrl, "SubmitJob",
+      { definition: { provider: "vsphere", vm: sim.vms[0]!.path, vsphere: connection(sim, password), outputDir: "bad-login" } }, auth);
+    const jobId = submitted.body.job.id as string;
+    let job: Record<string, any>;
+    for (const deadline = Date.now() + 20_000; ; await new Promise((r) => setTimeout(r, 100))) {
+      job = (await postJson(keyed.httpUrl, "GetJob", { jobId }, auth)).body.job;
+      if (["JOB_STATE_FAILED", "JOB_STATE_COMPLETED", "JOB_STATE_CANCELLED"].includes(job.state)) break;
+      if (Date.now() > deadline) assert.fail(`job still ${job.state}`);
+    }
+    assert.equal(job.state, "JOB_STATE_FAILED");
+    assert.equal(job.error.code, "FAILED_PRECONDITION");
+    assert.match(job.error.message, /^vSphere login to .* as user failed: incorrect user name or password/);
+    assert.equal(job.attempt ?? 1, 1, "a refused login is not retried");
+    assert.ok(!keyed.logs.some((l) => l.includes(password)), "the password is in no log line");
   });
 });

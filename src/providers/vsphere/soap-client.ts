@@ -48,7 +48,13 @@ export function createSoapClient(url: URL, dispatcher: Dispatcher, timeoutMs = 1
         bodyTimeout: timeoutMs,
       });
     } catch (err) {
-      if (signal.aborted) throw signal.reason;
+      if (signal.aborted) {
+        // A deadline of our own (AbortSignal.timeout): vSphere did not answer, as with a connection that fails.
+        if (signal.reason instanceof Error && signal.reason.name === "TimeoutError") {
+          throw new UnavailableError(`vSphere ${method} at ${endpoint} did not answer in time`, { cause: signal.reason });
+        }
+        throw signal.reason;
+      }
       const tls = tlsProblem(err);
       if (tls) {
         throw new FailedPreconditionError(`the TLS certificate of ${endpoint} is not trusted (${tls}); set insecure, or pin it with thumbprint`, { cause: err });
