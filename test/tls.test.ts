@@ -1,27 +1,22 @@
 // TLS and mTLS on both listeners through the real daemon, with certificates made by the openssl CLI:
-// gRPC (grpc-js), HTTPS JSON over HTTP/1.1 (undici) and over h2 (node:http2). Then encryption at rest:
-// the secret box itself, and the jobs and schedules tables read straight from the SQLite file.
+// gRPC (grpc-js), HTTPS JSON over HTTP/1.1 (undici) and over h2 (node:http2). Encryption at rest is in
+// test/secrets.test.ts.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import http2 from "node:http2";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import Database from "better-sqlite3";
 import { Agent, fetch } from "undici";
 import { HypervisordService } from "../gen/hypervisord/v1/service_pb.js";
 import { CLIENT_CERT_HEADER, encodeClientCertificate } from "../src/auth/client-certificate.ts";
 import { grpcServiceDefinition } from "../src/server/grpc-server.ts";
-import { createSecretBox, isSealed } from "../src/store/secret-box.ts";
-import { DATABASE_FILE } from "../src/store/sqlite/sqlite-store.ts";
-import { assertRefusesToStart, spawnDaemon, tempDir, type DaemonProcess, type SpawnOptions } from "./support/daemon-process.ts";
+import { assertRefusesToStart, spawnDaemon, tempDir, type DaemonProcess } from "./support/daemon-process.ts";
 
 const ADMIN_KEY = `hvd_tls-test-admin-key-${"k".repeat(26)}`;
 const CLIENT_SUBJECT = "CN=backup-runner,O=Example";
-const PASSWORD = "vSphere-Pa55word-that-must-not-be-stored";
 
 const openssl = opensslVersion();
 const skipTls = openssl ? false : "the openssl CLI is not installed (Debian package openssl): no certificates to test TLS with";
@@ -290,141 +285,5 @@ describe("TLS configuration errors stop the start", { skip: skipTls }, () => {
     await assertRefusesToStart({ args: ["--config", tlsConfig(pki, "  require_client_cert: true")] }, /tls\.require_client_cert needs tls\.client_ca_file/);
     const mismatched = configFile(`tls:\n  cert_file: ${pki.serverCert}\n  key_file: ${path.join(pki.dir, "client.key")}\n`);
     await assertRefusesToStart({ args: ["--config", mismatched] }, /tls\.cert_file .*key values mismatch/);
-  });
-});
-
-describe("secret box", () => {
-  const key = randomBytes(32).toString("base64");
-
-  test("round trip; a new IV each time; the v1:<iv>:<ciphertext+tag> format", () => {
-    const box = createSecretBox(key);
-    const a = box.seal(PASSWORD);
-    const b = box.seal(PASSWORD);
-    assert.notEqual(a, b);
-    assert.match(a, /^v1:[A-Za-z0-9+/]{16}:[A-Za-z0-9+/=]+$/);
-    assert.equal(Buffer.from(a.split(":")[1]!, "base64").length, 12);
-    assert.ok(isSealed(a));
-    assert.ok(!a.includes(PASSWORD));
-    assert.equal(box.open(a), PASSWORD);
-    assert.equal(box.open(box.seal("")), "");
-    assert.equal(box.open(box.seal("pässwörd ✓")), "pässwörd ✓");
-  });
-
-  test("tampering and another key are detected", () => {
-    const box = createSecretBox(key);
-    const sealed = box.seal(PASSWORD);
-    const [, iv, body] = sealed.split(":") as [string, string, string];
-    const flip = (text: string, at: number) => {
-      const bytes = Buffer.from(text, "base64");
-      bytes[at] = bytes[at]! ^ 1;
-      return bytes.toString("base64");
-    };
-    const bodyLength = Buffer.from(body, "base64").length;
-    for (const altered of [`v1:${flip(iv, 0)}:${body}`, `v1:${iv}:${flip(body, 0)}`, `v1:${iv}:${flip(body, bodyLength - 1)}`]) {
-      assert.throws(() => box.open(altered), /does not decrypt: it was altered, or encrypted with another secrets\.encryption_key/);
-    }
-    assert.throws(() => box.open(`v1:${iv}:${Buffer.from(body, "base64").subarray(0, 8).toString("base64")}`), /truncated or damaged/);
-    assert.throws(() => box.open("v2:abc:def"), /not in the v1:<iv>:<ciphertext> format/);
-    assert.throws(() => createSecretBox(randomBytes(32).toString("base64")).open(sealed), /encrypted with another secrets\.encryption_key/);
-  });
-
-  test("a key that is not base64 of 32 bytes is refused, naming secrets.encryption_key and never echoing the key", () => {
-    const short = randomBytes(16).toString("base64");
-    assert.throws(() => createSecretBox(short), (err: Error) => /^secrets\.encryption_key: decodes to 16 bytes, expected 32/.test(err.message) && !err.message.includes(short));
-    assert.throws(() => createSecretBox("not base64 at all!"), /^Error: secrets\.encryption_key: not base64/);
-    assert.throws(() => createSecretBox(""), /secrets\.encryption_key: decodes to 0 bytes/);
-  });
-});
-
-describe("encryption at rest (secrets.encryption_key)", () => {
-  const key = randomBytes(32).toString("base64");
-  const vsphere = { url: "https://vcenter.example.com/sdk", username: "backup", password: PASSWORD };
-  const definition = (requestId: string, password = PASSWORD) => ({ provider: "fake", vm: "web-01?size=1000&delayMs=0", requestId, vsphere: { ...vsphere, password } });
-
-  /** Every text cell of the jobs and schedules tables, read straight from the file. */
-  function storedCells(dataDir: string) {
-    const db = new Database(path.join(dataDir, DATABASE_FILE), { readonly: true, fileMustExist: true });
-    try {
-      const rows = (table: string) => db.prepare(`SELECT * FROM ${table}`).all() as Record<string, unknown>[];
-      return { jobs: rows("jobs"), schedules: rows("schedules") };
-    } finally {
-      db.close();
-    }
-  }
-
-  async function waitForJob(client: ReturnType<typeof grpcClient>, jobId: string): Promise<void> {
-    const deadline = Date.now() + 20_000;
-    for (;;) {
-      const got = await client.unary("GetJob", { jobId });
-      assert.equal(got.code, grpc.status.OK, got.details);
-      if (got.response!.job.endTime) return;
-      if (Date.now() > deadline) assert.fail(`job ${jobId} did not finish`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-
-  test("passwords are stored sealed (v1:), still work after a restart, legacy plain ones still read; without the key the daemon says why", async (t) => {
-    const dataDir = tempDir("encrypted-data");
-    const outputRoot = tempDir("encrypted-exports");
-    const options = (env: Record<string, string> = {}): SpawnOptions => ({ dataDir, outputRoot, env, args: ["--config", configFile("")] });
-    const start = (env?: Record<string, string>) => spawnDaemon(options(env));
-
-    // A job written before encryption was configured: its password is stored plain.
-    let daemon = await start();
-    let client = grpcClient(daemon.grpcAddress, grpc.credentials.createInsecure());
-    // Whatever fails, the daemon of the moment is stopped (stopping a stopped one is a no-op).
-    t.after(async () => {
-      client.close();
-      await daemon.stop();
-    });
-    const legacy = await client.unary("SubmitJob", { definition: definition("legacy") });
-    assert.equal(legacy.code, grpc.status.OK, legacy.details);
-    await waitForJob(client, legacy.response!.job.id);
-    client.close();
-    assert.equal(await daemon.stop(), 0);
-    assert.match(String(storedCells(dataDir).jobs[0]!.secrets), /^\{"vsphere_password":/);
-
-    daemon = await start({ HYPERVISORD_ENCRYPTION_KEY: key });
-    client = grpcClient(daemon.grpcAddress, grpc.credentials.createInsecure());
-    const job = await client.unary("SubmitJob", { definition: definition("sealed") });
-    assert.equal(job.code, grpc.status.OK, job.details);
-    const jobId: string = job.response!.job.id;
-    await waitForJob(client, jobId);
-    const schedule = await client.unary("CreateSchedule", { schedule: { name: "yearly", cron: "0 0 1 1 *", jobTemplate: definition("") } });
-    assert.equal(schedule.code, grpc.status.OK, schedule.details);
-    // The legacy job still reads, with its password: resubmitting it with the same password is idempotent.
-    assert.equal((await client.unary("SubmitJob", { definition: definition("legacy") })).response?.created, false);
-    client.close();
-    assert.equal(await daemon.stop(), 0);
-
-    const cells = storedCells(dataDir);
-    const sealedJob = cells.jobs.find((row) => row.id === jobId)!;
-    assert.match(String(sealedJob.secrets), /^v1:/);
-    assert.match(String(cells.schedules[0]!.secrets), /^v1:/);
-    for (const row of [...cells.jobs.filter((r) => r.id !== legacy.response!.job.id), ...cells.schedules]) {
-      for (const [column, value] of Object.entries(row)) {
-        assert.ok(!String(value).includes(PASSWORD), `the password appears in column ${column}`);
-      }
-    }
-
-    // After a restart with the key: the job loads, and its stored password is the one submitted
-    // (a request_id resubmission compares definitions, passwords included).
-    daemon = await start({ HYPERVISORD_ENCRYPTION_KEY: key });
-    client = grpcClient(daemon.grpcAddress, grpc.credentials.createInsecure());
-    const reloaded = await client.unary("GetJob", { jobId });
-    assert.equal(reloaded.code, grpc.status.OK, reloaded.details);
-    assert.equal(reloaded.response!.job.definition.vsphere.password, "", "passwords are never returned");
-    assert.equal((await client.unary("SubmitJob", { definition: definition("sealed") })).response?.created, false);
-    const other = await client.unary("SubmitJob", { definition: definition("sealed", "another password") });
-    assert.equal(other.code, grpc.status.ALREADY_EXISTS);
-    const schedules = await client.unary("ListSchedules", {});
-    assert.equal(schedules.code, grpc.status.OK, schedules.details);
-    client.close();
-    assert.equal(await daemon.stop(), 0);
-
-    // Without the key, sealed passwords cannot be read: the scheduler loads its templates at start, so the daemon refuses to start, saying why.
-    await assertRefusesToStart(options(), /stored passwords are encrypted: set secrets\.encryption_key/);
-    // With another key, neither.
-    await assertRefusesToStart(options({ HYPERVISORD_ENCRYPTION_KEY: randomBytes(32).toString("base64") }), /encrypted with another secrets\.encryption_key/);
   });
 });
