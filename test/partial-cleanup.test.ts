@@ -283,7 +283,9 @@ describe("vSphere provider against vcsim-export", () => {
       console.log(`skipping the ENOSPC test: ${reason}`);
       return t.skip(reason);
     }
-    cleanups.push(() => execFileSync("umount", [mountPoint]));
+    cleanups.push(() => {
+      execFileSync("umount", [mountPoint]);
+    });
     const freeBytes = () => {
       const s = fs.statfsSync(mountPoint);
       return s.bavail * s.bsize;

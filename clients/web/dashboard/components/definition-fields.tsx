@@ -117,6 +117,7 @@ export function DefinitionFields({ initial, capabilities, profiles }: { initial?
             {DEVICES.map((d) => <Field key={d} label={d} inline><input type="checkbox" name="remove_devices" value={d} defaultChecked={initial?.removeDevices.includes(d)} /></Field>)}
           </div>
           <Field label="Include ISO and floppy images" inline><input type="checkbox" name="include_image_files" defaultChecked={initial?.includeImageFiles} /></Field>
+          <Field label="Keep partial files if the export fails or is cancelled" inline><input type="checkbox" name="keep_partial" defaultChecked={initial?.keepPartial} /></Field>
         </fieldset>
       </details>
     </>
@@ -155,6 +156,7 @@ export function definitionFromForm(form: FormData): JobDefinition {
     labels: parseLabels(text("labels"), "labels"),
     removeDevices: form.getAll("remove_devices").map(String),
     includeImageFiles: form.get("include_image_files") === "on",
+    keepPartial: form.get("keep_partial") === "on",
   });
 }
 

@@ -160,6 +160,7 @@ function DefinitionView({ definition: d }: { definition: JobDefinition }) {
       ["parallel downloads", d.parallelDownloads > 0 && String(d.parallelDownloads)],
       ["bandwidth limit", d.bandwidthLimit > 0n && `${formatBytes(d.bandwidthLimit)}/s`],
       ["power off first", d.powerOff && "yes"],
+      ["keep partial files", d.keepPartial && "yes"],
       ["priority", d.priority],
       ["labels", formatLabels(d.labels)],
       ["request id", d.requestId],
