@@ -365,15 +365,22 @@ describe("secrets at rest", () => {
     const hook = db.prepare("SELECT url, headers, secret FROM webhooks").get() as { url: string; headers: string; secret: string };
     db.prepare("UPDATE webhooks SET url = ?, headers = ?, secret = ?").run(box.open(hook.url), box.open(hook.headers), box.open(hook.secret));
     db.prepare("DELETE FROM meta WHERE key = 'secrets_key_check'").run();
+    // Versions before the refusal of credentials in vsphere.url stored such a URL in the definition.
+    db.prepare("UPDATE jobs SET definition = json_set(definition, '$.vsphere.url', ?)").run(`https://vcuser:${URL_PASSWORD}@vcenter.example.com/sdk`);
     db.close();
     fs.rmSync(path.join(dataDir, KEY_FILE));
     const plainCells = sealedCells(dataDir);
     assert.ok(plainCells.some((cell) => cell.includes(VSPHERE_PASSWORD)) && plainCells.some((cell) => cell.includes(QUERY_TOKEN)), "the legacy rows are in clear");
+    // Closing the last connection checkpointed the WAL into the database file.
+    assert.ok(fs.readFileSync(path.join(dataDir, DATABASE_FILE)).indexOf(URL_PASSWORD) >= 0, "the legacy URL password is in the file before the upgrade");
 
     const upgraded = await start({ dataDir, args: ALLOW_LOOPBACK });
-    assert.ok(upgraded.logs.some((line) => line.includes("encrypted secrets stored in clear by an earlier version") && line.includes('"values":5')),
+    assert.ok(upgraded.logs.some((line) => line.includes("encrypted secrets stored in clear by an earlier version") && line.includes('"values":6')),
       upgraded.logs.filter((line) => line.includes("secret")).join("\n"));
     for (const cell of sealedCells(dataDir)) assert.ok(isSealed(cell));
+    const stored = new Database(path.join(dataDir, DATABASE_FILE), { readonly: true });
+    assert.equal(stored.prepare("SELECT json_extract(definition, '$.vsphere.url') FROM jobs").pluck().get(), "https://vcuser:REDACTED@vcenter.example.com/sdk");
+    stored.close();
     // The clear values were overwritten in place (secure_delete) and the WAL emptied: no copy is left in any file.
     assertNoSecretInFiles(dataDir);
     await assertWebhookSecretsWork(upgraded, receiver, webhookId);
@@ -411,13 +418,11 @@ describe("redaction", () => {
     const withUserinfo = await postJson(daemon.httpUrl, "SubmitJob", {
       definition: { provider: "fake", vm: "web-03?size=10&delayMs=0", vsphere: { url: userinfoUrl, username: "vcuser", password: VSPHERE_PASSWORD } },
     });
-    if (withUserinfo.status === 200) {
-      // Accepted: the definition shown and stored keeps no password in the URL.
-      const shown = (await call(daemon, "GetJob", { jobId: withUserinfo.body.job.id })).job.definition.vsphere.url as string;
-      assert.ok(!shown.includes(URL_PASSWORD) || shown === userinfoUrl, shown);
-    } else {
-      assert.equal(withUserinfo.body.code, "invalid_argument", JSON.stringify(withUserinfo.body));
-    }
+    // Refused: the password belongs in vsphere.password.
+    assert.equal(withUserinfo.status, 400, JSON.stringify(withUserinfo.body));
+    assert.equal(withUserinfo.body.code, "invalid_argument");
+    assert.match(withUserinfo.body.message, /vsphere\.url/);
+    assert.ok(!JSON.stringify(withUserinfo.body).includes(URL_PASSWORD), "the error does not echo the password");
     const audit = await call(daemon, "ListAuditEvents", {});
     const events = audit.events as { method: string; code: string; requestJson: string }[];
     const text = JSON.stringify(events);
@@ -428,6 +433,7 @@ describe("redaction", () => {
     assert.equal(refusedEvent.code, "INVALID_ARGUMENT");
     assert.match(refusedEvent.requestJson, /token=REDACTED/);
     const submitEvent = events.find((e) => e.method === "SubmitJob")!;
+    assert.equal(submitEvent.code, "INVALID_ARGUMENT");
     assert.match(submitEvent.requestJson, /"url":"https:\/\/vcuser:REDACTED@vcenter\.example\.com\/sdk"/);
     await stop(daemon);
     assertNoSecretInLogs(daemon, [QUERY_TOKEN, URL_PASSWORD, HEADER_VALUE, VSPHERE_PASSWORD]);

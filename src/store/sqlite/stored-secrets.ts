@@ -1,5 +1,8 @@
 import type { Database } from "better-sqlite3";
+import type { JobDefinition } from "../../domain/job.ts";
+import { redactUrl } from "../../redact-url.ts";
 import { isSealed, type SecretBox } from "../secret-box.ts";
+import { joinSecrets, splitSecrets } from "./job-rows.ts";
 
 /**
  * Every column that holds a secret, sealed by the SecretBox: a job's and a schedule template's vSphere
@@ -37,6 +40,18 @@ function columnQueries(db: Database) {
   }));
 }
 
+/**
+ * Jobs and schedule templates whose vsphere.url may carry credentials (https://user:password@host), as
+ * versions that accepted them stored it: splitSecrets moves such a URL into the sealed secrets.
+ */
+function urlCredentialQueries(db: Database) {
+  return ([["jobs", "pk", "definition"], ["schedules", "id", "job_template"]] as const).map(([table, key, column]) => ({
+    candidates: db.prepare<[], { key: string | number; definition: string; secrets: string | null }>(
+      `SELECT ${key} AS key, ${column} AS definition, secrets FROM ${table} WHERE json_extract(${column}, '$.vsphere.url') LIKE '%@%'`),
+    write: db.prepare(`UPDATE ${table} SET ${column} = ?, secrets = ? WHERE ${key} = ?`),
+  }));
+}
+
 function keyCheckOf(db: Database): string | undefined {
   return db.prepare<[string], string>("SELECT value FROM meta WHERE key = ?").pluck().get(KEY_CHECK);
 }
@@ -70,11 +85,13 @@ export function keyOpens(db: Database, box: SecretBox): boolean {
 
 /**
  * At start, in one transaction: refuses a key that does not open the database (before anything is
- * changed), then encrypts what older versions stored in clear, and records the key check.
+ * changed), then encrypts what older versions stored in clear (secret columns, and credentials in a
+ * stored vsphere.url), and records the key check.
  * Returns how many values were encrypted.
  */
 export function sealPlainSecrets(db: Database, box: SecretBox, source: string): number {
-  const hasPlain = columnQueries(db).some((q) => q.plainCells.get() !== undefined);
+  const urlQueries = urlCredentialQueries(db);
+  const hasPlain = columnQueries(db).some((q) => q.plainCells.get() !== undefined) || urlQueries.some((q) => q.candidates.get() !== undefined);
   const pass = db.transaction(() => {
     if (!keyOpens(db, box)) {
       throw new Error(`the stored secrets do not decrypt with ${source}: they were encrypted with another key (or altered); `
@@ -84,6 +101,15 @@ export function sealPlainSecrets(db: Database, box: SecretBox, source: string): 
     for (const q of columnQueries(db)) {
       for (const cell of q.plainCells.all()) {
         q.write.run(box.seal(cell.value), cell.key);
+        sealed++;
+      }
+    }
+    for (const q of urlQueries) {
+      for (const row of q.candidates.all()) {
+        const definition = JSON.parse(row.definition) as JobDefinition;
+        if (!definition.vsphere || redactUrl(definition.vsphere.url) === definition.vsphere.url) continue;
+        const split = splitSecrets(joinSecrets(definition, row.secrets, box), box);
+        q.write.run(split.definition, split.secrets, row.key);
         sealed++;
       }
     }
