@@ -111,6 +111,21 @@ describe("fake provider through the daemon", () => {
     assert.ok(fs.readFileSync(path.join(dir, "r1", "r1-disk-1.img")).equals(fakeDiskBytes(0, size)));
   });
 
+  test("a retry after the file was finished takes it back as .partial and does not write it again", async () => {
+    const size = 512 * 1024;
+    const { job } = await client.unary("submitJob", {
+      definition: { provider: "fake", vm: `r2?size=${size}&chunk=65536&delayMs=0&failTimes=1&failAfter=${size}`, outputDir: "retry-finished" },
+    });
+    const done = await pollJob(client, job!.id, isFinal);
+    assert.equal(done.state, JobState.COMPLETED, done.error?.message);
+    assert.equal(done.attempt, 2);
+    const resumed = await logEntry(client, job!.id, "resuming from checkpoint");
+    assert.equal(resumed.fields.offset, size, "every byte was kept");
+    const dir = path.join(daemon.outputRoot, "retry-finished");
+    assert.deepEqual(tree(dir), ["r2", "r2/r2-disk-1.img"]);
+    assert.ok(fs.readFileSync(path.join(dir, "r2", "r2-disk-1.img")).equals(fakeDiskBytes(0, size)));
+  });
+
   test("keep_partial: a cancelled job keeps its .partial, and its error says so", async () => {
     const { job } = await client.unary("submitJob", {
       definition: { provider: "fake", vm: "k1?size=4194304&chunk=65536&delayMs=10", outputDir: "kept", keepPartial: true },

@@ -13,7 +13,8 @@ import type { ExportContext, ExportResult, GetVMQuery, Provider } from "../../sr
  *   "web-01?size=1048576&chunk=65536&delayMs=5&failTimes=2&failCode=UNAVAILABLE"
  * size: bytes of the one disk written; chunk/delayMs: pace; failTimes: the first
  * N attempts fail with failCode (UNAVAILABLE is retryable), after failAfter bytes
- * of the disk are written (default 0: before anything); "noop" finishes at once.
+ * of the disk are written (default 0: before anything; >= size: once the disk is
+ * complete under its final name); "noop" finishes at once.
  * The disk is written as <name>-disk-1.img.partial, renamed when complete, and
  * every file and directory is recorded in context.files, as a real provider does.
  * The disk bytes are a pure function of the offset, so a resumed export can be checked.
@@ -148,6 +149,7 @@ export function createFakeProvider(options: { name?: string; resumable?: boolean
         fs.closeSync(fd);
       }
       await publishPartial(target, context.files);
+      if (failing) throw failure();
       const sha256 = createHash("sha256").update(fs.readFileSync(target)).digest("hex");
       context.progress({ filesDone: 1, currentFile: "" });
       logger.info({ file, bytes: behaviour.size }, "fake disk written");
