@@ -8,7 +8,13 @@ import https from "node:https";
 import net from "node:net";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
+import http from "node:http";
 import Database from "better-sqlite3";
+import { Agent } from "undici";
+import { retryDelayMs } from "../src/backoff.ts";
+import { toHypervisordError } from "../src/errors.ts";
+import { createSoapClient } from "../src/providers/vsphere/soap-client.ts";
+import { fakeDefinition, startEngine, waitFor } from "./support/engine-harness.ts";
 import { JobState, type Job } from "../gen/hypervisord/v1/job_pb.js";
 import { createGrpcJsClient, postJson, type GrpcJsClient } from "./support/clients.ts";
 import { spawnDaemon, tempDir, type DaemonProcess } from "./support/daemon-process.ts";
@@ -360,3 +366,70 @@ describe("a refused vCenter login and a refused API key", () => {
     assert.ok(!keyed.logs.some((l) => l.includes(password)), "the password is in no log line");
   });
 });
+
+describe("retry budget and what is transient", () => {
+  test("retrying stops at jobs.retry_max_elapsed before max_attempts, saying so", async () => {
+    const h = startEngine({ maxAttempts: 10, retryMaxElapsedMs: 400, retryInitialBackoffMs: 100, retryMaxBackoffMs: 150 });
+    try {
+      const { job } = await h.engine.submit(fakeDefinition(h.outputDir, "down?failTimes=50"), { actor: "test" });
+      const done = await waitFor("the job to fail", () => {
+        const now = h.store.getJob(job.id)!;
+        return now.state === "failed" && now;
+      });
+      assert.ok(done.attempt > 1 && done.attempt < 10, `retried, then stopped by the time budget (attempt ${done.attempt})`);
+      const last = h.store.history(job.id).at(-1)!;
+      assert.match(last.reason, /^fake failure \d+ of 50 \(after \d+ attempts\); not retried: jobs\.retry_max_elapsed \(0\.4 s\) since the first attempt is spent$/);
+      const first = h.store.history(job.id).find((tr) => tr.toState === "running")!;
+      assert.ok(last.time - first.time < 1_000, `within the budget and one more attempt (${last.time - first.time} ms)`);
+    } finally {
+      await h.close();
+    }
+  });
+
+  test("backoff: exponential with jitter, never above retry_max_backoff", () => {
+    const options = { initialMs: 2_000, maxMs: 300_000 };
+    assert.deepEqual([1, 2, 3, 4].map((a) => retryDelayMs(a, options, () => 0.5)), [2_000, 4_000, 8_000, 16_000]);
+    assert.equal(retryDelayMs(1, options, () => 0), 1_600, "-20%");
+    assert.equal(retryDelayMs(1, options, () => 0.999), 2_399, "+20%");
+    for (const attempt of [9, 10, 30, 1_000]) assert.equal(retryDelayMs(attempt, options, () => 0.999), 300_000, "capped, jitter included");
+  });
+
+  test("a vSphere endpoint that refuses, resets, answers 503 or forgets the session is transient; a refused login is not", async (t) => {
+    const agent = new Agent();
+    t.after(() => agent.close());
+    const answers: Record<string, (res: http.ServerResponse, req: http.IncomingMessage) => void> = {
+      "/busy": (res) => res.writeHead(503).end("vpxd is starting"),
+      "/reset": (_res, req) => req.socket.destroy(),
+      "/forgot": (res) => res.writeHead(500, { "content-type": "text/xml" }).end(soapFault("NotAuthenticated", "The session is not authenticated.")),
+      "/login": (res) => res.writeHead(500, { "content-type": "text/xml" }).end(soapFault("InvalidLogin", "Cannot complete login due to an incorrect user name or password.")),
+    };
+    const server = http.createServer((req, res) => answers[req.url!]!(res, req));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    t.after(() => new Promise((resolve) => server.close(resolve)));
+    const base = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+    const outcome = async (url: string) => {
+      try {
+        await createSoapClient(new URL(url), agent).call("RetrieveServiceContent", [], AbortSignal.timeout(5_000));
+        return "answered";
+      } catch (err) {
+        const e = toHypervisordError(err);
+        return `${e.code} ${e.retryable}`;
+      }
+    };
+    assert.equal(await outcome(`${base}/busy`), "UNAVAILABLE true");
+    assert.equal(await outcome(`${base}/reset`), "UNAVAILABLE true");
+    assert.equal(await outcome(`${base}/forgot`), "UNAVAILABLE true");
+    assert.equal(await outcome(`${base}/login`), "FAILED_PRECONDITION false");
+    const closed = net.createServer();
+    await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
+    const port = (closed.address() as net.AddressInfo).port;
+    await new Promise((resolve) => closed.close(resolve));
+    assert.equal(await outcome(`http://127.0.0.1:${port}/sdk`), "UNAVAILABLE true", "connection refused");
+  });
+});
+
+function soapFault(type: string, text: string): string {
+  return `<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">`
+    + `<soapenv:Body><soapenv:Fault><faultcode>ServerFaultCode</faultcode><faultstring>${text}</faultstring>`
+    + `<detail><${type}Fault xmlns="urn:vim25" xsi:type="${type}"></${type}Fault></detail></soapenv:Fault></soapenv:Body></soapenv:Envelope>`;
+}
