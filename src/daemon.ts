@@ -9,11 +9,12 @@ import { webhooksFromConfig } from "./api/webhooks.ts";
 import { isFinal } from "./domain/job.ts";
 import { withCallHooks, type CallHook } from "./api/call-hooks.ts";
 import { createRequestLimitsHook } from "./api/request-limits.ts";
-import { createAuditHook } from "./audit/audit-hook.ts";
+import { createAuditHook, createRefusalAudit } from "./audit/audit-hook.ts";
 import { createAuthHook, createRoleHook } from "./auth/auth-hook.ts";
 import { apiKeysFromConfig } from "./auth/config-keys.ts";
 import { loadServerTls } from "./auth/server-tls.ts";
 import { authStartupRule } from "./auth/startup-rule.ts";
+import { createAuthFailureLimit } from "./ratelimit/auth-failure-limit.ts";
 import { createRateLimitHook } from "./ratelimit/rate-limit-hook.ts";
 import { jobTracer } from "./tracing/job-tracer.ts";
 import { createTracingHook } from "./tracing/tracing-hook.ts";
@@ -151,13 +152,20 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       onVmsListed: (provider, vms) => metrics.vmsDiscovered(provider, vms),
       startTime,
     });
+    // Refused authentications are audited (collapsed per address, RPC and code) and throttled per address,
+    // here and in the HTTP listener's check before a body is read (authHook.check).
+    const refusalAudit = createRefusalAudit({ store: store.audit, logger: logger.child({ component: "audit" }) });
+    releasers.add(() => refusalAudit.close());
+    const authHook = createAuthHook({
+      store: store.apiKeys, mode: authMode, failures: createAuthFailureLimit(config.rateLimit.authFailures), onRefused: refusalAudit.record,
+    });
     // Order matters: metrics and tracing see every call; auth sets the principal; audit comes next, so that
     // refusals by the rate limit and the role check are recorded (after() runs only for hooks whose before()
     // was reached); the rate limit keys on the principal; the role check last.
     const hooks: CallHook[] = [
       metrics.callHook,
       createTracingHook(tracing),
-      createAuthHook({ store: store.apiKeys, mode: authMode }),
+      authHook,
       // Before the audit, which stores the request: a field over its limit never reaches a handler or the store.
       createRequestLimitsHook(HypervisordService),
       createAuditHook({ store: store.audit, logger: logger.child({ component: "audit" }) }),
@@ -181,12 +189,13 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       { service: Health, handlers: createHealthHandlers(health) as never },
     ];
 
-    const grpcServer = createGrpcServer(bindings, logger, tls);
+    const grpcServer = createGrpcServer(bindings, logger, tls, config.server);
     const grpcPort = await grpcServer.listen(config.grpcListen);
     releasers.add(() => grpcServer.close(CLOSE_TIMEOUT_MS));
     const dashboard = config.dashboard.enabled ? createDashboardHandler({ dir: config.dashboard.dir, logger: logger.child({ component: "dashboard" }) }) : undefined;
     const httpServer = createHttpServer({
       bindings, logger, corsAllowedOrigins: config.corsAllowedOrigins, isServing: health.isServing, tls, dashboard,
+      edge: config.server, authorize: authHook.check,
       routes: { "/metrics": metrics.httpRoute, "/health": healthCheck.httpRoute },
     });
     const httpPort = await httpServer.listen(config.httpListen);

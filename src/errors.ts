@@ -47,6 +47,18 @@ export class InvalidArgumentError extends HypervisordError {
   }
 }
 
+/**
+ * A value that came from a caller, as an error message shows it: JSON-quoted, and cut after `max`
+ * characters with its full size in bytes, so that no message (and no grpc-message header) carries
+ * unbounded input.
+ */
+export function quoteInput(value: string, max = 64): string {
+  if (value.length <= max) return JSON.stringify(value);
+  // Cutting between the halves of a surrogate pair would leave a lone surrogate in the message.
+  const cut = /[\uD800-\uDBFF]/.test(value[max - 1]!) ? max - 1 : max;
+  return `${JSON.stringify(value.slice(0, cut))}…(${Buffer.byteLength(value)} bytes)`;
+}
+
 export class NotFoundError extends HypervisordError {
   constructor(message: string, options?: ErrorOptions) {
     super("NOT_FOUND", message, options);
@@ -136,6 +148,24 @@ export function toHypervisordError(err: unknown, context?: string): HypervisordE
   const code = nodeCode ? NODE_NETWORK_CODES[nodeCode] : undefined;
   if (code) return new HypervisordError(code, full, { cause: err, retryable: code === "UNAVAILABLE" });
   return new HypervisordError("INTERNAL", full, { cause: err });
+}
+
+const CALLER_PATH_PROBLEMS: Record<string, string> = {
+  ENAMETOOLONG: "is too long for the filesystem",
+  ELOOP: "has a loop of symbolic links",
+  ENOTDIR: "goes through something that is not a directory",
+  // open() of a Unix socket.
+  ENXIO: "is not a regular file (a socket)",
+};
+
+/**
+ * What is wrong with a path a caller gave, from the error of a filesystem call on it, or undefined when the
+ * error is not about the path. The path helpers (output-dir.ts, open-regular-file.ts) report these as
+ * INVALID_ARGUMENT; elsewhere (an export writing its files) they stay what toHypervisordError makes them.
+ */
+export function callerPathProblem(err: unknown): string | undefined {
+  const code = errorCodeOf(err);
+  return code === undefined ? undefined : CALLER_PATH_PROBLEMS[code];
 }
 
 function errorCodeOf(err: unknown): string | undefined {

@@ -2,7 +2,7 @@ import type { JobDefinition as JobDefinitionPb, VSphereConnection as VSphereConn
 import { ExportFormat } from "../../gen/hypervisord/v1/job_pb.js";
 import { CONVERT_FORMATS, MANIFEST_ALGORITHMS, PRIORITIES, REMOVABLE_DEVICES, type ConvertFormat, type JobDefinition, type Priority, type VSphereConnection } from "../domain/job.ts";
 import type { Profile, ProfileSettings } from "../domain/profile.ts";
-import { FailedPreconditionError, InvalidArgumentError } from "../errors.ts";
+import { FailedPreconditionError, InvalidArgumentError, quoteInput } from "../errors.ts";
 import type { ProviderRegistry } from "../providers/registry.ts";
 import { resolveOutputDir } from "./output-dir.ts";
 
@@ -32,11 +32,11 @@ export function definitionFromPb(pb: JobDefinitionPb | undefined, field: string,
   const provider = rules.providers.get(providerName);
   if (!provider) {
     const available = rules.providers.list().map((p) => p.name).join(", ") || "none";
-    throw new InvalidArgumentError(at("provider"), `unknown provider "${providerName}" (available: ${available})`);
+    throw new InvalidArgumentError(at("provider"), `unknown provider ${quoteInput(providerName)} (available: ${available})`);
   }
   const profileName = text(pb.profile, at("profile"), 128);
   const profile = profileName ? rules.profile?.(profileName) : undefined;
-  if (profileName && !profile) throw new InvalidArgumentError(at("profile"), `unknown profile "${profileName}"`);
+  if (profileName && !profile) throw new InvalidArgumentError(at("profile"), `unknown profile ${quoteInput(profileName)}`);
   const definition: JobDefinition = {
     name: text(pb.name, at("name"), 256) || vm,
     provider: providerName,
@@ -97,7 +97,7 @@ export function connectionFromPb(pb: VSphereConnectionPb, field: string): VSpher
       parsed = undefined;
     }
     if (!parsed || (parsed.protocol !== "https:" && parsed.protocol !== "http:")) {
-      throw new InvalidArgumentError(`${field}.url`, `"${url}" is not an http(s) URL such as https://vcenter.example.com/sdk`);
+      throw new InvalidArgumentError(`${field}.url`, `${quoteInput(url)} is not an http(s) URL such as https://vcenter.example.com/sdk`);
     }
     if (parsed.username || parsed.password) {
       throw new InvalidArgumentError(`${field}.url`, "must not carry credentials; use the username and password fields");
@@ -132,7 +132,7 @@ function oneOf<T extends string>(value: string, allowed: readonly T[], field: st
   const name = value.trim().toLowerCase();
   if (!name) return undefined;
   if ((allowed as readonly string[]).includes(name)) return name as T;
-  throw new InvalidArgumentError(field, `unknown ${what} "${value}"; use one of ${allowed.join(", ")}`);
+  throw new InvalidArgumentError(field, `unknown ${what} ${quoteInput(value)}; use one of ${allowed.join(", ")}`);
 }
 
 /** Each item one of `allowed`, without repeats (sorted in `allowed` order). */
@@ -151,7 +151,7 @@ export function priorityFromText(value: string, field: string): Priority {
   const name = value.trim().toLowerCase().replace(/^(job_)?priority_/, "");
   if (!name) return "normal";
   if ((PRIORITIES as readonly string[]).includes(name)) return name as Priority;
-  throw new InvalidArgumentError(field, `unknown priority "${value}"; use one of ${PRIORITIES.join(", ")}`);
+  throw new InvalidArgumentError(field, `unknown priority ${quoteInput(value)}; use one of ${PRIORITIES.join(", ")}`);
 }
 
 export function labelsFromPb(labels: Record<string, string>, field: string): Record<string, string> {

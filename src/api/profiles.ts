@@ -4,7 +4,7 @@ import { ExportFormat, JobDefinitionSchema, type JobDefinition as JobDefinitionP
 import type { Profile as ProfilePb } from "../../gen/hypervisord/v1/profile_pb.js";
 import type { HypervisordService } from "../../gen/hypervisord/v1/service_pb.js";
 import type { Profile, ProfileSettings } from "../domain/profile.ts";
-import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../errors.ts";
+import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError, quoteInput } from "../errors.ts";
 import type { ProfileStore } from "../store/store.ts";
 import type { ServiceHandlers } from "./handlers.ts";
 import { exportSettings, type DefinitionRules } from "./job-definition.ts";
@@ -28,9 +28,9 @@ export interface ProfileRegistry {
 export function createProfileRegistry(store: ProfileStore, fromConfig: readonly Profile[]): ProfileRegistry {
   const config = new Map(fromConfig.map((p) => [p.name, p]));
   const mutable = (name: string) => {
-    if (config.has(name)) throw new FailedPreconditionError(`profile "${name}" is defined in the config file; change it there`);
+    if (config.has(name)) throw new FailedPreconditionError(`profile ${quoteInput(name)} is defined in the config file; change it there`);
     const profile = store.get(name);
-    if (!profile) throw new NotFoundError(`profile "${name}" not found`);
+    if (!profile) throw new NotFoundError(`profile ${quoteInput(name)} not found`);
     return profile;
   };
   return {
@@ -87,7 +87,7 @@ export function profileSettingsFromPb(pb: JobDefinitionPb | undefined, field: st
 
 export function profileName(value: string, field: string): string {
   const name = value.trim();
-  if (!NAME.test(name)) throw new InvalidArgumentError(field, `"${value}" is not a profile name: 1-64 letters, digits, '.', '_' or '-'`);
+  if (!NAME.test(name)) throw new InvalidArgumentError(field, `${quoteInput(value)} is not a profile name: 1-64 letters, digits, '.', '_' or '-'`);
   return name;
 }
 
@@ -150,7 +150,7 @@ export function createProfileHandlers(registry: ProfileRegistry, rules: PathRule
   };
   const existing = (name: string) => {
     const profile = registry.get(profileName(name, "name"));
-    if (!profile) throw new NotFoundError(`profile "${name}" not found`);
+    if (!profile) throw new NotFoundError(`profile ${quoteInput(name)} not found`);
     return profile;
   };
   return {

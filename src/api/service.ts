@@ -5,7 +5,7 @@ import { JobCountsSchema, type HypervisordService } from "../../gen/hypervisord/
 import { PowerState as PowerStatePb } from "../../gen/hypervisord/v1/vm_pb.js";
 import { CONVERT_FORMATS, PRIORITIES, type JobState, type VSphereConnection } from "../domain/job.ts";
 import type { Engine } from "../engine/engine.ts";
-import { HypervisordError, InvalidArgumentError } from "../errors.ts";
+import { HypervisordError, InvalidArgumentError, quoteInput } from "../errors.ts";
 import type { ProviderRegistry } from "../providers/registry.ts";
 import type { VirtualMachine } from "../domain/vm.ts";
 import type { Store } from "../store/store.ts";
@@ -72,7 +72,7 @@ export function createHypervisordApi(deps: ApiDeps): ServiceHandlers<typeof Hype
 
   const discovery = (name: string, field: string) => {
     const provider = providers.get(name || DEFAULT_PROVIDER);
-    if (!provider) throw new InvalidArgumentError(field, `unknown provider "${name || DEFAULT_PROVIDER}" (available: ${providers.list().map((p) => p.name).join(", ") || "none"})`);
+    if (!provider) throw new InvalidArgumentError(field, `unknown provider ${quoteInput(name || DEFAULT_PROVIDER)} (available: ${providers.list().map((p) => p.name).join(", ") || "none"})`);
     if (!provider.listVMs || !provider.getVM) throw new HypervisordError("UNIMPLEMENTED", `provider "${provider.name}" does not support discovery`);
     return provider as typeof provider & Required<Pick<typeof provider, "listVMs" | "getVM">>;
   };
@@ -129,7 +129,7 @@ export function createHypervisordApi(deps: ApiDeps): ServiceHandlers<typeof Hype
     },
 
     async cancelJob(request) {
-      return { job: jobToPb(engine.cancel(jobId(request.jobId), request.reason.trim().slice(0, 500), "api")) };
+      return { job: jobToPb(engine.cancel(jobId(request.jobId), request.reason.trim(), "api")) };
     },
 
     async getJobHistory(request) {

@@ -34,10 +34,25 @@ const CODE_NUMBERS: Record<ErrorCode, number> = {
 export function statusOf(err: unknown, logger: Logger, method: string): CallStatus {
   if (err instanceof HypervisordError) {
     const { retryAfterMs } = err as { retryAfterMs?: number };
-    return { code: err.code, number: CODE_NUMBERS[err.code], message: err.message, ...(retryAfterMs !== undefined && { retryAfterMs }) };
+    return { code: err.code, number: CODE_NUMBERS[err.code], message: boundedMessage(err.message), ...(retryAfterMs !== undefined && { retryAfterMs }) };
   }
   logger.error({ err, method }, "internal error in a call");
   return { code: "INTERNAL", number: CODE_NUMBERS.INTERNAL, message: "internal error; see the daemon log" };
+}
+
+/**
+ * Status messages travel in a header (grpc-message, percent-encoded: up to 3 bytes per byte); C-core
+ * clients refuse metadata over 8 KiB by default and report RESOURCE_EXHAUSTED instead of the status.
+ * Messages that quote input cut it themselves (quoteInput); this is the backstop for all of them.
+ */
+const MAX_MESSAGE_BYTES = 1024;
+
+export function boundedMessage(message: string): string {
+  const bytes = Buffer.from(message);
+  if (bytes.length <= MAX_MESSAGE_BYTES) return message;
+  // Decoding a cut buffer ends a split character with U+FFFD; drop it.
+  const head = bytes.subarray(0, MAX_MESSAGE_BYTES).toString("utf8").replace(/\uFFFD$/, "");
+  return `${head}…(message cut, ${bytes.length} bytes)`;
 }
 
 /** Response headers / trailers of a status with a retry hint: Retry-After (HTTP, whole seconds) and grpc-retry-pushback-ms (gRFC A6). */

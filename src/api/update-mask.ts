@@ -1,5 +1,5 @@
 import type { FieldMask } from "@bufbuild/protobuf/wkt";
-import { InvalidArgumentError } from "../errors.ts";
+import { InvalidArgumentError, quoteInput } from "../errors.ts";
 
 /**
  * Which of `updatable` an Update call changes: the update_mask paths when there is a mask (snake_case or
@@ -11,7 +11,7 @@ export function fieldsToUpdate<F extends string>(updatable: readonly F[], mask: 
   mask.paths.forEach((path, i) => {
     const name = path.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
     if (!(updatable as readonly string[]).includes(name)) {
-      throw new InvalidArgumentError(`update_mask.paths[${i}]`, `"${path}" cannot be updated; use one of ${updatable.join(", ")}`);
+      throw new InvalidArgumentError(`update_mask.paths[${i}]`, `${quoteInput(path)} cannot be updated; use one of ${updatable.join(", ")}`);
     }
     fields[name as F] = true;
   });

@@ -4,7 +4,7 @@ import { parseDurationMs } from "../config/parse-value.ts";
 import { DeliveryState as DeliveryStatePb, type Webhook as WebhookPb, type WebhookDelivery as WebhookDeliveryPb } from "../../gen/hypervisord/v1/webhook_pb.js";
 import { WEBHOOK_EVENTS, type DeliveryState, type Webhook, type WebhookDelivery } from "../domain/webhook.ts";
 import { uuidv7 } from "../engine/uuid-v7.ts";
-import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../errors.ts";
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError, quoteInput } from "../errors.ts";
 import type { WebhookStore } from "../store/store.ts";
 import type { WebhookDispatcher } from "../webhooks/dispatcher.ts";
 import { redactUrl } from "../redact-url.ts";
@@ -131,7 +131,7 @@ function eventsOf(events: readonly string[], field: string): string[] {
   return [...new Set(events.map((e, i) => {
     const name = e.trim();
     if (name !== "*" && !(WEBHOOK_EVENTS as readonly string[]).includes(name)) {
-      throw new InvalidArgumentError(`${field}[${i}]`, `unknown event "${e}"; use "*" or one of ${WEBHOOK_EVENTS.join(", ")}`);
+      throw new InvalidArgumentError(`${field}[${i}]`, `unknown event ${quoteInput(e)}; use "*" or one of ${WEBHOOK_EVENTS.join(", ")}`);
     }
     return name;
   }))];

@@ -15,12 +15,12 @@
  * - disk ids match ^[a-zA-Z0-9_-]+$ and checksums ^sha256:[a-f0-9]{64}$.
  */
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
-import fs from "node:fs/promises";
+import fs, { type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { HypervisordError, InvalidArgumentError, NotFoundError, toHypervisordError } from "../errors.ts";
 import { VERSION } from "../version.ts";
 import { writeFileAtomic } from "./manifest.ts";
+import { openRegularFile } from "./open-regular-file.ts";
 import { UNRECORDED, type WrittenFiles } from "./written-files.ts";
 
 export const ARTIFACT_MANIFEST_FILE = "artifact-manifest.json";
@@ -501,12 +501,21 @@ export async function verifyArtifactManifest(file: string, options: VerifyOption
   return { valid: problems.length === 0, disks, problems };
 }
 
+/** A manifest lists a package's disks: far below this; a larger file is not one, and is not read into memory. */
+const MAX_MANIFEST_BYTES = 16 * 1024 * 1024;
+
 async function readArtifactManifest(file: string): Promise<ArtifactManifest> {
   let text: string;
   try {
-    text = await fs.readFile(file, "utf8");
+    const { handle, stats } = await openRegularFile(file);
+    try {
+      if (stats.size > MAX_MANIFEST_BYTES) throw new Error(`${stats.size} bytes; a manifest is at most ${MAX_MANIFEST_BYTES}`);
+      text = await handle.readFile("utf8");
+    } finally {
+      await handle.close();
+    }
   } catch (err) {
-    if (errorCode(err) === "ENOENT") throw new NotFoundError(`artifact manifest ${file} does not exist`, { cause: err });
+    if (err instanceof HypervisordError && err.code === "NOT_FOUND") throw new NotFoundError(`artifact manifest ${file} does not exist`, { cause: err });
     throw new HypervisordError("INVALID_ARGUMENT", `artifact manifest ${file} cannot be read: ${messageOf(err)}`, { cause: err });
   }
   try {
@@ -532,15 +541,24 @@ export function resolveDiskPath(localPath: string, outputDir: string, outputDirE
 
 async function verifyDisk(disk: ArtifactDisk, diskPath: string, signal: AbortSignal | undefined): Promise<VerifiedDisk> {
   const result: VerifiedDisk = { id: disk.id, path: diskPath, expected: disk.checksum, ok: false };
-  const size = await fileSize(diskPath);
-  if (typeof size === "string") return { ...result, problem: size };
-  result.bytes = size;
+  let opened: Awaited<ReturnType<typeof openRegularFile>>;
+  try {
+    // Opened once, as a regular file (a FIFO named by a manifest must not hang the call), then sized and hashed.
+    opened = await openRegularFile(diskPath, signal);
+  } catch (err) {
+    if (signal?.aborted) throw toHypervisordError(signal.reason ?? err, `verifying ${diskPath}`);
+    const notFound = err instanceof HypervisordError && err.code === "NOT_FOUND";
+    return { ...result, problem: notFound ? `file not found: ${diskPath}` : messageOf(err) };
+  }
+  const { handle, stats } = opened;
+  result.bytes = stats.size;
   if (result.bytes !== disk.bytes) {
+    await handle.close();
     // A file of the wrong size cannot match: skip hashing what may be hundreds of GiB.
     return { ...result, problem: `size mismatch: manifest says ${disk.bytes} bytes, ${diskPath} has ${result.bytes}` };
   }
   try {
-    result.actual = `sha256:${await sha256File(diskPath, signal)}`;
+    result.actual = `sha256:${await sha256File(handle, signal)}`;
   } catch (err) {
     if (signal?.aborted) throw toHypervisordError(signal.reason ?? err, `verifying ${diskPath}`);
     return { ...result, problem: `cannot read ${diskPath}: ${messageOf(err)}` };
@@ -551,19 +569,10 @@ async function verifyDisk(disk: ArtifactDisk, diskPath: string, signal: AbortSig
   return { ...result, ok: true };
 }
 
-/** The size of a regular file, or what is wrong with it. */
-async function fileSize(file: string): Promise<number | string> {
-  try {
-    const stats = await fs.stat(file);
-    return stats.isFile() ? stats.size : `not a regular file: ${file}`;
-  } catch (err) {
-    return errorCode(err) === "ENOENT" ? `file not found: ${file}` : `cannot stat ${file}: ${messageOf(err)}`;
-  }
-}
-
-async function sha256File(file: string, signal: AbortSignal | undefined): Promise<string> {
+/** Reads the file to its end (closing it) and returns its SHA-256 in hex. */
+async function sha256File(handle: FileHandle, signal: AbortSignal | undefined): Promise<string> {
   const hash = createHash("sha256");
-  for await (const chunk of createReadStream(file, { signal, highWaterMark: 1024 * 1024 })) hash.update(chunk as Buffer);
+  for await (const chunk of handle.createReadStream({ signal, highWaterMark: 1024 * 1024 })) hash.update(chunk as Buffer);
   return hash.digest("hex");
 }
 

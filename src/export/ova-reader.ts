@@ -7,6 +7,7 @@ import { createGunzip } from "node:zlib";
 import { XMLParser, XMLValidator } from "fast-xml-parser";
 import { extract as tarExtract, type Extract, type Header } from "tar-stream";
 import { AlreadyExistsError, HypervisordError, InvalidArgumentError, toHypervisordError } from "../errors.ts";
+import { openRegularFile } from "./open-regular-file.ts";
 import { TAR_BLOCK, entryNameProblem } from "./tar-header.ts";
 
 /**
@@ -44,7 +45,7 @@ const GZIP_MAGIC = [0x1f, 0x8b];
 
 /** The plain tar of an OVA file, gunzipped on the way when the file starts with the gzip magic bytes. */
 export async function openOvaStream(file: string): Promise<Readable> {
-  return (await openOva(file)).stream;
+  return (await openOva(file, undefined)).stream;
 }
 
 /**
@@ -56,7 +57,7 @@ export async function openOvaStream(file: string): Promise<Readable> {
  * Throws only when the file cannot be read (NOT_FOUND, ...) or is not a tar at all (INVALID_ARGUMENT).
  */
 export async function validateOva(file: string, options: OvaReadOptions = {}): Promise<OvaValidation> {
-  const { stream, compressed } = await openOva(file);
+  const { stream, compressed } = await openOva(file, options.signal);
   const entries: ScannedEntry[] = [];
   const failure = await readArchive(stream, options.signal, (extract) => scanEntries(extract, entries));
   const problems: string[] = [];
@@ -86,7 +87,7 @@ export async function validateOva(file: string, options: OvaReadOptions = {}): P
  * every file and directory it created is removed.
  */
 export async function extractOva(file: string, destDir: string, options: OvaReadOptions = {}): Promise<{ files: OvaEntryDigest[] }> {
-  const { stream } = await openOva(file);
+  const { stream } = await openOva(file, options.signal);
   const undo = createUndoList();
   const files: OvaEntryDigest[] = [];
   const seen: EntryProgress[] = [];
@@ -107,16 +108,10 @@ export async function extractOva(file: string, destDir: string, options: OvaRead
 // ---------------------------------------------------------------------------------------------
 // Opening and driving tar-stream
 
-async function openOva(file: string): Promise<{ stream: Readable; compressed: boolean }> {
-  let handle: FileHandle;
-  try {
-    handle = await open(file, "r");
-  } catch (err) {
-    throw toHypervisordError(err, `opening ${file}`);
-  }
+async function openOva(file: string, signal: AbortSignal | undefined): Promise<{ stream: Readable; compressed: boolean }> {
+  const { handle } = await openRegularFile(file, signal);
   let compressed: boolean;
   try {
-    if (!(await handle.stat()).isFile()) throw new HypervisordError("INVALID_ARGUMENT", `${file} is not a regular file`);
     const magic = Buffer.alloc(GZIP_MAGIC.length);
     const { bytesRead } = await handle.read(magic, 0, magic.length, 0);
     compressed = bytesRead === magic.length && GZIP_MAGIC.every((byte, i) => magic[i] === byte);

@@ -4,6 +4,7 @@ import type { Logger } from "pino";
 import type { CallContext, ServiceHandlers } from "../api/handlers.ts";
 import { retryHeaders, statusOf } from "../api/status.ts";
 import { CLIENT_CERT_HEADER, decodeClientCertificate } from "../auth/client-certificate.ts";
+import { connectDecodeOptions, withBinaryBodyCheck } from "./connect-decoding.ts";
 import type { GrpcServiceBinding } from "./grpc-server.ts";
 
 /** Set by the HTTP server on every request from the socket (any value a client sent is dropped): the caller's address. */
@@ -11,11 +12,20 @@ export const PEER_HEADER = "x-hypervisord-peer";
 
 type AnyHandler = (request: unknown, context: CallContext) => Promise<unknown> | AsyncIterable<unknown>;
 
-/** Registers transport-agnostic handlers with connect-node, mapping errors through the one status function. */
+/**
+ * Registers transport-agnostic handlers with connect-node, mapping errors through the one status function.
+ * Method by method, each with its request decoding (connect-decoding.ts: strict JSON, binary refused as
+ * INVALID_ARGUMENT when it does not decode).
+ */
 export function registerConnectServices(router: ConnectRouter, bindings: readonly GrpcServiceBinding[], logger: Logger): void {
   for (const { service, handlers } of bindings) {
-    router.service(service, connectImplementation(service, handlers, logger) as never);
+    const implementation = connectImplementation(service, handlers, logger);
+    for (const method of service.methods) router.rpc(method as never, implementation[method.localName] as never, connectDecodeOptions(method));
   }
+  // Replaced in place: connectNodeAdapter serves router.handlers as they are when routes() returns.
+  router.handlers.forEach((handler, i) => {
+    router.handlers[i] = withBinaryBodyCheck(handler);
+  });
 }
 
 function connectImplementation(service: DescService, handlers: ServiceHandlers<DescService>, logger: Logger) {
