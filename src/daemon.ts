@@ -95,7 +95,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const converter = "path" in qemuImg
       ? createConverter({ qemuImg: qemuImg.path, maxConcurrent: config.conversion.maxConcurrent, logger: logger.child({ component: "qemu-img" }) })
       : undefined;
-    const providers = createProviderRegistry(options.providers({ converter }));
+    // The store's key also seals what providers keep in checkpoints (a lease's vSphere session).
+    const providers = createProviderRegistry(options.providers({ converter, secretBox: store.secretBox }));
     releasers.add(() => providers.closeAll());
     const rules = { allowedOutputRoots: config.allowedOutputRoots, realOutputRoots: realPaths(config.allowedOutputRoots) };
     const profiles = createProfileRegistry(store.profiles, profilesFromConfig(config.profiles, rules));

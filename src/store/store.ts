@@ -2,6 +2,7 @@ import type { Job, JobDefinition, JobError, JobProgress, JobResult, JobState, Jo
 import type { ApiKey, AuditEvent } from "../domain/access.ts";
 import type { Profile } from "../domain/profile.ts";
 import type { RunTrigger, Schedule, ScheduleRun } from "../domain/schedule.ts";
+import type { SecretBox } from "./secret-box.ts";
 import type { DeliveryAttempt, DeliveryState, Webhook, WebhookDelivery, WebhookEvent } from "../domain/webhook.ts";
 
 /**
@@ -46,6 +47,8 @@ export interface Store {
   readonly audit: AuditStore;
   /** Called (after the commit) whenever webhook deliveries were enqueued: the dispatcher wakes up. */
   onWebhookEvents(listener: () => void): void;
+  /** The key the store seals its secrets with, for other secrets kept in the database (a checkpoint's vSphere session). */
+  readonly secretBox: SecretBox;
   close(): void;
 }
 

@@ -5,6 +5,7 @@ import type { Job, JobTransition } from "../../domain/job.ts";
 import { jobEvent, scheduleTriggeredEvent } from "../../webhooks/events.ts";
 import { prepareDataDir, secureExistingFile, secureFile } from "../data-dir.ts";
 import { KEY_FILE, loadEncryptionKey, type EncryptionKeyOptions } from "../encryption-key.ts";
+import type { SecretBox } from "../secret-box.ts";
 import type { Store, WebhookStore } from "../store.ts";
 import { createJobQueries } from "./job-queries.ts";
 import { createLogQueries } from "./logs.ts";
@@ -63,7 +64,7 @@ export function openDatabase(dataDir: string, logger?: Logger): Database.Databas
 
 export function createSqliteStore(options: SqliteStoreOptions): Store {
   const db = openDatabase(options.dataDir, options.logger);
-  let secretBox;
+  let secretBox: SecretBox;
   try {
     const key = loadEncryptionKey({ dataDir: options.dataDir, ...options.encryption }, { mayGenerate: !hasSealedSecrets(db), opens: (box) => keyOpens(db, box) });
     if (key.event === "generated") {
@@ -141,6 +142,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     apiKeys: createApiKeyQueries(db),
     audit,
     onWebhookEvents: (listener) => void webhookListeners.push(listener),
+    secretBox,
     close: () => {
       audit.flush();
       db.close();
