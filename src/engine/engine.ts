@@ -274,12 +274,15 @@ export function createEngine(deps: EngineDeps) {
 
   /**
    * Whether a retry after `delayMs` still starts within jobs.retry_max_elapsed of the job's first attempt (its
-   * first move to running, from the history: resumed runs and retries keep that start).
+   * first move to running, from the history). Time the daemon itself was down is not the job's: a run resumed
+   * after a restart (requeued by "recovery" or "shutdown") starts the budget again.
    */
   function retryBudgetLeft(job: Job, delayMs: number): boolean {
     if (!options.retryMaxElapsedMs) return true;
-    const firstStart = store.history(job.id).find((t) => t.toState === "running")?.time ?? job.startTime ?? Date.now();
-    return Date.now() + delayMs - firstStart <= options.retryMaxElapsedMs;
+    const history = store.history(job.id);
+    const restarted = history.findLastIndex((t) => t.actor === "recovery" || t.actor === "shutdown");
+    const budgetStart = history.slice(restarted + 1).find((t) => t.toState === "running")?.time ?? job.startTime ?? Date.now();
+    return Date.now() + delayMs - budgetStart <= options.retryMaxElapsedMs;
   }
 
   /** A run stopped by shutdown or a crash: resumed later when the provider can, failed otherwise. */
