@@ -23,7 +23,8 @@ export function runSecretsCommand(argv: readonly string[], env: NodeJS.ProcessEn
     return 0;
   }
   if (action !== "rotate") {
-    err.write(`hypervisord secrets: unknown action ${JSON.stringify(action ?? "")}; the only one is rotate\n${SECRETS_USAGE}\n`);
+    const what = action === undefined ? "an action is required" : `unknown action ${JSON.stringify(action)}`;
+    err.write(`hypervisord secrets: ${what}; the only one is rotate\n${SECRETS_USAGE}\n`);
     return 2;
   }
   let newKeyFile: string | undefined;

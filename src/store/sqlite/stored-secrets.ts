@@ -47,7 +47,7 @@ function columnQueries(db: Database) {
 function urlCredentialQueries(db: Database) {
   return ([["jobs", "pk", "definition"], ["schedules", "id", "job_template"]] as const).map(([table, key, column]) => ({
     candidates: db.prepare<[], { key: string | number; definition: string; secrets: string | null }>(
-      `SELECT ${key} AS key, ${column} AS definition, secrets FROM ${table} WHERE json_extract(${column}, '$.vsphere.url') LIKE '%@%'`),
+      `SELECT ${key} AS key, ${column} AS definition, secrets FROM ${table} WHERE ${column} LIKE '%@%' AND json_extract(${column}, '$.vsphere.url') LIKE '%@%'`),
     write: db.prepare(`UPDATE ${table} SET ${column} = ?, secrets = ? WHERE ${key} = ?`),
   }));
 }
