@@ -83,7 +83,7 @@ export async function exportVm(session: VSphereSession, definition: JobDefinitio
   const checkpoint = context.loadCheckpoint<ExportCheckpoint>() ?? { files: {} };
   // A lease an earlier run still holds (its process was killed, or vCenter was unreachable when it ended) keeps the
   // VM busy until it times out: aborted rather than reused, as it belongs to that run's session and its URLs may be stale.
-  if (checkpoint.lease) await releaseRecordedLease(session, checkpoint.lease, context, options);
+  await releaseRecordedLease(session, checkpoint, context, options);
   const lease = moRefOf(child(await session.call("ExportVm", [["_this", vm]], signal), "returnval"));
   if (!lease) throw new HypervisordError("INTERNAL", `ExportVm on ${vm.value} returned no lease`);
   checkpoint.lease = recordLease(session, lease, options.secretBox);
@@ -158,11 +158,19 @@ async function endLease(session: VSphereSession, lease: MoRef, checkpoint: Expor
   context.saveCheckpoint(checkpoint);
 }
 
-async function releaseRecordedLease(session: VSphereSession, record: LeaseRecord, context: ExportContext, options: ExportVmOptions): Promise<void> {
+/** The lease recorded by an earlier run, if any: aborted, and its record dropped unless vCenter could not be reached. */
+async function releaseRecordedLease(session: VSphereSession, checkpoint: ExportCheckpoint, context: ExportContext, options: ExportVmOptions): Promise<void> {
+  const record = checkpoint.lease;
+  if (!record) return;
   const ended = await abortRecordedLease(record, session, options.secretBox, context.logger);
+  if (ended.outcome === "unreachable") {
+    context.logger.warn({ lease: record.lease, err: ended.why }, "could not abort the export lease an earlier run left; it times out on the host");
+    return;
+  }
   if (ended.outcome === "aborted") context.logger.info({ lease: record.lease }, "aborted the export lease an earlier run left");
-  else if (ended.outcome === "gone") context.logger.info({ lease: record.lease, why: ended.why }, "the export lease an earlier run left is no longer held");
-  else context.logger.warn({ lease: record.lease, err: ended.why }, "could not abort the export lease an earlier run left; it times out on the host");
+  else context.logger.info({ lease: record.lease, why: ended.why }, "the export lease an earlier run left is no longer held");
+  delete checkpoint.lease;
+  context.saveCheckpoint(checkpoint);
 }
 
 /** OVF directory, OVA streamed from the network, or OVA built from the OVF directory. */
