@@ -299,7 +299,7 @@ describe("vSphere provider against vcsim-export", () => {
       return t.skip(reason);
     }
     cleanups.push(() => {
-      execFileSync("umount", [mountPoint]);
+      execFileSync("umount", ["--lazy", mountPoint]);
     });
     const freeBytes = () => {
       const s = fs.statfsSync(mountPoint);

@@ -1,7 +1,8 @@
 import fs from "node:fs";
+import path from "node:path";
 import type { Logger } from "pino";
 import { formatBytes } from "../export/disk-error.ts";
-import type { WrittenFiles } from "../export/written-files.ts";
+import { syncDirectory, type WrittenFiles } from "../export/written-files.ts";
 import type { Store } from "../store/store.ts";
 
 /**
@@ -95,6 +96,8 @@ export async function removeJobFiles(store: Store, jobId: string, keepPartial: b
     return;
   }
   const removed = await removeRecorded(recorded);
+  // The removals reach the disk before the ledger forgets them: after a power cut, nothing comes back unrecorded.
+  await syncParents([...removed.files, ...removed.directories]);
   const summary = `removed what the job wrote: ${removed.files.length} files (${formatBytes(removed.bytes)} released), ${removed.directories.length} directories`;
   log.info({ files: removed.files, directories: removed.directories, bytes_released: removed.bytes, kept_directories: removed.keptDirectories }, summary);
   if (removed.failed.length > 0) log.error({ failed: removed.failed }, `${removed.failed.length} files the job wrote could not be removed`);
@@ -129,6 +132,16 @@ async function removeRecorded(recorded: readonly string[]): Promise<RemovedFiles
     }
   }
   return result;
+}
+
+async function syncParents(paths: readonly string[]): Promise<void> {
+  for (const dir of new Set(paths.map((p) => path.dirname(p)))) {
+    try {
+      await syncDirectory(dir);
+    } catch (err) {
+      if (code(err) !== "ENOENT") throw err; // removed too: its own parent is synced
+    }
+  }
 }
 
 function isFile(file: string): boolean {

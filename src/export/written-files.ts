@@ -33,7 +33,8 @@ export function startPartial(final: string, files: WrittenFiles): string {
 
 /**
  * `mkdir -p` that records every directory it creates (and only those), so that cleanup can remove the ones
- * the job leaves empty. A directory that already exists is never recorded.
+ * the job leaves empty. A directory that already exists is never recorded. The new entries are synced: the
+ * files renamed into them later are only as durable as the directories holding them.
  */
 export async function makeDirectory(dir: string, files: WrittenFiles): Promise<void> {
   const missing: string[] = [];
@@ -41,8 +42,11 @@ export async function makeDirectory(dir: string, files: WrittenFiles): Promise<v
     missing.push(current);
     if (path.dirname(current) === current) break;
   }
-  for (const created of missing.reverse()) files.add(created);
+  if (missing.length === 0) return;
+  missing.reverse();
+  for (const created of missing) files.add(created);
   await fs.mkdir(dir, { recursive: true });
+  for (const created of missing) await syncDirectory(path.dirname(created));
 }
 
 /**
