@@ -11,10 +11,13 @@ import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { after, describe, test } from "node:test";
 import Database from "better-sqlite3";
+import pino from "pino";
+import type { Webhook } from "../src/domain/webhook.ts";
 import { redactUrl } from "../src/redact-url.ts";
 import { generateKey, KEY_FILE } from "../src/store/encryption-key.ts";
 import { createSecretBox, isSealed } from "../src/store/secret-box.ts";
-import { DATABASE_FILE } from "../src/store/sqlite/sqlite-store.ts";
+import { createSqliteStore, DATABASE_FILE, openDatabase } from "../src/store/sqlite/sqlite-store.ts";
+import { resealSecrets } from "../src/store/sqlite/stored-secrets.ts";
 import { generateSecret, verifySignature } from "../src/webhooks/signing.ts";
 import { postJson } from "./support/clients.ts";
 import { assertRefusesToStart, spawnDaemon, tempDir, type DaemonProcess, type SpawnOptions } from "./support/daemon-process.ts";
@@ -438,6 +441,57 @@ describe("redaction", () => {
     await stop(daemon);
     assertNoSecretInLogs(daemon, [QUERY_TOKEN, URL_PASSWORD, HEADER_VALUE, VSPHERE_PASSWORD]);
     assertNoSecretInFiles(dataDir, [QUERY_TOKEN, URL_PASSWORD, HEADER_VALUE, VSPHERE_PASSWORD]);
+  });
+});
+
+describe("an interrupted rotation", () => {
+  /** The store opened in this process, its log lines captured. */
+  function openStore(dataDir: string) {
+    const lines: string[] = [];
+    const logger = pino({ level: "info" }, { write: (line: string) => void lines.push(line) });
+    const store = createSqliteStore({ dataDir, maxLogBytesPerJob: 65_536, logger });
+    return { store, lines };
+  }
+  const webhook = (url: string): Webhook => ({
+    id: "wh-1", url, events: [], headers: { "x-api-token": HEADER_VALUE }, secret: WEBHOOK_SECRET, timeoutMs: 1000, maxAttempts: 1,
+    enabled: true, source: "api", createTime: 1, updateTime: 1,
+  });
+
+  test("a crash after the commit, before the rename: the next start takes encryption.key.new, which opens the database", () => {
+    const dataDir = tempDir("interrupted");
+    const first = openStore(dataDir);
+    first.store.webhooks.insert(webhook(`http://127.0.0.1:9/hook?token=${QUERY_TOKEN}`));
+    first.store.close();
+    // What rotate does up to its commit: the new key in encryption.key.new, the database re-encrypted with it.
+    const oldBox = createSecretBox(readKey(dataDir));
+    const newKey = generateKey();
+    fs.writeFileSync(path.join(dataDir, `${KEY_FILE}.new`), `${newKey}\n`, { mode: 0o600 });
+    const db = openDatabase(dataDir);
+    resealSecrets(db, oldBox, createSecretBox(newKey));
+    db.close();
+
+    const second = openStore(dataDir);
+    assert.ok(second.lines.some((line) => line.includes("encryption key: finished an interrupted rotation")), second.lines.join("\n"));
+    assert.equal(readKey(dataDir), newKey);
+    assert.ok(!fs.existsSync(path.join(dataDir, `${KEY_FILE}.new`)));
+    assert.equal(second.store.webhooks.get("wh-1")?.url, `http://127.0.0.1:9/hook?token=${QUERY_TOKEN}`);
+    second.store.close();
+  });
+
+  test("a crash before the commit: encryption.key still opens the database and the unused new key is removed", () => {
+    const dataDir = tempDir("interrupted-early");
+    const first = openStore(dataDir);
+    first.store.webhooks.insert(webhook("http://127.0.0.1:9/hook"));
+    first.store.close();
+    const key = readKey(dataDir);
+    fs.writeFileSync(path.join(dataDir, `${KEY_FILE}.new`), `${generateKey()}\n`, { mode: 0o600 });
+
+    const second = openStore(dataDir);
+    assert.ok(second.lines.some((line) => line.includes("removed the key of a rotation that did not commit")));
+    assert.equal(readKey(dataDir), key);
+    assert.ok(!fs.existsSync(path.join(dataDir, `${KEY_FILE}.new`)));
+    assert.equal(second.store.webhooks.get("wh-1")?.secret, WEBHOOK_SECRET);
+    second.store.close();
   });
 });
 
