@@ -94,14 +94,14 @@ function daemonRecords(d: DaemonProcess, url: string, message: string): Record<s
 }
 
 /** The export lease recorded in a job's checkpoint (read from the database of a daemon that is not running). */
-function recordedLease(dataDir: string, jobId: string): { lease: string; url: string } | undefined {
+function recordedLease(dataDir: string, jobId: string): { lease: string; url: string; session?: string; sealed?: boolean } | undefined {
   const db = new Database(path.join(dataDir, "hypervisord.db"), { readonly: true });
   try {
     const row = db.prepare("SELECT checkpoint FROM jobs WHERE id = ?").get(jobId) as { checkpoint: string | null } | undefined;
-    const find = (value: unknown): { lease: string; url: string } | undefined => {
+    const find = (value: unknown): { lease: string; url: string; session?: string; sealed?: boolean } | undefined => {
       if (typeof value !== "object" || value === null) return undefined;
       const record = (value as { lease?: unknown }).lease;
-      if (typeof record === "object" && record !== null && typeof (record as { lease?: unknown }).lease === "string") return record as { lease: string; url: string };
+      if (typeof record === "object" && record !== null && typeof (record as { lease?: unknown }).lease === "string") return record as { lease: string; url: string; session?: string; sealed?: boolean };
       for (const inner of Object.values(value)) {
         const found = find(inner);
         if (found) return found;
@@ -236,6 +236,8 @@ describe("leases left behind", () => {
     const record = recordedLease(first.dataDir, jobId);
     assert.ok(record, "the checkpoint records the lease");
     assert.equal(record.url, new URL(sim.url).href, "and the vCenter it belongs to");
+    assert.equal(record.sealed, true, "and its session, sealed with the daemon's key");
+    assert.ok(record.session && !/^[0-9a-f-]{36}$/.test(record.session), "no session cookie in clear");
     assert.equal(await leaseUrlStatus(sim, record.lease), 200, "the dead daemon's lease is still held");
 
     const second = await spawnDaemon({ dataDir: first.dataDir, outputRoot: first.outputRoot });
