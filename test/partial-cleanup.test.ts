@@ -84,6 +84,21 @@ describe("fake provider through the daemon", () => {
     assert.doesNotMatch(ended!.error!.message, /keep_partial/);
   });
 
+  test("an earlier export under the same names stays whole while a new one is written, and after it is cancelled", async () => {
+    const dir = path.join(daemon.outputRoot, "again", "e1");
+    fs.mkdirSync(dir, { recursive: true });
+    const earlier = path.join(dir, "e1-disk-1.img");
+    fs.writeFileSync(earlier, "the export of last night");
+    const { job } = await client.unary("submitJob", { definition: { provider: "fake", vm: "e1?size=4194304&chunk=65536&delayMs=10", outputDir: "again" } });
+    await pollJob(client, job!.id, hasBytes(65536));
+    assert.equal(fs.readFileSync(earlier, "utf8"), "the export of last night", "the final name is only replaced by a complete file");
+    await client.unary("cancelJob", { jobId: job!.id, reason: "" });
+    const removed = await logEntry(client, job!.id, REMOVED);
+    assert.deepEqual(removed.fields.files, [`${earlier}.partial`]);
+    assert.deepEqual(tree(path.join(daemon.outputRoot, "again")), ["e1", "e1/e1-disk-1.img"]);
+    assert.equal(fs.readFileSync(earlier, "utf8"), "the export of last night");
+  });
+
   test("a failure for good removes what the job wrote, the output directory it created included", async () => {
     const { job } = await client.unary("submitJob", {
       definition: { provider: "fake", vm: "f1?size=1048576&chunk=65536&delayMs=2&failTimes=1&failAfter=262144&failCode=INTERNAL", outputDir: "made-by-f1/deeper" },

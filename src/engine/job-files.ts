@@ -79,20 +79,19 @@ interface RemovedFiles {
 /**
  * The end of a job that failed for good or was cancelled, once its run has stopped: removes every file it
  * recorded, then the directories it created that are left empty (deepest first), and nothing else; or, with
- * keep_partial, leaves them. Either way the job log says what happened and the ledger is cleared, so a later
- * start does not do it again.
+ * keep_partial, leaves them. Either way the job log says what happened and the ledger keeps only what could
+ * not be removed, for the next start to try again.
  */
 export async function removeJobFiles(store: Store, jobId: string, keepPartial: boolean, log: Logger): Promise<void> {
-  const stored = unpack(store.loadCheckpoint(jobId));
-  const recorded = stored.writtenFiles;
+  const recorded = unpack(store.loadCheckpoint(jobId)).writtenFiles;
   if (recorded.length === 0) return;
   // The provider's part stays, as it is now (it may have changed while files were removed): it may still need
   // it, e.g. to release a lease.
-  const forget = () => store.saveCheckpoint(jobId, { provider: unpack(store.loadCheckpoint(jobId)).provider, writtenFiles: [] } satisfies StoredCheckpoint);
+  const keepOnRecord = (files: string[]) => store.saveCheckpoint(jobId, { provider: unpack(store.loadCheckpoint(jobId)).provider, writtenFiles: files } satisfies StoredCheckpoint);
   if (keepPartial) {
     const left = recorded.filter((file) => fs.existsSync(file));
     log.info({ kept: left }, `keep_partial: kept the ${left.length} files and directories the job wrote`);
-    forget();
+    keepOnRecord([]);
     return;
   }
   const removed = await removeRecorded(recorded);
@@ -100,8 +99,8 @@ export async function removeJobFiles(store: Store, jobId: string, keepPartial: b
   await syncParents([...removed.files, ...removed.directories]);
   const summary = `removed what the job wrote: ${removed.files.length} files (${formatBytes(removed.bytes)} released), ${removed.directories.length} directories`;
   log.info({ files: removed.files, directories: removed.directories, bytes_released: removed.bytes, kept_directories: removed.keptDirectories }, summary);
-  if (removed.failed.length > 0) log.error({ failed: removed.failed }, `${removed.failed.length} files the job wrote could not be removed`);
-  forget();
+  if (removed.failed.length > 0) log.error({ failed: removed.failed }, `${removed.failed.length} files the job wrote could not be removed; the next start tries again`);
+  keepOnRecord(removed.failed.map((f) => f.path));
 }
 
 async function removeRecorded(recorded: readonly string[]): Promise<RemovedFiles> {
