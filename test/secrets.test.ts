@@ -17,7 +17,7 @@ import { redactUrl } from "../src/redact-url.ts";
 import { generateKey, KEY_FILE } from "../src/store/encryption-key.ts";
 import { createSecretBox, isSealed } from "../src/store/secret-box.ts";
 import { createSqliteStore, DATABASE_FILE, openDatabase } from "../src/store/sqlite/sqlite-store.ts";
-import { resealSecrets } from "../src/store/sqlite/stored-secrets.ts";
+import { createStoredSecrets } from "../src/store/sqlite/stored-secrets.ts";
 import { generateSecret, verifySignature } from "../src/webhooks/signing.ts";
 import { postJson } from "./support/clients.ts";
 import { assertRefusesToStart, spawnDaemon, tempDir, type DaemonProcess, type SpawnOptions } from "./support/daemon-process.ts";
@@ -467,7 +467,7 @@ describe("an interrupted rotation", () => {
     const newKey = generateKey();
     fs.writeFileSync(path.join(dataDir, `${KEY_FILE}.new`), `${newKey}\n`, { mode: 0o600 });
     const db = openDatabase(dataDir);
-    resealSecrets(db, oldBox, createSecretBox(newKey));
+    createStoredSecrets(db).reseal(oldBox, createSecretBox(newKey));
     db.close();
 
     const second = openStore(dataDir);

@@ -4,7 +4,7 @@ import { lockDataDir } from "./data-dir-lock.ts";
 import { describeKeySource, generateKey, KEY_FILE, loadEncryptionKey, NEW_KEY_FILE, syncDir, writeKeyFile, type EncryptionKeyOptions } from "./encryption-key.ts";
 import { createSecretBox } from "./secret-box.ts";
 import { DATABASE_FILE, openDatabase } from "./sqlite/sqlite-store.ts";
-import { hasSealedSecrets, keyOpens, resealSecrets } from "./sqlite/stored-secrets.ts";
+import { createStoredSecrets } from "./sqlite/stored-secrets.ts";
 
 export interface RotateKeyOptions extends EncryptionKeyOptions {
   /**
@@ -39,8 +39,9 @@ export function rotateEncryptionKey(options: RotateKeyOptions): RotateKeyResult 
   try {
     const db = openDatabase(dataDir);
     try {
-      const current = loadEncryptionKey(options, { mayGenerate: !hasSealedSecrets(db), opens: (box) => keyOpens(db, box) });
-      if (!keyOpens(db, current.box)) {
+      const stored = createStoredSecrets(db);
+      const current = loadEncryptionKey(options, { mayGenerate: !stored.hasSealed(), opens: stored.keyOpens });
+      if (!stored.keyOpens(current.box)) {
         throw new Error(`the stored secrets do not decrypt with ${current.source}: give the key they were written with; nothing was changed`);
       }
       const fromDataDir = current.dataDirFile !== undefined;
@@ -57,8 +58,8 @@ export function rotateEncryptionKey(options: RotateKeyOptions): RotateKeyResult 
         writeKeyFile(target, newKey);
       }
       const next = createSecretBox(newKey, `the new key file ${target}`);
-      if (keyOpens(db, next) && hasSealedSecrets(db)) throw new Error(`${target} holds the current key: give a new one; nothing was changed`);
-      const values = resealSecrets(db, current.box, next);
+      if (stored.keyOpens(next) && stored.hasSealed()) throw new Error(`${target} holds the current key: give a new one; nothing was changed`);
+      const values = stored.reseal(current.box, next);
       if (!options.newKeyFile) {
         const file = path.join(dataDir, KEY_FILE);
         fs.renameSync(target, file);

@@ -14,7 +14,7 @@ import { createAuditQueries } from "./audit.ts";
 import { migrate } from "./migrations.ts";
 import { createProfileQueries } from "./profiles.ts";
 import { createScheduleQueries } from "./schedules.ts";
-import { hasSealedSecrets, keyOpens, sealPlainSecrets } from "./stored-secrets.ts";
+import { createStoredSecrets } from "./stored-secrets.ts";
 import { createWebhookQueries } from "./webhooks.ts";
 
 export interface SqliteStoreOptions {
@@ -66,14 +66,15 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
   const db = openDatabase(options.dataDir, options.logger);
   let secretBox: SecretBox;
   try {
-    const key = loadEncryptionKey({ dataDir: options.dataDir, ...options.encryption }, { mayGenerate: !hasSealedSecrets(db), opens: (box) => keyOpens(db, box) });
+    const stored = createStoredSecrets(db);
+    const key = loadEncryptionKey({ dataDir: options.dataDir, ...options.encryption }, { mayGenerate: !stored.hasSealed(), opens: stored.keyOpens });
     if (key.event === "generated") {
       options.logger?.warn({ key_file: key.dataDirFile }, "no encryption key configured: generated one (stored secrets are encrypted with it; "
         + "back it up or move it to a credential store, see README, Secrets: without it the stored passwords and webhook secrets are lost)");
     } else if (key.event) {
       options.logger?.warn({ key_file: key.dataDirFile }, `encryption key: ${key.event}`);
     }
-    const sealed = sealPlainSecrets(db, key.box, key.source);
+    const sealed = stored.sealPlain(key.box, key.source);
     if (sealed > 0) options.logger?.info({ values: sealed, key: key.source }, "encrypted secrets stored in clear by an earlier version");
     secretBox = key.box;
   } catch (err) {

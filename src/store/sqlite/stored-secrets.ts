@@ -26,85 +26,76 @@ interface Cell {
   value: string;
 }
 
-/**
- * The statements of the secret columns, prepared once. Table and column names come from the constant
- * list above, never from input; the values are bound.
- */
-function columnQueries(db: Database) {
-  return SECRET_COLUMNS.map(({ table, key, column }) => ({
+export interface StoredSecrets {
+  /** Whether anything in the database is encrypted: then only the key it was written with may be used. */
+  hasSealed(): boolean;
+  /**
+   * Whether `box` opens the database's secrets: the key check, or (a database encrypted by a version
+   * without it) the first sealed value of each column. True when nothing is encrypted yet.
+   */
+  keyOpens(box: SecretBox): boolean;
+  /**
+   * At start, in one transaction: refuses a key that does not open the database (before anything is
+   * changed), then encrypts what older versions stored in clear (secret columns, and credentials in a
+   * stored vsphere.url), and records the key check. Returns how many values were encrypted.
+   */
+  sealPlain(box: SecretBox, source: string): number;
+  /**
+   * Rotation: every secret opened with `from` and sealed with `to`, and the key check, in one transaction
+   * (all or nothing). A value that does not open with `from` stops it with the column named. Returns how
+   * many values were re-encrypted.
+   */
+  reseal(from: SecretBox, to: SecretBox): number;
+}
+
+/** The secret columns of `db` as a whole; every statement prepared once. Table and column names come from constants, never from input. */
+export function createStoredSecrets(db: Database): StoredSecrets {
+  const columns = SECRET_COLUMNS.map(({ table, key, column }) => ({
     name: `${table}.${column}`,
     cells: db.prepare<[], Cell>(`SELECT ${key} AS key, ${column} AS value FROM ${table} WHERE ${column} IS NOT NULL`),
     plainCells: db.prepare<[], Cell>(`SELECT ${key} AS key, ${column} AS value FROM ${table} WHERE ${column} IS NOT NULL AND ${column} NOT LIKE 'v1:%'`),
     firstSealed: db.prepare<[], Cell>(`SELECT ${key} AS key, ${column} AS value FROM ${table} WHERE ${column} LIKE 'v1:%' LIMIT 1`),
     write: db.prepare(`UPDATE ${table} SET ${column} = ? WHERE ${key} = ?`),
   }));
-}
-
-/**
- * Jobs and schedule templates whose vsphere.url may carry credentials (https://user:password@host), as
- * versions that accepted them stored it: splitSecrets moves such a URL into the sealed secrets.
- */
-function urlCredentialQueries(db: Database) {
-  return ([["jobs", "pk", "definition"], ["schedules", "id", "job_template"]] as const).map(([table, key, column]) => ({
+  // Jobs and schedule templates whose vsphere.url may carry credentials (https://user:password@host), as
+  // versions that accepted them stored it: splitSecrets moves such a URL into the sealed secrets.
+  const urlCredentials = ([["jobs", "pk", "definition"], ["schedules", "id", "job_template"]] as const).map(([table, key, column]) => ({
     candidates: db.prepare<[], { key: string | number; definition: string; secrets: string | null }>(
       `SELECT ${key} AS key, ${column} AS definition, secrets FROM ${table} WHERE ${column} LIKE '%@%' AND json_extract(${column}, '$.vsphere.url') LIKE '%@%'`),
     write: db.prepare(`UPDATE ${table} SET ${column} = ?, secrets = ? WHERE ${key} = ?`),
   }));
-}
+  const getKeyCheck = db.prepare<[string], string>("SELECT value FROM meta WHERE key = ?").pluck();
+  const putKeyCheck = db.prepare("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value");
+  const keyCheck = () => getKeyCheck.get(KEY_CHECK);
+  const setKeyCheck = (box: SecretBox) => void putKeyCheck.run(KEY_CHECK, box.seal(KEY_CHECK_TEXT));
 
-function keyCheckOf(db: Database): string | undefined {
-  return db.prepare<[string], string>("SELECT value FROM meta WHERE key = ?").pluck().get(KEY_CHECK);
-}
+  function keyOpens(box: SecretBox): boolean {
+    const check = keyCheck();
+    const samples = check !== undefined ? [check] : columns.flatMap((q) => q.firstSealed.all().map((c) => c.value));
+    return samples.every((sealed) => {
+      try {
+        box.open(sealed);
+        return true;
+      } catch {
+        // Altered or another key: either way this box does not open the database.
+        return false;
+      }
+    });
+  }
 
-function setKeyCheck(db: Database, box: SecretBox): void {
-  db.prepare("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(KEY_CHECK, box.seal(KEY_CHECK_TEXT));
-}
-
-/** Whether anything in the database is encrypted: then only the key it was written with may be used. */
-export function hasSealedSecrets(db: Database): boolean {
-  return keyCheckOf(db) !== undefined || columnQueries(db).some((q) => q.firstSealed.get() !== undefined);
-}
-
-/**
- * Whether `box` opens the database's secrets: the key check, or (a database encrypted by a version
- * without it) the first sealed value of each column. True when nothing is encrypted yet.
- */
-export function keyOpens(db: Database, box: SecretBox): boolean {
-  const check = keyCheckOf(db);
-  const samples = check !== undefined ? [check] : columnQueries(db).flatMap((q) => q.firstSealed.all().map((c) => c.value));
-  return samples.every((sealed) => {
-    try {
-      box.open(sealed);
-      return true;
-    } catch {
-      // Altered or another key: either way this box does not open the database.
-      return false;
-    }
-  });
-}
-
-/**
- * At start, in one transaction: refuses a key that does not open the database (before anything is
- * changed), then encrypts what older versions stored in clear (secret columns, and credentials in a
- * stored vsphere.url), and records the key check.
- * Returns how many values were encrypted.
- */
-export function sealPlainSecrets(db: Database, box: SecretBox, source: string): number {
-  const urlQueries = urlCredentialQueries(db);
-  const hasPlain = columnQueries(db).some((q) => q.plainCells.get() !== undefined) || urlQueries.some((q) => q.candidates.get() !== undefined);
-  const pass = db.transaction(() => {
-    if (!keyOpens(db, box)) {
+  const sealPass = db.transaction((box: SecretBox, source: string): number => {
+    if (!keyOpens(box)) {
       throw new Error(`the stored secrets do not decrypt with ${source}: they were encrypted with another key (or altered); `
         + "configure the key they were written with (see README, Secrets); nothing was changed");
     }
     let sealed = 0;
-    for (const q of columnQueries(db)) {
+    for (const q of columns) {
       for (const cell of q.plainCells.all()) {
         q.write.run(box.seal(cell.value), cell.key);
         sealed++;
       }
     }
-    for (const q of urlQueries) {
+    for (const q of urlCredentials) {
       for (const row of q.candidates.all()) {
         const definition = JSON.parse(row.definition) as JobDefinition;
         if (!definition.vsphere || redactUrl(definition.vsphere.url) === definition.vsphere.url) continue;
@@ -113,21 +104,13 @@ export function sealPlainSecrets(db: Database, box: SecretBox, source: string): 
         sealed++;
       }
     }
-    if (keyCheckOf(db) === undefined) setKeyCheck(db, box);
+    if (keyCheck() === undefined) setKeyCheck(box);
     return sealed;
   });
-  return hasPlain ? scrubbing(db, () => pass.immediate()) : pass.immediate();
-}
 
-/**
- * Rotation: every secret opened with `from` and sealed with `to`, and the key check, in one transaction
- * (all or nothing). A value that does not open with `from` stops it with the column named. Returns how
- * many values were re-encrypted.
- */
-export function resealSecrets(db: Database, from: SecretBox, to: SecretBox): number {
-  return scrubbing(db, () => db.transaction(() => {
+  const resealPass = db.transaction((from: SecretBox, to: SecretBox): number => {
     let count = 0;
-    for (const q of columnQueries(db)) {
+    for (const q of columns) {
       for (const cell of q.cells.all()) {
         let plain: string;
         try {
@@ -139,9 +122,19 @@ export function resealSecrets(db: Database, from: SecretBox, to: SecretBox): num
         count++;
       }
     }
-    setKeyCheck(db, to);
+    setKeyCheck(to);
     return count;
-  }).immediate());
+  });
+
+  return {
+    hasSealed: () => keyCheck() !== undefined || columns.some((q) => q.firstSealed.get() !== undefined),
+    keyOpens,
+    sealPlain(box, source) {
+      const hasPlain = columns.some((q) => q.plainCells.get() !== undefined) || urlCredentials.some((q) => q.candidates.get() !== undefined);
+      return hasPlain ? scrubbing(db, () => sealPass.immediate(box, source)) : sealPass.immediate(box, source);
+    },
+    reseal: (from, to) => scrubbing(db, () => resealPass.immediate(from, to)),
+  };
 }
 
 /**
