@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { execFile, execFileSync } from "node:child_process";
 import fs from "node:fs";
+import http2 from "node:http2";
 import net from "node:net";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -114,13 +115,45 @@ describe("Connect JSON is strict: unknown fields and enum names are INVALID_ARGU
 });
 
 describe("undecodable protobuf binary on the HTTP port is INVALID_ARGUMENT", () => {
+  // Field 1 (job_id), length-delimited, with a length far beyond the body.
+  const GARBAGE = Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01, 0x02]);
+
   test("a garbage application/proto body: HTTP 400, invalid_argument, naming the request type", async () => {
-    const garbage = Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01, 0x02]);
-    const response = await fetch(`${d.httpUrl}/hypervisord.v1.HypervisordService/GetJob`, { method: "POST", headers: { "content-type": "application/proto" }, body: garbage });
+    const response = await fetch(`${d.httpUrl}/hypervisord.v1.HypervisordService/GetJob`, { method: "POST", headers: { "content-type": "application/proto" }, body: GARBAGE });
     assert.equal(response.status, 400);
     const body = await response.json() as { code: string; message: string };
     assert.equal(body.code, "invalid_argument");
-    assert.match(body.message, /^request body: not a valid hypervisord\.v1\.GetJobRequest in protobuf binary/);
+    assert.match(body.message, /^request: does not decode as hypervisord\.v1\.GetJobRequest: /);
+  });
+
+  test("the same garbage over gRPC (h2c) and gRPC-Web on the HTTP port: INVALID_ARGUMENT, as on the gRPC port", async () => {
+    const envelope = Buffer.concat([Buffer.from([0, 0, 0, 0, GARBAGE.length]), GARBAGE]);
+    const session = http2.connect(d.httpUrl);
+    try {
+      const status = await new Promise<Record<string, unknown>>((resolve, reject) => {
+        const stream = session.request({ ":method": "POST", ":path": "/hypervisord.v1.HypervisordService/GetJob", "content-type": "application/grpc", te: "trailers" });
+        let headers: Record<string, unknown> = {};
+        stream.on("response", (h) => (headers = h));
+        stream.on("trailers", (t) => (headers = { ...headers, ...t }));
+        stream.on("data", () => {});
+        stream.on("end", () => resolve(headers));
+        stream.on("error", reject);
+        stream.end(envelope);
+      });
+      assert.equal(status["grpc-status"], "3", JSON.stringify(status));
+      assert.match(decodeURIComponent(String(status["grpc-message"])), /^request: does not decode as hypervisord\.v1\.GetJobRequest: /);
+    } finally {
+      session.close();
+    }
+    const web = await fetch(`${d.httpUrl}/hypervisord.v1.HypervisordService/GetJob`, { method: "POST", headers: { "content-type": "application/grpc-web+proto" }, body: envelope });
+    const trailers = `${web.headers.get("grpc-status") ?? ""} ${Buffer.from(await web.arrayBuffer()).toString("latin1")}`;
+    assert.match(trailers, /grpc-status:\s*3|^3 /, trailers);
+  });
+
+  test("a JSON body that is not UTF-8 is INVALID_ARGUMENT", async () => {
+    const response = await fetch(`${d.httpUrl}/hypervisord.v1.HypervisordService/GetJob`, { method: "POST", headers: { "content-type": "application/json" }, body: Buffer.from([0x7b, 0xff, 0x7d]) });
+    assert.equal(response.status, 400);
+    assert.equal(((await response.json()) as { message: string }).message, "request body: not valid UTF-8");
   });
 
   test("a valid binary body still works", async () => {

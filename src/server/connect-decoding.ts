@@ -1,7 +1,7 @@
 import { fromBinary, type DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouterOptions } from "@connectrpc/connect";
 import type { UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
-import { InvalidArgumentError, quoteInput } from "../errors.ts";
+import { InvalidArgumentError } from "../errors.ts";
 import { createStrictJsonCheck } from "./strict-json.ts";
 
 /**
@@ -50,24 +50,26 @@ function strictJsonDecoder(method: DescMethod): { decode(input?: Uint8Array): st
 }
 
 /**
- * Wraps the handler of a method so that a Connect unary request in protobuf binary (application/proto)
- * that does not decode as the method's input is refused with INVALID_ARGUMENT (HTTP 400) while its body is
- * read: connect-es keeps the code of a ConnectError raised by the body, where its own parse failure would
- * be INTERNAL. Compressed bodies are passed on unchecked (they would be decompressed twice), as are
- * the other protocols (gRPC and gRPC-Web report undecodable messages as INTERNAL, as grpc-js does).
+ * Wraps the handler of a method so that a request in protobuf binary that does not decode as the method's
+ * input is refused with INVALID_ARGUMENT (HTTP 400 for Connect unary) while its body is read: connect-es
+ * keeps the code of a ConnectError raised by the body, where its own parse failure would be INTERNAL. The
+ * same check, and message, as the gRPC port's (grpc-server.ts). Covers Connect unary (application/proto)
+ * and the enveloped protocols (gRPC, gRPC-Web, Connect streaming); compressed bodies and messages are
+ * passed on unchecked, since checking them would mean decompressing them twice.
  */
 export function withBinaryBodyCheck(handler: UniversalHandler): UniversalHandler {
   const input = handler.method.input;
+  const decodes = (message: Uint8Array) => {
+    try {
+      fromBinary(input, message);
+    } catch (err) {
+      throw new ConnectError(`request: does not decode as ${input.typeName}: ${(err as Error).message.slice(0, 200)}`, Code.InvalidArgument);
+    }
+  };
   const checked = (req: UniversalServerRequest) => {
-    if (!isPlainProtoPost(req) || !isByteStream(req.body)) return handler(req);
-    return handler({ ...req, body: checkAtEnd(req.body, (bytes) => {
-      try {
-        fromBinary(input, bytes);
-      } catch (err) {
-        const problem = `not a valid ${input.typeName} in protobuf binary (${quoteInput((err as Error).message, 120)})`;
-        throw new ConnectError(`request body: ${problem}`, Code.InvalidArgument);
-      }
-    }) });
+    const framing = binaryFraming(req);
+    if (!framing || !isByteStream(req.body)) return handler(req);
+    return handler({ ...req, body: framing === "unary" ? checkAtEnd(req.body, decodes) : checkEachEnvelope(req.body, decodes) });
   };
   return Object.assign(checked, {
     protocolNames: handler.protocolNames,
@@ -79,10 +81,15 @@ export function withBinaryBodyCheck(handler: UniversalHandler): UniversalHandler
   });
 }
 
-function isPlainProtoPost(req: UniversalServerRequest): boolean {
-  const type = req.header.get("content-type")?.split(";")[0]?.trim().toLowerCase();
+const ENVELOPED = new Set(["application/grpc", "application/grpc+proto", "application/grpc-web", "application/grpc-web+proto", "application/connect+proto"]);
+
+/** How a binary request body is framed: one message, or envelopes (flags, length, message); undefined when not binary or compressed. */
+function binaryFraming(req: UniversalServerRequest): "unary" | "enveloped" | undefined {
+  if (req.method !== "POST") return undefined;
+  const type = req.header.get("content-type")?.split(";")[0]?.trim().toLowerCase() ?? "";
+  if (ENVELOPED.has(type)) return "enveloped";
   const encoding = req.header.get("content-encoding")?.trim().toLowerCase();
-  return req.method === "POST" && type === "application/proto" && (!encoding || encoding === "identity");
+  return type === "application/proto" && (!encoding || encoding === "identity") ? "unary" : undefined;
 }
 
 function isByteStream(body: UniversalServerRequest["body"]): body is AsyncIterable<Uint8Array> {
@@ -100,4 +107,39 @@ async function* checkAtEnd(source: AsyncIterable<Uint8Array>, check: (body: Uint
     yield chunk;
   }
   check(Buffer.concat(chunks));
+}
+
+/**
+ * Passes an enveloped body (flags byte, 4-byte length, message; repeated) on chunk by chunk, having run
+ * `check` on every uncompressed message that the chunk completes before passing the chunk on: connect
+ * parses a message as soon as its last byte arrives. Only the current message is kept; connect refuses
+ * an envelope over its size limit from its prefix, which it sees as soon as the prefix is passed on.
+ */
+async function* checkEachEnvelope(source: AsyncIterable<Uint8Array>, check: (message: Uint8Array) => void): AsyncIterable<Uint8Array> {
+  let prefix: number[] = [];
+  let flags = 0;
+  /** Bytes of the current message still to come; -1 while reading a prefix. */
+  let remaining = -1;
+  let message: Uint8Array[] = [];
+  for await (const chunk of source) {
+    for (let i = 0; i < chunk.byteLength;) {
+      if (remaining < 0) {
+        prefix.push(chunk[i++]!);
+        if (prefix.length < 5) continue;
+        flags = prefix[0]!;
+        remaining = Buffer.from(prefix).readUInt32BE(1);
+        prefix = [];
+        message = [];
+      }
+      const take = Math.min(remaining, chunk.byteLength - i);
+      if (flags === 0) message.push(chunk.subarray(i, i + take));
+      i += take;
+      remaining -= take;
+      if (remaining === 0) {
+        if (flags === 0) check(Buffer.concat(message));
+        remaining = -1;
+      }
+    }
+    yield chunk;
+  }
 }
