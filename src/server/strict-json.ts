@@ -232,6 +232,12 @@ function checkWellKnown(d: DescMessage, value: Json, path: string): Json | undef
     case "google.protobuf.BytesValue":
       checkScalar(d.fields[0]!.scalar!, value, path);
       return value;
+    case "google.protobuf.Any":
+    case "google.protobuf.Struct":
+    case "google.protobuf.Value":
+    case "google.protobuf.ListValue":
+      // Free-form JSON by definition: protobuf-es checks what it can.
+      return value;
     default:
       return undefined;
   }
