@@ -18,12 +18,6 @@ type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 /** A JSON value checked against a message type: the value to parse (enum names made canonical), or a throw. */
 export type StrictJsonCheck = (value: unknown) => unknown;
 
-interface MessagePlan {
-  desc: DescMessage;
-  /** By JSON name and by proto name: protobuf JSON accepts both. */
-  fields: Map<string, DescField>;
-}
-
 interface EnumPlan {
   /** Upper-cased full name or short form -> the proto name. */
   names: Map<string, string>;
@@ -39,15 +33,16 @@ const UINT64 = { min: 0n, max: 2n ** 64n - 1n };
 
 /** Compiles the check of one request type; the plans of nested types are made once, on first use. */
 export function createStrictJsonCheck(desc: DescMessage): StrictJsonCheck {
-  const messages = new Map<string, MessagePlan>();
+  /** A message's fields by JSON name and by proto name: protobuf JSON accepts both. */
+  const messages = new Map<string, Map<string, DescField>>();
   const enums = new Map<string, EnumPlan>();
-  const messagePlan = (d: DescMessage) => {
-    let plan = messages.get(d.typeName);
-    if (!plan) {
-      plan = { desc: d, fields: new Map(d.fields.flatMap((f) => [[f.jsonName, f], [f.name, f]] as [string, DescField][])) };
-      messages.set(d.typeName, plan);
+  const fieldsOf = (d: DescMessage) => {
+    let fields = messages.get(d.typeName);
+    if (!fields) {
+      fields = new Map(d.fields.flatMap((f) => [[f.jsonName, f], [f.name, f]] as [string, DescField][]));
+      messages.set(d.typeName, fields);
     }
-    return plan;
+    return fields;
   };
   const enumPlan = (d: DescEnum) => {
     let plan = enums.get(d.typeName);
@@ -64,10 +59,10 @@ export function createStrictJsonCheck(desc: DescMessage): StrictJsonCheck {
     const wkt = checkWellKnown(d, value, path);
     if (wkt !== undefined) return wkt;
     if (typeof value !== "object" || Array.isArray(value)) throw expected(path || "request", "a JSON object", value);
-    const plan = messagePlan(d);
+    const fields = fieldsOf(d);
     let out: Record<string, Json> | undefined;
     for (const [key, item] of Object.entries(value)) {
-      const field = plan.fields.get(key);
+      const field = fields.get(key);
       if (!field) throw new InvalidArgumentError(join(path, key.length > 64 ? quoteInput(key) : key), "unknown field");
       const checked = checkField(field, item, join(path, field.name), depth);
       if (checked !== item) (out ??= { ...value })[key] = checked;
