@@ -2,7 +2,11 @@ import type { DescMessage } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
 import { HypervisordService } from "../../gen/hypervisord/v1/service_pb.js";
 import type { CallHook, CallOutcome, Principal } from "../api/call-hooks.ts";
+import type { CallContext } from "../api/handlers.ts";
 import { statusOf } from "../api/status.ts";
+import type { HypervisordError } from "../errors.ts";
+import { addressOf } from "../ratelimit/rate-limit-hook.ts";
+import type { AuditEvent } from "../domain/access.ts";
 import type { AuditStore } from "../store/store.ts";
 import { requestJson } from "./request-json.ts";
 
@@ -32,7 +36,8 @@ export interface AuditHookOptions {
  * attempt is what an audit log is for): who, from where, what, the request without secrets, the outcome.
  * Put it after authentication (createAuthHook sets the principal) and before the rate limit and the role
  * check (createRoleHook), so that their refusals are recorded: `after` runs only for the hooks whose
- * `before` was reached. Calls refused by authentication itself (no or a wrong key) are not recorded.
+ * `before` was reached. Calls refused by authentication itself (no or a wrong key) never reach it: the
+ * authentication hook reports them to createRefusalAudit, which records them whatever the RPC.
  */
 export function createAuditHook(options: AuditHookOptions): CallHook {
   const now = options.now ?? Date.now;
@@ -123,4 +128,82 @@ function ownId(message: unknown, fields: readonly string[]): string {
 
 function isFields(value: unknown): value is Fields {
   return value !== null && typeof value === "object";
+}
+
+export interface RefusalAuditOptions extends AuditHookOptions {
+  /** Identical refusals (address, RPC, code) within this window are written once, then as one count; default 60 s. */
+  windowMs?: number;
+  /** Distinct (address, RPC, code) kept per window; past it, refusals are counted under one "many addresses" entry. Default 10,000. */
+  maxKeys?: number;
+}
+
+export interface RefusalAudit {
+  /** Records a call refused before anyone was authenticated (no or a wrong key, or throttled). */
+  record(method: string, context: CallContext, error: HypervisordError): void;
+  /** Writes the counts of the current window and stops (at shutdown, before the store closes). */
+  close(): void;
+}
+
+interface Collapsed {
+  event: Omit<AuditEvent, "id">;
+  message: string;
+  repeats: number;
+}
+
+const DEFAULT_WINDOW_MS = 60_000;
+const DEFAULT_MAX_KEYS = 10_000;
+
+/**
+ * The audit of refused authentications, for every RPC: principal "anonymous", the peer, the code
+ * (UNAUTHENTICATED, or RESOURCE_EXHAUSTED once the address is throttled) and the reason. The request is
+ * not kept: it comes from someone unknown. So that a flood of bad keys does not become a flood of
+ * writes, the first refusal of an (address, RPC, code) in a window is written at once and the rest of
+ * the window as one event counting them ({"refused": reason, "repeats": n}).
+ */
+export function createRefusalAudit(options: RefusalAuditOptions): RefusalAudit {
+  const now = options.now ?? Date.now;
+  const windowMs = options.windowMs ?? DEFAULT_WINDOW_MS;
+  const maxKeys = options.maxKeys ?? DEFAULT_MAX_KEYS;
+  let window = new Map<string, Collapsed>();
+
+  const append = (event: Omit<AuditEvent, "id">) => {
+    try {
+      options.store.append(event);
+    } catch (err) {
+      options.logger.error({ err, method: event.method, peer: event.peer }, "could not write an audit event");
+    }
+  };
+  const flush = () => {
+    const ended = window;
+    window = new Map();
+    for (const { event, message, repeats } of ended.values()) {
+      if (repeats > 0) append({ ...event, time: now(), requestJson: JSON.stringify({ refused: message, repeats }) });
+    }
+  };
+  const timer = setInterval(flush, windowMs);
+  timer.unref();
+
+  return {
+    record(method, context, error) {
+      const key = `${addressOf(context.peer)} ${method} ${error.code}`;
+      // Past the cap, new addresses are only counted, together: their first refusals are not written one by one.
+      const many = !window.has(key) && window.size >= maxKeys;
+      const seen = window.get(many ? `* ${method} ${error.code}` : key);
+      if (seen) {
+        seen.repeats++;
+        return;
+      }
+      const event = {
+        time: now(), principal: principalName(undefined), role: "", method, transport: context.transport,
+        peer: many ? "many addresses" : context.peer, code: error.code, resource: "",
+        requestJson: JSON.stringify({ refused: error.message }), durationMs: 0,
+      };
+      window.set(many ? `* ${method} ${error.code}` : key, { event, message: error.message, repeats: many ? 1 : 0 });
+      if (!many) append(event);
+    },
+    close() {
+      clearInterval(timer);
+      flush();
+    },
+  };
 }

@@ -3,6 +3,7 @@ import type { Call, CallHook, Principal } from "../api/call-hooks.ts";
 import type { CallContext } from "../api/handlers.ts";
 import type { ApiKey, Role } from "../domain/access.ts";
 import { HypervisordError } from "../errors.ts";
+import type { AuthFailureLimit } from "../ratelimit/auth-failure-limit.ts";
 import type { ApiKeyStore } from "../store/store.ts";
 import { hashApiKey } from "./api-key.ts";
 import { accessOf, roleAllows, type Access } from "./roles.ts";
@@ -17,7 +18,20 @@ export interface AuthHookOptions {
    * Default "operator": the CA vouches for a machine, and administration (keys, audit) takes an admin key.
    */
   clientCertificateRole?: Role;
+  /** Throttles refused authentications per address (checked before a key is looked at); default none. */
+  failures?: AuthFailureLimit;
+  /** Told of every refusal (no or a wrong key, or throttled): the audit records them. */
+  onRefused?: (method: string, context: CallContext, error: HypervisordError) => void;
   now?: () => number;
+}
+
+export interface AuthHook extends CallHook {
+  /**
+   * The refusal the hook would give a call to `method` with these headers and connection, or undefined when
+   * it would pass: lets a transport refuse before it reads a request body. A refusal is counted and
+   * reported (onRefused) here as in the hook, so it is not run again for that call.
+   */
+  check(method: string, context: CallContext): HypervisordError | undefined;
 }
 
 /** last_used_time is written at most this often per key: a busy key must not cost a write per call. */
@@ -33,9 +47,10 @@ const INVALID = "invalid API key";
  * Bearer, or x-api-key), else a verified client certificate, else (when the mode lets it) the anonymous
  * admin; refuses the call (UNAUTHENTICATED) otherwise. Other services (grpc.health.v1) pass untouched,
  * so that probes need no key. createRoleHook, later in the chain, decides what the principal may call.
+ * An address with too many refusals is refused (RESOURCE_EXHAUSTED) before its key is looked at.
  */
-export function createAuthHook(options: AuthHookOptions): CallHook {
-  const { store, mode } = options;
+export function createAuthHook(options: AuthHookOptions): AuthHook {
+  const { store, mode, failures, onRefused } = options;
   const now = options.now ?? Date.now;
   const certificateRole = options.clientCertificateRole ?? "operator";
   const lastTouch = new Map<string, number>();
@@ -65,10 +80,37 @@ export function createAuthHook(options: AuthHookOptions): CallHook {
     throw unauthenticated(MISSING);
   }
 
+  function admit(method: string, context: CallContext): Principal {
+    const refuse = (error: HypervisordError) => {
+      onRefused?.(method, context, error);
+      return error;
+    };
+    const throttled = failures?.check(context.peer);
+    if (throttled) throw refuse(throttled);
+    try {
+      return authenticate(context);
+    } catch (err) {
+      if (err instanceof HypervisordError && err.code === "UNAUTHENTICATED") {
+        failures?.failed(context.peer);
+        throw refuse(err);
+      }
+      throw err;
+    }
+  }
+
   return {
     before(call: Call) {
       if (call.service !== HypervisordService.typeName) return;
-      call.principal = authenticate(call.context);
+      call.principal = admit(call.method, call.context);
+    },
+    check(method, context) {
+      try {
+        admit(method, context);
+        return undefined;
+      } catch (err) {
+        if (err instanceof HypervisordError) return err;
+        throw err;
+      }
     },
   };
 }

@@ -4,6 +4,7 @@ import { parseArgs } from "node:util";
 import YAML from "yaml";
 import type { VSphereConnection } from "../domain/job.ts";
 import type { CompiledEngineOptions } from "../engine/engine.ts";
+import type { EdgeOptions } from "../server/edge-options.ts";
 import { parseValue, type ListenAddress } from "./parse-value.ts";
 import { SETTINGS, type Setting } from "./settings.ts";
 
@@ -35,7 +36,13 @@ export interface DaemonConfig {
   encryptionKey?: string;
   /** secrets.encryption_key_file (absolute): the key read from a file; neither set: <dataDir>/encryption.key. */
   encryptionKeyFile?: string;
-  rateLimit: { requestsPerSecond: number; burst: number; overrides: Record<string, Record<string, unknown> | null> };
+  rateLimit: {
+    requestsPerSecond: number; burst: number; overrides: Record<string, Record<string, unknown> | null>;
+    /** Refused authentications per address: refill per second (0: unlimited) and burst. */
+    authFailures: { perSecond: number; burst: number };
+  };
+  /** Connection deadlines and caps, request size and HTTP/2 limits of both listeners (`server.*`). */
+  server: EdgeOptions;
   /** Webhook endpoints and profiles from the file, as written: checked by the daemon with their field names. */
   webhooks: { allowPrivateTargets: boolean; endpoints: Record<string, unknown>[] };
   profiles: Record<string, Record<string, unknown> | null>;
@@ -184,6 +191,19 @@ function compile(values: Map<string, unknown>, configFile: string | undefined): 
       requestsPerSecond: get<number>("rate_limit.requests_per_second"),
       burst: get<number>("rate_limit.burst"),
       overrides: get<Record<string, Record<string, unknown> | null>>("rate_limit.overrides"),
+      authFailures: { perSecond: get<number>("rate_limit.auth_failures_per_minute") / 60, burst: get<number>("rate_limit.auth_failure_burst") },
+    },
+    server: {
+      maxConnections: get<number>("server.max_connections"),
+      firstBytesTimeoutMs: get<number>("server.first_bytes_timeout"),
+      headersTimeoutMs: get<number>("server.headers_timeout"),
+      idleTimeoutMs: get<number>("server.idle_timeout"),
+      requestTimeoutMs: get<number>("server.request_timeout"),
+      keepaliveTimeMs: get<number>("server.keepalive_time"),
+      keepaliveTimeoutMs: get<number>("server.keepalive_timeout"),
+      maxRequestBytes: get<number>("server.max_request_bytes"),
+      maxConcurrentStreams: get<number>("server.max_concurrent_streams"),
+      streamResets: { burst: get<number>("server.stream_reset_burst"), perSecond: get<number>("server.stream_reset_rate") },
     },
     webhooks: {
       allowPrivateTargets: get<boolean>("webhooks.allow_private_targets"),

@@ -61,7 +61,7 @@ export function clientOf(call: Pick<Call, "principal" | "context">): string {
 }
 
 /** Both transports give "<remoteAddress>:<remotePort>" (IPv6 without brackets): the port is what follows the last colon. */
-function addressOf(peer: string): string {
+export function addressOf(peer: string): string {
   let host = peer;
   if (host.startsWith("[")) {
     const end = host.indexOf("]");

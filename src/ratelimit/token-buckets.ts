@@ -14,6 +14,8 @@ interface Bucket {
 export interface TokenBuckets {
   /** Takes one token from the bucket `key`: 0 when taken, else the milliseconds until one is there. */
   take(key: string, spec: BucketSpec, now: number): number;
+  /** The milliseconds until the bucket `key` has a token, taking none: 0 when it has one (or does not exist). */
+  wait(key: string, spec: BucketSpec, now: number): number;
   readonly size: number;
 }
 
@@ -65,6 +67,12 @@ export function createTokenBuckets(maxBuckets: number): TokenBuckets {
         return 0;
       }
       return Math.ceil((1 - bucket.tokens) / spec.perMs);
+    },
+    wait(key, spec, now) {
+      const bucket = buckets.get(key);
+      if (!bucket) return 0;
+      refill(bucket, now);
+      return bucket.tokens >= 1 ? 0 : Math.ceil((1 - bucket.tokens) / spec.perMs);
     },
     get size() {
       return buckets.size;

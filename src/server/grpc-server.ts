@@ -1,3 +1,4 @@
+import net from "node:net";
 import { create, toBinary, fromBinary, type DescFile, type DescMessage, type DescMethod, type DescService } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import * as grpc from "@grpc/grpc-js";
@@ -9,6 +10,8 @@ import type { ServerTls } from "../auth/server-tls.ts";
 import { retryHeaders, statusOf } from "../api/status.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import type { ListenAddress } from "../config/parse-value.ts";
+import { createConnectionLimits, type ConnectionLimits } from "./connection-limits.ts";
+import { DEFAULT_EDGE_OPTIONS, type EdgeOptions } from "./edge-options.ts";
 
 export interface GrpcServiceBinding {
   service: DescService;
@@ -21,10 +24,24 @@ type AnyHandler = (request: unknown, context: CallContext) => Promise<unknown> |
  * A grpc-js server for protobuf-es services: the ServiceDefinition is built
  * from the generated descriptors (no proto-loader), with server reflection
  * (v1 and v1alpha) over the same descriptors. With `tls`, it serves TLS (and mTLS with `tls.ca`).
+ *
+ * grpc-js has no connection cap nor a deadline before a connection's first call, so the port is ours: a
+ * net.Server whose connections pass the connection limits and are then injected into grpc-js
+ * (createConnectionInjector); an interceptor tells the limits when calls start and end, and stream resets.
  */
-export function createGrpcServer(bindings: readonly GrpcServiceBinding[], logger: Logger, tls?: ServerTls) {
-  // Channelz bookkeeping costs on every message and nothing here reads it.
-  const server = new grpc.Server({ "grpc.max_receive_message_length": 16 * 1024 * 1024, "grpc.enable_channelz": 0 });
+export function createGrpcServer(bindings: readonly GrpcServiceBinding[], logger: Logger, tls?: ServerTls, edge: EdgeOptions = DEFAULT_EDGE_OPTIONS) {
+  // grpc-js closes an idle connection itself, with GOAWAY; the limits cut it a little later if that did not work.
+  const limits = createConnectionLimits({ ...edge, idleTimeoutMs: edge.idleTimeoutMs + IDLE_GOAWAY_GRACE_MS }, "grpc", logger);
+  const server = new grpc.Server({
+    "grpc.max_receive_message_length": edge.maxRequestBytes,
+    "grpc.max_connection_idle_ms": edge.idleTimeoutMs,
+    "grpc.keepalive_time_ms": edge.keepaliveTimeMs,
+    "grpc.keepalive_timeout_ms": edge.keepaliveTimeoutMs,
+    "grpc.max_concurrent_streams": edge.maxConcurrentStreams,
+    // Channelz bookkeeping costs on every message and nothing here reads it.
+    "grpc.enable_channelz": 0,
+    interceptors: [trackCalls(limits)],
+  });
   for (const { service, handlers } of bindings) {
     const implementation: grpc.UntypedServiceImplementation = {};
     for (const method of service.methods) {
@@ -36,24 +53,78 @@ export function createGrpcServer(bindings: readonly GrpcServiceBinding[], logger
     server.addService(grpcServiceDefinition(service), implementation);
   }
   new ReflectionService(reflectionPackage(bindings.map((b) => b.service))).addToServer(server);
+  const injector = server.createConnectionInjector(serverCredentials(tls));
+  const listener = net.createServer((socket) => {
+    if (limits.admit(socket)) injector.injectConnection(socket);
+  });
   return {
     server,
     listen(address: ListenAddress): Promise<number> {
       return new Promise((resolve, reject) => {
-        const target = address.host.includes(":") ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
-        server.bindAsync(target, serverCredentials(tls), (err, port) => (err ? reject(err) : resolve(port)));
+        listener.once("error", reject);
+        listener.listen(address.port, address.host, () => {
+          listener.off("error", reject);
+          resolve((listener.address() as net.AddressInfo).port);
+        });
       });
     },
     /** Graceful close; calls still open after `timeoutMs` are cut. */
     close(timeoutMs: number): Promise<void> {
-      return new Promise((resolve) => {
-        const timer = setTimeout(() => server.forceShutdown(), timeoutMs);
-        server.tryShutdown(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
+      const closed = new Promise<void>((resolve) => listener.close(() => resolve()));
+      const timer = setTimeout(() => {
+        server.forceShutdown();
+        limits.destroyAll();
+      }, timeoutMs);
+      // GOAWAY on every connection; they close as their calls end.
+      server.tryShutdown(() => {});
+      limits.closeIdle();
+      return closed.finally(() => clearTimeout(timer));
     },
+    /** Connections held now (tests, benchmarks). */
+    get connections() {
+      return limits.size;
+    },
+  };
+}
+
+/** How much later than grpc-js's own idle GOAWAY the connection limits cut an idle connection. */
+const IDLE_GOAWAY_GRACE_MS = 2000;
+
+/**
+ * Tells the connection limits of each call (grpc-js shows no connections, but each call its peer's
+ * address and port): busy while it runs, its request received once half-closed (all our RPCs are unary
+ * or server-streaming). grpc-js reports every stream's close as a cancel and does not show RST_STREAM, so
+ * a stream reset is a call that closed without its request message, or before its status.
+ */
+function trackCalls(limits: ConnectionLimits): grpc.ServerInterceptor {
+  return (_method, call) => {
+    const { remoteAddress, remotePort } = call.getConnectionInfo();
+    const peer = `${remoteAddress}:${remotePort}`;
+    const tracked = limits.callStarted(peer);
+    if (!tracked) return new grpc.ServerInterceptingCall(call);
+    let requested = false;
+    let answered = false;
+    return new grpc.ServerInterceptingCall(call, {
+      start: (next) => next({
+        onReceiveMessage: (message, nextMessage) => {
+          requested = true;
+          nextMessage(message);
+        },
+        onReceiveHalfClose: (nextHalfClose) => {
+          tracked.received();
+          nextHalfClose();
+        },
+        onCancel: () => {
+          if (!requested || !answered) limits.streamReset(peer);
+          tracked.ended();
+        },
+      }),
+      sendStatus: (status, next) => {
+        answered = true;
+        tracked.ended();
+        next(status);
+      },
+    });
   };
 }
 

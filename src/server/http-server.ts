@@ -5,10 +5,17 @@ import type { TLSSocket } from "node:tls";
 import { cors as connectCors } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
-import { CLIENT_CERT_HEADER, clientCertificateOf, encodeClientCertificate } from "../auth/client-certificate.ts";
+import { HypervisordService } from "../../gen/hypervisord/v1/service_pb.js";
+import type { CallContext } from "../api/handlers.ts";
+import { statusOf } from "../api/status.ts";
+import { CLIENT_CERT_HEADER, clientCertificateOf, decodeClientCertificate, encodeClientCertificate } from "../auth/client-certificate.ts";
 import type { ServerTls } from "../auth/server-tls.ts";
 import type { ListenAddress } from "../config/parse-value.ts";
+import type { HypervisordError } from "../errors.ts";
 import { PEER_HEADER, registerConnectServices } from "./connect-routes.ts";
+import { createConnectionLimits, peerOf, type ConnectionLimits } from "./connection-limits.ts";
+import { refuseBeforeBody, stopUnreadBody } from "./early-refusal.ts";
+import { DEFAULT_EDGE_OPTIONS, type EdgeOptions } from "./edge-options.ts";
 import type { GrpcServiceBinding } from "./grpc-server.ts";
 
 export type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
@@ -26,7 +33,17 @@ export interface HttpServerOptions {
   isServing(): boolean;
   /** Serve HTTPS (HTTP/1.1 and h2 by ALPN) instead of HTTP/1.1 and h2c; with `tls.ca`, client certificates authenticate. */
   tls?: ServerTls;
+  /** Connection deadlines and caps, request size (`server.*`); default DEFAULT_EDGE_OPTIONS. */
+  edge?: EdgeOptions;
+  /**
+   * The refusal of a HypervisordService call from its headers and connection alone (AuthHook.check), asked
+   * before its body is read: a caller without valid credentials cannot make the daemon read a body.
+   */
+  authorize?: (method: string, context: CallContext) => HypervisordError | undefined;
 }
+
+const RPC_PREFIX = `/${HypervisordService.typeName}/`;
+const METHODS = new Set(HypervisordService.methods.map((m) => m.name));
 
 const ALLOWED_HEADERS = [...connectCors.allowedHeaders, "Authorization", "X-Api-Key", "Traceparent"].join(", ");
 const EXPOSED_HEADERS = [...connectCors.exposedHeaders, "Retry-After", "Grpc-Retry-Pushback-Ms"].join(", ");
@@ -38,13 +55,18 @@ const ALLOWED_METHODS = connectCors.allowedMethods.join(", ");
  * With TLS, over HTTP/1.1 and h2, told apart by ALPN.
  */
 export function createHttpServer(options: HttpServerOptions) {
+  const edge = options.edge ?? DEFAULT_EDGE_OPTIONS;
+  const limits = createConnectionLimits(edge, "http", options.logger);
   const rpc = connectNodeAdapter({
     routes: (router) => registerConnectServices(router, options.bindings, options.logger),
     fallback: (_req, res) => notFound(res as NodeResponse),
     // Plain JSON callers see every field, zero counts and empty lists included.
     jsonOptions: { alwaysEmitImplicit: true },
+    // Checked against Content-Length before reading, and against each gRPC / Connect envelope as it comes.
+    readMaxBytes: edge.maxRequestBytes,
   });
   const handle = (req: NodeRequest, res: NodeResponse) => {
+    trackCall(limits, req, res);
     if (!applyCors(req, res, options.corsAllowedOrigins)) return;
     const url = req.url ?? "/";
     if (url === "/healthz" || url.startsWith("/healthz?")) return healthz(req, res, options.isServing());
@@ -57,18 +79,25 @@ export function createHttpServer(options: HttpServerOptions) {
     req.headers[PEER_HEADER] = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
     delete req.headers[CLIENT_CERT_HEADER];
     if (options.tls?.ca) setClientCertificate(req);
+    const refusal = options.authorize && refusalBeforeBody(req, options.authorize);
+    if (refusal) return refuseBeforeBody(req, res, statusOf(refusal, options.logger, "authorize"));
     rpc(req, res);
   };
-  const { listener, h2, closeIdle } = options.tls ? secureListener(options.tls, handle) : plainListener(handle);
-  const sockets = new Set<net.Socket>();
-  const sessions = new Set<http2.ServerHttp2Session>();
-  listener.on("connection", (socket: net.Socket) => {
-    sockets.add(socket);
-    socket.once("close", () => sockets.delete(socket));
+  const { h1, h2, accept } = options.tls ? secureServers(options.tls, edge, handle) : plainServers(edge, handle);
+  const listener = net.createServer((socket) => {
+    if (limits.admit(socket)) accept(socket);
   });
+  const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (session: http2.ServerHttp2Session) => {
+    const peer = peerOf(session.socket);
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
+    limits.setSession(peer, session);
+    // Rapid reset (CVE-2023-44487): a stream opened and reset costs us its setup for nothing. Counted at close,
+    // as 'aborted' misses streams already answered; a server reset is rare, and NO_ERROR (early refusal) is not counted.
+    session.on("stream", (stream: http2.ServerHttp2Stream) => stream.once("close", () => {
+      if (stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR) limits.streamReset(peer);
+    }));
   });
 
   return {
@@ -84,38 +113,82 @@ export function createHttpServer(options: HttpServerOptions) {
     /** Stops accepting, lets open requests finish for up to `timeoutMs`, then cuts what is left. */
     close(timeoutMs: number): Promise<void> {
       const closed = new Promise<void>((resolve) => listener.close(() => resolve()));
-      closeIdle();
+      limits.closeIdle();
       for (const session of sessions) session.close();
-      const timer = setTimeout(() => {
-        for (const socket of sockets) socket.destroy();
-      }, timeoutMs);
+      const timer = setTimeout(() => limits.destroyAll(), timeoutMs);
       return closed.finally(() => clearTimeout(timer));
+    },
+    /** Connections held now (tests, benchmarks). */
+    get connections() {
+      return limits.size;
     },
   };
 }
 
 type Handle = (req: NodeRequest, res: NodeResponse) => void;
 
+/**
+ * Every request is a call of its connection: the connection is busy until the response is done, and
+ * the request must arrive whole within server.request_timeout. h1 is set too: it is never listen()ed.
+ */
+function trackCall(limits: ConnectionLimits, req: NodeRequest, res: NodeResponse): void {
+  const call = limits.callStarted(peerOf(req.socket));
+  if (!call) return;
+  if (req.complete) call.received();
+  else req.once("end", call.received);
+  res.once("close", call.ended);
+  if (res instanceof http2.Http2ServerResponse) stopUnreadBody(req as http2.Http2ServerRequest, res);
+}
+
+/** The refusal of an RPC of HypervisordService by its headers, before its body is read; undefined to go on. */
+function refusalBeforeBody(req: NodeRequest, authorize: NonNullable<HttpServerOptions["authorize"]>): HypervisordError | undefined {
+  const path = (req.url ?? "").split("?")[0]!;
+  if (!path.startsWith(RPC_PREFIX)) return undefined;
+  const method = path.slice(RPC_PREFIX.length);
+  // An unknown RPC is connect-node's to answer (not found).
+  if (!METHODS.has(method)) return undefined;
+  const header = (name: string) => {
+    const value = req.headers[name];
+    return Array.isArray(value) ? value[0] : value;
+  };
+  return authorize(method, {
+    signal: AbortSignal.abort(),
+    peer: header(PEER_HEADER) ?? "",
+    transport: "connect",
+    header,
+    clientCertificate: decodeClientCertificate(header(CLIENT_CERT_HEADER)),
+  });
+}
+
+/** The HTTP/2 settings both listeners announce. */
+export function http2Settings(edge: EdgeOptions): http2.Settings {
+  return { maxConcurrentStreams: edge.maxConcurrentStreams };
+}
+
 /** HTTP/1.1 and h2c on one plain TCP port, told apart by sniffing the first bytes. */
-function plainListener(handle: Handle) {
+function plainServers(edge: EdgeOptions, handle: Handle) {
   const h1 = http.createServer(handle);
-  const h2 = http2.createServer({}, handle);
-  const listener = net.createServer((socket) => sniff(socket, (isHttp2) => (isHttp2 ? h2 : h1).emit("connection", socket)));
-  return { listener, h2, closeIdle: () => h1.closeIdleConnections() };
+  // Keep-alive between requests is the connection limits' idle timeout, on both protocols.
+  h1.keepAliveTimeout = edge.idleTimeoutMs;
+  const h2 = http2.createServer({ settings: http2Settings(edge) }, handle);
+  const accept = (socket: net.Socket) => sniff(socket, (isHttp2) => (isHttp2 ? h2 : h1).emit("connection", socket));
+  return { h1, h2, accept };
 }
 
 /** HTTPS: HTTP/1.1 and h2 by ALPN; client certificates asked for when there is a client CA. */
-function secureListener(tls: ServerTls, handle: Handle) {
-  const listener = http2.createSecureServer({
+function secureServers(tls: ServerTls, edge: EdgeOptions, handle: Handle) {
+  const h2 = http2.createSecureServer({
     allowHTTP1: true,
     cert: tls.cert,
     key: tls.key,
     ca: tls.ca,
     requestCert: tls.ca !== undefined,
     rejectUnauthorized: tls.requireClientCert,
+    settings: http2Settings(edge),
+    // The handshake is bounded by server.headers_timeout (connection limits), not by TLS's own 120 s.
   }, handle);
-  // Http2SecureServer.close() closes idle HTTP/1.1 connections itself (allowHTTP1).
-  return { listener, h2: listener, closeIdle: () => {} };
+  // Connections are accepted by our own listener (for the limits), then handed over: TLS starts there.
+  return { h1: h2, h2, accept: (socket: net.Socket) => void h2.emit("connection", socket) };
 }
 
 /** A verified client certificate, as an internal header for connect-routes' CallContext. */
@@ -142,7 +215,6 @@ function sniff(socket: net.Socket, dispatch: (isHttp2: boolean) => void): void {
     if (!isHttp2) socket.resume();
   };
   socket.on("data", onData);
-  socket.once("error", () => socket.destroy());
 }
 
 /** Answers a preflight itself; returns false when the request needs nothing more. */
