@@ -1,5 +1,7 @@
 /** Domain types of jobs. Generated protobuf types stop at src/api; everything below uses these. */
 
+import { redactUrl } from "../redact-url.ts";
+
 export const JOB_STATES = ["queued", "running", "completed", "failed", "cancelled"] as const;
 export type JobState = (typeof JOB_STATES)[number];
 
@@ -168,5 +170,6 @@ export interface JobTransition {
 /** The definition without secrets: what responses, logs and webhooks may show. */
 export function redactDefinition(definition: JobDefinition): JobDefinition {
   if (!definition.vsphere) return definition;
-  return { ...definition, vsphere: { ...definition.vsphere, password: "" } };
+  // A URL with credentials in it (stored by an earlier version, which accepted them) is shown redacted too.
+  return { ...definition, vsphere: { ...definition.vsphere, url: redactUrl(definition.vsphere.url), password: "" } };
 }

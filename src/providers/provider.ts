@@ -41,7 +41,7 @@ export interface SecretSealer {
 export interface DaemonTools {
   /** qemu-img, capped across jobs; undefined when it is unavailable (jobs with convert_to are refused then). */
   converter?: Converter;
-  /** Undefined when no encryption key is configured: secrets in checkpoints are then stored as the jobs' passwords are. */
+  /** The store's key (always present in the daemon; a generated one when none is configured): secrets in checkpoints are sealed with it. */
   secretBox?: SecretSealer;
 }
 
