@@ -54,6 +54,9 @@ async function logEntry(client: GrpcJsClient, jobId: string, prefix: string, tim
   }
 }
 
+/** What a job's unfinished files end with: its own tag, so that two jobs never share one. */
+const partial = (jobId: string) => `.${jobId.replace(/-/g, "").slice(-8)}.partial`;
+
 /** Every path under `dir`, relative, sorted; [] when it does not exist. */
 function tree(dir: string): string[] {
   if (!fs.existsSync(dir)) return [];
@@ -73,11 +76,11 @@ describe("fake provider through the daemon", () => {
     fs.writeFileSync(path.join(out, "notes.txt"), "not the job's");
     const { job } = await client.unary("submitJob", { definition: { provider: "fake", vm: "c1?size=4194304&chunk=65536&delayMs=10", outputDir: "shared" } });
     await pollJob(client, job!.id, hasBytes(65536));
-    assert.deepEqual(tree(out), ["c1", "c1/c1-disk-1.img.partial", "notes.txt"], "a disk being written has its .partial name only");
+    assert.deepEqual(tree(out), ["c1", `c1/c1-disk-1.img${partial(job!.id)}`, "notes.txt"], "a disk being written has its .partial name only");
     await client.unary("cancelJob", { jobId: job!.id, reason: "test" });
     const removed = await logEntry(client, job!.id, REMOVED);
     assert.deepEqual(tree(out), ["notes.txt"], "the job's file and the directory it created are gone; the rest stays");
-    assert.deepEqual(removed.fields.files, [path.join(out, "c1", "c1-disk-1.img.partial")]);
+    assert.deepEqual(removed.fields.files, [path.join(out, "c1", `c1-disk-1.img${partial(job!.id)}`)]);
     assert.deepEqual(removed.fields.directories, [path.join(out, "c1")]);
     const { job: ended } = await client.unary("getJob", { jobId: job!.id });
     assert.equal(ended!.state, JobState.CANCELLED);
@@ -94,9 +97,22 @@ describe("fake provider through the daemon", () => {
     assert.equal(fs.readFileSync(earlier, "utf8"), "the export of last night", "the final name is only replaced by a complete file");
     await client.unary("cancelJob", { jobId: job!.id, reason: "" });
     const removed = await logEntry(client, job!.id, REMOVED);
-    assert.deepEqual(removed.fields.files, [`${earlier}.partial`]);
+    assert.deepEqual(removed.fields.files, [`${earlier}${partial(job!.id)}`]);
     assert.deepEqual(tree(path.join(daemon.outputRoot, "again")), ["e1", "e1/e1-disk-1.img"]);
     assert.equal(fs.readFileSync(earlier, "utf8"), "the export of last night");
+  });
+
+  test("jobs writing the same names at once each use their own partial file, and all complete", async () => {
+    const size = 256 * 1024;
+    const { results } = await client.unary("submitJobs", {
+      definitions: Array.from({ length: 6 }, () => ({ provider: "fake", vm: `same?size=${size}&chunk=65536&delayMs=5`, outputDir: "same" })),
+    });
+    for (const result of results) {
+      const done = await pollJob(client, result.job!.id, isFinal);
+      assert.equal(done.state, JobState.COMPLETED, done.error?.message);
+    }
+    assert.deepEqual(tree(path.join(daemon.outputRoot, "same")), ["same", "same/same-disk-1.img"]);
+    assert.ok(fs.readFileSync(path.join(daemon.outputRoot, "same", "same", "same-disk-1.img")).equals(fakeDiskBytes(0, size)));
   });
 
   test("a failure for good removes what the job wrote, the output directory it created included", async () => {
@@ -147,12 +163,12 @@ describe("fake provider through the daemon", () => {
     });
     await pollJob(client, job!.id, hasBytes(65536));
     const { job: cancelled } = await client.unary("cancelJob", { jobId: job!.id, reason: "look at it" });
-    const partial = path.join(daemon.outputRoot, "kept", "k1", "k1-disk-1.img.partial");
-    assert.match(cancelled!.error!.message, /^look at it \(keep_partial: the 1 file it wrote is kept, e\.g\. .*k1-disk-1\.img\.partial\)$/);
+    const kept = path.join(daemon.outputRoot, "kept", "k1", `k1-disk-1.img${partial(job!.id)}`);
+    assert.equal(cancelled!.error!.message, `look at it (keep_partial: the 1 file it wrote is kept, e.g. ${kept})`);
     assert.equal(cancelled!.definition!.keepPartial, true);
     await logEntry(client, job!.id, "keep_partial: kept");
     await new Promise((r) => setTimeout(r, 200));
-    assert.ok(fs.statSync(partial).size > 0, "the partial file stays");
+    assert.ok(fs.statSync(kept).size > 0, "the partial file stays");
   });
 
   test("hyperctl export --keep-partial sets keep_partial", async () => {
@@ -170,7 +186,7 @@ describe("fake provider through the daemon", () => {
       definition: { provider: "fake", vm: "q1?size=1048576&chunk=65536&delayMs=0&failTimes=5&failAfter=131072", outputDir: "queued" },
     });
     await pollJob(client, job!.id, (j) => j.state === JobState.QUEUED && j.attempt === 1 && !!j.error);
-    assert.deepEqual(tree(path.join(daemon.outputRoot, "queued")), ["q1", "q1/q1-disk-1.img.partial"], "kept for the retry");
+    assert.deepEqual(tree(path.join(daemon.outputRoot, "queued")), ["q1", `q1/q1-disk-1.img${partial(job!.id)}`], "kept for the retry");
     await client.unary("cancelJob", { jobId: job!.id, reason: "" });
     await logEntry(client, job!.id, REMOVED);
     assert.equal(fs.existsSync(path.join(daemon.outputRoot, "queued")), false);
@@ -185,7 +201,7 @@ describe("jobs that end while no run of theirs is going on", () => {
     });
     await pollJob(first.client, job!.id, hasBytes(65536));
     await first.daemon.kill();
-    assert.deepEqual(tree(path.join(first.daemon.outputRoot, "noresume")), ["nr", "nr/nr-disk-1.img.partial"]);
+    assert.deepEqual(tree(path.join(first.daemon.outputRoot, "noresume")), ["nr", `nr/nr-disk-1.img${partial(job!.id)}`]);
     const second = await start({ dataDir: first.daemon.dataDir, outputRoot: first.daemon.outputRoot });
     const { job: ended } = await second.client.unary("getJob", { jobId: job!.id });
     assert.equal(ended!.state, JobState.FAILED);
@@ -206,7 +222,7 @@ describe("jobs that end while no run of theirs is going on", () => {
     const moved = first.store.transition({ jobId: job.id, from: ["queued"], to: "cancelled", seq, time: Date.now(), endTime: Date.now(), reason: "test", actor: "test" });
     assert.ok(moved);
     first.store.close();
-    assert.deepEqual(tree(outputDir), ["late", "late/late-disk-1.img.partial"]);
+    assert.deepEqual(tree(outputDir), ["late", `late/late-disk-1.img${partial(job.id)}`]);
 
     const second = startEngine({}, { dataDir, outputDir });
     cleanups.push(() => second.close());
@@ -251,8 +267,8 @@ describe("vSphere provider against vcsim-export", () => {
     const { job } = await client.unary("submitJob", { definition: { provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "ovf-cancel" } });
     await pollJob(client, job!.id, hasBytes(600_000));
     const during = tree(path.join(out, vm.name));
-    assert.ok(during.length > 0 && during.every((name) => name.endsWith(".partial")), `only .partial names mid-download: ${during.join(", ")}`);
-    assert.ok(during.includes(`${vm.name}-disk-1.vmdk.partial`), during.join(", "));
+    assert.ok(during.length > 0 && during.every((name) => name.endsWith(partial(job!.id))), `only partial names mid-download: ${during.join(", ")}`);
+    assert.ok(during.includes(`${vm.name}-disk-1.vmdk${partial(job!.id)}`), during.join(", "));
     await client.unary("cancelJob", { jobId: job!.id, reason: "" });
     await logEntry(client, job!.id, REMOVED);
     assert.deepEqual(tree(out), ["README.txt"]);
@@ -268,10 +284,10 @@ describe("vSphere provider against vcsim-export", () => {
     fs.writeFileSync(path.join(out, "older.ova"), "an older export");
     const { job } = await client.unary("submitJob", { definition: { provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "ova-cancel", format: ExportFormat.OVA } });
     await pollJob(client, job!.id, hasBytes(600_000));
-    assert.deepEqual(tree(out), [`${vm.name}.ova.partial`, "older.ova"]);
+    assert.deepEqual(tree(out), [`${vm.name}.ova${partial(job!.id)}`, "older.ova"]);
     await client.unary("cancelJob", { jobId: job!.id, reason: "" });
     const removed = await logEntry(client, job!.id, REMOVED);
-    assert.deepEqual(removed.fields.files, [path.join(out, `${vm.name}.ova.partial`)]);
+    assert.deepEqual(removed.fields.files, [path.join(out, `${vm.name}.ova${partial(job!.id)}`)]);
     assert.deepEqual(tree(out), ["older.ova"]);
   });
 
@@ -287,7 +303,7 @@ describe("vSphere provider against vcsim-export", () => {
     await pollJob(first.client, job!.id, hasBytes(1_800_000));
     await first.daemon.kill();
     const dir = path.join(first.daemon.outputRoot, "crash", vm.name);
-    assert.ok(tree(dir).every((name) => name.endsWith(".partial")), tree(dir).join(", "));
+    assert.ok(tree(dir).every((name) => name.endsWith(partial(job!.id))), tree(dir).join(", "));
 
     const second = await start({ dataDir: first.daemon.dataDir, outputRoot: first.daemon.outputRoot });
     const done = await pollJob(second.client, job!.id, isFinal, 60_000);
@@ -329,7 +345,7 @@ describe("vSphere provider against vcsim-export", () => {
     assert.equal(ended.state, JobState.FAILED);
     assert.equal(ended.error!.code, "RESOURCE_EXHAUSTED");
     assert.equal(ended.attempt, 1, "a full disk is not retried");
-    assert.match(ended.error!.message, new RegExp(`writing ${mountPoint}/${vm.name}/${vm.name}-disk-1\\.vmdk\\.partial .*ENOSPC.*\\(\\d+(\\.\\d)? [KM]?i?B free of 8 MiB on the filesystem of ${mountPoint}/${vm.name}\\)`));
+    assert.match(ended.error!.message, new RegExp(`writing ${mountPoint}/${vm.name}/${vm.name}-disk-1\\.vmdk${partial(job!.id).replace(/\./g, "\\.")} .*ENOSPC.*\\(\\d+(\\.\\d)? [KM]?i?B free of 8 MiB on the filesystem of ${mountPoint}/${vm.name}\\)`));
     const removed = await logEntry(client, job!.id, REMOVED);
     assert.ok((removed.fields.bytes_released as number) > 6 * 1024 * 1024, JSON.stringify(removed.fields));
     assert.deepEqual(tree(mountPoint), []);

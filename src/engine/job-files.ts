@@ -43,6 +43,8 @@ export function openJobCheckpoint(store: Store, jobId: string): JobCheckpoint {
       persist();
     },
     files: {
+      // The end of the job id (a UUIDv7: its last digits are random, its first ones the time).
+      partialSuffix: `.${jobId.replace(/-/g, "").slice(-8)}.partial`,
       add(file) {
         if (written.has(file)) return;
         written.add(file);

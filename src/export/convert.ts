@@ -31,9 +31,9 @@ export interface ConvertJob {
   source: string;
   /** Default: from the file name (.vmdk, .raw/.img). qemu-img never probes: probing trusts the image's own header. */
   sourceFormat?: SourceFormat;
-  /** Written as `${target}.partial`, then renamed: `target` only ever appears complete. */
+  /** Written under a partial name (`${target}.partial` by default), then renamed: `target` only ever appears complete. */
   target: string;
-  /** Where the `.partial` and `target` are recorded as the job's (for the cleanup of a failed job); default: nowhere. */
+  /** Where the partial file and `target` are recorded as the job's (for the cleanup of a failed job); default: nowhere. */
   written?: WrittenFiles;
   format: ConvertFormat;
   /** Abort stops qemu-img (SIGTERM, then SIGKILL), removes the partial file and rejects with `signal.reason`. */

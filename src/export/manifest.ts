@@ -36,7 +36,7 @@ export async function writeManifest(file: string, entries: readonly ManifestEntr
   return text;
 }
 
-/** Writes `file.partial`, syncs it and renames it to `file` (recorded in `files`): `file` only ever appears whole. */
+/** Writes `file`'s partial name (see written-files.ts), syncs it and renames it to `file`: `file` only ever appears whole. */
 export async function writeFileAtomic(file: string, data: string | Buffer, files: WrittenFiles = UNRECORDED): Promise<void> {
   const partial = startPartial(file, files);
   try {

@@ -12,21 +12,25 @@ export interface WrittenFiles {
   add(file: string): void;
   /** Whether this job recorded `file`. */
   has(file: string): boolean;
+  /**
+   * What every file the job writes carries until it is complete and verified, e.g. ".1c2b7d4e.partial": the
+   * same for every run of the job (a resume finds its bytes), different between jobs, so that two jobs writing
+   * the same names (the same VM into the same directory) never write into, rename or remove each other's file.
+   */
+  readonly partialSuffix: string;
 }
 
 /** For writers whose caller removes what they write itself (tests, tools): records nothing. */
-export const UNRECORDED: WrittenFiles = { add() {}, has: () => false };
+export const UNRECORDED: WrittenFiles = { add() {}, has: () => false, partialSuffix: ".partial" };
 
-/** Every file an export writes carries this suffix until it is complete and verified. */
-export const PARTIAL_SUFFIX = ".partial";
-
-export function partialPath(file: string): string {
-  return `${file}${PARTIAL_SUFFIX}`;
+/** Where `final` is written until it is complete. */
+export function partialPath(final: string, files: WrittenFiles): string {
+  return `${final}${files.partialSuffix}`;
 }
 
-/** The `.partial` name to write `final` under, recorded as this job's. */
+/** The partial name to write `final` under, recorded as this job's. */
 export function startPartial(final: string, files: WrittenFiles): string {
-  const partial = partialPath(final);
+  const partial = partialPath(final, files);
   files.add(partial);
   return partial;
 }
@@ -58,7 +62,7 @@ export async function makeDirectory(dir: string, files: WrittenFiles): Promise<v
 export async function publishPartial(final: string, files: WrittenFiles): Promise<void> {
   const replaces = await exists(final);
   if (!replaces) files.add(final);
-  await fs.rename(partialPath(final), final);
+  await fs.rename(partialPath(final, files), final);
   if (replaces) files.add(final);
   await syncDirectory(path.dirname(final));
 }
@@ -70,7 +74,7 @@ export async function publishPartial(final: string, files: WrittenFiles): Promis
  * wrote; returns whether one was moved.
  */
 export async function reopenPublished(final: string, files: WrittenFiles): Promise<boolean> {
-  const partial = partialPath(final);
+  const partial = partialPath(final, files);
   if (!files.has(final) || (await exists(partial)) || !(await exists(final))) return false;
   files.add(partial);
   await fs.rename(final, partial);

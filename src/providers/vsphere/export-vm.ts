@@ -10,7 +10,7 @@ import { manifestSize, manifestText, writeFileAtomic, writeManifest } from "../.
 import { ovaLayout } from "../../export/ova-layout.ts";
 import { prepareOvaFile, syncFile, writeAt, writeOvaFromFiles } from "../../export/ova-package.ts";
 import { removeDevices } from "../../export/ovf-devices.ts";
-import { makeDirectory, PARTIAL_SUFFIX, publishPartial, reopenPublished, startPartial } from "../../export/written-files.ts";
+import { makeDirectory, publishPartial, reopenPublished, startPartial } from "../../export/written-files.ts";
 import type { Converter } from "../../export/convert.ts";
 import type { ExportContext, ExportResult, SecretSealer } from "../provider.ts";
 import { createDescriptor, type OvfFile } from "./descriptor.ts";
@@ -264,14 +264,14 @@ async function downloadOvf(run: Run, plan: FilePlan, dir: string) {
 }
 
 /**
- * Files downloaded to their .partial names, complete and checked against the lease manifest: renamed to their
- * final names (`.partial` dropped), with the final paths.
+ * Files downloaded to their partial names, complete and checked against the lease manifest: renamed to their
+ * final names, with the final paths.
  */
 async function publish(run: Run, planned: readonly PlannedFile[], downloaded: readonly DownloadedFile[]): Promise<DownloadedFile[]> {
   await checkAgainstLeaseManifest(run, planned, downloaded);
   const published: DownloadedFile[] = [];
   for (const file of downloaded) {
-    const final = file.path.slice(0, -PARTIAL_SUFFIX.length);
+    const final = file.path.slice(0, -run.context.files.partialSuffix.length);
     await publishPartial(final, run.context.files);
     published.push({ ...file, path: final });
   }
@@ -301,7 +301,7 @@ function nvramWarning(run: Run, why: string): void {
 
 // ---------------------------------------------------------------------------------------------
 // OVA streamed: the tar is laid out from the sizes (HEAD), the descriptor is made first, and every file is
-// downloaded straight into its region of <vm>.ova.partial, in parallel and resumable like the OVF files.
+// downloaded straight into its region of the OVA's partial file, in parallel and resumable like the OVF files.
 
 async function streamOva(run: Run, plan: FilePlan, vmDir: string): Promise<ExportResult | undefined> {
   const { session, definition, context, baseName } = run;
