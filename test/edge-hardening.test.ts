@@ -14,10 +14,21 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import Database from "better-sqlite3";
+import pino from "pino";
 import { GetStatusRequestSchema, HypervisordService } from "../gen/hypervisord/v1/service_pb.js";
+import type { CallContext } from "../src/api/handlers.ts";
+import { createRefusalAudit } from "../src/audit/audit-hook.ts";
+import { hashApiKey } from "../src/auth/api-key.ts";
+import { createAuthHook } from "../src/auth/auth-hook.ts";
 import { loadConfig } from "../src/config/load-config.ts";
+import { HypervisordError } from "../src/errors.ts";
+import { createAuthFailureLimit } from "../src/ratelimit/auth-failure-limit.ts";
+import { createTokenBuckets } from "../src/ratelimit/token-buckets.ts";
 import { DEFAULT_EDGE_OPTIONS } from "../src/server/edge-options.ts";
 import { grpcServiceDefinition } from "../src/server/grpc-server.ts";
+import { createApiKeyQueries } from "../src/store/sqlite/api-keys.ts";
+import { createAuditQueries } from "../src/store/sqlite/audit.ts";
+import { migrate } from "../src/store/sqlite/migrations.ts";
 import { DATABASE_FILE } from "../src/store/sqlite/sqlite-store.ts";
 import { spawnDaemon, tempDir, type DaemonProcess } from "./support/daemon-process.ts";
 
@@ -189,6 +200,72 @@ describe("configuration of the edge", () => {
     assert.deepEqual(loaded.config.server, DEFAULT_EDGE_OPTIONS);
     assert.equal(loaded.config.server.maxRequestBytes, 4 * 1024 * 1024);
     assert.deepEqual(loaded.config.rateLimit.authFailures, { perSecond: 1, burst: 20 });
+  });
+});
+
+describe("refused authentications, in process (SQLite in memory, a clock the test moves)", () => {
+  const context = (peer: string, headers: Record<string, string> = {}): CallContext => ({
+    signal: new AbortController().signal, peer, transport: "connect", header: (name) => headers[name],
+  });
+  const codeOf = (err: HypervisordError | undefined) => err?.code ?? "OK";
+
+  test("token buckets: wait() tells when a token is back and takes none", () => {
+    const buckets = createTokenBuckets(10);
+    const spec = { burst: 2, perMs: 1 / 1000 };
+    assert.equal(buckets.wait("a", spec, 0), 0, "no bucket yet: a full one");
+    buckets.take("a", spec, 0);
+    buckets.take("a", spec, 0);
+    assert.equal(buckets.wait("a", spec, 0), 1000);
+    assert.equal(buckets.wait("a", spec, 0), 1000, "waiting took nothing");
+    assert.equal(buckets.wait("a", spec, 1000), 0);
+  });
+
+  test("the auth hook: the burst of failures is UNAUTHENTICATED, then RESOURCE_EXHAUSTED per address before the key is looked at; a good key takes nothing; every refusal is reported", () => {
+    const db = new Database(":memory:");
+    migrate(db);
+    const keys = createApiKeyQueries(db);
+    keys.insert({ id: "k1", name: "k1", role: "viewer", keyHash: hashApiKey("good-key"), prefix: "good-key", source: "api", createTime: 0 });
+    const clock = { ms: 0 };
+    const refused: string[] = [];
+    const hook = createAuthHook({
+      store: keys, mode: "required", failures: createAuthFailureLimit({ perSecond: 1, burst: 3, now: () => clock.ms }),
+      onRefused: (method, ctx, error) => refused.push(`${method} ${ctx.peer} ${error.code}`),
+    });
+    const wrong = { authorization: "Bearer wrong-key" };
+    const good = { "x-api-key": "good-key" };
+    for (let i = 0; i < 5; i++) assert.equal(codeOf(hook.check("GetStatus", context("127.0.0.1:1000", good))), "OK", "good keys take nothing");
+    const codes = Array.from({ length: 5 }, () => codeOf(hook.check("GetStatus", context("127.0.0.1:1001", wrong))));
+    assert.deepEqual(codes, ["UNAUTHENTICATED", "UNAUTHENTICATED", "UNAUTHENTICATED", "RESOURCE_EXHAUSTED", "RESOURCE_EXHAUSTED"]);
+    const throttled = hook.check("GetStatus", context("127.0.0.1:2000", good)) as HypervisordError & { retryAfterMs?: number };
+    assert.equal(throttled.code, "RESOURCE_EXHAUSTED", "the address is throttled, whatever the port and the key");
+    assert.equal(throttled.retryAfterMs, 1000);
+    assert.equal(codeOf(hook.check("GetStatus", context("[::1]:1", wrong))), "UNAUTHENTICATED", "another address has its own allowance");
+    clock.ms = 1000;
+    assert.equal(codeOf(hook.check("GetStatus", context("127.0.0.1:2001", good))), "OK", "a token is back");
+    assert.deepEqual(refused.slice(0, 4), ["GetStatus 127.0.0.1:1001 UNAUTHENTICATED", "GetStatus 127.0.0.1:1001 UNAUTHENTICATED", "GetStatus 127.0.0.1:1001 UNAUTHENTICATED", "GetStatus 127.0.0.1:1001 RESOURCE_EXHAUSTED"]);
+    assert.equal(refused.length, 7);
+    // The hook itself refuses the same way (and a check that passed leaves the call to it).
+    const call = { service: HypervisordService.typeName, method: "ListJobs", streaming: false, request: {}, context: context("10.0.0.1:5", wrong), start: 0 };
+    assert.throws(() => hook.before!(call), (err: unknown) => err instanceof HypervisordError && err.code === "UNAUTHENTICATED");
+  });
+
+  test("the refusal audit: the first of an (address, RPC, code) at once, the rest of the window as one count; past max_keys, one entry for many addresses", () => {
+    const db = new Database(":memory:");
+    migrate(db);
+    const store = createAuditQueries(db);
+    const audit = createRefusalAudit({ store, logger: pino({ level: "silent" }), windowMs: 60_000, maxKeys: 2, now: () => 1_700_000_000_000 });
+    const unauthenticated = new HypervisordError("UNAUTHENTICATED", "invalid API key");
+    for (let i = 0; i < 100; i++) audit.record("GetStatus", context(`127.0.0.1:${1000 + i}`), unauthenticated);
+    audit.record("SubmitJob", context("127.0.0.1:1"), unauthenticated);
+    for (let i = 0; i < 5; i++) audit.record("GetStatus", context(`10.0.0.${i}:1`), unauthenticated);
+    const list = () => store.list({ limit: 100 }).events.map((e) => ({ method: e.method, peer: e.peer, code: e.code, principal: e.principal, request: JSON.parse(e.requestJson) }));
+    assert.deepEqual(list().reverse(), [
+      { method: "GetStatus", peer: "127.0.0.1:1000", code: "UNAUTHENTICATED", principal: "anonymous", request: { refused: "invalid API key" } },
+      { method: "SubmitJob", peer: "127.0.0.1:1", code: "UNAUTHENTICATED", principal: "anonymous", request: { refused: "invalid API key" } },
+    ]);
+    audit.close();
+    const summaries = list().filter((e) => e.request.repeats !== undefined).map((e) => `${e.method} ${e.peer} ${e.request.repeats}`).sort();
+    assert.deepEqual(summaries, ["GetStatus 127.0.0.1:1000 99", "GetStatus many addresses 5"]);
   });
 });
 
