@@ -190,7 +190,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       { service: Health, handlers: createHealthHandlers(health) as never },
     ];
 
-    const grpcServer = createGrpcServer(bindings, logger, tls, config.server);
+    const grpcServer = createGrpcServer(bindings, logger, tls, { edge: config.server, authorize: authHook.check });
     const grpcPort = await grpcServer.listen(config.grpcListen);
     releasers.add(() => grpcServer.close(CLOSE_TIMEOUT_MS));
     const dashboard = config.dashboard.enabled ? createDashboardHandler({ dir: config.dashboard.dir, logger: logger.child({ component: "dashboard" }) }) : undefined;

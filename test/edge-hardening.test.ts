@@ -136,12 +136,12 @@ async function connectCall(daemon: DaemonProcess, method: string, body: unknown,
 }
 
 /** A gRPC message whose 5-byte prefix announces `announced` bytes, followed by `sent` zero bytes, over raw HTTP/2. */
-function oversizeGrpc(url: string, announced: number, sent: number, connectOptions: http2.SecureClientSessionOptions = {}) {
+function oversizeGrpc(url: string, announced: number, sent: number, key: string | null = ADMIN_KEY) {
   return new Promise<{ status: string | undefined; message: string | undefined }>((resolve, reject) => {
-    const session = http2.connect(url, connectOptions);
+    const session = http2.connect(url);
     session.on("error", reject);
     const stream = session.request({
-      ":method": "POST", ":path": `${RPC}/GetStatus`, "content-type": "application/grpc", te: "trailers", authorization: `Bearer ${ADMIN_KEY}`,
+      ":method": "POST", ":path": `${RPC}/GetStatus`, "content-type": "application/grpc", te: "trailers", ...(key && { authorization: `Bearer ${key}` }),
     });
     let status: string | undefined;
     let message: string | undefined;
@@ -361,6 +361,11 @@ describe("connection deadlines and the cap (plain)", () => {
     assert.equal(h2c.status, String(grpc.status.RESOURCE_EXHAUSTED), h2c.message);
     const grpcPort = await oversizeGrpc(`http://${daemon.grpcAddress}`, 100 * 1024 * 1024, 8 * 1024 * 1024);
     assert.equal(grpcPort.status, String(grpc.status.RESOURCE_EXHAUSTED), grpcPort.message);
+    // Without a key, the key is checked first on both listeners: UNAUTHENTICATED, the message never read.
+    for (const url of [daemon.httpUrl, `http://${daemon.grpcAddress}`]) {
+      const unread = await oversizeGrpc(url, 100 * 1024 * 1024, 8 * 1024 * 1024, null);
+      assert.equal(unread.status, String(grpc.status.UNAUTHENTICATED), `${url}: ${unread.message}`);
+    }
     // A real client and a message just over the limit.
     const client = grpcClient(daemon.grpcAddress);
     try {
@@ -521,7 +526,7 @@ describe("HTTP/2 rapid reset", () => {
     assert.equal(http.goaway, http2.constants.NGHTTP2_ENHANCE_YOUR_CALM, JSON.stringify(http));
     // Well before nghttp2's own limit (1000 resets, then GOAWAY INTERNAL_ERROR); the client sends on until it reads the GOAWAY.
     assert.ok(http.opened < 500, `GOAWAY came after ${http.opened} streams`);
-    const grpcPort = await rapidReset(`http://${daemon.grpcAddress}`, `${RPC}/GetStatus`, 1000, { "content-type": "application/grpc", te: "trailers" });
+    const grpcPort = await rapidReset(`http://${daemon.grpcAddress}`, `${RPC}/GetStatus`, 1000, { "content-type": "application/grpc", te: "trailers", authorization: `Bearer ${ADMIN_KEY}` });
     assert.ok(grpcPort.closed, JSON.stringify(grpcPort));
     assert.ok(grpcPort.opened < 1000, `the gRPC connection was cut after ${grpcPort.opened} streams`);
     assert.equal((await fetch(`${daemon.httpUrl}/healthz`)).status, 200);

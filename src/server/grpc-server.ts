@@ -4,11 +4,12 @@ import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import * as grpc from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
 import type { Logger } from "pino";
+import { HypervisordService } from "../../gen/hypervisord/v1/service_pb.js";
 import type { CallContext, ServiceHandlers } from "../api/handlers.ts";
 import { clientCertificateOf } from "../auth/client-certificate.ts";
 import type { ServerTls } from "../auth/server-tls.ts";
 import { retryHeaders, statusOf } from "../api/status.ts";
-import { InvalidArgumentError } from "../errors.ts";
+import { type HypervisordError, InvalidArgumentError } from "../errors.ts";
 import type { ListenAddress } from "../config/parse-value.ts";
 import { createConnectionLimits, type ConnectionLimits } from "./connection-limits.ts";
 import { DEFAULT_EDGE_OPTIONS, type EdgeOptions } from "./edge-options.ts";
@@ -29,7 +30,18 @@ type AnyHandler = (request: unknown, context: CallContext) => Promise<unknown> |
  * net.Server whose connections pass the connection limits and are then injected into grpc-js
  * (createConnectionInjector); an interceptor tells the limits when calls start and end, and stream resets.
  */
-export function createGrpcServer(bindings: readonly GrpcServiceBinding[], logger: Logger, tls?: ServerTls, edge: EdgeOptions = DEFAULT_EDGE_OPTIONS) {
+export interface GrpcServerOptions {
+  /** Connection deadlines and caps, request size (`server.*`); default DEFAULT_EDGE_OPTIONS. */
+  edge?: EdgeOptions;
+  /**
+   * The refusal of a HypervisordService call from its metadata and connection alone (AuthHook.check), asked
+   * before its message is read: a caller without valid credentials cannot make the daemon read a message.
+   */
+  authorize?: (method: string, context: CallContext) => HypervisordError | undefined;
+}
+
+export function createGrpcServer(bindings: readonly GrpcServiceBinding[], logger: Logger, tls?: ServerTls, options: GrpcServerOptions = {}) {
+  const edge = options.edge ?? DEFAULT_EDGE_OPTIONS;
   // grpc-js closes an idle connection itself, with GOAWAY; the limits cut it a little later if that did not work.
   const limits = createConnectionLimits({ ...edge, idleTimeoutMs: edge.idleTimeoutMs + IDLE_GOAWAY_GRACE_MS }, "grpc", logger);
   const server = new grpc.Server({
@@ -40,7 +52,7 @@ export function createGrpcServer(bindings: readonly GrpcServiceBinding[], logger
     "grpc.max_concurrent_streams": edge.maxConcurrentStreams,
     // Channelz bookkeeping costs on every message and nothing here reads it.
     "grpc.enable_channelz": 0,
-    interceptors: [trackCalls(limits)],
+    interceptors: [trackCalls(limits), ...(options.authorize ? [authorizeFirst(options.authorize, logger)] : [])],
   });
   for (const { service, handlers } of bindings) {
     const implementation: grpc.UntypedServiceImplementation = {};
@@ -94,7 +106,8 @@ const IDLE_GOAWAY_GRACE_MS = 2000;
  * Tells the connection limits of each call (grpc-js shows no connections, but each call its peer's
  * address and port): busy while it runs, its request received once half-closed (all our RPCs are unary
  * or server-streaming). grpc-js reports every stream's close as a cancel and does not show RST_STREAM, so
- * a stream reset is a call that closed without its request message, or before its status.
+ * a stream reset is a call that closed before its status, or without its request message (which is also a
+ * call refused from its metadata: a client sending such calls in a burst loses its connection, as it should).
  */
 function trackCalls(limits: ConnectionLimits): grpc.ServerInterceptor {
   return (_method, call) => {
@@ -216,11 +229,14 @@ function callContext(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerW
 }
 
 function toServiceError(err: unknown, logger: Logger, method: DescMethod): Partial<grpc.StatusObject> {
-  const status = statusOf(err, logger, method.name);
-  const trailers = retryHeaders(status);
-  if (!trailers) return { code: status.number, details: status.message };
+  return grpcStatusOf(err, logger, method.name);
+}
+
+/** A failure as a gRPC status, with the retry hint as trailers when there is one. */
+function grpcStatusOf(err: unknown, logger: Logger, method: string): grpc.StatusObject {
+  const status = statusOf(err, logger, method);
   const metadata = new grpc.Metadata();
-  for (const [name, value] of Object.entries(trailers)) metadata.set(name, value);
+  for (const [name, value] of Object.entries(retryHeaders(status) ?? {})) metadata.set(name, value);
   return { code: status.number, details: status.message, metadata };
 }
 
@@ -254,6 +270,51 @@ function streamingHandler(method: DescMethod, handler: AnyHandler, logger: Logge
       if (!signal.aborted) call.emit("error", toServiceError(err, logger, method));
     }
   };
+}
+
+const RPC_PREFIX = `/${HypervisordService.typeName}/`;
+
+/**
+ * Checks the credentials of a HypervisordService call from its metadata, before its message is read
+ * (grpc-js reads a unary request whole before the handler runs): a refused call is answered at once and
+ * its message never read. A call that passes goes on to the call hooks, whose authentication agrees.
+ */
+function authorizeFirst(authorize: NonNullable<GrpcServerOptions["authorize"]>, logger: Logger): grpc.ServerInterceptor {
+  return (method, call) => {
+    if (!method.path.startsWith(RPC_PREFIX)) return new grpc.ServerInterceptingCall(call);
+    const name = method.path.slice(RPC_PREFIX.length);
+    const refusing: RefusingCall = new RefusingCall(call, {
+      start: (next) => next({
+        onReceiveMetadata: (metadata, nextMetadata) => {
+          const refusal = authorize(name, {
+            signal: AbortSignal.abort(),
+            peer: call.getPeer(),
+            transport: "grpc",
+            header: (header) => {
+              const value = metadata.get(header)[0];
+              return value === undefined ? undefined : String(value);
+            },
+            get clientCertificate() {
+              return clientCertificateOf(call.getAuthContext()?.sslPeerCertificate);
+            },
+          });
+          if (!refusal) return nextMetadata(metadata);
+          refusing.refused = true;
+          refusing.sendStatus(grpcStatusOf(refusal, logger, name));
+        },
+      }),
+    });
+    return refusing;
+  };
+}
+
+/** A call refused from its metadata: what the handler would read next is never asked for. */
+class RefusingCall extends grpc.ServerInterceptingCall {
+  refused = false;
+
+  override startRead(): void {
+    if (!this.refused) super.startRead();
+  }
 }
 
 /** Waits until the call's write buffer drains or the call goes away. */
