@@ -44,8 +44,6 @@ export interface ConnectionLimits {
   streamReset(peer: string): boolean;
   /** Closes every connection that has no call in flight (the start of a graceful close). */
   closeIdle(): void;
-  /** Connections held now. */
-  readonly size: number;
   /** Destroys every connection (the end of a graceful close). */
   destroyAll(): void;
 }
@@ -201,9 +199,6 @@ export function createConnectionLimits(options: ConnectionLimitOptions, listener
     },
     closeIdle() {
       for (const connection of [...idle]) closeIdle(connection);
-    },
-    get size() {
-      return connections.size;
     },
     destroyAll() {
       for (const socket of connections.keys()) socket.destroy();

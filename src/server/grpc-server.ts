@@ -92,10 +92,6 @@ export function createGrpcServer(bindings: readonly GrpcServiceBinding[], logger
       limits.closeIdle();
       return closed.finally(() => clearTimeout(timer));
     },
-    /** Connections held now (tests, benchmarks). */
-    get connections() {
-      return limits.size;
-    },
   };
 }
 

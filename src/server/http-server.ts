@@ -83,7 +83,7 @@ export function createHttpServer(options: HttpServerOptions) {
     if (refusal) return refuseBeforeBody(req, res, statusOf(refusal, options.logger, "authorize"));
     rpc(req, res);
   };
-  const { h1, h2, accept } = options.tls ? secureServers(options.tls, edge, handle) : plainServers(edge, handle);
+  const { h2, accept } = options.tls ? secureServers(options.tls, edge, handle) : plainServers(edge, handle);
   const listener = net.createServer((socket) => {
     if (limits.admit(socket)) accept(socket);
   });
@@ -117,10 +117,6 @@ export function createHttpServer(options: HttpServerOptions) {
       for (const session of sessions) session.close();
       const timer = setTimeout(() => limits.destroyAll(), timeoutMs);
       return closed.finally(() => clearTimeout(timer));
-    },
-    /** Connections held now (tests, benchmarks). */
-    get connections() {
-      return limits.size;
     },
   };
 }
@@ -160,8 +156,8 @@ function refusalBeforeBody(req: NodeRequest, authorize: NonNullable<HttpServerOp
   });
 }
 
-/** The HTTP/2 settings both listeners announce. */
-export function http2Settings(edge: EdgeOptions): http2.Settings {
+/** The HTTP/2 settings of the listener. */
+function http2Settings(edge: EdgeOptions): http2.Settings {
   return { maxConcurrentStreams: edge.maxConcurrentStreams };
 }
 
@@ -172,7 +168,7 @@ function plainServers(edge: EdgeOptions, handle: Handle) {
   h1.keepAliveTimeout = edge.idleTimeoutMs;
   const h2 = http2.createServer({ settings: http2Settings(edge) }, handle);
   const accept = (socket: net.Socket) => sniff(socket, (isHttp2) => (isHttp2 ? h2 : h1).emit("connection", socket));
-  return { h1, h2, accept };
+  return { h2, accept };
 }
 
 /** HTTPS: HTTP/1.1 and h2 by ALPN; client certificates asked for when there is a client CA. */
@@ -188,7 +184,7 @@ function secureServers(tls: ServerTls, edge: EdgeOptions, handle: Handle) {
     // The handshake is bounded by server.headers_timeout (connection limits), not by TLS's own 120 s.
   }, handle);
   // Connections are accepted by our own listener (for the limits), then handed over: TLS starts there.
-  return { h1: h2, h2, accept: (socket: net.Socket) => void h2.emit("connection", socket) };
+  return { h2, accept: (socket: net.Socket) => void h2.emit("connection", socket) };
 }
 
 /** A verified client certificate, as an internal header for connect-routes' CallContext. */
