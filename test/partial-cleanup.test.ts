@@ -226,9 +226,13 @@ describe("jobs that end while no run of theirs is going on", () => {
 
     const second = startEngine({}, { dataDir, outputDir });
     cleanups.push(() => second.close());
+    assert.deepEqual(second.store.endedJobsWithCheckpoint().map((j) => j.id), [job.id], "what the start looks at: the ended job with files on record");
     const logged = () => second.engine.readLogs(job.id, { afterId: 0, tail: 0, limit: 1000 }).entries.some((e) => e.message.startsWith(REMOVED));
     await waitFor("the removal in the job log", () => logged() || undefined);
     assert.deepEqual(tree(outputDir), []);
+    // Nothing left to do for it: its checkpoint is gone, and the next start does not look at it again.
+    await waitFor("the checkpoint cleared", () => (second.store.loadCheckpoint(job.id) === undefined ? true : undefined));
+    assert.deepEqual(second.store.endedJobsWithCheckpoint(), []);
   });
 });
 

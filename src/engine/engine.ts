@@ -81,7 +81,7 @@ export function createEngine(deps: EngineDeps) {
   const jobLogs = createJobLogs({ store, level: options.jobLogLevel, forward: deps.logForward });
   const jobLogger = jobLogs.logger;
   const running = new Map<string, RunningJob>();
-  /** Jobs whose files are being removed (endFiles); shutdown waits for them. */
+  /** Jobs whose files are being removed (removeFiles); shutdown waits for them. */
   const fileRemovals = new Map<string, Promise<void>>();
   const pendingSubmits: { input: NewJob; settle(result: InsertResult): void }[] = [];
   let lifecycle: Lifecycle = "starting";
@@ -158,8 +158,7 @@ export function createEngine(deps: EngineDeps) {
     }
     running.get(id)?.controller.abort(new JobCancelledError(why));
     jobLogger(id).info({ actor }, `job cancelled: ${why}`);
-    if (!running.has(id)) endFiles(cancelled); // a running job's files go once its run has stopped
-    if (!running.has(id)) releaseLeftovers([cancelled]); // a running job's run releases what it holds itself
+    if (!running.has(id)) ended(cancelled); // a running job's leftovers go once its run has stopped
     return cancelled;
   }
 
@@ -236,7 +235,7 @@ export function createEngine(deps: EngineDeps) {
       if (done) log.info({ duration_seconds: durationSeconds, files: result.files.length }, "export completed");
       else {
         log.warn("export finished after the job was cancelled; its result is not recorded");
-        endFiles(job);
+        ended(job);
       }
     } catch (err) {
       const progress = tracker.stop();
@@ -244,7 +243,7 @@ export function createEngine(deps: EngineDeps) {
       span.end(reason ?? err);
       if (reason instanceof JobCancelledError) {
         log.info("export stopped after cancel");
-        endFiles(job);
+        ended(job);
       } else if (reason instanceof ShutdownError) {
         interrupt(job, provider, progress, "shutdown");
       } else {
@@ -269,7 +268,7 @@ export function createEngine(deps: EngineDeps) {
     const kept = keptFilesNote(store, job.id, job.definition.keepPartial);
     move({ jobId: job.id, from: ["running"], to: "failed", reason: `${error.message}${attempts}${budget}`, actor: "engine", error: { ...jobError, message: jobError.message + kept }, progress });
     log.error({ code: error.code, attempt: job.attempt }, `export failed${attempts}${budget}: ${error.message}`);
-    endFiles(job);
+    ended(job);
   }
 
   /**
@@ -301,7 +300,7 @@ export function createEngine(deps: EngineDeps) {
     const kept = keptFilesNote(store, job.id, job.definition.keepPartial);
     move({ jobId: job.id, from: ["running"], to: "failed", reason: message, actor, progress, error: { code: "ABORTED", message: message + kept, retryable: false } });
     log.error(message);
-    endFiles(job);
+    ended(job);
   }
 
   /**
@@ -315,10 +314,12 @@ export function createEngine(deps: EngineDeps) {
         try {
           const provider = providers.get(job.definition.provider);
           const checkpoint = openJobCheckpoint(store, job.id).load();
-          if (!provider?.releaseLeftovers || checkpoint === undefined) continue;
-          const kept = await provider.releaseLeftovers(job, checkpoint, logger.child({ job_id: job.id }));
+          // A job that will not run again keeps of its provider's checkpoint only what is still held somewhere.
+          const kept = checkpoint !== undefined && provider?.releaseLeftovers
+            ? await provider.releaseLeftovers(job, checkpoint, logger.child({ job_id: job.id }))
+            : undefined;
           // Opened again: the file ledger kept beside it may have changed meanwhile.
-          if (kept !== checkpoint) openJobCheckpoint(store, job.id).save(kept);
+          openJobCheckpoint(store, job.id).save(kept);
         } catch (err) {
           logger.warn({ job_id: job.id, err: (err as Error).message }, "could not release what the job's last run left on the hypervisor; tried again at the next start");
         }
@@ -326,13 +327,18 @@ export function createEngine(deps: EngineDeps) {
     })();
   }
 
+  /** A job failed for good or was cancelled, and no run of it is writing: what it left is released and removed. */
+  function ended(job: Job): void {
+    releaseLeftovers([job]);
+    removeFiles(job);
+  }
+
   /**
-   * A job failed for good or was cancelled, and no run of it is writing: remove what it wrote (see
-   * job-files.ts), or keep it with keep_partial. Here, at the final transition, for every provider alike:
-   * the ledger lives with the job, and a job that ends without a run (cancelled while queued, failed at
-   * recovery, or ended just before a crash) is cleaned up the same way.
+   * Removes what the job wrote (see job-files.ts), or keeps it with keep_partial. Here, at the final
+   * transition, for every provider alike: the ledger lives with the job, and a job that ends without a run
+   * (cancelled while queued, failed at recovery, or ended just before a crash) is cleaned up the same way.
    */
-  function endFiles(job: Job): void {
+  function removeFiles(job: Job): void {
     if (fileRemovals.has(job.id)) return;
     const removal = removeJobFiles(store, job.id, job.definition.keepPartial === true, jobLogger(job.id))
       .catch((err: unknown) => logger.error({ err, job_id: job.id }, "removing the files of an ended job failed"))
@@ -347,13 +353,12 @@ export function createEngine(deps: EngineDeps) {
       for (const job of store.jobsInState("running")) {
         interrupt(job, providers.get(job.definition.provider), job.progress, "recovery");
       }
-      // Ended jobs whose files were still on record when the daemon stopped: removed now.
-      for (const state of ["failed", "cancelled"] as const) {
-        for (const job of store.jobsInState(state)) if (hasWrittenFiles(store, job.id)) endFiles(job);
-      }
-      // Leases time out on the host within minutes: jobs that ended in the last day are enough to look at.
-      const ended = store.listJobs({ states: ["failed", "cancelled"], limit: 200 }).jobs;
-      releaseLeftovers(ended.filter((job) => (job.endTime ?? 0) > Date.now() - 86_400_000));
+      // Ended jobs that still have a checkpoint: files on record when the daemon stopped are removed now, and
+      // what earlier runs hold on a hypervisor is released. Each clears its part; an empty checkpoint goes.
+      const leftovers = store.endedJobsWithCheckpoint();
+      for (const job of leftovers) if (hasWrittenFiles(store, job.id)) removeFiles(job);
+      // One after the other: each may log in to its hypervisor.
+      releaseLeftovers(leftovers);
       lifecycle = "running";
       pump();
     },

@@ -16,6 +16,11 @@ interface StoredCheckpoint {
   writtenFiles: string[];
 }
 
+/** The column's value: nothing at all when neither the provider nor the ledger has anything (see Store.endedJobsWithCheckpoint). */
+function pack(checkpoint: StoredCheckpoint): StoredCheckpoint | undefined {
+  return checkpoint.provider == null && checkpoint.writtenFiles.length === 0 ? undefined : checkpoint;
+}
+
 function unpack(value: unknown): StoredCheckpoint {
   if (typeof value === "object" && value !== null && "provider" in value && Array.isArray((value as StoredCheckpoint).writtenFiles)) {
     return value as StoredCheckpoint;
@@ -35,7 +40,7 @@ export function openJobCheckpoint(store: Store, jobId: string): JobCheckpoint {
   const stored = unpack(store.loadCheckpoint(jobId));
   let provider = stored.provider;
   const written = new Set(stored.writtenFiles);
-  const persist = () => store.saveCheckpoint(jobId, { provider, writtenFiles: [...written] } satisfies StoredCheckpoint);
+  const persist = () => store.saveCheckpoint(jobId, pack({ provider, writtenFiles: [...written] }));
   return {
     load: <T>() => (provider ?? undefined) as T | undefined,
     save(value) {
@@ -89,7 +94,7 @@ export async function removeJobFiles(store: Store, jobId: string, keepPartial: b
   if (recorded.length === 0) return;
   // The provider's part stays, as it is now (it may have changed while files were removed): it may still need
   // it, e.g. to release a lease.
-  const keepOnRecord = (files: string[]) => store.saveCheckpoint(jobId, { provider: unpack(store.loadCheckpoint(jobId)).provider, writtenFiles: files } satisfies StoredCheckpoint);
+  const keepOnRecord = (files: string[]) => store.saveCheckpoint(jobId, pack({ provider: unpack(store.loadCheckpoint(jobId)).provider, writtenFiles: files }));
   if (keepPartial) {
     const left = recorded.filter((file) => fs.existsSync(file));
     log.info({ kept: left }, `keep_partial: kept the ${left.length} files and directories the job wrote`);

@@ -67,7 +67,7 @@ export interface Provider {
   /**
    * Releases, best effort, what earlier runs of a job that will not run again still hold on the hypervisor
    * according to its checkpoint (an export lease of a process that was killed, or whose own release failed).
-   * Returns the checkpoint to keep, without what was released.
+   * Returns what of the checkpoint must be kept to try again later (undefined when nothing is held any more).
    */
   releaseLeftovers?(job: { id: string; definition: JobDefinition }, checkpoint: unknown, logger: Logger): Promise<unknown>;
   /** Counters for GetStatus (e.g. session reuse). */

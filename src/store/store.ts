@@ -21,6 +21,12 @@ export interface Store {
   getJob(id: string): Job | undefined;
   listJobs(filter: JobFilter): JobPage;
   jobsInState(state: JobState): Job[];
+  /**
+   * Failed and cancelled jobs that still have a checkpoint: files on record that were not removed yet, or
+   * something an earlier run holds on a hypervisor. The engine clears a final job's checkpoint once nothing
+   * is left, so this stays short however long the history.
+   */
+  endedJobsWithCheckpoint(): Job[];
   countByState(): Record<JobState, number>;
   /** Atomically picks the next runnable queued job (highest priority, then oldest) and marks it running. */
   claimNextJob(now: number, nextSeq: () => number): { job: Job; transition: JobTransition } | undefined;
@@ -28,6 +34,7 @@ export interface Store {
   transition(input: TransitionInput): { job: Job; transition: JobTransition } | undefined;
   saveProgress(id: string, progress: JobProgress): void;
   loadCheckpoint(id: string): unknown;
+  /** `undefined` (or null) clears it. */
   saveCheckpoint(id: string, value: unknown): void;
   /** Earliest time a queued job waits for (retry backoff), if any. */
   nextAttemptTime(): number | undefined;

@@ -43,14 +43,14 @@ export function createVSphereProvider(options: VSphereProviderOptions): Provider
         (s) => exportVm(s, definition, context, { hostSlots, converter: options.converter, secretBox: options.secretBox })),
     // The lease of a job that will not run again: aborted in its own session, the record dropped unless vCenter was unreachable.
     async releaseLeftovers(job, checkpoint, logger) {
+      // Nothing else of the checkpoint is of use to a job that will not run again.
       const record = (checkpoint as ExportCheckpoint | undefined)?.lease;
-      if (!record) return checkpoint;
+      if (!record) return undefined;
       const ended = await pool.use(connectionOf(job.definition.vsphere, "definition.vsphere"), AbortSignal.timeout(60_000),
         (s) => abortRecordedLease(record, s, options.secretBox, logger));
       if (ended.outcome === "unreachable") throw new UnavailableError(`vSphere could not be reached to abort lease ${record.lease}: ${ended.why}`);
       logger.info({ lease: record.lease, outcome: ended.outcome }, "released the export lease of a job that will not run again");
-      const { lease: _released, ...rest } = checkpoint as ExportCheckpoint;
-      return rest;
+      return undefined;
     },
     stats: async () => ({ ...(await pool.stats()) }),
     close: () => pool.closeAll(),

@@ -33,6 +33,7 @@ export function createJobQueries(db: Database, hooks: JobHooks, secretBox: Secre
       resume = 0, start_time = @time, next_attempt_time = NULL, error = NULL
     WHERE id = @id AND state = 'queued'`);
   const inState = db.prepare<[string], JobRow>("SELECT * FROM jobs WHERE state = ? ORDER BY pk");
+  const endedWithCheckpoint = db.prepare<[], JobRow>("SELECT * FROM jobs WHERE state IN ('failed', 'cancelled') AND checkpoint IS NOT NULL ORDER BY pk");
   const countStates = db.prepare<[], { state: string; n: number }>("SELECT state, count(*) AS n FROM jobs GROUP BY state");
   const updateProgress = db.prepare("UPDATE jobs SET progress = ? WHERE id = ?");
   const getCheckpoint = db.prepare<[string], { checkpoint: string | null }>("SELECT checkpoint FROM jobs WHERE id = ?");
@@ -204,6 +205,7 @@ export function createJobQueries(db: Database, hooks: JobHooks, secretBox: Secre
     transition,
     transitionsAfter,
     inState: (state: JobState) => inState.all(state).map(jobFromRow),
+    endedWithCheckpoint: () => endedWithCheckpoint.all().map(jobFromRow),
     countByState() {
       const counts = Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as Record<JobState, number>;
       for (const { state, n } of countStates.all()) counts[state as JobState] = n;
@@ -214,7 +216,7 @@ export function createJobQueries(db: Database, hooks: JobHooks, secretBox: Secre
       const row = getCheckpoint.get(id);
       return row?.checkpoint ? JSON.parse(row.checkpoint) : undefined;
     },
-    saveCheckpoint: (id: string, value: unknown) => void updateCheckpoint.run(JSON.stringify(value), id),
+    saveCheckpoint: (id: string, value: unknown) => void updateCheckpoint.run(value == null ? null : JSON.stringify(value), id),
     nextAttemptTime: () => earliestAttempt.get()?.t ?? undefined,
     history: (jobId: string) => historyOf.all(jobId).map(transitionFromRow),
     maxTransitionSeq: () => maxSeq.get()?.s ?? 0,

@@ -123,6 +123,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     getJob: jobs.get,
     listJobs: jobs.list,
     jobsInState: jobs.inState,
+    endedJobsWithCheckpoint: jobs.endedWithCheckpoint,
     countByState: jobs.countByState,
     claimNextJob: jobs.claim,
     transition: jobs.transition,
