@@ -117,7 +117,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       osTypeOf: (job) => job.result?.osHint,
     });
     if (config.metricsListen) {
-      const metricsServer = await startMetricsServer(config.metricsListen, metrics);
+      const metricsServer = await startMetricsServer(config.metricsListen, metrics, logger.child({ component: "metrics" }), config.server);
       releasers.add(() => metricsServer.close());
     }
     const progressEvents = createProgressEvents(store.webhooks);

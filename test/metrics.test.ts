@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import http from "node:http";
-import type net from "node:net";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { after, describe, test } from "node:test";
@@ -15,6 +15,7 @@ import { createEngine } from "../src/engine/engine.ts";
 import { NotFoundError, UnavailableError } from "../src/errors.ts";
 import { createMetrics } from "../src/metrics/metrics.ts";
 import { startMetricsServer } from "../src/metrics/metrics-server.ts";
+import { DEFAULT_EDGE_OPTIONS } from "../src/server/edge-options.ts";
 import { createProviderRegistry } from "../src/providers/registry.ts";
 import { createSqliteStore } from "../src/store/sqlite/sqlite-store.ts";
 import { fakeDefinition, TEST_ENGINE_OPTIONS, waitFor } from "./support/engine-harness.ts";
@@ -349,7 +350,9 @@ describe("serving /metrics", () => {
 
   test("startMetricsServer serves /metrics only, and closes", async () => {
     const metrics = createMetrics({ jobCounts: () => ({ queued: 0, running: 4 }) });
-    const server = await startMetricsServer({ host: "127.0.0.1", port: 0 }, metrics);
+    // Short deadlines: the separate listener gets the same connection limits as the others.
+    const edge = { ...DEFAULT_EDGE_OPTIONS, firstBytesTimeoutMs: 300, idleTimeoutMs: 300 };
+    const server = await startMetricsServer({ host: "127.0.0.1", port: 0 }, metrics, pino({ level: "silent" }), edge);
     let closed = false;
     cleanups.push(() => (closed ? undefined : server.close()));
     const base = `http://127.0.0.1:${server.port}`;
@@ -359,6 +362,12 @@ describe("serving /metrics", () => {
     const missing = await fetch(`${base}/health`);
     assert.equal(missing.status, 404);
     await missing.text();
+    const silent = net.connect(server.port, "127.0.0.1");
+    const closedAfterMs = await new Promise<number>((resolve) => {
+      const started = Date.now();
+      silent.on("error", () => {}).once("close", () => resolve(Date.now() - started));
+    });
+    assert.ok(closedAfterMs < 3000, `a connection that sends nothing is closed after server.first_bytes_timeout (took ${closedAfterMs} ms)`);
     await server.close();
     closed = true;
     await assert.rejects(fetch(`${base}/metrics`));

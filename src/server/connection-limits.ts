@@ -1,3 +1,4 @@
+import type http from "node:http";
 import http2 from "node:http2";
 import type net from "node:net";
 import type { Logger } from "pino";
@@ -58,6 +59,19 @@ interface Connection {
   calls: number;
   timer?: NodeJS.Timeout;
   session?: http2.Http2Session;
+}
+
+/** An HTTP request as a call of its connection: busy until the response is done; the request due whole within server.request_timeout. */
+export function trackRequest(
+  limits: ConnectionLimits,
+  req: http.IncomingMessage | http2.Http2ServerRequest,
+  res: http.ServerResponse | http2.Http2ServerResponse,
+): void {
+  const call = limits.callStarted(peerOf(req.socket));
+  if (!call) return;
+  if (req.complete) call.received();
+  else (req as http.IncomingMessage).once("end", call.received);
+  (res as http.ServerResponse).once("close", call.ended);
 }
 
 /** A peer key as both transports give it: IPv6 without brackets, as socket.remoteAddress is. */

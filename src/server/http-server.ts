@@ -13,7 +13,7 @@ import type { ServerTls } from "../auth/server-tls.ts";
 import type { ListenAddress } from "../config/parse-value.ts";
 import type { HypervisordError } from "../errors.ts";
 import { PEER_HEADER, registerConnectServices } from "./connect-routes.ts";
-import { createConnectionLimits, peerOf, type ConnectionLimits } from "./connection-limits.ts";
+import { createConnectionLimits, peerOf, trackRequest, type ConnectionLimits } from "./connection-limits.ts";
 import { refuseBeforeBody, stopUnreadBody } from "./early-refusal.ts";
 import { DEFAULT_EDGE_OPTIONS, type EdgeOptions } from "./edge-options.ts";
 import type { GrpcServiceBinding } from "./grpc-server.ts";
@@ -128,11 +128,7 @@ type Handle = (req: NodeRequest, res: NodeResponse) => void;
  * the request must arrive whole within server.request_timeout. h1 is set too: it is never listen()ed.
  */
 function trackCall(limits: ConnectionLimits, req: NodeRequest, res: NodeResponse): void {
-  const call = limits.callStarted(peerOf(req.socket));
-  if (!call) return;
-  if (req.complete) call.received();
-  else req.once("end", call.received);
-  res.once("close", call.ended);
+  trackRequest(limits, req, res);
   if (res instanceof http2.Http2ServerResponse) stopUnreadBody(req as http2.Http2ServerRequest, res);
 }
 
