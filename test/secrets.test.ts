@@ -297,9 +297,27 @@ describe("secrets at rest", () => {
 
     const oldKey = readKey(dataDir);
     const oldCells = sealedCells(dataDir);
+    // A checkpoint holding a value a provider sealed with the store's key (a vSphere lease's session cookie).
+    const cookie = "vmware_soap_session=lease-session-cookie";
+    const checkpointOf = () => {
+      const db = new Database(path.join(dataDir, DATABASE_FILE), { fileMustExist: true });
+      try {
+        return db.prepare("SELECT checkpoint FROM jobs WHERE id = ?").pluck().get(jobId) as string;
+      } finally {
+        db.close();
+      }
+    };
+    {
+      const db = new Database(path.join(dataDir, DATABASE_FILE), { fileMustExist: true });
+      const checkpoint = { provider: { lease: { lease: "session[1]lease", session: createSecretBox(oldKey).seal(cookie) } }, writtenFiles: [] };
+      db.prepare("UPDATE jobs SET checkpoint = ? WHERE id = ?").run(JSON.stringify(checkpoint), jobId);
+      db.close();
+    }
     const rotated = rotate(["--data-dir", dataDir]);
     assert.equal(rotated.code, 0, rotated.stderr);
-    assert.match(rotated.stdout, new RegExp(`re-encrypted ${oldCells.length} stored secret values in .*; the new key is in ${path.join(dataDir, KEY_FILE)}`));
+    assert.match(rotated.stdout, new RegExp(`re-encrypted ${oldCells.length + 1} stored secret values in .*; the new key is in ${path.join(dataDir, KEY_FILE)}`));
+    const resealed = (JSON.parse(checkpointOf()) as { provider: { lease: { session: string } } }).provider.lease.session;
+    assert.equal(createSecretBox(readKey(dataDir)).open(resealed), cookie, "the checkpoint's sealed value is re-encrypted with the new key");
     const newKey = readKey(dataDir);
     assert.notEqual(newKey, oldKey);
     assert.ok(!rotated.stdout.includes(newKey) && !rotated.stderr.includes(newKey), "the key is never printed");

@@ -41,7 +41,8 @@ export interface StoredSecrets {
    */
   sealPlain(box: SecretBox, source: string): number;
   /**
-   * Rotation: every secret opened with `from` and sealed with `to`, and the key check, in one transaction
+   * Rotation: every secret opened with `from` and sealed with `to` (sealed values inside job checkpoints
+   * too), and the key check, in one transaction
    * (all or nothing). A value that does not open with `from` stops it with the column named. Returns how
    * many values were re-encrypted.
    */
@@ -64,6 +65,9 @@ export function createStoredSecrets(db: Database): StoredSecrets {
       `SELECT ${key} AS key, ${column} AS definition, secrets FROM ${table} WHERE ${column} LIKE '%@%' AND json_extract(${column}, '$.vsphere.url') LIKE '%@%'`),
     write: db.prepare(`UPDATE ${table} SET ${column} = ?, secrets = ? WHERE ${key} = ?`),
   }));
+  // Checkpoints may hold values the providers sealed with the store's key (a vSphere lease's session).
+  const sealedCheckpoints = db.prepare<[], { pk: number; checkpoint: string }>(`SELECT pk, checkpoint FROM jobs WHERE checkpoint LIKE '%"v1:%'`);
+  const writeCheckpoint = db.prepare("UPDATE jobs SET checkpoint = ? WHERE pk = ?");
   const getKeyCheck = db.prepare<[string], string>("SELECT value FROM meta WHERE key = ?").pluck();
   const putKeyCheck = db.prepare("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value");
   const keyCheck = () => getKeyCheck.get(KEY_CHECK);
@@ -122,6 +126,19 @@ export function createStoredSecrets(db: Database): StoredSecrets {
         count++;
       }
     }
+    for (const row of sealedCheckpoints.all()) {
+      let resealed = 0;
+      const checkpoint = JSON.stringify(JSON.parse(row.checkpoint), (_key, value: unknown) => {
+        if (typeof value !== "string" || !isSealed(value)) return value;
+        // One that does not open was sealed with a key from before the last rotation: of no use, left as it is.
+        const plain = tryOpen(from, value);
+        if (plain === undefined) return value;
+        resealed++;
+        return to.seal(plain);
+      });
+      if (resealed > 0) writeCheckpoint.run(checkpoint, row.pk);
+      count += resealed;
+    }
     setKeyCheck(to);
     return count;
   });
@@ -135,6 +152,14 @@ export function createStoredSecrets(db: Database): StoredSecrets {
     },
     reseal: (from, to) => scrubbing(db, () => resealPass.immediate(from, to)),
   };
+}
+
+function tryOpen(box: SecretBox, sealed: string): string | undefined {
+  try {
+    return box.open(sealed);
+  } catch {
+    return undefined; // the caller keeps the value as it is
+  }
 }
 
 /**
