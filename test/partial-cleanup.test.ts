@@ -9,12 +9,12 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { ExportFormat, JobState, type Job } from "../gen/hypervisord/v1/job_pb.js";
 import { createGrpcJsClient, type GrpcJsClient } from "./support/clients.ts";
+import { hasBytes, isFinal, pollJob } from "./support/poll-job.ts";
 import { spawnDaemon, tempDir, type DaemonProcess } from "./support/daemon-process.ts";
 import { fakeDefinition, startEngine, waitFor } from "./support/engine-harness.ts";
 import { fakeDiskBytes } from "./support/fake-provider.ts";
 import { buildVcsim, startVcsim, type Vcsim } from "./support/vcsim.ts";
 
-const FINAL = [JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED];
 const REMOVED = "removed what the job wrote";
 const cleanups: (() => Promise<unknown> | void)[] = [];
 after(async () => {
@@ -28,19 +28,6 @@ async function start(options: Parameters<typeof spawnDaemon>[0] = {}): Promise<{
   return { daemon, client };
 }
 
-/** Polls GetJob until `until` holds; fails after `timeoutMs`. */
-async function pollJob(client: GrpcJsClient, jobId: string, until: (job: Job) => boolean, timeoutMs = 30_000): Promise<Job> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const job = (await client.unary("getJob", { jobId })).job!;
-    if (until(job)) return job;
-    if (Date.now() > deadline) throw new Error(`job ${jobId} is still ${JobState[job.state]}, ${job.progress?.bytesDone} bytes, after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
-const isFinal = (job: Job) => FINAL.includes(job.state);
-const hasBytes = (atLeast: number) => (job: Job) => Number(job.progress?.bytesDone ?? 0) > atLeast;
 
 /** Waits for the job log entry starting with `prefix` (the cleanup runs just after the final transition). */
 async function logEntry(client: GrpcJsClient, jobId: string, prefix: string, timeoutMs = 10_000) {

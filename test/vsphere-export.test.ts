@@ -7,10 +7,10 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { JobState, type Job } from "../gen/hypervisord/v1/job_pb.js";
 import { createGrpcJsClient, type GrpcJsClient } from "./support/clients.ts";
+import { hasBytes, isFinal, pollJob } from "./support/poll-job.ts";
 import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
 import { buildVcsim, startVcsim, type Vcsim } from "./support/vcsim.ts";
 
-const FINAL = [JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED];
 let skipReason: string | undefined;
 let daemon: DaemonProcess;
 let client: GrpcJsClient;
@@ -52,19 +52,6 @@ async function runJob(definition: Record<string, unknown>, timeoutMs = 60_000) {
   return pollJob(client, job!.id, isFinal, timeoutMs);
 }
 
-/** Polls GetJob until `until` holds; fails after `timeoutMs`. */
-async function pollJob(c: GrpcJsClient, jobId: string, until: (job: Job) => boolean, timeoutMs = 30_000): Promise<Job> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const job = (await c.unary("getJob", { jobId })).job!;
-    if (until(job)) return job;
-    if (Date.now() > deadline) throw new Error(`job ${jobId} is still ${JobState[job.state]}, ${job.progress?.bytesDone} bytes, after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-const isFinal = (job: Job) => FINAL.includes(job.state);
-const hasBytes = (atLeast: number) => (job: Job) => Number(job.progress!.bytesDone) > atLeast;
 
 describe("vSphere export against vcsim-export", () => {
   test("a single-disk VM: byte-identical disk, descriptor with real sizes, manifest that sha256sum agrees with", async (t) => {

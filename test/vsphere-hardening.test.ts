@@ -17,10 +17,10 @@ import { createSoapClient } from "../src/providers/vsphere/soap-client.ts";
 import { fakeDefinition, startEngine, waitFor } from "./support/engine-harness.ts";
 import { JobState, type Job } from "../gen/hypervisord/v1/job_pb.js";
 import { createGrpcJsClient, postJson, type GrpcJsClient } from "./support/clients.ts";
+import { hasBytes, isFinal, pollJob as pollJobFor } from "./support/poll-job.ts";
 import { spawnDaemon, tempDir, type DaemonProcess } from "./support/daemon-process.ts";
 import { buildVcsim, startVcsim, type Vcsim } from "./support/vcsim.ts";
 
-const FINAL = [JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED];
 let skipReason: string | undefined;
 let daemon: DaemonProcess;
 let client: GrpcJsClient;
@@ -68,20 +68,10 @@ function fillDisk(file: string, bytes: Buffer): Buffer {
   return bytes;
 }
 
+/** The exports here are slowed on purpose: a minute by default. */
+const pollJob = (c: GrpcJsClient, jobId: string, until: (job: Job) => boolean, timeoutMs = 60_000) => pollJobFor(c, jobId, until, timeoutMs);
+
 const connection = (sim: Vcsim, password = "pass") => ({ url: sim.url, username: "user", password, insecure: true });
-
-async function pollJob(c: GrpcJsClient, jobId: string, until: (job: Job) => boolean, timeoutMs = 60_000): Promise<Job> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const job = (await c.unary("getJob", { jobId })).job!;
-    if (until(job)) return job;
-    if (Date.now() > deadline) throw new Error(`job ${jobId} is still ${JobState[job.state]}, ${job.progress?.bytesDone} bytes, after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-const isFinal = (job: Job) => FINAL.includes(job.state);
-const hasBytes = (atLeast: number) => (job: Job) => Number(job.progress!.bytesDone) > atLeast;
 
 async function exportedDisk(outputRoot: string, dir: string, vmName: string): Promise<Buffer> {
   return fs.readFileSync(path.join(outputRoot, dir, vmName, `${vmName}-disk-1.vmdk`));
