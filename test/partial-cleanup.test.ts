@@ -8,9 +8,9 @@ import fs from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { ExportFormat, JobState, type Job } from "../gen/hypervisord/v1/job_pb.js";
-import { createGrpcJsClient, type GrpcJsClient } from "./support/clients.ts";
+import type { GrpcJsClient } from "./support/clients.ts";
 import { hasBytes, isFinal, pollJob } from "./support/poll-job.ts";
-import { spawnDaemon, tempDir, type DaemonProcess } from "./support/daemon-process.ts";
+import { spawnDaemonWithClient, tempDir, type DaemonProcess, type SpawnOptions } from "./support/daemon-process.ts";
 import { fakeDefinition, startEngine, waitFor } from "./support/engine-harness.ts";
 import { fakeDiskBytes } from "./support/fake-provider.ts";
 import { buildVcsim, startVcsim, type Vcsim } from "./support/vcsim.ts";
@@ -21,12 +21,7 @@ after(async () => {
   for (const cleanup of cleanups.reverse()) await cleanup();
 });
 
-async function start(options: Parameters<typeof spawnDaemon>[0] = {}): Promise<{ daemon: DaemonProcess; client: GrpcJsClient }> {
-  const daemon = await spawnDaemon(options);
-  const client = createGrpcJsClient(daemon.grpcAddress);
-  cleanups.push(() => daemon.kill(), () => client.close());
-  return { daemon, client };
-}
+const start = (options: SpawnOptions = {}) => spawnDaemonWithClient(options, cleanups);
 
 
 /** Waits for the job log entry starting with `prefix` (the cleanup runs just after the final transition). */

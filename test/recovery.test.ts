@@ -4,8 +4,8 @@ import fs from "node:fs";
 import path from "node:path";
 import { after, describe, test } from "node:test";
 import { JobState } from "../gen/hypervisord/v1/job_pb.js";
-import { createGrpcJsClient, type GrpcJsClient } from "./support/clients.ts";
-import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
+import type { GrpcJsClient } from "./support/clients.ts";
+import { spawnDaemon, spawnDaemonWithClient, type DaemonProcess, type SpawnOptions } from "./support/daemon-process.ts";
 import { waitFor } from "./support/engine-harness.ts";
 import { fakeDiskBytes } from "./support/fake-provider.ts";
 
@@ -14,12 +14,7 @@ after(async () => {
   for (const cleanup of cleanups.reverse()) await cleanup();
 });
 
-async function start(options: Parameters<typeof spawnDaemon>[0] = {}): Promise<{ daemon: DaemonProcess; client: GrpcJsClient }> {
-  const daemon = await spawnDaemon(options);
-  const client = createGrpcJsClient(daemon.grpcAddress);
-  cleanups.push(() => daemon.kill(), () => client.close());
-  return { daemon, client };
-}
+const start = (options: SpawnOptions = {}) => spawnDaemonWithClient(options, cleanups);
 
 async function waitForJob(client: GrpcJsClient, id: string, what: string, check: (job: NonNullable<Awaited<ReturnType<GrpcJsClient["unary"]>>>) => boolean) {
   const deadline = Date.now() + 20_000;

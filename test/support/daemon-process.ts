@@ -4,6 +4,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import readline from "node:readline";
+import { createGrpcJsClient, type GrpcJsClient } from "./clients.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 
@@ -90,4 +91,14 @@ export async function assertRefusesToStart(options: SpawnOptions, message: RegEx
   }
   await daemon.stop();
   return assert.fail(`the daemon started; expected it to refuse with ${message}`);
+}
+
+/** A daemon and a grpc-js client to it; `cleanups` gets the kill of the one and the close of the other. */
+export async function spawnDaemonWithClient(
+  options: SpawnOptions, cleanups: (() => Promise<unknown> | void)[],
+): Promise<{ daemon: DaemonProcess; client: GrpcJsClient }> {
+  const daemon = await spawnDaemon(options);
+  const client = createGrpcJsClient(daemon.grpcAddress);
+  cleanups.push(() => daemon.kill(), () => client.close());
+  return { daemon, client };
 }
