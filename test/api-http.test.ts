@@ -95,7 +95,13 @@ describe("HTTP listener", () => {
   });
 
   test("Connect JSON with fetch: GetStatus has every count, zeros included, as strings", async () => {
-    const { status, body } = await postJson(d.httpUrl, "GetStatus", {});
+    // The cancelled job's worker leaves its slot asynchronously (it aborts the
+    // transfer and cleans up its files first), so wait for `running` to reach 0.
+    let { status, body } = await postJson(d.httpUrl, "GetStatus", {});
+    for (let i = 0; i < 100 && body.running !== 0; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      ({ status, body } = await postJson(d.httpUrl, "GetStatus", {}));
+    }
     assert.equal(status, 200);
     assert.deepEqual(Object.keys(body.jobCounts).sort(), ["cancelled", "completed", "failed", "queued", "running", "total"]);
     assert.ok(Object.values(body.jobCounts).every((v) => typeof v === "string"), JSON.stringify(body.jobCounts));
