@@ -87,6 +87,16 @@ export function definitionToPb(definition: JobDefinition): JobDefinitionPb {
     verify: d.verify ?? false,
     profile: d.profile ?? "",
     keepPartial: d.keepPartial ?? false,
+    runningVmPolicy: d.runningVmPolicy ?? (d.powerOff ? "power_off" : "snapshot"),
+    quiesce: d.quiesce ?? true,
+    quiescePolicy: d.quiescePolicy ?? "fallback",
+    vmSelector: d.vmSelector && {
+      folder: d.vmSelector.folder ?? "",
+      recursive: d.vmSelector.recursive,
+      nameGlob: d.vmSelector.nameGlob ?? "",
+      powerStates: d.vmSelector.powerStates.map((p) => POWER_TO_PB[p]),
+    },
+    maxParallel: d.maxParallel ?? 0,
   });
 }
 
@@ -122,6 +132,8 @@ export function jobToPb(job: Job): JobPb {
       artifactManifestPath: job.result.artifactManifestPath ?? "",
       convertedDisks: (job.result.convertedDisks ?? []).map((c) => ({ ...c, size: int64(c.size), verification: c.verification ?? "", verificationDetail: c.verificationDetail ?? "" })),
       ovaMethod: job.result.ovaMethod ?? "",
+      consistency: job.result.consistency ?? "",
+      applicationConsistent: job.result.consistency === "powered_off" || job.result.consistency === "application_consistent",
     },
     error: job.error,
     attempt: job.attempt,
@@ -131,6 +143,8 @@ export function jobToPb(job: Job): JobPb {
     endTime: ts(job.endTime),
     nextAttemptTime: job.state === "queued" ? ts(job.nextAttemptTime) : undefined,
     scheduleId: job.scheduleId ?? "",
+    batchId: job.batchId ?? "",
+    pendingCleanup: job.pendingCleanup ?? "",
   });
 }
 

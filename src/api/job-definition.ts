@@ -1,6 +1,12 @@
 import type { JobDefinition as JobDefinitionPb, VSphereConnection as VSphereConnectionPb } from "../../gen/hypervisord/v1/job_pb.js";
 import { ExportFormat } from "../../gen/hypervisord/v1/job_pb.js";
-import { CONVERT_FORMATS, MANIFEST_ALGORITHMS, PRIORITIES, REMOVABLE_DEVICES, type ConvertFormat, type JobDefinition, type Priority, type VSphereConnection } from "../domain/job.ts";
+import type { VmSelector as VmSelectorPb } from "../../gen/hypervisord/v1/job_pb.js";
+import { PowerState as PowerStatePb } from "../../gen/hypervisord/v1/vm_pb.js";
+import {
+  CONVERT_FORMATS, MANIFEST_ALGORITHMS, PRIORITIES, QUIESCE_POLICIES, REMOVABLE_DEVICES, RUNNING_VM_POLICIES,
+  type ConvertFormat, type JobDefinition, type Priority, type VmSelector, type VSphereConnection,
+} from "../domain/job.ts";
+import type { PowerState } from "../domain/vm.ts";
 import type { Profile, ProfileSettings } from "../domain/profile.ts";
 import { FailedPreconditionError, InvalidArgumentError, quoteInput } from "../errors.ts";
 import type { ProviderRegistry } from "../providers/registry.ts";
@@ -27,7 +33,11 @@ export function definitionFromPb(pb: JobDefinitionPb | undefined, field: string,
   if (!pb) throw new InvalidArgumentError(field, "required");
   const at = (name: string) => `${field}.${name}`;
   const vm = text(pb.vm, at("vm"), 1024);
-  if (!vm) throw new InvalidArgumentError(at("vm"), "required: an inventory path, name, managed object reference or UUID");
+  const vmSelector = pb.vmSelector && selectorFromPb(pb.vmSelector, at("vm_selector"));
+  if (vm && vmSelector) throw new InvalidArgumentError(at("vm_selector"), "set either vm (one VM) or vm_selector (a batch of VMs), not both");
+  if (!vm && !vmSelector) throw new InvalidArgumentError(at("vm"), "required: an inventory path, name, managed object reference or UUID (or a vm_selector)");
+  const maxParallel = intIn(pb.maxParallel, 0, 1000, at("max_parallel"));
+  if (maxParallel && !vmSelector) throw new InvalidArgumentError(at("max_parallel"), "needs vm_selector (it caps a batch's running jobs)");
   const providerName = text(pb.provider, at("provider"), 64) || DEFAULT_PROVIDER;
   const provider = rules.providers.get(providerName);
   if (!provider) {
@@ -37,8 +47,14 @@ export function definitionFromPb(pb: JobDefinitionPb | undefined, field: string,
   const profileName = text(pb.profile, at("profile"), 128);
   const profile = profileName ? rules.profile?.(profileName) : undefined;
   if (profileName && !profile) throw new InvalidArgumentError(at("profile"), `unknown profile ${quoteInput(profileName)}`);
+  if (vmSelector && !provider.listVMs) throw new InvalidArgumentError(at("vm_selector"), `provider ${quoteInput(providerName)} cannot list VMs; name one VM in vm`);
+  const runningVmPolicy = oneOf(pb.runningVmPolicy, RUNNING_VM_POLICIES, at("running_vm_policy"), "policy");
+  if (pb.powerOff && runningVmPolicy && runningVmPolicy !== "power_off") {
+    throw new InvalidArgumentError(at("running_vm_policy"), `${quoteInput(runningVmPolicy)} contradicts power_off: true (power_off is the same as running_vm_policy "power_off")`);
+  }
+  const quiescePolicy = oneOf(pb.quiescePolicy, QUIESCE_POLICIES, at("quiesce_policy"), "policy");
   const definition: JobDefinition = {
-    name: text(pb.name, at("name"), 256) || vm,
+    name: text(pb.name, at("name"), 256) || vm || selectorName(vmSelector!),
     provider: providerName,
     vm,
     vsphere: pb.vsphere && connectionFromPb(pb.vsphere, at("vsphere")),
@@ -46,6 +62,11 @@ export function definitionFromPb(pb: JobDefinitionPb | undefined, field: string,
     requestId: text(pb.requestId, at("request_id"), 256) || undefined,
     ...(profileName ? { profile: profileName } : {}),
     ...(pb.keepPartial ? { keepPartial: true } : {}),
+    ...(runningVmPolicy ? { runningVmPolicy } : {}),
+    ...(pb.quiesce !== undefined ? { quiesce: pb.quiesce } : {}),
+    ...(quiescePolicy ? { quiescePolicy } : {}),
+    ...(vmSelector ? { vmSelector } : {}),
+    ...(maxParallel ? { maxParallel } : {}),
   };
   const unavailable = definition.convertTo && rules.conversionUnavailable?.(definition.convertTo);
   if (unavailable) throw new FailedPreconditionError(`${at("convert_to")}: conversion to ${definition.convertTo} is unavailable: ${unavailable}`);
@@ -85,6 +106,33 @@ export function exportSettings(pb: JobDefinitionPb, field: string, rules: Pick<D
     generateManifest: pb.generateManifest ?? profile.generateManifest ?? true,
     verify: pb.verify || (profile.verify ?? false),
   };
+}
+
+const SELECTABLE_POWER_STATES = new Map<PowerStatePb, PowerState>([
+  [PowerStatePb.POWERED_OFF, "poweredOff"], [PowerStatePb.POWERED_ON, "poweredOn"], [PowerStatePb.SUSPENDED, "suspended"],
+]);
+
+/** A VmSelector from the wire: a folder or a name glob (or both), checked; errors name `field`'s members. */
+export function selectorFromPb(pb: VmSelectorPb, field: string): VmSelector {
+  const folderText = text(pb.folder, `${field}.folder`, 1024);
+  const folder = folderText && `/${folderText.replace(/^\/+|\/+$/g, "")}`;
+  if (folderText && (folder === "/" || folder.split("/").some((part, i) => i > 0 && (part === "" || part === "." || part === "..")))) {
+    throw new InvalidArgumentError(`${field}.folder`, `${quoteInput(folderText)} is not an inventory folder path such as /DC0/vm/production`);
+  }
+  const nameGlob = text(pb.nameGlob, `${field}.name_glob`, 256);
+  if (!folder && !nameGlob) throw new InvalidArgumentError(field, "needs a folder or a name_glob (or both)");
+  const powerStates: PowerState[] = [];
+  pb.powerStates.forEach((state, i) => {
+    const known = SELECTABLE_POWER_STATES.get(state);
+    if (!known) throw new InvalidArgumentError(`${field}.power_states[${i}]`, `unknown power state ${state}; use POWER_STATE_POWERED_ON, POWER_STATE_POWERED_OFF or POWER_STATE_SUSPENDED`);
+    if (!powerStates.includes(known)) powerStates.push(known);
+  });
+  return { ...(folder ? { folder } : {}), recursive: pb.recursive ?? true, ...(nameGlob ? { nameGlob } : {}), powerStates };
+}
+
+/** A batch's default name: its folder and glob. */
+export function selectorName(selector: VmSelector): string {
+  return [selector.folder, selector.nameGlob].filter(Boolean).join(" ");
 }
 
 export function connectionFromPb(pb: VSphereConnectionPb, field: string): VSphereConnection {

@@ -22,7 +22,7 @@ export const STRING_LIMITS: Readonly<Record<string, number>> = {
   // Credentials.
   username: 256, password: 1024, thumbprint: 128, secret: 256,
   // Short words from a fixed set; the handlers say which.
-  convert_to: 32, priority: 32, manifest_algorithm: 32, role: 32, remove_devices: 32, events: 64, source: 32, circuit_state: 32,
+  convert_to: 32, priority: 32, running_vm_policy: 32, quiesce_policy: 32, name_glob: 256, batch_id: 128, batch_ids: 128, manifest_algorithm: 32, role: 32, remove_devices: 32, events: 64, source: 32, circuit_state: 32,
   cron: 128, time_zone: 64, page_token: 512,
   // google.protobuf.FieldMask.paths.
   paths: 64,
@@ -30,7 +30,7 @@ export const STRING_LIMITS: Readonly<Record<string, number>> = {
 
 /** Items of repeated fields and entries of maps. */
 export const COUNT_LIMITS: Readonly<Record<string, number>> = {
-  definitions: 1000, job_ids: 1000, states: 16, events: 32, remove_devices: 16, paths: 32,
+  definitions: 1000, job_ids: 1000, batch_ids: 1000, power_states: 8, states: 16, events: 32, remove_devices: 16, paths: 32,
   labels: 64, tags: 64, headers: 32,
 };
 

@@ -18,6 +18,7 @@ import {
 import { realPaths } from "./output-dir.ts";
 import { createApiKeyHandlers } from "./api-keys.ts";
 import { createAuditHandlers } from "./audit.ts";
+import { createBatchHandlers } from "./batches.ts";
 import { createPackageHandlers } from "./packages.ts";
 import { createProfileHandlers, type ProfileRegistry } from "./profiles.ts";
 import { createScheduleHandlers } from "./schedules.ts";
@@ -84,6 +85,7 @@ export function createHypervisordApi(deps: ApiDeps): ServiceHandlers<typeof Hype
     ...createWebhookHandlers({ store: deps.store.webhooks, dispatcher: deps.webhooks, allowPrivateTargets: deps.allowPrivateWebhookTargets }),
     ...createApiKeyHandlers(deps.store.apiKeys),
     ...createAuditHandlers(deps.store.audit),
+    ...createBatchHandlers(),
 
     async submitJob(request) {
       const definition = definitionFromPb(request.definition, "definition", rules);

@@ -1,6 +1,7 @@
 /** Domain types of jobs. Generated protobuf types stop at src/api; everything below uses these. */
 
 import { redactUrl } from "../redact-url.ts";
+import type { PowerState } from "./vm.ts";
 
 export const JOB_STATES = ["queued", "running", "completed", "failed", "cancelled"] as const;
 export type JobState = (typeof JOB_STATES)[number];
@@ -29,6 +30,29 @@ export type RemovableDevice = (typeof REMOVABLE_DEVICES)[number];
 
 export const MANIFEST_ALGORITHMS = ["sha256", "sha1"] as const;
 export type ManifestAlgorithm = (typeof MANIFEST_ALGORITHMS)[number];
+
+/** What to do with a powered-on VM: export a snapshot of it (default), power it off first, or refuse. */
+export const RUNNING_VM_POLICIES = ["snapshot", "power_off", "fail"] as const;
+export type RunningVmPolicy = (typeof RUNNING_VM_POLICIES)[number];
+
+/** When the host cannot quiesce the guest: snapshot again without quiescing (default), or fail. */
+export const QUIESCE_POLICIES = ["fallback", "fail"] as const;
+export type QuiescePolicy = (typeof QUIESCE_POLICIES)[number];
+
+/** "powered_off": the VM was off; "application_consistent": a quiesced snapshot; "crash_consistent": a snapshot without quiescing. */
+export type Consistency = "powered_off" | "application_consistent" | "crash_consistent";
+
+/** Which VMs a definition selects instead of naming one (each becomes a child job of a batch). */
+export interface VmSelector {
+  /** Inventory folder path ("/DC0/vm/production"). */
+  folder?: string;
+  /** Also the subfolders' VMs (default true). */
+  recursive: boolean;
+  /** Glob on the VM name. */
+  nameGlob?: string;
+  /** Empty: any power state. */
+  powerStates: PowerState[];
+}
 
 export interface VSphereConnection {
   url: string;
@@ -71,6 +95,22 @@ export interface JobDefinition {
   profile?: string;
   /** Keep what a failed or cancelled export wrote instead of removing it. */
   keepPartial?: boolean;
+  /** Default "snapshot" ("power_off" when powerOff is set). */
+  runningVmPolicy?: RunningVmPolicy;
+  /** Quiesce the snapshot (default true). */
+  quiesce?: boolean;
+  /** Default "fallback". */
+  quiescePolicy?: QuiescePolicy;
+  /** Set on a batch's definition (vm is empty then); its child jobs have vm set and no selector. */
+  vmSelector?: VmSelector;
+  /** A batch's own cap on its running jobs; 0 or unset: none. */
+  maxParallel?: number;
+}
+
+/** The policy in force for a powered-on VM (power_off is the older spelling of the power_off policy). */
+export function runningVmPolicyOf(definition: JobDefinition): RunningVmPolicy {
+  if (definition.runningVmPolicy) return definition.runningVmPolicy;
+  return definition.powerOff ? "power_off" : "snapshot";
 }
 
 export interface JobProgress {
@@ -119,6 +159,7 @@ export interface JobResult {
   ovaMethod?: string;
   /** The guest's family ("linux", "windows", "freebsd", "other"), for metrics. */
   osHint?: string;
+  consistency?: Consistency;
 }
 
 export interface ConvertedDisk {
@@ -154,6 +195,10 @@ export interface Job {
   endTime?: number;
   nextAttemptTime?: number;
   scheduleId?: string;
+  /** Set for the child jobs of a batch. */
+  batchId?: string;
+  /** What the job still holds on the hypervisor that the daemon keeps trying to remove (e.g. a snapshot). */
+  pendingCleanup?: string;
 }
 
 /** One state transition, as recorded in the job's history. */

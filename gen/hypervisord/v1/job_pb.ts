@@ -6,13 +6,15 @@ import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2"
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp, file_google_protobuf_wrappers } from "@bufbuild/protobuf/wkt";
+import type { PowerState } from "./vm_pb.js";
+import { file_hypervisord_v1_vm } from "./vm_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file hypervisord/v1/job.proto.
  */
 export const file_hypervisord_v1_job: GenFile = /*@__PURE__*/
-  fileDesc("ChhoeXBlcnZpc29yZC92MS9qb2IucHJvdG8SDmh5cGVydmlzb3JkLnYxImoKEVZTcGhlcmVDb25uZWN0aW9uEgsKA3VybBgBIAEoCRIQCgh1c2VybmFtZRgCIAEoCRIQCghwYXNzd29yZBgDIAEoCRIQCghpbnNlY3VyZRgEIAEoCBISCgp0aHVtYnByaW50GAUgASgJIrsFCg1Kb2JEZWZpbml0aW9uEgwKBG5hbWUYASABKAkSEAoIcHJvdmlkZXIYAiABKAkSCgoCdm0YAyABKAkSMgoHdnNwaGVyZRgEIAEoCzIhLmh5cGVydmlzb3JkLnYxLlZTcGhlcmVDb25uZWN0aW9uEhIKCm91dHB1dF9kaXIYBSABKAkSLAoGZm9ybWF0GAYgASgOMhwuaHlwZXJ2aXNvcmQudjEuRXhwb3J0Rm9ybWF0EhAKCGNvbXByZXNzGAcgASgIEjYKEWNvbXByZXNzaW9uX2xldmVsGAggASgLMhsuZ29vZ2xlLnByb3RvYnVmLkludDMyVmFsdWUSEgoKY29udmVydF90bxgJIAEoCRIaChJwYXJhbGxlbF9kb3dubG9hZHMYCiABKAUSFwoPYmFuZHdpZHRoX2xpbWl0GAsgASgDEhEKCXBvd2VyX29mZhgMIAEoCBIQCghwcmlvcml0eRgNIAEoCRI5CgZsYWJlbHMYDiADKAsyKS5oeXBlcnZpc29yZC52MS5Kb2JEZWZpbml0aW9uLkxhYmVsc0VudHJ5EhIKCnJlcXVlc3RfaWQYDyABKAkSFgoOcmVtb3ZlX2RldmljZXMYECADKAkSGwoTaW5jbHVkZV9pbWFnZV9maWxlcxgRIAEoCBIaChJtYW5pZmVzdF9hbGdvcml0aG0YEiABKAkSEwoLY2xlYW51cF9vdmYYEyABKAgSNQoRZ2VuZXJhdGVfbWFuaWZlc3QYFCABKAsyGi5nb29nbGUucHJvdG9idWYuQm9vbFZhbHVlEg4KBnZlcmlmeRgVIAEoCBIPCgdwcm9maWxlGBYgASgJEhQKDGtlZXBfcGFydGlhbBgXIAEoCBotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIsQBCgtKb2JQcm9ncmVzcxINCgVwaGFzZRgBIAEoCRIPCgdwZXJjZW50GAIgASgBEhIKCmJ5dGVzX2RvbmUYAyABKAMSEwoLYnl0ZXNfdG90YWwYBCABKAMSEgoKZmlsZXNfZG9uZRgFIAEoBRITCgtmaWxlc190b3RhbBgGIAEoBRIUCgxjdXJyZW50X2ZpbGUYByABKAkSGAoQYnl0ZXNfcGVyX3NlY29uZBgIIAEoARITCgtldGFfc2Vjb25kcxgJIAEoASI4CgpSZXN1bHRGaWxlEgwKBHBhdGgYASABKAkSDAoEc2l6ZRgCIAEoAxIOCgZzaGEyNTYYAyABKAkiuAIKCUpvYlJlc3VsdBISCgpvdXRwdXRfZGlyGAEgASgJEhAKCG92Zl9wYXRoGAIgASgJEhAKCG92YV9wYXRoGAMgASgJEhUKDW1hbmlmZXN0X3BhdGgYBCABKAkSKQoFZmlsZXMYBSADKAsyGi5oeXBlcnZpc29yZC52MS5SZXN1bHRGaWxlEhgKEGR1cmF0aW9uX3NlY29uZHMYBiABKAESEAoId2FybmluZ3MYByADKAkSGQoRY29tcHJlc3Npb25fcmF0aW8YCCABKAESHgoWYXJ0aWZhY3RfbWFuaWZlc3RfcGF0aBgJIAEoCRI2Cg9jb252ZXJ0ZWRfZGlza3MYCiADKAsyHS5oeXBlcnZpc29yZC52MS5Db252ZXJ0ZWREaXNrEhIKCm92YV9tZXRob2QYCyABKAkijgEKDUNvbnZlcnRlZERpc2sSDgoGc291cmNlGAEgASgJEgwKBHBhdGgYAiABKAkSDgoGZm9ybWF0GAMgASgJEgwKBHNpemUYBCABKAMSDgoGc2hhMjU2GAUgASgJEhQKDHZlcmlmaWNhdGlvbhgGIAEoCRIbChN2ZXJpZmljYXRpb25fZGV0YWlsGAcgASgJIjwKCEpvYkVycm9yEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIRCglyZXRyeWFibGUYAyABKAgi8gMKA0pvYhIKCgJpZBgBIAEoCRIxCgpkZWZpbml0aW9uGAIgASgLMh0uaHlwZXJ2aXNvcmQudjEuSm9iRGVmaW5pdGlvbhInCgVzdGF0ZRgDIAEoDjIYLmh5cGVydmlzb3JkLnYxLkpvYlN0YXRlEi0KCHByb2dyZXNzGAQgASgLMhsuaHlwZXJ2aXNvcmQudjEuSm9iUHJvZ3Jlc3MSKQoGcmVzdWx0GAUgASgLMhkuaHlwZXJ2aXNvcmQudjEuSm9iUmVzdWx0EicKBWVycm9yGAYgASgLMhguaHlwZXJ2aXNvcmQudjEuSm9iRXJyb3ISDwoHYXR0ZW1wdBgHIAEoBRIvCgtjcmVhdGVfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3NjaGVkdWxlX2lkGAsgASgJEhQKDG1heF9hdHRlbXB0cxgMIAEoBRI1ChFuZXh0X2F0dGVtcHRfdGltZRgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAivwEKDUpvYlRyYW5zaXRpb24SCwoDc2VxGAEgASgEEiwKCmZyb21fc3RhdGUYAiABKA4yGC5oeXBlcnZpc29yZC52MS5Kb2JTdGF0ZRIqCgh0b19zdGF0ZRgDIAEoDjIYLmh5cGVydmlzb3JkLnYxLkpvYlN0YXRlEg4KBnJlYXNvbhgEIAEoCRINCgVhY3RvchgFIAEoCRIoCgR0aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ1CghMb2dFbnRyeRIKCgJpZBgBIAEoAxIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVsZXZlbBgDIAEoCRIPCgdtZXNzYWdlGAQgASgJEhMKC2ZpZWxkc19qc29uGAUgASgJKlsKDEV4cG9ydEZvcm1hdBIdChlFWFBPUlRfRk9STUFUX1VOU1BFQ0lGSUVEEAASFQoRRVhQT1JUX0ZPUk1BVF9PVkYQARIVChFFWFBPUlRfRk9STUFUX09WQRACKpoBCghKb2JTdGF0ZRIZChVKT0JfU1RBVEVfVU5TUEVDSUZJRUQQABIUChBKT0JfU1RBVEVfUVVFVUVEEAESFQoRSk9CX1NUQVRFX1JVTk5JTkcQAhIXChNKT0JfU1RBVEVfQ09NUExFVEVEEAMSFAoQSk9CX1NUQVRFX0ZBSUxFRBAEEhcKE0pPQl9TVEFURV9DQU5DRUxMRUQQBWIGcHJvdG8z", [file_google_protobuf_timestamp, file_google_protobuf_wrappers]);
+  fileDesc("ChhoeXBlcnZpc29yZC92MS9qb2IucHJvdG8SDmh5cGVydmlzb3JkLnYxImoKEVZTcGhlcmVDb25uZWN0aW9uEgsKA3VybBgBIAEoCRIQCgh1c2VybmFtZRgCIAEoCRIQCghwYXNzd29yZBgDIAEoCRIQCghpbnNlY3VyZRgEIAEoCBISCgp0aHVtYnByaW50GAUgASgJIuIGCg1Kb2JEZWZpbml0aW9uEgwKBG5hbWUYASABKAkSEAoIcHJvdmlkZXIYAiABKAkSCgoCdm0YAyABKAkSMgoHdnNwaGVyZRgEIAEoCzIhLmh5cGVydmlzb3JkLnYxLlZTcGhlcmVDb25uZWN0aW9uEhIKCm91dHB1dF9kaXIYBSABKAkSLAoGZm9ybWF0GAYgASgOMhwuaHlwZXJ2aXNvcmQudjEuRXhwb3J0Rm9ybWF0EhAKCGNvbXByZXNzGAcgASgIEjYKEWNvbXByZXNzaW9uX2xldmVsGAggASgLMhsuZ29vZ2xlLnByb3RvYnVmLkludDMyVmFsdWUSEgoKY29udmVydF90bxgJIAEoCRIaChJwYXJhbGxlbF9kb3dubG9hZHMYCiABKAUSFwoPYmFuZHdpZHRoX2xpbWl0GAsgASgDEhEKCXBvd2VyX29mZhgMIAEoCBIQCghwcmlvcml0eRgNIAEoCRI5CgZsYWJlbHMYDiADKAsyKS5oeXBlcnZpc29yZC52MS5Kb2JEZWZpbml0aW9uLkxhYmVsc0VudHJ5EhIKCnJlcXVlc3RfaWQYDyABKAkSFgoOcmVtb3ZlX2RldmljZXMYECADKAkSGwoTaW5jbHVkZV9pbWFnZV9maWxlcxgRIAEoCBIaChJtYW5pZmVzdF9hbGdvcml0aG0YEiABKAkSEwoLY2xlYW51cF9vdmYYEyABKAgSNQoRZ2VuZXJhdGVfbWFuaWZlc3QYFCABKAsyGi5nb29nbGUucHJvdG9idWYuQm9vbFZhbHVlEg4KBnZlcmlmeRgVIAEoCBIPCgdwcm9maWxlGBYgASgJEhQKDGtlZXBfcGFydGlhbBgXIAEoCBIZChFydW5uaW5nX3ZtX3BvbGljeRgYIAEoCRIrCgdxdWllc2NlGBkgASgLMhouZ29vZ2xlLnByb3RvYnVmLkJvb2xWYWx1ZRIWCg5xdWllc2NlX3BvbGljeRgaIAEoCRIvCgt2bV9zZWxlY3RvchgbIAEoCzIaLmh5cGVydmlzb3JkLnYxLlZtU2VsZWN0b3ISFAoMbWF4X3BhcmFsbGVsGBwgASgFGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEikAEKClZtU2VsZWN0b3ISDgoGZm9sZGVyGAEgASgJEi0KCXJlY3Vyc2l2ZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5Cb29sVmFsdWUSEQoJbmFtZV9nbG9iGAMgASgJEjAKDHBvd2VyX3N0YXRlcxgEIAMoDjIaLmh5cGVydmlzb3JkLnYxLlBvd2VyU3RhdGUixAEKC0pvYlByb2dyZXNzEg0KBXBoYXNlGAEgASgJEg8KB3BlcmNlbnQYAiABKAESEgoKYnl0ZXNfZG9uZRgDIAEoAxITCgtieXRlc190b3RhbBgEIAEoAxISCgpmaWxlc19kb25lGAUgASgFEhMKC2ZpbGVzX3RvdGFsGAYgASgFEhQKDGN1cnJlbnRfZmlsZRgHIAEoCRIYChBieXRlc19wZXJfc2Vjb25kGAggASgBEhMKC2V0YV9zZWNvbmRzGAkgASgBIjgKClJlc3VsdEZpbGUSDAoEcGF0aBgBIAEoCRIMCgRzaXplGAIgASgDEg4KBnNoYTI1NhgDIAEoCSLtAgoJSm9iUmVzdWx0EhIKCm91dHB1dF9kaXIYASABKAkSEAoIb3ZmX3BhdGgYAiABKAkSEAoIb3ZhX3BhdGgYAyABKAkSFQoNbWFuaWZlc3RfcGF0aBgEIAEoCRIpCgVmaWxlcxgFIAMoCzIaLmh5cGVydmlzb3JkLnYxLlJlc3VsdEZpbGUSGAoQZHVyYXRpb25fc2Vjb25kcxgGIAEoARIQCgh3YXJuaW5ncxgHIAMoCRIZChFjb21wcmVzc2lvbl9yYXRpbxgIIAEoARIeChZhcnRpZmFjdF9tYW5pZmVzdF9wYXRoGAkgASgJEjYKD2NvbnZlcnRlZF9kaXNrcxgKIAMoCzIdLmh5cGVydmlzb3JkLnYxLkNvbnZlcnRlZERpc2sSEgoKb3ZhX21ldGhvZBgLIAEoCRITCgtjb25zaXN0ZW5jeRgMIAEoCRIeChZhcHBsaWNhdGlvbl9jb25zaXN0ZW50GA0gASgIIo4BCg1Db252ZXJ0ZWREaXNrEg4KBnNvdXJjZRgBIAEoCRIMCgRwYXRoGAIgASgJEg4KBmZvcm1hdBgDIAEoCRIMCgRzaXplGAQgASgDEg4KBnNoYTI1NhgFIAEoCRIUCgx2ZXJpZmljYXRpb24YBiABKAkSGwoTdmVyaWZpY2F0aW9uX2RldGFpbBgHIAEoCSI8CghKb2JFcnJvchIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkSEQoJcmV0cnlhYmxlGAMgASgIIp0ECgNKb2ISCgoCaWQYASABKAkSMQoKZGVmaW5pdGlvbhgCIAEoCzIdLmh5cGVydmlzb3JkLnYxLkpvYkRlZmluaXRpb24SJwoFc3RhdGUYAyABKA4yGC5oeXBlcnZpc29yZC52MS5Kb2JTdGF0ZRItCghwcm9ncmVzcxgEIAEoCzIbLmh5cGVydmlzb3JkLnYxLkpvYlByb2dyZXNzEikKBnJlc3VsdBgFIAEoCzIZLmh5cGVydmlzb3JkLnYxLkpvYlJlc3VsdBInCgVlcnJvchgGIAEoCzIYLmh5cGVydmlzb3JkLnYxLkpvYkVycm9yEg8KB2F0dGVtcHQYByABKAUSLwoLY3JlYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0X3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtzY2hlZHVsZV9pZBgLIAEoCRIUCgxtYXhfYXR0ZW1wdHMYDCABKAUSNQoRbmV4dF9hdHRlbXB0X3RpbWUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGJhdGNoX2lkGA4gASgJEhcKD3BlbmRpbmdfY2xlYW51cBgPIAEoCSK/AQoNSm9iVHJhbnNpdGlvbhILCgNzZXEYASABKAQSLAoKZnJvbV9zdGF0ZRgCIAEoDjIYLmh5cGVydmlzb3JkLnYxLkpvYlN0YXRlEioKCHRvX3N0YXRlGAMgASgOMhguaHlwZXJ2aXNvcmQudjEuSm9iU3RhdGUSDgoGcmVhc29uGAQgASgJEg0KBWFjdG9yGAUgASgJEigKBHRpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wInUKCExvZ0VudHJ5EgoKAmlkGAEgASgDEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWxldmVsGAMgASgJEg8KB21lc3NhZ2UYBCABKAkSEwoLZmllbGRzX2pzb24YBSABKAkqWwoMRXhwb3J0Rm9ybWF0Eh0KGUVYUE9SVF9GT1JNQVRfVU5TUEVDSUZJRUQQABIVChFFWFBPUlRfRk9STUFUX09WRhABEhUKEUVYUE9SVF9GT1JNQVRfT1ZBEAIqmgEKCEpvYlN0YXRlEhkKFUpPQl9TVEFURV9VTlNQRUNJRklFRBAAEhQKEEpPQl9TVEFURV9RVUVVRUQQARIVChFKT0JfU1RBVEVfUlVOTklORxACEhcKE0pPQl9TVEFURV9DT01QTEVURUQQAxIUChBKT0JfU1RBVEVfRkFJTEVEEAQSFwoTSk9CX1NUQVRFX0NBTkNFTExFRBAFYgZwcm90bzM", [file_google_protobuf_timestamp, file_google_protobuf_wrappers, file_hypervisord_v1_vm]);
 
 /**
  * How to reach a vCenter or ESXi host. Optional on jobs and discovery calls
@@ -234,6 +236,51 @@ export type JobDefinition = Message<"hypervisord.v1.JobDefinition"> & {
    * @generated from field: bool keep_partial = 23;
    */
   keepPartial: boolean;
+
+  /**
+   * What to do with a VM that is powered on: "snapshot" (default: take a
+   * snapshot named hypervisord-<job id>, export it with ExportSnapshot, then
+   * remove it), "power_off" (power the VM off first; the same as power_off)
+   * or "fail" (refuse with FAILED_PRECONDITION). A powered-off VM is
+   * exported directly, without a snapshot.
+   *
+   * @generated from field: string running_vm_policy = 24;
+   */
+  runningVmPolicy: string;
+
+  /**
+   * With the snapshot policy: quiesce the guest file systems (VMware Tools)
+   * for an application-consistent copy. Unset means true.
+   *
+   * @generated from field: google.protobuf.BoolValue quiesce = 25;
+   */
+  quiesce?: boolean | undefined;
+
+  /**
+   * When the host cannot quiesce: "fallback" (default: snapshot again
+   * without quiescing, the result warns "crash-consistent") or "fail".
+   *
+   * @generated from field: string quiesce_policy = 26;
+   */
+  quiescePolicy: string;
+
+  /**
+   * Instead of vm: every VM this selector matches, resolved when the
+   * submission (or the schedule's run) is made. Creates a Batch with one
+   * child job per VM; set either vm or vm_selector.
+   *
+   * @generated from field: hypervisord.v1.VmSelector vm_selector = 27;
+   */
+  vmSelector?: VmSelector | undefined;
+
+  /**
+   * With vm_selector: at most this many of the batch's jobs run at once, on
+   * top of the daemon's worker slots and the per-host transfer cap. 0 means
+   * no limit of its own. 0-1000.
+   *
+   * @generated from field: int32 max_parallel = 28;
+   */
+  maxParallel: number;
 };
 
 /**
@@ -242,6 +289,50 @@ export type JobDefinition = Message<"hypervisord.v1.JobDefinition"> & {
  */
 export const JobDefinitionSchema: GenMessage<JobDefinition> = /*@__PURE__*/
   messageDesc(file_hypervisord_v1_job, 1);
+
+/**
+ * Which VMs a definition selects (JobDefinition.vm_selector). At least one
+ * of folder and name_glob is required; the conditions are combined (AND).
+ *
+ * @generated from message hypervisord.v1.VmSelector
+ */
+export type VmSelector = Message<"hypervisord.v1.VmSelector"> & {
+  /**
+   * Inventory folder path, e.g. "/DC0/vm/production".
+   *
+   * @generated from field: string folder = 1;
+   */
+  folder: string;
+
+  /**
+   * Also the VMs in the folder's subfolders. Unset means true.
+   *
+   * @generated from field: google.protobuf.BoolValue recursive = 2;
+   */
+  recursive?: boolean | undefined;
+
+  /**
+   * Glob on the VM name: "*" any run of characters, "?" one character,
+   * e.g. "web-*".
+   *
+   * @generated from field: string name_glob = 3;
+   */
+  nameGlob: string;
+
+  /**
+   * Only VMs in one of these power states; empty means any.
+   *
+   * @generated from field: repeated hypervisord.v1.PowerState power_states = 4;
+   */
+  powerStates: PowerState[];
+};
+
+/**
+ * Describes the message hypervisord.v1.VmSelector.
+ * Use `create(VmSelectorSchema)` to create a new message.
+ */
+export const VmSelectorSchema: GenMessage<VmSelector> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_job, 2);
 
 /**
  * @generated from message hypervisord.v1.JobProgress
@@ -302,7 +393,7 @@ export type JobProgress = Message<"hypervisord.v1.JobProgress"> & {
  * Use `create(JobProgressSchema)` to create a new message.
  */
 export const JobProgressSchema: GenMessage<JobProgress> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_job, 2);
+  messageDesc(file_hypervisord_v1_job, 3);
 
 /**
  * @generated from message hypervisord.v1.ResultFile
@@ -334,7 +425,7 @@ export type ResultFile = Message<"hypervisord.v1.ResultFile"> & {
  * Use `create(ResultFileSchema)` to create a new message.
  */
 export const ResultFileSchema: GenMessage<ResultFile> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_job, 3);
+  messageDesc(file_hypervisord_v1_job, 4);
 
 /**
  * @generated from message hypervisord.v1.JobResult
@@ -405,6 +496,22 @@ export type JobResult = Message<"hypervisord.v1.JobResult"> & {
    * @generated from field: string ova_method = 11;
    */
   ovaMethod: string;
+
+  /**
+   * How consistent the exported disks are: "powered_off" (the VM was off),
+   * "application_consistent" (a quiesced snapshot) or "crash_consistent"
+   * (a snapshot without quiescing, like a power cut).
+   *
+   * @generated from field: string consistency = 12;
+   */
+  consistency: string;
+
+  /**
+   * True for powered_off and application_consistent.
+   *
+   * @generated from field: bool application_consistent = 13;
+   */
+  applicationConsistent: boolean;
 };
 
 /**
@@ -412,7 +519,7 @@ export type JobResult = Message<"hypervisord.v1.JobResult"> & {
  * Use `create(JobResultSchema)` to create a new message.
  */
 export const JobResultSchema: GenMessage<JobResult> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_job, 4);
+  messageDesc(file_hypervisord_v1_job, 5);
 
 /**
  * @generated from message hypervisord.v1.ConvertedDisk
@@ -469,7 +576,7 @@ export type ConvertedDisk = Message<"hypervisord.v1.ConvertedDisk"> & {
  * Use `create(ConvertedDiskSchema)` to create a new message.
  */
 export const ConvertedDiskSchema: GenMessage<ConvertedDisk> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_job, 5);
+  messageDesc(file_hypervisord_v1_job, 6);
 
 /**
  * @generated from message hypervisord.v1.JobError
@@ -501,7 +608,7 @@ export type JobError = Message<"hypervisord.v1.JobError"> & {
  * Use `create(JobErrorSchema)` to create a new message.
  */
 export const JobErrorSchema: GenMessage<JobError> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_job, 6);
+  messageDesc(file_hypervisord_v1_job, 7);
 
 /**
  * @generated from message hypervisord.v1.Job
@@ -581,6 +688,21 @@ export type Job = Message<"hypervisord.v1.Job"> & {
    * @generated from field: google.protobuf.Timestamp next_attempt_time = 13;
    */
   nextAttemptTime?: Timestamp | undefined;
+
+  /**
+   * Set when the job belongs to a batch (a definition with vm_selector).
+   *
+   * @generated from field: string batch_id = 14;
+   */
+  batchId: string;
+
+  /**
+   * What the job still holds on the hypervisor that the daemon keeps trying
+   * to remove (e.g. a snapshot whose removal failed); empty when nothing.
+   *
+   * @generated from field: string pending_cleanup = 15;
+   */
+  pendingCleanup: string;
 };
 
 /**
@@ -588,7 +710,7 @@ export type Job = Message<"hypervisord.v1.Job"> & {
  * Use `create(JobSchema)` to create a new message.
  */
 export const JobSchema: GenMessage<Job> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_job, 7);
+  messageDesc(file_hypervisord_v1_job, 8);
 
 /**
  * One transition in a job's history.
@@ -636,7 +758,7 @@ export type JobTransition = Message<"hypervisord.v1.JobTransition"> & {
  * Use `create(JobTransitionSchema)` to create a new message.
  */
 export const JobTransitionSchema: GenMessage<JobTransition> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_job, 8);
+  messageDesc(file_hypervisord_v1_job, 9);
 
 /**
  * @generated from message hypervisord.v1.LogEntry
@@ -679,7 +801,7 @@ export type LogEntry = Message<"hypervisord.v1.LogEntry"> & {
  * Use `create(LogEntrySchema)` to create a new message.
  */
 export const LogEntrySchema: GenMessage<LogEntry> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_job, 9);
+  messageDesc(file_hypervisord_v1_job, 10);
 
 /**
  * @generated from enum hypervisord.v1.ExportFormat

@@ -195,6 +195,57 @@ const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX audit_events_principal ON audit_events (principal, id);
     `,
   },
+  {
+    version: 4,
+    name: "batches: the child jobs of a definition with a VM selector",
+    sql: `
+      CREATE TABLE batches (
+        pk INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        request_id TEXT UNIQUE,
+        name TEXT NOT NULL,
+        definition TEXT NOT NULL,     -- JSON JobDefinition with vm_selector, without its password
+        max_parallel INTEGER NOT NULL DEFAULT 0,
+        schedule_id TEXT,
+        cancel_reason TEXT,           -- set by CancelBatch
+        create_time INTEGER NOT NULL,
+        end_time INTEGER              -- set when every child job has ended
+      );
+      CREATE INDEX batches_schedule ON batches (schedule_id, pk) WHERE schedule_id IS NOT NULL;
+
+      ALTER TABLE jobs ADD COLUMN batch_id TEXT;
+      ALTER TABLE jobs ADD COLUMN batch_index INTEGER;  -- the VM's place in the batch (resolution order)
+      CREATE INDEX jobs_batch ON jobs (batch_id, state) WHERE batch_id IS NOT NULL;
+    `,
+  },
+  {
+    version: 5,
+    name: "what a job still holds on a hypervisor (a snapshot whose removal is pending)",
+    sql: `
+      ALTER TABLE jobs ADD COLUMN pending_cleanup TEXT;
+    `,
+  },
+  {
+    version: 6,
+    name: "schedule retention: keep_last, the batch of a run, and the export directories runs wrote",
+    sql: `
+      ALTER TABLE schedules ADD COLUMN keep_last INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE schedule_runs ADD COLUMN batch_id TEXT;
+
+      -- One row per job a schedule's run created: the directory it writes (and nothing else is ever deleted).
+      CREATE TABLE schedule_exports (
+        pk INTEGER PRIMARY KEY,
+        schedule_id TEXT NOT NULL,
+        vm_key TEXT NOT NULL,         -- the VM's directory name under the schedule's output_dir
+        job_id TEXT NOT NULL UNIQUE,
+        dir TEXT NOT NULL,            -- <output_dir>/<vm>/<run time>
+        run_time INTEGER NOT NULL,
+        completed_time INTEGER,       -- set when its job completed
+        deleted_time INTEGER          -- set when retention removed it
+      );
+      CREATE INDEX schedule_exports_vm ON schedule_exports (schedule_id, vm_key, run_time);
+    `,
+  },
 ];
 
 export function migrate(db: Database): number {
