@@ -12,6 +12,9 @@
 //                   from SubmitJob until GetJob (polled every 50 ms) says COMPLETED; result.duration_seconds is
 //                   printed beside it, and the exported disk's SHA-256 is checked against the source's.
 // Targets: hypervisord >= 0.9x curl, and faster than govc (medians, end-to-end wall time).
+// Then (export-running.ts) the same VM exported running (through a snapshot) beside powered off (direct), target
+// <= 1.1x, and a folder of 8 VMs (a second vcsim, -folder 1 -vm 4) as one batch beside one VM after another.
+// BENCH_ONLY=running runs only these last rows.
 // For diagnosis the daemon's own log splits each job: the time before the disk's download started (session,
 // ExportVm, lease, HttpNfcLeaseGetManifest) and the download itself ("download finished" seconds).
 // Throughput is MiB/s (1 MiB = 1048576 bytes) of the disk's size over the timed wall time.
@@ -33,6 +36,7 @@ import { createGrpcJsClient, type GrpcJsClient } from "../support/clients.ts";
 import { spawnDaemon, tempDir, type DaemonProcess } from "../support/daemon-process.ts";
 import { buildGovc, startVcsim, type Vcsim, type VcsimVm } from "../support/vcsim.ts";
 import { cpuSeconds, envNumber, fixed, median } from "./bench-utils.ts";
+import { fleetRows, snapshotRows } from "./export-running.ts";
 
 const MiB = 1024 * 1024;
 const SIZE = Math.round(envNumber("BENCH_SIZE_MB", 1024) * MiB);
@@ -40,6 +44,10 @@ const ROUNDS = Math.round(envNumber("BENCH_ROUNDS", 3));
 const TARGET_VS_CURL = 0.9;
 const POLL_MS = 50;
 const JOB_TIMEOUT_MS = 15 * 60_000;
+/** The folder rows: VMs of FLEET_SIZE_MB (default 128) MiB each, in a folder of 8. */
+const FLEET_SIZE = Math.round(envNumber("FLEET_SIZE_MB", 128) * MiB);
+/** "running": only the running-VM and folder rows (issue 13), without curl and govc. */
+const ONLY = process.env.BENCH_ONLY ?? "";
 
 type Client = "curl" | "govc" | "govc -sha 256" | "hypervisord";
 interface Run {
@@ -249,6 +257,8 @@ async function main(): Promise<void> {
   let daemon: DaemonProcess | undefined;
   let client: GrpcJsClient | undefined;
   const runs: Run[] = [];
+  let running: Awaited<ReturnType<typeof snapshotRows>> | undefined;
+  let fleet: Awaited<ReturnType<typeof fleetRows>> | undefined;
   try {
     sim = await startVcsim();
     const vm = sim.vms[0]!;
@@ -258,11 +268,12 @@ async function main(): Promise<void> {
     console.log(`vcsim ${sim.url}, VM ${vm.name} (${vm.moref}); wrote ${SIZE / MiB} MiB into ${diskFile} in ${((performance.now() - started) / 1000).toFixed(1)} s, sha256 ${sourceSha256}`);
 
     started = performance.now();
-    daemon = await spawnDaemon();
+    // Four jobs at once, so that the folder rows can run VMs side by side (the single-VM rows run one job at a time).
+    daemon = await spawnDaemon({ args: ["--max-concurrent-jobs", "4"] });
     client = createGrpcJsClient(daemon.grpcAddress);
     console.log(`daemon pid ${daemon.child.pid} ready in ${((performance.now() - started) / 1000).toFixed(1)} s; ${ROUNDS} rounds of curl, govc, hypervisord; MiB/s = ${MiB} bytes/s\n`);
 
-    for (let round = 1; round <= ROUNDS; round++) {
+    for (let round = 1; round <= (ONLY === "running" ? 0 : ROUNDS); round++) {
       for (const run of [
         () => runCurl(round, sim!, vm, work),
         () => runGovc(round, sim!, vm, work, govc),
@@ -281,6 +292,11 @@ async function main(): Promise<void> {
         );
       }
     }
+    console.log(`\nrunning VM (snapshot) vs powered off (direct): ${ROUNDS} rounds each, alternating`);
+    running = await snapshotRows(sim, vm, daemon, client, sourceSha256, SIZE, ROUNDS);
+    await sim.stop();
+    sim = await startVcsim(["-folder", "1", "-vm", "4"]);
+    fleet = await fleetRows(sim, daemon, client, FLEET_SIZE);
   } finally {
     client?.close();
     const code = await daemon?.stop();
@@ -292,7 +308,8 @@ async function main(): Promise<void> {
       fs.rmSync(daemon.outputRoot, { recursive: true, force: true });
     }
   }
-  report(runs, context);
+  if (runs.length > 0) report(runs, context);
+  console.log(JSON.stringify({ bench: "export-running", sizeMiB: SIZE / MiB, rounds: ROUNDS, snapshotVsDirect: running, folder: fleet }));
 }
 
 function report(runs: Run[], context: Record<string, unknown>): void {
