@@ -15,7 +15,7 @@ import type { Converter } from "../../export/convert.ts";
 import type { ExportContext, ExportResult, SecretSealer } from "../provider.ts";
 import { createDescriptor, type OvfFile } from "./descriptor.ts";
 import { findVM } from "./discovery.ts";
-import { safeFileName } from "./file-names.ts";
+import { safeFileName } from "../../domain/safe-file-name.ts";
 import { abortLease, completeLease, keepLeaseAlive, leaseManifest, leaseState, waitForLease, type LeaseDevice, type ManifestEntry } from "./lease.ts";
 import { abortRecordedLease, recordLease, type LeaseRecord } from "./lease-record.ts";
 import { retrieveOne } from "./property-collector.ts";
