@@ -1,7 +1,9 @@
 import { createClient, type CallOptions, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
+import type { Batch } from "../../gen/hypervisord/v1/batch_pb.js";
 import type { Job } from "../../gen/hypervisord/v1/job_pb.js";
 import { HypervisordService } from "../../gen/hypervisord/v1/service_pb.js";
 import { createAuthInterceptor, createRetryInterceptor, type RetryOptions } from "./interceptors.ts";
+import { watchBatch, type WatchBatchOptions } from "./watch-batch.ts";
 import { watchJob, type WatchJobOptions } from "./watch-job.ts";
 
 /** What both the Node and the browser client accept. */
@@ -24,6 +26,8 @@ export type HypervisordClient = Client<typeof HypervisordService> & {
   readonly url: string;
   /** See WatchJobOptions: follows a job to its end, reconnecting with after_seq. */
   watchJob(jobId: string, options?: WatchJobOptions): Promise<Job>;
+  /** See WatchBatchOptions: follows a batch (a vm_selector submission) to its end. */
+  watchBatch(batchId: string, options?: WatchBatchOptions): Promise<Batch>;
   /** Closes the client's connections (Node); calls in flight fail. Safe to call twice. */
   close(): void;
 };
@@ -58,6 +62,7 @@ export function wrapTransport(transport: Transport, options: BaseClientOptions, 
   return Object.assign(typed, {
     url: options.url,
     watchJob: (jobId: string, watchOptions?: WatchJobOptions) => watchJob(typed, jobId, watchOptions),
+    watchBatch: (batchId: string, watchOptions?: WatchBatchOptions) => watchBatch(typed, batchId, watchOptions),
     close() {
       if (closed) return;
       closed = true;

@@ -4,6 +4,8 @@ export interface Writer {
   write(text: string): unknown;
   readonly isTTY?: boolean;
   readonly columns?: number;
+  /** Terminal height: how many lines a redrawn-in-place block may take. */
+  readonly rows?: number;
 }
 
 export interface CliIo {
@@ -47,6 +49,9 @@ export function redactingWriter(target: NodeJS.WriteStream, secrets: ReadonlySet
     },
     get columns() {
       return target.columns;
+    },
+    get rows() {
+      return target.rows;
     },
   };
 }

@@ -1,5 +1,6 @@
 import { Command, Option } from "commander";
 import { VERSION } from "../version.ts";
+import { batchesCommand } from "./commands/batches.ts";
 import { completionCommand } from "./commands/completion.ts";
 import { daemonCommands } from "./commands/daemon.ts";
 import { jobCommands } from "./commands/jobs.ts";
@@ -17,8 +18,9 @@ export const DEFAULT_SERVER = "http://127.0.0.1:8080";
 
 const HELP_AFTER = `
 Servers: http(s)://host:port is the HTTP listener (Connect), grpc(s)://host:port the gRPC listener.
-Exit codes: 0 ok; 1 error (daemon unreachable, refused call, failed job with watch/export --watch);
-2 usage error, or a cancelled job with watch/export --watch; 130 Ctrl-C while watching (the job goes on).
+Exit codes: 0 ok; 1 error (daemon unreachable, refused call, failed job with watch/export --watch,
+failed or partially failed batch with export --folder/--name-glob --watch or batches watch);
+2 usage error, or a cancelled job or batch when watching; 130 Ctrl-C while watching (the job goes on).
 -o json prints the response's proto JSON (as the Connect JSON API writes it); watch and logs print JSON lines.`;
 
 /** hyperctl's commands. Errors are thrown (exitOverride), for main() to print and turn into an exit code. */
@@ -38,6 +40,7 @@ export function createProgram(io: CliIo): Command {
   const commands = [
     ...submitCommands(io),
     ...jobCommands(io),
+    batchesCommand(io),
     ...daemonCommands(io),
     vmsCommand(io),
     schedulesCommand(io),

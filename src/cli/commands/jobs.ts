@@ -29,14 +29,16 @@ export function jobCommands(io: CliIo): Command[] {
     .option("--label <key=value>", "only jobs with this label (repeatable)", collect)
     .option("--provider <name>", "only jobs of this provider")
     .option("--schedule <id>", "only jobs created by this schedule")
+    .option("--batch <id>", "only the jobs of this batch (one per VM)")
     .option("--query <text>", "only jobs whose id, name, VM, output directory or a label value contains this text (ignoring case)")
     .option("--limit <n>", "at most this many jobs (1-1000)", intOption(1, 1000), 50)
-    .action(action(io, async (cli, opts: { state?: JobState[]; label?: string[]; provider?: string; schedule?: string; query?: string; limit: number }) => {
+    .action(action(io, async (cli, opts: { state?: JobState[]; label?: string[]; provider?: string; schedule?: string; batch?: string; query?: string; limit: number }) => {
       const response = await cli.client().listJobs({
         states: opts.state ?? [],
         labels: keyValuePairs(opts.label, "--label"),
         provider: opts.provider ?? "",
         scheduleId: opts.schedule ?? "",
+        batchId: opts.batch ?? "",
         query: opts.query ?? "",
         pageSize: opts.limit,
       });

@@ -60,10 +60,9 @@ export function schedulesCommand(io: CliIo): Command {
   })));
 
   schedules.addCommand(addDefinitionOptions(new Command("create")
-    .description("create a schedule that exports a VM on a cron expression")
+    .description("create a schedule that exports a VM (--vm), or every VM a selector matches (--folder, --name-glob), on a cron expression")
     .argument("<name>", "schedule name")
-    .argument("<cron>", "5 fields, 6 with seconds first, or @daily-style; quote it")
-    .requiredOption("--vm <vm>", "the VM: inventory path, name, moref or UUID"))
+    .argument("<cron>", "5 fields, 6 with seconds first, or @daily-style; quote it"))
     .option("--time-zone <zone>", "IANA time zone of the cron expression (default UTC)")
     .option("--description <text>", "what the schedule is for")
     .option("--overlap <policy>", "while the previous run is going: skip, queue or allow", choice(OVERLAP, "--overlap"))

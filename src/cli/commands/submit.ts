@@ -5,14 +5,16 @@ import { SubmitJobResponseSchema, SubmitJobsResponseSchema } from "../../../gen/
 import { addConnectionOptions, connectionOf, type ConnectionOptions } from "../connection-options.ts";
 import { action } from "../context.ts";
 import { readJobDefinitions } from "../definition-file.ts";
+import { addSelectorOptions, selectorFields, type SelectorOptions } from "../selector-options.ts";
 import type { CliIo } from "../io.ts";
+import { batchJobsTable } from "../batch-view.ts";
 import { stateName } from "../job-view.ts";
 import { collect, intOption, keyValuePairs } from "../parse.ts";
 import { table } from "../table.ts";
 import { followJob } from "./watch.ts";
+import { followBatch } from "./watch-batch.ts";
 
-export interface ExportOptions extends ConnectionOptions {
-  vm: string;
+export interface ExportOptions extends ConnectionOptions, SelectorOptions {
   name?: string;
   outputDir?: string;
   format?: "ovf" | "ova";
@@ -30,7 +32,7 @@ export interface ExportOptions extends ConnectionOptions {
 
 /** The export options shared by `export` and `schedules create` (the job template). */
 export function addDefinitionOptions(command: Command): Command {
-  return addConnectionOptions(command)
+  return addSelectorOptions(addConnectionOptions(command))
     .option("--output-dir <dir>", "where the package is written (under the daemon's allowed output roots)")
     .addOption(new Option("--format <format>", "package format").choices(["ovf", "ova"]))
     .option("--compress", "gzip the OVA (.ova.gz)")
@@ -48,7 +50,7 @@ export function addDefinitionOptions(command: Command): Command {
 export async function definitionOf(opts: ExportOptions, io: CliIo) {
   const vsphere = await connectionOf(opts, io);
   return create(JobDefinitionSchema, {
-    vm: opts.vm,
+    ...selectorFields(opts),
     provider: opts.provider ?? "",
     ...(vsphere && { vsphere }),
     outputDir: opts.outputDir ?? "",
@@ -68,17 +70,25 @@ export async function definitionOf(opts: ExportOptions, io: CliIo) {
 
 export function submitCommands(io: CliIo): Command[] {
   const exportCommand = addDefinitionOptions(new Command("export")
-    .description("export a VM: submit a job, and with --watch follow it to its end")
-    .requiredOption("--vm <vm>", "the VM: inventory path, name, moref or UUID"))
-    .option("--request-id <id>", "idempotency key: the same id returns the job created the first time")
-    .option("--watch", "follow the job; exit code as for `watch`")
+    .description("export a VM (--vm), or every VM a selector matches (--folder, --name-glob: a batch, one job per VM); with --watch follow it to its end"))
+    .option("--request-id <id>", "idempotency key: the same id returns the job (or batch) created the first time")
+    .option("--watch", "follow the job, or the batch (a line per VM and a total); exit code as for `watch`, for a batch 1 also when it partially failed")
     .action(action(io, async (cli, opts: ExportOptions) => {
       const definition = await definitionOf(opts, io);
       const response = await cli.client().submitJob({ definition });
+      const again = response.created ? "submitted" : "already submitted (same request id)";
+      // Watching with -o json/yaml: the response is the first JSON line, the updates follow.
+      const streaming = cli.out.format !== "table" && opts.watch;
+      if (streaming) cli.out.streamed(SubmitJobResponseSchema, response, () => undefined);
+      if (response.batch) {
+        const batch = response.batch;
+        if (!streaming) cli.out.result(SubmitJobResponseSchema, response, () =>
+          cli.out.quiet ? batch.id : `batch ${batch.id} ${again}: ${batch.jobs.length} VMs${opts.watch ? "" : `\n\n${batchJobsTable(batch.jobs)}`}`);
+        return opts.watch ? followBatch(cli, batch.id) : 0;
+      }
       const job = response.job!;
-      if (cli.out.format !== "table" && opts.watch) cli.out.streamed(SubmitJobResponseSchema, response, () => undefined);
-      else cli.out.result(SubmitJobResponseSchema, response, () =>
-        cli.out.quiet ? job.id : `job ${job.id} ${response.created ? "submitted" : "already submitted (same request id)"}: ${stateName(job.state)}`);
+      if (!streaming) cli.out.result(SubmitJobResponseSchema, response, () =>
+        cli.out.quiet ? job.id : `job ${job.id} ${again}: ${stateName(job.state)}`);
       return opts.watch ? followJob(cli, job.id) : 0;
     }));
 

@@ -1,0 +1,54 @@
+import { Command, Option } from "commander";
+import type { BatchState } from "../../../gen/hypervisord/v1/batch_pb.js";
+import { CancelBatchResponseSchema, GetBatchResponseSchema, ListBatchesResponseSchema } from "../../../gen/hypervisord/v1/service_pb.js";
+import { BATCH_STATES, batchDetails, batchesTable, batchStateName, countsText } from "../batch-view.ts";
+import { action } from "../context.ts";
+import type { CliIo } from "../io.ts";
+import { choice, intOption } from "../parse.ts";
+import { followBatch } from "./watch-batch.ts";
+
+/** `hyperctl batches ...`: the batches that submissions and schedule runs with a vm_selector made. */
+export function batchesCommand(io: CliIo): Command {
+  const batches = new Command("batches").description("batches: one submission or schedule run exporting several VMs, a job per VM");
+  const byId = (name: string, description: string) => new Command(name).description(description).argument("<batch>", "batch id");
+
+  batches.addCommand(new Command("list")
+    .description("list batches, newest first")
+    .addOption(new Option("--state <state>", `${Object.keys(BATCH_STATES).join(", ")} (repeatable, or comma-separated)`)
+      .argParser((value: string, previous: BatchState[] = []) => [...previous, ...value.split(",").filter(Boolean).map(choice(BATCH_STATES, "--state"))]))
+    .option("--schedule <id>", "only batches created by this schedule's runs")
+    .option("--limit <n>", "at most this many batches (1-1000)", intOption(1, 1000), 50)
+    .option("--page-token <token>", "the next page, as a previous call printed it")
+    .action(action(io, async (cli, opts: { state?: BatchState[]; schedule?: string; limit: number; pageToken?: string }) => {
+      const response = await cli.client().listBatches({
+        states: opts.state ?? [], scheduleId: opts.schedule ?? "", pageSize: opts.limit, pageToken: opts.pageToken ?? "",
+      });
+      cli.out.result(ListBatchesResponseSchema, response, () => {
+        if (cli.out.quiet) return response.batches.map((b) => b.id).join("\n");
+        if (response.batches.length === 0) return "no batches";
+        const more = response.nextPageToken
+          ? `\n(${response.batches.length} of ${response.totalSize} batches; next page: --page-token ${response.nextPageToken})`
+          : "";
+        return batchesTable(response.batches) + more;
+      });
+    })));
+
+  batches.addCommand(byId("get", "show a batch and its VMs' jobs").action(action(io, async (cli, batchId: string) => {
+    const response = await cli.client().getBatch({ batchId });
+    cli.out.result(GetBatchResponseSchema, response, () => batchDetails(response.batch!));
+  })));
+
+  batches.addCommand(byId("cancel", "cancel every job of a batch that has not ended")
+    .option("--reason <text>", "recorded in each job's history")
+    .action(action(io, async (cli, batchId: string, opts: { reason?: string }) => {
+      const response = await cli.client().cancelBatch({ batchId, reason: opts.reason ?? "" });
+      const batch = response.batch!;
+      cli.out.result(CancelBatchResponseSchema, response, () =>
+        cli.out.quiet ? undefined : `batch ${batch.id} ${batchStateName(batch.state)}: ${countsText(batch.counts)}`);
+    })));
+
+  batches.addCommand(byId("watch", "follow a batch until it ends; exit code 0 completed, 1 failed or partially failed, 2 cancelled")
+    .action(action(io, (cli, batchId: string) => followBatch(cli, batchId))));
+
+  return batches;
+}
