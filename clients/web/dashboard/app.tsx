@@ -1,6 +1,8 @@
 import { useEffect, type ReactNode } from "react";
 import { ApiKeyForm } from "./components/api-key-form.tsx";
 import { ConnectionBanner } from "./components/connection-banner.tsx";
+import { BatchPage } from "./pages/batch-page.tsx";
+import { BatchesPage } from "./pages/batches-page.tsx";
 import { ExportPage } from "./pages/export-page.tsx";
 import { JobPage } from "./pages/job-page.tsx";
 import { JobsPage } from "./pages/jobs-page.tsx";
@@ -13,6 +15,7 @@ import { useLive, useSession } from "./session.tsx";
 const NAV = [
   { path: "", label: "Overview" },
   { path: "jobs", label: "Jobs" },
+  { path: "batches", label: "Batches" },
   { path: "export", label: "Export & convert" },
   { path: "schedules", label: "Schedules" },
   { path: "webhooks", label: "Webhooks" },
@@ -25,6 +28,8 @@ function page(route: Route): { title: string; body: ReactNode } {
       return { title: "Overview", body: <OverviewPage /> };
     case "jobs":
       return id ? { title: "Job", body: <JobPage jobId={id} /> } : { title: "Jobs", body: <JobsPage params={route.params} /> };
+    case "batches":
+      return id ? { title: "Batch", body: <BatchPage batchId={id} /> } : { title: "Batches", body: <BatchesPage params={route.params} /> };
     case "export":
       return { title: "Export & convert", body: <ExportPage params={route.params} /> };
     case "schedules":

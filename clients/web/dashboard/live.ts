@@ -4,7 +4,7 @@
 // replayed (also across a daemon restart).
 import { Code, ConnectError } from "@connectrpc/connect";
 import { backoffMs, sleep } from "../../core/backoff.ts";
-import { isTerminal, JobEventKind, type HypervisordClient, type Job, type StreamJobUpdatesResponse } from "../index.ts";
+import { isTerminal, JobEventKind, type Batch, type HypervisordClient, type Job, type StreamJobUpdatesResponse } from "../index.ts";
 
 export type LinkStatus = "connecting" | "live" | "reconnecting" | "unauthenticated" | "failed";
 
@@ -21,6 +21,10 @@ export interface LiveState {
   ended: ReadonlyMap<string, Job>;
   /** Bumped by every job creation and state change: views that list jobs reload on it. */
   changes: number;
+  /** The batches seen changing (BATCH_CHANGED) since the page opened, as they are now (at most RECENT_BATCHES). */
+  batches: ReadonlyMap<string, Batch>;
+  /** Bumped by every BATCH_CHANGED: views that list batches reload on it. */
+  batchChanges: number;
 }
 
 export interface LiveJobs {
@@ -33,6 +37,7 @@ export interface LiveJobs {
 
 const BACKOFF = { initialMs: 500, maxMs: 10_000 };
 const RECENTLY_ENDED = 200;
+const RECENT_BATCHES = 100;
 
 /**
  * The newer of a job as last loaded (GetJob, ListJobs) and as the live stream has it: an ended job
@@ -46,7 +51,9 @@ export function freshestJob(loaded: Job | undefined, live: Job | undefined): Job
 }
 
 export function createLiveJobs(client: HypervisordClient): LiveJobs {
-  let state: LiveState = { status: "connecting", attempt: 0, retryAt: 0, lastError: "", active: new Map(), ended: new Map(), changes: 0 };
+  let state: LiveState = {
+    status: "connecting", attempt: 0, retryAt: 0, lastError: "", active: new Map(), ended: new Map(), changes: 0, batches: new Map(), batchChanges: 0,
+  };
   const listeners = new Set<() => void>();
   const closing = new AbortController();
   let wake: AbortController | undefined;
@@ -57,6 +64,13 @@ export function createLiveJobs(client: HypervisordClient): LiveJobs {
 
   const apply = (update: StreamJobUpdatesResponse) => {
     if (update.kind === JobEventKind.SYNCED) return;
+    if (update.kind === JobEventKind.BATCH_CHANGED) {
+      if (!update.batch) return;
+      // Re-inserted last, so that the oldest entries are the ones dropped.
+      const batches = new Map([...state.batches].filter(([id]) => id !== update.batch!.id).slice(-(RECENT_BATCHES - 1)));
+      set({ batches: batches.set(update.batch.id, update.batch), batchChanges: state.batchChanges + 1 });
+      return;
+    }
     const active = new Map(state.active);
     if (update.kind === JobEventKind.PROGRESS) {
       const job = active.get(update.jobId);
@@ -86,7 +100,7 @@ export function createLiveJobs(client: HypervisordClient): LiveJobs {
       let error: ConnectError;
       try {
         for await (const update of client.streamJobUpdates({ jobIds: [], afterSeq }, { signal })) {
-          if (state.status !== "live") set({ status: "live", attempt: 0, lastError: "", changes: state.changes + 1 });
+          if (state.status !== "live") set({ status: "live", attempt: 0, lastError: "", changes: state.changes + 1, batchChanges: state.batchChanges + 1 });
           failures = 0;
           if (afterSeq === undefined || update.seq > afterSeq) afterSeq = update.seq;
           apply(update);

@@ -33,8 +33,9 @@ export function ExportPage({ params }: { params: URLSearchParams }) {
     try {
       const definition = definitionFromForm(new FormData(event.currentTarget));
       definition.requestId = requestId;
-      const { job } = await client.submitJob({ definition });
-      navigate(`/jobs/${job!.id}`);
+      const { job, batch } = await client.submitJob({ definition });
+      // A folder or a name pattern makes a batch (a job per VM): its page shows them all.
+      navigate(batch ? `/batches/${batch.id}` : `/jobs/${job!.id}`);
     } catch (err) {
       setError(err);
     } finally {

@@ -56,6 +56,7 @@ export function JobPage({ jobId }: { jobId: string }) {
           ["duration", formatDuration(elapsedSeconds(job.startTime, job.endTime))],
           ["next attempt", job.nextAttemptTime && formatTime(job.nextAttemptTime)],
           ["schedule", job.scheduleId && <a href="#/schedules">{job.scheduleId}</a>],
+          ["batch", job.batchId && <a href={`#/batches/${job.batchId}`}>{job.batchId}</a>],
         ]} />
       </section>
       {job.error && (
