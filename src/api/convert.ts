@@ -5,10 +5,12 @@ import {
   type Job as JobPb, type JobDefinition as JobDefinitionPb, type JobProgress as JobProgressPb, type JobTransition as JobTransitionPb,
   type LogEntry as LogEntryPb,
 } from "../../gen/hypervisord/v1/job_pb.js";
+import { BatchSchema, BatchState as BatchStatePb, type Batch as BatchPb } from "../../gen/hypervisord/v1/batch_pb.js";
 import { JobEventKind, StreamJobUpdatesResponseSchema, type StreamJobUpdatesResponse } from "../../gen/hypervisord/v1/service_pb.js";
 import { PowerState as PowerStatePb, VirtualMachineSchema, type VirtualMachine as VirtualMachinePb } from "../../gen/hypervisord/v1/vm_pb.js";
 import { redactDefinition, type Job, type JobDefinition, type JobProgress, type JobState, type JobTransition } from "../domain/job.ts";
 import type { PowerState, VirtualMachine } from "../domain/vm.ts";
+import type { Batch, BatchState } from "../domain/batch.ts";
 import type { JobUpdate, JobUpdateKind } from "../engine/update.ts";
 import type { LogEntry } from "../store/store.ts";
 
@@ -38,7 +40,20 @@ const KIND_TO_PB: Record<JobUpdateKind, JobEventKind> = {
   state_changed: JobEventKind.STATE_CHANGED,
   progress: JobEventKind.PROGRESS,
   synced: JobEventKind.SYNCED,
+  batch_changed: JobEventKind.BATCH_CHANGED,
 };
+
+const BATCH_STATE_TO_PB: Record<BatchState, BatchStatePb> = {
+  running: BatchStatePb.RUNNING,
+  completed: BatchStatePb.COMPLETED,
+  partially_failed: BatchStatePb.PARTIALLY_FAILED,
+  failed: BatchStatePb.FAILED,
+  cancelled: BatchStatePb.CANCELLED,
+};
+
+export function batchStateFromPb(state: BatchStatePb): BatchState | undefined {
+  return (Object.entries(BATCH_STATE_TO_PB) as [BatchState, BatchStatePb][]).find(([, v]) => v === state)?.[0];
+}
 
 const POWER_TO_PB: Record<PowerState, PowerStatePb> = {
   poweredOff: PowerStatePb.POWERED_OFF,
@@ -174,10 +189,31 @@ export function updateToPb(update: JobUpdate): StreamJobUpdatesResponse {
       job: update.job && jobToPb(update.job),
       time: preciseTimestamp(update.time),
       reason: update.reason ?? "",
+      batch: update.batch && batchToPb(update.batch),
     });
     updateCache.set(update, message);
   }
   return message;
+}
+
+/** A batch with its children; the definition redacted like a job's. */
+export function batchToPb(batch: Batch): BatchPb {
+  return create(BatchSchema, {
+    id: batch.id,
+    name: batch.name,
+    state: BATCH_STATE_TO_PB[batch.state],
+    definition: definitionToPb(batch.definition),
+    counts: batch.counts,
+    bytesDone: int64(batch.bytesDone),
+    bytesTotal: int64(batch.bytesTotal),
+    maxParallel: batch.maxParallel,
+    scheduleId: batch.scheduleId ?? "",
+    createTime: ts(batch.createTime),
+    endTime: ts(batch.endTime),
+    jobs: batch.jobs.map((j) => ({
+      jobId: j.jobId, vm: j.vm, vmName: j.vmName, state: stateToPb(j.state), bytesDone: int64(j.bytesDone), bytesTotal: int64(j.bytesTotal), error: j.error,
+    })),
+  });
 }
 
 export function logEntryToPb(entry: LogEntry): LogEntryPb {

@@ -1,5 +1,6 @@
 export const WEBHOOK_EVENTS = [
   "job.created", "job.started", "job.progress", "job.completed", "job.failed", "job.cancelled", "schedule.triggered", "vm.discovered",
+  "batch.completed",
 ] as const;
 export type WebhookEventType = (typeof WEBHOOK_EVENTS)[number] | "webhook.test";
 

@@ -9,6 +9,7 @@ import type { Provider } from "../providers/provider.ts";
 import type { ProviderRegistry } from "../providers/registry.ts";
 import type { InsertResult, LogQuery, NewJob, Store, TransitionInput } from "../store/store.ts";
 import { retryDelayMs } from "../backoff.ts";
+import { createBatchEngine } from "./batch-engine.ts";
 import { hasWrittenFiles, keptFilesNote, openJobCheckpoint, removeJobFiles } from "./job-files.ts";
 import { createJobLogs } from "./job-logs.ts";
 import { createProgressTracker } from "./progress-tracker.ts";
@@ -91,6 +92,7 @@ export function createEngine(deps: EngineDeps) {
     bus.publish(transitionUpdate(transition, job));
     if (isFinal(job.state)) jobLogs.end(job.id);
     for (const observer of deps.observers ?? []) observer.changed?.(job, transition);
+    batches.childChanged(job, transition);
   }
 
   /** Applies a state change and announces it; undefined when the job was no longer in one of `from`. */
@@ -101,6 +103,12 @@ export function createEngine(deps: EngineDeps) {
     publish(changed.job, changed.transition);
     return changed.job;
   }
+
+  const batches = createBatchEngine({
+    store, bus, providers, maxAttempts: options.maxAttempts, progressPublishIntervalMs: options.progressPublishIntervalMs,
+    liveProgress: (id) => running.get(id)?.progress(), publish, cancelJob: (id, reason, actor) => cancel(id, reason, actor),
+    assertAccepting, pump: () => pump(),
+  });
 
   function assertAccepting(): void {
     if (lifecycle === "draining" || lifecycle === "stopped") throw new UnavailableError("the daemon is shutting down and accepts no new jobs");
@@ -183,7 +191,7 @@ export function createEngine(deps: EngineDeps) {
       publishIntervalMs: options.progressPublishIntervalMs,
       persistIntervalMs: options.progressPersistIntervalMs,
       publish: (progress) => bus.publish({
-        seq: bus.nextSeq(), jobId: job.id, kind: "progress", state: "running", progress, time: preciseNow(),
+        seq: bus.nextSeq(), jobId: job.id, ...(job.batchId ? { batchId: job.batchId } : {}), kind: "progress", state: "running", progress, time: preciseNow(),
       }),
       persist: (progress) => {
         store.saveProgress(job.id, progress);
@@ -359,14 +367,20 @@ export function createEngine(deps: EngineDeps) {
       for (const job of leftovers) if (hasWrittenFiles(store, job.id)) removeFiles(job);
       // One after the other: each may log in to its hypervisor.
       releaseLeftovers(leftovers);
+      batches.finishCancels();
       lifecycle = "running";
       pump();
     },
     submit,
     cancel,
     getJob,
-    watch: (jobIds: readonly string[], afterSeq: number | undefined, signal: AbortSignal): AsyncGenerator<JobUpdate[]> =>
-      watchJobs({ store, bus, liveProgress: (id) => running.get(id)?.progress() }, jobIds, afterSeq, signal),
+    /** A definition with a vm_selector: one child job per VM it matches now (see batch-engine.ts). */
+    submitBatch: batches.submitBatch,
+    getBatch: batches.getBatch,
+    cancelBatch: batches.cancelBatch,
+    listBatches: batches.listBatches,
+    watch: (jobIds: readonly string[], afterSeq: number | undefined, signal: AbortSignal, batchIds: readonly string[] = []): AsyncGenerator<JobUpdate[]> =>
+      watchJobs({ store, bus, liveProgress: (id) => running.get(id)?.progress(), batch: batches.getBatch }, jobIds, afterSeq, signal, batchIds),
     readLogs(jobId: string, query: LogQuery) {
       getJob(jobId);
       return jobLogs.read(jobId, query);
@@ -404,6 +418,7 @@ export function createEngine(deps: EngineDeps) {
       if (!waited) logger.warn({ still_running: [...running.keys()] }, "jobs did not stop within the grace period; they will be recovered at the next start");
       await Promise.all(fileRemovals.values());
       lifecycle = "stopped";
+      batches.close();
       jobLogs.flush();
       bus.close(new UnavailableError("the daemon is shutting down; reconnect with after_seq to resume"));
     },

@@ -19,7 +19,8 @@ export class Subscription {
   private lastDeliveredSeq = 0;
 
   constructor(
-    private readonly filter: ReadonlySet<string> | undefined,
+    /** Job ids and batch ids watched; undefined: everything. */
+    private readonly filter: { jobs: ReadonlySet<string>; batches: ReadonlySet<string> } | undefined,
     private readonly maxQueued: number,
     private readonly onClose: (subscription: Subscription) => void,
   ) {}
@@ -29,19 +30,23 @@ export class Subscription {
     this.lastDeliveredSeq = Math.max(this.lastDeliveredSeq, seq);
   }
 
-  wants(jobId: string): boolean {
-    return !this.filter || this.filter.has(jobId);
+  wants(update: JobUpdate): boolean {
+    if (!this.filter) return true;
+    if (update.batchId !== undefined && this.filter.batches.has(update.batchId)) return true;
+    return update.kind !== "batch_changed" && this.filter.jobs.has(update.jobId);
   }
 
   push(update: JobUpdate): void {
     if (this.closed) return;
-    if (update.kind === "progress") {
-      const index = this.pendingProgress.get(update.jobId);
+    // A newer progress of a job, or a newer whole batch, replaces the one still queued.
+    const replaceable = update.kind === "progress" ? update.jobId : update.kind === "batch_changed" ? `batch:${update.batchId}` : undefined;
+    if (replaceable !== undefined) {
+      const index = this.pendingProgress.get(replaceable);
       if (index !== undefined) {
         this.queue[index] = undefined;
         this.pending--;
       }
-      this.pendingProgress.set(update.jobId, this.queue.length);
+      this.pendingProgress.set(replaceable, this.queue.length);
     } else if (this.pending >= this.maxQueued) {
       this.close(new ResourceExhaustedError(
         `subscriber fell ${this.pending} updates behind; reconnect with after_seq=${this.lastDeliveredSeq}`));
@@ -72,7 +77,8 @@ export class Subscription {
       this.queue[index] = undefined;
       if (!update) continue;
       this.pending--;
-      if (update.kind === "progress" && this.pendingProgress.get(update.jobId) === index) this.pendingProgress.delete(update.jobId);
+      const key = update.kind === "progress" ? update.jobId : update.kind === "batch_changed" ? `batch:${update.batchId}` : undefined;
+      if (key !== undefined && this.pendingProgress.get(key) === index) this.pendingProgress.delete(key);
       this.lastDeliveredSeq = update.seq;
       return update;
     }

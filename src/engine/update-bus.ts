@@ -11,7 +11,8 @@ export interface UpdateBus {
   nextSeq(): number;
   currentSeq(): number;
   publish(update: JobUpdate): void;
-  subscribe(jobIds: readonly string[] | undefined): Subscription;
+  /** Both empty (or undefined): every job and batch. */
+  subscribe(jobIds: readonly string[] | undefined, batchIds?: readonly string[]): Subscription;
   subscriberCount(): number;
   /** Ends every subscription (with the error, if given). */
   close(error?: HypervisordError): void;
@@ -36,11 +37,11 @@ export function createUpdateBus(store: Store, options: { maxQueuedPerSubscriber:
     currentSeq: () => seq,
     publish(update) {
       for (const subscriber of subscribers) {
-        if (subscriber.wants(update.jobId)) subscriber.push(update);
+        if (subscriber.wants(update)) subscriber.push(update);
       }
     },
-    subscribe(jobIds) {
-      const filter = jobIds && jobIds.length > 0 ? new Set(jobIds) : undefined;
+    subscribe(jobIds, batchIds) {
+      const filter = (jobIds?.length ?? 0) + (batchIds?.length ?? 0) > 0 ? { jobs: new Set(jobIds), batches: new Set(batchIds) } : undefined;
       const subscription = new Subscription(filter, options.maxQueuedPerSubscriber, (s) => subscribers.delete(s));
       subscribers.add(subscription);
       return subscription;

@@ -1,12 +1,17 @@
+import type { Batch } from "../domain/batch.ts";
 import type { Job, JobProgress, JobState } from "../domain/job.ts";
 
-export type JobUpdateKind = "snapshot" | "created" | "state_changed" | "progress" | "synced";
+export type JobUpdateKind = "snapshot" | "created" | "state_changed" | "progress" | "synced" | "batch_changed";
 
 /** One message of StreamJobUpdates, shared (never mutated) by every subscriber that receives it. */
 export interface JobUpdate {
   readonly seq: number;
-  /** Empty for "synced". */
+  /** Empty for "synced" and "batch_changed". */
   readonly jobId: string;
+  /** The batch of the job (a child's updates), or the batch itself ("batch_changed"). */
+  readonly batchId?: string;
+  /** The whole batch, for "batch_changed". */
+  readonly batch?: Batch;
   readonly kind: JobUpdateKind;
   readonly state?: JobState;
   readonly progress?: JobProgress;

@@ -1,3 +1,4 @@
+import type { Batch, BatchState } from "../domain/batch.ts";
 import type { Job, JobDefinition, JobError, JobProgress, JobResult, JobState, JobTransition } from "../domain/job.ts";
 import type { ApiKey, AuditEvent } from "../domain/access.ts";
 import type { Profile } from "../domain/profile.ts";
@@ -48,6 +49,7 @@ export interface Store {
   getSeqReservation(): number;
   setSeqReservation(value: number): void;
   readonly schedules: ScheduleStore;
+  readonly batches: BatchStore;
   readonly profiles: ProfileStore;
   readonly webhooks: WebhookStore;
   readonly apiKeys: ApiKeyStore;
@@ -80,6 +82,46 @@ export interface ScheduleStore {
   listRuns(scheduleId: string, query: { limit: number; before?: string }): { runs: ScheduleRun[]; next?: string };
   /** Jobs of this schedule that are queued or running. */
   activeJobIds(scheduleId: string): string[];
+}
+
+export interface BatchStore {
+  /**
+   * The batch, its child jobs (with their "created" transitions and job.created events) and the schedule
+   * run that made it, in one transaction. A known request_id returns that batch (created: false), or
+   * throws ALREADY_EXISTS when its definition differs.
+   */
+  insert(input: NewBatch): { batch: Batch; created: boolean; children: { job: Job; transition: JobTransition }[] };
+  /** Children's progress as last persisted (the engine overlays live progress). */
+  get(id: string): Batch | undefined;
+  byRequestId(requestId: string): Batch | undefined;
+  /** Whether every child has ended (a one-row read, unlike get). */
+  hasEnded(id: string): boolean;
+  /** Newest first. */
+  list(filter: BatchFilter): { batches: Batch[]; nextCursor?: number; total: number };
+  /** Records CancelBatch's reason; false when the batch had already ended (nothing written). */
+  requestCancel(id: string, reason: string): boolean;
+  /** Batches CancelBatch was called on whose children have not all ended (the daemon stopped in between). */
+  cancelling(): Batch[];
+}
+
+export interface NewBatch {
+  id: string;
+  /** With vmSelector, vm empty. */
+  definition: JobDefinition;
+  scheduleId?: string;
+  createTime: number;
+  /** One per VM, in order; each with batchId set. */
+  children: NewJob[];
+  /** A schedule's run that creates this batch: recorded in the same transaction (job_id NULL, batch_id set). */
+  scheduleRun?: { id: string; trigger: RunTrigger; scheduledTime: number };
+}
+
+export interface BatchFilter {
+  states?: readonly BatchState[];
+  scheduleId?: string;
+  /** Only batches older than this cursor (from a previous page). */
+  before?: number;
+  limit: number;
 }
 
 export interface ApiKeyStore {
@@ -151,6 +193,9 @@ export interface NewJob {
   actor: string;
   /** A schedule's run that creates this job: recorded in the same transaction (with its schedule.triggered event). */
   scheduleRun?: { id: string; trigger: RunTrigger; scheduledTime: number };
+  /** A batch's child: the batch and the VM's place in it. */
+  batchId?: string;
+  batchIndex?: number;
 }
 
 export type InsertResult =
@@ -181,6 +226,7 @@ export interface JobFilter {
   labels?: Record<string, string>;
   provider?: string;
   scheduleId?: string;
+  batchId?: string;
   /** Substring of the id, name, VM, output directory or a label value, ignoring ASCII case. */
   text?: string;
   /** Only jobs older than this cursor (from a previous page). */

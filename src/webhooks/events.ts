@@ -1,3 +1,4 @@
+import type { Batch } from "../domain/batch.ts";
 import type { Job, JobTransition } from "../domain/job.ts";
 import type { RunTrigger } from "../domain/schedule.ts";
 import type { PowerState } from "../domain/vm.ts";
@@ -86,8 +87,10 @@ export interface ScheduleTriggered {
   scheduleName: string;
   runId: string;
   trigger: RunTrigger;
-  /** The job the run created. */
+  /** The job the run created ("" when it created a batch). */
   jobId: string;
+  /** The batch the run created, when its template has a vm_selector. */
+  batchId?: string;
   /** When the run was due (ms since the epoch). */
   scheduledTime: number;
 }
@@ -99,8 +102,37 @@ export function scheduleTriggeredEvent(run: ScheduleTriggered, time = Date.now()
     run_id: run.runId,
     trigger: run.trigger,
     job_id: run.jobId,
+    ...(run.batchId ? { batch_id: run.batchId } : {}),
     scheduled_time: new Date(run.scheduledTime).toISOString(),
   });
+}
+
+/** Most failed VMs listed in one batch.completed event (`counts` has them all). */
+export const MAX_FAILED_VMS = 1000;
+
+/** batch.completed: a batch ended, whatever its final state, with its counts and the VMs that did not complete. */
+export function batchCompletedEvent(batch: Batch, time = batch.endTime ?? Date.now()): WebhookEvent {
+  const failed = batch.jobs.filter((j) => j.state === "failed" || j.state === "cancelled");
+  const data: Record<string, unknown> = {
+    batch_id: batch.id,
+    batch_name: batch.name,
+    state: batch.state,
+    provider: batch.definition.provider,
+    labels: { ...batch.definition.labels },
+    counts: { ...batch.counts },
+    bytes_done: batch.bytesDone,
+    bytes_total: batch.bytesTotal,
+    create_time: new Date(batch.createTime).toISOString(),
+    end_time: new Date(time).toISOString(),
+    failed_vms: failed.slice(0, MAX_FAILED_VMS).map((j) => ({
+      job_id: j.jobId, vm: j.vm, vm_name: j.vmName, state: j.state,
+      ...(j.error ? { error: { code: j.error.code, message: j.error.message } } : {}),
+    })),
+    failed_vms_truncated: failed.length > MAX_FAILED_VMS,
+  };
+  if (batch.scheduleId) data.schedule_id = batch.scheduleId;
+  if (batch.cancelReason) data.cancel_reason = batch.cancelReason;
+  return event("batch.completed", time, data);
 }
 
 export interface DiscoveredVm {

@@ -31,7 +31,8 @@ export interface FakeBehaviour {
 
 export function parseFakeVm(vm: string): FakeBehaviour {
   const [name = "", query = ""] = vm.split("?", 2);
-  const params = new URLSearchParams(query);
+  // A fleet VM (named by its inventory path, as a batch's child is) behaves as its folder says.
+  const params = new URLSearchParams(`${FLEET_BEHAVIOUR.get(name) ?? ""}&${query}`);
   const num = (key: string, fallback: number) => (params.has(key) ? Number(params.get(key)) : fallback);
   return {
     name,
@@ -74,6 +75,39 @@ const INVENTORY: VirtualMachine[] = Array.from({ length: 12 }, (_, i) => {
   };
 });
 
+/**
+ * Folders of a second datacenter for batch tests, listed only when a query asks for a folder under /DC1
+ * (so that the unfiltered inventory stays the 12 VMs above). Each folder's VMs share a behaviour:
+ *   fleet: 6 VMs, 4 powered on, quick;   mixed: 3 VMs, mixed-02 fails for good;   broken: 2 VMs, both fail for good;
+ *   slow: 6 VMs of ~3 s each;   tree: tree-01 and sub/tree-02 (recursive or not).
+ */
+const FLEET_FOLDERS: { folder: string; count: number; on: number; behaviour: (i: number) => string }[] = [
+  { folder: "fleet", count: 6, on: 4, behaviour: () => "size=65536&chunk=16384&delayMs=2" },
+  { folder: "mixed", count: 3, on: 1, behaviour: (i) => (i === 1 ? "size=4096&failTimes=99&failCode=INTERNAL" : "size=4096&delayMs=0") },
+  { folder: "broken", count: 2, on: 0, behaviour: () => "size=4096&failTimes=99&failCode=PERMISSION_DENIED" },
+  { folder: "slow", count: 6, on: 2, behaviour: () => "size=3000000&chunk=50000&delayMs=50" },
+  { folder: "tree", count: 1, on: 0, behaviour: () => "size=4096&delayMs=0" },
+  { folder: "tree/sub", count: 1, on: 1, behaviour: () => "size=4096&delayMs=0" },
+];
+
+const FLEET: VirtualMachine[] = FLEET_FOLDERS.flatMap(({ folder, count, on }, f) => Array.from({ length: count }, (_, i) => {
+  const base = folder.split("/")[0]!;
+  const name = `${base}-${String(folder.includes("/") ? i + 2 : i + 1).padStart(2, "0")}`;
+  return {
+    ...INVENTORY[0]!,
+    name,
+    path: `/DC1/vm/${folder}/${name}`,
+    moref: `vm-${500 + f * 10 + i}`,
+    uuid: `4211${f}${i}00-0000-4000-8000-000000000000`,
+    instanceUuid: `5011${f}${i}00-0000-4000-8000-000000000000`,
+    powerState: (i < on ? "poweredOn" : "poweredOff") as PowerState,
+  };
+}));
+
+const FLEET_BEHAVIOUR = new Map(FLEET_FOLDERS.flatMap(({ folder, behaviour }) =>
+  FLEET.filter((vm) => vm.path.startsWith(`/DC1/vm/${folder}/`) && !vm.path.slice(`/DC1/vm/${folder}/`.length).includes("/"))
+    .map((vm, i) => [vm.path, behaviour(i)] as const)));
+
 interface Checkpoint {
   offset: number;
 }
@@ -91,14 +125,15 @@ export function createFakeProvider(options: { name?: string; resumable?: boolean
 
     async listVMs(query: VMQuery) {
       const pattern = query.namePattern && new RegExp(`^${query.namePattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".")}$`);
-      return INVENTORY.filter((vm) =>
+      const inventory = query.folder?.startsWith("/DC1/") ? FLEET : INVENTORY;
+      return inventory.filter((vm) =>
         (!pattern || pattern.test(vm.name))
         && (!query.folder || vm.path.startsWith(`${query.folder.replace(/\/$/, "")}/`))
         && (!query.powerState || vm.powerState === query.powerState));
     },
 
     async getVM(query: GetVMQuery) {
-      const vm = INVENTORY.find((v) => [v.name, v.path, v.moref, v.uuid, v.instanceUuid].includes(query.vm));
+      const vm = [...INVENTORY, ...FLEET].find((v) => [v.name, v.path, v.moref, v.uuid, v.instanceUuid].includes(query.vm));
       if (!vm) throw new NotFoundError(`VM "${query.vm}" not found`);
       return vm;
     },
@@ -112,8 +147,10 @@ export function createFakeProvider(options: { name?: string; resumable?: boolean
         return behaviour.failCode === "UNAVAILABLE" ? new UnavailableError(message) : new HypervisordError(behaviour.failCode, message);
       };
       if (failing && behaviour.failAfter === 0) throw failure();
-      const dir = path.join(definition.outputDir, behaviour.name || "vm");
-      const file = `${behaviour.name || "vm"}-disk-1.img`;
+      // A VM named by its inventory path (a batch's child) writes under its own name, as a real provider does.
+      const base = path.posix.basename(behaviour.name) || "vm";
+      const dir = path.join(definition.outputDir, base);
+      const file = `${base}-disk-1.img`;
       const target = path.join(dir, file);
       await makeDirectory(dir, context.files);
       await reopenPublished(target, context.files);

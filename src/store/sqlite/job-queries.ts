@@ -20,13 +20,16 @@ export function createJobQueries(db: Database, hooks: JobHooks, secretBox: Secre
   const byId = db.prepare<[string], JobRow>("SELECT * FROM jobs WHERE id = ?");
   const byRequestId = db.prepare<[string], JobRow>("SELECT * FROM jobs WHERE request_id = ?");
   const insertJob = db.prepare(`INSERT INTO jobs
-    (id, request_id, name, provider, state, priority, definition, secrets, max_attempts, schedule_id, create_time)
-    VALUES (@id, @request_id, @name, @provider, 'queued', @priority, @definition, @secrets, @max_attempts, @schedule_id, @create_time)`);
+    (id, request_id, name, provider, state, priority, definition, secrets, max_attempts, schedule_id, batch_id, batch_index, create_time)
+    VALUES (@id, @request_id, @name, @provider, 'queued', @priority, @definition, @secrets, @max_attempts, @schedule_id, @batch_id, @batch_index, @create_time)`);
   const insertLabel = db.prepare("INSERT INTO job_labels (key, value, job_pk) VALUES (?, ?, ?)");
   const insertTransition = db.prepare(`INSERT INTO job_transitions (seq, job_id, from_state, to_state, reason, actor, time)
     VALUES (@seq, @job_id, @from_state, @to_state, @reason, @actor, @time)`);
-  const nextQueued = db.prepare<[number], JobRow>(`SELECT * FROM jobs
+  // A batch's child waits while its batch already runs max_parallel jobs (counted on the jobs_batch index).
+  const nextQueued = db.prepare<[number], JobRow>(`SELECT * FROM jobs AS j
     WHERE state = 'queued' AND (next_attempt_time IS NULL OR next_attempt_time <= ?)
+      AND (batch_id IS NULL OR NOT EXISTS (SELECT 1 FROM batches AS b WHERE b.id = j.batch_id AND b.max_parallel > 0
+        AND b.max_parallel <= (SELECT count(*) FROM jobs AS r WHERE r.batch_id = j.batch_id AND r.state = 'running')))
     ORDER BY priority DESC, pk ASC LIMIT 1`);
   const markRunning = db.prepare(`UPDATE jobs SET state = 'running',
       attempt = CASE WHEN resume = 1 AND attempt > 0 THEN attempt ELSE attempt + 1 END,
@@ -89,6 +92,8 @@ export function createJobQueries(db: Database, hooks: JobHooks, secretBox: Secre
       secrets: split.secrets,
       max_attempts: input.maxAttempts,
       schedule_id: input.scheduleId ?? null,
+      batch_id: input.batchId ?? null,
+      batch_index: input.batchIndex ?? null,
       create_time: input.createTime,
     });
     for (const [key, value] of Object.entries(definition.labels)) insertLabel.run(key, value, info.lastInsertRowid);
@@ -98,6 +103,7 @@ export function createJobQueries(db: Database, hooks: JobHooks, secretBox: Secre
     const job: Job = {
       id: input.id, definition, state: "queued", progress: { ...EMPTY_PROGRESS }, attempt: 0,
       maxAttempts: input.maxAttempts, createTime: input.createTime, scheduleId: input.scheduleId,
+      ...(input.batchId ? { batchId: input.batchId } : {}),
     };
     hooks.afterInsert?.(job, input, transition);
     return { job, created: true, transition };
@@ -168,6 +174,10 @@ export function createJobQueries(db: Database, hooks: JobHooks, secretBox: Secre
       where.push("schedule_id = ?");
       params.push(filter.scheduleId);
     }
+    if (filter.batchId) {
+      where.push("batch_id = ?");
+      params.push(filter.batchId);
+    }
     for (const [key, value] of Object.entries(filter.labels ?? {}).sort(([a], [b]) => a.localeCompare(b))) {
       where.push("pk IN (SELECT job_pk FROM job_labels WHERE key = ? AND value = ?)");
       params.push(key, value);
@@ -199,6 +209,8 @@ export function createJobQueries(db: Database, hooks: JobHooks, secretBox: Secre
 
   return {
     insertMany,
+    /** One job, for callers that insert jobs inside their own transaction (a batch's children). */
+    insertOne,
     get,
     list,
     claim,

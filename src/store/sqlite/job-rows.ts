@@ -20,6 +20,7 @@ export interface JobRow {
   max_attempts: number;
   resume: number;
   schedule_id: string | null;
+  batch_id: string | null;
   create_time: number;
   start_time: number | null;
   end_time: number | null;
@@ -86,6 +87,7 @@ function readJob(row: JobRow, box: SecretBox): Job {
     endTime: row.end_time ?? undefined,
     nextAttemptTime: row.next_attempt_time ?? undefined,
     scheduleId: row.schedule_id ?? undefined,
+    ...(row.batch_id ? { batchId: row.batch_id } : {}),
   };
 }
 

@@ -208,10 +208,12 @@ const MIGRATIONS: readonly Migration[] = [
         max_parallel INTEGER NOT NULL DEFAULT 0,
         schedule_id TEXT,
         cancel_reason TEXT,           -- set by CancelBatch
+        state TEXT NOT NULL DEFAULT 'running',  -- the final state, written with the last child's final transition
         create_time INTEGER NOT NULL,
         end_time INTEGER              -- set when every child job has ended
       );
       CREATE INDEX batches_schedule ON batches (schedule_id, pk) WHERE schedule_id IS NOT NULL;
+      CREATE INDEX batches_state ON batches (state, pk);
 
       ALTER TABLE jobs ADD COLUMN batch_id TEXT;
       ALTER TABLE jobs ADD COLUMN batch_index INTEGER;  -- the VM's place in the batch (resolution order)

@@ -2,11 +2,12 @@ import path from "node:path";
 import Database from "better-sqlite3";
 import type { Logger } from "pino";
 import type { Job, JobTransition } from "../../domain/job.ts";
-import { jobEvent, scheduleTriggeredEvent } from "../../webhooks/events.ts";
+import { batchCompletedEvent, jobEvent, scheduleTriggeredEvent } from "../../webhooks/events.ts";
 import { prepareDataDir, secureExistingFile, secureFile } from "../data-dir.ts";
 import { KEY_FILE, loadEncryptionKey, type EncryptionKeyOptions } from "../encryption-key.ts";
 import type { SecretBox } from "../secret-box.ts";
 import type { Store, WebhookStore } from "../store.ts";
+import { createBatchQueries } from "./batches.ts";
 import { createJobQueries } from "./job-queries.ts";
 import { createLogQueries } from "./logs.ts";
 import { createApiKeyQueries } from "./api-keys.ts";
@@ -110,7 +111,21 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
       }
       announce(job, transition);
     },
-    afterTransition: announce,
+    afterTransition(job, transition) {
+      announce(job, transition);
+      batches.afterChildTransition(job, transition);
+    },
+  }, secretBox);
+  const batches = createBatchQueries(db, {
+    insertJob: jobs.insertOne,
+    recordScheduleRun(batch, input) {
+      const run = { ...input.scheduleRun!, scheduleId: input.scheduleId!, runTime: input.createTime };
+      schedules.recordRun(run);
+      webhooks.enqueue(scheduleTriggeredEvent({
+        scheduleId: run.scheduleId, scheduleName: schedules.get(run.scheduleId)?.name ?? "", runId: run.id, trigger: run.trigger, jobId: "", batchId: batch.id, scheduledTime: run.scheduledTime,
+      }));
+    },
+    batchEnded: (batch) => void webhooks.enqueue(batchCompletedEvent(batch)),
   }, secretBox);
   const logs = createLogQueries(db, { maxBytesPerJob: options.maxLogBytesPerJob });
   const audit = createAuditQueries(db);
@@ -139,6 +154,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     getSeqReservation: () => Number(getMeta.get("seq_reservation")?.value ?? 0),
     setSeqReservation: (value) => void setMeta.run("seq_reservation", String(value)),
     schedules,
+    batches: batches.store,
     profiles,
     webhooks,
     apiKeys: createApiKeyQueries(db),
