@@ -1,10 +1,22 @@
 // Batches: a definition with a vm_selector, one child job per VM. The engine API (what schedules call) in
 // process, then the daemon over grpc-js and Connect JSON with the fake provider's /DC1 fleet folders.
 import assert from "node:assert/strict";
+import fs from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import path from "node:path";
 import { after, before, describe, test } from "node:test";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type * as grpc from "@grpc/grpc-js";
+import { BatchState, type Batch as BatchPb } from "../gen/hypervisord/v1/batch_pb.js";
+import { JobState, type JobDefinitionSchema } from "../gen/hypervisord/v1/job_pb.js";
+import { JobEventKind, type StreamJobUpdatesResponse } from "../gen/hypervisord/v1/service_pb.js";
+import { PowerState as PowerStatePb } from "../gen/hypervisord/v1/vm_pb.js";
 import type { Schedule } from "../src/domain/schedule.ts";
 import type { PowerState } from "../src/domain/vm.ts";
 import { HypervisordError } from "../src/errors.ts";
+import { createGrpcJsClient, postJson, type GrpcJsClient } from "./support/clients.ts";
+import { spawnDaemon, tempDir, type DaemonProcess } from "./support/daemon-process.ts";
 import { fakeDefinition, startEngine, waitFor, type Harness } from "./support/engine-harness.ts";
 
 const selector = (folder: string, extra: Partial<{ recursive: boolean; nameGlob: string; powerStates: PowerState[] }> = {}) =>
@@ -109,5 +121,295 @@ describe("engine.submitBatch", () => {
     assert.equal(done.counts.failed, 1);
     assert.equal(done.jobs.find((j) => j.state === "failed")?.vmName, "mixed-02");
     assert.match(done.jobs.find((j) => j.state === "failed")?.error?.message ?? "", /fake failure/);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The daemon process: SubmitJob with a vm_selector, GetBatch, ListBatches, CancelBatch, ListJobs
+// batch_id, StreamJobUpdates batch_ids, the batch.completed webhook, over grpc-js and Connect JSON.
+
+type Definition = MessageInitShape<typeof JobDefinitionSchema>;
+const INVALID = 3;
+const isCode = (code: number, field: string) => (err: grpc.ServiceError) => {
+  assert.equal(err.code, code, err.details);
+  assert.ok(err.details.startsWith(`${field}: `), `"${err.details}" names ${field}`);
+  return true;
+};
+
+interface Received {
+  type: string;
+  data: Record<string, any>;
+}
+
+/** A plain HTTP webhook receiver on 127.0.0.1 answering 200. */
+async function startReceiver(): Promise<{ url: string; received: Received[]; close(): Promise<void> }> {
+  const received: Received[] = [];
+  const server = http.createServer((req, res) => {
+    let body = "";
+    req.on("data", (chunk: Buffer) => (body += chunk.toString()));
+    req.on("end", () => {
+      received.push(JSON.parse(body) as Received);
+      res.writeHead(200).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks`,
+    received,
+    close: () => new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }),
+  };
+}
+
+/** Reads a server stream until `until` holds (then cancels it). */
+function collect<T>(stream: grpc.ClientReadableStream<T>, until: (m: T) => boolean, timeoutMs = 30_000): Promise<T[]> {
+  return new Promise((resolve, reject) => {
+    const messages: T[] = [];
+    const timer = setTimeout(() => {
+      stream.cancel();
+      reject(new Error(`stream did not reach its end condition within ${timeoutMs} ms; got ${messages.length} messages`));
+    }, timeoutMs);
+    stream.on("data", (m: T) => {
+      messages.push(m);
+      if (until(m)) {
+        clearTimeout(timer);
+        stream.cancel();
+        resolve(messages);
+      }
+    });
+    stream.on("error", (err: grpc.ServiceError) => {
+      clearTimeout(timer);
+      if (err.code === 1) return; // our own cancel
+      reject(err);
+    });
+  });
+}
+
+const FINAL_BATCH = [BatchState.COMPLETED, BatchState.PARTIALLY_FAILED, BatchState.FAILED, BatchState.CANCELLED];
+const isBatchEnd = (u: StreamJobUpdatesResponse) => u.kind === JobEventKind.BATCH_CHANGED && FINAL_BATCH.includes(u.batch!.state);
+
+describe("batches over the API", () => {
+  let d: DaemonProcess;
+  let c: GrpcJsClient;
+  let receiver: Awaited<ReturnType<typeof startReceiver>>;
+  let outputs = 0;
+  const def = (folder: string, extra: Definition = {}): Definition =>
+    ({ provider: "fake", outputDir: `batch-${++outputs}`, vmSelector: { folder: `/DC1/vm/${folder}` }, ...extra });
+  const submit = async (definition: Definition) => {
+    const response = await c.unary("submitJob", { definition });
+    assert.equal(response.job, undefined, "a batch's SubmitJobResponse has no job");
+    return response;
+  };
+  const settled = async (id: string, timeoutMs = 30_000): Promise<BatchPb> => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const { batch } = await c.unary("getBatch", { batchId: id });
+      if (FINAL_BATCH.includes(batch!.state)) return batch!;
+      if (Date.now() > deadline) throw new Error(`batch ${id} still ${BatchState[batch!.state]}: ${JSON.stringify(batch!.counts)}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+
+  before(async () => {
+    receiver = await startReceiver();
+    const config = path.join(tempDir("batch-config"), "hypervisord.yaml");
+    fs.writeFileSync(config, "jobs:\n  max_concurrent: 4\nwebhooks:\n  allow_private_targets: true\n");
+    d = await spawnDaemon({ args: ["--config", config] });
+    c = createGrpcJsClient(d.grpcAddress);
+    await c.unary("createWebhook", { webhook: { url: receiver.url, events: ["batch.completed"] } });
+  });
+  after(async () => {
+    c?.close();
+    if (d) assert.equal(await d.stop(), 0, "daemon exit code");
+    await receiver?.close();
+  });
+
+  test("a folder of 6 VMs (4 running): one batch of 6 ordinary jobs, all completed, counts and bytes right; ListJobs batch_id; batch.completed", async () => {
+    const { batch, created } = await submit(def("fleet", { name: "fleet nightly", labels: { tier: "web" } }));
+    assert.equal(created, true);
+    assert.equal(batch!.name, "fleet nightly");
+    assert.equal(batch!.counts?.total, 6);
+    assert.equal(batch!.definition?.vm, "");
+    assert.equal(batch!.definition?.vmSelector?.folder, "/DC1/vm/fleet");
+    assert.deepEqual(batch!.jobs.map((j) => j.vm), [1, 2, 3, 4, 5, 6].map((n) => `/DC1/vm/fleet/fleet-0${n}`));
+    const done = await settled(batch!.id);
+    assert.equal(done.state, BatchState.COMPLETED);
+    assert.deepEqual({ ...done.counts, $typeName: undefined }, { $typeName: undefined, queued: 0, running: 0, completed: 6, failed: 0, cancelled: 0, total: 6 });
+    assert.equal(done.bytesDone, 6n * 65536n);
+    assert.equal(done.bytesTotal, 6n * 65536n);
+    assert.ok(done.endTime && done.createTime);
+    assert.ok(done.jobs.every((j) => j.state === JobState.COMPLETED && j.bytesDone === 65536n && !j.error));
+
+    const page = await c.unary("listJobs", { batchId: batch!.id, pageSize: 4 });
+    assert.equal(page.totalSize, 6n);
+    assert.equal(page.jobs.length, 4);
+    assert.ok(page.jobs.every((j) => j.batchId === batch!.id && j.state === JobState.COMPLETED && j.definition?.labels.tier === "web"));
+    const rest = await c.unary("listJobs", { batchId: batch!.id, pageSize: 4, pageToken: page.nextPageToken });
+    assert.equal(rest.jobs.length, 2);
+    assert.equal(new Set([...page.jobs, ...rest.jobs].map((j) => j.definition!.name)).size, 6);
+    await assert.rejects(c.unary("listJobs", { pageSize: 4, pageToken: page.nextPageToken }), isCode(INVALID, "page_token"));
+    const job = (await c.unary("getJob", { jobId: done.jobs[0]!.jobId })).job!;
+    assert.equal(job.batchId, batch!.id);
+    assert.equal(job.definition?.vm, "/DC1/vm/fleet/fleet-01");
+    assert.equal(job.result?.files[0]?.size, 65536n);
+
+    const event = await waitFor("the batch.completed webhook", () => receiver.received.find((r) => r.data.batch_id === batch!.id));
+    assert.equal(event.type, "batch.completed");
+    assert.equal(event.data.state, "completed");
+    assert.deepEqual(event.data.counts, { queued: 0, running: 0, completed: 6, failed: 0, cancelled: 0, total: 6 });
+    assert.deepEqual(event.data.failed_vms, []);
+    assert.equal(event.data.bytes_done, 6 * 65536);
+  });
+
+  test("one child failing for good: partially_failed, the failed VM and its error in GetBatch (Connect JSON) and the webhook", async () => {
+    const response = await postJson(d.httpUrl, "SubmitJob", { definition: { provider: "fake", outputDir: "json-mixed", vmSelector: { folder: "/DC1/vm/mixed" } } });
+    assert.equal(response.status, 200, JSON.stringify(response.body));
+    const id = response.body.batch.id as string;
+    assert.equal(response.body.created, true);
+    assert.equal(response.body.job, undefined);
+    await settled(id);
+    const got = await postJson(d.httpUrl, "GetBatch", { batchId: id });
+    assert.equal(got.body.batch.state, "BATCH_STATE_PARTIALLY_FAILED");
+    assert.deepEqual(got.body.batch.counts, { queued: 0, running: 0, completed: 2, failed: 1, cancelled: 0, total: 3 });
+    const failed = got.body.batch.jobs.filter((j: Record<string, any>) => j.state === "JOB_STATE_FAILED");
+    assert.deepEqual(failed.map((j: Record<string, any>) => j.vmName), ["mixed-02"]);
+    assert.equal(failed[0].error.code, "INTERNAL");
+    const event = await waitFor("batch.completed of the mixed batch", () => receiver.received.find((r) => r.data.batch_id === id));
+    assert.equal(event.data.state, "partially_failed");
+    assert.deepEqual(event.data.failed_vms.map((v: Record<string, any>) => [v.vm, v.state, v.error.code]), [["/DC1/vm/mixed/mixed-02", "failed", "INTERNAL"]]);
+  });
+
+  test("every child failing: failed", async () => {
+    const { batch } = await submit(def("broken"));
+    const done = await settled(batch!.id);
+    assert.equal(done.state, BatchState.FAILED);
+    assert.equal(done.counts?.failed, 2);
+    assert.ok(done.jobs.every((j) => j.error?.code === "PERMISSION_DENIED"));
+  });
+
+  test("max_parallel 2 with 4 worker slots: never more than 2 of the batch's jobs run, and 2 do; StreamJobUpdates batch_ids ends on the final BATCH_CHANGED", async () => {
+    const { batch } = await submit(def("slow", { maxParallel: 2, vmSelector: { folder: "/DC1/vm/slow", powerStates: [PowerStatePb.POWERED_OFF] } }));
+    assert.equal(batch!.maxParallel, 2);
+    assert.equal(batch!.counts?.total, 4);
+    const stream = collect(c.stream("streamJobUpdates", { batchIds: [batch!.id] }), isBatchEnd);
+    let sampledMax = 0;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        const { jobs } = await c.unary("listJobs", { batchId: batch!.id, states: [JobState.RUNNING] });
+        sampledMax = Math.max(sampledMax, jobs.length);
+        await new Promise((r) => setTimeout(r, 40));
+      }
+    })();
+    const updates = await stream;
+    sampling = false;
+    await sampler;
+    assert.ok(sampledMax <= 2, `ListJobs saw ${sampledMax} running`);
+    assert.equal(sampledMax, 2, "the cap is used, not just respected");
+    // From the stream: the children's own transitions, replayed in order, never have 3 running.
+    const state = new Map<string, JobState>();
+    let streamMax = 0;
+    for (const u of updates) {
+      if (u.jobId && u.kind !== JobEventKind.PROGRESS) state.set(u.jobId, u.state);
+      if (u.kind === JobEventKind.BATCH_CHANGED) {
+        assert.equal(u.batch!.id, batch!.id);
+        assert.ok(u.batch!.counts!.running <= 2, `BATCH_CHANGED with ${u.batch!.counts!.running} running`);
+      }
+      streamMax = Math.max(streamMax, [...state.values()].filter((s) => s === JobState.RUNNING).length);
+    }
+    assert.ok(streamMax <= 2, `the stream showed ${streamMax} running`);
+    const kinds = new Set(updates.map((u) => JobEventKind[u.kind]));
+    for (const kind of ["SNAPSHOT", "SYNCED", "STATE_CHANGED", "BATCH_CHANGED"]) assert.ok(kinds.has(kind), `${kind} in ${[...kinds]}`);
+    assert.ok(updates.filter((u) => u.jobId).every((u) => batch!.jobs.some((j) => j.jobId === u.jobId)), "only the batch's children");
+    const last = updates[updates.length - 1]!;
+    assert.equal(last.batch!.state, BatchState.COMPLETED);
+    assert.equal(last.batch!.counts!.completed, 4);
+    assert.equal(last.batch!.bytesDone, 4n * 3_000_000n);
+
+    // A reconnect after the end, with after_seq from before it: the replay, then the batch's final state, then SYNCED.
+    const firstSeq = updates.find((u) => u.kind === JobEventKind.STATE_CHANGED)!.seq;
+    const again = await collect(c.stream("streamJobUpdates", { batchIds: [batch!.id], afterSeq: firstSeq }), (u) => u.kind === JobEventKind.SYNCED);
+    assert.ok(again.some((u) => u.kind === JobEventKind.STATE_CHANGED && u.state === JobState.COMPLETED), "the replay has the completions");
+    const final = again.filter((u) => u.kind === JobEventKind.BATCH_CHANGED).at(-1);
+    assert.equal(final?.batch?.state, BatchState.COMPLETED);
+  });
+
+  test("CancelBatch: children cancelled, batch cancelled with its reason; again FAILED_PRECONDITION; unknown NOT_FOUND, empty INVALID_ARGUMENT", async () => {
+    const { batch } = await submit(def("slow"));
+    await waitFor("a running child", async () => (await c.unary("getBatch", { batchId: batch!.id })).batch!.counts!.running > 0);
+    const { batch: cancelled } = await c.unary("cancelBatch", { batchId: batch!.id, reason: "maintenance window over" });
+    assert.equal(cancelled!.state, BatchState.CANCELLED);
+    assert.equal(cancelled!.counts?.cancelled, 6);
+    assert.ok(cancelled!.endTime);
+    for (const j of cancelled!.jobs) {
+      const job = (await c.unary("getJob", { jobId: j.jobId })).job!;
+      assert.equal(job.state, JobState.CANCELLED);
+      assert.match(job.error?.message ?? "", /maintenance window over/);
+    }
+    await assert.rejects(c.unary("cancelBatch", { batchId: batch!.id }), (err: grpc.ServiceError) => err.code === 9 && /already ended \(cancelled\)/.test(err.details));
+    await assert.rejects(c.unary("getBatch", { batchId: "0190c0de-0000-7000-8000-000000000000" }), (err: grpc.ServiceError) => err.code === 5);
+    await assert.rejects(c.unary("getBatch", { batchId: " " }), isCode(INVALID, "batch_id"));
+    await assert.rejects(c.unary("cancelBatch", { batchId: "" }), isCode(INVALID, "batch_id"));
+    const event = await waitFor("batch.completed of the cancelled batch", () => receiver.received.find((r) => r.data.batch_id === batch!.id));
+    assert.equal(event.data.state, "cancelled");
+    assert.equal(event.data.cancel_reason, "maintenance window over");
+    assert.equal(event.data.failed_vms.length, 6);
+  });
+
+  test("the same request_id returns the same batch (created false); a different definition with it is ALREADY_EXISTS", async () => {
+    const definition = def("tree", { requestId: "nightly-2026-12-02" });
+    const first = await submit(definition);
+    const again = await submit(definition);
+    assert.equal(first.created, true);
+    assert.equal(again.created, false);
+    assert.equal(again.batch!.id, first.batch!.id);
+    await assert.rejects(c.unary("submitJob", { definition: { ...definition, priority: "high" } }), (err: grpc.ServiceError) => err.code === 6);
+    await settled(first.batch!.id);
+  });
+
+  test("ListBatches: newest first, paged with total_size, states and schedule_id filters; bad input names the field", async () => {
+    const all = await c.unary("listBatches", {});
+    assert.ok(all.totalSize >= 6n);
+    const created = all.batches.map((b) => Number(b.createTime!.seconds) * 1000 + b.createTime!.nanos / 1e6);
+    assert.deepEqual(created, [...created].sort((a, b) => b - a), "newest first");
+    const seen: string[] = [];
+    let token = "";
+    do {
+      const page = await c.unary("listBatches", { pageSize: 2, pageToken: token });
+      assert.ok(page.batches.length <= 2);
+      assert.equal(page.totalSize, all.totalSize);
+      seen.push(...page.batches.map((b) => b.id));
+      token = page.nextPageToken;
+    } while (token);
+    assert.deepEqual(seen, all.batches.map((b) => b.id));
+    const failedOnes = await c.unary("listBatches", { states: [BatchState.FAILED, BatchState.PARTIALLY_FAILED] });
+    assert.equal(failedOnes.totalSize, 2n);
+    assert.deepEqual(failedOnes.batches.map((b) => b.state).sort(), [BatchState.PARTIALLY_FAILED, BatchState.FAILED].sort());
+    assert.equal((await c.unary("listBatches", { scheduleId: "no-such-schedule" })).totalSize, 0n);
+    const first = await c.unary("listBatches", { pageSize: 1 });
+    await assert.rejects(c.unary("listBatches", { pageSize: 1, pageToken: first.nextPageToken, states: [BatchState.FAILED] }), isCode(INVALID, "page_token"));
+    await assert.rejects(c.unary("listBatches", { pageSize: 1001 }), isCode(INVALID, "page_size"));
+    await assert.rejects(c.unary("listBatches", { states: [42 as BatchState] }), isCode(INVALID, "states[0]"));
+  });
+
+  test("bad selectors are INVALID_ARGUMENT naming the field; nothing is created", async () => {
+    const before = (await c.unary("listBatches", {})).totalSize;
+    const bad = (definition: Definition, field: string) => assert.rejects(c.unary("submitJob", { definition }), isCode(INVALID, field));
+    await bad({ provider: "fake", vmSelector: {} }, "definition.vm_selector");
+    await bad({ provider: "fake", vmSelector: { folder: "/DC1/vm/fleet", powerStates: [PowerStatePb.POWERED_ON, 7 as PowerStatePb] } }, "definition.vm_selector.power_states[1]");
+    await bad({ provider: "fake", vm: "web-01", vmSelector: { folder: "/DC1/vm/fleet" } }, "definition.vm_selector");
+    await bad({ provider: "fake", vm: "web-01", maxParallel: 2 }, "definition.max_parallel");
+    await bad({ provider: "fake", vmSelector: { folder: "/DC1/vm/fleet" }, maxParallel: 1001 }, "definition.max_parallel");
+    await bad({ provider: "fake", vmSelector: { folder: "/DC1/vm/../vm" } }, "definition.vm_selector.folder");
+    await bad({ provider: "fake", vmSelector: { folder: "/DC1/vm/empty-folder" } }, "definition.vm_selector");
+    await bad({ provider: "fake", vmSelector: { folder: "/DC1/vm/fleet", nameGlob: "db-*" } }, "definition.vm_selector");
+    const many = await c.unary("submitJobs", { definitions: [{ provider: "fake", vmSelector: { folder: "/DC1/vm/fleet" } }] });
+    assert.equal(many.results[0]!.error?.code, "INVALID_ARGUMENT");
+    assert.match(many.results[0]!.error?.message ?? "", /^definitions\[0\]\.vm_selector: .*SubmitJob/);
+    await assert.rejects(c.unary("listJobs", { batchId: "x".repeat(129) }), isCode(INVALID, "batch_id"));
+    await assert.rejects(collect(c.stream("streamJobUpdates", { batchIds: ["0190c0de-0000-7000-8000-000000000000"] }), () => true), (err: grpc.ServiceError) => err.code === 5);
+    assert.equal((await c.unary("listBatches", {})).totalSize, before);
   });
 });

@@ -10,7 +10,7 @@ import type { ProviderRegistry } from "../providers/registry.ts";
 import type { VirtualMachine } from "../domain/vm.ts";
 import type { Store } from "../store/store.ts";
 import { VERSION } from "../version.ts";
-import { jobToPb, logEntryToPb, powerStateFromPb, stateFromPb, transitionToPb, updateToPb, vmToPb } from "./convert.ts";
+import { batchToPb, jobToPb, logEntryToPb, powerStateFromPb, stateFromPb, transitionToPb, updateToPb, vmToPb } from "./convert.ts";
 import type { ServiceHandlers } from "./handlers.ts";
 import {
   connectionFromPb, DEFAULT_PROVIDER, definitionFromPb, intIn, labelsFromPb, nonNegative, type DefinitionRules,
@@ -18,7 +18,7 @@ import {
 import { realPaths } from "./output-dir.ts";
 import { createApiKeyHandlers } from "./api-keys.ts";
 import { createAuditHandlers } from "./audit.ts";
-import { createBatchHandlers } from "./batches.ts";
+import { batchIdOf, createBatchHandlers } from "./batches.ts";
 import { createPackageHandlers } from "./packages.ts";
 import { createProfileHandlers, type ProfileRegistry } from "./profiles.ts";
 import { createScheduleHandlers } from "./schedules.ts";
@@ -85,10 +85,14 @@ export function createHypervisordApi(deps: ApiDeps): ServiceHandlers<typeof Hype
     ...createWebhookHandlers({ store: deps.store.webhooks, dispatcher: deps.webhooks, allowPrivateTargets: deps.allowPrivateWebhookTargets }),
     ...createApiKeyHandlers(deps.store.apiKeys),
     ...createAuditHandlers(deps.store.audit),
-    ...createBatchHandlers(),
+    ...createBatchHandlers(engine),
 
-    async submitJob(request) {
+    async submitJob(request, context) {
       const definition = definitionFromPb(request.definition, "definition", rules);
+      if (definition.vmSelector) {
+        const { batch, created } = await engine.submitBatch(definition, { actor: "api", signal: context.signal });
+        return { batch: batchToPb(batch), created };
+      }
       const { job, created } = await engine.submit(definition, { actor: "api" });
       return { job: jobToPb(job), created };
     },
@@ -100,6 +104,8 @@ export function createHypervisordApi(deps: ApiDeps): ServiceHandlers<typeof Hype
       const results = await Promise.all(request.definitions.map(async (pb, index) => {
         try {
           const definition = definitionFromPb(pb, `definitions[${index}]`, rules);
+          // Each result carries one job; a batch (one job per VM) is submitted with SubmitJob.
+          if (definition.vmSelector) throw new InvalidArgumentError(`definitions[${index}].vm_selector`, "a batch of VMs is submitted with SubmitJob, one per call");
           const { job, created } = await engine.submit(definition, { actor: "api" });
           return { index, job: jobToPb(job), created };
         } catch (err) {
@@ -119,8 +125,12 @@ export function createHypervisordApi(deps: ApiDeps): ServiceHandlers<typeof Hype
       const pageSize = request.pageSize === 0 ? 50 : intIn(request.pageSize, 1, 1000, "page_size");
       const labels = labelsFromPb(request.labels, "labels");
       const text = searchText(request.query);
-      // The text joins the page token's query only when set: tokens of queries without it keep their hash.
-      const query = { states: [...new Set(states)].sort(), labels, provider: request.provider, scheduleId: request.scheduleId, ...(text ? { text } : {}) };
+      const batchId = request.batchId.trim() && batchIdOf(request.batchId);
+      // The text and the batch join the page token's query only when set: tokens of queries without them keep their hash.
+      const query = {
+        states: [...new Set(states)].sort(), labels, provider: request.provider, scheduleId: request.scheduleId,
+        ...(text ? { text } : {}), ...(batchId ? { batchId } : {}),
+      };
       const before = decodePageToken(request.pageToken, query);
       const page = deps.store.listJobs({ ...query, before, limit: pageSize });
       return {
@@ -141,8 +151,10 @@ export function createHypervisordApi(deps: ApiDeps): ServiceHandlers<typeof Hype
     async *streamJobUpdates(request, context) {
       const ids = [...new Set(request.jobIds.map((id, i) => jobId(id, `job_ids[${i}]`)))];
       if (ids.length > 1000) throw new InvalidArgumentError("job_ids", `at most 1000 jobs per stream, got ${ids.length}`);
+      const batchIds = [...new Set(request.batchIds.map((id, i) => batchIdOf(id, `batch_ids[${i}]`)))];
+      if (batchIds.length > 100) throw new InvalidArgumentError("batch_ids", `at most 100 batches per stream, got ${batchIds.length}`);
       const afterSeq = request.afterSeq === undefined ? undefined : Number(request.afterSeq);
-      for await (const batch of engine.watch(ids, afterSeq, context.signal)) yield batch.map(updateToPb);
+      for await (const batch of engine.watch(ids, afterSeq, context.signal, batchIds)) yield batch.map(updateToPb);
     },
 
     async getJobLogs(request) {

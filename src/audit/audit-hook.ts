@@ -86,9 +86,9 @@ function responseOf(outcome: CallOutcome): unknown {
 }
 
 type Fields = Record<string, unknown>;
-const REQUEST_ID_FIELDS = ["jobId", "id", "scheduleId", "webhookId", "name", "path"] as const;
+const REQUEST_ID_FIELDS = ["jobId", "id", "batchId", "scheduleId", "webhookId", "name", "path"] as const;
 /** Messages inside a request or response that carry the id of what was acted on, and the field holding it. */
-const NESTED_IDS = [["job", "id"], ["schedule", "id"], ["webhook", "id"], ["apiKey", "id"], ["profile", "name"]] as const;
+const NESTED_IDS = [["job", "id"], ["batch", "id"], ["schedule", "id"], ["webhook", "id"], ["apiKey", "id"], ["profile", "name"]] as const;
 
 /**
  * What the call acted on, best effort: an id the response names (what Create* and Submit* made: only
