@@ -31,7 +31,7 @@ import { formatAddress } from "./config/parse-value.ts";
 import { createEngine, type Engine } from "./engine/engine.ts";
 import { resolveQemuImg } from "./export/qemu-img.ts";
 import { createConverter } from "./export/convert.ts";
-import type { DaemonTools, Provider } from "./providers/provider.ts";
+import type { DaemonTools, Provider, SnapshotEvent } from "./providers/provider.ts";
 import { createProviderRegistry } from "./providers/registry.ts";
 import { createReleasers } from "./releasers.ts";
 import { createGrpcServer, type GrpcServiceBinding } from "./server/grpc-server.ts";
@@ -96,7 +96,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       ? createConverter({ qemuImg: qemuImg.path, maxConcurrent: config.conversion.maxConcurrent, logger: logger.child({ component: "qemu-img" }) })
       : undefined;
     // The store's key also seals what providers keep in checkpoints (a lease's vSphere session).
-    const providers = createProviderRegistry(options.providers({ converter, secretBox: store.secretBox }));
+    // The metrics are made after the providers: their snapshot events reach them through this.
+    let snapshotEvent: ((event: SnapshotEvent) => void) | undefined;
+    const providers = createProviderRegistry(options.providers({ converter, secretBox: store.secretBox, onSnapshot: (event) => snapshotEvent?.(event) }));
     releasers.add(() => providers.closeAll());
     const rules = { allowedOutputRoots: config.allowedOutputRoots, realOutputRoots: realPaths(config.allowedOutputRoots) };
     const profiles = createProfileRegistry(store.profiles, profilesFromConfig(config.profiles, rules));
@@ -115,7 +117,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       webhookStats: () => webhooks.stats(),
       schedulerStats: () => scheduler?.stats() ?? { runs: 0, skipped: 0 },
       osTypeOf: (job) => job.result?.osHint,
+      pendingSnapshotRemovals: () => store.countPendingCleanup(),
     });
+    snapshotEvent = metrics.snapshotEvent;
     if (config.metricsListen) {
       const metricsServer = await startMetricsServer(config.metricsListen, metrics, logger.child({ component: "metrics" }), config.server);
       releasers.add(() => metricsServer.close());

@@ -114,15 +114,15 @@ describe("vSphere export against vcsim-export", () => {
     assert.equal((await list()).vms.length, sim.vms.length);
   });
 
-  test("a powered-on VM is refused unless power_off is set; with it, the VM is powered off and exported", async (t) => {
+  test("a powered-on VM is refused with running_vm_policy fail; with power_off set, the VM is powered off and exported", async (t) => {
     if (skipReason) return t.skip(skipReason);
     const sim = await simulator(["-autostart=true"]);
     const vm = sim.vms[0]!;
     fillDisk(vm.disks[0]!.file, 100_000);
-    const refused = await runJob({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "on" });
+    const refused = await runJob({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "on", runningVmPolicy: "fail" });
     assert.equal(refused.state, JobState.FAILED);
     assert.equal(refused.error!.code, "FAILED_PRECONDITION");
-    assert.match(refused.error!.message, /is powered on; set power_off or shut it down/);
+    assert.match(refused.error!.message, /is powered on and running_vm_policy is "fail"/);
     assert.equal(refused.attempt, 1, "not retried");
     const before = await client.unary("getVM", { provider: "vsphere", vsphere: connection(sim), vm: vm.path });
     assert.equal(before.vm!.powerState, 2, "refusing left the VM powered on");

@@ -21,7 +21,7 @@ export interface DaemonConfig {
   engine: CompiledEngineOptions;
   /** The connection used when a request names none. */
   defaultVSphere?: VSphereConnection;
-  vsphere: { maxConnections: number; sessionIdleTimeoutMs: number; maxTransfersPerHost: number };
+  vsphere: { maxConnections: number; sessionIdleTimeoutMs: number; maxTransfersPerHost: number; snapshotRemoveAttempts: number; snapshotRemoveBackoffMs: number };
   /** qemu-img: an explicit path (else found on PATH) and how many conversions run at once. */
   conversion: { maxConcurrent: number; qemuImg?: string };
   /** The web dashboard served at / on the HTTP listener, from `dir` (absolute). */
@@ -156,6 +156,8 @@ function compile(values: Map<string, unknown>, configFile: string | undefined): 
       retryMaxElapsedMs: get<number>("jobs.retry_max_elapsed"),
       retryInitialBackoffMs: get<number>("jobs.retry_initial_backoff"),
       retryMaxBackoffMs: get<number>("jobs.retry_max_backoff"),
+      cleanupRetryInitialMs: get<number>("jobs.cleanup_retry_initial"),
+      cleanupRetryMaxMs: get<number>("jobs.cleanup_retry_max"),
       progressPublishIntervalMs: progressMs,
       progressPersistIntervalMs: Math.max(1000, progressMs * 4),
       maxQueuedUpdatesPerSubscriber: get<number>("jobs.max_queued_updates"),
@@ -174,6 +176,8 @@ function compile(values: Map<string, unknown>, configFile: string | undefined): 
       maxConnections: get<number>("vsphere.max_connections"),
       sessionIdleTimeoutMs: get<number>("vsphere.session_idle_timeout"),
       maxTransfersPerHost: get<number>("vsphere.max_transfers_per_host"),
+      snapshotRemoveAttempts: get<number>("vsphere.snapshot_remove_attempts"),
+      snapshotRemoveBackoffMs: get<number>("vsphere.snapshot_remove_backoff"),
     },
     dashboard: { enabled: get<boolean>("dashboard.enabled"), dir: optionalPath(get<string | undefined>("dashboard.dir")) ?? DEFAULT_DASHBOARD_DIR },
     metricsListen: get<ListenAddress | undefined>("metrics_listen"),

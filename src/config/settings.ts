@@ -29,6 +29,8 @@ export const SETTINGS: readonly Setting[] = [
   { key: "jobs.retry_max_elapsed", env: "HYPERVISORD_RETRY_MAX_ELAPSED", type: "duration", default: "15m", min: 0, help: "no retry starts once this long has passed since the job's first attempt (or its resume after a restart) started (0: attempts alone limit)" },
   { key: "jobs.retry_initial_backoff", type: "duration", default: "2s", min: 0, help: "wait before the first retry; doubles each retry (+-20% jitter)" },
   { key: "jobs.retry_max_backoff", type: "duration", default: "5m", min: 0, help: "longest wait between retries" },
+  { key: "jobs.cleanup_retry_initial", type: "duration", default: "30s", min: 100, help: "first background retry of what an ended job still holds on a hypervisor (a snapshot whose removal failed); doubles while it fails" },
+  { key: "jobs.cleanup_retry_max", type: "duration", default: "5m", min: 100, help: "longest wait between background cleanup retries (they also run at every start)" },
   { key: "jobs.log_max_bytes", type: "int", default: 1_048_576, min: 4096, help: "per-job log size cap; the oldest entries are dropped" },
   { key: "jobs.log_level", type: "level", default: "info", help: "level of the per-job logs" },
   { key: "jobs.progress_interval", type: "duration", default: "250ms", min: 10, max: 60_000, help: "at most one progress update per job per this interval" },
@@ -73,5 +75,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: "vsphere.max_connections", env: "HYPERVISORD_VSPHERE_MAX_CONNECTIONS", type: "int", default: 8, min: 1, max: 64, help: "HTTP connections per vSphere endpoint (SOAP and downloads)" },
   { key: "vsphere.session_idle_timeout", type: "duration", default: "5m", min: 1000, help: "a vSphere session unused this long is logged out" },
   { key: "vsphere.max_transfers_per_host", env: "HYPERVISORD_VSPHERE_MAX_TRANSFERS_PER_HOST", type: "int", default: 8, min: 1, max: 64, help: "concurrent disk transfers per ESXi host, across jobs" },
+  { key: "vsphere.snapshot_remove_attempts", type: "int", default: 5, min: 1, max: 100, help: "RemoveSnapshot_Task tries within a job's run before its removal is left to the background retries" },
+  { key: "vsphere.snapshot_remove_backoff", type: "duration", default: "1s", min: 0, help: "wait before the second in-run try of a snapshot's removal; doubles after each (5 tries: about 15 s)" },
   { key: "vsphere.thumbprint", env: "HYPERVISORD_VSPHERE_THUMBPRINT", type: "string", help: "default vSphere connection: pinned certificate fingerprint" },
 ];

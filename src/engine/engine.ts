@@ -10,7 +10,8 @@ import type { ProviderRegistry } from "../providers/registry.ts";
 import type { InsertResult, LogQuery, NewJob, Store, TransitionInput } from "../store/store.ts";
 import { retryDelayMs } from "../backoff.ts";
 import { createBatchEngine } from "./batch-engine.ts";
-import { hasWrittenFiles, keptFilesNote, openJobCheckpoint, removeJobFiles } from "./job-files.ts";
+import { createCleanupRetry } from "./cleanup-retry.ts";
+import { hasWrittenFiles, heldCheckpoint, keptFilesNote, openJobCheckpoint, removeJobFiles } from "./job-files.ts";
 import { createJobLogs } from "./job-logs.ts";
 import { createProgressTracker } from "./progress-tracker.ts";
 import { createUpdateBus } from "./update-bus.ts";
@@ -29,6 +30,9 @@ export interface CompiledEngineOptions {
   progressPersistIntervalMs: number;
   maxQueuedUpdatesPerSubscriber: number;
   jobLogLevel: string;
+  /** Retries of what ended jobs still hold on a hypervisor (pending_cleanup): first after this, doubling up to the max. */
+  cleanupRetryInitialMs?: number;
+  cleanupRetryMaxMs?: number;
 }
 
 export interface EngineDeps {
@@ -234,12 +238,16 @@ export function createEngine(deps: EngineDeps) {
       });
       const progress = tracker.stop();
       const durationSeconds = (Date.now() - started) / 1000;
+      // What the run could not release (a snapshot whose removal failed) stays on record, in the same transaction.
+      const held = provider.pendingCleanup?.(checkpoint.load());
       const done = move({
         jobId: job.id, from: ["running"], to: "completed", reason: "export completed", actor: "engine",
-        result: { ...result, durationSeconds }, error: null, clearCheckpoint: true,
+        result: { ...result, durationSeconds }, error: null,
+        ...(held === undefined ? { clearCheckpoint: true } : { checkpoint: heldCheckpoint(checkpoint.load()), pendingCleanup: held }),
         progress: { ...progress, phase: "completed", percent: 100, etaSeconds: 0, bytesPerSecond: 0 },
       });
       span.end();
+      if (done && held !== undefined) cleanupRetry.arm();
       if (done) log.info({ duration_seconds: durationSeconds, files: result.files.length }, "export completed");
       else {
         log.warn("export finished after the job was cancelled; its result is not recorded");
@@ -316,8 +324,8 @@ export function createEngine(deps: EngineDeps) {
    * lease of a process that was killed, or whose own abort could not reach vCenter): released by the provider in
    * the background, best effort; on failure the record stays for the next start.
    */
-  function releaseLeftovers(jobs: readonly Job[]): void {
-    void (async () => {
+  function releaseLeftovers(jobs: readonly Job[]): Promise<void> {
+    return (async () => {
       for (const job of jobs) {
         try {
           const provider = providers.get(job.definition.provider);
@@ -328,6 +336,9 @@ export function createEngine(deps: EngineDeps) {
             : undefined;
           // Opened again: the file ledger kept beside it may have changed meanwhile.
           openJobCheckpoint(store, job.id).save(kept);
+          const pending = kept === undefined ? undefined : provider?.pendingCleanup?.(kept);
+          if (pending !== undefined || job.pendingCleanup !== undefined || checkpoint !== undefined) store.setPendingCleanup(job.id, pending ?? null);
+          if (pending !== undefined) cleanupRetry.arm();
         } catch (err) {
           logger.warn({ job_id: job.id, err: (err as Error).message }, "could not release what the job's last run left on the hypervisor; tried again at the next start");
         }
@@ -335,9 +346,21 @@ export function createEngine(deps: EngineDeps) {
     })();
   }
 
+  /** The background retries of pending cleanups: one round over every ended job that still shows one. */
+  const cleanupRetry = createCleanupRetry({
+    initialMs: options.cleanupRetryInitialMs ?? 30_000,
+    maxMs: options.cleanupRetryMaxMs ?? 300_000,
+    round: async () => {
+      const pending = store.endedJobsWithCheckpoint().filter((job) => job.pendingCleanup !== undefined);
+      await releaseLeftovers(pending);
+      return pending.some((job) => store.getJob(job.id)?.pendingCleanup !== undefined);
+    },
+    onError: (err) => logger.warn({ err: (err as Error).message }, "retrying pending cleanups failed"),
+  });
+
   /** A job failed for good or was cancelled, and no run of it is writing: what it left is released and removed. */
   function ended(job: Job): void {
-    releaseLeftovers([job]);
+    void releaseLeftovers([job]);
     removeFiles(job);
   }
 
@@ -366,7 +389,7 @@ export function createEngine(deps: EngineDeps) {
       const leftovers = store.endedJobsWithCheckpoint();
       for (const job of leftovers) if (hasWrittenFiles(store, job.id)) removeFiles(job);
       // One after the other: each may log in to its hypervisor.
-      releaseLeftovers(leftovers);
+      void releaseLeftovers(leftovers);
       batches.finishCancels();
       lifecycle = "running";
       pump();
@@ -408,6 +431,7 @@ export function createEngine(deps: EngineDeps) {
       if (lifecycle === "stopped") return;
       lifecycle = "draining";
       clearTimeout(wakeTimer);
+      cleanupRetry.stop();
       for (const job of running.values()) job.controller.abort(new ShutdownError());
       let timer: NodeJS.Timeout | undefined;
       const waited = await Promise.race([

@@ -60,6 +60,11 @@ export function openJobCheckpoint(store: Store, jobId: string): JobCheckpoint {
   };
 }
 
+/** The column's value for a completed job whose provider still holds something: that part only, no file ledger (the export stays). */
+export function heldCheckpoint(provider: unknown): unknown {
+  return pack({ provider: provider ?? null, writtenFiles: [] });
+}
+
 /** Whether the job has files on record (an ended job whose cleanup has not run yet, e.g. because the daemon stopped). */
 export function hasWrittenFiles(store: Store, jobId: string): boolean {
   return unpack(store.loadCheckpoint(jobId)).writtenFiles.length > 0;

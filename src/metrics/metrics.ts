@@ -8,6 +8,8 @@ import type { JobObserver } from "../engine/engine.ts";
 import { createApiMetrics } from "./api-metrics.ts";
 import { createCumulativeCounter } from "./cumulative-counter.ts";
 import { createJobMetrics, EXPORT_BUCKETS } from "./job-metrics.ts";
+import { createSnapshotMetrics } from "./snapshot-metrics.ts";
+import type { SnapshotEvent } from "../providers/provider.ts";
 
 export type MetricsRequest = http.IncomingMessage | http2.Http2ServerRequest;
 export type MetricsResponse = http.ServerResponse | http2.Http2ServerResponse;
@@ -19,10 +21,14 @@ export interface MetricsDeps {
   webhookStats?(): { delivered: number; failed: number; retried: number };
   /** The scheduler's totals since start: runs that created a job, and runs skipped. */
   schedulerStats?(): { runs: number; skipped: number };
+  /** Schedule retention's totals since start: run directories deleted, and deletions refused or failed. */
+  retentionStats?(): { deleted: number; failed: number };
   /** The guest OS family of an exported VM ("linux", "windows", other names count as "other"); "unknown" when undefined. */
   osTypeOf?(job: Job): string | undefined;
   /** Providers whose job series exist (at 0) before their first job. */
   providers?: readonly string[];
+  /** Jobs whose snapshot removal is pending (Job.pending_cleanup), read at each scrape. */
+  pendingSnapshotRemovals?(): number;
 }
 
 export interface Metrics {
@@ -34,6 +40,8 @@ export interface Metrics {
   vmsDiscovered(provider: string, vms: readonly { powerState: PowerState }[]): void;
   /** One disk's download, from its first request to its last byte. */
   observeDownload(provider: string, seconds: number): void;
+  /** A snapshot of a running VM made, removed, or a removal that failed. */
+  snapshotEvent(event: SnapshotEvent): void;
   render(): Promise<{ contentType: string; body: string }>;
   /** GET or HEAD /metrics; any other method gets 405. */
   httpRoute(req: MetricsRequest, res: MetricsResponse): Promise<void>;
@@ -58,6 +66,7 @@ export function createMetrics(deps: MetricsDeps = {}): Metrics {
   const callHook = createApiMetrics(registry);
   const jobObserver = createJobMetrics({ registry, providers: deps.providers, osTypeOf: deps.osTypeOf });
   createQueueGauges(registry, deps.jobCounts);
+  const snapshotEvent = createSnapshotMetrics(registry, deps.pendingSnapshotRemovals);
   createCumulativeCounter({
     name: "hypersdk_webhook_deliveries_total", help: "Webhook deliveries by result: delivered, failed (given up), retried (attempts followed by a retry)",
     registry, label: "result", values: ["delivered", "failed", "retried"], read: deps.webhookStats,
@@ -70,6 +79,11 @@ export function createMetrics(deps: MetricsDeps = {}): Metrics {
       const stats = schedulerStats();
       return { started: stats.runs, skipped: stats.skipped };
     }),
+  });
+  createCumulativeCounter({
+    name: "hypersdk_retention_deletions_total",
+    help: "Schedule retention: old run directories deleted, or failed (refused because the path is not the daemon's, or the removal failed)",
+    registry, label: "result", values: ["deleted", "failed"], read: deps.retentionStats,
   });
   const discovered = new Gauge({
     name: "hypersdk_vms_discovered", help: "VMs in the last full inventory listing of a provider, by power state",
@@ -96,6 +110,7 @@ export function createMetrics(deps: MetricsDeps = {}): Metrics {
     observeDownload(provider, seconds) {
       downloads.observe({ provider }, seconds);
     },
+    snapshotEvent,
     render,
     httpRoute: (req, res) => serveMetrics(req, res, render),
   };

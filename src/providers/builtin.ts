@@ -13,6 +13,11 @@ export function builtinProviders(config: DaemonConfig, logger: Logger, tools: Da
       maxTransfersPerHost: config.vsphere.maxTransfersPerHost,
       converter: tools.converter,
       secretBox: tools.secretBox,
+      snapshots: {
+        removeAttempts: config.vsphere.snapshotRemoveAttempts,
+        removeBackoffMs: config.vsphere.snapshotRemoveBackoffMs,
+        onEvent: tools.onSnapshot,
+      },
       logger: logger.child({ provider: "vsphere" }),
     }),
   ];

@@ -43,7 +43,15 @@ export interface DaemonTools {
   converter?: Converter;
   /** The store's key (always present in the daemon; a generated one when none is configured): secrets in checkpoints are sealed with it. */
   secretBox?: SecretSealer;
+  /** Snapshots of running VMs made, removed, or whose removal failed (the metrics). */
+  onSnapshot?(event: SnapshotEvent): void;
 }
+
+/** A snapshot event of a provider, for the metrics. */
+export type SnapshotEvent =
+  | { kind: "created"; consistency: "application_consistent" | "crash_consistent" }
+  | { kind: "removed" }
+  | { kind: "removal_failed" };
 
 export interface GetVMQuery {
   connection?: VSphereConnection;
@@ -70,6 +78,12 @@ export interface Provider {
    * Returns what of the checkpoint must be kept to try again later (undefined when nothing is held any more).
    */
   releaseLeftovers?(job: { id: string; definition: JobDefinition }, checkpoint: unknown, logger: Logger): Promise<unknown>;
+  /**
+   * What a checkpoint of an ended job still holds on the hypervisor, as Job.pending_cleanup shows it (e.g. a
+   * snapshot whose removal failed); undefined when nothing. Such a checkpoint is kept, a completed job's too, and
+   * releaseLeftovers is called again (with backoff, and at every start) until it holds nothing.
+   */
+  pendingCleanup?(checkpoint: unknown): string | undefined;
   /** Counters for GetStatus (e.g. session reuse). */
   stats?(): Promise<Record<string, number>>;
   /** Releases sessions and connections; called once at shutdown. */

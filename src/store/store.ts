@@ -23,11 +23,15 @@ export interface Store {
   listJobs(filter: JobFilter): JobPage;
   jobsInState(state: JobState): Job[];
   /**
-   * Failed and cancelled jobs that still have a checkpoint: files on record that were not removed yet, or
-   * something an earlier run holds on a hypervisor. The engine clears a final job's checkpoint once nothing
-   * is left, so this stays short however long the history.
+   * Ended jobs that still have a checkpoint: files on record that were not removed yet (failed and cancelled
+   * jobs), or something an earlier run holds on a hypervisor (also a completed job's snapshot whose removal
+   * failed). The engine clears a final job's checkpoint once nothing is left, so this stays short however long the history.
    */
   endedJobsWithCheckpoint(): Job[];
+  /** Sets (or, with null, clears) what the job still holds on the hypervisor (Job.pendingCleanup). */
+  setPendingCleanup(id: string, text: string | null): void;
+  /** Jobs whose pending_cleanup is set (the snapshots-pending-removal gauge). */
+  countPendingCleanup(): number;
   countByState(): Record<JobState, number>;
   /** Atomically picks the next runnable queued job (highest priority, then oldest) and marks it running. */
   claimNextJob(now: number, nextSeq: () => number): { job: Job; transition: JobTransition } | undefined;
@@ -219,6 +223,10 @@ export interface TransitionInput {
   /** The next claim continues from the checkpoint and does not count as a new attempt. */
   resume?: boolean;
   clearCheckpoint?: boolean;
+  /** Replaces the checkpoint in the same transaction (a completed job that still holds something keeps that part). */
+  checkpoint?: unknown;
+  /** null clears the column. */
+  pendingCleanup?: string | null;
 }
 
 export interface JobFilter {

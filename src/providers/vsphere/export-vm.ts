@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import fs from "node:fs/promises";
 import path from "node:path";
 import type { JobDefinition } from "../../domain/job.ts";
-import { FailedPreconditionError, HypervisordError, UnavailableError } from "../../errors.ts";
+import { HypervisordError, UnavailableError } from "../../errors.ts";
 import { downloadFiles, fetchSizes, type DownloadFile, type DownloadedFile, type HostSlots } from "../../export/download.ts";
 import { osHintFromGuestId } from "../../export/artifact-manifest.ts";
 import { finishExport, type PackageArtifacts } from "../../export/finish-export.ts";
@@ -15,12 +15,13 @@ import type { Converter } from "../../export/convert.ts";
 import type { ExportContext, ExportResult, SecretSealer } from "../provider.ts";
 import { createDescriptor, type OvfFile } from "./descriptor.ts";
 import { findVM } from "./discovery.ts";
+import { dropSnapshot, prepareSource, type ExportSource, type SnapshotSettings } from "./export-source.ts";
 import { safeFileName } from "../../domain/safe-file-name.ts";
 import { abortLease, completeLease, keepLeaseAlive, leaseManifest, leaseState, waitForLease, type LeaseDevice, type ManifestEntry } from "./lease.ts";
 import { abortRecordedLease, recordLease, type LeaseRecord } from "./lease-record.ts";
 import { retrieveOne } from "./property-collector.ts";
 import type { VSphereSession } from "./session.ts";
-import { runTask } from "./tasks.ts";
+import type { SnapshotRecord } from "./snapshot-record.ts";
 import { child, moRefOf, type MoRef } from "./xml.ts";
 
 /** What a run saves, so that the next one (after a crash or a retry) resumes: bytes on disk per file. */
@@ -30,6 +31,13 @@ export interface ExportCheckpoint {
   ova?: string;
   /** The export lease while it is held: aborted by the next run, or at daemon start for a job that will not run again. */
   lease?: LeaseRecord;
+  /** The snapshot of the running VM this job exports (written before CreateSnapshot_Task), until it is removed. */
+  snapshot?: SnapshotRecord;
+  /**
+   * What `files` were downloaded from: "vm" (the VM's own disks; also when unset, as before snapshots) or a
+   * snapshot's moref. Bytes of another source are not resumed: the files start over.
+   */
+  source?: string;
 }
 
 export interface ExportVmOptions {
@@ -37,6 +45,7 @@ export interface ExportVmOptions {
   converter?: Converter;
   /** Seals the lease's session cookie in the checkpoint. */
   secretBox?: SecretSealer;
+  snapshots: SnapshotSettings;
 }
 
 interface PlannedFile extends DownloadFile {
@@ -52,6 +61,8 @@ interface Run {
   vm: MoRef;
   vmName: string;
   baseName: string;
+  /** ExportSnapshot's snapshot; the descriptor then describes the VM as the snapshot has it. */
+  snapshot?: MoRef;
   checkpoint: ExportCheckpoint;
   /** For the lease keep-alive: the share of bytes transferred. */
   transferred: { done: number; total: number };
@@ -65,27 +76,48 @@ interface Run {
 /**
  * Exports one VM as an OVF package (<output_dir>/<vm>/<vm>.ovf, <vm>-disk-N.vmdk, <vm>.nvram for EFI, <vm>.mf)
  * or an OVA (<output_dir>/<vm>.ova, or .ova.gz), then runs the stages after packaging (conversion, artifact
- * manifest, cleanup). The source VM is never changed, unless power_off asks to power it off first. The lease
- * is completed on success and aborted otherwise.
+ * manifest, cleanup). A powered-off VM is exported directly; a running one, by default, through a snapshot this
+ * run makes and removes (see export-source.ts), or powered off first (running_vm_policy power_off). The lease is
+ * completed on success and aborted otherwise.
  */
 export async function exportVm(session: VSphereSession, definition: JobDefinition, context: ExportContext, options: ExportVmOptions): Promise<ExportResult> {
-  const { signal, logger } = context;
+  const { logger } = context;
   context.progress({ phase: "connecting" });
-  const vm = await findVM(session, definition.vm, signal);
-  const facts = await vmFacts(session, vm, signal);
-  await ensurePoweredOff(session, vm, facts.name, facts.powerState, definition.powerOff, context);
-
-  const baseName = safeFileName(facts.name);
-  await makeDirectory(definition.outputDir, context.files);
-  logger.info({ vm: vm.value, name: facts.name, format: definition.format, compress: definition.compress }, "exporting VM");
-
-  context.progress({ phase: "lease" });
+  const vm = await findVM(session, definition.vm, context.signal);
+  const facts = await vmFacts(session, vm, context.signal);
   const checkpoint = context.loadCheckpoint<ExportCheckpoint>() ?? { files: {} };
+  let packaged: { result: ExportResult; artifacts: PackageArtifacts } | undefined;
+  let source: ExportSource | undefined;
+  try {
+    source = await prepareSource(session, vm, facts.name, facts.powerState, definition, checkpoint, context, options.snapshots);
+    const baseName = safeFileName(facts.name);
+    await makeDirectory(definition.outputDir, context.files);
+    logger.info({ vm: vm.value, name: facts.name, format: definition.format, compress: definition.compress, snapshot: source.snapshot?.value }, "exporting VM");
+    packaged = await exportThroughLease(session, definition, context, options, { vm, facts, baseName, checkpoint, source });
+  } finally {
+    // Whatever became of the export: a snapshot this job made (or an earlier run left) goes now.
+    const pending = await dropSnapshot(session, checkpoint, context, options.snapshots);
+    if (pending && packaged) packaged.result = { ...packaged.result, warnings: [...(packaged.result.warnings ?? []), pending] };
+  }
+  const result = await finishExport(packaged.result, packaged.artifacts, definition, context, { converter: options.converter });
+  return { ...result, osHint: osHintFromGuestId(facts.vm.guestId), consistency: source.consistency };
+}
+
+/** ExportVm (or ExportSnapshot), the downloads and the packaging, and the lease completed; aborted on failure. */
+async function exportThroughLease(session: VSphereSession, definition: JobDefinition, context: ExportContext, options: ExportVmOptions,
+  what: { vm: MoRef; facts: VmFacts; baseName: string; checkpoint: ExportCheckpoint; source: ExportSource }): Promise<{ result: ExportResult; artifacts: PackageArtifacts }> {
+  const { signal, logger } = context;
+  const { vm, facts, baseName, checkpoint, source } = what;
+  context.progress({ phase: "lease" });
   // A lease an earlier run still holds (its process was killed, or vCenter was unreachable when it ended) keeps the
   // VM busy until it times out: aborted rather than reused, as it belongs to that run's session and its URLs may be stale.
   await releaseRecordedLease(session, checkpoint, context, options);
-  const lease = moRefOf(child(await session.call("ExportVm", [["_this", vm]], signal), "returnval"));
-  if (!lease) throw new HypervisordError("INTERNAL", `ExportVm on ${vm.value} returned no lease`);
+  // A snapshot's lease is an ExportVm lease in every way (states, device keys, URLs, manifest), serving the frozen disks.
+  const exported = source.snapshot
+    ? await session.call("ExportSnapshot", [["_this", source.snapshot]], signal)
+    : await session.call("ExportVm", [["_this", vm]], signal);
+  const lease = moRefOf(child(exported, "returnval"));
+  if (!lease) throw new HypervisordError("INTERNAL", `${source.snapshot ? `ExportSnapshot on ${source.snapshot.value}` : `ExportVm on ${vm.value}`} returned no lease`);
   checkpoint.lease = recordLease(session, lease, options.secretBox);
   context.saveCheckpoint(checkpoint);
   let completed = false;
@@ -94,6 +126,7 @@ export async function exportVm(session: VSphereSession, definition: JobDefinitio
     const info = await waitForLease(session, lease, signal);
     const run: Run = {
       session, definition, context, options, vm, vmName: facts.name, baseName,
+      snapshot: source.snapshot,
       checkpoint,
       transferred: { done: 0, total: 0 },
       // Asked for now, awaited after the downloads: a server may hash every file to answer it (vcsim does),
@@ -103,7 +136,7 @@ export async function exportVm(session: VSphereSession, definition: JobDefinitio
         return [] as ManifestEntry[];
       }),
       verified: new Set(),
-      warnings: [],
+      warnings: source.warning ? [source.warning] : [],
     };
     let lastKeepAliveError = "";
     stopKeepAlive = keepLeaseAlive(session, lease, info.timeoutSeconds, () => (run.transferred.total > 0 ? (100 * run.transferred.done) / run.transferred.total : 0),
@@ -135,8 +168,7 @@ export async function exportVm(session: VSphereSession, definition: JobDefinitio
       logger.warn(warning);
       packaged.result = { ...packaged.result, warnings: [...(packaged.result.warnings ?? []), warning] };
     }
-    const result = await finishExport(packaged.result, packaged.artifacts, definition, context, { converter: options.converter });
-    return { ...result, osHint: osHintFromGuestId(facts.vm.guestId) };
+    return packaged;
   } finally {
     stopKeepAlive();
     if (!completed) await endLease(session, lease, checkpoint, context);
@@ -389,7 +421,7 @@ async function transfer(run: Run, files: readonly PlannedFile[]): Promise<Downlo
 /** CreateDescriptor with the files as written, minus the devices remove_devices names; its digests for the .mf. */
 async function descriptorFor(run: Run, files: OvfFile[]) {
   const { session, vm, vmName, definition, context } = run;
-  const written = await createDescriptor(session, vm, vmName, files, definition.includeImageFiles ?? false, context.signal);
+  const written = await createDescriptor(session, vm, vmName, files, definition.includeImageFiles ?? false, context.signal, run.snapshot);
   const { descriptor, removed } = removeDevices(written, definition.removeDevices ?? []);
   for (const device of removed) context.logger.info({ kind: device.kind, device: device.name }, "device left out of the descriptor (remove_devices); the VM is unchanged");
   const text = Buffer.from(descriptor);
@@ -446,19 +478,6 @@ async function datacenterOf(session: VSphereSession, vm: MoRef, signal: AbortSig
     current = parent ? moRefOf(parent) : undefined;
   }
   return "";
-}
-
-async function ensurePoweredOff(session: VSphereSession, vm: MoRef, name: string, state: string | undefined, powerOff: boolean, context: ExportContext): Promise<void> {
-  if (state === "poweredOff") return;
-  if (state === "poweredOn" && powerOff) {
-    context.progress({ phase: "powering-off" });
-    context.logger.info({ vm: vm.value }, "powering the VM off before export (power_off is set)");
-    await runTask(session, "PowerOffVM_Task", vm, context.signal);
-    return;
-  }
-  throw new FailedPreconditionError(state === "poweredOn"
-    ? `VM "${name}" is powered on; set power_off or shut it down`
-    : `VM "${name}" is ${state ?? "in an unknown power state"}; only a powered-off VM can be exported`);
 }
 
 interface FilePlan {

@@ -36,7 +36,9 @@ export function createJobQueries(db: Database, hooks: JobHooks, secretBox: Secre
       resume = 0, start_time = @time, next_attempt_time = NULL, error = NULL
     WHERE id = @id AND state = 'queued'`);
   const inState = db.prepare<[string], JobRow>("SELECT * FROM jobs WHERE state = ? ORDER BY pk");
-  const endedWithCheckpoint = db.prepare<[], JobRow>("SELECT * FROM jobs WHERE state IN ('failed', 'cancelled') AND checkpoint IS NOT NULL ORDER BY pk");
+  const endedWithCheckpoint = db.prepare<[], JobRow>("SELECT * FROM jobs WHERE state IN ('completed', 'failed', 'cancelled') AND checkpoint IS NOT NULL ORDER BY pk");
+  const updatePendingCleanup = db.prepare("UPDATE jobs SET pending_cleanup = ? WHERE id = ?");
+  const countPending = db.prepare<[], { n: number }>("SELECT count(*) AS n FROM jobs WHERE pending_cleanup IS NOT NULL");
   const countStates = db.prepare<[], { state: string; n: number }>("SELECT state, count(*) AS n FROM jobs GROUP BY state");
   const updateProgress = db.prepare("UPDATE jobs SET progress = ? WHERE id = ?");
   const getCheckpoint = db.prepare<[string], { checkpoint: string | null }>("SELECT checkpoint FROM jobs WHERE id = ?");
@@ -149,6 +151,8 @@ export function createJobQueries(db: Database, hooks: JobHooks, secretBox: Secre
     if (input.nextAttemptTime !== undefined) set("next_attempt_time", input.nextAttemptTime);
     if (input.resume !== undefined) set("resume", input.resume ? 1 : 0);
     if (input.clearCheckpoint) set("checkpoint", null);
+    if (input.checkpoint !== undefined) set("checkpoint", input.checkpoint == null ? null : JSON.stringify(input.checkpoint));
+    if (input.pendingCleanup !== undefined) set("pending_cleanup", input.pendingCleanup);
     prepared(`UPDATE jobs SET ${sets.join(", ")} WHERE id = @id`).run(params);
     const t = recordTransition({
       seq: input.seq, jobId: input.jobId, fromState: row.state as JobState, toState: input.to,
@@ -218,6 +222,8 @@ export function createJobQueries(db: Database, hooks: JobHooks, secretBox: Secre
     transitionsAfter,
     inState: (state: JobState) => inState.all(state).map(jobFromRow),
     endedWithCheckpoint: () => endedWithCheckpoint.all().map(jobFromRow),
+    setPendingCleanup: (id: string, text: string | null) => void updatePendingCleanup.run(text, id),
+    countPendingCleanup: () => countPending.get()?.n ?? 0,
     countByState() {
       const counts = Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as Record<JobState, number>;
       for (const { state, n } of countStates.all()) counts[state as JobState] = n;

@@ -21,6 +21,7 @@ export interface JobRow {
   resume: number;
   schedule_id: string | null;
   batch_id: string | null;
+  pending_cleanup: string | null;
   create_time: number;
   start_time: number | null;
   end_time: number | null;
@@ -88,6 +89,7 @@ function readJob(row: JobRow, box: SecretBox): Job {
     nextAttemptTime: row.next_attempt_time ?? undefined,
     scheduleId: row.schedule_id ?? undefined,
     ...(row.batch_id ? { batchId: row.batch_id } : {}),
+    ...(row.pending_cleanup ? { pendingCleanup: row.pending_cleanup } : {}),
   };
 }
 

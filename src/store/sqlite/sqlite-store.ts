@@ -139,6 +139,8 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     listJobs: jobs.list,
     jobsInState: jobs.inState,
     endedJobsWithCheckpoint: jobs.endedWithCheckpoint,
+    setPendingCleanup: jobs.setPendingCleanup,
+    countPendingCleanup: jobs.countPendingCleanup,
     countByState: jobs.countByState,
     claimNextJob: jobs.claim,
     transition: jobs.transition,

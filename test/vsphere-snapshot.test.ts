@@ -1,0 +1,417 @@
+// Running VMs exported through a snapshot, against vcsim-export (../shared/vcsim), through the real daemon process:
+// snapshot-time bytes while the live disk changes, and never a snapshot left behind (success, failure, cancel,
+// lease timeout, session expiry, kill -9 at several points, removals that fail), quiescing, users' snapshots.
+import assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import { pino } from "pino";
+import { JobState, type Job } from "../gen/hypervisord/v1/job_pb.js";
+import { openSession, type VSphereSession } from "../src/providers/vsphere/session.ts";
+import { retrieveOne } from "../src/providers/vsphere/property-collector.ts";
+import { runTask } from "../src/providers/vsphere/tasks.ts";
+import { children, moRefOf, textOf, type XmlNode } from "../src/providers/vsphere/xml.ts";
+import { createGrpcJsClient, type GrpcJsClient } from "./support/clients.ts";
+import { spawnDaemon, tempDir, type DaemonProcess } from "./support/daemon-process.ts";
+import { isFinal, pollJob } from "./support/poll-job.ts";
+import { buildVcsim, startVcsim, type Vcsim, type VcsimVm } from "./support/vcsim.ts";
+
+const DISK = 2 * 1024 * 1024;
+/** 2 MiB at 400 kB/s: about 5 s of download, time enough to write the live disk, cancel or kill meanwhile. */
+const SLOW = { VCSIM_EXPORT_RATE: "400000" };
+
+let skipReason: string | undefined;
+let daemon: DaemonProcess;
+let client: GrpcJsClient;
+const sims: Vcsim[] = [];
+const sessions: VSphereSession[] = [];
+
+function configFile(yaml: string): string {
+  const file = path.join(tempDir("snapshot-config"), "hypervisord.yaml");
+  fs.writeFileSync(file, yaml);
+  return file;
+}
+
+// Removal: 3 tries in a run, 100 ms then 200 ms apart; background retries 1 s, then 2 s; job retries 500 ms apart.
+const CONFIG = configFile([
+  "jobs:", "  retry_initial_backoff: 500ms", "  retry_max_backoff: 2s", "  cleanup_retry_initial: 1s", "  cleanup_retry_max: 2s",
+  "vsphere:", "  snapshot_remove_attempts: 3", "  snapshot_remove_backoff: 100ms", "",
+].join("\n"));
+
+before(async () => {
+  skipReason = (await buildVcsim()).reason;
+  if (skipReason) {
+    console.log(`skipping the vSphere snapshot tests: ${skipReason}`);
+    return;
+  }
+  daemon = await spawnDaemon({ args: ["--config", CONFIG] });
+  client = createGrpcJsClient(daemon.grpcAddress);
+});
+
+after(async () => {
+  client?.close();
+  for (const session of sessions) await session.close();
+  if (daemon) assert.equal(await daemon.stop(), 0);
+  for (const sim of sims) await sim.stop();
+});
+
+/** A simulator whose VMs run (autostart), each disk filled with random bytes. */
+async function runningSimulator(env: Record<string, string> = {}, args: string[] = []): Promise<{ sim: Vcsim; vm: VcsimVm; bytes: Buffer; session: VSphereSession }> {
+  const sim = await startVcsim(["-autostart=true", "-disk-kb", String(DISK / 1024), ...args], env);
+  sims.push(sim);
+  const vm = sim.vms[0]!;
+  const bytes = randomBytes(DISK);
+  fs.writeFileSync(vm.disks[0]!.file, bytes);
+  const session = await openSession({ url: sim.url, username: "user", password: "pass", insecure: true, thumbprint: "" },
+    { maxConnections: 2, logger: pino({ level: "silent" }) }, AbortSignal.timeout(10_000));
+  sessions.push(session);
+  return { sim, vm, bytes, session };
+}
+
+const connection = (sim: Vcsim) => ({ url: sim.url, username: "user", password: "pass", insecure: true });
+const sha256 = (data: Buffer) => createHash("sha256").update(data).digest("hex");
+
+async function submit(definition: Record<string, unknown>, on: GrpcJsClient = client): Promise<string> {
+  const { job } = await on.unary("submitJob", { definition: definition as never });
+  return job!.id;
+}
+
+/** The VM's snapshot tree, flattened: name and moref of each. */
+async function snapshotsOf(session: VSphereSession, vm: VcsimVm): Promise<{ name: string; moref: string }[]> {
+  const found = await retrieveOne(session, { type: "VirtualMachine", value: vm.moref }, ["snapshot"], AbortSignal.timeout(10_000));
+  const out: { name: string; moref: string }[] = [];
+  const walk = (trees: XmlNode[]) => {
+    for (const tree of trees) {
+      out.push({ name: textOf(tree, "name"), moref: moRefOf(children(tree, "snapshot")[0])!.value });
+      walk(children(tree, "childSnapshotList"));
+    }
+  };
+  walk(children(found?.props.get("snapshot"), "rootSnapshotList"));
+  return out;
+}
+
+/** Frozen disk files of snapshots in the VM's datastore directory (`<disk>-snap-<n>.vmdk`). */
+function snapFiles(vm: VcsimVm): string[] {
+  return fs.readdirSync(path.dirname(vm.disks[0]!.file)).filter((f) => f.includes("-snap-")).sort();
+}
+
+async function assertNoSnapshotLeft(session: VSphereSession, vm: VcsimVm): Promise<void> {
+  assert.deepEqual(await snapshotsOf(session, vm), [], "the VM's snapshot property is empty");
+  assert.deepEqual(snapFiles(vm), [], "no frozen snapshot files in the VM's datastore directory");
+}
+
+function exportedDisk(root: string, dir: string, vm: VcsimVm): Buffer {
+  return fs.readFileSync(path.join(root, dir, vm.name, `${vm.name}-disk-1.vmdk`));
+}
+
+/** Waits until the job downloads (or `phase`) and has `bytes` done, polling GetJob. */
+async function waitFor(on: GrpcJsClient, id: string, check: (job: Job) => boolean, what: string, timeoutMs = 20_000): Promise<Job> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const { job } = await on.unary("getJob", { jobId: id });
+    if (check(job!)) return job!;
+    // A completed job may still be waited on (its pending cleanup); a failed or cancelled one will not change.
+    if ((isFinal(job!) && job!.state !== JobState.COMPLETED) || Date.now() > until) assert.fail(`waiting for ${what}: job is ${JobState[job!.state]} (${job!.progress?.phase}) ${job!.error?.message ?? ""}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const downloading = (job: Job) => job.state === JobState.RUNNING && job.progress?.phase === "downloading" && Number(job.progress.bytesDone) > 0;
+
+async function metric(name: string, base = daemon.httpUrl): Promise<number> {
+  const body = await (await fetch(`${base}/metrics`)).text();
+  return body.split("\n").filter((l) => l.startsWith(name)).reduce((n, l) => n + Number(l.split(" ").pop()), 0);
+}
+
+function logLines(d: DaemonProcess, jobId: string, msg: string): unknown[] {
+  return d.logs.filter((l) => l.includes(jobId) && l.includes(`"msg":"${msg}`));
+}
+
+describe("running VMs exported through a snapshot", () => {
+  test("the live disk overwritten during the export: the output is the snapshot-time bytes, application-consistent, no snapshot left", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const { sim, vm, bytes, session } = await runningSimulator(SLOW);
+    assert.equal(vm.powerState, "poweredOn");
+    const createdBefore = await metric("hypersdk_snapshots_created_total{consistency=\"application_consistent\"}");
+    const removedBefore = await metric("hypersdk_snapshots_removed_total");
+    const id = await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "live" });
+    await waitFor(client, id, downloading, "the download");
+    const during = await snapshotsOf(session, vm);
+    assert.deepEqual(during.map((s) => s.name), [`hypervisord-${id}`], "the job's snapshot, named after it, exists during the export");
+    // The guest keeps writing: the live disk changes completely after the snapshot.
+    fs.writeFileSync(vm.disks[0]!.file, randomBytes(DISK));
+    const job = await pollJob(client, id, isFinal, 60_000);
+    assert.equal(job.state, JobState.COMPLETED, job.error?.message);
+    assert.equal(sha256(exportedDisk(daemon.outputRoot, "live", vm)), sha256(bytes), "the exported disk is the snapshot-time content");
+    assert.equal(job.result!.consistency, "application_consistent");
+    assert.equal(job.result!.applicationConsistent, true);
+    assert.deepEqual(job.result!.warnings, []);
+    assert.equal(job.pendingCleanup, "");
+    await assertNoSnapshotLeft(session, vm);
+    assert.equal(await metric("hypersdk_snapshots_created_total{consistency=\"application_consistent\"}"), createdBefore + 1);
+    assert.equal(await metric("hypersdk_snapshots_removed_total"), removedBefore + 1);
+    // The descriptor was made for the snapshot (cdp.snapshot) and describes the VM's disk.
+    assert.match(fs.readFileSync(path.join(daemon.outputRoot, "live", vm.name, `${vm.name}.ovf`), "utf8"), new RegExp(`ovf:href="${vm.name}-disk-1.vmdk"`));
+  });
+
+  test("a powered-off VM is exported directly: no snapshot, consistency powered_off", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const { sim, vm, bytes, session } = await runningSimulator();
+    await runTask(session, "PowerOffVM_Task", { type: "VirtualMachine", value: vm.moref }, AbortSignal.timeout(10_000));
+    const createdBefore = await metric("hypersdk_snapshots_created_total");
+    const job = await pollJob(client, await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "off" }), isFinal, 60_000);
+    assert.equal(job.state, JobState.COMPLETED, job.error?.message);
+    assert.equal(job.result!.consistency, "powered_off");
+    assert.ok(exportedDisk(daemon.outputRoot, "off", vm).equals(bytes));
+    assert.equal(await metric("hypersdk_snapshots_created_total"), createdBefore, "no snapshot taken");
+  });
+
+  test("running_vm_policy fail refuses a running VM with FAILED_PRECONDITION naming the policy; nothing is made", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const { sim, vm, session } = await runningSimulator();
+    const job = await pollJob(client, await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "refused", runningVmPolicy: "fail" }), isFinal);
+    assert.equal(job.state, JobState.FAILED);
+    assert.equal(job.error!.code, "FAILED_PRECONDITION");
+    assert.match(job.error!.message, /is powered on and running_vm_policy is "fail"/);
+    await assertNoSnapshotLeft(session, vm);
+  });
+
+  test("a VM with two user snapshots keeps both, names and morefs, and their files", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const { sim, vm, bytes, session } = await runningSimulator();
+    const ref = { type: "VirtualMachine", value: vm.moref };
+    for (const name of ["before-upgrade", "after-upgrade"]) {
+      await runTask(session, "CreateSnapshot_Task", ref, AbortSignal.timeout(10_000), [["name", name], ["memory", false], ["quiesce", false]]);
+    }
+    const userTree = await snapshotsOf(session, vm);
+    const userFiles = snapFiles(vm);
+    assert.equal(userTree.length, 2);
+    const job = await pollJob(client, await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "users" }), isFinal, 60_000);
+    assert.equal(job.state, JobState.COMPLETED, job.error?.message);
+    assert.ok(exportedDisk(daemon.outputRoot, "users", vm).equals(bytes));
+    assert.deepEqual(await snapshotsOf(session, vm), userTree, "the user's snapshots, same names and morefs");
+    assert.deepEqual(snapFiles(vm), userFiles, "their frozen files are untouched");
+  });
+});
+
+describe("no snapshot left after a failure, a cancel, a lease timeout, a session expiry", () => {
+  test("a failure after the snapshot (output path taken by a file): FAILED, snapshot removed", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const { sim, vm, session } = await runningSimulator();
+    fs.writeFileSync(path.join(daemon.outputRoot, "blocked"), "a file where the output directory should go");
+    const job = await pollJob(client, await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "blocked" }), isFinal, 60_000);
+    assert.equal(job.state, JobState.FAILED);
+    await assertNoSnapshotLeft(session, vm);
+  });
+
+  test("cancel during the download: CANCELLED, snapshot removed, no files", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const { sim, vm, session } = await runningSimulator(SLOW);
+    const id = await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "cancelled" });
+    await waitFor(client, id, downloading, "the download");
+    await client.unary("cancelJob", { jobId: id, reason: "test" });
+    await waitFor(client, id, () => logLines(daemon, id, "snapshot removed").length > 0, "the removal", 20_000).catch(() => undefined);
+    const job = await pollJob(client, id, isFinal);
+    assert.equal(job.state, JobState.CANCELLED);
+    for (let i = 0; i < 100 && (await snapshotsOf(session, vm)).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
+    await assertNoSnapshotLeft(session, vm);
+  });
+
+  test("a lease that times out (the daemon frozen past it): the run's snapshot is removed, the retry takes a new one and completes", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const { sim, vm, session } = await runningSimulator({ ...SLOW, VCSIM_LEASE_TIMEOUT_S: "2" });
+    const id = await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "lease-timeout" });
+    const first = await waitFor(client, id, downloading, "the download");
+    const firstSnapshot = (await snapshotsOf(session, vm))[0]!;
+    // The keep-alive cannot run while the process is stopped: the lease times out on the host, its URLs answer 404.
+    daemon.child.kill("SIGSTOP");
+    await new Promise((r) => setTimeout(r, 3500));
+    const retried = randomBytes(DISK);
+    fs.writeFileSync(vm.disks[0]!.file, retried);
+    daemon.child.kill("SIGCONT");
+    const job = await pollJob(client, id, isFinal, 60_000);
+    assert.equal(job.state, JobState.COMPLETED, job.error?.message);
+    assert.ok(job.attempt > first.attempt, `retried (attempt ${job.attempt})`);
+    assert.ok(exportedDisk(daemon.outputRoot, "lease-timeout", vm).equals(retried), "the retry exported the new snapshot's bytes, whole");
+    assert.ok(logLines(daemon, id, "snapshot removed").length >= 2, "each run removed its snapshot");
+    assert.ok(!(await snapshotsOf(session, vm)).some((s) => s.moref === firstSnapshot.moref));
+    await assertNoSnapshotLeft(session, vm);
+  });
+
+  test("the session expires during the export: the snapshot is removed after a re-login", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const { sim, vm, bytes, session } = await runningSimulator(SLOW, ["-session-idle-timeout", "2s"]);
+    const id = await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "expired" });
+    const job = await pollJob(client, id, isFinal, 60_000);
+    assert.equal(job.state, JobState.COMPLETED, job.error?.message);
+    assert.ok(exportedDisk(daemon.outputRoot, "expired", vm).equals(bytes));
+    assert.ok(daemon.logs.some((l) => l.includes(sim.url.replace(/\/sdk$/, "").replace("https://", "")) && l.includes("vSphere session logged in again")), "the session did expire");
+    await session.ensureAlive(AbortSignal.timeout(5000));
+    await assertNoSnapshotLeft(session, vm);
+  });
+});
+
+describe("quiescing", () => {
+  test("quiesce fails (FilesystemQuiesceFault), policy fallback: crash-consistent snapshot, warning, COMPLETED", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const { sim, vm, bytes, session } = await runningSimulator({ VCSIM_SNAPSHOT_QUIESCE_FAIL: "1" });
+    const crashBefore = await metric("hypersdk_snapshots_created_total{consistency=\"crash_consistent\"}");
+    const job = await pollJob(client, await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "fallback" }), isFinal, 60_000);
+    assert.equal(job.state, JobState.COMPLETED, job.error?.message);
+    assert.equal(job.result!.consistency, "crash_consistent");
+    assert.equal(job.result!.applicationConsistent, false);
+    assert.equal(job.result!.warnings.length, 1, job.result!.warnings.join("\n"));
+    assert.match(job.result!.warnings[0]!, /could not be quiesced \(FilesystemQuiesceFault\).*crash-consistent/);
+    assert.ok(exportedDisk(daemon.outputRoot, "fallback", vm).equals(bytes));
+    assert.equal(await metric("hypersdk_snapshots_created_total{consistency=\"crash_consistent\"}"), crashBefore + 1);
+    await assertNoSnapshotLeft(session, vm);
+  });
+
+  test("quiesce fails (ApplicationQuiesceFault), policy fail: FAILED_PRECONDITION naming quiesce_policy, not retried, nothing left", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const { sim, vm, session } = await runningSimulator({ VCSIM_SNAPSHOT_QUIESCE_FAIL: "app" });
+    const job = await pollJob(client, await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "quiesce-fail", quiescePolicy: "fail" }), isFinal, 60_000);
+    assert.equal(job.state, JobState.FAILED);
+    assert.equal(job.error!.code, "FAILED_PRECONDITION");
+    assert.equal(job.error!.retryable, false);
+    assert.equal(job.attempt, 1);
+    assert.match(job.error!.message, /ApplicationQuiesceFault.*quiesce_policy is "fail"/);
+    await assertNoSnapshotLeft(session, vm);
+  });
+
+  test("quiesce false: crash-consistent without a warning (the job asked for it)", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const { sim, vm, session } = await runningSimulator();
+    const job = await pollJob(client, await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "no-quiesce", quiesce: false }), isFinal, 60_000);
+    assert.equal(job.state, JobState.COMPLETED, job.error?.message);
+    assert.equal(job.result!.consistency, "crash_consistent");
+    assert.deepEqual(job.result!.warnings, []);
+    await assertNoSnapshotLeft(session, vm);
+  });
+
+  test("bad policies: INVALID_ARGUMENT naming the field", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    for (const [field, value] of [["runningVmPolicy", "hibernate"], ["quiescePolicy", "maybe"]] as const) {
+      const err = await client.unary("submitJob", { definition: { provider: "vsphere", vm: "x", vsphere: { url: "https://vc.example/sdk" }, outputDir: "bad", [field]: value } as never })
+        .then(() => undefined, (e: unknown) => e as { code: number; details: string });
+      assert.equal(err?.code, 3, `${field}: INVALID_ARGUMENT`);
+      assert.match(err!.details, new RegExp(`definition\\.${field === "runningVmPolicy" ? "running_vm_policy" : "quiesce_policy"}`));
+    }
+  });
+});
+
+describe("removals that fail", () => {
+  test("RemoveSnapshot_Task fails twice (FileLocked), then works: removed within the run, no warning", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const { sim, vm, session } = await runningSimulator({ VCSIM_SNAPSHOT_REMOVE_FAIL: "2" });
+    const failuresBefore = await metric("hypersdk_snapshot_removal_failures_total");
+    const job = await pollJob(client, await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "remove-twice" }), isFinal, 60_000);
+    assert.equal(job.state, JobState.COMPLETED, job.error?.message);
+    assert.deepEqual(job.result!.warnings, []);
+    assert.equal(job.pendingCleanup, "");
+    assert.equal(await metric("hypersdk_snapshot_removal_failures_total"), failuresBefore + 2);
+    await assertNoSnapshotLeft(session, vm);
+  });
+
+  test("beyond the run's tries: COMPLETED with a warning and pending_cleanup, then removed by the background retry", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    // 3 tries in the run, then the background retries (1 s, then 2 s): the 5th try works.
+    const { sim, vm, bytes, session } = await runningSimulator({ VCSIM_SNAPSHOT_REMOVE_FAIL: "4" });
+    const id = await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "remove-later" });
+    const job = await pollJob(client, id, isFinal, 60_000);
+    assert.equal(job.state, JobState.COMPLETED, job.error?.message);
+    assert.ok(exportedDisk(daemon.outputRoot, "remove-later", vm).equals(bytes), "a completed export stays completed");
+    assert.equal(job.result!.warnings.length, 1);
+    assert.match(job.result!.warnings[0]!, new RegExp(`snapshot hypervisord-${id} \\(snapshot-\\d+\\) on VM ${vm.name}: RemoveSnapshot_Task failed: FileLocked; retrying`));
+    assert.match(job.pendingCleanup, new RegExp(`^snapshot hypervisord-${id} \\(snapshot-\\d+\\) on VM ${vm.name}: RemoveSnapshot_Task failed: FileLocked; retrying$`));
+    assert.equal((await snapshotsOf(session, vm)).length, 1, "still there while pending");
+    assert.ok(await metric("hypersdk_snapshots_pending_removal") >= 1);
+    const cleared = await waitFor(client, id, (j) => j.pendingCleanup === "", "the background removal", 15_000);
+    assert.equal(cleared.state, JobState.COMPLETED);
+    await assertNoSnapshotLeft(session, vm);
+    assert.ok(fs.existsSync(path.join(daemon.outputRoot, "remove-later", vm.name, `${vm.name}.ovf`)), "the export's files stay");
+  });
+});
+
+describe("kill -9 of the daemon", () => {
+  async function ownDaemon(dataDir?: string, outputRoot?: string) {
+    const d = await spawnDaemon({ args: ["--config", CONFIG], dataDir, outputRoot });
+    const c = createGrpcJsClient(d.grpcAddress);
+    return { d, c };
+  }
+
+  test("during the download: after restart the job resumes from the same snapshot and completes byte-identical; then it is removed", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const { sim, vm, bytes, session } = await runningSimulator(SLOW);
+    const first = await ownDaemon();
+    const id = await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "killed" }, first.c);
+    await waitFor(first.c, id, (j) => downloading(j) && Number(j.progress!.bytesDone) >= 600_000, "a third of the download");
+    const snapshot = (await snapshotsOf(session, vm))[0]!;
+    first.c.close();
+    await first.d.kill();
+    fs.writeFileSync(vm.disks[0]!.file, randomBytes(DISK));
+    const second = await ownDaemon(first.d.dataDir, first.d.outputRoot);
+    try {
+      const job = await pollJob(second.c, id, isFinal, 60_000);
+      assert.equal(job.state, JobState.COMPLETED, job.error?.message);
+      assert.ok(exportedDisk(second.d.outputRoot, "killed", vm).equals(bytes), "the snapshot-time bytes, resumed");
+      assert.equal(logLines(second.d, id, "continuing from the snapshot an earlier run of this job made").length, 1);
+      assert.ok(second.d.logs.some((l) => l.includes(id) && l.includes(snapshot.moref) && l.includes("snapshot removed")), "the same snapshot, removed at the end");
+      await assertNoSnapshotLeft(session, vm);
+    } finally {
+      second.c.close();
+      assert.equal(await second.d.stop(), 0);
+    }
+  });
+
+  test("during CreateSnapshot_Task (only the record written before it): after restart the snapshot is found by name and nothing is left", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const { sim, vm, bytes, session } = await runningSimulator({ VCSIM_SNAPSHOT_CREATE_MS: "2000" });
+    const first = await ownDaemon();
+    const id = await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "killed-create" }, first.c);
+    await waitFor(first.c, id, (j) => j.progress?.phase === "snapshot", "CreateSnapshot_Task");
+    await new Promise((r) => setTimeout(r, 300));
+    first.c.close();
+    await first.d.kill();
+    // vcsim finishes the task the daemon no longer waits for: a snapshot with the job's name and no moref on record.
+    for (let i = 0; i < 50 && (await snapshotsOf(session, vm)).length === 0; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual((await snapshotsOf(session, vm)).map((s) => s.name), [`hypervisord-${id}`]);
+    const second = await ownDaemon(first.d.dataDir, first.d.outputRoot);
+    try {
+      const job = await pollJob(second.c, id, isFinal, 60_000);
+      assert.equal(job.state, JobState.COMPLETED, job.error?.message);
+      assert.ok(exportedDisk(second.d.outputRoot, "killed-create", vm).equals(bytes));
+      await assertNoSnapshotLeft(session, vm);
+    } finally {
+      second.c.close();
+      assert.equal(await second.d.stop(), 0);
+    }
+  });
+
+  test("after the download, its removal pending: the next start removes the snapshot and clears pending_cleanup", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    // 3 tries in the run fail; no background retry comes before the kill (10 m).
+    const { sim, vm, session } = await runningSimulator({ VCSIM_SNAPSHOT_REMOVE_FAIL: "4" });
+    const slowRetries = configFile(["jobs:", "  cleanup_retry_initial: 10m", "vsphere:", "  snapshot_remove_attempts: 3", "  snapshot_remove_backoff: 100ms", ""].join("\n"));
+    const d1 = await spawnDaemon({ args: ["--config", slowRetries] });
+    const c1 = createGrpcJsClient(d1.grpcAddress);
+    const id = await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "killed-after" }, c1);
+    const done = await pollJob(c1, id, isFinal, 60_000);
+    assert.equal(done.state, JobState.COMPLETED, done.error?.message);
+    assert.notEqual(done.pendingCleanup, "");
+    c1.close();
+    await d1.kill();
+    // The 4th removal fails too (at this start), the 5th works: the start's try, then a background retry.
+    const second = await ownDaemon(d1.dataDir, d1.outputRoot);
+    try {
+      const cleared = await waitFor(second.c, id, (j) => j.pendingCleanup === "", "the removal after restart", 20_000);
+      assert.equal(cleared.state, JobState.COMPLETED);
+      await assertNoSnapshotLeft(session, vm);
+      assert.ok(fs.existsSync(path.join(second.d.outputRoot, "killed-after", vm.name, `${vm.name}-disk-1.vmdk`)), "the completed export's files are kept");
+    } finally {
+      second.c.close();
+      assert.equal(await second.d.stop(), 0);
+    }
+  });
+});
