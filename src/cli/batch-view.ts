@@ -15,7 +15,7 @@ export function batchStateName(state: BatchState): string {
 }
 
 /** "2 completed, 1 running, 3 queued" (states with none left out); "0 VMs" for an empty count. */
-export function countsText(counts: BatchCounts | undefined): string {
+export function countsText(counts: Omit<BatchCounts, "$typeName" | "$unknown"> | undefined): string {
   if (!counts) return "-";
   const parts = (["completed", "running", "queued", "failed", "cancelled"] as const)
     .filter((state) => counts[state] > 0)

@@ -3,7 +3,7 @@ import { VERSION } from "../version.ts";
 import { batchesCommand } from "./commands/batches.ts";
 import { completionCommand } from "./commands/completion.ts";
 import { daemonCommands } from "./commands/daemon.ts";
-import { jobCommands } from "./commands/jobs.ts";
+import { jobCommands, jobsCommand } from "./commands/jobs.ts";
 import { keysCommand } from "./commands/keys.ts";
 import { packageCommands } from "./commands/packages.ts";
 import { profilesCommand } from "./commands/profiles.ts";
@@ -40,6 +40,7 @@ export function createProgram(io: CliIo): Command {
   const commands = [
     ...submitCommands(io),
     ...jobCommands(io),
+    jobsCommand(io),
     batchesCommand(io),
     ...daemonCommands(io),
     vmsCommand(io),

@@ -84,6 +84,13 @@ export function jobCommands(io: CliIo): Command[] {
   return [get, list, cancel, watch, logs];
 }
 
+/** `hyperctl jobs list|get|...`: the same commands grouped as `batches ...` is, for who types the noun first. */
+export function jobsCommand(io: CliIo): Command {
+  const jobs = new Command("jobs").description("the job commands again, grouped: jobs list|get|cancel|watch|logs");
+  for (const command of jobCommands(io)) jobs.addCommand(command);
+  return jobs;
+}
+
 async function printLogs(cli: Cli, jobId: string, opts: { follow?: boolean; tail: number }): Promise<number> {
   const signal = opts.follow ? cli.interruptSignal() : undefined;
   try {

@@ -1,0 +1,252 @@
+// hyperctl and batches, as a user runs it: `node bin/hyperctl.js ...` against a real daemon with the
+// fake provider's fleet folders (test/support/fake-provider.ts: /DC1/vm/fleet 6 quick VMs, mixed
+// with one VM that always fails, slow 6 VMs of ~3 s each). Output parsed, exit codes checked; the
+// in-place redraw in a pseudo-terminal through util-linux `script`.
+import assert from "node:assert/strict";
+import { execFileSync, spawn } from "node:child_process";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
+
+const ROOT = path.resolve(import.meta.dirname, "..");
+const BIN = path.join(ROOT, "bin/hyperctl.js");
+const FLEET = ["fleet-01", "fleet-02", "fleet-03", "fleet-04", "fleet-05", "fleet-06"];
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+let d: DaemonProcess;
+
+function env(): NodeJS.ProcessEnv {
+  const vars: NodeJS.ProcessEnv = { ...process.env, HYPERVISORD_ADDR: d.httpUrl };
+  delete vars.HYPERVISORD_API_KEY;
+  return vars;
+}
+
+function hyperctl(args: string[]): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: env(), stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 45_000);
+    child.once("error", reject);
+    child.once("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+async function ok(args: string[]): Promise<string> {
+  const run = await hyperctl(args);
+  assert.equal(run.code, 0, `hyperctl ${args.join(" ")}: ${run.stderr}`);
+  return run.stdout;
+}
+
+async function json<T = any>(args: string[]): Promise<T> {
+  return JSON.parse(await ok([...args, "-o", "json"])) as T;
+}
+
+const exportArgs = (folder: string, ...extra: string[]) => ["export", "--provider", "fake", "--folder", `/DC1/vm/${folder}`, ...extra];
+
+function hasScript(): boolean {
+  try {
+    execFileSync("script", ["--version"], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe("hyperctl and batches", () => {
+  before(async () => {
+    d = await spawnDaemon();
+  });
+  after(async () => {
+    if (d) assert.equal(await d.stop(), 0, "daemon exit code");
+  });
+
+  test("export --folder --watch without a terminal: a line per VM as it changes, a total, exit 0 when every VM completed", async () => {
+    const run = await hyperctl([...exportArgs("fleet"), "--max-parallel", "3", "--watch"]);
+    assert.equal(run.code, 0, run.stderr + run.stdout);
+    assert.ok(!run.stdout.includes("\r") && !run.stdout.includes("\x1b"), "no redrawing when stdout is not a terminal");
+    const lines = run.stdout.trim().split("\n");
+    const batchId = /^batch (\S+) submitted: 6 VMs$/.exec(lines[0]!)?.[1];
+    assert.ok(batchId, lines[0]);
+    for (const vm of FLEET) {
+      const own = lines.filter((l) => new RegExp(`^\\S+  ${vm}  `).test(l));
+      assert.ok(own.length >= 1, `a line for ${vm}:\n${run.stdout}`);
+      assert.match(own.at(-1)!, new RegExp(`  ${vm}  completed  100%  64 KiB/64 KiB$`), own.join("\n"));
+    }
+    const totals = lines.filter((l) => /^\S+  total  6 VMs: /.test(l));
+    assert.ok(totals.length >= 1, run.stdout);
+    assert.match(totals.at(-1)!, /  total  6 VMs: 6 completed  100%  384 KiB\/384 KiB$/);
+    assert.match(lines.at(-1)!, new RegExp(`^batch ${batchId} completed in \\S+: 6 completed$`));
+
+    // The batch as the daemon keeps it.
+    const { batch } = await json(["batches", "get", batchId]);
+    assert.equal(batch.state, "BATCH_STATE_COMPLETED");
+    assert.equal(batch.counts.completed, 6);
+    assert.equal(batch.maxParallel, 3);
+    assert.deepEqual(batch.jobs.map((j: { vmName: string }) => j.vmName), FLEET);
+  });
+
+  test("export --folder without --watch prints the batch and its VMs; -q the id; -o json the response with the batch", async () => {
+    const table = await ok([...exportArgs("fleet"), "--name", "nightly-fleet"]);
+    const [head, , header, ...rows] = table.trim().split("\n");
+    assert.match(head!, /^batch \S+ submitted: 6 VMs$/);
+    assert.match(header!, /^VM +JOB +STATE +SIZE/);
+    assert.deepEqual(rows.map((r) => r.split(/ +/)[0]), FLEET);
+
+    const quiet = (await ok(["-q", ...exportArgs("fleet", "--power-state", "on")])).trim();
+    assert.match(quiet, /^\S+$/, "only the batch id");
+    const { batch: onOnly } = await json(["batches", "get", quiet]);
+    assert.equal(onOnly.jobs.length, 4, "4 of the fleet's 6 VMs are powered on");
+
+    const glob = [...exportArgs("fleet"), "--name-glob", "fleet-0?", "--power-state", "off", "--request-id", "cli-batches-1"];
+    const submitted = await json(glob);
+    assert.equal(submitted.created, true);
+    assert.ok(submitted.batch.id);
+    assert.equal(submitted.job, undefined, "no single job for a selector");
+    assert.deepEqual(submitted.batch.jobs.map((j: { vmName: string }) => j.vmName), ["fleet-05", "fleet-06"], "the glob and the power state, both");
+    assert.equal(submitted.batch.definition.vmSelector.nameGlob, "fleet-0?");
+    const again = await json(glob);
+    assert.equal(again.created, false, "the same request id returns the same batch");
+    assert.equal(again.batch.id, submitted.batch.id);
+  });
+
+  test("a partially failed batch: exit 1, the failed VM named; batches get shows every VM with its error", async () => {
+    const run = await hyperctl([...exportArgs("mixed"), "--watch"]);
+    assert.equal(run.code, 1, run.stderr + run.stdout);
+    const last = run.stdout.trim().split("\n").at(-1)!;
+    assert.match(last, /^batch (\S+) partially-failed in \S+: 2 completed, 1 failed; not exported: mixed-02$/);
+    const batchId = /^batch (\S+) /.exec(last)![1]!;
+    const details = await ok(["batches", "get", batchId]);
+    assert.match(details, /^State: +partially-failed$/m);
+    assert.match(details, /^VMs: +3: 2 completed, 1 failed$/m);
+    assert.match(details, /^mixed-02 +\S+ +failed +.*INTERNAL: fake failure/m);
+    assert.match(details, /^mixed-01 +\S+ +completed /m);
+  });
+
+  test("jobs list --batch: only that batch's jobs; list --batch the same", async () => {
+    const batchId = (await ok(["-q", ...exportArgs("fleet")])).trim();
+    const { batch } = await json(["batches", "get", batchId]);
+    const listed = await json(["jobs", "list", "--batch", batchId]);
+    assert.equal(listed.jobs.length, 6);
+    assert.deepEqual(new Set(listed.jobs.map((j: { id: string }) => j.id)), new Set(batch.jobs.map((j: { jobId: string }) => j.jobId)));
+    assert.ok(listed.jobs.every((j: { batchId: string }) => j.batchId === batchId));
+    const ids = (await ok(["-q", "list", "--batch", batchId])).trim().split("\n");
+    assert.equal(ids.length, 6);
+  });
+
+  test("batches cancel: the jobs not ended are cancelled, the batch ends cancelled; watching it exits 2", async () => {
+    const batchId = (await ok(["-q", ...exportArgs("slow"), "--max-parallel", "1"])).trim();
+    const cancelled = await ok(["batches", "cancel", batchId, "--reason", "maintenance window closed"]);
+    assert.match(cancelled, new RegExp(`^batch ${batchId} (cancelled|running): `));
+    const watched = await hyperctl(["batches", "watch", batchId]);
+    assert.equal(watched.code, 2, watched.stderr + watched.stdout);
+    assert.match(watched.stdout.trim().split("\n").at(-1)!, new RegExp(`^batch ${batchId} cancelled in \\S+: .*cancelled`));
+    const { batch } = await json(["batches", "get", batchId]);
+    assert.equal(batch.state, "BATCH_STATE_CANCELLED");
+    assert.ok(batch.counts.cancelled >= 5, `at most one of 6 slow VMs can have ended before the cancel: ${JSON.stringify(batch.counts)}`);
+    const history = await json(["get", batch.jobs.at(-1).jobId]);
+    assert.equal(history.job.state, "JOB_STATE_CANCELLED");
+  });
+
+  test("batches list: newest first, --state filter, -q ids, --limit with the next page's token", async () => {
+    const all = await json(["batches", "list"]);
+    assert.ok(all.batches.length >= 5, `batches so far: ${all.batches.length}`);
+    const times = all.batches.map((b: { createTime: string }) => Date.parse(b.createTime));
+    assert.deepEqual(times, [...times].sort((a, b) => b - a), "newest first");
+    const table = await ok(["batches", "list"]);
+    assert.match(table.split("\n")[0]!, /^ID +NAME +STATE +VMS +COUNTS +SIZE +CREATED$/);
+    assert.match(table, /cancelled +\d\/6 done/);
+    assert.match(table, /partially-failed +3\/3 done +2 completed, 1 failed/);
+    const completed = await json(["batches", "list", "--state", "completed"]);
+    assert.ok(completed.batches.length >= 1);
+    assert.ok(completed.batches.every((b: { state: string }) => b.state === "BATCH_STATE_COMPLETED"));
+    const failedOrCancelled = await json(["batches", "list", "--state", "partially-failed,cancelled"]);
+    assert.deepEqual(new Set(failedOrCancelled.batches.map((b: { state: string }) => b.state)), new Set(["BATCH_STATE_PARTIALLY_FAILED", "BATCH_STATE_CANCELLED"]));
+    const first = await ok(["batches", "list", "--limit", "2"]);
+    const token = /next page: --page-token (\S+)\)$/m.exec(first)?.[1];
+    assert.ok(token, first);
+    const second = await json(["batches", "list", "--limit", "2", "--page-token", token]);
+    assert.equal(second.batches[0].id, all.batches[2].id);
+    const ids = (await ok(["-q", "batches", "list"])).trim().split("\n");
+    assert.deepEqual(ids, all.batches.map((b: { id: string }) => b.id));
+  });
+
+  test("watch on a terminal redraws one line per VM and a total in place", async (t) => {
+    if (!hasScript()) return t.skip("util-linux `script` is not installed: no pseudo-terminal to test with");
+    const command = `${process.execPath} ${BIN} ${exportArgs("fleet", "--max-parallel", "2", "--watch").join(" ")}`;
+    const run = await new Promise<Run>((resolve) => {
+      const child = spawn("script", ["-qfec", command, "/dev/null"], { env: { ...env(), COLUMNS: "120", LINES: "40" }, stdio: ["ignore", "pipe", "pipe"] });
+      let stdout = "";
+      child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+      child.stderr.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+      child.once("close", (code) => resolve({ code, stdout, stderr: "" }));
+    });
+    assert.equal(run.code, 0, run.stdout);
+    // Each frame starts by going back up over the previous block (ESC [ n A) and clearing to the end (ESC [ J).
+    const frames = run.stdout.split(/\x1b\[\d+A\r|\x1b\[J/).filter((f) => f.trim());
+    assert.ok(run.stdout.includes("\x1b[7A\r"), "the 6 VM lines and the total redrawn in place");
+    const blocks = frames.filter((f) => /^total /m.test(f));
+    assert.ok(blocks.length >= 2, `redrawn: ${JSON.stringify(run.stdout.slice(0, 600))}`);
+    const final = blocks.at(-1)!.replace(/\r/g, "").trim().split("\n");
+    assert.equal(final.length, 8, `6 VMs, the total, the outcome: ${JSON.stringify(final)}`);
+    for (const [i, vm] of FLEET.entries()) assert.match(final[i]!, new RegExp(`^${vm} +\\[#{16}\\] +100%  completed +64 KiB/64 KiB`));
+    assert.match(final[6]!, /^total +\[#{16}\] +100%  384 KiB\/384 KiB  6 completed$/);
+    assert.match(final[7]!, /^batch \S+ completed in /);
+  });
+
+  test("bad input: a clear error and the right exit code, naming the option or the field", async () => {
+    const both = await hyperctl(["export", "--provider", "fake", "--vm", "web-01", "--folder", "/DC1/vm/fleet"]);
+    assert.equal(both.code, 2);
+    assert.match(both.stderr, /^hyperctl: --vm names one VM; --folder and --name-glob select several/);
+    const neither = await hyperctl(["export", "--provider", "fake"]);
+    assert.equal(neither.code, 2);
+    assert.match(neither.stderr, /say which VM: --vm, or --folder/);
+    const stray = await hyperctl(["export", "--provider", "fake", "--vm", "web-01", "--max-parallel", "2"]);
+    assert.equal(stray.code, 2);
+    assert.match(stray.stderr, /--max-parallel: only with --folder or --name-glob/);
+    const policy = await hyperctl(["export", "--provider", "fake", "--vm", "web-01", "--running-vm-policy", "hibernate"]);
+    assert.equal(policy.code, 2);
+    assert.match(policy.stderr, /--running-vm-policy must be one of snapshot, power_off, fail, got "hibernate"/);
+    const parallel = await hyperctl([...exportArgs("fleet"), "--max-parallel", "5000"]);
+    assert.equal(parallel.code, 2);
+    assert.match(parallel.stderr, /--max-parallel.*expected an integer from 0 to 1000/);
+    const none = await hyperctl([...exportArgs("fleet"), "--name-glob", "nothing-*"]);
+    assert.equal(none.code, 1);
+    assert.match(none.stderr, /^hyperctl: .*(vm_selector|nothing-\*)/m, "zero matches: an error naming the selector");
+    const conflicting = await hyperctl(["export", "--provider", "fake", "--vm", "web-01", "--power-off", "--running-vm-policy", "fail"]);
+    assert.equal(conflicting.code, 1);
+    assert.match(conflicting.stderr, /^hyperctl: .*running_vm_policy/);
+    const unknown = await hyperctl(["batches", "get", "no-such-batch"]);
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, /^hyperctl: .*no-such-batch/);
+    const state = await hyperctl(["batches", "list", "--state", "done"]);
+    assert.equal(state.code, 2);
+    assert.match(state.stderr, /--state must be one of running, completed, partially-failed, failed, cancelled, got "done"/);
+  });
+
+  test("single VMs take the running-VM options too: the definition carries them", async () => {
+    const job = await json(["export", "--provider", "fake", "--vm", "web-01", "--running-vm-policy", "power-off", "--no-quiesce", "--quiesce-policy", "fail"]);
+    assert.equal(job.job.definition.runningVmPolicy, "power_off");
+    assert.equal(job.job.definition.quiesce, false);
+    assert.equal(job.job.definition.quiescePolicy, "fail");
+  });
+
+  test("completion knows batches and the selector options", async () => {
+    const bash = await ok(["completion", "bash"]);
+    assert.match(bash, /"batches"\)\n(.*\n)*? {6}words="list get cancel watch /);
+    assert.match(bash, /"export"\)\n(.*\n)*? {8}--running-vm-policy\) COMPREPLY=\(\$\(compgen -W "snapshot power_off fail"/);
+    assert.match(bash, /"export"\)\n(.*\n)*? {6}words=".*--folder --name-glob --power-state --no-recursive --max-parallel/);
+    assert.match(bash, /"jobs list"\)\n(.*\n)*? {6}words=".*--batch/);
+    execFileSync("bash", ["-n"], { input: bash });
+  });
+});
