@@ -6,7 +6,6 @@ import { realPaths } from "./api/output-dir.ts";
 import { createProfileRegistry, profilesFromConfig } from "./api/profiles.ts";
 import { createHypervisordApi } from "./api/service.ts";
 import { webhooksFromConfig } from "./api/webhooks.ts";
-import { isFinal } from "./domain/job.ts";
 import { withCallHooks, type CallHook } from "./api/call-hooks.ts";
 import { createRequestLimitsHook } from "./api/request-limits.ts";
 import { createAuditHook, createRefusalAudit } from "./audit/audit-hook.ts";
@@ -22,6 +21,9 @@ import { initTracing } from "./tracing/tracing.ts";
 import { createMetrics } from "./metrics/metrics.ts";
 import { startMetricsServer } from "./metrics/metrics-server.ts";
 import { createScheduler, type Scheduler } from "./scheduler/scheduler.ts";
+import { createRetention } from "./scheduler/retention.ts";
+import { createScheduleJobObserver } from "./scheduler/schedule-job-observer.ts";
+import { createScheduleSubmit } from "./scheduler/schedule-submit.ts";
 import { createHealthCheck } from "./server/health-check.ts";
 import { createWebhookDispatcher } from "./webhooks/dispatcher.ts";
 import { createProgressEvents } from "./webhooks/progress-events.ts";
@@ -108,6 +110,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     releasers.add(() => webhooks.stop());
     // Declared before the engine that calls it back; assigned right after.
     let scheduler: Scheduler | undefined;
+    const retention = createRetention({
+      schedules: store.schedules, allowedOutputRoots: config.allowedOutputRoots, logger: logger.child({ component: "retention" }),
+      appendJobLog: (jobId, entry) => void store.appendLogs([{ jobId, entry }]),
+    });
     const metrics = createMetrics({
       providers: providers.list().map((p) => p.name),
       jobCounts: () => {
@@ -116,6 +122,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       },
       webhookStats: () => webhooks.stats(),
       schedulerStats: () => scheduler?.stats() ?? { runs: 0, skipped: 0 },
+      retentionStats: () => retention.stats(),
       osTypeOf: (job) => job.result?.osHint,
       pendingSnapshotRemovals: () => store.countPendingCleanup(),
     });
@@ -128,12 +135,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const engine = createEngine({
       store, providers, logger, options: config.engine, logForward: options.logForward,
       observers: [
-        {
-          changed: (job) => {
-            if (job.scheduleId && isFinal(job.state)) scheduler?.jobFinished(job.scheduleId, job.id);
-          },
-          progressed: (job, progress) => progressEvents.progressed(job, progress),
-        },
+        { progressed: (job, progress) => progressEvents.progressed(job, progress) },
+        createScheduleJobObserver({ schedules: store.schedules, scheduler: () => scheduler, retention }),
         metrics.jobObserver,
       ],
       onDownload: (provider, seconds) => metrics.observeDownload(provider, seconds),
@@ -142,10 +145,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     scheduler = createScheduler({
       store: store.schedules,
       logger: logger.child({ component: "scheduler" }),
-      submit: async (schedule, run) => {
-        const { job } = await engine.submit(schedule.jobTemplate, { actor: "scheduler", scheduleId: schedule.id, scheduleRun: run });
-        return { jobId: job.id };
-      },
+      submit: createScheduleSubmit({ engine, exports: store.schedules.exports, recorded: (exports) => retention.check(exports) }),
     });
 
     const api = createHypervisordApi({
@@ -205,6 +205,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     });
     const httpPort = await httpServer.listen(config.httpListen);
     releasers.add(() => httpServer.close(CLOSE_TIMEOUT_MS));
+    // Released after the engine (whose last completions may start deletions), before the store closes.
+    releasers.add(() => retention.idle());
     // Released first: running jobs checkpoint and update streams end before the listeners close.
     releasers.add(() => engine.shutdown(config.shutdownGraceMs));
     // Released before the engine: no run starts while jobs drain.
@@ -212,6 +214,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
     engine.start();
     scheduler.start();
+    // Completions the daemon did not get to before it last stopped.
+    retention.sweep();
     webhooks.start();
     health.setAll(ServingStatus.SERVING);
     // grpc.health.v1 follows /health: NOT_SERVING while unhealthy.

@@ -124,7 +124,7 @@ function schedule(overrides: Partial<Schedule> = {}): Schedule {
   const createTime = ++createClock;
   return {
     id: uuidv7(createTime), name: "nightly", description: "", cron: "0 2 * * *", timeZone: "", jobTemplate: template(),
-    enabled: true, tags: {}, overlapPolicy: "skip", missedRunPolicy: "skip", createTime, updateTime: createTime,
+    enabled: true, tags: {}, overlapPolicy: "skip", missedRunPolicy: "skip", keepLast: 0, createTime, updateTime: createTime,
     nextRunTime: undefined, lastRunTime: undefined, runCount: 0,
     ...overrides,
   };

@@ -5,7 +5,7 @@ import {
   type Schedule as SchedulePb, type ScheduleRun as ScheduleRunPb,
 } from "../../gen/hypervisord/v1/schedule_pb.js";
 import type { HypervisordService } from "../../gen/hypervisord/v1/service_pb.js";
-import type { MissedRunPolicy, OverlapPolicy, Schedule, ScheduleRun } from "../domain/schedule.ts";
+import { MAX_KEEP_LAST, type MissedRunPolicy, type OverlapPolicy, type Schedule, type ScheduleRun } from "../domain/schedule.ts";
 import type { Engine } from "../engine/engine.ts";
 import { uuidv7 } from "../engine/uuid-v7.ts";
 import { InvalidArgumentError, NotFoundError } from "../errors.ts";
@@ -25,7 +25,7 @@ type ScheduleHandlers = Pick<ServiceHandlers<typeof HypervisordService>,
 const OVERLAP: Record<OverlapPolicy, OverlapPolicyPb> = { skip: OverlapPolicyPb.SKIP, queue: OverlapPolicyPb.QUEUE, allow: OverlapPolicyPb.ALLOW };
 const MISSED: Record<MissedRunPolicy, MissedRunPolicyPb> = { skip: MissedRunPolicyPb.SKIP, run_once: MissedRunPolicyPb.RUN_ONCE };
 /** Schedule fields an update may change (update_mask paths). */
-const UPDATABLE = ["name", "description", "cron", "time_zone", "job_template", "enabled", "tags", "overlap_policy", "missed_run_policy"] as const;
+const UPDATABLE = ["name", "description", "cron", "time_zone", "job_template", "enabled", "tags", "overlap_policy", "missed_run_policy", "keep_last"] as const;
 type Updatable = (typeof UPDATABLE)[number];
 
 export interface ScheduleDeps {
@@ -105,7 +105,8 @@ export function createScheduleHandlers({ store, scheduler, engine, rules }: Sche
       const schedule = existing(request.id);
       const { run, jobId } = await scheduler.trigger(schedule.id, "manual");
       const job = jobId ? engine.getJob(jobId) : undefined;
-      return { run: runToPb({ ...run, state: job?.state }), job: job && jobToPb(job) };
+      // A batch's run is running from its creation (ListScheduleRuns then follows the batch).
+      return { run: runToPb({ ...run, state: job?.state ?? (run.batchId ? "running" : undefined) }), job: job && jobToPb(job) };
     },
 
     async listScheduleRuns(request) {
@@ -117,7 +118,7 @@ export function createScheduleHandlers({ store, scheduler, engine, rules }: Sche
   };
 }
 
-/** The fields a request without an update_mask sets (an unset `enabled` stays as it is). */
+/** The fields a request without an update_mask sets (an unset `enabled` stays as it is; keep_last 0 needs the mask). */
 function givenFields(pb: SchedulePb): Record<Updatable, boolean> {
   return {
     name: pb.name.trim() !== "",
@@ -129,6 +130,7 @@ function givenFields(pb: SchedulePb): Record<Updatable, boolean> {
     tags: Object.keys(pb.tags).length > 0,
     overlap_policy: pb.overlapPolicy !== OverlapPolicyPb.UNSPECIFIED,
     missed_run_policy: pb.missedRunPolicy !== MissedRunPolicyPb.UNSPECIFIED,
+    keep_last: pb.keepLast !== 0,
   };
 }
 
@@ -156,12 +158,14 @@ function applyFields(base: Schedule, pb: SchedulePb, fields: Record<Updatable, b
   if (fields.tags) next.tags = labelsFromPb(pb.tags, "schedule.tags");
   if (fields.overlap_policy) next.overlapPolicy = policy(OVERLAP, pb.overlapPolicy, "schedule.overlap_policy") ?? "skip";
   if (fields.missed_run_policy) next.missedRunPolicy = policy(MISSED, pb.missedRunPolicy, "schedule.missed_run_policy") ?? "skip";
+  if (fields.keep_last) next.keepLast = intIn(pb.keepLast, 0, MAX_KEEP_LAST, "schedule.keep_last");
   if (creating) {
     if (!next.cron) throw new InvalidArgumentError("schedule.cron", "required, e.g. \"0 2 * * *\" (02:00 every day)");
     next.name ||= next.jobTemplate?.name ?? next.id;
     next.description ??= "";
     next.tags ??= {};
     next.timeZone ??= "";
+    next.keepLast ??= 0;
   }
   return next;
 }
@@ -197,6 +201,7 @@ export function scheduleToPb(s: Schedule): SchedulePb {
     runCount: BigInt(s.runCount),
     overlapPolicy: OVERLAP[s.overlapPolicy],
     missedRunPolicy: MISSED[s.missedRunPolicy],
+    keepLast: s.keepLast,
   };
 }
 
@@ -212,5 +217,6 @@ export function runToPb(r: ScheduleRun): ScheduleRunPb {
     state: r.state ? stateToPb(r.state) : JobStatePb.UNSPECIFIED,
     durationSeconds: r.durationSeconds ?? 0,
     skippedReason: r.skippedReason ?? "",
+    batchId: r.batchId ?? "",
   };
 }

@@ -22,6 +22,8 @@ export interface Schedule {
   tags: Record<string, string>;
   overlapPolicy: OverlapPolicy;
   missedRunPolicy: MissedRunPolicy;
+  /** Successful exports kept per VM (older ones are deleted once a newer one has completed); 0 keeps all. */
+  keepLast: number;
   /** Milliseconds since the epoch. */
   createTime: number;
   updateTime: number;
@@ -34,15 +36,37 @@ export interface Schedule {
 export interface ScheduleRun {
   id: string;
   scheduleId: string;
-  /** Unset when the run was skipped. */
+  /** Unset when the run was skipped or created a batch. */
   jobId?: string;
+  /** Set when the template selects VMs (vm_selector): the run's batch. */
+  batchId?: string;
   trigger: RunTrigger;
   /** When the run was due. */
   scheduledTime: number;
   /** When it happened (job created, or skipped). */
   runTime: number;
-  /** From the job: its state now, and its run time once finished. */
+  /**
+   * From the job: its state now, and its run time once finished. A batch's run: running while any child
+   * is queued or running, then completed, cancelled, or failed (a partially failed batch is failed).
+   */
   state?: JobState;
   durationSeconds?: number;
   skippedReason?: string;
+}
+
+/** keep_last's bounds (0 keeps every export). */
+export const MAX_KEEP_LAST = 10_000;
+
+/** A directory a schedule's run wrote for one VM: what retention may delete, and nothing else. */
+export interface ScheduleExport {
+  scheduleId: string;
+  /** The VM's directory name under the template's output_dir. */
+  vmKey: string;
+  jobId: string;
+  /** <output_dir>/<vm key>/<run stamp>, absolute. */
+  dir: string;
+  /** The run's scheduled time. */
+  runTime: number;
+  completedTime?: number;
+  deletedTime?: number;
 }

@@ -5,7 +5,7 @@ import { NotFoundError, UnavailableError } from "../errors.ts";
 import type { ScheduleStore } from "../store/store.ts";
 import { parseCron, type ParsedCron } from "./cron.ts";
 
-/** A run about to create a job; the engine records it in the job's insert transaction (NewJob.scheduleRun). */
+/** A run about to create a job or a batch; the engine records it in the insert transaction (NewJob/NewBatch.scheduleRun). */
 export interface PlannedRun {
   id: string;
   trigger: RunTrigger;
@@ -14,16 +14,20 @@ export interface PlannedRun {
 
 export interface SchedulerDeps {
   store: ScheduleStore;
-  /** Creates the run's job from the schedule's template and records the run with it. */
-  submit(schedule: Schedule, run: PlannedRun): Promise<{ jobId: string }>;
+  /** Creates the run's job (or batch, for a template with a vm_selector) from the schedule's template and records the run with it. */
+  submit(schedule: Schedule, run: PlannedRun): Promise<SubmittedRun>;
   logger: Logger;
   now?: () => number;
 }
+
+/** What a run created: one job, or a batch of jobs (one per selected VM). */
+export type SubmittedRun = { jobId: string; batchId?: undefined } | { batchId: string; jobId?: undefined };
 
 export interface TriggerResult {
   /** As recorded; a run that created a job has no state yet here (the caller has the job). */
   run: ScheduleRun;
   jobId?: string;
+  batchId?: string;
   /** Overlap policy "queue": the run waits for the active job and is recorded, under run.id, when its job is created. */
   queued?: boolean;
 }
@@ -46,7 +50,7 @@ export interface Scheduler {
   reschedule(id: string): void;
   /** Runs the schedule now, enabled or not; its overlap policy applies. */
   trigger(id: string, trigger?: RunTrigger): Promise<TriggerResult>;
-  /** A job of this schedule reached a final state: a run queued behind it (policy "queue") starts. */
+  /** A job of this schedule (or of its batch) reached a final state: a run queued behind it (policy "queue") starts. */
   jobFinished(scheduleId: string, jobId: string): void;
   nextRunTime(id: string): number | undefined;
   stats(): SchedulerStats;
@@ -199,10 +203,11 @@ export function createScheduler(deps: SchedulerDeps): Scheduler {
   async function submit(entry: Entry, schedule: Schedule, planned: PlannedRun): Promise<TriggerResult> {
     entry.submitting.add(planned.id);
     try {
-      const { jobId } = await deps.submit(schedule, planned);
+      const { jobId, batchId } = await deps.submit(schedule, planned);
       counters.runs++;
-      logger.info({ scheduleId: schedule.id, runId: planned.id, jobId, trigger: planned.trigger }, `schedule ${schedule.id}: run ${planned.id} created job ${jobId}`);
-      return { run: { ...planned, scheduleId: schedule.id, jobId, runTime: now() }, jobId };
+      const created = jobId !== undefined ? `job ${jobId}` : `batch ${batchId}`;
+      logger.info({ scheduleId: schedule.id, runId: planned.id, jobId, batchId, trigger: planned.trigger }, `schedule ${schedule.id}: run ${planned.id} created ${created}`);
+      return { run: { ...planned, scheduleId: schedule.id, jobId, batchId, runTime: now() }, jobId, batchId };
     } catch (error) {
       logger.error({ scheduleId: schedule.id, runId: planned.id, err: error }, `schedule ${schedule.id}: submitting run ${planned.id} failed: ${errorMessage(error)}`);
       return { run: skip(schedule.id, planned, `submitting the job failed: ${errorMessage(error)}`) };

@@ -2,7 +2,7 @@ import type { Batch, BatchState } from "../domain/batch.ts";
 import type { Job, JobDefinition, JobError, JobProgress, JobResult, JobState, JobTransition } from "../domain/job.ts";
 import type { ApiKey, AuditEvent } from "../domain/access.ts";
 import type { Profile } from "../domain/profile.ts";
-import type { RunTrigger, Schedule, ScheduleRun } from "../domain/schedule.ts";
+import type { RunTrigger, Schedule, ScheduleExport, ScheduleRun } from "../domain/schedule.ts";
 import type { SecretBox } from "./secret-box.ts";
 import type { DeliveryAttempt, DeliveryState, Webhook, WebhookDelivery, WebhookEvent } from "../domain/webhook.ts";
 
@@ -84,8 +84,26 @@ export interface ScheduleStore {
   recordRun(run: Omit<ScheduleRun, "state" | "durationSeconds">): void;
   /** Newest first; `before` is the run id the previous page ended with. State and duration come from the jobs. */
   listRuns(scheduleId: string, query: { limit: number; before?: string }): { runs: ScheduleRun[]; next?: string };
-  /** Jobs of this schedule that are queued or running. */
+  /** Jobs of this schedule that are queued or running, its batches' children included. */
   activeJobIds(scheduleId: string): string[];
+  /** The schedule whose run created this batch, if any. */
+  scheduleOfBatch(batchId: string): string | undefined;
+  /** The directories its runs wrote (retention). */
+  readonly exports: ScheduleExportStore;
+}
+
+export interface ScheduleExportStore {
+  /** When a run's jobs are created; a job already recorded is left as it is. */
+  record(exports: readonly ScheduleExport[]): void;
+  byJob(jobId: string): ScheduleExport | undefined;
+  /** Whether some run already recorded this directory. */
+  isRecorded(dir: string): boolean;
+  /** Exports of one VM whose job completed and that are not deleted, newest run first. */
+  successful(scheduleId: string, vmKey: string): ScheduleExport[];
+  /** False when it was already marked. */
+  markDeleted(jobId: string, time: number): boolean;
+  /** Every (schedule, VM) with exports not deleted, of schedules with a keep_last (the sweep at start). */
+  retainedKeys(): { scheduleId: string; vmKey: string }[];
 }
 
 export interface BatchStore {

@@ -246,6 +246,7 @@ const MIGRATIONS: readonly Migration[] = [
         deleted_time INTEGER          -- set when retention removed it
       );
       CREATE INDEX schedule_exports_vm ON schedule_exports (schedule_id, vm_key, run_time);
+      CREATE INDEX schedule_exports_dir ON schedule_exports (dir);  -- a new run's directory never reuses a recorded one
     `,
   },
 ];

@@ -5,6 +5,7 @@ import { InvalidArgumentError } from "../../errors.ts";
 import type { ScheduleStore } from "../store.ts";
 import type { SecretBox } from "../secret-box.ts";
 import { joinSecrets, splitSecrets } from "./job-rows.ts";
+import { createScheduleExportQueries } from "./schedule-exports.ts";
 
 interface ScheduleRow {
   id: string;
@@ -18,6 +19,7 @@ interface ScheduleRow {
   tags: string;
   overlap_policy: string;
   missed_run_policy: string;
+  keep_last: number;
   create_time: number;
   update_time: number;
   next_run_time: number | null;
@@ -25,12 +27,13 @@ interface ScheduleRow {
   run_count: number;
 }
 
-/** A run with its job's state and times (LEFT JOIN: null when skipped). */
+/** A run with its job's or its batch's state and times (LEFT JOIN: null when skipped). */
 interface RunRow {
   pk: number;
   id: string;
   schedule_id: string;
   job_id: string | null;
+  batch_id: string | null;
   trigger: string;
   scheduled_time: number;
   run_time: number;
@@ -47,17 +50,19 @@ export function createScheduleQueries(db: Database, box: SecretBox): ScheduleSto
   const byId = db.prepare<[string], ScheduleRow>("SELECT * FROM schedules WHERE id = ?");
   const everyRow = db.prepare<[], ScheduleRow>("SELECT * FROM schedules ORDER BY create_time, id");
   const insertRow = db.prepare(`INSERT INTO schedules
-    (id, name, description, cron, time_zone, job_template, secrets, enabled, tags, overlap_policy, missed_run_policy,
+    (id, name, description, cron, time_zone, job_template, secrets, enabled, tags, overlap_policy, missed_run_policy, keep_last,
      create_time, update_time, next_run_time, last_run_time, run_count)
-    VALUES (@id, @name, @description, @cron, @time_zone, @job_template, @secrets, @enabled, @tags, @overlap_policy, @missed_run_policy,
+    VALUES (@id, @name, @description, @cron, @time_zone, @job_template, @secrets, @enabled, @tags, @overlap_policy, @missed_run_policy, @keep_last,
      @create_time, @update_time, @next_run_time, @last_run_time, @run_count)`);
   const updateRow = db.prepare(`UPDATE schedules SET name = @name, description = @description, cron = @cron,
       time_zone = @time_zone, job_template = @job_template, secrets = @secrets, enabled = @enabled, tags = @tags,
-      overlap_policy = @overlap_policy, missed_run_policy = @missed_run_policy, update_time = @update_time,
+      overlap_policy = @overlap_policy, missed_run_policy = @missed_run_policy, keep_last = @keep_last, update_time = @update_time,
       next_run_time = @next_run_time
     WHERE id = @id`);
   const deleteRow = db.prepare("DELETE FROM schedules WHERE id = ?");
   const deleteRuns = db.prepare("DELETE FROM schedule_runs WHERE schedule_id = ?");
+  // The record of what retention may delete goes with its schedule; the directories themselves stay.
+  const deleteExports = db.prepare("DELETE FROM schedule_exports WHERE schedule_id = ?");
   const updateNextRun = db.prepare("UPDATE schedules SET next_run_time = ? WHERE id = ?");
   const cursorOf = db.prepare<[string], { create_time: number }>("SELECT create_time FROM schedules WHERE id = ?");
   // Tags: every wanted (key, value) of @tags must be among the schedule's; one statement for any number of tags.
@@ -68,21 +73,27 @@ export function createScheduleQueries(db: Database, box: SecretBox): ScheduleSto
         WHERE NOT EXISTS (SELECT 1 FROM json_each(s.tags) AS have WHERE have.key = want.key AND have.value = want.value))
     ORDER BY s.create_time, s.id
     LIMIT @limit`);
-  const insertRun = db.prepare(`INSERT INTO schedule_runs (id, schedule_id, job_id, trigger, scheduled_time, run_time, skipped_reason)
-    VALUES (@id, @schedule_id, @job_id, @trigger, @scheduled_time, @run_time, @skipped_reason)`);
+  const insertRun = db.prepare(`INSERT INTO schedule_runs (id, schedule_id, job_id, batch_id, trigger, scheduled_time, run_time, skipped_reason)
+    VALUES (@id, @schedule_id, @job_id, @batch_id, @trigger, @scheduled_time, @run_time, @skipped_reason)`);
   const bumpRuns = db.prepare("UPDATE schedules SET run_count = run_count + 1, last_run_time = ? WHERE id = ?");
   const runPk = db.prepare<[string, string], { pk: number }>("SELECT pk FROM schedule_runs WHERE id = ? AND schedule_id = ?");
+  // A batch's run takes the batch's state (see batchRunState) and lasts from its creation to its last child's end.
   const runPage = db.prepare<{ schedule_id: string; before: number | null; limit: number }, RunRow>(`
-    SELECT r.*, j.state, j.start_time, j.end_time
-    FROM schedule_runs AS r LEFT JOIN jobs AS j ON j.id = r.job_id
+    SELECT r.*, COALESCE(j.state, b.state) AS state, COALESCE(j.start_time, b.create_time) AS start_time,
+      COALESCE(j.end_time, b.end_time) AS end_time
+    FROM schedule_runs AS r LEFT JOIN jobs AS j ON j.id = r.job_id LEFT JOIN batches AS b ON b.id = r.batch_id
     WHERE r.schedule_id = @schedule_id AND (@before IS NULL OR r.pk < @before)
     ORDER BY r.pk DESC
     LIMIT @limit`);
-  const activeJobs = db.prepare<[string], string>(
-    "SELECT id FROM jobs WHERE schedule_id = ? AND state IN ('queued', 'running') ORDER BY pk").pluck();
+  // A batch's children count whether or not they carry the schedule id themselves.
+  const activeJobs = db.prepare<{ schedule_id: string }, string>(`SELECT id FROM jobs
+    WHERE (schedule_id = @schedule_id OR batch_id IN (SELECT id FROM batches WHERE schedule_id = @schedule_id))
+      AND state IN ('queued', 'running') ORDER BY pk`).pluck();
+  const batchSchedule = db.prepare<[string], string | null>("SELECT schedule_id FROM batches WHERE id = ?").pluck();
 
   const remove = db.transaction((id: string): boolean => {
     deleteRuns.run(id);
+    deleteExports.run(id);
     return deleteRow.run(id).changes > 0;
   });
 
@@ -92,6 +103,7 @@ export function createScheduleQueries(db: Database, box: SecretBox): ScheduleSto
       id: run.id,
       schedule_id: run.scheduleId,
       job_id: run.jobId ?? null,
+      batch_id: run.batchId ?? null,
       trigger: run.trigger,
       scheduled_time: run.scheduledTime,
       run_time: run.runTime,
@@ -139,7 +151,9 @@ export function createScheduleQueries(db: Database, box: SecretBox): ScheduleSto
     setNextRunTime: (id, time) => void updateNextRun.run(time ?? null, id),
     recordRun,
     listRuns,
-    activeJobIds: (scheduleId) => activeJobs.all(scheduleId),
+    activeJobIds: (scheduleId) => activeJobs.all({ schedule_id: scheduleId }),
+    scheduleOfBatch: (batchId) => batchSchedule.get(batchId) ?? undefined,
+    exports: createScheduleExportQueries(db),
   };
 }
 
@@ -162,6 +176,7 @@ function scheduleToRow(schedule: Schedule, box: SecretBox): ScheduleRow {
     tags: JSON.stringify(schedule.tags),
     overlap_policy: schedule.overlapPolicy,
     missed_run_policy: schedule.missedRunPolicy,
+    keep_last: schedule.keepLast,
     create_time: schedule.createTime,
     update_time: schedule.updateTime,
     next_run_time: schedule.nextRunTime ?? null,
@@ -182,6 +197,7 @@ function scheduleFromRow(row: ScheduleRow, box: SecretBox): Schedule {
     tags: JSON.parse(row.tags) as Record<string, string>,
     overlapPolicy: row.overlap_policy as OverlapPolicy,
     missedRunPolicy: row.missed_run_policy as MissedRunPolicy,
+    keepLast: row.keep_last,
     createTime: row.create_time,
     updateTime: row.update_time,
     nextRunTime: row.next_run_time ?? undefined,
@@ -195,11 +211,27 @@ function runFromRow(row: RunRow): ScheduleRun {
     id: row.id,
     scheduleId: row.schedule_id,
     jobId: row.job_id ?? undefined,
+    ...(row.batch_id !== null && { batchId: row.batch_id }),
     trigger: row.trigger as RunTrigger,
     scheduledTime: row.scheduled_time,
     runTime: row.run_time,
-    state: (row.state as JobState | null) ?? undefined,
+    state: row.batch_id !== null && row.job_id === null ? batchRunState(row.state) : (row.state as JobState | null) ?? undefined,
     durationSeconds: row.start_time !== null && row.end_time !== null ? (row.end_time - row.start_time) / 1000 : undefined,
     skippedReason: row.skipped_reason ?? undefined,
   };
+}
+
+/**
+ * A batch run's state as a job state (ScheduleRun.state is a JobState): running until every child has
+ * ended, then completed or cancelled as the batch, and failed when any child failed (partially_failed too:
+ * the run did not export everything; GetBatch has the counts).
+ */
+function batchRunState(state: string | null): JobState | undefined {
+  switch (state) {
+    case null: return undefined;
+    case "running": return "running";
+    case "completed": return "completed";
+    case "cancelled": return "cancelled";
+    default: return "failed";
+  }
 }

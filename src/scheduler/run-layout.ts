@@ -1,0 +1,62 @@
+import { createHash } from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import { safeFileName } from "../domain/safe-file-name.ts";
+import type { VirtualMachine } from "../domain/vm.ts";
+
+/** A run directory's name: the run time to the second (UTC), then "-2", "-3"... when that name is taken. */
+export const RUN_DIR_NAME = /^\d{8}T\d{6}Z(-\d+)?$/;
+
+/** YYYYMMDDTHHMMSSZ (UTC): sorts by time as text. */
+export function runStamp(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z").replace(/[-:]/g, "");
+}
+
+/** A single-VM template's directory name: the last segment of its VM reference (a path, a name or an id). */
+export function vmKeyOfRef(vm: string): string {
+  return safeFileName(vm.split("/").filter((part) => part !== "").pop() ?? vm);
+}
+
+/**
+ * The VM directory names of one batch run: the VM's name made safe, and, when two selected VMs have the
+ * same name (in different folders), the later ones in resolution order also get 8 hex of their inventory
+ * path, so that they never write into each other's directory and keep their own key from run to run.
+ */
+export function createVmKeys(): (vm: Pick<VirtualMachine, "name" | "path">) => string {
+  const taken = new Map<string, string>();
+  return (vm) => {
+    let key = safeFileName(vm.name);
+    const owner = taken.get(key);
+    if (owner !== undefined && owner !== vm.path) key = safeFileName(`${vm.name}-${createHash("sha256").update(vm.path).digest("hex").slice(0, 8)}`);
+    taken.set(key, vm.path);
+    return key;
+  };
+}
+
+export interface RunLayout {
+  /**
+   * `<outputDir>/<vmKey>/<run stamp>`, a name no directory on disk, no recorded export and no run being
+   * submitted has: two runs in the same second get different directories. Release it once it is recorded.
+   */
+  reserve(outputDir: string, vmKey: string, runTime: number): string;
+  release(dirs: readonly string[]): void;
+}
+
+export function createRunLayout(isRecorded: (dir: string) => boolean): RunLayout {
+  const reserved = new Set<string>();
+  return {
+    reserve(outputDir, vmKey, runTime) {
+      const base = path.join(outputDir, vmKey, runStamp(runTime));
+      for (let n = 1; ; n++) {
+        const dir = n === 1 ? base : `${base}-${n}`;
+        // lstat: a dangling symbolic link takes the name too.
+        if (reserved.has(dir) || isRecorded(dir) || fs.lstatSync(dir, { throwIfNoEntry: false })) continue;
+        reserved.add(dir);
+        return dir;
+      }
+    },
+    release(dirs) {
+      for (const dir of dirs) reserved.delete(dir);
+    },
+  };
+}
