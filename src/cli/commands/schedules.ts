@@ -15,6 +15,7 @@ import { addDefinitionOptions, definitionOf, type ExportOptions } from "./submit
 
 const OVERLAP: Record<string, OverlapPolicy> = { skip: OverlapPolicy.SKIP, queue: OverlapPolicy.QUEUE, allow: OverlapPolicy.ALLOW };
 const MISSED: Record<string, MissedRunPolicy> = { skip: MissedRunPolicy.SKIP, "run-once": MissedRunPolicy.RUN_ONCE };
+const KEEP_LAST_HELP = "keep the last N successful exports per VM, deleting older run directories (0-10000; 0 keeps all)";
 
 function schedulesTable(schedules: readonly Schedule[]): string {
   return table(["ID", "NAME", "CRON", "TIME ZONE", "ENABLED", "NEXT RUN", "LAST RUN", "RUNS"], schedules.map((s) => [
@@ -27,6 +28,7 @@ function scheduleDetails(s: Schedule): string {
   return keyValues([
     ["ID", s.id], ["Name", s.name], ["Description", s.description || undefined], ["Cron", s.cron], ["Time zone", s.timeZone || "UTC"],
     ["Enabled", s.enabled === false ? "no" : "yes"], ["Overlap", enumName(OverlapPolicy, s.overlapPolicy)], ["Missed runs", enumName(MissedRunPolicy, s.missedRunPolicy)],
+    ["Keep last", s.keepLast > 0 ? `${s.keepLast} successful exports per VM` : "all exports"],
     ["VM", orDash(t?.vm)], ["Provider", orDash(t?.provider)], ["Output dir", t?.outputDir || undefined], ["Profile", t?.profile || undefined],
     ["Tags", Object.keys(s.tags).length > 0 ? Object.entries(s.tags).map(([k, v]) => `${k}=${v}`).join(", ") : undefined],
     ["Next run", time(s.nextRunTime)], ["Last run", time(s.lastRunTime)], ["Runs", String(s.runCount)],
@@ -36,7 +38,7 @@ function scheduleDetails(s: Schedule): string {
 
 function runsTable(runs: readonly ScheduleRun[]): string {
   return table(["RUN", "TRIGGER", "SCHEDULED", "JOB", "STATE", "DURATION", "SKIPPED"], runs.map((r) => [
-    r.id, r.trigger, time(r.scheduledTime), r.jobId || "-", r.state === JobState.UNSPECIFIED ? "-" : stateName(r.state),
+    r.id, r.trigger, time(r.scheduledTime), r.jobId || (r.batchId ? `batch ${r.batchId}` : "-"), r.state === JobState.UNSPECIFIED ? "-" : stateName(r.state),
     r.durationSeconds > 0 ? duration(r.durationSeconds) : "-", r.skippedReason,
   ]));
 }
@@ -68,9 +70,10 @@ export function schedulesCommand(io: CliIo): Command {
     .option("--overlap <policy>", "while the previous run is going: skip, queue or allow", choice(OVERLAP, "--overlap"))
     .option("--missed <policy>", "runs missed while the daemon was down: skip or run-once", choice(MISSED, "--missed"))
     .option("--tag <key=value>", "tag the schedule (repeatable)", collect)
+    .option("--keep-last <n>", KEEP_LAST_HELP, intOption(0, 10_000))
     .option("--disabled", "create it disabled")
     .action(action(io, async (cli, name: string, cron: string, opts: ExportOptions & {
-      timeZone?: string; description?: string; overlap?: OverlapPolicy; missed?: MissedRunPolicy; tag?: string[]; disabled?: boolean;
+      timeZone?: string; description?: string; overlap?: OverlapPolicy; missed?: MissedRunPolicy; tag?: string[]; keepLast?: number; disabled?: boolean;
     }) => {
       const response = await cli.client().createSchedule({ schedule: {
         name, cron, timeZone: opts.timeZone ?? "", description: opts.description ?? "",
@@ -79,24 +82,33 @@ export function schedulesCommand(io: CliIo): Command {
         tags: keyValuePairs(opts.tag, "--tag"),
         overlapPolicy: opts.overlap ?? OverlapPolicy.UNSPECIFIED,
         missedRunPolicy: opts.missed ?? MissedRunPolicy.UNSPECIFIED,
+        keepLast: opts.keepLast ?? 0,
       } });
       const s = response.schedule!;
       cli.out.result(CreateScheduleResponseSchema, response, () => (cli.out.quiet ? s.id : `schedule ${s.id} created; next run ${time(s.nextRunTime)}`));
     })));
 
-  schedules.addCommand(byId("update", "change a schedule's name, cron, time zone, overlap policy or enabled state")
+  schedules.addCommand(byId("update", "change a schedule's name, cron, time zone, overlap policy, retention or enabled state")
     .option("--name <name>", "new name")
     .option("--cron <expression>", "new cron expression")
     .option("--time-zone <zone>", "new time zone")
     .option("--description <text>", "new description")
     .option("--overlap <policy>", "skip, queue or allow", choice(OVERLAP, "--overlap"))
+    .option("--keep-last <n>", KEEP_LAST_HELP, intOption(0, 10_000))
     .addOption(new Option("--enable", "enable it").conflicts("disable"))
     .option("--disable", "disable it")
-    .action(action(io, async (cli, id: string, opts: { name?: string; cron?: string; timeZone?: string; description?: string; overlap?: OverlapPolicy; enable?: boolean; disable?: boolean }) => {
-      // Without an update_mask the daemon changes the fields given and leaves the rest.
-      const response = await cli.client().updateSchedule({ id, schedule: {
+    .action(action(io, async (cli, id: string, opts: {
+      name?: string; cron?: string; timeZone?: string; description?: string; overlap?: OverlapPolicy; keepLast?: number; enable?: boolean; disable?: boolean;
+    }) => {
+      // Without an update_mask the daemon changes the fields given and leaves the rest; keep_last 0 looks
+      // like "not given" on the wire, so then the mask names every field given.
+      const given: [string, unknown][] = [["name", opts.name], ["cron", opts.cron], ["time_zone", opts.timeZone], ["description", opts.description],
+        ["overlap_policy", opts.overlap], ["keep_last", opts.keepLast], ["enabled", opts.enable ?? (opts.disable ? false : undefined)]];
+      const updateMask = opts.keepLast === 0 ? { paths: given.filter(([, value]) => value !== undefined).map(([path]) => path) } : undefined;
+      const response = await cli.client().updateSchedule({ id, updateMask, schedule: {
         name: opts.name ?? "", cron: opts.cron ?? "", timeZone: opts.timeZone ?? "", description: opts.description ?? "",
         overlapPolicy: opts.overlap ?? OverlapPolicy.UNSPECIFIED,
+        keepLast: opts.keepLast ?? 0,
         ...(opts.enable && { enabled: true }),
         ...(opts.disable && { enabled: false }),
       } });
@@ -118,6 +130,7 @@ export function schedulesCommand(io: CliIo): Command {
     const run = response.run!;
     cli.out.result(TriggerScheduleResponseSchema, response, () => {
       if (response.job) return cli.out.quiet ? response.job.id : `run ${run.id}: job ${response.job.id} ${stateName(response.job.state)}`;
+      if (run.batchId) return cli.out.quiet ? run.batchId : `run ${run.id}: batch ${run.batchId} (hyperctl batches get ${run.batchId})`;
       return cli.out.quiet ? undefined : `run ${run.id}: ${run.skippedReason ? `skipped (${run.skippedReason})` : "queued behind the running job"}`;
     });
   })));
