@@ -332,6 +332,27 @@ describe("removals that fail", () => {
     await assertNoSnapshotLeft(session, vm);
     assert.ok(fs.existsSync(path.join(daemon.outputRoot, "remove-later", vm.name, `${vm.name}.ovf`)), "the export's files stay");
   });
+  test("a failed job whose removal keeps failing shows pending_cleanup until the background retry removes it", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    // The run's 3 tries and the try at the job's end fail; the background retry after 1 s works.
+    const { sim, vm, session } = await runningSimulator({ VCSIM_SNAPSHOT_REMOVE_FAIL: "4" });
+    fs.writeFileSync(path.join(daemon.outputRoot, "blocked-pending"), "a file where the output directory should go");
+    const id = await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "blocked-pending" });
+    const failed = await pollJob(client, id, isFinal, 60_000);
+    assert.equal(failed.state, JobState.FAILED);
+    // Polled: the failed job shows what it holds, then nothing once the background retry has removed it.
+    const seen: string[] = [];
+    for (let i = 0; i < 200; i++) {
+      const pending = (await client.unary("getJob", { jobId: id })).job!.pendingCleanup;
+      if (pending) seen.push(pending);
+      else if (seen.length > 0) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.ok(seen.length > 0, "pending_cleanup was shown");
+    assert.match(seen[0]!, new RegExp(`^snapshot hypervisord-${id} \\(snapshot-\\d+\\) on VM ${vm.name}: RemoveSnapshot_Task failed: FileLocked; retrying$`));
+    assert.equal((await client.unary("getJob", { jobId: id })).job!.pendingCleanup, "", "cleared once removed");
+    await assertNoSnapshotLeft(session, vm);
+  });
 });
 
 describe("kill -9 of the daemon", () => {
@@ -382,6 +403,29 @@ describe("kill -9 of the daemon", () => {
       const job = await pollJob(second.c, id, isFinal, 60_000);
       assert.equal(job.state, JobState.COMPLETED, job.error?.message);
       assert.ok(exportedDisk(second.d.outputRoot, "killed-create", vm).equals(bytes));
+      await assertNoSnapshotLeft(session, vm);
+    } finally {
+      second.c.close();
+      assert.equal(await second.d.stop(), 0);
+    }
+  });
+
+  test("a graceful stop (SIGTERM) mid-download removes the snapshot; the resumed job takes a new one and completes", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const { sim, vm, session } = await runningSimulator(SLOW);
+    const first = await ownDaemon();
+    const id = await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "stopped" }, first.c);
+    await waitFor(first.c, id, downloading, "the download");
+    first.c.close();
+    assert.equal(await first.d.stop(), 0);
+    await assertNoSnapshotLeft(session, vm);
+    const now = randomBytes(DISK);
+    fs.writeFileSync(vm.disks[0]!.file, now);
+    const second = await ownDaemon(first.d.dataDir, first.d.outputRoot);
+    try {
+      const job = await pollJob(second.c, id, isFinal, 60_000);
+      assert.equal(job.state, JobState.COMPLETED, job.error?.message);
+      assert.ok(exportedDisk(second.d.outputRoot, "stopped", vm).equals(now), "the new snapshot's bytes, whole (nothing of the old one resumed)");
       await assertNoSnapshotLeft(session, vm);
     } finally {
       second.c.close();
