@@ -289,8 +289,9 @@ describe("hyperctl", () => {
   });
 
   test("schedules: create, list, get, update, enable, disable, trigger, runs, delete", async () => {
-    const created = (await json(["schedules", "create", "nightly", "0 2 * * *", "--vm", "noop", "--provider", "fake", "--time-zone", "Europe/Berlin", "--overlap", "queue", "--output-dir", "sched", "--disabled"])).schedule;
+    const created = (await json(["schedules", "create", "nightly", "0 2 * * *", "--vm", "noop", "--provider", "fake", "--time-zone", "Europe/Berlin", "--overlap", "queue", "--output-dir", "sched", "--keep-last", "3", "--disabled"])).schedule;
     assert.equal(created.enabled, false);
+    assert.equal(created.keepLast, 3);
     assert.equal(created.overlapPolicy, "OVERLAP_POLICY_QUEUE");
     assert.equal(created.jobTemplate.vm, "noop");
     const id = created.id as string;
@@ -300,6 +301,14 @@ describe("hyperctl", () => {
     assert.equal(updated.cron, "30 3 * * *");
     assert.equal(updated.name, "later");
     assert.equal(updated.enabled, true);
+    assert.equal(updated.keepLast, 3);
+    // 0 is sent with an update_mask (without one it would read as "not given"); the other fields given go with it.
+    const keepAll = (await json(["schedules", "update", id, "--keep-last", "0", "--name", "all"])).schedule;
+    assert.deepEqual([keepAll.keepLast ?? 0, keepAll.name, keepAll.cron], [0, "all", "30 3 * * *"]);
+    assert.match(await ok(["schedules", "get", id]), /^Keep last: +all exports$/m);
+    const badKeep = await hyperctl(["schedules", "update", id, "--keep-last", "10001"]);
+    assert.equal(badKeep.code, 2);
+    assert.match(badKeep.stderr, /--keep-last.*from 0 to 10000/);
     assert.equal((await json(["schedules", "disable", id])).schedule.enabled, false);
     assert.equal((await json(["schedules", "enable", id])).schedule.enabled, true);
     const triggered = await json(["schedules", "trigger", id]);
