@@ -8,6 +8,7 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type * as grpc from "@grpc/grpc-js";
+import type { Batch } from "../src/domain/batch.ts";
 import { BatchState, type Batch as BatchPb } from "../gen/hypervisord/v1/batch_pb.js";
 import { JobState, type JobDefinitionSchema } from "../gen/hypervisord/v1/job_pb.js";
 import { JobEventKind, type StreamJobUpdatesResponse } from "../gen/hypervisord/v1/service_pb.js";
@@ -124,6 +125,53 @@ describe("engine.submitBatch", () => {
   });
 });
 
+describe("batches in the engine: recovery and the unfiltered update stream", () => {
+  test("a CancelBatch cut short by a stop (reason recorded, children not yet cancelled) is finished at the next start", async () => {
+    const first = startEngine({ maxConcurrentJobs: 2 });
+    const { batch } = await first.engine.submitBatch(fakeDefinition(first.outputDir, "", { vmSelector: selector("/DC1/vm/slow") }), { actor: "test" });
+    await waitFor("two running children", () => first.engine.getBatch(batch.id).counts.running === 2);
+    assert.equal(first.store.batches.requestCancel(batch.id, "stopped mid-cancel"), true);
+    await first.close();
+    const second = startEngine({ maxConcurrentJobs: 2 }, { dataDir: first.dataDir, outputDir: first.outputDir });
+    try {
+      const done = second.engine.getBatch(batch.id);
+      assert.equal(done.state, "cancelled");
+      assert.equal(done.counts.cancelled, 6);
+      assert.equal(done.cancelReason, "stopped mid-cancel");
+      assert.ok(done.jobs.every((j) => j.error?.message.startsWith("stopped mid-cancel")));
+      assert.throws(() => second.engine.cancelBatch(batch.id, "", "test"), (err: HypervisordError) => err.code === "FAILED_PRECONDITION");
+    } finally {
+      await second.close();
+    }
+  });
+
+  test("watching everything: the running batch in the snapshot, then BATCH_CHANGED up to its final state", async () => {
+    const h = startEngine({ maxConcurrentJobs: 4, progressPublishIntervalMs: 50 });
+    const controller = new AbortController();
+    try {
+      const { batch } = await h.engine.submitBatch(fakeDefinition(h.outputDir, "", { vmSelector: selector("/DC1/vm/slow", { nameGlob: "slow-0?", powerStates: ["poweredOn"] }) }), { actor: "test" });
+      const snapshot: Batch[] = [];
+      const live: Batch[] = [];
+      let synced = false;
+      for await (const updates of h.engine.watch([], undefined, controller.signal)) {
+        for (const u of updates) {
+          if (u.kind === "synced") synced = true;
+          if (u.kind === "batch_changed") (synced ? live : snapshot).push(u.batch!);
+        }
+        if (live.at(-1)?.endTime !== undefined) break;
+      }
+      assert.deepEqual(snapshot.map((b) => [b.id, b.state]), [[batch.id, "running"]]);
+      assert.ok(live.every((b) => b.id === batch.id));
+      assert.equal(live.at(-1)!.state, "completed");
+      assert.equal(live.at(-1)!.counts.completed, 2);
+      assert.ok(live.some((b) => b.counts.running > 0 && b.bytesDone > 0), "a running state with live bytes went by");
+    } finally {
+      controller.abort();
+      await h.close();
+    }
+  });
+});
+
 // ---------------------------------------------------------------------------------------------
 // The daemon process: SubmitJob with a vm_selector, GetBatch, ListBatches, CancelBatch, ListJobs
 // batch_id, StreamJobUpdates batch_ids, the batch.completed webhook, over grpc-js and Connect JSON.
@@ -196,7 +244,7 @@ describe("batches over the API", () => {
   let receiver: Awaited<ReturnType<typeof startReceiver>>;
   let outputs = 0;
   const def = (folder: string, extra: Definition = {}): Definition =>
-    ({ provider: "fake", outputDir: `batch-${++outputs}`, vmSelector: { folder: `/DC1/vm/${folder}` }, ...extra });
+    ({ provider: "fake", outputDir: `batch-${++outputs}`, vmSelector: { folder: `/DC1/vm/${folder}` }, ...extra }) as Definition;
   const submit = async (definition: Definition) => {
     const response = await c.unary("submitJob", { definition });
     assert.equal(response.job, undefined, "a batch's SubmitJobResponse has no job");
