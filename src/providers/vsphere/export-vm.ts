@@ -66,6 +66,8 @@ interface Run {
   checkpoint: ExportCheckpoint;
   /** For the lease keep-alive: the share of bytes transferred. */
   transferred: { done: number; total: number };
+  /** What earlier transfers of this run (the disks, before the NVRAM) moved: later ones add to it, so the job's bytes never go back. */
+  earlier: { bytes: number; total: number; files: number };
   /** The lease's manifest, asked for when the lease was ready and awaited after the downloads. */
   leaseManifest: Promise<ManifestEntry[]>;
   /** Files whose size and SHA-1 matched the lease manifest. */
@@ -129,6 +131,7 @@ async function exportThroughLease(session: VSphereSession, definition: JobDefini
       snapshot: source.snapshot,
       checkpoint,
       transferred: { done: 0, total: 0 },
+      earlier: { bytes: 0, total: 0, files: 0 },
       // Asked for now, awaited after the downloads: a server may hash every file to answer it (vcsim does),
       // and that must not delay the transfer.
       leaseManifest: leaseManifest(session, lease, signal).catch((err: unknown) => {
@@ -397,7 +400,9 @@ async function streamOva(run: Run, plan: FilePlan, vmDir: string): Promise<Expor
 
 async function transfer(run: Run, files: readonly PlannedFile[]): Promise<DownloadedFile[]> {
   const { session, definition, context, checkpoint } = run;
-  return downloadFiles(files, {
+  const before = { ...run.earlier };
+  let last = { bytesDone: 0, bytesTotal: 0, filesDone: 0 };
+  const downloaded = await downloadFiles(files, {
     dispatcher: session.agent,
     headers: cookieHeader(session),
     parallel: definition.parallelDownloads,
@@ -407,8 +412,12 @@ async function transfer(run: Run, files: readonly PlannedFile[]): Promise<Downlo
     resume: checkpoint.files,
     logger: context.logger,
     onProgress: (p) => {
-      run.transferred = { done: p.bytesDone, total: p.bytesTotal };
-      context.progress({ bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, filesDone: p.filesDone, filesTotal: p.filesTotal, currentFile: p.currentFile });
+      last = p;
+      run.transferred = { done: before.bytes + p.bytesDone, total: before.total + p.bytesTotal };
+      context.progress({
+        bytesDone: before.bytes + p.bytesDone, bytesTotal: before.total + p.bytesTotal,
+        filesDone: before.files + p.filesDone, filesTotal: before.files + p.filesTotal, currentFile: p.currentFile,
+      });
     },
     onCheckpoint: (name, bytes) => {
       run.checkpoint.files[name] = bytes;
@@ -416,6 +425,8 @@ async function transfer(run: Run, files: readonly PlannedFile[]): Promise<Downlo
     },
     onFileDone: (file) => context.observeDownload?.(file.seconds),
   });
+  run.earlier = { bytes: before.bytes + last.bytesDone, total: before.total + last.bytesTotal, files: before.files + last.filesDone };
+  return downloaded;
 }
 
 /** CreateDescriptor with the files as written, minus the devices remove_devices names; its digests for the .mf. */
