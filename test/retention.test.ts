@@ -10,7 +10,7 @@ import * as grpc from "@grpc/grpc-js";
 import pino from "pino";
 import { BatchState } from "../gen/hypervisord/v1/batch_pb.js";
 import { JobState } from "../gen/hypervisord/v1/job_pb.js";
-import type { ScheduleRun } from "../gen/hypervisord/v1/schedule_pb.js";
+import { OverlapPolicy, type ScheduleRun } from "../gen/hypervisord/v1/schedule_pb.js";
 import { loadConfig } from "../src/config/load-config.ts";
 import { startDaemon, type Daemon } from "../src/daemon.ts";
 import { HypervisordError } from "../src/errors.ts";
@@ -94,10 +94,10 @@ function runDirs(vmDir: string): string[] {
   return fs.readdirSync(vmDir).filter((name) => RUN_DIR.test(name)).sort();
 }
 
-async function waitFor<T>(what: string, check: () => T | undefined | false, timeoutMs = 10_000): Promise<T> {
+async function waitFor<T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 10_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const value = check();
+    const value = await check();
     if (value) return value;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));
@@ -328,5 +328,26 @@ describe("schedule with a vm_selector", () => {
     for (const vm of vms) {
       assert.deepEqual(runDirs(path.join(out, vm)), runs.slice(1).map((r) => path.basename(r.dirs.get(vm)!)).sort(), vm);
     }
+  });
+
+  test("overlap QUEUE: a run triggered while the previous batch runs starts as a batch when that batch ends", async () => {
+    const root = tempDir("ret-queue");
+    const provider = switchableProvider();
+    const { client } = await start(tempDir("ret-data"), root, provider);
+    const jobTemplate = { provider: "switch", outputDir: path.join(root, "fleet"), format: 1, vmSelector: { folder: "/DC0/vm/web" } };
+    const schedule = await createSchedule(client, jobTemplate, 0, { overlapPolicy: OverlapPolicy.QUEUE });
+    provider.mode = "hang";
+    const { run: first } = await client.unary("triggerSchedule", { id: schedule.id });
+    assert.ok(first!.batchId);
+    const { run: queued } = await client.unary("triggerSchedule", { id: schedule.id });
+    assert.equal(queued!.batchId, "");
+    assert.equal(queued!.skippedReason, "");
+    provider.mode = "ok";
+    await client.unary("cancelBatch", { batchId: first!.batchId });
+    const second = await waitFor("the queued run's batch", async () => {
+      const { runs } = await client.unary("listScheduleRuns", { scheduleId: schedule.id });
+      return runs.find((r) => r.id === queued!.id && r.batchId);
+    });
+    assert.notEqual(second.batchId, first!.batchId);
   });
 });
