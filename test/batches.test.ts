@@ -442,6 +442,17 @@ describe("batches over the API", () => {
     await assert.rejects(c.unary("listBatches", { states: [42 as BatchState] }), isCode(INVALID, "states[0]"));
   });
 
+  test("hypersdk_batches_total counts the ended batches by final state", async () => {
+    const text = await (await fetch(`${d.httpUrl}/metrics`)).text();
+    const count = (state: string) => Number(new RegExp(`^hypersdk_batches_total\\{state="${state}"\\} (\\d+)$`, "m").exec(text)?.[1]);
+    const listed = async (state: BatchState) => Number((await c.unary("listBatches", { states: [state] })).totalSize);
+    assert.deepEqual(
+      [count("completed"), count("partially_failed"), count("failed"), count("cancelled")],
+      [await listed(BatchState.COMPLETED), await listed(BatchState.PARTIALLY_FAILED), await listed(BatchState.FAILED), await listed(BatchState.CANCELLED)],
+    );
+    assert.ok(count("completed") >= 3 && count("cancelled") === 1, text.split("\n").filter((l) => l.startsWith("hypersdk_batches")).join("\n"));
+  });
+
   test("bad selectors are INVALID_ARGUMENT naming the field; nothing is created", async () => {
     const before = (await c.unary("listBatches", {})).totalSize;
     const bad = (definition: Definition, field: string) => assert.rejects(c.unary("submitJob", { definition }), isCode(INVALID, field));

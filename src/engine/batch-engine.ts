@@ -38,6 +38,8 @@ export interface BatchEngineDeps {
   assertAccepting(): void;
   /** Starts queued jobs. */
   pump(): void;
+  /** A batch's last child ended (metrics). */
+  ended?(batch: Batch): void;
 }
 
 /**
@@ -46,7 +48,7 @@ export interface BatchEngineDeps {
  */
 export function createBatchEngine(deps: BatchEngineDeps) {
   const { store, bus } = deps;
-  const updates = createBatchUpdates({ bus, read: (id) => find(id), hasEnded: (id) => store.batches.hasEnded(id), intervalMs: deps.progressPublishIntervalMs });
+  const updates = createBatchUpdates({ bus, read: (id) => find(id), hasEnded: (id) => store.batches.hasEnded(id), intervalMs: deps.progressPublishIntervalMs, ended: deps.ended });
 
   /** The stored batch with running children's live progress. */
   function live(batch: Batch): Batch {

@@ -10,6 +10,8 @@ export interface BatchUpdatesOptions {
   hasEnded(id: string): boolean;
   /** At most one BATCH_CHANGED per batch per interval while it runs; its creation and its end are sent at once. */
   intervalMs: number;
+  /** The batch's last child ended (once per batch): metrics. */
+  ended?(batch: Batch): void;
 }
 
 /** A BATCH_CHANGED update; its seq is a fresh one, like a progress update's (no transition of its own is stored). */
@@ -27,14 +29,15 @@ export function createBatchUpdates(options: BatchUpdatesOptions) {
   const last = new Map<string, number>();
   const trailing = new Map<string, NodeJS.Timeout>();
 
-  function send(id: string, known?: Batch): void {
+  function send(id: string, known?: Batch): Batch | undefined {
     clearTimeout(trailing.get(id));
     trailing.delete(id);
     const batch = known ?? options.read(id);
-    if (!batch) return;
+    if (!batch) return undefined;
     last.set(id, Date.now());
     if (batch.endTime !== undefined) last.delete(id);
     bus.publish(batchUpdate(batch, bus.nextSeq()));
+    return batch;
   }
 
   return {
@@ -44,10 +47,17 @@ export function createBatchUpdates(options: BatchUpdatesOptions) {
     },
     /** A child changed state; `final` when it ended (the batch may have ended with it). */
     childChanged(id: string, final: boolean): void {
-      if (final && options.hasEnded(id)) return send(id);
+      if (final && options.hasEnded(id)) {
+        const batch = send(id);
+        if (batch) options.ended?.(batch);
+        return;
+      }
       if (trailing.has(id)) return;
       const wait = (last.get(id) ?? 0) + options.intervalMs - Date.now();
-      if (wait <= 0) return send(id);
+      if (wait <= 0) {
+        send(id);
+        return;
+      }
       const timer = setTimeout(() => send(id), wait);
       timer.unref();
       trailing.set(id, timer);

@@ -9,6 +9,7 @@ import type { Provider } from "../providers/provider.ts";
 import type { ProviderRegistry } from "../providers/registry.ts";
 import type { InsertResult, LogQuery, NewJob, Store, TransitionInput } from "../store/store.ts";
 import { retryDelayMs } from "../backoff.ts";
+import type { Batch } from "../domain/batch.ts";
 import { createBatchEngine } from "./batch-engine.ts";
 import { createCleanupRetry } from "./cleanup-retry.ts";
 import { hasWrittenFiles, heldCheckpoint, keptFilesNote, openJobCheckpoint, removeJobFiles } from "./job-files.ts";
@@ -53,6 +54,8 @@ export interface EngineDeps {
 export interface JobObserver {
   changed?(job: Job, transition: JobTransition): void;
   progressed?(job: Job, progress: JobProgress): void;
+  /** A batch's last child ended (after its transition was committed and announced). */
+  batchEnded?(batch: Batch): void;
 }
 
 export type Lifecycle = "starting" | "running" | "draining" | "stopped";
@@ -112,6 +115,7 @@ export function createEngine(deps: EngineDeps) {
     store, bus, providers, maxAttempts: options.maxAttempts, progressPublishIntervalMs: options.progressPublishIntervalMs,
     liveProgress: (id) => running.get(id)?.progress(), publish, cancelJob: (id, reason, actor) => cancel(id, reason, actor),
     assertAccepting, pump: () => pump(),
+    ended: (batch) => deps.observers?.forEach((observer) => observer.batchEnded?.(batch)),
   });
 
   function assertAccepting(): void {

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { BATCH_STATES } from "../domain/batch.ts";
 import { isFinal, type Job, type JobState, type JobTransition } from "../domain/job.ts";
 import type { JobObserver } from "../engine/engine.ts";
 
@@ -52,6 +53,11 @@ export function createJobMetrics(options: JobMetricsOptions): JobObserver {
     name: "hypersdk_retry_attempts_total", help: "Retries scheduled after a failed attempt, by operation and provider",
     labelNames: ["operation", "provider"], registers: [registry],
   });
+  const batches = new Counter({
+    name: "hypersdk_batches_total", help: "Batches (one submission or schedule run over many VMs) that ended, by final state",
+    labelNames: ["state"], registers: [registry],
+  });
+  for (const state of BATCH_STATES) if (state !== "running") batches.inc({ state }, 0);
   for (const provider of options.providers ?? []) {
     for (const status of FINAL_STATUSES) jobs.inc({ status, provider }, 0);
     bytes.inc({ provider }, 0);
@@ -68,6 +74,7 @@ export function createJobMetrics(options: JobMetricsOptions): JobObserver {
   }
 
   return {
+    batchEnded: (batch) => batches.inc({ state: batch.state }),
     changed(job: Job, transition: JobTransition): void {
       const provider = job.definition.provider;
       const fromRunning = transition.fromState === "running";
