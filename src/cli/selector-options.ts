@@ -43,6 +43,15 @@ function policyOption(flags: string, description: string, values: string[]): Opt
 
 export function addSelectorOptions(command: Command): Command {
   const powerState = choice(POWER_STATES, "--power-state");
+  // Checked before the action, as commander checks a required option: the same "error: ..." line, hint and exit code 2.
+  command.hook("preAction", (self) => {
+    try {
+      selectorFields(self.opts<SelectorOptions>());
+    } catch (err) {
+      if (!(err instanceof UsageError)) throw err;
+      self.error(`error: ${err.message}`, { exitCode: 2, code: "hyperctl.selector" });
+    }
+  });
   return command
     .option("--vm <vm>", "the VM: inventory path, name, moref or UUID (or select several with --folder/--name-glob)")
     .option("--folder <path>", "every VM in this inventory folder, e.g. /DC0/vm/production: one batch, a job per VM")
@@ -61,7 +70,7 @@ type DefinitionInit = MessageInitShape<typeof JobDefinitionSchema>;
 export function selectorFields(opts: SelectorOptions): Pick<DefinitionInit, "vm" | "vmSelector" | "maxParallel" | "runningVmPolicy" | "quiesce" | "quiescePolicy"> {
   const selecting = Boolean(opts.folder || opts.nameGlob);
   if (opts.vm && selecting) throw new UsageError(`--vm names one VM; --folder and --name-glob select several: give one or the other`);
-  if (!opts.vm && !selecting) throw new UsageError("say which VM: --vm, or --folder and/or --name-glob for several");
+  if (!opts.vm && !selecting) throw new UsageError("required option '--vm <vm>' not specified (or select several VMs with --folder and/or --name-glob)");
   if (!selecting) {
     const stray = [opts.powerState && "--power-state", opts.recursive === false && "--no-recursive", opts.maxParallel !== undefined && "--max-parallel"].filter(Boolean);
     if (stray.length) throw new UsageError(`${stray.join(", ")}: only with --folder or --name-glob (a selector of several VMs)`);
