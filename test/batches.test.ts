@@ -16,7 +16,7 @@ import { PowerState as PowerStatePb } from "../gen/hypervisord/v1/vm_pb.js";
 import type { Schedule } from "../src/domain/schedule.ts";
 import type { PowerState } from "../src/domain/vm.ts";
 import { HypervisordError } from "../src/errors.ts";
-import { createGrpcJsClient, postJson, type GrpcJsClient } from "./support/clients.ts";
+import { createGrpcJsClient, postJson, streamJson, type GrpcJsClient } from "./support/clients.ts";
 import { spawnDaemon, tempDir, type DaemonProcess } from "./support/daemon-process.ts";
 import { fakeDefinition, startEngine, waitFor, type Harness } from "./support/engine-harness.ts";
 
@@ -324,6 +324,17 @@ describe("batches over the API", () => {
     const failed = got.body.batch.jobs.filter((j: Record<string, any>) => j.state === "JOB_STATE_FAILED");
     assert.deepEqual(failed.map((j: Record<string, any>) => j.vmName), ["mixed-02"]);
     assert.equal(failed[0].error.code, "INTERNAL");
+    // StreamJobUpdates over Connect JSON: the children's snapshots, then the batch as it is, then SYNCED.
+    const controller = new AbortController();
+    const streamed: Record<string, any>[] = [];
+    for await (const message of streamJson(d.httpUrl, "StreamJobUpdates", { batchIds: [id] }, controller.signal)) {
+      streamed.push(message);
+      if (message.kind === "JOB_EVENT_KIND_SYNCED") break;
+    }
+    controller.abort();
+    assert.deepEqual(streamed.map((m) => m.kind), [...Array(3).fill("JOB_EVENT_KIND_SNAPSHOT"), "JOB_EVENT_KIND_BATCH_CHANGED", "JOB_EVENT_KIND_SYNCED"]);
+    assert.equal(streamed[3]!.batch.state, "BATCH_STATE_PARTIALLY_FAILED");
+    assert.ok(streamed.slice(0, 3).every((m) => m.job.batchId === id));
     const event = await waitFor("batch.completed of the mixed batch", () => receiver.received.find((r) => r.data.batch_id === id));
     assert.equal(event.data.state, "partially_failed");
     assert.deepEqual(event.data.failed_vms.map((v: Record<string, any>) => [v.vm, v.state, v.error.code]), [["/DC1/vm/mixed/mixed-02", "failed", "INTERNAL"]]);
