@@ -2,7 +2,7 @@ import type { Batch } from "../domain/batch.ts";
 import { isFinal, type Job, type JobDefinition, type JobProgress, type JobTransition } from "../domain/job.ts";
 import type { RunTrigger } from "../domain/schedule.ts";
 import type { VirtualMachine } from "../domain/vm.ts";
-import { FailedPreconditionError, InvalidArgumentError, NotFoundError, quoteInput } from "../errors.ts";
+import { FailedPreconditionError, NotFoundError, quoteInput } from "../errors.ts";
 import type { ProviderRegistry } from "../providers/registry.ts";
 import type { BatchFilter, NewJob, Store } from "../store/store.ts";
 import { createBatchUpdates } from "./batch-updates.ts";
@@ -80,7 +80,8 @@ export function createBatchEngine(deps: BatchEngineDeps) {
     let vms: VirtualMachine[] = [];
     if (!known) {
       const provider = deps.providers.get(definition.provider);
-      if (!provider) throw new InvalidArgumentError(field.replace(/vm_selector$/, "provider"), `unknown provider ${quoteInput(definition.provider)}`);
+      // definitionFromPb checked it; a schedule's template may name a provider this daemon no longer has.
+      if (!provider) throw new FailedPreconditionError(`provider ${quoteInput(definition.provider)} is not available in this daemon`);
       vms = await selectVMs(provider, definition, field, meta.signal);
       deps.assertAccepting();
     }
