@@ -407,7 +407,8 @@ export function createEngine(deps: EngineDeps) {
     cancelBatch: batches.cancelBatch,
     listBatches: batches.listBatches,
     watch: (jobIds: readonly string[], afterSeq: number | undefined, signal: AbortSignal, batchIds: readonly string[] = []): AsyncGenerator<JobUpdate[]> =>
-      watchJobs({ store, bus, liveProgress: (id) => running.get(id)?.progress(), batch: batches.getBatch }, jobIds, afterSeq, signal, batchIds),
+      watchJobs({ store, bus, liveProgress: (id) => running.get(id)?.progress(), batch: batches.getBatch,
+        runningBatches: () => batches.listBatches({ states: ["running"], limit: 1000 }).batches }, jobIds, afterSeq, signal, batchIds),
     readLogs(jobId: string, query: LogQuery) {
       getJob(jobId);
       return jobLogs.read(jobId, query);

@@ -15,10 +15,9 @@ export interface WatchDeps {
   liveProgress(jobId: string): JobProgress | undefined;
   /** A batch as it is now; throws NOT_FOUND for an unknown id. */
   batch(id: string): Batch;
+  /** The running batches as they are now (the newest, a bounded number): a subscriber to everything gets them in its snapshot. */
+  runningBatches(): Batch[];
 }
-
-/** Most running batches a subscriber to everything gets in its snapshot. */
-const SNAPSHOT_BATCHES = 1000;
 
 /**
  * StreamJobUpdates: subscribe first (so nothing is missed), then either replay
@@ -49,9 +48,7 @@ export async function* watchJobs(deps: WatchDeps, jobIds: readonly string[], aft
       const children = childIds.flatMap((id) => store.getJob(id) ?? []);
       const snapshot = everything ? [...store.jobsInState("queued"), ...store.jobsInState("running")] : [...jobs, ...children];
       if (snapshot.length > 0) yield snapshot.map((job) => snapshotUpdate(deps, job, syncSeq));
-      const batches = everything
-        ? store.batches.list({ states: ["running"], limit: SNAPSHOT_BATCHES }).batches.map((b) => deps.batch(b.id))
-        : batchIds.map((id) => deps.batch(id));
+      const batches = everything ? deps.runningBatches() : batchIds.map((id) => deps.batch(id));
       if (batches.length > 0) yield batches.map((batch) => batchUpdate(batch, syncSeq));
     }
     subscription.markSynced(syncSeq);
