@@ -38,8 +38,9 @@ export type Webhook = Message<"hypervisord.v1.Webhook"> & {
   /**
    * Event types: "job.created", "job.started", "job.progress" (only when
    * listed by name), "job.completed", "job.failed", "job.cancelled",
-   * "schedule.triggered", "vm.discovered". Empty or "*" means all but
-   * job.progress.
+   * "schedule.triggered", "vm.discovered", "batch.completed" (a batch's
+   * last job ended: its state, counts and failed VMs). Empty or "*" means
+   * all but job.progress.
    *
    * @generated from field: repeated string events = 3;
    */
