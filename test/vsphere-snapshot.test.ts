@@ -218,6 +218,19 @@ describe("no snapshot left after a failure, a cancel, a lease timeout, a session
     await assertNoSnapshotLeft(session, vm);
   });
 
+  test("cancel during CreateSnapshot_Task: the snapshot being made is waited for, then removed", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const { sim, vm, session } = await runningSimulator({ VCSIM_SNAPSHOT_CREATE_MS: "1500" });
+    const id = await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "cancelled-create" });
+    await waitFor(client, id, (j) => j.progress?.phase === "snapshot", "CreateSnapshot_Task");
+    await client.unary("cancelJob", { jobId: id, reason: "test" });
+    assert.equal((await pollJob(client, id, isFinal)).state, JobState.CANCELLED);
+    // The task ends on the host 1.5 s after it started; the removal follows it.
+    for (let i = 0; i < 50 && logLines(daemon, id, "snapshot removed").length === 0; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(logLines(daemon, id, "snapshot removed").length, 1, "the snapshot made after the cancel was removed");
+    await assertNoSnapshotLeft(session, vm);
+  });
+
   test("a lease that times out (the daemon frozen past it): the run's snapshot is removed, the retry takes a new one and completes", async (t) => {
     if (skipReason) return t.skip(skipReason);
     const { sim, vm, session } = await runningSimulator({ ...SLOW, VCSIM_LEASE_TIMEOUT_S: "2" });

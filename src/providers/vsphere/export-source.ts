@@ -66,6 +66,8 @@ export async function prepareSource(session: VSphereSession, vm: MoRef, vmName: 
   context.saveCheckpoint(checkpoint);
   const consistency: Consistency = taken.quiesced ? "application_consistent" : "crash_consistent";
   settings.onEvent?.({ kind: "created", consistency });
+  // Cancelled or stopped while the snapshot was being made: it exists and is on record, and the run's end removes it.
+  context.signal.throwIfAborted();
   if (taken.warning) context.logger.warn(taken.warning);
   context.logger.info({ snapshot: taken.snapshot.value, name: record.name, quiesced: taken.quiesced }, "snapshot taken; exporting its disks");
   useSource(checkpoint, taken.snapshot.value, context);

@@ -11,6 +11,9 @@ import { snapshotDescription, type SnapshotRecord } from "./snapshot-record.ts";
 import { runTask } from "./tasks.ts";
 import { children, moRefOf, textOf, type MoRef, type XmlNode } from "./xml.ts";
 
+/** A snapshot's creation is waited for this long at most (quiescing a busy guest can take minutes). */
+const CREATE_TIMEOUT_MS = 30 * 60_000;
+
 /** Faults a host answers when it cannot quiesce the guest (VMware Tools missing, a freeze timing out, a pre-freeze script failing). */
 const QUIESCE_FAULTS = new Set(["FilesystemQuiesceFault", "ApplicationQuiesceFault", "ToolsUnavailable"]);
 
@@ -28,8 +31,11 @@ export interface TakenSnapshot {
  */
 export async function takeSnapshot(session: VSphereSession, vm: MoRef, record: SnapshotRecord, definition: JobDefinition, jobId: string, signal: AbortSignal): Promise<TakenSnapshot> {
   const description = snapshotDescription(jobId, definition.name, `${VERSION} on ${os.hostname()}, pid ${process.pid}`);
+  // Not cut short by a cancel: a task the host goes on with after we stop waiting would make a snapshot that a
+  // search by name right away cannot see yet. Waited for, then removed by moref like any other; `signal` is
+  // checked once it exists. A shutdown that cannot wait that long leaves the job running: resumed after the start.
   const create = async (quiesce: boolean): Promise<MoRef> => {
-    const result = await runTask(session, "CreateSnapshot_Task", vm, signal, [
+    const result = await runTask(session, "CreateSnapshot_Task", vm, AbortSignal.timeout(CREATE_TIMEOUT_MS), [
       ["name", record.name], ["description", description], ["memory", false], ["quiesce", quiesce],
     ]);
     const snapshot = moRefOf(result);
@@ -41,6 +47,7 @@ export async function takeSnapshot(session: VSphereSession, vm: MoRef, record: S
     return { snapshot: await create(quiesce), quiesced: quiesce };
   } catch (err) {
     if (!quiesce || !(err instanceof VSphereFault) || !QUIESCE_FAULTS.has(err.faultType)) throw err;
+    signal.throwIfAborted();
     if ((definition.quiescePolicy ?? "fallback") === "fail") {
       throw new FailedPreconditionError(`VM "${record.vmName}" could not be quiesced for its snapshot (${err.faultType}), and quiesce_policy is "fail": `
         + 'fix VMware Tools in the guest, or set quiesce_policy "fallback" to accept a crash-consistent copy', { cause: err });
