@@ -89,6 +89,16 @@ describe("engine.submitBatch", () => {
     await ended(h, batch.id);
   });
 
+  test("two VMs of the same name in different folders write to different directories", async () => {
+    const { batch } = await h.engine.submitBatch(fakeDefinition(h.outputDir, "", { vmSelector: selector("/DC1/vm/twins") }), { actor: "test" });
+    assert.deepEqual(batch.jobs.map((j) => j.vm), ["/DC1/vm/twins/a/twins-02", "/DC1/vm/twins/b/twins-02"]);
+    const dirs = batch.jobs.map((j) => h.engine.getJob(j.jobId).definition.outputDir);
+    assert.equal(dirs[0], h.outputDir, "the first keeps the batch's output_dir");
+    assert.match(dirs[1]!, /\/twins-02-[0-9a-f]{8}$/, "the second gets a directory of its own");
+    const done = await ended(h, batch.id);
+    assert.equal(done.state, "completed");
+  });
+
   test("recursive false keeps only the folder's own VMs; power_states filters", async () => {
     const own = await h.engine.submitBatch(fakeDefinition(h.outputDir, "", { vmSelector: selector("/DC1/vm/tree", { recursive: false }) }), { actor: "test" });
     assert.deepEqual(own.batch.jobs.map((j) => j.vmName), ["tree-01"]);

@@ -1,3 +1,4 @@
+import path from "node:path";
 import type { Batch } from "../domain/batch.ts";
 import { isFinal, type Job, type JobDefinition, type JobProgress, type JobTransition } from "../domain/job.ts";
 import type { RunTrigger } from "../domain/schedule.ts";
@@ -6,6 +7,7 @@ import { FailedPreconditionError, NotFoundError, quoteInput } from "../errors.ts
 import type { ProviderRegistry } from "../providers/registry.ts";
 import type { BatchFilter, NewJob, Store } from "../store/store.ts";
 import { createBatchUpdates } from "./batch-updates.ts";
+import { createVmKeys, safeFileName } from "../domain/safe-file-name.ts";
 import { childDefinitionOf, selectVMs } from "./batch-select.ts";
 import type { UpdateBus } from "./update-bus.ts";
 import { uuidv7 } from "./uuid-v7.ts";
@@ -87,8 +89,12 @@ export function createBatchEngine(deps: BatchEngineDeps) {
     }
     const id = uuidv7();
     const createTime = Date.now();
+    // Children write into the batch's output_dir, each under its VM's name: two VMs of the same name (in different
+    // folders) would write into one directory, so the later ones get a directory of their own.
+    const keyOf = createVmKeys();
     const children: NewJob[] = vms.map((vm, index) => {
-      const child = childDefinitionOf(definition, vm);
+      const key = keyOf(vm);
+      const child = childDefinitionOf(definition, vm, key === safeFileName(vm.name) ? undefined : path.join(definition.outputDir, key));
       return {
         id: uuidv7(), definition: meta.childDefinition ? meta.childDefinition(child, vm) : child, maxAttempts: deps.maxAttempts,
         createTime, scheduleId: meta.scheduleId, nextSeq: bus.nextSeq, actor: meta.actor, batchId: id, batchIndex: index,

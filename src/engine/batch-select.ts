@@ -32,10 +32,13 @@ export async function selectVMs(provider: Provider, definition: JobDefinition, f
   return picked.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
 
-/** One child's definition: the batch's, for one VM (by inventory path), without the selector, the cap and the request id. */
-export function childDefinitionOf(definition: JobDefinition, vm: VirtualMachine): JobDefinition {
+/**
+ * One child's definition: the batch's, for one VM (by inventory path), without the selector, the cap and the request
+ * id; in `outputDir` when given (a VM whose name another VM of the batch has).
+ */
+export function childDefinitionOf(definition: JobDefinition, vm: VirtualMachine, outputDir?: string): JobDefinition {
   const { vmSelector: _selector, maxParallel: _cap, requestId: _request, ...rest } = definition;
-  return { ...rest, vm: vm.path, name: vm.name };
+  return { ...rest, vm: vm.path, name: vm.name, ...(outputDir ? { outputDir } : {}) };
 }
 
 function parentOf(path: string): string {

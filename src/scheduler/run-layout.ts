@@ -1,8 +1,7 @@
-import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { safeFileName } from "../domain/safe-file-name.ts";
-import type { VirtualMachine } from "../domain/vm.ts";
+export { createVmKeys } from "../domain/safe-file-name.ts";
 
 /** A run directory's name: the run time to the second (UTC), then "-2", "-3"... when that name is taken. */
 export const RUN_DIR_NAME = /^\d{8}T\d{6}Z(-\d+)?$/;
@@ -15,22 +14,6 @@ export function runStamp(ms: number): string {
 /** A single-VM template's directory name: the last segment of its VM reference (a path, a name or an id). */
 export function vmKeyOfRef(vm: string): string {
   return safeFileName(vm.split("/").filter((part) => part !== "").pop() ?? vm);
-}
-
-/**
- * The VM directory names of one batch run: the VM's name made safe, and, when two selected VMs have the
- * same name (in different folders), the later ones in resolution order also get 8 hex of their inventory
- * path, so that they never write into each other's directory and keep their own key from run to run.
- */
-export function createVmKeys(): (vm: Pick<VirtualMachine, "name" | "path">) => string {
-  const taken = new Map<string, string>();
-  return (vm) => {
-    let key = safeFileName(vm.name);
-    const owner = taken.get(key);
-    if (owner !== undefined && owner !== vm.path) key = safeFileName(`${vm.name}-${createHash("sha256").update(vm.path).digest("hex").slice(0, 8)}`);
-    taken.set(key, vm.path);
-    return key;
-  };
 }
 
 export interface RunLayout {

@@ -79,7 +79,7 @@ const INVENTORY: VirtualMachine[] = Array.from({ length: 12 }, (_, i) => {
  * Folders of a second datacenter for batch tests, listed only when a query asks for a folder under /DC1
  * (so that the unfiltered inventory stays the 12 VMs above). Each folder's VMs share a behaviour:
  *   fleet: 6 VMs, 4 powered on, quick;   mixed: 3 VMs, mixed-02 fails for good;   broken: 2 VMs, both fail for good;
- *   slow: 6 VMs of ~3 s each;   tree: tree-01 and sub/tree-02 (recursive or not).
+ *   slow: 6 VMs of ~3 s each;   tree: tree-01 and sub/tree-02 (recursive or not);   twins: a/twins-02 and b/twins-02.
  */
 const FLEET_FOLDERS: { folder: string; count: number; on: number; behaviour: (i: number) => string }[] = [
   { folder: "fleet", count: 6, on: 4, behaviour: () => "size=65536&chunk=16384&delayMs=2" },
@@ -88,6 +88,9 @@ const FLEET_FOLDERS: { folder: string; count: number; on: number; behaviour: (i:
   { folder: "slow", count: 6, on: 2, behaviour: () => "size=3000000&chunk=50000&delayMs=50" },
   { folder: "tree", count: 1, on: 0, behaviour: () => "size=4096&delayMs=0" },
   { folder: "tree/sub", count: 1, on: 1, behaviour: () => "size=4096&delayMs=0" },
+  // Two VMs of the same name (twins-02) in two subfolders.
+  { folder: "twins/a", count: 1, on: 0, behaviour: () => "size=4096&delayMs=0" },
+  { folder: "twins/b", count: 1, on: 0, behaviour: () => "size=4096&delayMs=0" },
 ];
 
 const FLEET: VirtualMachine[] = FLEET_FOLDERS.flatMap(({ folder, count, on }, f) => Array.from({ length: count }, (_, i) => {
