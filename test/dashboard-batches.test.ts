@@ -188,6 +188,36 @@ describe("batches in the dashboard, in Chromium", () => {
     assertNoPageErrors();
   });
 
+  test("the export form's \"Several VMs\" submits a selector and lands on the batch page; a failed VM shows its error", async (t) => {
+    if (skipIfNoBrowser(t)) return;
+    await page.goto(`${daemon!.httpUrl}/#/export`);
+    await page.getByRole("heading", { name: "Export & convert" }).waitFor();
+    await page.getByLabel("Provider").selectOption("fake");
+    await page.getByRole("radio", { name: "Several VMs (a batch: a job per VM)" }).check();
+    assert.equal(await page.getByLabel("VM", { exact: true }).count(), 0, "no single VM field in this mode");
+    await page.getByLabel("Folder", { exact: true }).fill("/DC1/vm/mixed");
+    await page.getByLabel("Name pattern").fill("mixed-0?");
+    await page.getByLabel("At most in parallel").fill("2");
+    await page.getByLabel("Job name").fill("e2e-form-batch");
+    await page.getByLabel("Output directory").fill("batches");
+    await screenshot(page, "batches-05-export-form");
+    await page.getByRole("button", { name: "Start export" }).click();
+    await page.waitForURL(/#\/batches\/[^/?]+$/);
+    const batchId = decodeURIComponent(page.url().split("#/batches/")[1]!);
+    await page.getByRole("heading", { name: "e2e-form-batch" }).waitFor();
+    await page.locator(".page-head .badge", { hasText: "partially-failed" }).waitFor({ timeout: 20_000 });
+    const vms = page.getByRole("table", { name: "VMs of the batch" });
+    await vms.getByRole("row", { name: /mixed-02/ }).getByText(/INTERNAL: fake failure/).waitFor();
+    const { batch } = await client!.getBatch({ batchId });
+    assert.equal(batch!.state, BatchState.PARTIALLY_FAILED);
+    assert.equal(batch!.maxParallel, 2);
+    assert.equal(batch!.definition!.vmSelector!.folder, "/DC1/vm/mixed");
+    assert.equal(batch!.definition!.vmSelector!.nameGlob, "mixed-0?");
+    assert.deepEqual(batch!.jobs.map((j) => j.vmName), ["mixed-01", "mixed-02", "mixed-03"]);
+    await screenshot(page, "batches-06-partially-failed");
+    assertNoPageErrors();
+  });
+
   test("accessibility: every control on the batch views has a name", async (t) => {
     if (skipIfNoBrowser(t)) return;
     const unlabelled = `[...document.querySelectorAll("input:not([type=hidden]), select, textarea, button, a, [role=progressbar]")]
@@ -195,11 +225,12 @@ describe("batches in the dashboard, in Chromium", () => {
       .map((el) => el.outerHTML.slice(0, 120))`;
     const { batches } = await client!.listBatches({});
     assert.ok(batches.length >= 2);
-    for (const hash of ["#/batches", `#/batches/${batches[0]!.id}`]) {
+    for (const hash of ["#/batches", `#/batches/${batches[0]!.id}`, "#/export"]) {
       await page.goto(`${daemon!.httpUrl}/${hash}`);
       await page.getByRole("status").filter({ hasText: "live" }).waitFor();
       await page.locator("main h1").waitFor();
-      await page.locator("main table tbody tr").first().waitFor();
+      if (hash === "#/export") await page.getByRole("radio", { name: /^Several VMs/ }).check();
+      else await page.locator("main table tbody tr").first().waitFor();
       assert.deepEqual(await page.evaluate(unlabelled), [], `controls without a name on ${hash}`);
     }
     assertNoPageErrors();

@@ -1,5 +1,6 @@
 /** How batches (one submission with a vm_selector, a job per VM) look in tables and lines. */
 import { BatchState, type Batch, type BatchCounts, type BatchJob } from "../../gen/hypervisord/v1/batch_pb.js";
+import type { VmSelector } from "../../gen/hypervisord/v1/job_pb.js";
 import { PowerState } from "../../gen/hypervisord/v1/vm_pb.js";
 import { bytes, duration, enumName, orDash, secondsBetween, time } from "./format.ts";
 import { stateName } from "./job-view.ts";
@@ -45,9 +46,8 @@ export function batchJobsTable(jobs: readonly BatchJob[]): string {
   ]));
 }
 
-/** What the batch selected: "folder /DC0/vm/web (recursive), name web-*, power on". */
-export function selectorText(batch: Batch): string | undefined {
-  const s = batch.definition?.vmSelector;
+/** What a selector selects: "folder /DC0/vm/web, name web-*, power powered-on". */
+export function selectorText(s: VmSelector | undefined): string | undefined {
   if (!s) return undefined;
   const parts = [
     s.folder && `folder ${s.folder}${s.recursive === false ? " (not recursive)" : ""}`,
@@ -63,7 +63,7 @@ export function batchDetails(batch: Batch): string {
     ["ID", batch.id],
     ["Name", orDash(batch.name)],
     ["State", batchStateName(batch.state)],
-    ["Selector", selectorText(batch)],
+    ["Selector", selectorText(batch.definition?.vmSelector)],
     ["VMs", batch.counts ? `${batch.counts.total}: ${countsText(batch.counts)}` : undefined],
     ["Size", sizeText(batch.bytesDone, batch.bytesTotal)],
     ["Max parallel", batch.maxParallel > 0 ? String(batch.maxParallel) : undefined],

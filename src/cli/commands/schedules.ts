@@ -8,6 +8,7 @@ import {
 import { action } from "../context.ts";
 import { duration, enumName, orDash, time } from "../format.ts";
 import type { CliIo } from "../io.ts";
+import { selectorText } from "../batch-view.ts";
 import { stateName } from "../job-view.ts";
 import { choice, collect, intOption, keyValuePairs } from "../parse.ts";
 import { keyValues, table } from "../table.ts";
@@ -29,7 +30,8 @@ function scheduleDetails(s: Schedule): string {
     ["ID", s.id], ["Name", s.name], ["Description", s.description || undefined], ["Cron", s.cron], ["Time zone", s.timeZone || "UTC"],
     ["Enabled", s.enabled === false ? "no" : "yes"], ["Overlap", enumName(OverlapPolicy, s.overlapPolicy)], ["Missed runs", enumName(MissedRunPolicy, s.missedRunPolicy)],
     ["Keep last", s.keepLast > 0 ? `${s.keepLast} successful exports per VM` : "all exports"],
-    ["VM", orDash(t?.vm)], ["Provider", orDash(t?.provider)], ["Output dir", t?.outputDir || undefined], ["Profile", t?.profile || undefined],
+    ["VM", t?.vmSelector ? undefined : orDash(t?.vm)], ["VMs", selectorText(t?.vmSelector)],
+    ["Max parallel", t?.maxParallel ? String(t.maxParallel) : undefined], ["Provider", orDash(t?.provider)], ["Output dir", t?.outputDir || undefined], ["Profile", t?.profile || undefined],
     ["Tags", Object.keys(s.tags).length > 0 ? Object.entries(s.tags).map(([k, v]) => `${k}=${v}`).join(", ") : undefined],
     ["Next run", time(s.nextRunTime)], ["Last run", time(s.lastRunTime)], ["Runs", String(s.runCount)],
     ["Created", time(s.createTime)], ["Updated", time(s.updateTime)],

@@ -5,6 +5,7 @@ import { formText } from "../actions.ts";
 import { formatBytes, formatLabels, parseLabels } from "../format.ts";
 import { ErrorMessage } from "./error-message.tsx";
 import { Field } from "./field.tsx";
+import { SelectorFields, selectorFromForm } from "./selector-fields.tsx";
 import { useClient } from "../session.tsx";
 
 const DEVICES = ["cdrom", "floppy", "serial", "parallel", "usb", "sound"];
@@ -17,6 +18,7 @@ export function DefinitionFields({ initial, capabilities, profiles }: { initial?
   const providers = capabilities?.providers ?? [];
   const [provider, setProvider] = useState(initial?.provider || providers[0]?.name || "");
   const [vm, setVm] = useState(initial?.vm ?? "");
+  const [target, setTarget] = useState(initial?.vmSelector ? "selector" : "vm");
   const [format, setFormat] = useState(initial?.format === ExportFormat.OVA ? "ova" : "ovf");
   const discovery = providers.find((p) => p.name === (provider || providers[0]?.name))?.discovery ?? false;
   const isVsphere = (provider || providers[0]?.name) === "vsphere";
@@ -51,10 +53,18 @@ export function DefinitionFields({ initial, capabilities, profiles }: { initial?
             </div>
           </details>
         )}
-        <Field label="VM" hint="inventory path, name, managed object id or UUID; or pick one below">
-          <input type="text" name="vm" required value={vm} onChange={(e) => setVm(e.target.value)} placeholder="/DC0/vm/web-01" />
-        </Field>
-        {discovery && <VmPicker provider={provider} onPick={setVm} selected={vm} />}
+        <div className="row" role="radiogroup" aria-label="What to export">
+          <Field label="One VM" inline><input type="radio" name="target" value="vm" checked={target === "vm"} onChange={() => setTarget("vm")} /></Field>
+          <Field label="Several VMs (a batch: a job per VM)" inline><input type="radio" name="target" value="selector" checked={target === "selector"} onChange={() => setTarget("selector")} /></Field>
+        </div>
+        {target === "selector" ? <SelectorFields initial={initial} /> : (
+          <>
+            <Field label="VM" hint="inventory path, name, managed object id or UUID; or pick one below">
+              <input type="text" name="vm" required value={vm} onChange={(e) => setVm(e.target.value)} placeholder="/DC0/vm/web-01" />
+            </Field>
+            {discovery && <VmPicker provider={provider} onPick={setVm} selected={vm} />}
+          </>
+        )}
       </fieldset>
       <fieldset>
         <legend>Package</legend>
@@ -139,7 +149,7 @@ export function definitionFromForm(form: FormData): JobDefinition {
   return create(JobDefinitionSchema, {
     name: text("name"),
     provider: text("provider"),
-    vm: text("vm"),
+    ...(text("target") === "selector" ? selectorFromForm(form) : { vm: text("vm") }),
     vsphere: vsphereFromForm(form),
     outputDir: text("output_dir"),
     profile: text("profile"),

@@ -1,5 +1,5 @@
 import { useState } from "react";
-import type { ScheduleRun } from "../../index.ts";
+import { JobState, type ScheduleRun } from "../../index.ts";
 import { formatDuration, formatTime } from "../format.ts";
 import { useQuery } from "../query.ts";
 import { useClient } from "../session.tsx";
@@ -37,17 +37,25 @@ export function ScheduleRuns({ scheduleId, refresh }: { scheduleId: string; refr
   );
 }
 
-/** A run without a job was skipped (the overlap policy, or the daemon stopping before a queued run started). */
+/** A run without a job or a batch was skipped (the overlap policy, or the daemon stopping before a queued run started). */
 function RunRow({ run }: { run: ScheduleRun }) {
-  const skipped = !run.jobId;
+  // A run with a selector made a batch (batch_id, no job of its own).
+  const skipped = !run.jobId && !run.batchId;
   return (
     <tr>
       <td>{run.trigger}</td>
       <td>{formatTime(run.scheduledTime)}</td>
       <td>{formatTime(run.runTime)}</td>
-      <td>{skipped ? <span className="badge badge-skipped">skipped</span> : <StateBadge state={run.state} />}</td>
+      <td>
+        {skipped ? <span className="badge badge-skipped">skipped</span>
+          : run.batchId && run.state === JobState.UNSPECIFIED ? <span className="muted">see its batch</span> : <StateBadge state={run.state} />}
+      </td>
       <td className="num">{run.durationSeconds > 0 ? formatDuration(run.durationSeconds) : "–"}</td>
-      <td>{run.jobId ? <a className="mono" href={`#/jobs/${encodeURIComponent(run.jobId)}`}>{run.jobId}</a> : "–"}</td>
+      <td>
+        {run.jobId && <a className="mono" href={`#/jobs/${encodeURIComponent(run.jobId)}`}>{run.jobId}</a>}
+        {run.batchId && <>batch <a className="mono" href={`#/batches/${encodeURIComponent(run.batchId)}`}>{run.batchId}</a></>}
+        {skipped && "–"}
+      </td>
       <td>{run.skippedReason}</td>
     </tr>
   );

@@ -107,7 +107,7 @@ export function SchedulesPage() {
                   <td>{s.enabled ? formatTime(s.nextRunTime) : "–"}</td>
                   <td>{formatTime(s.lastRunTime)}</td>
                   <td className="num">{String(s.runCount)}</td>
-                  <td><code>{s.jobTemplate?.vm}</code>{s.jobTemplate?.provider && <div className="muted">{s.jobTemplate.provider}</div>}</td>
+                  <td><code>{s.jobTemplate?.vm || [s.jobTemplate?.vmSelector?.folder, s.jobTemplate?.vmSelector?.nameGlob].filter(Boolean).join(" ")}</code>{s.jobTemplate?.provider && <div className="muted">{s.jobTemplate.provider}</div>}</td>
                   <td>
                     <div className="row-actions">
                       <button type="button" disabled={busy?.id === s.id} onClick={() => void setEnabled(s, !s.enabled)}>
