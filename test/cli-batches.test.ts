@@ -143,8 +143,9 @@ describe("hyperctl and batches", () => {
     assert.equal(listed.jobs.length, 6);
     assert.deepEqual(new Set(listed.jobs.map((j: { id: string }) => j.id)), new Set(batch.jobs.map((j: { jobId: string }) => j.jobId)));
     assert.ok(listed.jobs.every((j: { batchId: string }) => j.batchId === batchId));
-    const ids = (await ok(["-q", "list", "--batch", batchId])).trim().split("\n");
-    assert.equal(ids.length, 6);
+    const [quiet, child] = await Promise.all([ok(["-q", "list", "--batch", batchId]), ok(["jobs", "get", batch.jobs[0].jobId])]);
+    assert.equal(quiet.trim().split("\n").length, 6);
+    assert.match(child, new RegExp(`^Batch: +${batchId}$`, "m"), "a child job names its batch");
   });
 
   test("batches cancel: the jobs not ended are cancelled, the batch ends cancelled; watching it exits 2", async () => {
@@ -236,6 +237,9 @@ describe("hyperctl and batches", () => {
     assert.equal(job.job.definition.runningVmPolicy, "power_off");
     assert.equal(job.job.definition.quiesce, false);
     assert.equal(job.job.definition.quiescePolicy, "fail");
+    const details = await ok(["get", job.job.id]);
+    assert.match(details, /^Running VM: +power_off, no quiesce, quiesce fail$/m);
+    assert.doesNotMatch(details, /^Batch:/m, "a job of its own");
   });
 
   test("completion knows batches and the selector options", async () => {

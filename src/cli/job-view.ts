@@ -49,6 +49,10 @@ export function jobDetails(job: Job): string {
     ["Profile", d?.profile || undefined],
     ["Labels", d && Object.keys(d.labels).length > 0 ? Object.entries(d.labels).map(([k, v]) => `${k}=${v}`).join(", ") : undefined],
     ["Schedule", job.scheduleId || undefined],
+    ["Batch", job.batchId || undefined],
+    ["Running VM", d && (d.runningVmPolicy || d.quiesce === false || d.quiescePolicy)
+      ? [d.runningVmPolicy, d.quiesce === false && "no quiesce", d.quiescePolicy && `quiesce ${d.quiescePolicy}`].filter(Boolean).join(", ")
+      : undefined],
     ["Created", time(job.createTime)],
     ["Started", job.startTime ? time(job.startTime) : undefined],
     ["Ended", job.endTime ? time(job.endTime) : undefined],
@@ -56,6 +60,8 @@ export function jobDetails(job: Job): string {
     ["Duration", job.startTime ? jobDuration(job) : undefined],
     ["Error", job.error ? `${job.error.code}: ${job.error.message}` : undefined],
     ["Result", job.result ? job.result.ovaPath || job.result.ovfPath || job.result.outputDir : undefined],
+    ["Consistency", job.result?.consistency ? job.result.consistency.replace(/_/g, "-") : undefined],
+    ["Pending cleanup", job.pendingCleanup || undefined],
     ["Warnings", job.result && job.result.warnings.length > 0 ? job.result.warnings.join("; ") : undefined],
   ]);
   const files = job.result?.files ?? [];

@@ -57,6 +57,7 @@ export function JobPage({ jobId }: { jobId: string }) {
           ["next attempt", job.nextAttemptTime && formatTime(job.nextAttemptTime)],
           ["schedule", job.scheduleId && <a href="#/schedules">{job.scheduleId}</a>],
           ["batch", job.batchId && <a href={`#/batches/${job.batchId}`}>{job.batchId}</a>],
+          ["pending cleanup", job.pendingCleanup && <span className="error-text">{job.pendingCleanup}</span>],
         ]} />
       </section>
       {job.error && (
@@ -103,6 +104,7 @@ function ResultSection({ job }: { job: Job }) {
         ["OVF", result.ovfPath && <code>{result.ovfPath}</code>],
         ["OVA", result.ovaPath && <code>{result.ovaPath}</code>],
         ["OVA method", result.ovaMethod],
+        ["consistency", result.consistency && `${result.consistency.replace(/_/g, " ")}${result.applicationConsistent ? "" : " (not application-consistent)"}`],
         ["manifest", result.manifestPath && <code>{result.manifestPath}</code>],
         ["artifact manifest", result.artifactManifestPath && <code>{result.artifactManifestPath}</code>],
         ["compression ratio", result.compressionRatio > 0 && result.compressionRatio.toFixed(3)],
@@ -161,6 +163,8 @@ function DefinitionView({ definition: d }: { definition: JobDefinition }) {
       ["parallel downloads", d.parallelDownloads > 0 && String(d.parallelDownloads)],
       ["bandwidth limit", d.bandwidthLimit > 0n && `${formatBytes(d.bandwidthLimit)}/s`],
       ["power off first", d.powerOff && "yes"],
+      ["running VM", d.runningVmPolicy.replace(/_/g, " ")],
+      ["quiesce", d.quiesce === false ? "no" : d.quiescePolicy && `if it fails: ${d.quiescePolicy}`],
       ["keep partial files", d.keepPartial && "yes"],
       ["priority", d.priority],
       ["labels", formatLabels(d.labels)],
