@@ -4,8 +4,14 @@
 // in-place redraw in a pseudo-terminal through util-linux `script`.
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { BatchSchema, BatchState, createHypervisordClient, HypervisordService, JobEventKind, JobState, type Batch, type StreamJobUpdatesRequest } from "../clients/node/index.ts";
 import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
@@ -20,15 +26,15 @@ interface Run {
 
 let d: DaemonProcess;
 
-function env(): NodeJS.ProcessEnv {
-  const vars: NodeJS.ProcessEnv = { ...process.env, HYPERVISORD_ADDR: d.httpUrl };
+function env(server = d.httpUrl): NodeJS.ProcessEnv {
+  const vars: NodeJS.ProcessEnv = { ...process.env, HYPERVISORD_ADDR: server };
   delete vars.HYPERVISORD_API_KEY;
   return vars;
 }
 
-function hyperctl(args: string[]): Promise<Run> {
+function hyperctl(args: string[], server?: string): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: env(), stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: env(server), stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
@@ -249,5 +255,71 @@ describe("hyperctl and batches", () => {
     assert.match(bash, /"export"\)\n(.*\n)*? {6}words=".*--folder --name-glob --power-state --no-recursive --max-parallel/);
     assert.match(bash, /"jobs list"\)\n(.*\n)*? {6}words=".*--batch/);
     execFileSync("bash", ["-n"], { input: bash });
+  });
+});
+
+/**
+ * A stand-in daemon whose update stream drops once (UNAVAILABLE, as when the daemon restarts) after a
+ * child's snapshot and the running batch; the second stream sends only SYNCED, and by then GetBatch says
+ * the batch has completed: a watcher that missed the final BATCH_CHANGED must still see the end.
+ */
+async function startDroppingDaemon() {
+  const requests: StreamJobUpdatesRequest[] = [];
+  const batch = (state: BatchState, jobState: JobState): Batch => create(BatchSchema, {
+    id: "b-1", name: "/DC1/vm/two", state, counts: { total: 1, completed: jobState === JobState.COMPLETED ? 1 : 0, running: jobState === JobState.RUNNING ? 1 : 0 },
+    jobs: [{ jobId: "j-1", vm: "/DC1/vm/two/two-01", vmName: "two-01", state: jobState, bytesDone: jobState === JobState.COMPLETED ? 10n : 4n, bytesTotal: 10n }],
+  });
+  const handler = connectNodeAdapter({
+    routes: (router) => router.service(HypervisordService, {
+      async *streamJobUpdates(request, context) {
+        requests.push(request);
+        if (requests.length === 1) {
+          yield { seq: 5n, jobId: "j-1", kind: JobEventKind.SNAPSHOT, state: JobState.RUNNING, progress: { phase: "downloading", percent: 50, bytesDone: 5n, bytesTotal: 10n, bytesPerSecond: 3 * 2 ** 20 } };
+          yield { seq: 6n, kind: JobEventKind.BATCH_CHANGED, batch: batch(BatchState.RUNNING, JobState.RUNNING) };
+          throw new ConnectError("daemon restarting", Code.Unavailable);
+        }
+        yield { seq: 9n, kind: JobEventKind.SYNCED };
+        await new Promise((resolve) => context.signal.addEventListener("abort", resolve, { once: true }));
+      },
+      getBatch: async () => ({ batch: requests.length >= 2 ? batch(BatchState.COMPLETED, JobState.COMPLETED) : batch(BatchState.RUNNING, JobState.RUNNING) }),
+    }),
+  });
+  const server = http.createServer(handler);
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    requests,
+    close: () => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
+  };
+}
+
+describe("watchBatch over a stream that drops", () => {
+  test("the client reconnects with after_seq and reads the batch again after SYNCED; hyperctl says so and exits 0", async () => {
+    const fake = await startDroppingDaemon();
+    const client = createHypervisordClient({ url: fake.url });
+    try {
+      const seen: BatchState[] = [];
+      const reconnects: bigint[] = [];
+      const final = await client.watchBatch("b-1", {
+        onBatch: (b) => seen.push(b.state),
+        onReconnect: ({ afterSeq }) => reconnects.push(afterSeq!),
+        backoff: { initialMs: 10, maxMs: 10 },
+      });
+      assert.equal(final.state, BatchState.COMPLETED);
+      assert.deepEqual(reconnects, [6n]);
+      assert.deepEqual(fake.requests.map((r) => [r.batchIds, r.afterSeq]), [[["b-1"], undefined], [["b-1"], 6n]]);
+      assert.deepEqual(seen, [BatchState.RUNNING, BatchState.COMPLETED], "the BATCH_CHANGED, then GetBatch after SYNCED");
+
+      fake.requests.length = 0;
+      const run = await hyperctl(["batches", "watch", "b-1"], fake.url);
+      assert.equal(run.code, 0, run.stderr + run.stdout);
+      assert.match(run.stderr, /^hyperctl: update stream of batch b-1 dropped \(daemon restarting\); reconnecting, attempt 1$/m);
+      // The child's snapshot came before the batch named it: its progress is not lost.
+      assert.match(run.stdout, /^\S+  two-01  running  downloading  50\.0%  5 B\/10 B  3\.0 MiB\/s$/m);
+      assert.match(run.stdout.trim().split("\n").at(-1)!, /^batch b-1 completed: 1 completed$/);
+    } finally {
+      client.close();
+      await fake.close();
+    }
   });
 });

@@ -30,13 +30,28 @@ interface Row {
 /** The VMs of a batch as the updates tell them: the batch's own list, made fresher by the child jobs' updates. */
 function createRows() {
   const rows = new Map<string, Row>();
+  // The stream sends the children's snapshots before the batch itself: kept until the batch names them.
+  const early = new Map<string, StreamJobUpdatesResponse[]>();
+  const apply = (row: Row, u: StreamJobUpdatesResponse) => {
+    // An ended job is final: a progress update sent just before its end and read after it changes nothing.
+    if (isTerminal(row.state)) return;
+    if (u.state !== JobState.UNSPECIFIED) row.state = u.state;
+    if (u.progress) {
+      row.progress = u.progress;
+      row.bytesDone = u.progress.bytesDone;
+      row.bytesTotal = u.progress.bytesTotal;
+    }
+  };
   return {
     rows,
     batch(batch: Batch) {
       for (const job of batch.jobs) {
         const row = rows.get(job.jobId);
         if (!row) {
-          rows.set(job.jobId, { name: job.vmName || job.vm, state: job.state, bytesDone: job.bytesDone, bytesTotal: job.bytesTotal });
+          const added: Row = { name: job.vmName || job.vm, state: job.state, bytesDone: job.bytesDone, bytesTotal: job.bytesTotal };
+          rows.set(job.jobId, added);
+          for (const u of early.get(job.jobId) ?? []) apply(added, u);
+          early.delete(job.jobId);
           continue;
         }
         // The batch's copy of a child can lag behind the child's own updates (its bytes are the stored
@@ -48,16 +63,13 @@ function createRows() {
     },
     /** The row an update changed, or undefined when it is not about a known child. */
     update(u: StreamJobUpdatesResponse): Row | undefined {
+      if (!u.jobId || u.kind === JobEventKind.SYNCED || u.kind === JobEventKind.BATCH_CHANGED) return undefined;
       const row = rows.get(u.jobId);
-      if (!row || u.kind === JobEventKind.SYNCED || u.kind === JobEventKind.BATCH_CHANGED) return undefined;
-      // An ended job is final: a progress update sent just before its end and read after it changes nothing.
-      if (isTerminal(row.state)) return row;
-      if (u.state !== JobState.UNSPECIFIED) row.state = u.state;
-      if (u.progress) {
-        row.progress = u.progress;
-        row.bytesDone = u.progress.bytesDone;
-        row.bytesTotal = u.progress.bytesTotal;
+      if (!row) {
+        early.set(u.jobId, [...(early.get(u.jobId) ?? []).slice(-7), u]);
+        return undefined;
       }
+      apply(row, u);
       return row;
     },
   };
