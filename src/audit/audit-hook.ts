@@ -16,7 +16,7 @@ import { requestJson } from "./request-json.ts";
  * should be; test/ratelimit-audit.test.ts fails when an RPC named like a mutation is missing here.
  */
 export const MUTATING_METHODS: ReadonlySet<string> = new Set([
-  "SubmitJob", "SubmitJobs", "CancelJob", "ExtractOva",
+  "SubmitJob", "SubmitJobs", "CancelJob", "CancelBatch", "ExtractOva",
   "CreateSchedule", "UpdateSchedule", "DeleteSchedule", "EnableSchedule", "DisableSchedule", "TriggerSchedule",
   "CreateProfile", "UpdateProfile", "DeleteProfile",
   "CreateWebhook", "UpdateWebhook", "DeleteWebhook", "TestWebhook",
