@@ -1,23 +1,16 @@
-import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import type { Client } from "@connectrpc/connect";
 import { BatchState, type Batch } from "../../gen/hypervisord/v1/batch_pb.js";
 import { JobState } from "../../gen/hypervisord/v1/job_pb.js";
 import { JobEventKind, type HypervisordService, type StreamJobUpdatesResponse } from "../../gen/hypervisord/v1/service_pb.js";
-import { backoffMs, sleep, type BackoffOptions } from "./backoff.ts";
-import { isDroppedStream, isTerminal } from "./watch-job.ts";
+import { followUpdates, type FollowOptions } from "./follow-updates.ts";
+import { isTerminal } from "./watch-job.ts";
 
-export interface WatchBatchOptions {
-  /** Stops watching (the batch goes on); watchBatch then rejects with the signal's reason. */
-  signal?: AbortSignal;
+/** Like watchJob's, without afterSeq: a batch is always followed from its current state. */
+export interface WatchBatchOptions extends Omit<FollowOptions, "afterSeq"> {
   /** Every update of the batch and its child jobs as it arrives (BATCH_CHANGED, snapshots, state changes, progress, SYNCED). */
   onUpdate?: (update: StreamJobUpdatesResponse) => void;
   /** The batch each time it is seen whole: from BATCH_CHANGED, and from GetBatch after each (re)connection. */
   onBatch?: (batch: Batch) => void;
-  /** Called before each reconnection of a dropped stream. */
-  onReconnect?: (info: { attempt: number; afterSeq: bigint | undefined; error: ConnectError }) => void;
-  /** Consecutive failed reconnections before giving up (a received update resets the count). Default 10. */
-  maxReconnects?: number;
-  /** Backoff between reconnections. Default 200 ms doubling up to 5 s. */
-  backoff?: BackoffOptions;
 }
 
 export function isBatchTerminal(state: BatchState): boolean {
@@ -33,8 +26,6 @@ export function isBatchTerminal(state: BatchState): boolean {
  */
 export async function watchBatch(client: Client<typeof HypervisordService>, batchId: string, options: WatchBatchOptions = {}): Promise<Batch> {
   const { signal } = options;
-  const maxReconnects = options.maxReconnects ?? 10;
-  const backoff = { initialMs: 200, maxMs: 5_000, ...options.backoff };
   const children = new Map<string, boolean>(); // job id -> ended
   const seen = (batch: Batch): Batch | undefined => {
     for (const job of batch.jobs) children.set(job.jobId, isTerminal(job.state));
@@ -42,35 +33,15 @@ export async function watchBatch(client: Client<typeof HypervisordService>, batc
     return isBatchTerminal(batch.state) ? batch : undefined;
   };
   const fetch = async () => seen((await client.getBatch({ batchId }, { signal })).batch!);
-  let afterSeq: bigint | undefined;
-  let failures = 0;
-  for (;;) {
-    let dropped: ConnectError;
-    try {
-      for await (const update of client.streamJobUpdates({ batchIds: [batchId], afterSeq }, { signal })) {
-        failures = 0;
-        if (afterSeq === undefined || update.seq > afterSeq) afterSeq = update.seq;
-        options.onUpdate?.(update);
-        let ended: Batch | undefined;
-        if (update.kind === JobEventKind.BATCH_CHANGED && update.batch?.id === batchId) {
-          ended = seen(update.batch);
-        } else if (update.kind === JobEventKind.SYNCED) {
-          ended = await fetch();
-        } else if (children.has(update.jobId) && update.state !== JobState.UNSPECIFIED) {
-          const wasEnded = children.get(update.jobId);
-          children.set(update.jobId, isTerminal(update.state));
-          if (!wasEnded && isTerminal(update.state) && [...children.values()].every(Boolean)) ended = await fetch();
-        }
-        if (ended) return ended;
-      }
-      dropped = new ConnectError(`update stream of batch ${batchId} ended before the batch did`, Code.Unavailable);
-    } catch (err) {
-      if (signal?.aborted) throw signal.reason;
-      dropped = ConnectError.from(err);
-      if (!isDroppedStream(dropped)) throw dropped;
+  return followUpdates(client, { batchIds: [batchId] }, { kind: "batch", id: batchId }, { ...options, afterSeq: undefined }, async (update) => {
+    options.onUpdate?.(update);
+    if (update.kind === JobEventKind.BATCH_CHANGED && update.batch?.id === batchId) return seen(update.batch);
+    if (update.kind === JobEventKind.SYNCED) return fetch();
+    if (children.has(update.jobId) && update.state !== JobState.UNSPECIFIED) {
+      const wasEnded = children.get(update.jobId);
+      children.set(update.jobId, isTerminal(update.state));
+      if (!wasEnded && isTerminal(update.state) && [...children.values()].every(Boolean)) return fetch();
     }
-    if (++failures > maxReconnects) throw dropped;
-    options.onReconnect?.({ attempt: failures, afterSeq, error: dropped });
-    await sleep(backoffMs(failures - 1, backoff), signal);
-  }
+    return undefined;
+  });
 }
