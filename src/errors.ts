@@ -1,7 +1,7 @@
 /**
  * The daemon's error type. Every failure that reaches a caller is one of these;
  * the API edge maps `code` to a gRPC / Connect status in one place
- * (src/api/status.ts). `retryable` tells the engine whether a job that failed
+ * (src/rpc/status.ts). `retryable` tells the engine whether a job that failed
  * with this error may be tried again.
  */
 export type ErrorCode =

@@ -16,7 +16,7 @@ import * as grpc from "@grpc/grpc-js";
 import Database from "better-sqlite3";
 import pino from "pino";
 import { GetStatusRequestSchema, HypervisordService } from "../gen/hypervisord/v1/service_pb.js";
-import type { CallContext } from "../src/api/handlers.ts";
+import type { CallContext } from "../src/rpc/handlers.ts";
 import { createRefusalAudit } from "../src/audit/audit-hook.ts";
 import { hashApiKey } from "../src/auth/api-key.ts";
 import { createAuthHook } from "../src/auth/auth-hook.ts";

@@ -13,8 +13,8 @@ import {
   CancelJobRequestSchema, CreateWebhookRequestSchema, GetJobRequestSchema, HypervisordService, SubmitJobRequestSchema, SubmitJobsRequestSchema,
 } from "../gen/hypervisord/v1/service_pb.js";
 import { createAuditHandlers } from "../src/api/audit.ts";
-import { withCallHooks, type Call, type CallHook, type Principal } from "../src/api/call-hooks.ts";
-import type { ServiceHandlers } from "../src/api/handlers.ts";
+import { withCallHooks, type Call, type CallHook, type Principal } from "../src/rpc/call-hooks.ts";
+import type { ServiceHandlers } from "../src/rpc/handlers.ts";
 import { createAuditHook, MUTATING_METHODS, principalName, resourceOf } from "../src/audit/audit-hook.ts";
 import { MAX_REQUEST_JSON, requestJson } from "../src/audit/request-json.ts";
 import { HypervisordError, InvalidArgumentError, NotFoundError } from "../src/errors.ts";
@@ -458,8 +458,8 @@ const daemonSource = fs.readFileSync(path.join(ROOT, "src/daemon.ts"), "utf8");
 const wired = daemonSource.includes("createRateLimitHook") && daemonSource.includes("createAuditHook");
 const WAITING = wired ? false : "waiting for daemon wiring: src/daemon.ts does not use createRateLimitHook and createAuditHook yet";
 if (WAITING) console.log(`# ratelimit-audit daemon tests skipped: ${WAITING}`);
-const passesResponse = /response\?: unknown/.test(fs.readFileSync(path.join(ROOT, "src/api/call-hooks.ts"), "utf8"));
-const RESPONSE_WAITING = passesResponse ? false : "waiting for CallOutcome.response in src/api/call-hooks.ts (the id a Submit*/Create* call made)";
+const passesResponse = /response\?: unknown/.test(fs.readFileSync(path.join(ROOT, "src/rpc/call-hooks.ts"), "utf8"));
+const RESPONSE_WAITING = passesResponse ? false : "waiting for CallOutcome.response in src/rpc/call-hooks.ts (the id a Submit*/Create* call made)";
 
 describe("rate limiting and audit in the daemon", { skip: WAITING }, () => {
   let d: DaemonProcess;

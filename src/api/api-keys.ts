@@ -8,7 +8,7 @@ import type { ApiKey } from "../domain/access.ts";
 import { uuidv7 } from "../engine/uuid-v7.ts";
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../errors.ts";
 import type { ApiKeyStore } from "../store/store.ts";
-import type { ServiceHandlers } from "./handlers.ts";
+import type { ServiceHandlers } from "../rpc/handlers.ts";
 
 type ApiKeyHandlers = Pick<ServiceHandlers<typeof HypervisordService>, "createApiKey" | "listApiKeys" | "revokeApiKey">;
 

@@ -4,7 +4,7 @@ import { AuditEventSchema, type AuditEvent as AuditEventPb } from "../../gen/hyp
 import type { HypervisordService } from "../../gen/hypervisord/v1/service_pb.js";
 import type { AuditEvent } from "../domain/access.ts";
 import type { AuditStore } from "../store/store.ts";
-import type { ServiceHandlers } from "./handlers.ts";
+import type { ServiceHandlers } from "../rpc/handlers.ts";
 import { intIn } from "./job-definition.ts";
 import { decodePageToken, encodePageToken } from "./page-token.ts";
 

@@ -4,7 +4,7 @@ import type { BatchState } from "../domain/batch.ts";
 import type { Engine } from "../engine/engine.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import { batchStateFromPb, batchToPb } from "./convert.ts";
-import type { ServiceHandlers } from "./handlers.ts";
+import type { ServiceHandlers } from "../rpc/handlers.ts";
 import { intIn } from "./job-definition.ts";
 import { decodePageToken, encodePageToken } from "./page-token.ts";
 

@@ -3,7 +3,7 @@ import type { HypervisordService } from "../../gen/hypervisord/v1/service_pb.js"
 import { InvalidArgumentError } from "../errors.ts";
 import { verifyArtifactManifest } from "../export/artifact-manifest.ts";
 import { extractOva, validateOva } from "../export/ova-reader.ts";
-import type { ServiceHandlers } from "./handlers.ts";
+import type { ServiceHandlers } from "../rpc/handlers.ts";
 import { isInside, resolveOutputDir } from "./output-dir.ts";
 
 type PackageHandlers = Pick<ServiceHandlers<typeof HypervisordService>, "validateOva" | "extractOva" | "verifyManifest">;

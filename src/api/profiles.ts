@@ -6,7 +6,7 @@ import type { HypervisordService } from "../../gen/hypervisord/v1/service_pb.js"
 import type { Profile, ProfileSettings } from "../domain/profile.ts";
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError, quoteInput } from "../errors.ts";
 import type { ProfileStore } from "../store/store.ts";
-import type { ServiceHandlers } from "./handlers.ts";
+import type { ServiceHandlers } from "../rpc/handlers.ts";
 import { exportSettings, type DefinitionRules } from "./job-definition.ts";
 
 type ProfileHandlers = Pick<ServiceHandlers<typeof HypervisordService>, "createProfile" | "getProfile" | "listProfiles" | "updateProfile" | "deleteProfile">;

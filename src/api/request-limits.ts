@@ -1,6 +1,6 @@
 import { ScalarType, type DescField, type DescMessage, type DescService } from "@bufbuild/protobuf";
 import { InvalidArgumentError } from "../errors.ts";
-import type { CallHook } from "./call-hooks.ts";
+import type { CallHook } from "../rpc/call-hooks.ts";
 
 /**
  * Size limits of every string and repeated field of every request, by field name (the proto name: a

@@ -13,7 +13,7 @@ import { parseCron } from "../scheduler/cron.ts";
 import type { Scheduler } from "../scheduler/scheduler.ts";
 import type { ScheduleStore } from "../store/store.ts";
 import { definitionToPb, jobToPb, stateToPb } from "./convert.ts";
-import type { ServiceHandlers } from "./handlers.ts";
+import type { ServiceHandlers } from "../rpc/handlers.ts";
 import { definitionFromPb, intIn, labelsFromPb, type DefinitionRules } from "./job-definition.ts";
 import { pageOf, pageTokenOf } from "./page-token.ts";
 import { allFields, fieldsToUpdate } from "./update-mask.ts";

@@ -11,7 +11,7 @@ import type { VirtualMachine } from "../domain/vm.ts";
 import type { Store } from "../store/store.ts";
 import { VERSION } from "../version.ts";
 import { batchToPb, jobToPb, logEntryToPb, powerStateFromPb, stateFromPb, transitionToPb, updateToPb, vmToPb } from "./convert.ts";
-import type { ServiceHandlers } from "./handlers.ts";
+import type { ServiceHandlers } from "../rpc/handlers.ts";
 import {
   connectionFromPb, DEFAULT_PROVIDER, definitionFromPb, intIn, labelsFromPb, nonNegative, type DefinitionRules,
 } from "./job-definition.ts";

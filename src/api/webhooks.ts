@@ -10,7 +10,7 @@ import type { WebhookDispatcher } from "../webhooks/dispatcher.ts";
 import { redactUrl } from "../redact-url.ts";
 import { generateSecret, parseSecret } from "../webhooks/signing.ts";
 import { checkWebhookUrl } from "../webhooks/ssrf-guard.ts";
-import type { ServiceHandlers } from "./handlers.ts";
+import type { ServiceHandlers } from "../rpc/handlers.ts";
 import { intIn } from "./job-definition.ts";
 import { pageOf, pageTokenOf } from "./page-token.ts";
 import { allFields, fieldsToUpdate } from "./update-mask.ts";

@@ -1,9 +1,9 @@
 import type { DescMessage } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
 import { HypervisordService } from "../../gen/hypervisord/v1/service_pb.js";
-import type { CallHook, CallOutcome, Principal } from "../api/call-hooks.ts";
-import type { CallContext } from "../api/handlers.ts";
-import { statusOf } from "../api/status.ts";
+import type { CallHook, CallOutcome, Principal } from "../rpc/call-hooks.ts";
+import type { CallContext } from "../rpc/handlers.ts";
+import { statusOf } from "../rpc/status.ts";
 import type { HypervisordError } from "../errors.ts";
 import { addressOf } from "../ratelimit/rate-limit-hook.ts";
 import type { AuditEvent } from "../domain/access.ts";

@@ -1,6 +1,6 @@
 import { HypervisordService } from "../../gen/hypervisord/v1/service_pb.js";
-import type { Call, CallHook, Principal } from "../api/call-hooks.ts";
-import type { CallContext } from "../api/handlers.ts";
+import type { Call, CallHook, Principal } from "../rpc/call-hooks.ts";
+import type { CallContext } from "../rpc/handlers.ts";
 import type { ApiKey, Role } from "../domain/access.ts";
 import { HypervisordError } from "../errors.ts";
 import type { AuthFailureLimit } from "../ratelimit/auth-failure-limit.ts";

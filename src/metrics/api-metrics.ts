@@ -1,7 +1,7 @@
 import pino from "pino";
 import { Counter, Histogram, type Registry } from "prom-client";
-import type { Call, CallHook, CallOutcome } from "../api/call-hooks.ts";
-import { statusOf } from "../api/status.ts";
+import type { Call, CallHook, CallOutcome } from "../rpc/call-hooks.ts";
+import { statusOf } from "../rpc/status.ts";
 import { HypervisordError } from "../errors.ts";
 
 /** Seconds: from a cached GetJob (sub-millisecond) to a slow ListVMs against a busy vCenter. */

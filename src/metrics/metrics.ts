@@ -1,7 +1,7 @@
 import type http from "node:http";
 import type http2 from "node:http2";
 import { collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
-import type { CallHook } from "../api/call-hooks.ts";
+import type { CallHook } from "../rpc/call-hooks.ts";
 import type { Job } from "../domain/job.ts";
 import type { PowerState } from "../domain/vm.ts";
 import type { JobObserver } from "../engine/engine.ts";

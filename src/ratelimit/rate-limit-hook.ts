@@ -1,6 +1,6 @@
 import { isIP } from "node:net";
 import { HypervisordService } from "../../gen/hypervisord/v1/service_pb.js";
-import type { Call, CallHook } from "../api/call-hooks.ts";
+import type { Call, CallHook } from "../rpc/call-hooks.ts";
 import { ResourceExhaustedError } from "../errors.ts";
 import { createTokenBuckets, type BucketSpec } from "./token-buckets.ts";
 

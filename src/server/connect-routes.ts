@@ -1,8 +1,8 @@
 import type { DescService } from "@bufbuild/protobuf";
 import { ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import type { Logger } from "pino";
-import type { CallContext, ServiceHandlers } from "../api/handlers.ts";
-import { retryHeaders, statusOf } from "../api/status.ts";
+import type { CallContext, ServiceHandlers } from "../rpc/handlers.ts";
+import { retryHeaders, statusOf } from "../rpc/status.ts";
 import { CLIENT_CERT_HEADER, decodeClientCertificate } from "../auth/client-certificate.ts";
 import { connectDecodeOptions, withBinaryBodyCheck } from "./connect-decoding.ts";
 import type { GrpcServiceBinding } from "./grpc-server.ts";

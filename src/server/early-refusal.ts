@@ -2,7 +2,7 @@ import http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { codeToHttpStatus, endStreamFlag, endStreamToJson, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
 import { encodeEnvelope } from "@connectrpc/connect/protocol";
-import { retryHeaders, type CallStatus } from "../api/status.ts";
+import { retryHeaders, type CallStatus } from "../rpc/status.ts";
 import type { NodeRequest, NodeResponse } from "./http-server.ts";
 
 /**

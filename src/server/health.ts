@@ -1,5 +1,5 @@
 import { HealthCheckResponse_ServingStatus as ServingStatus, type Health } from "../../gen/grpc/health/v1/health_pb.js";
-import type { ServiceHandlers } from "../api/handlers.ts";
+import type { ServiceHandlers } from "../rpc/handlers.ts";
 import { NotFoundError } from "../errors.ts";
 
 type Listener = (status: ServingStatus) => void;

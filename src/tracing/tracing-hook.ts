@@ -1,7 +1,7 @@
 import type { Span, TextMapGetter } from "@opentelemetry/api";
-import type { Call, CallHook, CallOutcome } from "../api/call-hooks.ts";
-import type { CallContext } from "../api/handlers.ts";
-import { statusOf } from "../api/status.ts";
+import type { Call, CallHook, CallOutcome } from "../rpc/call-hooks.ts";
+import type { CallContext } from "../rpc/handlers.ts";
+import { statusOf } from "../rpc/status.ts";
 import { HypervisordError } from "../errors.ts";
 import type { Tracing } from "./tracing.ts";
 
