@@ -150,6 +150,22 @@ export function toHypervisordError(err: unknown, context?: string): HypervisordE
   return new HypervisordError("INTERNAL", full, { cause: err });
 }
 
+/** What a failure says, whatever was thrown: an Error's message, anything else as text. */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * errorMessage plus what a bare message leaves out: the Node code ("fetch failed (ECONNREFUSED)") and the
+ * cause's message when it differs, as a webhook delivery's failure is recorded.
+ */
+export function errorDetail(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const code = (err as { code?: unknown }).code;
+  const cause = err.cause instanceof Error && err.cause.message !== err.message ? `: ${err.cause.message}` : "";
+  return typeof code === "string" && !err.message.includes(code) ? `${err.message} (${code})${cause}` : `${err.message}${cause}`;
+}
+
 const CALLER_PATH_PROBLEMS: Record<string, string> = {
   ENAMETOOLONG: "is too long for the filesystem",
   ELOOP: "has a loop of symbolic links",

@@ -1,5 +1,5 @@
 import { Cron } from "croner";
-import { InvalidArgumentError } from "../errors.ts";
+import { InvalidArgumentError, errorMessage } from "../errors.ts";
 
 /** A validated cron expression in a time zone. Times are milliseconds since the epoch. */
 export interface ParsedCron {
@@ -79,6 +79,5 @@ function checkFieldCount(expression: string, field: string): void {
 }
 
 function cronMessage(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
-  return message.replace(/^CronPattern: /, "");
+  return errorMessage(error).replace(/^CronPattern: /, "");
 }

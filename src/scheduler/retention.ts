@@ -4,6 +4,7 @@ import type { Logger } from "pino";
 import type { ScheduleExport } from "../domain/schedule.ts";
 import type { NewLogEntry, ScheduleStore } from "../store/store.ts";
 import { RUN_DIR_NAME } from "./run-layout.ts";
+import { errorMessage } from "../errors.ts";
 
 export interface RetentionDeps {
   schedules: Pick<ScheduleStore, "get" | "exports">;
@@ -46,7 +47,7 @@ export function createRetention(deps: RetentionDeps): Retention {
 
   function enqueue(scheduleId: string, vmKey: string): void {
     queue = queue.then(() => apply(scheduleId, vmKey)).catch((err: unknown) => {
-      logger.error({ scheduleId, vm: vmKey, err }, `retention of schedule ${scheduleId}, VM ${vmKey} failed: ${messageOf(err)}`);
+      logger.error({ scheduleId, vm: vmKey, err }, `retention of schedule ${scheduleId}, VM ${vmKey} failed: ${errorMessage(err)}`);
     });
   }
 
@@ -74,7 +75,7 @@ export function createRetention(deps: RetentionDeps): Retention {
       await fs.rm(entry.dir, { recursive: true });
     } catch (err) {
       stats.failed++;
-      tell(entry, "error", `retention: deleting ${entry.dir} failed: ${messageOf(err)}`);
+      tell(entry, "error", `retention: deleting ${entry.dir} failed: ${errorMessage(err)}`);
       return;
     }
     schedules.exports.markDeleted(entry.jobId, now());
@@ -90,7 +91,7 @@ export function createRetention(deps: RetentionDeps): Retention {
       deps.appendJobLog(entry.jobId, { time: now(), level, message, fields });
     } catch (err) {
       // The job record may be gone (purged); the daemon log above has the line.
-      logger.warn({ jobId: entry.jobId, err }, `retention: could not add to the log of job ${entry.jobId}: ${messageOf(err)}`);
+      logger.warn({ jobId: entry.jobId, err }, `retention: could not add to the log of job ${entry.jobId}: ${errorMessage(err)}`);
     }
   }
 
@@ -149,8 +150,4 @@ async function refusalOf(entry: ScheduleExport, roots: readonly string[]): Promi
 function isBelow(child: string, parent: string): boolean {
   const rel = path.relative(parent, child);
   return rel !== "" && rel !== ".." && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel);
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

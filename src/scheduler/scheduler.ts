@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import type { RunTrigger, Schedule, ScheduleRun } from "../domain/schedule.ts";
 import { uuidv7 } from "../engine/uuid-v7.ts";
-import { NotFoundError, UnavailableError } from "../errors.ts";
+import { NotFoundError, UnavailableError, errorMessage } from "../errors.ts";
 import type { ScheduleStore } from "../store/store.ts";
 import { parseCron, type ParsedCron } from "./cron.ts";
 
@@ -306,8 +306,4 @@ export function createScheduler(deps: SchedulerDeps): Scheduler {
       return { schedules: entries.size, enabled, ...counters };
     },
   };
-}
-
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

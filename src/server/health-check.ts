@@ -1,6 +1,7 @@
 import fs from "node:fs";
 import type http from "node:http";
 import type http2 from "node:http2";
+import { errorMessage } from "../errors.ts";
 
 export type HealthStatus = "healthy" | "degraded" | "unhealthy";
 
@@ -124,7 +125,7 @@ function checkDatabase(deps: HealthCheckDeps): { status: HealthStatus; error?: s
     deps.checkDatabase();
     return { status: "healthy" };
   } catch (err) {
-    return { status: "unhealthy", error: `database: ${messageOf(err)}` };
+    return { status: "unhealthy", error: `database: ${errorMessage(err)}` };
   }
 }
 
@@ -135,7 +136,7 @@ function checkQueue(deps: HealthCheckDeps) {
     const status: HealthStatus = lifecycle === "running" ? "healthy" : lifecycle === "starting" ? "degraded" : "unhealthy";
     return { status, queued, running, lifecycle };
   } catch (err) {
-    return { status: "unhealthy" as const, queued: 0, running: 0, lifecycle: "unknown", error: `queue: ${messageOf(err)}` };
+    return { status: "unhealthy" as const, queued: 0, running: 0, lifecycle: "unknown", error: `queue: ${errorMessage(err)}` };
   }
 }
 
@@ -157,7 +158,7 @@ async function checkPath(path: string, minFreeBytes: number, timeoutMs: number):
     }
     return { path, status: "healthy", free_bytes: free, total_bytes: total };
   } catch (err) {
-    return { path, status: "unhealthy", free_bytes: 0, total_bytes: 0, error: messageOf(err) };
+    return { path, status: "unhealthy", free_bytes: 0, total_bytes: 0, error: errorMessage(err) };
   }
 }
 
@@ -179,8 +180,4 @@ function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
     timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
   });
   return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
-}
-
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -1,7 +1,7 @@
 import { request, type Dispatcher } from "undici";
 import { retryDelayMs, type BackoffOptions } from "../backoff.ts";
 import type { Webhook, WebhookDelivery } from "../domain/webhook.ts";
-import { FailedPreconditionError, HypervisordError, NotFoundError, UnavailableError } from "../errors.ts";
+import { FailedPreconditionError, HypervisordError, NotFoundError, UnavailableError, errorDetail } from "../errors.ts";
 import type { WebhookStore } from "../store/store.ts";
 import { VERSION } from "../version.ts";
 import { testEvent } from "./events.ts";
@@ -140,7 +140,7 @@ export function createWebhookDispatcher(options: WebhookDispatcherOptions): Webh
       const next = store.nextDueTime();
       wakeAt(next !== undefined && next > time ? Math.min(next, time + pollIntervalMs) : time + pollIntervalMs);
     } catch (err) {
-      logger.error({ err: errorMessage(err) }, "webhook dispatcher: reading the outbox failed");
+      logger.error({ err: errorDetail(err) }, "webhook dispatcher: reading the outbox failed");
       wakeAt(time + pollIntervalMs);
     }
   }
@@ -166,7 +166,7 @@ export function createWebhookDispatcher(options: WebhookDispatcherOptions): Webh
     busy.set(webhook.id, (busy.get(webhook.id) ?? 0) + 1);
     const running = attempt(delivery, webhook)
       .catch((err: unknown) => {
-        logger.error({ webhookId: webhook.id, deliveryId: delivery.id, err: errorMessage(err) }, "webhook attempt could not be recorded");
+        logger.error({ webhookId: webhook.id, deliveryId: delivery.id, err: errorDetail(err) }, "webhook attempt could not be recorded");
       })
       .finally(() => {
         inFlight.delete(delivery.id);
@@ -194,7 +194,7 @@ export function createWebhookDispatcher(options: WebhookDispatcherOptions): Webh
       // Interrupted by stop(): not the receiver's doing, the delivery stays pending as it was.
       if (controller.signal.reason instanceof StopReason) return;
       const reason = controller.signal.aborted ? controller.signal.reason : err;
-      result = { statusCode: 0, error: errorMessage(reason), retryable: !(reason instanceof HypervisordError && !reason.retryable) };
+      result = { statusCode: 0, error: errorDetail(reason), retryable: !(reason instanceof HypervisordError && !reason.retryable) };
     } finally {
       clearTimeout(timeout);
       controllers.delete(controller);
@@ -344,11 +344,4 @@ export function parseRetryAfter(value: string | string[] | undefined, time: numb
 /** Host and port only: a webhook URL's path and query may be a credential (Slack-style URLs). */
 function hostOf(url: string): string {
   return URL.canParse(url) ? new URL(url).host : "";
-}
-
-function errorMessage(err: unknown): string {
-  if (!(err instanceof Error)) return String(err);
-  const code = (err as { code?: unknown }).code;
-  const cause = err.cause instanceof Error && err.cause.message !== err.message ? `: ${err.cause.message}` : "";
-  return typeof code === "string" && !err.message.includes(code) ? `${err.message} (${code})${cause}` : `${err.message}${cause}`;
 }
