@@ -9,7 +9,7 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { ExportFormat, JobState, type Job } from "../gen/hypervisord/v1/job_pb.js";
 import type { GrpcJsClient } from "./support/clients.ts";
-import { hasBytes, isFinal, pollJob } from "./support/poll-job.ts";
+import { hasBytes, isFinal, waitForJob } from "./support/wait-for-job.ts";
 import { spawnDaemonWithClient, tempDir, type DaemonProcess, type SpawnOptions } from "./support/daemon-process.ts";
 import { fakeDefinition, startEngine, waitFor } from "./support/engine-harness.ts";
 import { fakeDiskBytes } from "./support/fake-provider.ts";
@@ -57,7 +57,7 @@ describe("fake provider through the daemon", () => {
     fs.mkdirSync(out);
     fs.writeFileSync(path.join(out, "notes.txt"), "not the job's");
     const { job } = await client.unary("submitJob", { definition: { provider: "fake", vm: "c1?size=4194304&chunk=65536&delayMs=10", outputDir: "shared" } });
-    await pollJob(client, job!.id, hasBytes(65536));
+    await waitForJob(client, job!.id, hasBytes(65536));
     assert.deepEqual(tree(out), ["c1", `c1/c1-disk-1.img${partial(job!.id)}`, "notes.txt"], "a disk being written has its .partial name only");
     await client.unary("cancelJob", { jobId: job!.id, reason: "test" });
     const removed = await logEntry(client, job!.id, REMOVED);
@@ -75,7 +75,7 @@ describe("fake provider through the daemon", () => {
     const earlier = path.join(dir, "e1-disk-1.img");
     fs.writeFileSync(earlier, "the export of last night");
     const { job } = await client.unary("submitJob", { definition: { provider: "fake", vm: "e1?size=4194304&chunk=65536&delayMs=10", outputDir: "again" } });
-    await pollJob(client, job!.id, hasBytes(65536));
+    await waitForJob(client, job!.id, hasBytes(65536));
     assert.equal(fs.readFileSync(earlier, "utf8"), "the export of last night", "the final name is only replaced by a complete file");
     await client.unary("cancelJob", { jobId: job!.id, reason: "" });
     const removed = await logEntry(client, job!.id, REMOVED);
@@ -90,7 +90,7 @@ describe("fake provider through the daemon", () => {
       definitions: Array.from({ length: 6 }, () => ({ provider: "fake", vm: `same?size=${size}&chunk=65536&delayMs=5`, outputDir: "same" })),
     });
     for (const result of results) {
-      const done = await pollJob(client, result.job!.id, isFinal);
+      const done = await waitForJob(client, result.job!.id, isFinal);
       assert.equal(done.state, JobState.COMPLETED, done.error?.message);
     }
     assert.deepEqual(tree(path.join(daemon.outputRoot, "same")), ["same", "same/same-disk-1.img"]);
@@ -101,7 +101,7 @@ describe("fake provider through the daemon", () => {
     const { job } = await client.unary("submitJob", {
       definition: { provider: "fake", vm: "f1?size=1048576&chunk=65536&delayMs=2&failTimes=1&failAfter=262144&failCode=INTERNAL", outputDir: "made-by-f1/deeper" },
     });
-    const ended = await pollJob(client, job!.id, isFinal);
+    const ended = await waitForJob(client, job!.id, isFinal);
     assert.equal(ended.state, JobState.FAILED);
     assert.equal(ended.attempt, 1, "not retryable: failed at once");
     const removed = await logEntry(client, job!.id, REMOVED);
@@ -114,7 +114,7 @@ describe("fake provider through the daemon", () => {
     const { job } = await client.unary("submitJob", {
       definition: { provider: "fake", vm: `r1?size=${size}&chunk=65536&delayMs=0&failTimes=1&failAfter=524288`, outputDir: "retry" },
     });
-    const done = await pollJob(client, job!.id, isFinal);
+    const done = await waitForJob(client, job!.id, isFinal);
     assert.equal(done.state, JobState.COMPLETED, done.error?.message);
     assert.equal(done.attempt, 2);
     const resumed = await logEntry(client, job!.id, "resuming from checkpoint");
@@ -129,7 +129,7 @@ describe("fake provider through the daemon", () => {
     const { job } = await client.unary("submitJob", {
       definition: { provider: "fake", vm: `r2?size=${size}&chunk=65536&delayMs=0&failTimes=1&failAfter=${size}`, outputDir: "retry-finished" },
     });
-    const done = await pollJob(client, job!.id, isFinal);
+    const done = await waitForJob(client, job!.id, isFinal);
     assert.equal(done.state, JobState.COMPLETED, done.error?.message);
     assert.equal(done.attempt, 2);
     const resumed = await logEntry(client, job!.id, "resuming from checkpoint");
@@ -143,7 +143,7 @@ describe("fake provider through the daemon", () => {
     const { job } = await client.unary("submitJob", {
       definition: { provider: "fake", vm: "k1?size=4194304&chunk=65536&delayMs=10", outputDir: "kept", keepPartial: true },
     });
-    await pollJob(client, job!.id, hasBytes(65536));
+    await waitForJob(client, job!.id, hasBytes(65536));
     const { job: cancelled } = await client.unary("cancelJob", { jobId: job!.id, reason: "look at it" });
     const kept = path.join(daemon.outputRoot, "kept", "k1", `k1-disk-1.img${partial(job!.id)}`);
     assert.equal(cancelled!.error!.message, `look at it (keep_partial: the 1 file it wrote is kept, e.g. ${kept})`);
@@ -167,7 +167,7 @@ describe("fake provider through the daemon", () => {
       // The second attempt waits for the retry backoff (2 s by default, +-20%): cancelled meanwhile.
       definition: { provider: "fake", vm: "q1?size=1048576&chunk=65536&delayMs=0&failTimes=5&failAfter=131072", outputDir: "queued" },
     });
-    await pollJob(client, job!.id, (j) => j.state === JobState.QUEUED && j.attempt === 1 && !!j.error);
+    await waitForJob(client, job!.id, (j) => j.state === JobState.QUEUED && j.attempt === 1 && !!j.error);
     assert.deepEqual(tree(path.join(daemon.outputRoot, "queued")), ["q1", `q1/q1-disk-1.img${partial(job!.id)}`], "kept for the retry");
     await client.unary("cancelJob", { jobId: job!.id, reason: "" });
     await logEntry(client, job!.id, REMOVED);
@@ -181,7 +181,7 @@ describe("jobs that end while no run of theirs is going on", () => {
     const { job } = await first.client.unary("submitJob", {
       definition: { provider: "fake-noresume", vm: "nr?size=4194304&chunk=65536&delayMs=10", outputDir: "noresume" },
     });
-    await pollJob(first.client, job!.id, hasBytes(65536));
+    await waitForJob(first.client, job!.id, hasBytes(65536));
     await first.daemon.kill();
     assert.deepEqual(tree(path.join(first.daemon.outputRoot, "noresume")), ["nr", `nr/nr-disk-1.img${partial(job!.id)}`]);
     const second = await start({ dataDir: first.daemon.dataDir, outputRoot: first.daemon.outputRoot });
@@ -251,7 +251,7 @@ describe("vSphere provider against vcsim-export", () => {
     fs.mkdirSync(out);
     fs.writeFileSync(path.join(out, "README.txt"), "someone else's");
     const { job } = await client.unary("submitJob", { definition: { provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "ovf-cancel" } });
-    await pollJob(client, job!.id, hasBytes(600_000));
+    await waitForJob(client, job!.id, hasBytes(600_000));
     const during = tree(path.join(out, vm.name));
     assert.ok(during.length > 0 && during.every((name) => name.endsWith(partial(job!.id))), `only partial names mid-download: ${during.join(", ")}`);
     assert.ok(during.includes(`${vm.name}-disk-1.vmdk${partial(job!.id)}`), during.join(", "));
@@ -269,7 +269,7 @@ describe("vSphere provider against vcsim-export", () => {
     fs.mkdirSync(out);
     fs.writeFileSync(path.join(out, "older.ova"), "an older export");
     const { job } = await client.unary("submitJob", { definition: { provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "ova-cancel", format: ExportFormat.OVA } });
-    await pollJob(client, job!.id, hasBytes(600_000));
+    await waitForJob(client, job!.id, hasBytes(600_000));
     assert.deepEqual(tree(out), [`${vm.name}.ova${partial(job!.id)}`, "older.ova"]);
     await client.unary("cancelJob", { jobId: job!.id, reason: "" });
     const removed = await logEntry(client, job!.id, REMOVED);
@@ -286,13 +286,13 @@ describe("vSphere provider against vcsim-export", () => {
     const first = await start();
     const { job } = await first.client.unary("submitJob", { definition: { provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "crash" } });
     // Past a checkpoint (every second) and short of the end.
-    await pollJob(first.client, job!.id, hasBytes(1_800_000));
+    await waitForJob(first.client, job!.id, hasBytes(1_800_000));
     await first.daemon.kill();
     const dir = path.join(first.daemon.outputRoot, "crash", vm.name);
     assert.ok(tree(dir).every((name) => name.endsWith(partial(job!.id))), tree(dir).join(", "));
 
     const second = await start({ dataDir: first.daemon.dataDir, outputRoot: first.daemon.outputRoot });
-    const done = await pollJob(second.client, job!.id, isFinal, 60_000);
+    const done = await waitForJob(second.client, job!.id, isFinal, { timeoutMs: 60_000 });
     assert.equal(done.state, JobState.COMPLETED, done.error?.message);
     const { entries } = await second.client.unary("getJobLogs", { jobId: job!.id });
     const starts = entries.filter((e) => e.message === "download started").map((e) => JSON.parse(e.fieldsJson) as { file: string; fromByte: number });
@@ -327,7 +327,7 @@ describe("vSphere provider against vcsim-export", () => {
     const vm = sim.vms[3]!;
     fs.writeFileSync(vm.disks[0]!.file, randomBytes(12 * 1024 * 1024));
     const { job } = await client.unary("submitJob", { definition: { provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "small-disk" } });
-    const ended = await pollJob(client, job!.id, isFinal, 60_000);
+    const ended = await waitForJob(client, job!.id, isFinal, { timeoutMs: 60_000 });
     assert.equal(ended.state, JobState.FAILED);
     assert.equal(ended.error!.code, "RESOURCE_EXHAUSTED");
     assert.equal(ended.attempt, 1, "a full disk is not retried");

@@ -4,9 +4,8 @@ import fs from "node:fs";
 import path from "node:path";
 import { after, describe, test } from "node:test";
 import { JobState } from "../gen/hypervisord/v1/job_pb.js";
-import type { GrpcJsClient } from "./support/clients.ts";
 import { spawnDaemon, spawnDaemonWithClient, type DaemonProcess, type SpawnOptions } from "./support/daemon-process.ts";
-import { waitFor } from "./support/engine-harness.ts";
+import { waitForJob } from "./support/wait-for-job.ts";
 import { fakeDiskBytes } from "./support/fake-provider.ts";
 
 const cleanups: (() => Promise<unknown> | void)[] = [];
@@ -15,16 +14,6 @@ after(async () => {
 });
 
 const start = (options: SpawnOptions = {}) => spawnDaemonWithClient(options, cleanups);
-
-async function waitForJob(client: GrpcJsClient, id: string, what: string, check: (job: NonNullable<Awaited<ReturnType<GrpcJsClient["unary"]>>>) => boolean) {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const { job } = await client.unary("getJob", { jobId: id });
-    if (check({ job } as never)) return job!;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; job is ${String(job?.progress?.bytesDone)} state ${job?.state}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 const SIZE = 3 * 1024 * 1024;
 const show = (value: unknown) => JSON.stringify(value, (_k, v: unknown) => (typeof v === "bigint" ? String(v) : v));
@@ -36,11 +25,11 @@ describe("restart recovery", () => {
       definition: { provider: "fake", vm: `crash?size=${SIZE}&chunk=65536&delayMs=15` },
     });
     const id = job!.id;
-    await waitForJob(first.client, id, "a third of the disk", (r: any) => Number(r.job.progress.bytesDone) > SIZE / 3);
+    await waitForJob(first.client, id, (j) => Number(j.progress?.bytesDone) > SIZE / 3, { what: "a third of the disk" });
     await first.daemon.kill();
 
     const second = await start({ dataDir: first.daemon.dataDir, outputRoot: first.daemon.outputRoot });
-    const done = await waitForJob(second.client, id, "completion", (r: any) => r.job.state === JobState.COMPLETED || r.job.state === JobState.FAILED);
+    const done = await waitForJob(second.client, id, (j) => j.state === JobState.COMPLETED || j.state === JobState.FAILED, { what: "completion" });
     assert.equal(done.state, JobState.COMPLETED, JSON.stringify(done.error));
     assert.equal(done.attempt, 1, "a resumed run is not a new attempt");
     const disk = fs.readFileSync(path.join(first.daemon.outputRoot, "crash", "crash-disk-1.img"));
@@ -61,7 +50,7 @@ describe("restart recovery", () => {
     const { job } = await first.client.unary("submitJob", {
       definition: { provider: "fake-noresume", vm: `nores?size=${SIZE}&chunk=65536&delayMs=15` },
     });
-    await waitForJob(first.client, job!.id, "progress", (r: any) => Number(r.job.progress.bytesDone) > 0);
+    await waitForJob(first.client, job!.id, (j) => Number(j.progress?.bytesDone) > 0, { what: "progress" });
     await first.daemon.kill();
     const second = await start({ dataDir: first.daemon.dataDir, outputRoot: first.daemon.outputRoot });
     const { job: after } = await second.client.unary("getJob", { jobId: job!.id });
@@ -76,7 +65,7 @@ describe("restart recovery", () => {
     const { job } = await first.client.unary("submitJob", {
       definition: { provider: "fake", vm: `term?size=${SIZE}&chunk=65536&delayMs=15` },
     });
-    await waitForJob(first.client, job!.id, "progress", (r: any) => Number(r.job.progress.bytesDone) > 0);
+    await waitForJob(first.client, job!.id, (j) => Number(j.progress?.bytesDone) > 0, { what: "progress" });
     const began = Date.now();
     const code = await first.daemon.stop();
     assert.equal(code, 0);
@@ -84,7 +73,7 @@ describe("restart recovery", () => {
     const second = await start({ dataDir: first.daemon.dataDir, outputRoot: first.daemon.outputRoot });
     const { transitions } = await second.client.unary("getJobHistory", { jobId: job!.id });
     assert.ok(transitions.some((t) => t.actor === "shutdown" && t.toState === JobState.QUEUED), show(transitions));
-    const done = await waitForJob(second.client, job!.id, "completion", (r: any) => r.job.state === JobState.COMPLETED);
+    const done = await waitForJob(second.client, job!.id, (j) => j.state === JobState.COMPLETED, { what: "completion" });
     assert.equal(done.attempt, 1);
     assert.ok(fs.readFileSync(path.join(first.daemon.outputRoot, "term", "term-disk-1.img")).equals(fakeDiskBytes(0, SIZE)));
     assert.equal(await second.daemon.stop(), 0);
@@ -114,12 +103,12 @@ describe("StreamJobUpdates resume", () => {
     // Missed while disconnected: two jobs run to the end.
     const a = (await first.client.unary("submitJob", { definition: { provider: "fake", vm: "a?size=1000&delayMs=0" } })).job!.id;
     const b = (await first.client.unary("submitJob", { definition: { provider: "fake", vm: "b?size=1000&delayMs=0" } })).job!.id;
-    for (const id of [a, b]) await waitForJob(first.client, id, "completion", (r: any) => r.job.state === JobState.COMPLETED);
+    for (const id of [a, b]) await waitForJob(first.client, id, (j) => j.state === JobState.COMPLETED, { what: "completion" });
     assert.equal(await first.daemon.stop(), 0);
 
     const second = await start({ dataDir: first.daemon.dataDir, outputRoot: first.daemon.outputRoot });
     const c = (await second.client.unary("submitJob", { definition: { provider: "fake", vm: "c?size=1000&delayMs=0" } })).job!.id;
-    await waitForJob(second.client, c, "completion", (r: any) => r.job.state === JobState.COMPLETED);
+    await waitForJob(second.client, c, (j) => j.state === JobState.COMPLETED, { what: "completion" });
 
     const resumed = second.client.stream("streamJobUpdates", { afterSeq: lastSeq });
     const got: { seq: bigint; kind: number; jobId: string; state: number }[] = [];

@@ -9,7 +9,7 @@ import { BatchState } from "../gen/hypervisord/v1/batch_pb.js";
 import { ExportFormat, JobState } from "../gen/hypervisord/v1/job_pb.js";
 import { createGrpcJsClient, type GrpcJsClient } from "./support/clients.ts";
 import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
-import { isFinal, pollJob } from "./support/poll-job.ts";
+import { isFinal, waitForJob } from "./support/wait-for-job.ts";
 import { buildVcsim, startVcsim, type Vcsim } from "./support/vcsim.ts";
 
 const RUN_DIR = /^\d{8}T\d{6}Z(-\d+)?$/;
@@ -72,7 +72,7 @@ describe("schedule retention against vcsim", () => {
     const dirs: string[] = [];
     for (let i = 0; i < 4; i++) {
       const { job } = await client.unary("triggerSchedule", { id: schedule!.id });
-      const ended = await pollJob(client, job!.id, isFinal, 120_000);
+      const ended = await waitForJob(client, job!.id, isFinal, { timeoutMs: 120_000 });
       assert.equal(ended.state, JobState.COMPLETED, ended.error?.message);
       const dir = ended.definition!.outputDir;
       assert.equal(path.dirname(dir), path.join(out, vm.name));

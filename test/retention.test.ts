@@ -19,7 +19,7 @@ import { runStamp } from "../src/scheduler/run-layout.ts";
 import { createGrpcJsClient, type GrpcJsClient } from "./support/clients.ts";
 import { tempDir } from "./support/daemon-process.ts";
 import { createFakeProvider } from "./support/fake-provider.ts";
-import { isFinal, pollJob } from "./support/poll-job.ts";
+import { isFinal, waitForJob } from "./support/wait-for-job.ts";
 
 const RUN_DIR = /^\d{8}T\d{6}Z(-\d+)?$/;
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
@@ -86,7 +86,7 @@ async function createSchedule(client: GrpcJsClient, jobTemplate: object, keepLas
 async function runOnce(client: GrpcJsClient, scheduleId: string) {
   const { run, job } = await client.unary("triggerSchedule", { id: scheduleId });
   assert.ok(job, `run ${run!.id} created no job: ${run!.skippedReason}`);
-  const ended = await pollJob(client, job.id, isFinal);
+  const ended = await waitForJob(client, job.id, isFinal);
   return { run: run!, job: ended };
 }
 
@@ -212,7 +212,7 @@ describe("schedule run layout and retention", () => {
     provider.mode = "hang";
     const { job } = await client.unary("triggerSchedule", { id: schedule.id });
     await client.unary("cancelJob", { jobId: job!.id });
-    await pollJob(client, job!.id, isFinal);
+    await waitForJob(client, job!.id, isFinal);
     await settle();
     assert.ok(fs.existsSync(third.job.definition!.outputDir));
   });

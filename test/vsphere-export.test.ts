@@ -7,7 +7,7 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { JobState, type Job } from "../gen/hypervisord/v1/job_pb.js";
 import { createGrpcJsClient, type GrpcJsClient } from "./support/clients.ts";
-import { hasBytes, isFinal, pollJob } from "./support/poll-job.ts";
+import { hasBytes, isFinal, waitForJob } from "./support/wait-for-job.ts";
 import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
 import { buildVcsim, startVcsim, type Vcsim } from "./support/vcsim.ts";
 
@@ -49,7 +49,7 @@ const connection = (sim: Vcsim, password = "pass") => ({ url: sim.url, username:
 
 async function runJob(definition: Record<string, unknown>, timeoutMs = 60_000) {
   const { job } = await client.unary("submitJob", { definition: definition as never });
-  return pollJob(client, job!.id, isFinal, timeoutMs);
+  return waitForJob(client, job!.id, isFinal, { timeoutMs });
 }
 
 
@@ -155,7 +155,7 @@ describe("vSphere export against vcsim-export", () => {
     const vm = sim.vms[0]!;
     fillDisk(vm.disks[0]!.file, 5_000_000);
     const { job } = await client.unary("submitJob", { definition: { provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "cancel" } });
-    await pollJob(client, job!.id, hasBytes(0));
+    await waitForJob(client, job!.id, hasBytes(0));
     const began = Date.now();
     const { job: cancelled } = await client.unary("cancelJob", { jobId: job!.id });
     assert.equal(cancelled!.state, JobState.CANCELLED);
@@ -219,7 +219,7 @@ describe("vSphere export against vcsim-export", () => {
     try {
       const { job } = await firstClient.unary("submitJob", { definition: { provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "crash" } });
       jobId = job!.id;
-      await pollJob(firstClient, jobId, hasBytes(size / 4));
+      await waitForJob(firstClient, jobId, hasBytes(size / 4));
     } finally {
       firstClient.close();
       await first.kill();
@@ -227,7 +227,7 @@ describe("vSphere export against vcsim-export", () => {
     const second = await spawnDaemon({ dataDir: first.dataDir, outputRoot: first.outputRoot });
     const secondClient = createGrpcJsClient(second.grpcAddress);
     try {
-      const job = await pollJob(secondClient, jobId, isFinal);
+      const job = await waitForJob(secondClient, jobId, isFinal);
       assert.equal(job.state, JobState.COMPLETED, job.error?.message);
       assert.ok(fs.readFileSync(path.join(first.outputRoot, "crash", vm.name, `${vm.name}-disk-1.vmdk`)).equals(source), "identical after the restart");
       const { transitions } = await secondClient.unary("getJobHistory", { jobId });
@@ -248,12 +248,12 @@ describe("vSphere export against vcsim-export", () => {
     const file = vm.disks[0]!.file;
     fillDisk(file, 2_000_000);
     const { job } = await client.unary("submitJob", { definition: { provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "tampered" } });
-    await pollJob(client, job!.id, hasBytes(0));
+    await waitForJob(client, job!.id, hasBytes(0));
     // The manifest was computed when the lease was read; the tail served from now on differs from it.
     const fd = fs.openSync(file, "r+");
     fs.writeSync(fd, randomBytes(100_000), 0, 100_000, 1_900_000);
     fs.closeSync(fd);
-    const final = await pollJob(client, job!.id, isFinal);
+    const final = await waitForJob(client, job!.id, isFinal);
     assert.equal(final.state, JobState.FAILED);
     assert.match(final.error!.message, /SHA-1 [0-9a-f]{40} does not match the lease manifest's [0-9a-f]{40}/);
   });
@@ -420,7 +420,7 @@ describe("vSphere session hygiene", () => {
       await ownClient.unary("listVMs", { provider: "vsphere", vsphere: connection(sim) });
       for (const ref of [vm.path, "no-such-vm"]) {
         const { job } = await ownClient.unary("submitJob", { definition: { provider: "vsphere", vm: ref, vsphere: connection(sim), outputDir: "hygiene" } });
-        await pollJob(ownClient, job!.id, isFinal);
+        await waitForJob(ownClient, job!.id, isFinal);
       }
     } finally {
       ownClient.close();

@@ -17,7 +17,7 @@ import { createSoapClient } from "../src/providers/vsphere/soap-client.ts";
 import { fakeDefinition, startEngine, waitFor } from "./support/engine-harness.ts";
 import { JobState, type Job } from "../gen/hypervisord/v1/job_pb.js";
 import { createGrpcJsClient, postJson, type GrpcJsClient } from "./support/clients.ts";
-import { hasBytes, isFinal, pollJob as pollJobFor } from "./support/poll-job.ts";
+import { hasBytes, isFinal, waitForJob } from "./support/wait-for-job.ts";
 import { spawnDaemon, tempDir, type DaemonProcess } from "./support/daemon-process.ts";
 import { buildVcsim, startVcsim, type Vcsim } from "./support/vcsim.ts";
 
@@ -68,8 +68,8 @@ function fillDisk(file: string, bytes: Buffer): Buffer {
   return bytes;
 }
 
-/** The exports here are slowed on purpose: a minute by default. */
-const pollJob = (c: GrpcJsClient, jobId: string, until: (job: Job) => boolean, timeoutMs = 60_000) => pollJobFor(c, jobId, until, timeoutMs);
+/** The exports here are slowed on purpose: a minute to end. */
+const SLOW = { timeoutMs: 60_000 };
 
 const connection = (sim: Vcsim, password = "pass") => ({ url: sim.url, username: "user", password, insecure: true });
 
@@ -135,7 +135,7 @@ describe("vSphere session expiry during an export", () => {
     const vm = sim.vms[0]!;
     const source = fillDisk(vm.disks[0]!.file, randomBytes(3_000_000));
     const { job } = await client.unary("submitJob", { definition: { provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "idle-kept" } });
-    const done = await pollJob(client, job!.id, isFinal);
+    const done = await waitForJob(client, job!.id, isFinal, SLOW);
     assert.equal(done.state, JobState.COMPLETED, done.error?.message);
     assert.ok(Number(done.result!.durationSeconds) > 4, `the export outlasted the session idle timeout (${done.result!.durationSeconds} s)`);
     assert.deepEqual(done.result!.warnings, []);
@@ -152,7 +152,7 @@ describe("vSphere session expiry during an export", () => {
     const vm = sim.vms[0]!;
     const source = fillDisk(vm.disks[0]!.file, randomBytes(3_000_000));
     const { job } = await client.unary("submitJob", { definition: { provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "idle-expired" } });
-    const done = await pollJob(client, job!.id, isFinal);
+    const done = await waitForJob(client, job!.id, isFinal, SLOW);
     assert.equal(done.state, JobState.COMPLETED, done.error?.message);
     assert.equal(done.result!.warnings.length, 1, done.result!.warnings.join("\n"));
     assert.match(done.result!.warnings[0]!,
@@ -178,7 +178,7 @@ describe("vCenter down mid-export", () => {
     const port = new URL(first.url).port;
     const { job } = await client.unary("submitJob", { definition: { provider: "vsphere", vm: vm.path, vsphere: connection(first), outputDir: "down" } });
     const jobId = job!.id;
-    const before = Number((await pollJob(client, jobId, hasBytes(size / 4))).progress!.bytesDone);
+    const before = Number((await waitForJob(client, jobId, hasBytes(size / 4), SLOW)).progress!.bytesDone);
     first.child.kill("SIGKILL");
     await first.stop();
     leftDatastores.push(path.dirname(path.dirname(vm.disks[0]!.file)));
@@ -188,7 +188,7 @@ describe("vCenter down mid-export", () => {
     assert.equal(second.url, first.url, "the same vCenter address");
     fillDisk(second.vms.find((v) => v.path === vm.path)!.disks[0]!.file, source);
 
-    const done = await pollJob(client, jobId, isFinal, 45_000);
+    const done = await waitForJob(client, jobId, isFinal, { timeoutMs: 45_000 });
     assert.equal(done.state, JobState.COMPLETED, done.error?.message);
     assert.ok((await exportedDisk(daemon.outputRoot, "down", vm.name)).equals(source), "byte-identical");
     assert.ok(done.attempt > 1 && done.attempt <= 10, `retried within the default budget (attempt ${done.attempt})`);
@@ -218,7 +218,7 @@ describe("leases left behind", () => {
     try {
       const { job } = await firstClient.unary("submitJob", { definition: { provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "killed" } });
       jobId = job!.id;
-      await pollJob(firstClient, jobId, hasBytes(500_000));
+      await waitForJob(firstClient, jobId, hasBytes(500_000), SLOW);
     } finally {
       firstClient.close();
       await first.kill();
@@ -234,7 +234,7 @@ describe("leases left behind", () => {
     const secondClient = createGrpcJsClient(second.grpcAddress);
     try {
       const tookMs = await waitForStatus(sim, record.lease, 404, 20_000);
-      const done = await pollJob(secondClient, jobId, isFinal);
+      const done = await waitForJob(secondClient, jobId, isFinal, SLOW);
       assert.equal(done.state, JobState.COMPLETED, done.error?.message);
       assert.ok((await exportedDisk(first.outputRoot, "killed", vm.name)).equals(source), "byte-identical");
       const { entries } = await secondClient.unary("getJobLogs", { jobId });
@@ -263,7 +263,7 @@ describe("leases left behind", () => {
     try {
       const { job } = await firstClient.unary("submitJob", { definition: { provider: "vsphere", vm: vm.path, vsphere: viaRelay, outputDir: "cut" } });
       jobId = job!.id;
-      await pollJob(firstClient, jobId, hasBytes(300_000));
+      await waitForJob(firstClient, jobId, hasBytes(300_000), SLOW);
       await relay.cut();
       const { job: cancelled } = await firstClient.unary("cancelJob", { jobId });
       assert.equal(cancelled!.state, JobState.CANCELLED);

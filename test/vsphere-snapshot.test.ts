@@ -14,7 +14,7 @@ import { runTask } from "../src/providers/vsphere/tasks.ts";
 import { children, moRefOf, textOf, type XmlNode } from "../src/providers/vsphere/xml.ts";
 import { createGrpcJsClient, type GrpcJsClient } from "./support/clients.ts";
 import { spawnDaemon, tempDir, type DaemonProcess } from "./support/daemon-process.ts";
-import { isFinal, pollJob } from "./support/poll-job.ts";
+import { isFinal, waitForJob } from "./support/wait-for-job.ts";
 import { buildVcsim, startVcsim, type Vcsim, type VcsimVm } from "./support/vcsim.ts";
 
 const DISK = 2 * 1024 * 1024;
@@ -105,18 +105,6 @@ function exportedDisk(root: string, dir: string, vm: VcsimVm): Buffer {
   return fs.readFileSync(path.join(root, dir, vm.name, `${vm.name}-disk-1.vmdk`));
 }
 
-/** Waits until the job downloads (or `phase`) and has `bytes` done, polling GetJob. */
-async function waitFor(on: GrpcJsClient, id: string, check: (job: Job) => boolean, what: string, timeoutMs = 20_000): Promise<Job> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const { job } = await on.unary("getJob", { jobId: id });
-    if (check(job!)) return job!;
-    // A completed job may still be waited on (its pending cleanup); a failed or cancelled one will not change.
-    if ((isFinal(job!) && job!.state !== JobState.COMPLETED) || Date.now() > until) assert.fail(`waiting for ${what}: job is ${JobState[job!.state]} (${job!.progress?.phase}) ${job!.error?.message ?? ""}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 const downloading = (job: Job) => job.state === JobState.RUNNING && job.progress?.phase === "downloading" && Number(job.progress.bytesDone) > 0;
 
 async function metric(name: string, base = daemon.httpUrl): Promise<number> {
@@ -136,12 +124,12 @@ describe("running VMs exported through a snapshot", () => {
     const createdBefore = await metric("hypersdk_snapshots_created_total{consistency=\"application_consistent\"}");
     const removedBefore = await metric("hypersdk_snapshots_removed_total");
     const id = await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "live" });
-    await waitFor(client, id, downloading, "the download");
+    await waitForJob(client, id, downloading, { what: "the download" });
     const during = await snapshotsOf(session, vm);
     assert.deepEqual(during.map((s) => s.name), [`hypervisord-${id}`], "the job's snapshot, named after it, exists during the export");
     // The guest keeps writing: the live disk changes completely after the snapshot.
     fs.writeFileSync(vm.disks[0]!.file, randomBytes(DISK));
-    const job = await pollJob(client, id, isFinal, 60_000);
+    const job = await waitForJob(client, id, isFinal, { timeoutMs: 60_000 });
     assert.equal(job.state, JobState.COMPLETED, job.error?.message);
     assert.equal(sha256(exportedDisk(daemon.outputRoot, "live", vm)), sha256(bytes), "the exported disk is the snapshot-time content");
     assert.equal(job.result!.consistency, "application_consistent");
@@ -160,7 +148,7 @@ describe("running VMs exported through a snapshot", () => {
     const { sim, vm, bytes, session } = await runningSimulator();
     await runTask(session, "PowerOffVM_Task", { type: "VirtualMachine", value: vm.moref }, AbortSignal.timeout(10_000));
     const createdBefore = await metric("hypersdk_snapshots_created_total");
-    const job = await pollJob(client, await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "off" }), isFinal, 60_000);
+    const job = await waitForJob(client, await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "off" }), isFinal, { timeoutMs: 60_000 });
     assert.equal(job.state, JobState.COMPLETED, job.error?.message);
     assert.equal(job.result!.consistency, "powered_off");
     assert.ok(exportedDisk(daemon.outputRoot, "off", vm).equals(bytes));
@@ -170,7 +158,7 @@ describe("running VMs exported through a snapshot", () => {
   test("running_vm_policy fail refuses a running VM with FAILED_PRECONDITION naming the policy; nothing is made", async (t) => {
     if (skipReason) return t.skip(skipReason);
     const { sim, vm, session } = await runningSimulator();
-    const job = await pollJob(client, await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "refused", runningVmPolicy: "fail" }), isFinal);
+    const job = await waitForJob(client, await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "refused", runningVmPolicy: "fail" }), isFinal);
     assert.equal(job.state, JobState.FAILED);
     assert.equal(job.error!.code, "FAILED_PRECONDITION");
     assert.match(job.error!.message, /is powered on and running_vm_policy is "fail"/);
@@ -187,7 +175,7 @@ describe("running VMs exported through a snapshot", () => {
     const userTree = await snapshotsOf(session, vm);
     const userFiles = snapFiles(vm);
     assert.equal(userTree.length, 2);
-    const job = await pollJob(client, await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "users" }), isFinal, 60_000);
+    const job = await waitForJob(client, await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "users" }), isFinal, { timeoutMs: 60_000 });
     assert.equal(job.state, JobState.COMPLETED, job.error?.message);
     assert.ok(exportedDisk(daemon.outputRoot, "users", vm).equals(bytes));
     assert.deepEqual(await snapshotsOf(session, vm), userTree, "the user's snapshots, same names and morefs");
@@ -200,7 +188,7 @@ describe("no snapshot left after a failure, a cancel, a lease timeout, a session
     if (skipReason) return t.skip(skipReason);
     const { sim, vm, session } = await runningSimulator();
     fs.writeFileSync(path.join(daemon.outputRoot, "blocked"), "a file where the output directory should go");
-    const job = await pollJob(client, await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "blocked" }), isFinal, 60_000);
+    const job = await waitForJob(client, await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "blocked" }), isFinal, { timeoutMs: 60_000 });
     assert.equal(job.state, JobState.FAILED);
     await assertNoSnapshotLeft(session, vm);
   });
@@ -209,10 +197,10 @@ describe("no snapshot left after a failure, a cancel, a lease timeout, a session
     if (skipReason) return t.skip(skipReason);
     const { sim, vm, session } = await runningSimulator(SLOW);
     const id = await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "cancelled" });
-    await waitFor(client, id, downloading, "the download");
+    await waitForJob(client, id, downloading, { what: "the download" });
     await client.unary("cancelJob", { jobId: id, reason: "test" });
-    await waitFor(client, id, () => logLines(daemon, id, "snapshot removed").length > 0, "the removal", 20_000).catch(() => undefined);
-    const job = await pollJob(client, id, isFinal);
+    await waitForJob(client, id, () => logLines(daemon, id, "snapshot removed").length > 0, { what: "the removal", timeoutMs: 20_000 }).catch(() => undefined);
+    const job = await waitForJob(client, id, isFinal);
     assert.equal(job.state, JobState.CANCELLED);
     for (let i = 0; i < 100 && (await snapshotsOf(session, vm)).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
     await assertNoSnapshotLeft(session, vm);
@@ -222,9 +210,9 @@ describe("no snapshot left after a failure, a cancel, a lease timeout, a session
     if (skipReason) return t.skip(skipReason);
     const { sim, vm, session } = await runningSimulator({ VCSIM_SNAPSHOT_CREATE_MS: "1500" });
     const id = await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "cancelled-create" });
-    await waitFor(client, id, (j) => j.progress?.phase === "snapshot", "CreateSnapshot_Task");
+    await waitForJob(client, id, (j) => j.progress?.phase === "snapshot", { what: "CreateSnapshot_Task" });
     await client.unary("cancelJob", { jobId: id, reason: "test" });
-    assert.equal((await pollJob(client, id, isFinal)).state, JobState.CANCELLED);
+    assert.equal((await waitForJob(client, id, isFinal)).state, JobState.CANCELLED);
     // The task ends on the host 1.5 s after it started; the removal follows it.
     for (let i = 0; i < 50 && logLines(daemon, id, "snapshot removed").length === 0; i++) await new Promise((r) => setTimeout(r, 100));
     assert.equal(logLines(daemon, id, "snapshot removed").length, 1, "the snapshot made after the cancel was removed");
@@ -235,7 +223,7 @@ describe("no snapshot left after a failure, a cancel, a lease timeout, a session
     if (skipReason) return t.skip(skipReason);
     const { sim, vm, session } = await runningSimulator({ ...SLOW, VCSIM_LEASE_TIMEOUT_S: "2" });
     const id = await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "lease-timeout" });
-    const first = await waitFor(client, id, downloading, "the download");
+    const first = await waitForJob(client, id, downloading, { what: "the download" });
     const firstSnapshot = (await snapshotsOf(session, vm))[0]!;
     // The keep-alive cannot run while the process is stopped: the lease times out on the host, its URLs answer 404.
     daemon.child.kill("SIGSTOP");
@@ -243,7 +231,7 @@ describe("no snapshot left after a failure, a cancel, a lease timeout, a session
     const retried = randomBytes(DISK);
     fs.writeFileSync(vm.disks[0]!.file, retried);
     daemon.child.kill("SIGCONT");
-    const job = await pollJob(client, id, isFinal, 60_000);
+    const job = await waitForJob(client, id, isFinal, { timeoutMs: 60_000 });
     assert.equal(job.state, JobState.COMPLETED, job.error?.message);
     assert.ok(job.attempt > first.attempt, `retried (attempt ${job.attempt})`);
     assert.ok(exportedDisk(daemon.outputRoot, "lease-timeout", vm).equals(retried), "the retry exported the new snapshot's bytes, whole");
@@ -256,7 +244,7 @@ describe("no snapshot left after a failure, a cancel, a lease timeout, a session
     if (skipReason) return t.skip(skipReason);
     const { sim, vm, bytes, session } = await runningSimulator(SLOW, ["-session-idle-timeout", "2s"]);
     const id = await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "expired" });
-    const job = await pollJob(client, id, isFinal, 60_000);
+    const job = await waitForJob(client, id, isFinal, { timeoutMs: 60_000 });
     assert.equal(job.state, JobState.COMPLETED, job.error?.message);
     assert.ok(exportedDisk(daemon.outputRoot, "expired", vm).equals(bytes));
     assert.ok(daemon.logs.some((l) => l.includes(sim.url.replace(/\/sdk$/, "").replace("https://", "")) && l.includes("vSphere session logged in again")), "the session did expire");
@@ -270,7 +258,7 @@ describe("quiescing", () => {
     if (skipReason) return t.skip(skipReason);
     const { sim, vm, bytes, session } = await runningSimulator({ VCSIM_SNAPSHOT_QUIESCE_FAIL: "1" });
     const crashBefore = await metric("hypersdk_snapshots_created_total{consistency=\"crash_consistent\"}");
-    const job = await pollJob(client, await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "fallback" }), isFinal, 60_000);
+    const job = await waitForJob(client, await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "fallback" }), isFinal, { timeoutMs: 60_000 });
     assert.equal(job.state, JobState.COMPLETED, job.error?.message);
     assert.equal(job.result!.consistency, "crash_consistent");
     assert.equal(job.result!.applicationConsistent, false);
@@ -284,7 +272,7 @@ describe("quiescing", () => {
   test("quiesce fails (ApplicationQuiesceFault), policy fail: FAILED_PRECONDITION naming quiesce_policy, not retried, nothing left", async (t) => {
     if (skipReason) return t.skip(skipReason);
     const { sim, vm, session } = await runningSimulator({ VCSIM_SNAPSHOT_QUIESCE_FAIL: "app" });
-    const job = await pollJob(client, await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "quiesce-fail", quiescePolicy: "fail" }), isFinal, 60_000);
+    const job = await waitForJob(client, await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "quiesce-fail", quiescePolicy: "fail" }), isFinal, { timeoutMs: 60_000 });
     assert.equal(job.state, JobState.FAILED);
     assert.equal(job.error!.code, "FAILED_PRECONDITION");
     assert.equal(job.error!.retryable, false);
@@ -296,7 +284,7 @@ describe("quiescing", () => {
   test("quiesce false: crash-consistent without a warning (the job asked for it)", async (t) => {
     if (skipReason) return t.skip(skipReason);
     const { sim, vm, session } = await runningSimulator();
-    const job = await pollJob(client, await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "no-quiesce", quiesce: false }), isFinal, 60_000);
+    const job = await waitForJob(client, await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "no-quiesce", quiesce: false }), isFinal, { timeoutMs: 60_000 });
     assert.equal(job.state, JobState.COMPLETED, job.error?.message);
     assert.equal(job.result!.consistency, "crash_consistent");
     assert.deepEqual(job.result!.warnings, []);
@@ -319,7 +307,7 @@ describe("removals that fail", () => {
     if (skipReason) return t.skip(skipReason);
     const { sim, vm, session } = await runningSimulator({ VCSIM_SNAPSHOT_REMOVE_FAIL: "2" });
     const failuresBefore = await metric("hypersdk_snapshot_removal_failures_total");
-    const job = await pollJob(client, await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "remove-twice" }), isFinal, 60_000);
+    const job = await waitForJob(client, await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "remove-twice" }), isFinal, { timeoutMs: 60_000 });
     assert.equal(job.state, JobState.COMPLETED, job.error?.message);
     assert.deepEqual(job.result!.warnings, []);
     assert.equal(job.pendingCleanup, "");
@@ -332,7 +320,7 @@ describe("removals that fail", () => {
     // 3 tries in the run, then the background retries (1 s, then 2 s): the 5th try works.
     const { sim, vm, bytes, session } = await runningSimulator({ VCSIM_SNAPSHOT_REMOVE_FAIL: "4" });
     const id = await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "remove-later" });
-    const job = await pollJob(client, id, isFinal, 60_000);
+    const job = await waitForJob(client, id, isFinal, { timeoutMs: 60_000 });
     assert.equal(job.state, JobState.COMPLETED, job.error?.message);
     assert.ok(exportedDisk(daemon.outputRoot, "remove-later", vm).equals(bytes), "a completed export stays completed");
     assert.equal(job.result!.warnings.length, 1);
@@ -340,7 +328,7 @@ describe("removals that fail", () => {
     assert.match(job.pendingCleanup, new RegExp(`^snapshot hypervisord-${id} \\(snapshot-\\d+\\) on VM ${vm.name}: RemoveSnapshot_Task failed: FileLocked; retrying$`));
     assert.equal((await snapshotsOf(session, vm)).length, 1, "still there while pending");
     assert.ok(await metric("hypersdk_snapshots_pending_removal") >= 1);
-    const cleared = await waitFor(client, id, (j) => j.pendingCleanup === "", "the background removal", 15_000);
+    const cleared = await waitForJob(client, id, (j) => j.pendingCleanup === "", { what: "the background removal", timeoutMs: 15_000 });
     assert.equal(cleared.state, JobState.COMPLETED);
     await assertNoSnapshotLeft(session, vm);
     assert.ok(fs.existsSync(path.join(daemon.outputRoot, "remove-later", vm.name, `${vm.name}.ovf`)), "the export's files stay");
@@ -351,7 +339,7 @@ describe("removals that fail", () => {
     const { sim, vm, session } = await runningSimulator({ VCSIM_SNAPSHOT_REMOVE_FAIL: "4" });
     fs.writeFileSync(path.join(daemon.outputRoot, "blocked-pending"), "a file where the output directory should go");
     const id = await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "blocked-pending" });
-    const failed = await pollJob(client, id, isFinal, 60_000);
+    const failed = await waitForJob(client, id, isFinal, { timeoutMs: 60_000 });
     assert.equal(failed.state, JobState.FAILED);
     // Polled: the failed job shows what it holds, then nothing once the background retry has removed it.
     const seen: string[] = [];
@@ -387,15 +375,15 @@ describe("kill -9 and a graceful stop of the daemon", () => {
     const pending = await runningSimulator({ VCSIM_SNAPSHOT_REMOVE_FAIL: "3" });
     const first = await ownDaemon();
     const pendingId = await submit({ provider: "vsphere", vm: pending.vm.path, vsphere: connection(pending.sim), outputDir: "killed-after" }, first.c);
-    const done = await pollJob(first.c, pendingId, isFinal, 60_000);
+    const done = await waitForJob(first.c, pendingId, isFinal, { timeoutMs: 60_000 });
     assert.equal(done.state, JobState.COMPLETED, done.error?.message);
     assert.notEqual(done.pendingCleanup, "");
     const duringId = await submit({ provider: "vsphere", vm: during.vm.path, vsphere: connection(during.sim), outputDir: "killed" }, first.c);
-    await waitFor(first.c, duringId, downloading, "the download");
+    await waitForJob(first.c, duringId, downloading, { what: "the download" });
     const creatingId = await submit({ provider: "vsphere", vm: creating.vm.path, vsphere: connection(creating.sim), outputDir: "killed-create" }, first.c);
-    await waitFor(first.c, creatingId, (j) => j.progress?.phase === "snapshot", "CreateSnapshot_Task");
+    await waitForJob(first.c, creatingId, (j) => j.progress?.phase === "snapshot", { what: "CreateSnapshot_Task" });
     await new Promise((r) => setTimeout(r, 300));
-    await waitFor(first.c, duringId, (j) => downloading(j) && Number(j.progress!.bytesDone) >= 600_000, "a third of the download");
+    await waitForJob(first.c, duringId, (j) => downloading(j) && Number(j.progress!.bytesDone) >= 600_000, { what: "a third of the download" });
     const snapshot = (await snapshotsOf(during.session, during.vm))[0]!;
     first.c.close();
     await first.d.kill();
@@ -408,19 +396,19 @@ describe("kill -9 and a graceful stop of the daemon", () => {
 
     const second = await ownDaemon(first.d.dataDir, first.d.outputRoot);
     try {
-      const resumed = await pollJob(second.c, duringId, isFinal, 60_000);
+      const resumed = await waitForJob(second.c, duringId, isFinal, { timeoutMs: 60_000 });
       assert.equal(resumed.state, JobState.COMPLETED, resumed.error?.message);
       assert.ok(exportedDisk(second.d.outputRoot, "killed", during.vm).equals(during.bytes), "the snapshot-time bytes, resumed");
       assert.equal(logLines(second.d, duringId, "continuing from the snapshot an earlier run of this job made").length, 1);
       assert.ok(second.d.logs.some((l) => l.includes(duringId) && l.includes(snapshot.moref) && l.includes("snapshot removed")), "the same snapshot, removed at the end");
       await assertNoSnapshotLeft(during.session, during.vm);
 
-      const created = await pollJob(second.c, creatingId, isFinal, 60_000);
+      const created = await waitForJob(second.c, creatingId, isFinal, { timeoutMs: 60_000 });
       assert.equal(created.state, JobState.COMPLETED, created.error?.message);
       assert.ok(exportedDisk(second.d.outputRoot, "killed-create", creating.vm).equals(creating.bytes));
       await assertNoSnapshotLeft(creating.session, creating.vm);
 
-      const cleared = await waitFor(second.c, pendingId, (j) => j.pendingCleanup === "", "the removal at the start", 20_000);
+      const cleared = await waitForJob(second.c, pendingId, (j) => j.pendingCleanup === "", { what: "the removal at the start" });
       assert.equal(cleared.state, JobState.COMPLETED);
       await assertNoSnapshotLeft(pending.session, pending.vm);
       assert.ok(fs.existsSync(path.join(second.d.outputRoot, "killed-after", pending.vm.name, `${pending.vm.name}-disk-1.vmdk`)), "the completed export's files are kept");
@@ -435,7 +423,7 @@ describe("kill -9 and a graceful stop of the daemon", () => {
     const { sim, vm, session } = await runningSimulator(SLOW);
     const first = await ownDaemon();
     const id = await submit({ provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "stopped" }, first.c);
-    await waitFor(first.c, id, downloading, "the download");
+    await waitForJob(first.c, id, downloading, { what: "the download" });
     first.c.close();
     assert.equal(await first.d.stop(), 0);
     await assertNoSnapshotLeft(session, vm);
@@ -443,7 +431,7 @@ describe("kill -9 and a graceful stop of the daemon", () => {
     fs.writeFileSync(vm.disks[0]!.file, now);
     const second = await ownDaemon(first.d.dataDir, first.d.outputRoot);
     try {
-      const job = await pollJob(second.c, id, isFinal, 60_000);
+      const job = await waitForJob(second.c, id, isFinal, { timeoutMs: 60_000 });
       assert.equal(job.state, JobState.COMPLETED, job.error?.message);
       assert.ok(exportedDisk(second.d.outputRoot, "stopped", vm).equals(now), "the new snapshot's bytes, whole (nothing of the old one resumed)");
       await assertNoSnapshotLeft(session, vm);
