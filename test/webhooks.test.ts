@@ -17,7 +17,7 @@ import { createSecretBox } from "../src/store/secret-box.ts";
 import { migrate } from "../src/store/sqlite/migrations.ts";
 import { createWebhookQueries } from "../src/store/sqlite/webhooks.ts";
 import { createWebhookDispatcher, parseRetryAfter, type WebhookDispatcher, type WebhookDispatcherOptions } from "../src/webhooks/dispatcher.ts";
-import { jobEvent, MAX_DISCOVERED_VMS, progressEvent, scheduleTriggeredEvent, testEvent, vmDiscoveredEvent } from "../src/webhooks/events.ts";
+import { jobEvent, MAX_DISCOVERED_VMS, progressEvent, scheduleTriggeredEvent, testEvent, vmDiscoveredEvent } from "../src/domain/webhook-events.ts";
 import { generateSecret, parseSecret, signatureHeaders, verifySignature } from "../src/webhooks/signing.ts";
 import { BlockedTargetError, blockedAddressKind, checkWebhookUrl, createGuardedAgent } from "../src/webhooks/ssrf-guard.ts";
 

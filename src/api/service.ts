@@ -25,7 +25,7 @@ import { createScheduleHandlers } from "./schedules.ts";
 import { createWebhookHandlers } from "./webhooks.ts";
 import type { Scheduler } from "../scheduler/scheduler.ts";
 import type { WebhookDispatcher } from "../webhooks/dispatcher.ts";
-import { vmDiscoveredEvent } from "../webhooks/events.ts";
+import { vmDiscoveredEvent } from "../domain/webhook-events.ts";
 import { decodePageToken, encodePageToken } from "./page-token.ts";
 
 export interface ApiDeps {

@@ -4,7 +4,7 @@ import type { Webhook, WebhookDelivery } from "../domain/webhook.ts";
 import { FailedPreconditionError, HypervisordError, NotFoundError, UnavailableError, errorDetail } from "../errors.ts";
 import type { WebhookStore } from "../store/store.ts";
 import { VERSION } from "../version.ts";
-import { testEvent } from "./events.ts";
+import { testEvent } from "../domain/webhook-events.ts";
 import { signatureHeaders } from "./signing.ts";
 import { createGuardedAgent } from "./ssrf-guard.ts";
 

@@ -1,7 +1,7 @@
 import type { Job, JobProgress } from "../domain/job.ts";
 import { wantsEvent } from "../domain/webhook.ts";
 import type { WebhookStore } from "../store/store.ts";
-import { progressEvent } from "./events.ts";
+import { progressEvent } from "../domain/webhook-events.ts";
 
 /** job.progress is opt-in and throttled: at most one event per job per interval, and none while no webhook asks for it. */
 export function createProgressEvents(store: WebhookStore, intervalMs = 10_000) {

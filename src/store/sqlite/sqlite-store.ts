@@ -2,7 +2,7 @@ import path from "node:path";
 import Database from "better-sqlite3";
 import type { Logger } from "pino";
 import type { Job, JobTransition } from "../../domain/job.ts";
-import { batchCompletedEvent, jobEvent, scheduleTriggeredEvent } from "../../webhooks/events.ts";
+import { batchCompletedEvent, jobEvent, scheduleTriggeredEvent } from "../../domain/webhook-events.ts";
 import { prepareDataDir, secureExistingFile, secureFile } from "../data-dir.ts";
 import { KEY_FILE, loadEncryptionKey, type EncryptionKeyOptions } from "../encryption-key.ts";
 import type { SecretBox } from "../secret-box.ts";

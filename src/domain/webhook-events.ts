@@ -1,8 +1,8 @@
-import type { Batch } from "../domain/batch.ts";
-import type { Job, JobTransition } from "../domain/job.ts";
-import type { RunTrigger } from "../domain/schedule.ts";
-import type { PowerState } from "../domain/vm.ts";
-import type { WebhookEvent, WebhookEventType } from "../domain/webhook.ts";
+import type { Batch } from "./batch.ts";
+import type { Job, JobTransition } from "./job.ts";
+import type { RunTrigger } from "./schedule.ts";
+import type { PowerState } from "./vm.ts";
+import type { WebhookEvent, WebhookEventType } from "./webhook.ts";
 
 /**
  * The events webhooks receive. Payload fields are picked one by one (snake_case, like the API's JSON),
