@@ -1,11 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { callerPathProblem, InvalidArgumentError, quoteInput, toHypervisordError } from "../errors.ts";
-
-export function isInside(child: string, parent: string): boolean {
-  const rel = path.relative(parent, child);
-  return rel === "" || (rel !== ".." && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel));
-}
+import { isInside } from "../files/fs-utils.ts";
 
 /** The roots with their symbolic links resolved; compute once per set of roots. */
 export function realPaths(roots: readonly string[]): string[] {

@@ -1,10 +1,11 @@
 import fs from "node:fs";
 import type { HypervisordService } from "../../gen/hypervisord/v1/service_pb.js";
 import { InvalidArgumentError } from "../errors.ts";
+import { isInside } from "../files/fs-utils.ts";
 import { verifyArtifactManifest } from "../export/artifact-manifest.ts";
 import { extractOva, validateOva } from "../export/ova-reader.ts";
 import type { ServiceHandlers } from "../rpc/handlers.ts";
-import { isInside, resolveOutputDir } from "./output-dir.ts";
+import { resolveOutputDir } from "./output-dir.ts";
 
 type PackageHandlers = Pick<ServiceHandlers<typeof HypervisordService>, "validateOva" | "extractOva" | "verifyManifest">;
 

@@ -1,8 +1,8 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { Logger } from "pino";
-import { formatBytes } from "../export/disk-error.ts";
-import { syncDirectory, type WrittenFiles } from "../export/written-files.ts";
+import { formatBytes } from "../files/disk-error.ts";
+import { syncDirectory, type WrittenFiles } from "../files/written-files.ts";
 import type { Store } from "../store/store.ts";
 
 /**

@@ -19,9 +19,9 @@ import fs, { type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { HypervisordError, InvalidArgumentError, NotFoundError, toHypervisordError } from "../errors.ts";
 import { VERSION } from "../version.ts";
-import { writeFileAtomic } from "./manifest.ts";
-import { openRegularFile } from "./open-regular-file.ts";
-import { UNRECORDED, type WrittenFiles } from "./written-files.ts";
+import { openRegularFile } from "../files/open-regular-file.ts";
+import { writeFileAtomic } from "../files/write-file-atomic.ts";
+import { UNRECORDED, type WrittenFiles } from "../files/written-files.ts";
 
 export const ARTIFACT_MANIFEST_FILE = "artifact-manifest.json";
 export const ARTIFACT_MANIFEST_VERSION = "1.0";

@@ -6,7 +6,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { request, type Dispatcher } from "undici";
 import { retryDelayMs } from "../backoff.ts";
 import { HypervisordError, InvalidArgumentError, UnavailableError, toHypervisordError } from "../errors.ts";
-import { diskError, formatBytes } from "./disk-error.ts";
+import { diskError, formatBytes } from "../files/disk-error.ts";
 import type { HostSlots } from "./host-slots.ts";
 import { createRateLimiter, type RateLimiter } from "./rate-limiter.ts";
 

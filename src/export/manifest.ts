@@ -1,7 +1,6 @@
-import fs from "node:fs/promises";
 import type { ManifestAlgorithm } from "../domain/job.ts";
-import { diskError } from "./disk-error.ts";
-import { publishPartial, startPartial, UNRECORDED, type WrittenFiles } from "./written-files.ts";
+import { writeFileAtomic } from "../files/write-file-atomic.ts";
+import type { WrittenFiles } from "../files/written-files.ts";
 
 export interface ManifestEntry {
   /** File name relative to the manifest's directory. */
@@ -29,26 +28,9 @@ export function manifestSize(names: readonly string[], algorithm: ManifestAlgori
   return Buffer.byteLength(manifestText(names.map((name) => ({ path: name, sha256: digest, sha1: digest })), algorithm));
 }
 
-/** Writes the manifest atomically (see writeFileAtomic), so that a crash never leaves half of one. */
+/** Writes the manifest atomically (see files/write-file-atomic.ts), so that a crash never leaves half of one. */
 export async function writeManifest(file: string, entries: readonly ManifestEntry[], algorithm: ManifestAlgorithm, files: WrittenFiles): Promise<string> {
   const text = manifestText(entries, algorithm);
   await writeFileAtomic(file, text, files);
   return text;
-}
-
-/** Writes `file`'s partial name (see written-files.ts), syncs it and renames it to `file`: `file` only ever appears whole. */
-export async function writeFileAtomic(file: string, data: string | Buffer, files: WrittenFiles = UNRECORDED): Promise<void> {
-  const partial = startPartial(file, files);
-  try {
-    const handle = await fs.open(partial, "w");
-    try {
-      await handle.writeFile(data);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await publishPartial(file, files);
-  } catch (err) {
-    throw diskError(err, "writing", partial);
-  }
 }

@@ -1,5 +1,6 @@
 import type { FileHandle } from "node:fs/promises";
 import { HypervisordError, InvalidArgumentError, toHypervisordError } from "../errors.ts";
+import { writeAll } from "../files/fs-utils.ts";
 import { TAR_BLOCK, TAR_END, tarHeader, tarPadding } from "./tar-header.ts";
 
 /**
@@ -140,12 +141,4 @@ function createEntryOrderCheck(): EntryOrderCheck {
       if (seen.size === 0) throw new InvalidArgumentError("entries", "an OVA holds at least its .ovf descriptor");
     },
   };
-}
-
-/** A positional write of all of `data`: a short count (a filling disk) is followed by the rest until it errors. */
-async function writeAll(handle: FileHandle, data: Buffer, position: number): Promise<void> {
-  for (let written = 0; written < data.length; ) {
-    const { bytesWritten } = await handle.write(data, written, data.length - written, position + written);
-    written += bytesWritten;
-  }
 }

@@ -4,9 +4,9 @@ import { open, rm } from "node:fs/promises";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGzip } from "node:zlib";
-import { diskError } from "./disk-error.ts";
+import { diskError } from "../files/disk-error.ts";
+import { publishPartial, startPartial, UNRECORDED, type WrittenFiles } from "../files/written-files.ts";
 import { tarStream, writeOvaSkeleton, type OvaLayout } from "./ova-layout.ts";
-import { publishPartial, startPartial, UNRECORDED, type WrittenFiles } from "./written-files.ts";
 
 export interface OvaFile {
   /** Entry name in the archive. */

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { lstat, mkdir, open, realpath, rename, rm, rmdir, type FileHandle } from "node:fs/promises";
+import { mkdir, open, realpath, rename, rm, rmdir } from "node:fs/promises";
 import path from "node:path";
 import { pipeline as pipeStreams, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -7,7 +7,8 @@ import { createGunzip } from "node:zlib";
 import { XMLParser, XMLValidator } from "fast-xml-parser";
 import { extract as tarExtract, type Extract, type Header } from "tar-stream";
 import { AlreadyExistsError, HypervisordError, InvalidArgumentError, toHypervisordError } from "../errors.ts";
-import { openRegularFile } from "./open-regular-file.ts";
+import { exists, isInside, writeAll } from "../files/fs-utils.ts";
+import { openRegularFile } from "../files/open-regular-file.ts";
 import { TAR_BLOCK, entryNameProblem } from "./tar-header.ts";
 
 /**
@@ -512,7 +513,7 @@ async function writeEntry(source: AsyncIterable<Buffer>, name: string, context: 
 async function prepareTarget(name: string, context: ExtractContext): Promise<string> {
   const { root, undo } = context;
   const lexical = path.resolve(root, name);
-  if (!isInside(root, lexical) || lexical === root) throw refused(context, name, `would be written outside ${root}`);
+  if (!isInside(lexical, root) || lexical === root) throw refused(context, name, `would be written outside ${root}`);
   try {
     let parent = root;
     for (const segment of path.relative(root, path.dirname(lexical)).split(path.sep)) {
@@ -520,7 +521,7 @@ async function prepareTarget(name: string, context: ExtractContext): Promise<str
       const next = path.join(parent, segment);
       if (await exists(next)) {
         parent = await realpath(next);
-        if (!isInside(root, parent)) throw refused(context, name, `would be written to ${parent}, outside ${root}`);
+        if (!isInside(parent, root)) throw refused(context, name, `would be written to ${parent}, outside ${root}`);
       } else {
         await mkdir(next);
         undo.dir(next);
@@ -539,21 +540,6 @@ function refused(context: ExtractContext, name: string, why: string): InvalidArg
   return new InvalidArgumentError("ova", `${context.file}: entry ${JSON.stringify(name)} ${why}`);
 }
 
-function isInside(root: string, candidate: string): boolean {
-  const relative = path.relative(root, candidate);
-  return relative === "" || (relative !== ".." && !relative.startsWith(`..${path.sep}`) && !path.isAbsolute(relative));
-}
-
-async function exists(file: string): Promise<boolean> {
-  try {
-    await lstat(file);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return false;
-    throw err;
-  }
-}
-
 /** mkdir -p of the destination, recording the directories it creates; returns its real path. */
 async function makeRoot(dest: string, undo: UndoList): Promise<string> {
   try {
@@ -566,14 +552,6 @@ async function makeRoot(dest: string, undo: UndoList): Promise<string> {
     return await realpath(dest);
   } catch (err) {
     throw toHypervisordError(err, `creating ${dest}`);
-  }
-}
-
-/** A positional write of all of `data`: a short count (a filling disk) is followed by the rest until it errors. */
-async function writeAll(handle: FileHandle, data: Buffer, position: number): Promise<void> {
-  for (let written = 0; written < data.length; ) {
-    const { bytesWritten } = await handle.write(data, written, data.length - written, position + written);
-    written += bytesWritten;
   }
 }
 

@@ -2,7 +2,7 @@ import type { Logger } from "pino";
 import type { JobDefinition, JobProgress, JobResult, VSphereConnection } from "../domain/job.ts";
 import type { VirtualMachine, VMQuery } from "../domain/vm.ts";
 import type { Converter } from "../export/convert.ts";
-import type { WrittenFiles } from "../export/written-files.ts";
+import type { WrittenFiles } from "../files/written-files.ts";
 
 /** What the engine hands a provider for one run of one job. */
 export interface ExportContext {
@@ -20,7 +20,7 @@ export interface ExportContext {
   /** Persist where the export stands, so that a later run can resume from it. Synchronous and durable. */
   saveCheckpoint(value: unknown): void;
   /**
-   * Record every file and directory before creating it (see src/export/written-files.ts): when the job fails
+   * Record every file and directory before creating it (see src/files/written-files.ts): when the job fails
    * for good or is cancelled, the engine removes what is recorded here, and only that (unless keep_partial).
    */
   readonly files: WrittenFiles;

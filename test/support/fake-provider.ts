@@ -4,8 +4,8 @@ import path from "node:path";
 import type { JobDefinition } from "../../src/domain/job.ts";
 import type { PowerState, VirtualMachine, VMQuery } from "../../src/domain/vm.ts";
 import { HypervisordError, InvalidArgumentError, NotFoundError, UnavailableError, type ErrorCode } from "../../src/errors.ts";
-import { diskError } from "../../src/export/disk-error.ts";
-import { makeDirectory, publishPartial, reopenPublished, startPartial } from "../../src/export/written-files.ts";
+import { diskError } from "../../src/files/disk-error.ts";
+import { makeDirectory, publishPartial, reopenPublished, startPartial } from "../../src/files/written-files.ts";
 import type { ExportContext, ExportResult, GetVMQuery, Provider } from "../../src/providers/provider.ts";
 
 /**
