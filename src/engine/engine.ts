@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import { NOOP_JOB_TRACER, type JobTracer } from "../tracing/job-tracer.ts";
+import { NOOP_JOB_TRACER, type JobTracer } from "./job-tracer.ts";
 import { isFinal, type Job, type JobDefinition, type JobError, type JobProgress, type JobState, type JobTransition } from "../domain/job.ts";
 import {
   FailedPreconditionError, JobCancelledError, NotFoundError, ShutdownError, UnavailableError, toHypervisordError,

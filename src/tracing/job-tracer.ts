@@ -1,36 +1,7 @@
-import type { Attributes, Context, Span } from "@opentelemetry/api";
+import type { Context, Span } from "@opentelemetry/api";
+import { NOOP_JOB_TRACER, NOOP_PHASE_SPAN, type JobSpan, type JobTracer } from "../engine/job-tracer.ts";
 import { HypervisordError } from "../errors.ts";
 import type { Tracing, TracingSdk } from "./tracing.ts";
-
-export interface PhaseSpan {
-  end(error?: unknown): void;
-}
-
-/** One attempt of one job. Every method is cheap and safe to call after end() (then it does nothing). */
-export interface JobSpan {
-  /**
-   * Follows the progress `phase` strings ("connecting", "lease", "downloading", "packaging", "converting",
-   * ...): a new name ends the open phase span and starts the next, as a child of the job span; the same
-   * name again (every progress update repeats it) does nothing.
-   */
-  phaseChanged(phase: string): void;
-  /**
-   * A span of its own for one piece of work, e.g. `phase("download", { "hypervisord.file": "disk-1.vmdk" })`
-   * per disk (they may overlap): a child of the open phaseChanged span, else of the job span.
-   */
-  phase(name: string, attributes?: Attributes): PhaseSpan;
-  /** Ends the open phase (with the same error) and the job span. */
-  end(error?: unknown): void;
-}
-
-export interface JobTracer {
-  startJob(job: { id: string; definition: { provider: string; vm: string } }, attempt: number): JobSpan;
-}
-
-const NOOP_PHASE: PhaseSpan = { end() {} };
-const NOOP_JOB: JobSpan = { phaseChanged() {}, phase: () => NOOP_PHASE, end() {} };
-/** Without tracing (also a default for code that is given no tracer): one shared no-op span. */
-export const NOOP_JOB_TRACER: JobTracer = { startJob: () => NOOP_JOB };
 
 /**
  * Spans of job attempts: "hypervisord.job" with a child per phase, all with hypervisord.job_id. A job
@@ -76,7 +47,7 @@ function startJobSpan(sdk: TracingSdk, job: Parameters<JobTracer["startJob"]>[0]
       current = { name: phase, span, context: api.trace.setSpan(rootContext, span) };
     },
     phase(name, attributes) {
-      if (ended) return NOOP_PHASE;
+      if (ended) return NOOP_PHASE_SPAN;
       const span = tracer.startSpan(name, { attributes: { ...attributes, ...jobId, "hypervisord.phase": name } }, current?.context ?? rootContext);
       let open = true;
       return {
