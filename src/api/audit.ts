@@ -5,8 +5,7 @@ import type { HypervisordService } from "../../gen/hypervisord/v1/service_pb.js"
 import type { AuditEvent } from "../domain/access.ts";
 import type { AuditStore } from "../store/store.ts";
 import type { ServiceHandlers } from "../rpc/handlers.ts";
-import { intIn } from "./job-definition.ts";
-import { decodePageToken, encodePageToken } from "./page-token.ts";
+import { decodePageToken, encodePageToken, pageSize } from "./page-token.ts";
 
 type AuditHandlers = Pick<ServiceHandlers<typeof HypervisordService>, "listAuditEvents">;
 
@@ -15,7 +14,7 @@ const DEFAULT_PAGE_SIZE = 100;
 export function createAuditHandlers(store: AuditStore): AuditHandlers {
   return {
     async listAuditEvents(request) {
-      const limit = request.pageSize === 0 ? DEFAULT_PAGE_SIZE : intIn(request.pageSize, 1, 1000, "page_size");
+      const limit = pageSize(request.pageSize, DEFAULT_PAGE_SIZE);
       const query = {
         method: request.method.trim() || undefined,
         principal: request.principal.trim() || undefined,

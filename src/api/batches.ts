@@ -5,8 +5,7 @@ import type { Engine } from "../engine/engine.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import { batchStateFromPb, batchToPb } from "./convert.ts";
 import type { ServiceHandlers } from "../rpc/handlers.ts";
-import { intIn } from "./job-definition.ts";
-import { decodePageToken, encodePageToken } from "./page-token.ts";
+import { decodePageToken, encodePageToken, pageSize } from "./page-token.ts";
 
 type BatchHandlers = Pick<ServiceHandlers<typeof HypervisordService>, "getBatch" | "listBatches" | "cancelBatch">;
 
@@ -27,12 +26,12 @@ export function createBatchHandlers(engine: Engine): BatchHandlers {
 
     async listBatches(request) {
       const states = request.states.map((s, i) => batchStateFromPb(s) ?? invalidState(s, `states[${i}]`));
-      const pageSize = request.pageSize === 0 ? 50 : intIn(request.pageSize, 1, 1000, "page_size");
+      const limit = pageSize(request.pageSize, 50);
       const scheduleId = request.scheduleId.trim();
       if (scheduleId.length > 128) throw new InvalidArgumentError("schedule_id", "too long to be a schedule id");
       const query = { states: [...new Set(states)].sort(), scheduleId };
       const before = decodePageToken(request.pageToken, query);
-      const page = engine.listBatches({ states: query.states, scheduleId: scheduleId || undefined, before, limit: pageSize });
+      const page = engine.listBatches({ states: query.states, scheduleId: scheduleId || undefined, before, limit });
       return {
         batches: page.batches.map(batchToPb),
         nextPageToken: page.nextCursor === undefined ? "" : encodePageToken(page.nextCursor, query),

@@ -1,5 +1,11 @@
 import { createHash } from "node:crypto";
 import { InvalidArgumentError } from "../errors.ts";
+import { intIn } from "./job-definition.ts";
+
+/** A request's page_size: 0 asks for `fallback`; anything else must be within 1..max (INVALID_ARGUMENT on page_size). */
+export function pageSize(requested: number, fallback: number, max = 1000): number {
+  return requested === 0 ? fallback : intIn(requested, 1, max, "page_size");
+}
 
 /** Opaque keyset cursor, bound to the query it came from so that it cannot be replayed against another filter. */
 export function encodePageToken(cursor: number, query: unknown): string {

@@ -15,7 +15,7 @@ import type { ScheduleStore } from "../store/store.ts";
 import { definitionToPb, jobToPb, stateToPb } from "./convert.ts";
 import type { ServiceHandlers } from "../rpc/handlers.ts";
 import { definitionFromPb, intIn, labelsFromPb, type DefinitionRules } from "./job-definition.ts";
-import { pageOf, pageTokenOf } from "./page-token.ts";
+import { pageOf, pageTokenOf, pageSize } from "./page-token.ts";
 import { allFields, fieldsToUpdate } from "./update-mask.ts";
 
 type ScheduleHandlers = Pick<ServiceHandlers<typeof HypervisordService>,
@@ -69,7 +69,7 @@ export function createScheduleHandlers({ store, scheduler, engine, rules }: Sche
     },
 
     async listSchedules(request) {
-      const limit = request.pageSize === 0 ? 100 : intIn(request.pageSize, 1, 1000, "page_size");
+      const limit = pageSize(request.pageSize, 100);
       const tags = labelsFromPb(request.tags, "tags");
       const after = pageOf(request.pageToken, "page_token");
       const page = store.list({ limit, after, tags });
@@ -111,7 +111,7 @@ export function createScheduleHandlers({ store, scheduler, engine, rules }: Sche
 
     async listScheduleRuns(request) {
       const schedule = existing(request.scheduleId, "schedule_id");
-      const limit = request.pageSize === 0 ? 100 : intIn(request.pageSize, 1, 1000, "page_size");
+      const limit = pageSize(request.pageSize, 100);
       const page = store.listRuns(schedule.id, { limit, before: pageOf(request.pageToken, "page_token") });
       return { runs: page.runs.map(runToPb), nextPageToken: pageTokenOf(page.next) };
     },

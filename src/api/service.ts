@@ -26,7 +26,7 @@ import { createWebhookHandlers } from "./webhooks.ts";
 import type { Scheduler } from "../scheduler/scheduler.ts";
 import type { WebhookDispatcher } from "../webhooks/dispatcher.ts";
 import { vmDiscoveredEvent } from "../domain/webhook-events.ts";
-import { decodePageToken, encodePageToken } from "./page-token.ts";
+import { decodePageToken, encodePageToken, pageSize } from "./page-token.ts";
 
 export interface ApiDeps {
   engine: Engine;
@@ -122,7 +122,7 @@ export function createHypervisordApi(deps: ApiDeps): ServiceHandlers<typeof Hype
 
     async listJobs(request) {
       const states = request.states.map((s, i) => stateFromPb(s) ?? invalidState(s, `states[${i}]`));
-      const pageSize = request.pageSize === 0 ? 50 : intIn(request.pageSize, 1, 1000, "page_size");
+      const limit = pageSize(request.pageSize, 50);
       const labels = labelsFromPb(request.labels, "labels");
       const text = searchText(request.query);
       const batchId = request.batchId.trim() && batchIdOf(request.batchId);
@@ -132,7 +132,7 @@ export function createHypervisordApi(deps: ApiDeps): ServiceHandlers<typeof Hype
         ...(text ? { text } : {}), ...(batchId ? { batchId } : {}),
       };
       const before = decodePageToken(request.pageToken, query);
-      const page = deps.store.listJobs({ ...query, before, limit: pageSize });
+      const page = deps.store.listJobs({ ...query, before, limit });
       return {
         jobs: page.jobs.map((j) => jobToPb(j.state === "running" ? engine.getJob(j.id) : j)),
         nextPageToken: page.nextCursor === undefined ? "" : encodePageToken(page.nextCursor, query),
@@ -159,7 +159,7 @@ export function createHypervisordApi(deps: ApiDeps): ServiceHandlers<typeof Hype
 
     async getJobLogs(request) {
       const id = jobId(request.jobId);
-      const limit = request.pageSize === 0 ? 1000 : intIn(request.pageSize, 1, 5000, "page_size");
+      const limit = pageSize(request.pageSize, 1000, 5000);
       const tail = intIn(request.tail, 0, 100_000, "tail");
       const afterId = nonNegative(request.afterId, "after_id");
       const { entries, truncated } = engine.readLogs(id, { afterId, tail, limit });

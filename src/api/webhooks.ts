@@ -12,7 +12,7 @@ import { generateSecret, parseSecret } from "../webhooks/signing.ts";
 import { checkWebhookUrl } from "../webhooks/ssrf-guard.ts";
 import type { ServiceHandlers } from "../rpc/handlers.ts";
 import { intIn } from "./job-definition.ts";
-import { pageOf, pageTokenOf } from "./page-token.ts";
+import { pageOf, pageTokenOf, pageSize } from "./page-token.ts";
 import { allFields, fieldsToUpdate } from "./update-mask.ts";
 
 type WebhookHandlers = Pick<ServiceHandlers<typeof HypervisordService>,
@@ -90,7 +90,7 @@ export function createWebhookHandlers({ store, dispatcher, allowPrivateTargets }
 
     async listWebhookDeliveries(request) {
       const webhook = existing(request.webhookId, "webhook_id");
-      const limit = request.pageSize === 0 ? 100 : intIn(request.pageSize, 1, 1000, "page_size");
+      const limit = pageSize(request.pageSize, 100);
       const page = store.listDeliveries(webhook.id, { limit, before: pageOf(request.pageToken, "page_token") });
       return { deliveries: page.deliveries.map(deliveryToPb), nextPageToken: pageTokenOf(page.next) };
     },
