@@ -29,7 +29,7 @@ import { createWebhookDispatcher } from "./webhooks/dispatcher.ts";
 import { createProgressEvents } from "./webhooks/progress-events.ts";
 import type { ServiceHandlers } from "./rpc/handlers.ts";
 import type { DaemonConfig } from "./config/load-config.ts";
-import { formatAddress } from "./config/parse-value.ts";
+import { formatAddress } from "./listen-address.ts";
 import { createEngine, type Engine } from "./engine/engine.ts";
 import { resolveQemuImg } from "./export/qemu-img.ts";
 import { createConverter } from "./export/convert.ts";

@@ -1,5 +1,5 @@
 import net from "node:net";
-import { formatAddress, type ListenAddress } from "../config/parse-value.ts";
+import { formatAddress, type ListenAddress } from "../listen-address.ts";
 
 /**
  * How the daemon treats calls without credentials:

@@ -5,7 +5,8 @@ import YAML from "yaml";
 import type { VSphereConnection } from "../domain/job.ts";
 import type { CompiledEngineOptions } from "../engine/engine.ts";
 import type { EdgeOptions } from "../server/edge-options.ts";
-import { parseValue, type ListenAddress } from "./parse-value.ts";
+import type { ListenAddress } from "../listen-address.ts";
+import { parseValue } from "./parse-value.ts";
 import { SETTINGS, type Setting } from "./settings.ts";
 
 /** The daemon's configuration with defaults applied, paths absolute and durations in ms. */

@@ -1,11 +1,7 @@
+import type { ListenAddress } from "../listen-address.ts";
 import type { Setting } from "./settings.ts";
 
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"];
-
-export interface ListenAddress {
-  host: string;
-  port: number;
-}
 
 /** Parses one setting's raw value (a string from a flag or the environment, or a YAML value); throws a message naming what is wrong. */
 export function parseValue(setting: Setting, raw: unknown): unknown {
@@ -65,10 +61,6 @@ export function parseListenAddress(raw: unknown): ListenAddress {
   const port = match ? Number(match[3]) : NaN;
   if (!match || port > 65_535) throw new Error(`expected host:port (e.g. 127.0.0.1:8080, [::1]:0), got ${describe(raw)}`);
   return { host: match[1] ?? (match[2] || "0.0.0.0"), port };
-}
-
-export function formatAddress(address: ListenAddress): string {
-  return address.host.includes(":") ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
 }
 
 function checkRange(setting: Setting, n: number): number {

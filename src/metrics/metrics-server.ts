@@ -1,7 +1,7 @@
 import http from "node:http";
 import type net from "node:net";
 import type { Logger } from "pino";
-import type { ListenAddress } from "../config/parse-value.ts";
+import type { ListenAddress } from "../listen-address.ts";
 import { createConnectionLimits, trackRequest } from "../server/connection-limits.ts";
 import { DEFAULT_EDGE_OPTIONS, type EdgeOptions } from "../server/edge-options.ts";
 import type { Metrics } from "./metrics.ts";

@@ -10,7 +10,7 @@ import { clientCertificateOf } from "../auth/client-certificate.ts";
 import type { ServerTls } from "../auth/server-tls.ts";
 import { retryHeaders, statusOf } from "../rpc/status.ts";
 import { type HypervisordError, InvalidArgumentError } from "../errors.ts";
-import type { ListenAddress } from "../config/parse-value.ts";
+import type { ListenAddress } from "../listen-address.ts";
 import { createConnectionLimits, type ConnectionLimits } from "./connection-limits.ts";
 import { DEFAULT_EDGE_OPTIONS, type EdgeOptions } from "./edge-options.ts";
 

@@ -10,7 +10,7 @@ import type { CallContext } from "../rpc/handlers.ts";
 import { statusOf } from "../rpc/status.ts";
 import { CLIENT_CERT_HEADER, clientCertificateOf, decodeClientCertificate, encodeClientCertificate } from "../auth/client-certificate.ts";
 import type { ServerTls } from "../auth/server-tls.ts";
-import type { ListenAddress } from "../config/parse-value.ts";
+import type { ListenAddress } from "../listen-address.ts";
 import type { HypervisordError } from "../errors.ts";
 import { PEER_HEADER, registerConnectServices } from "./connect-routes.ts";
 import { createConnectionLimits, peerOf, trackRequest, type ConnectionLimits } from "./connection-limits.ts";
