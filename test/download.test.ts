@@ -9,7 +9,8 @@ import { after, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Agent } from "undici";
 import { HypervisordError } from "../src/errors.ts";
-import { createHostSlots, downloadFiles, type DownloadFile, type DownloadOptions } from "../src/export/download.ts";
+import { downloadFiles, type DownloadFile, type DownloadOptions } from "../src/transfer/download.ts";
+import { createHostSlots } from "../src/transfer/host-slots.ts";
 
 const MiB = 1024 * 1024;
 const CHUNK = 64 * 1024;

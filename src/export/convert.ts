@@ -5,7 +5,7 @@ import path from "node:path";
 import { CONVERT_FORMATS, type ConvertFormat } from "../domain/job.ts";
 import { FailedPreconditionError, HypervisordError, InvalidArgumentError, toHypervisordError } from "../errors.ts";
 import { freeSpace } from "../files/disk-error.ts";
-import { createHostSlots } from "./host-slots.ts";
+import { createHostSlots } from "../transfer/host-slots.ts";
 import { createProgressParser, describeExit, runQemuImg, stderrTail, type QemuImgRun } from "./qemu-img.ts";
 import { publishPartial, startPartial, UNRECORDED, type WrittenFiles } from "../files/written-files.ts";
 

@@ -19,7 +19,7 @@ import { open } from "node:fs/promises";
 import { PerformanceObserver } from "node:perf_hooks";
 import { promisify } from "node:util";
 import { Agent } from "undici";
-import { downloadFiles } from "../../src/export/download.ts";
+import { downloadFiles } from "../../src/transfer/download.ts";
 
 const MiB = 1024 * 1024;
 const SIZE = Number(process.env.BENCH_SIZE_MIB || 512) * MiB;

@@ -2,7 +2,7 @@ import type { Logger } from "pino";
 import type { VSphereConnection } from "../../domain/job.ts";
 import { InvalidArgumentError, UnavailableError } from "../../errors.ts";
 import type { Converter } from "../../export/convert.ts";
-import { createHostSlots } from "../../export/download.ts";
+import { createHostSlots } from "../../transfer/host-slots.ts";
 import type { Provider, SecretSealer } from "../provider.ts";
 import { getVM, listVMs } from "./discovery.ts";
 import { exportVm, type ExportCheckpoint } from "./export-vm.ts";

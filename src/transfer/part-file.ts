@@ -1,0 +1,280 @@
+import { open, type FileHandle } from "node:fs/promises";
+import { Writable } from "node:stream";
+import { HypervisordError, toHypervisordError } from "../errors.ts";
+import { diskError } from "../files/disk-error.ts";
+import { writeAll } from "../files/fs-utils.ts";
+import { createHasher, type Digests, type Hasher } from "./hashing.ts";
+
+// The file a download writes: position, running hash and checkpoints move together. download.ts owns the
+// HTTP side (ranges, retries, statuses) and hands each response body to writer().
+
+/** Body and writer buffers, and the reads that hash a resumed prefix. */
+export const IO_CHUNK = 1024 * 1024;
+/**
+ * Writes of one file: batches of >= 512 KiB, up to 4 in flight (libuv's thread pool has 4 threads).
+ * Measured on 2 cores (test/bench/download.bench.ts and variants): one write at a time ~300 MB/s,
+ * 4 in flight ~420, with 256-512 KiB batches ~450 and less CPU; 1 MiB batches were no better.
+ */
+const WRITE_BATCH = 512 * 1024;
+const WRITES_IN_FLIGHT = 4;
+const CHECKPOINT_INTERVAL_MS = 1000;
+
+/** What of a DownloadFile the part file needs. */
+export interface PartTarget {
+  name: string;
+  path: string;
+  size?: number;
+  sha1?: boolean;
+  offset?: number;
+}
+
+export interface PartFile {
+  /** Bytes on disk (written, not necessarily synced) and covered by the hash. */
+  readonly position: number;
+  /** A sink for one response body: appends at `position`, hashing each chunk as it is written. */
+  writer(): Writable;
+  /** Resolves once no write is in flight: `position` is then final for the attempt. */
+  idle(): Promise<void>;
+  /** Truncates to 0 and restarts the hash. */
+  restart(): Promise<void>;
+  /** fdatasync, the final checkpoint, and the hex digests of the whole file. */
+  finish(): Promise<Digests>;
+  close(): Promise<void>;
+}
+
+export interface PartOptions {
+  signal: AbortSignal;
+  logger?: { warn(obj: object, msg: string): void };
+  onWritten(delta: number): void;
+  /** Called at most every ~1 s and at the end, once the reported bytes are fdatasync'ed. */
+  onCheckpoint?(name: string, bytesOnDisk: number): void;
+}
+
+export async function openPart(file: PartTarget, resumeAt: number, options: PartOptions): Promise<PartFile> {
+  const { handle, position: start } = await openAt(file, resumeAt, options);
+  /** Where byte 0 of this file lies in `handle`; the region ends at base + size when an offset is given. */
+  const base = file.offset ?? 0;
+  const limit = file.offset !== undefined ? file.size : undefined;
+  /** End of the bytes written without a gap: on disk (not necessarily synced). */
+  let position = start;
+  /** Where the next write goes; ahead of `position` while writes are in flight. The hash covers up to here. */
+  let issued = start;
+  let hash = createHasher(file.sha1 === true);
+  /** Writes in flight, in file order. Their promises never reject: a failure sets `broken`. */
+  const inflight: { end: number; done: boolean; settled: Promise<void> }[] = [];
+  /** A failed write or fdatasync (the file no longer matches the hash) or a throwing callback: nothing more is written. */
+  let broken: HypervisordError | undefined;
+  let syncing: Promise<void> | undefined;
+  let lastCheckpointAt = performance.now();
+  /** Bumped by restart(), so a checkpoint taken before it is not reported after it. */
+  let generation = 0;
+
+  try {
+    await hashPrefix(handle, hash, base, position, file.path, options.signal);
+  } catch (err) {
+    await handle.close();
+    throw err;
+  }
+  if (position > 0) options.onWritten(position);
+
+  const diskFailure = (err: unknown, action: string) => {
+    const mapped = diskError(err, action, file.path, file.name);
+    return mapped.retryable ? new HypervisordError(mapped.code, mapped.message, { cause: err }) : mapped;
+  };
+
+  const checkpoint = async () => {
+    lastCheckpointAt = performance.now();
+    const at = position;
+    const taken = generation;
+    try {
+      await handle.datasync();
+    } catch (err) {
+      broken ??= diskFailure(err, "syncing");
+      return;
+    }
+    if (taken !== generation) return;
+    try {
+      options.onCheckpoint?.(file.name, at);
+    } catch (err) {
+      broken ??= toHypervisordError(err, `saving the checkpoint of ${file.name}`);
+    }
+  };
+
+  // Writes may complete out of order (thread pool): `position` moves over the completed prefix only.
+  const advance = () => {
+    const before = position;
+    while (inflight[0]?.done) position = inflight.shift()!.end;
+    if (position === before) return;
+    try {
+      options.onWritten(position - before);
+    } catch (err) {
+      // A throwing progress callback stops this file (the error is the download's) instead of rejecting a write nobody awaits.
+      broken ??= toHypervisordError(err, `reporting the progress of ${file.name}`);
+      return;
+    }
+    if (options.onCheckpoint && !syncing && performance.now() - lastCheckpointAt >= CHECKPOINT_INTERVAL_MS) {
+      // Not awaited: writes go on while the kernel flushes; the bytes below `position` are covered by it.
+      syncing = checkpoint().finally(() => {
+        syncing = undefined;
+      });
+    }
+  };
+
+  const issue = (chunks: Buffer[]) => {
+    let bytes = 0;
+    for (const chunk of chunks) bytes += chunk.length;
+    if (limit !== undefined && issued + bytes > limit) {
+      broken ??= new HypervisordError("INTERNAL", `${file.name}: the server sent more than the ${limit} bytes expected`);
+      return;
+    }
+    const entry = { end: issued + bytes, done: false, settled: Promise.resolve() };
+    entry.settled = writeFully(handle, chunks, bytes, base + issued).then(
+      () => {
+        entry.done = true;
+        advance();
+      },
+      (err: unknown) => {
+        broken ??= diskFailure(err, "writing");
+      },
+    );
+    issued = entry.end;
+    inflight.push(entry);
+    for (const chunk of chunks) hash.update(chunk); // on the main thread while the thread pool writes
+  };
+
+  const idle = async () => {
+    await Promise.all(inflight.map((entry) => entry.settled));
+  };
+
+  return {
+    get position() {
+      return position;
+    },
+    writer() {
+      // Chunks gathered into writes of ~WRITE_BATCH; not hashed until issued, so position and hash stay in step.
+      let pending: Buffer[] = [];
+      let pendingBytes = 0;
+      const flush = () => {
+        if (pendingBytes === 0 || broken) return;
+        issue(pending);
+        pending = [];
+        pendingBytes = 0;
+      };
+      return new Writable({
+        highWaterMark: IO_CHUNK,
+        writev(chunks, callback) {
+          if (broken) return callback(broken);
+          for (const { chunk } of chunks) {
+            pending.push(chunk as Buffer);
+            pendingBytes += (chunk as Buffer).length;
+          }
+          if (pendingBytes < WRITE_BATCH) return callback();
+          flush();
+          // Writes in flight overlap with hashing and with the socket (~1.4x the throughput of one at a time here).
+          if (inflight.length < WRITES_IN_FLIGHT) return callback();
+          inflight[0]!.settled.then(() => callback(broken));
+        },
+        final(callback) {
+          flush();
+          idle().then(() => callback(broken));
+        },
+        destroy(error, callback) {
+          // The bytes received before a cut are good: write them, and let the writes in flight land, so
+          // the next attempt starts from a settled position. A write failure reaches the pipeline
+          // through writev or final.
+          flush();
+          idle().then(() => callback(error));
+        },
+      });
+    },
+    idle,
+    async restart() {
+      await idle();
+      await syncing;
+      generation++;
+      if (file.offset === undefined) await handle.truncate(0);
+      options.onWritten(-position);
+      position = issued = 0;
+      hash = createHasher(file.sha1 === true);
+      options.onCheckpoint?.(file.name, 0);
+    },
+    async finish() {
+      await idle();
+      await syncing;
+      if (broken) throw broken;
+      try {
+        await handle.datasync();
+      } catch (err) {
+        throw diskFailure(err, "syncing");
+      }
+      options.onCheckpoint?.(file.name, position);
+      return hash.digest();
+    },
+    async close() {
+      await idle();
+      await syncing;
+      await handle.close();
+    },
+  };
+}
+
+/** Opens the file, keeping the first `resumeAt` bytes of an earlier run (fewer if the file is shorter) and dropping anything beyond. */
+async function openAt(file: PartTarget, resumeAt: number, options: PartOptions): Promise<{ handle: FileHandle; position: number }> {
+  const context = `opening ${file.path} (${file.name})`;
+  if (file.offset !== undefined) {
+    // A region of a shared file, laid out by the caller: the checkpoint alone says how much of it is good.
+    const handle = await openExisting(file.path, context);
+    if (!handle) throw new HypervisordError("INTERNAL", `${context}: the file to write into does not exist`);
+    return { handle, position: Math.min(resumeAt, file.size!) };
+  }
+  const existing = resumeAt > 0 ? await openExisting(file.path, context) : undefined;
+  if (!existing) {
+    if (resumeAt > 0) options.logger?.warn({ file: file.name, path: file.path, checkpoint: resumeAt }, "partial file is gone, starting over");
+    try {
+      return { handle: await open(file.path, "w"), position: 0 };
+    } catch (err) {
+      throw toHypervisordError(err, context);
+    }
+  }
+  try {
+    const { size } = await existing.stat();
+    const position = Math.min(size, resumeAt);
+    if (size < resumeAt) {
+      options.logger?.warn({ file: file.name, path: file.path, checkpoint: resumeAt, size }, "partial file is shorter than its checkpoint, resuming from its size");
+    }
+    await existing.truncate(position);
+    return { handle: existing, position };
+  } catch (err) {
+    await existing.close();
+    throw toHypervisordError(err, context);
+  }
+}
+
+/** The file opened for update, or undefined when it does not exist. */
+async function openExisting(path: string, context: string): Promise<FileHandle | undefined> {
+  try {
+    return await open(path, "r+");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw toHypervisordError(err, context);
+  }
+}
+
+/** After a restart the hash of the kept bytes is gone: read them once. */
+async function hashPrefix(handle: FileHandle, hash: Hasher, base: number, length: number, path: string, signal: AbortSignal): Promise<void> {
+  if (length === 0) return;
+  const buffer = Buffer.allocUnsafe(Math.min(IO_CHUNK, length));
+  for (let offset = 0; offset < length; ) {
+    signal.throwIfAborted();
+    const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, length - offset), base + offset);
+    if (bytesRead === 0) throw new HypervisordError("INTERNAL", `${path} ended at byte ${offset} while hashing its first ${length} bytes`);
+    hash.update(buffer.subarray(0, bytesRead));
+    offset += bytesRead;
+  }
+}
+
+/** pwritev at `position`; libuv returns a short count (no error) when the disk fills mid-way, so write the rest until it errors. */
+async function writeFully(handle: FileHandle, chunks: Buffer[], bytes: number, position: number): Promise<void> {
+  const { bytesWritten } = await handle.writev(chunks, position);
+  if (bytesWritten < bytes) await writeAll(handle, Buffer.concat(chunks, bytes).subarray(bytesWritten), position + bytesWritten);
+}
