@@ -10,7 +10,8 @@ import { JobState, type ExportFormat } from "../gen/hypervisord/v1/job_pb.js";
 import { HypervisordService } from "../gen/hypervisord/v1/service_pb.js";
 import type { PowerState } from "../gen/hypervisord/v1/vm_pb.js";
 import { createGrpcJsClient, postJson, streamJson, type GrpcJsClient } from "./support/clients.ts";
-import { spawnDaemon, tempDir, type DaemonProcess } from "./support/daemon-process.ts";
+import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
+import { tempDir } from "./support/temp-dir.ts";
 
 type Methods = typeof HypervisordService.method;
 type In<K extends keyof Methods> = MessageInitShape<Methods[K]["input"]>;

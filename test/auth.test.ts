@@ -26,7 +26,8 @@ import { createApiKeyQueries } from "../src/store/sqlite/api-keys.ts";
 import { migrate } from "../src/store/sqlite/migrations.ts";
 import type { ApiKeyStore } from "../src/store/store.ts";
 import { postJson } from "./support/clients.ts";
-import { assertRefusesToStart, spawnDaemon, tempDir, type DaemonProcess } from "./support/daemon-process.ts";
+import { assertRefusesToStart, spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
+import { tempDir } from "./support/temp-dir.ts";
 
 const KEYS = {
   admin: `hvd_admin-key-for-tests-${"a".repeat(24)}`,

@@ -17,8 +17,10 @@ import type { Schedule } from "../src/domain/schedule.ts";
 import type { PowerState } from "../src/domain/vm.ts";
 import { HypervisordError } from "../src/errors.ts";
 import { createGrpcJsClient, postJson, streamJson, type GrpcJsClient } from "./support/clients.ts";
-import { spawnDaemon, tempDir, type DaemonProcess } from "./support/daemon-process.ts";
-import { fakeDefinition, startEngine, waitFor, type Harness } from "./support/engine-harness.ts";
+import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
+import { tempDir } from "./support/temp-dir.ts";
+import { fakeDefinition, startEngine, type Harness } from "./support/engine-harness.ts";
+import { waitFor } from "./support/wait-for.ts";
 
 const selector = (folder: string, extra: Partial<{ recursive: boolean; nameGlob: string; powerStates: PowerState[] }> = {}) =>
   ({ folder, recursive: true, powerStates: [], ...extra });

@@ -10,7 +10,8 @@ import { after, before, describe, test } from "node:test";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import YAML from "yaml";
 import { HypervisordService } from "../gen/hypervisord/v1/service_pb.js";
-import { spawnDaemon, tempDir, type DaemonProcess } from "./support/daemon-process.ts";
+import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
+import { tempDir } from "./support/temp-dir.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 const BIN = path.join(ROOT, "bin/hyperctl.js");

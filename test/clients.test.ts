@@ -14,7 +14,8 @@ import { createHypervisordClient, parseServerUrl, type HypervisordClient, type N
 import { createHypervisordClient as createWebClient } from "../clients/web/index.ts";
 import { JobState } from "../gen/hypervisord/v1/job_pb.js";
 import { HypervisordService, JobEventKind, type StreamJobUpdatesResponse } from "../gen/hypervisord/v1/service_pb.js";
-import { spawnDaemon, tempDir, type DaemonProcess } from "./support/daemon-process.ts";
+import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
+import { tempDir } from "./support/temp-dir.ts";
 
 /** A HypervisordService that answers GetStatus and refuses SubmitJob, recording what it received. */
 function fakeService() {

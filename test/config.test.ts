@@ -5,7 +5,7 @@ import { describe, test } from "node:test";
 import YAML from "yaml";
 import { ConfigError, loadConfig, type DaemonConfig } from "../src/config/load-config.ts";
 import { SETTINGS } from "../src/config/settings.ts";
-import { tempDir } from "./support/daemon-process.ts";
+import { tempDir } from "./support/temp-dir.ts";
 
 const EXAMPLE = path.resolve(import.meta.dirname, "../config.example.yaml");
 

@@ -12,7 +12,8 @@ import type { Browser, Locator, Page } from "playwright-core";
 import { createHypervisordClient, JobState, type HypervisordClient } from "../clients/node/index.ts";
 import { findExecutable } from "../src/export/qemu-img.ts";
 import { buildDashboard, launchChromium, openPage, screenshot } from "./support/browser.ts";
-import { spawnDaemon, tempDir, type DaemonProcess } from "./support/daemon-process.ts";
+import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
+import { tempDir } from "./support/temp-dir.ts";
 import { buildVcsim, startVcsim, writeStreamOptimizedDisk } from "./support/vcsim.ts";
 
 const API_KEY = "hvd_dashboard_e2e_0123456789abcdef";

@@ -30,7 +30,8 @@ import { createApiKeyQueries } from "../src/store/sqlite/api-keys.ts";
 import { createAuditQueries } from "../src/store/sqlite/audit.ts";
 import { migrate } from "../src/store/sqlite/migrations.ts";
 import { DATABASE_FILE } from "../src/store/sqlite/sqlite-store.ts";
-import { spawnDaemon, tempDir, type DaemonProcess } from "./support/daemon-process.ts";
+import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
+import { tempDir } from "./support/temp-dir.ts";
 
 const ADMIN_KEY = `hvd_edge-test-admin-key-${"k".repeat(24)}`;
 const WRONG_KEY = `hvd_edge-test-wrong-key-${"w".repeat(24)}`;

@@ -5,7 +5,8 @@ import { after, describe, test } from "node:test";
 import { isFinal, type JobState } from "../src/domain/job.ts";
 import { FailedPreconditionError, ResourceExhaustedError, UnavailableError } from "../src/errors.ts";
 import { createSqliteStore } from "../src/store/sqlite/sqlite-store.ts";
-import { fakeDefinition, startEngine, waitFor, type Harness } from "./support/engine-harness.ts";
+import { fakeDefinition, startEngine, type Harness } from "./support/engine-harness.ts";
+import { waitFor } from "./support/wait-for.ts";
 import { fakeDiskBytes } from "./support/fake-provider.ts";
 
 const harnesses: Harness[] = [];

@@ -3,21 +3,15 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import http from "node:http";
 import type net from "node:net";
-import os from "node:os";
 import path from "node:path";
 import { after, describe, test } from "node:test";
 import { createHealthCheck, type HealthCheckDeps, type HealthReport, type HealthStatus } from "../src/server/health-check.ts";
+import { tempDir } from "./support/temp-dir.ts";
 
 const cleanups: (() => unknown)[] = [];
 after(async () => {
   for (const cleanup of cleanups.reverse()) await cleanup();
 });
-
-function tempDir(prefix: string): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `hvd-${prefix}-`));
-  cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 const dataDir = tempDir("health-data");
 const outputRoot = tempDir("health-out");

@@ -14,7 +14,8 @@ import * as grpc from "@grpc/grpc-js";
 import { GetJobRequestSchema, HypervisordService } from "../gen/hypervisord/v1/service_pb.js";
 import { compileLimits, createRequestLimitsHook } from "../src/api/request-limits.ts";
 import { createGrpcJsClient, postJson, streamJson, type GrpcJsClient } from "./support/clients.ts";
-import { spawnDaemon, tempDir, type DaemonProcess } from "./support/daemon-process.ts";
+import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
+import { tempDir } from "./support/temp-dir.ts";
 
 const run = promisify(execFile);
 const PYTHON = "/usr/bin/python3";

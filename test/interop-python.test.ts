@@ -7,7 +7,8 @@ import { after, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { JobState } from "../gen/hypervisord/v1/job_pb.js";
 import { createGrpcJsClient } from "./support/clients.ts";
-import { spawnDaemon, tempDir, type DaemonProcess } from "./support/daemon-process.ts";
+import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
+import { tempDir } from "./support/temp-dir.ts";
 
 const run = promisify(execFile);
 const PYTHON = "/usr/bin/python3";

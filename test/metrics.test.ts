@@ -3,7 +3,6 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import http from "node:http";
 import net from "node:net";
-import os from "node:os";
 import path from "node:path";
 import { after, describe, test } from "node:test";
 import pino from "pino";
@@ -18,20 +17,16 @@ import { startMetricsServer } from "../src/metrics/metrics-server.ts";
 import { DEFAULT_EDGE_OPTIONS } from "../src/server/edge-options.ts";
 import { createProviderRegistry } from "../src/providers/registry.ts";
 import { createSqliteStore } from "../src/store/sqlite/sqlite-store.ts";
-import { fakeDefinition, TEST_ENGINE_OPTIONS, waitFor } from "./support/engine-harness.ts";
+import { fakeDefinition, TEST_ENGINE_OPTIONS } from "./support/engine-harness.ts";
 import { createFakeProvider } from "./support/fake-provider.ts";
+import { tempDir } from "./support/temp-dir.ts";
+import { waitFor } from "./support/wait-for.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 const cleanups: (() => unknown)[] = [];
 after(async () => {
   for (const cleanup of cleanups.reverse()) await cleanup();
 });
-
-function tempDir(prefix: string): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `hvd-${prefix}-`));
-  cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 // --- The exposition format, read back -------------------------------------------------------
 

@@ -4,7 +4,7 @@ import path from "node:path";
 import { test } from "node:test";
 import { resolveOutputDir } from "../src/api/output-dir.ts";
 import { InvalidArgumentError } from "../src/errors.ts";
-import { tempDir } from "./support/daemon-process.ts";
+import { tempDir } from "./support/temp-dir.ts";
 
 const FIELD = "definition.output_dir";
 

@@ -10,8 +10,10 @@ import { after, before, describe, test } from "node:test";
 import { ExportFormat, JobState, type Job } from "../gen/hypervisord/v1/job_pb.js";
 import type { GrpcJsClient } from "./support/clients.ts";
 import { hasBytes, isFinal, waitForJob } from "./support/wait-for-job.ts";
-import { spawnDaemonWithClient, tempDir, type DaemonProcess, type SpawnOptions } from "./support/daemon-process.ts";
-import { fakeDefinition, startEngine, waitFor } from "./support/engine-harness.ts";
+import { spawnDaemonWithClient, type DaemonProcess, type SpawnOptions } from "./support/daemon-process.ts";
+import { tempDir } from "./support/temp-dir.ts";
+import { fakeDefinition, startEngine } from "./support/engine-harness.ts";
+import { waitFor } from "./support/wait-for.ts";
 import { fakeDiskBytes } from "./support/fake-provider.ts";
 import { buildVcsim, startVcsim, type Vcsim } from "./support/vcsim.ts";
 

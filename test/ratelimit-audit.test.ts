@@ -26,7 +26,8 @@ import { createAuditQueries } from "../src/store/sqlite/audit.ts";
 import { migrate } from "../src/store/sqlite/migrations.ts";
 import type { AuditStore } from "../src/store/store.ts";
 import { createGrpcJsClient, postJson, type GrpcJsClient } from "./support/clients.ts";
-import { spawnDaemon, tempDir, type DaemonProcess } from "./support/daemon-process.ts";
+import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
+import { tempDir } from "./support/temp-dir.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 const silent = pino({ level: "silent" });

@@ -17,7 +17,7 @@ import { HypervisordError } from "../src/errors.ts";
 import type { Provider } from "../src/providers/provider.ts";
 import { runStamp } from "../src/scheduler/run-layout.ts";
 import { createGrpcJsClient, type GrpcJsClient } from "./support/clients.ts";
-import { tempDir } from "./support/daemon-process.ts";
+import { tempDir } from "./support/temp-dir.ts";
 import { createFakeProvider } from "./support/fake-provider.ts";
 import { isFinal, waitForJob } from "./support/wait-for-job.ts";
 

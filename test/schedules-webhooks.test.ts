@@ -11,7 +11,8 @@ import { ExportFormat, JobState, type Job } from "../gen/hypervisord/v1/job_pb.j
 import { OverlapPolicy } from "../gen/hypervisord/v1/schedule_pb.js";
 import { DeliveryState } from "../gen/hypervisord/v1/webhook_pb.js";
 import { createGrpcJsClient, type GrpcJsClient } from "./support/clients.ts";
-import { spawnDaemon, tempDir, type DaemonProcess } from "./support/daemon-process.ts";
+import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
+import { tempDir } from "./support/temp-dir.ts";
 
 const FINAL = [JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED];
 const SECRET = `whsec_${Buffer.from("a config secret of 24+ bytes!!").toString("base64")}`;

@@ -20,7 +20,8 @@ import { createSqliteStore, DATABASE_FILE, openDatabase } from "../src/store/sql
 import { createStoredSecrets } from "../src/store/sqlite/stored-secrets.ts";
 import { generateSecret, verifySignature } from "../src/webhooks/signing.ts";
 import { postJson } from "./support/clients.ts";
-import { assertRefusesToStart, spawnDaemon, tempDir, type DaemonProcess, type SpawnOptions } from "./support/daemon-process.ts";
+import { assertRefusesToStart, spawnDaemon, type DaemonProcess, type SpawnOptions } from "./support/daemon-process.ts";
+import { tempDir } from "./support/temp-dir.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 const VSPHERE_PASSWORD = "vSphere-Pa55word-job-7f3a9c";

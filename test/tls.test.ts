@@ -13,7 +13,8 @@ import { Agent, fetch } from "undici";
 import { HypervisordService } from "../gen/hypervisord/v1/service_pb.js";
 import { CLIENT_CERT_HEADER, encodeClientCertificate } from "../src/auth/client-certificate.ts";
 import { grpcServiceDefinition } from "../src/server/grpc-server.ts";
-import { assertRefusesToStart, spawnDaemon, tempDir, type DaemonProcess } from "./support/daemon-process.ts";
+import { assertRefusesToStart, spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
+import { tempDir } from "./support/temp-dir.ts";
 
 const ADMIN_KEY = `hvd_tls-test-admin-key-${"k".repeat(26)}`;
 const CLIENT_SUBJECT = "CN=backup-runner,O=Example";

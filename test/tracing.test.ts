@@ -21,7 +21,8 @@ import { createHttpServer } from "../src/server/http-server.ts";
 import { jobTracer } from "../src/tracing/job-tracer.ts";
 import { createTracingHook } from "../src/tracing/tracing-hook.ts";
 import { initTracing, tracesEndpoint, type Tracing } from "../src/tracing/tracing.ts";
-import { spawnDaemon, tempDir, type DaemonProcess } from "./support/daemon-process.ts";
+import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
+import { tempDir } from "./support/temp-dir.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 const silent = pino({ level: "silent" });

@@ -14,11 +14,13 @@ import { Agent } from "undici";
 import { retryDelayMs } from "../src/backoff.ts";
 import { toHypervisordError } from "../src/errors.ts";
 import { createSoapClient } from "../src/providers/vsphere/soap-client.ts";
-import { fakeDefinition, startEngine, waitFor } from "./support/engine-harness.ts";
+import { fakeDefinition, startEngine } from "./support/engine-harness.ts";
+import { waitFor } from "./support/wait-for.ts";
 import { JobState, type Job } from "../gen/hypervisord/v1/job_pb.js";
 import { createGrpcJsClient, postJson, type GrpcJsClient } from "./support/clients.ts";
 import { hasBytes, isFinal, waitForJob } from "./support/wait-for-job.ts";
-import { spawnDaemon, tempDir, type DaemonProcess } from "./support/daemon-process.ts";
+import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
+import { tempDir } from "./support/temp-dir.ts";
 import { buildVcsim, startVcsim, type Vcsim } from "./support/vcsim.ts";
 
 let skipReason: string | undefined;

@@ -9,7 +9,8 @@ import { after, before, describe, test } from "node:test";
 import { ExportFormat, JobState, type Job } from "../gen/hypervisord/v1/job_pb.js";
 import { findExecutable } from "../src/export/qemu-img.ts";
 import { createGrpcJsClient, type GrpcJsClient } from "./support/clients.ts";
-import { spawnDaemon, tempDir, type DaemonProcess } from "./support/daemon-process.ts";
+import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
+import { tempDir } from "./support/temp-dir.ts";
 import { buildVcsim, startVcsim, writeStreamOptimizedDisk, type Vcsim, type VcsimVm } from "./support/vcsim.ts";
 
 const MiB = 1024 * 1024;

@@ -13,7 +13,8 @@ import { retrieveOne } from "../src/providers/vsphere/property-collector.ts";
 import { runTask } from "../src/providers/vsphere/tasks.ts";
 import { children, moRefOf, textOf, type XmlNode } from "../src/providers/vsphere/xml.ts";
 import { createGrpcJsClient, type GrpcJsClient } from "./support/clients.ts";
-import { spawnDaemon, tempDir, type DaemonProcess } from "./support/daemon-process.ts";
+import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
+import { tempDir } from "./support/temp-dir.ts";
 import { isFinal, waitForJob } from "./support/wait-for-job.ts";
 import { buildVcsim, startVcsim, type Vcsim, type VcsimVm } from "./support/vcsim.ts";
 

@@ -21,7 +21,8 @@ import { promisify } from "node:util";
 import { ExportFormat, JobState, type Job } from "../../gen/hypervisord/v1/job_pb.js";
 import { writeOvaFromFiles } from "../../src/export/ova-package.ts";
 import { createGrpcJsClient, type GrpcJsClient } from "../support/clients.ts";
-import { spawnDaemon, tempDir } from "../support/daemon-process.ts";
+import { spawnDaemon } from "../support/daemon-process.ts";
+import { tempDir } from "../support/temp-dir.ts";
 import { startVcsim, type Vcsim, type VcsimVm } from "../support/vcsim.ts";
 import { envNumber, fixed, median } from "./bench-utils.ts";
 

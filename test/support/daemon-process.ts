@@ -1,10 +1,9 @@
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import readline from "node:readline";
 import { createGrpcJsClient, type GrpcJsClient } from "./clients.ts";
+import { tempDir } from "./temp-dir.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 
@@ -29,10 +28,6 @@ export interface SpawnOptions {
   outputRoot?: string;
   args?: string[];
   env?: Record<string, string>;
-}
-
-export function tempDir(prefix: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `hvd-${prefix}-`));
 }
 
 /** Starts test/support/fake-daemon.ts (the real daemon plus fake providers) on free ports and waits for "hypervisord ready". */

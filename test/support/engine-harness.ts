@@ -5,7 +5,7 @@ import type { Provider } from "../../src/providers/provider.ts";
 import { createProviderRegistry } from "../../src/providers/registry.ts";
 import type { Store } from "../../src/store/store.ts";
 import { createSqliteStore } from "../../src/store/sqlite/sqlite-store.ts";
-import { tempDir } from "./daemon-process.ts";
+import { tempDir } from "./temp-dir.ts";
 import { fakeProviders } from "./fake-provider.ts";
 
 export const TEST_ENGINE_OPTIONS: CompiledEngineOptions = {
@@ -52,15 +52,4 @@ export function fakeDefinition(outputDir: string, vm: string, overrides: Partial
     name: vm, provider: "fake", vm, outputDir, format: "ovf", compress: false, compressionLevel: 6,
     parallelDownloads: 4, bandwidthLimit: 0, powerOff: false, priority: "normal", labels: {}, ...overrides,
   };
-}
-
-/** Polls until the predicate holds, or fails after `timeoutMs` with `what`. */
-export async function waitFor<T>(what: string, predicate: () => T | undefined | false, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = predicate();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
