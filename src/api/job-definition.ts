@@ -8,6 +8,7 @@ import {
 } from "../domain/job.ts";
 import type { PowerState } from "../domain/vm.ts";
 import type { Profile, ProfileSettings } from "../domain/profile.ts";
+import { vsphereConnectionOf } from "../domain/vsphere-connection.ts";
 import { FailedPreconditionError, InvalidArgumentError, quoteInput } from "../errors.ts";
 import type { ProviderRegistry } from "../providers/registry.ts";
 import { resolveOutputDir } from "./output-dir.ts";
@@ -71,9 +72,7 @@ export function definitionFromPb(pb: JobDefinitionPb | undefined, field: string,
   const unavailable = definition.convertTo && rules.conversionUnavailable?.(definition.convertTo);
   if (unavailable) throw new FailedPreconditionError(`${at("convert_to")}: conversion to ${definition.convertTo} is unavailable: ${unavailable}`);
   if (definition.verify && !definition.convertTo) throw new InvalidArgumentError(at("verify"), "needs convert_to (it compares converted disks with their sources)");
-  if (providerName === DEFAULT_PROVIDER && !definition.vsphere?.url && !rules.defaultVSphere) {
-    throw new InvalidArgumentError(at("vsphere.url"), "required: the daemon has no default vSphere connection configured");
-  }
+  if (providerName === DEFAULT_PROVIDER) vsphereConnectionOf(definition.vsphere, rules.defaultVSphere, at("vsphere"));
   provider.validate?.(definition);
   return definition;
 }

@@ -2,7 +2,7 @@ import type { Logger } from "pino";
 import type { SecretSealer } from "../provider.ts";
 import { abortLease, type AbortOutcome } from "./lease.ts";
 import { createSoapClient } from "./soap-client.ts";
-import type { VSphereSession } from "./session.ts";
+import { recordedUrl, type VSphereSession } from "./session.ts";
 import type { MoRef } from "./xml.ts";
 
 /**
@@ -25,9 +25,7 @@ export interface LeaseRecord {
 
 export function recordLease(session: VSphereSession, lease: MoRef, box: SecretSealer | undefined): LeaseRecord {
   const cookie = session.soap.cookie;
-  const url = new URL(session.soap.url);
-  url.username = url.password = "";
-  return { lease: lease.value, url: url.href, ...(cookie && { session: box ? box.seal(cookie) : cookie, sealed: box !== undefined }) };
+  return { lease: lease.value, url: recordedUrl(session), ...(cookie && { session: box ? box.seal(cookie) : cookie, sealed: box !== undefined }) };
 }
 
 /**

@@ -34,6 +34,13 @@ export function sdkUrl(raw: string, field = "vsphere.url"): URL {
   return url;
 }
 
+/** The session's SDK URL as a checkpoint records it (a lease's, a snapshot's): without credentials. */
+export function recordedUrl(session: VSphereSession): string {
+  const url = new URL(session.soap.url);
+  url.username = url.password = "";
+  return url.href;
+}
+
 export async function openSession(connection: VSphereConnection, options: { maxConnections: number; logger: Logger }, signal: AbortSignal): Promise<VSphereSession> {
   const url = sdkUrl(connection.url);
   const agent = createVSphereAgent({ insecure: connection.insecure, thumbprint: connection.thumbprint, maxConnections: options.maxConnections });

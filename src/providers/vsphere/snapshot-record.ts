@@ -1,4 +1,4 @@
-import type { VSphereSession } from "./session.ts";
+import { recordedUrl, type VSphereSession } from "./session.ts";
 
 /**
  * The snapshot a job makes of a running VM, as its checkpoint records it: written BEFORE CreateSnapshot_Task
@@ -31,9 +31,7 @@ export function snapshotName(jobId: string): string {
 
 /** The record written before CreateSnapshot_Task. */
 export function recordSnapshotStart(session: VSphereSession, jobId: string, vm: string, vmName: string): SnapshotRecord {
-  const url = new URL(session.soap.url);
-  url.username = url.password = "";
-  return { name: snapshotName(jobId), vm, vmName, url: url.href };
+  return { name: snapshotName(jobId), vm, vmName, url: recordedUrl(session) };
 }
 
 /** The description CreateSnapshot_Task gets: who made the snapshot, so that an operator looking at the VM knows. */

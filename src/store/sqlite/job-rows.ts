@@ -1,6 +1,5 @@
-import { redactUrl } from "../../redact-url.ts";
 import type { SecretBox } from "../secret-box.ts";
-import { EMPTY_PROGRESS, PRIORITY_RANK, type Job, type JobDefinition, type JobState, type JobTransition } from "../../domain/job.ts";
+import { EMPTY_PROGRESS, PRIORITY_RANK, redactDefinition, type Job, type JobDefinition, type JobState, type JobTransition } from "../../domain/job.ts";
 
 /** A row of the jobs table as better-sqlite3 returns it. */
 export interface JobRow {
@@ -48,12 +47,11 @@ interface Secrets {
 /** The definition without its secrets, and the secrets column: JSON sealed by `box`, or null when there is none. */
 export function splitSecrets(definition: JobDefinition, box: SecretBox): { definition: string; secrets: string | null } {
   const vsphere = definition.vsphere;
-  if (!vsphere) return { definition: JSON.stringify(definition), secrets: null };
+  const stored = redactDefinition(definition);
+  if (!vsphere) return { definition: JSON.stringify(stored), secrets: null };
   const secrets: Secrets = {};
   if (vsphere.password) secrets.vsphere_password = vsphere.password;
-  const url = redactUrl(vsphere.url);
-  if (url !== vsphere.url) secrets.vsphere_url = vsphere.url;
-  const stored = { ...definition, vsphere: { ...vsphere, url, password: "" } };
+  if (stored.vsphere!.url !== vsphere.url) secrets.vsphere_url = vsphere.url;
   return { definition: JSON.stringify(stored), secrets: Object.keys(secrets).length > 0 ? box.seal(JSON.stringify(secrets)) : null };
 }
 
