@@ -1,6 +1,6 @@
 import { durationMs, timestampFromMs, type Duration } from "@bufbuild/protobuf/wkt";
 import type { HypervisordService } from "../../gen/hypervisord/v1/service_pb.js";
-import { parseDurationMs } from "../config/parse-value.ts";
+import { parseDurationMs } from "../parse-duration.ts";
 import { DeliveryState as DeliveryStatePb, type Webhook as WebhookPb, type WebhookDelivery as WebhookDeliveryPb } from "../../gen/hypervisord/v1/webhook_pb.js";
 import { WEBHOOK_EVENTS, type DeliveryState, type Webhook, type WebhookDelivery } from "../domain/webhook.ts";
 import { uuidv7 } from "../engine/uuid-v7.ts";

@@ -1,4 +1,5 @@
 import type { ListenAddress } from "../listen-address.ts";
+import { parseDurationMs } from "../parse-duration.ts";
 import type { Setting } from "./settings.ts";
 
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"];
@@ -44,16 +45,6 @@ function parseInteger(raw: unknown): number {
   const n = typeof raw === "number" ? raw : typeof raw === "string" && /^-?\d+$/.test(raw.trim()) ? Number(raw) : NaN;
   if (!Number.isSafeInteger(n)) throw new Error(`expected an integer, got ${describe(raw)}`);
   return n;
-}
-
-const UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-
-/** "250ms", "10s", "5m", "1h", or a plain number of seconds. */
-export function parseDurationMs(raw: unknown): number {
-  if (typeof raw === "number" && Number.isFinite(raw) && raw >= 0) return Math.round(raw * 1000);
-  const match = typeof raw === "string" ? /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(raw) : null;
-  if (!match) throw new Error(`expected a duration such as 500ms, 10s or 5m, got ${describe(raw)}`);
-  return Math.round(Number(match[1]) * UNITS_MS[match[2] ?? "s"]!);
 }
 
 export function parseListenAddress(raw: unknown): ListenAddress {
