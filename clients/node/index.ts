@@ -89,16 +89,4 @@ function tlsNodeOptions(tls: TlsOptions): SecureClientSessionOptions {
   };
 }
 
-export type { BaseClientOptions, HypervisordClient } from "../core/hypervisord-client.ts";
-export { createAuthInterceptor, createRetryInterceptor, isIdempotent, type RetryOptions } from "../core/interceptors.ts";
-export { isDroppedStream, isTerminal, watchJob, type WatchJobOptions } from "../core/watch-job.ts";
-export { isBatchTerminal, watchBatch, type WatchBatchOptions } from "../core/watch-batch.ts";
-export { Code, ConnectError } from "@connectrpc/connect";
-export * from "../../gen/hypervisord/v1/service_pb.js";
-export * from "../../gen/hypervisord/v1/job_pb.js";
-export * from "../../gen/hypervisord/v1/batch_pb.js";
-export * from "../../gen/hypervisord/v1/vm_pb.js";
-export * from "../../gen/hypervisord/v1/schedule_pb.js";
-export * from "../../gen/hypervisord/v1/profile_pb.js";
-export * from "../../gen/hypervisord/v1/webhook_pb.js";
-export * from "../../gen/hypervisord/v1/access_pb.js";
+export * from "../core/client-api.ts";
