@@ -14,6 +14,7 @@ import { PowerState } from "../gen/hypervisord/v1/vm_pb.js";
 import { VERSION } from "../src/version.ts";
 import { createGrpcJsClient, type GrpcJsClient } from "./support/clients.ts";
 import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
+import { waitFor } from "./support/wait-for.ts";
 
 type Definition = MessageInitShape<typeof JobDefinitionSchema>;
 const ROOT = path.resolve(import.meta.dirname, "..");
@@ -28,19 +29,14 @@ let outputs = 0;
 /** A fake-provider job in its own output directory. */
 const def = (vm: string, extra: Definition = {}): Definition => ({ provider: "fake", vm, outputDir: `out-${++outputs}`, ...extra });
 
-async function waitFor<T>(read: () => Promise<T>, ok: (value: T) => boolean, what: string, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (ok(value)) return value;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}; last value: ${String(value)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-const jobState = (id: string, states: JobState[]) =>
-  waitFor(async () => (await c.unary("getJob", { jobId: id })).job!, (j) => states.includes(j.state), `job ${id} in ${states}`);
-const idle = () => waitFor(() => c.unary("getStatus", {}), (s) => s.running === 0 && s.queueDepth === 0n, "no queued or running jobs");
+const jobState = (id: string, states: JobState[]) => waitFor(`job ${id} in ${states}`, async () => {
+  const { job } = await c.unary("getJob", { jobId: id });
+  return states.includes(job!.state) && job!;
+}, 30_000, 50);
+const idle = () => waitFor("no queued or running jobs", async () => {
+  const status = await c.unary("getStatus", {});
+  return status.running === 0 && status.queueDepth === 0n && status;
+}, 30_000, 50);
 
 /** Reads a server stream until `until` holds (then cancels it), or it ends by itself. */
 function collect<T>(stream: grpc.ClientReadableStream<T>, until: (m: T, all: T[]) => boolean = () => false, timeoutMs = 30_000) {

@@ -5,11 +5,11 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { HypervisordError, InvalidArgumentError } from "../src/errors.ts";
 import { createConverter, parseConvertFormat, type ConvertFormat } from "../src/export/convert.ts";
 import { createProgressParser, detectQemuImg } from "../src/export/qemu-img.ts";
+import { waitFor } from "./support/wait-for.ts";
 
 const MiB = 1024 * 1024;
 const DISK_SIZE = 16 * MiB;
@@ -62,11 +62,6 @@ function assertCode(code: string, pattern?: RegExp) {
 function assertNoOutput(target: string): void {
   assert.equal(fs.existsSync(target), false, `${target} exists`);
   assert.equal(fs.existsSync(`${target}.partial`), false, `${target}.partial exists`);
-}
-
-async function waitFor(condition: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 500 && !condition(); i++) await sleep(10);
-  assert.ok(condition(), `timed out waiting for ${what}`);
 }
 
 test("parseConvertFormat: empty is none, known formats pass, others are INVALID_ARGUMENT naming the field", () => {
@@ -225,7 +220,7 @@ describe("qemu-img conversion", { skip: skipReason }, () => {
       const reason = new Error("no longer wanted");
       const target = file("queued.vdi");
       const queued = converter.convert({ source: big, sourceFormat: "raw", target, format: "vdi", signal: controller.signal });
-      await waitFor(() => converter.stats().waiting === 1, "the second conversion to queue");
+      await waitFor("the second conversion to queue", () => converter.stats().waiting === 1);
       controller.abort(reason);
       await assert.rejects(queued, (err) => err === reason);
       assert.deepEqual(converter.stats(), { running: 1, waiting: 0 });

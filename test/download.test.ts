@@ -11,6 +11,7 @@ import { Agent } from "undici";
 import { HypervisordError } from "../src/errors.ts";
 import { downloadFiles, type DownloadFile, type DownloadOptions } from "../src/transfer/download.ts";
 import { createHostSlots } from "../src/transfer/host-slots.ts";
+import { waitFor } from "./support/wait-for.ts";
 
 const MiB = 1024 * 1024;
 const CHUNK = 64 * 1024;
@@ -196,14 +197,6 @@ function assertSameBytes(files: DownloadFile[], sources: Record<string, Buffer>)
     const written = fs.readFileSync(file.path);
     assert.equal(written.length, data.length, `${file.name} size`);
     assert.ok(written.equals(data), `${file.name} differs from the source`);
-  }
-}
-
-async function waitFor(what: string, check: () => boolean, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
   }
 }
 

@@ -11,6 +11,7 @@ import { createGrpcJsClient, type GrpcJsClient } from "./support/clients.ts";
 import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
 import { isFinal, waitForJob } from "./support/wait-for-job.ts";
 import { buildVcsim, startVcsim, type Vcsim } from "./support/vcsim.ts";
+import { waitFor } from "./support/wait-for.ts";
 
 const RUN_DIR = /^\d{8}T\d{6}Z(-\d+)?$/;
 let skipReason: string | undefined;
@@ -43,14 +44,6 @@ const connection = () => ({ url: sim.url, username: "user", password: "pass", in
 const sha256 = (file: string) => createHash("sha256").update(fs.readFileSync(file)).digest("hex");
 const runDirs = (vmDir: string) => fs.readdirSync(vmDir).filter((name) => RUN_DIR.test(name)).sort();
 
-async function waitFor(what: string, check: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 /** The OVF package of `vm` in a run directory holds the simulator's bytes. */
 function assertPackage(dir: string, vmName: string): void {
   const pkg = path.join(dir, vmName);
@@ -80,7 +73,7 @@ describe("schedule retention against vcsim", () => {
       assertPackage(dir, vm.name);
       dirs.push(dir);
     }
-    await waitFor("the 2 oldest packages deleted", () => !fs.existsSync(dirs[0]!) && !fs.existsSync(dirs[1]!));
+    await waitFor("the 2 oldest packages deleted", () => !fs.existsSync(dirs[0]!) && !fs.existsSync(dirs[1]!), 15_000);
     assert.deepEqual(runDirs(path.join(out, vm.name)), dirs.slice(2).map((d) => path.basename(d)));
     for (const dir of dirs.slice(2)) assertPackage(dir, vm.name);
     assert.equal(fs.readFileSync(path.join(out, vm.name, "README.txt"), "utf8"), "the operator's");
@@ -114,7 +107,7 @@ describe("schedule retention against vcsim", () => {
       assert.deepEqual([...dirs.keys()].sort(), names);
       runs.push(dirs);
     }
-    await waitFor("the first run's packages deleted", () => names.every((name) => !fs.existsSync(runs[0]!.get(name)!)));
+    await waitFor("the first run's packages deleted", () => names.every((name) => !fs.existsSync(runs[0]!.get(name)!)), 15_000);
     for (const name of names) {
       assert.deepEqual(runDirs(path.join(out, name)), [path.basename(runs[1]!.get(name)!)]);
       assertPackage(runs[1]!.get(name)!, name);

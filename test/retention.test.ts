@@ -20,6 +20,7 @@ import { createGrpcJsClient, type GrpcJsClient } from "./support/clients.ts";
 import { tempDir } from "./support/temp-dir.ts";
 import { createFakeProvider } from "./support/fake-provider.ts";
 import { isFinal, waitForJob } from "./support/wait-for-job.ts";
+import { waitFor } from "./support/wait-for.ts";
 
 const RUN_DIR = /^\d{8}T\d{6}Z(-\d+)?$/;
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
@@ -92,16 +93,6 @@ async function runOnce(client: GrpcJsClient, scheduleId: string) {
 
 function runDirs(vmDir: string): string[] {
   return fs.readdirSync(vmDir).filter((name) => RUN_DIR.test(name)).sort();
-}
-
-async function waitFor<T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 /** Retention runs after the completion is announced; give a deletion that should not happen the time to show. */

@@ -16,21 +16,12 @@ import { createSecretBox } from "../src/store/secret-box.ts";
 import { migrate } from "../src/store/sqlite/migrations.ts";
 import { createScheduleQueries } from "../src/store/sqlite/schedules.ts";
 import type { ScheduleStore } from "../src/store/store.ts";
+import { waitFor } from "./support/wait-for.ts";
 
 const FIELDS = { cron: "schedule.cron", timeZone: "schedule.time_zone" };
 const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
 const ms = (text: string) => Date.parse(text);
 const sleep = (delayMs: number) => new Promise((resolve) => setTimeout(resolve, delayMs));
-
-async function waitFor<T>(what: string, predicate: () => T | undefined | false, timeoutMs = 5_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = predicate();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 // --- fixtures: a temp database, and a fake engine that creates jobs the way the real one will ---
 

@@ -13,6 +13,7 @@ import { DeliveryState } from "../gen/hypervisord/v1/webhook_pb.js";
 import { createGrpcJsClient, type GrpcJsClient } from "./support/clients.ts";
 import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
 import { tempDir } from "./support/temp-dir.ts";
+import { waitFor } from "./support/wait-for.ts";
 
 const FINAL = [JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED];
 const SECRET = `whsec_${Buffer.from("a config secret of 24+ bytes!!").toString("base64")}`;
@@ -86,16 +87,6 @@ async function startReceiver(secretOf: () => string, port = 0): Promise<Receiver
   await listen(port);
   cleanups.push(() => receiver.close().catch(() => {}));
   return receiver;
-}
-
-async function waitFor<T>(what: string, check: () => T | undefined | false, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 async function finished(client: GrpcJsClient, jobId: string): Promise<Job> {
@@ -262,7 +253,7 @@ describe("webhooks", () => {
 
     const { job } = await client.unary("submitJob", { definition: { provider: "fake", vm: "noop", vsphere: { url: "https://vc.example/sdk", username: "u", password: "hunter2-password" } } });
     await finished(client, job!.id);
-    await waitFor("job.completed delivered after a retry", () => receiver.received.filter((r) => r.type === "job.completed").length >= 2);
+    await waitFor("job.completed delivered after a retry", () => receiver.received.filter((r) => r.type === "job.completed").length >= 2, 15_000);
     const types = [...new Set(receiver.received.map((r) => r.type))];
     assert.deepEqual(types, ["job.created", "job.started", "job.completed"]);
     assert.ok(receiver.received.every((r) => r.signatureOk), "every signature verifies");

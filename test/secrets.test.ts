@@ -22,6 +22,7 @@ import { generateSecret, verifySignature } from "../src/webhooks/signing.ts";
 import { postJson } from "./support/clients.ts";
 import { assertRefusesToStart, spawnDaemon, type DaemonProcess, type SpawnOptions } from "./support/daemon-process.ts";
 import { tempDir } from "./support/temp-dir.ts";
+import { waitFor } from "./support/wait-for.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 const VSPHERE_PASSWORD = "vSphere-Pa55word-job-7f3a9c";
@@ -98,16 +99,6 @@ async function call(daemon: DaemonProcess, method: string, body: unknown): Promi
   return response.body;
 }
 
-async function until<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 /** Creates a webhook (secret, header, token in the URL), a job and a schedule with vSphere passwords; returns the ids. */
 async function createSecrets(daemon: DaemonProcess, receiver: Receiver) {
   const created = await call(daemon, "CreateWebhook", {
@@ -166,7 +157,7 @@ function assertModes(dataDir: string): void {
 async function assertWebhookSecretsWork(daemon: DaemonProcess, receiver: Receiver, webhookId: string): Promise<void> {
   const before = receiver.requests.length;
   await call(daemon, "TestWebhook", { id: webhookId });
-  const request = await until("the test delivery", () => receiver.requests.slice(before).find((r) => r.body.includes("webhook.test")));
+  const request = await waitFor("the test delivery", () => receiver.requests.slice(before).find((r) => r.body.includes("webhook.test")), 15_000, 50);
   assert.equal(request.url, `/hook?token=${QUERY_TOKEN}`, "delivered to the URL with its token");
   assert.equal(request.headers["x-api-token"], HEADER_VALUE);
   assert.ok(verifySignature(WEBHOOK_SECRET, request.headers, request.body), "signed with the stored secret");
@@ -213,7 +204,7 @@ describe("secrets at rest", () => {
 
     const { webhookId, jobId, scheduleId } = await createSecrets(daemon, receiver);
     // A job's creation is delivered to the full URL: the token is stored (sealed) and used.
-    const delivered = await until("job.created delivery", () => receiver.requests.find((r) => r.body.includes("job.created")));
+    const delivered = await waitFor("job.created delivery", () => receiver.requests.find((r) => r.body.includes("job.created")), 15_000, 50);
     assert.equal(delivered.url, `/hook?token=${QUERY_TOKEN}`);
 
     // While the daemon runs: the WAL and shared memory exist, and no file holds a secret.
@@ -427,7 +418,7 @@ describe("redaction", () => {
     // An edit form sending back the URL it was shown keeps the stored one (the token still reaches the receiver).
     await call(daemon, "UpdateWebhook", { id, webhook: { url: redacted, events: ["job.created", "job.completed"] } });
     await call(daemon, "TestWebhook", { id });
-    const test = await until("the test delivery", () => receiver.requests.find((r) => r.body.includes("webhook.test")));
+    const test = await waitFor("the test delivery", () => receiver.requests.find((r) => r.body.includes("webhook.test")), 15_000, 50);
     assert.equal(test.url, `/hook?token=${QUERY_TOKEN}&team=ops`);
     const deliveries = await call(daemon, "ListWebhookDeliveries", { webhookId: id });
     assert.ok(deliveries.deliveries.length > 0);

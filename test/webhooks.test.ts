@@ -20,6 +20,7 @@ import { createWebhookDispatcher, parseRetryAfter, type WebhookDispatcher, type 
 import { jobEvent, MAX_DISCOVERED_VMS, progressEvent, scheduleTriggeredEvent, testEvent, vmDiscoveredEvent } from "../src/domain/webhook-events.ts";
 import { generateSecret, parseSecret, signatureHeaders, verifySignature } from "../src/webhooks/signing.ts";
 import { BlockedTargetError, blockedAddressKind, checkWebhookUrl, createGuardedAgent } from "../src/webhooks/ssrf-guard.ts";
+import { waitFor } from "./support/wait-for.ts";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "hypervisord-webhooks-"));
 const databases: Database.Database[] = [];
@@ -130,16 +131,6 @@ function startDispatcher(options: Partial<WebhookDispatcherOptions> & Pick<Webho
 
 function sampleEvent(type: WebhookEvent["type"] = "job.completed", data: Record<string, unknown> = { job_id: "j-1" }): WebhookEvent {
   return { type, timestamp: "2024-05-01T12:00:00.000Z", data };
-}
-
-async function waitFor<T>(what: string, probe: () => T | undefined | false, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
 }
 
 function settled(store: ReturnType<typeof openStore>["store"], id: string): Promise<WebhookDelivery> {
