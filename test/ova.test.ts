@@ -11,10 +11,11 @@ import { promisify } from "node:util";
 import { createGzip } from "node:zlib";
 import { pack as tarPack, type Header } from "tar-stream";
 import { HypervisordError, InvalidArgumentError } from "../src/errors.ts";
-import { manifestText } from "../src/export/manifest.ts";
-import { ovaLayout, tarStream, writeOvaSkeleton, type OvaStreamEntry } from "../src/export/ova-layout.ts";
-import { extractOva, validateOva } from "../src/export/ova-reader.ts";
-import { TAR_END, tarHeader, tarPadding } from "../src/export/tar-header.ts";
+import { manifestText } from "../src/package/manifest.ts";
+import { ovaLayout, tarStream, writeOvaSkeleton, type OvaStreamEntry } from "../src/package/ova-layout.ts";
+import { extractOva } from "../src/package/extract-ova.ts";
+import { validateOva } from "../src/package/validate-ova.ts";
+import { TAR_END, tarHeader, tarPadding } from "../src/package/tar-header.ts";
 
 const KiB = 1024;
 const GiB = 1024 * 1024 * 1024;

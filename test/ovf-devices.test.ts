@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { XMLParser } from "fast-xml-parser";
-import { removeDevices } from "../src/export/ovf-devices.ts";
+import { removeDevices } from "../src/package/ovf-devices.ts";
 
 /** An Item as vSphere's OvfManager.CreateDescriptor writes it. */
 const item = (name: string, type: number, subType = "", extra = "") => `      <Item${extra}>

@@ -3,7 +3,8 @@ import type { HypervisordService } from "../../gen/hypervisord/v1/service_pb.js"
 import { InvalidArgumentError } from "../errors.ts";
 import { isInside } from "../files/fs-utils.ts";
 import { verifyArtifactManifest } from "../export/artifact-manifest.ts";
-import { extractOva, validateOva } from "../export/ova-reader.ts";
+import { extractOva } from "../package/extract-ova.ts";
+import { validateOva } from "../package/validate-ova.ts";
 import type { ServiceHandlers } from "../rpc/handlers.ts";
 import { resolveOutputDir } from "./output-dir.ts";
 

@@ -19,7 +19,7 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { ExportFormat, JobState, type Job } from "../../gen/hypervisord/v1/job_pb.js";
-import { writeOvaFromFiles } from "../../src/export/ova-package.ts";
+import { writeOvaFromFiles } from "../../src/package/ova-writer.ts";
 import { createGrpcJsClient, type GrpcJsClient } from "../support/clients.ts";
 import { spawnDaemon } from "../support/daemon-process.ts";
 import { tempDir } from "../support/temp-dir.ts";

@@ -7,10 +7,10 @@ import { downloadFiles, fetchSizes, type DownloadFile, type DownloadedFile } fro
 import type { HostSlots } from "../../transfer/host-slots.ts";
 import { osHintFromGuestId } from "../../export/artifact-manifest.ts";
 import { finishExport, type PackageArtifacts } from "../../export/finish-export.ts";
-import { manifestSize, manifestText, writeManifest } from "../../export/manifest.ts";
-import { ovaLayout } from "../../export/ova-layout.ts";
-import { prepareOvaFile, syncFile, writeAt, writeOvaFromFiles } from "../../export/ova-package.ts";
-import { removeDevices } from "../../export/ovf-devices.ts";
+import { manifestSize, manifestText, writeManifest } from "../../package/manifest.ts";
+import { ovaLayout } from "../../package/ova-layout.ts";
+import { prepareOvaFile, syncFile, writeAt, writeOvaFromFiles } from "../../package/ova-writer.ts";
+import { removeDevices } from "../../package/ovf-devices.ts";
 import { writeFileAtomic } from "../../files/write-file-atomic.ts";
 import { makeDirectory, publishPartial, reopenPublished, startPartial } from "../../files/written-files.ts";
 import type { Converter } from "../../export/convert.ts";
