@@ -1,4 +1,4 @@
-import { builtinProviders } from "./providers/builtin.ts";
+import { builtinProviders } from "./daemon/builtin-providers.ts";
 import { run } from "./run.ts";
 
 await run(process.argv.slice(2), process.env, builtinProviders);

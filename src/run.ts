@@ -1,6 +1,6 @@
 import pino, { type Logger } from "pino";
 import { ConfigError, loadConfig, type DaemonConfig } from "./config/load-config.ts";
-import { startDaemon, type Daemon } from "./daemon.ts";
+import { startDaemon, type Daemon } from "./daemon/index.ts";
 import { createLogger } from "./logging.ts";
 import { runSecretsCommand } from "./secrets-command.ts";
 import type { DaemonTools, Provider } from "./providers/provider.ts";

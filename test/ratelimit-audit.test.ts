@@ -454,10 +454,10 @@ describe("rate limiting and audit over the real gRPC and HTTP listeners (in proc
   });
 });
 
-// Through the daemon: runs once src/daemon.ts uses the hooks (the integrator's step).
-const daemonSource = fs.readFileSync(path.join(ROOT, "src/daemon.ts"), "utf8");
+// Through the daemon: runs once src/daemon/ uses the hooks (the integrator's step).
+const daemonSource = fs.readdirSync(path.join(ROOT, "src/daemon")).map((file) => fs.readFileSync(path.join(ROOT, "src/daemon", file), "utf8")).join("\n");
 const wired = daemonSource.includes("createRateLimitHook") && daemonSource.includes("createAuditHook");
-const WAITING = wired ? false : "waiting for daemon wiring: src/daemon.ts does not use createRateLimitHook and createAuditHook yet";
+const WAITING = wired ? false : "waiting for daemon wiring: src/daemon/ does not use createRateLimitHook and createAuditHook yet";
 if (WAITING) console.log(`# ratelimit-audit daemon tests skipped: ${WAITING}`);
 const passesResponse = /response\?: unknown/.test(fs.readFileSync(path.join(ROOT, "src/rpc/call-hooks.ts"), "utf8"));
 const RESPONSE_WAITING = passesResponse ? false : "waiting for CallOutcome.response in src/rpc/call-hooks.ts (the id a Submit*/Create* call made)";
@@ -570,7 +570,7 @@ describe("rate limiting and audit in the daemon", { skip: WAITING }, () => {
 
 // With API keys: a viewer's refused mutation is in the log under its key. Runs once auth and audit are wired.
 const authWired = wired && daemonSource.includes("createAuthHook") && daemonSource.includes("createRoleHook");
-const AUTH_WAITING = authWired ? false : "waiting for daemon wiring: src/daemon.ts does not use createAuthHook, createRoleHook and createAuditHook yet";
+const AUTH_WAITING = authWired ? false : "waiting for daemon wiring: src/daemon/ does not use createAuthHook, createRoleHook and createAuditHook yet";
 
 describe("audit in the daemon with API keys", { skip: AUTH_WAITING }, () => {
   const ADMIN = "hvd_admin_key_for_the_audit_test_0001";

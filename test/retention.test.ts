@@ -12,7 +12,7 @@ import { BatchState } from "../gen/hypervisord/v1/batch_pb.js";
 import { JobState } from "../gen/hypervisord/v1/job_pb.js";
 import { OverlapPolicy, type ScheduleRun } from "../gen/hypervisord/v1/schedule_pb.js";
 import { loadConfig } from "../src/config/load-config.ts";
-import { startDaemon, type Daemon } from "../src/daemon.ts";
+import { startDaemon, type Daemon } from "../src/daemon/index.ts";
 import { HypervisordError } from "../src/errors.ts";
 import type { Provider } from "../src/providers/provider.ts";
 import { runStamp } from "../src/scheduler/run-layout.ts";

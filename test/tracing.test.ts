@@ -390,10 +390,10 @@ describe("tracing off", () => {
   });
 });
 
-// Through the daemon: runs once src/daemon.ts starts tracing and hands the engine a job tracer (the integrator's step).
-const daemonSource = fs.readFileSync(path.join(ROOT, "src/daemon.ts"), "utf8");
+// Through the daemon: runs once src/daemon/ starts tracing and hands the engine a job tracer (the integrator's step).
+const daemonSource = fs.readdirSync(path.join(ROOT, "src/daemon")).map((file) => fs.readFileSync(path.join(ROOT, "src/daemon", file), "utf8")).join("\n");
 const wired = daemonSource.includes("initTracing") && daemonSource.includes("createTracingHook") && daemonSource.includes("jobTracer");
-const WAITING = wired ? false : "waiting for daemon wiring: src/daemon.ts does not use initTracing, createTracingHook and jobTracer yet";
+const WAITING = wired ? false : "waiting for daemon wiring: src/daemon/ does not use initTracing, createTracingHook and jobTracer yet";
 if (WAITING) console.log(`# tracing daemon test skipped: ${WAITING}`);
 
 describe("tracing in the daemon", { skip: WAITING }, () => {

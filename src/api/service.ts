@@ -15,7 +15,6 @@ import type { ServiceHandlers } from "../rpc/handlers.ts";
 import {
   connectionFromPb, DEFAULT_PROVIDER, definitionFromPb, intIn, labelsFromPb, nonNegative, type DefinitionRules,
 } from "./job-definition.ts";
-import { realPaths } from "./output-dir.ts";
 import { createApiKeyHandlers } from "./api-keys.ts";
 import { createAuditHandlers } from "./audit.ts";
 import { batchIdOf, createBatchHandlers } from "./batches.ts";
@@ -36,6 +35,8 @@ export interface ApiDeps {
   webhooks: WebhookDispatcher;
   profiles: ProfileRegistry;
   allowedOutputRoots: readonly string[];
+  /** allowedOutputRoots with symbolic links resolved (see realPaths): computed once by the daemon. */
+  realOutputRoots: readonly string[];
   allowPrivateWebhookTargets: boolean;
   defaultVSphere?: VSphereConnection;
   /** Per conversion format: why it cannot run here, or undefined when it can. */
@@ -59,7 +60,7 @@ function searchText(query: string): string {
 export function createHypervisordApi(deps: ApiDeps): ServiceHandlers<typeof HypervisordService> {
   const { engine, providers } = deps;
   const rules: DefinitionRules = {
-    providers, allowedOutputRoots: deps.allowedOutputRoots, realOutputRoots: realPaths(deps.allowedOutputRoots), defaultVSphere: deps.defaultVSphere,
+    providers, allowedOutputRoots: deps.allowedOutputRoots, realOutputRoots: deps.realOutputRoots, defaultVSphere: deps.defaultVSphere,
     conversionUnavailable: deps.conversionUnavailable,
     profile: (name) => deps.profiles.get(name),
   };

@@ -3,7 +3,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import YAML from "yaml";
 import type { VSphereConnection } from "../domain/job.ts";
-import type { CompiledEngineOptions } from "../engine/engine.ts";
+import type { EngineOptions } from "../engine/engine-options.ts";
 import type { EdgeOptions } from "../server/edge-options.ts";
 import type { ListenAddress } from "../listen-address.ts";
 import { parseValue } from "./parse-value.ts";
@@ -19,7 +19,7 @@ export interface DaemonConfig {
   corsAllowedOrigins: string[];
   shutdownGraceMs: number;
   maxLogBytesPerJob: number;
-  engine: CompiledEngineOptions;
+  engine: EngineOptions;
   /** The connection used when a request names none. */
   defaultVSphere?: VSphereConnection;
   vsphere: { maxConnections: number; sessionIdleTimeoutMs: number; maxTransfersPerHost: number; snapshotRemoveAttempts: number; snapshotRemoveBackoffMs: number };
@@ -140,7 +140,6 @@ function compile(values: Map<string, unknown>, configFile: string | undefined): 
   const get = <T>(key: string) => values.get(key) as T;
   const roots = get<string[]>("allowed_output_roots");
   if (roots.length === 0) throw new ConfigError("allowed_output_roots: at least one directory is required");
-  const progressMs = get<number>("jobs.progress_interval");
   const vsphereUrl = get<string | undefined>("vsphere.url");
   return {
     dataDir: path.resolve(get<string>("data_dir")),
@@ -159,8 +158,7 @@ function compile(values: Map<string, unknown>, configFile: string | undefined): 
       retryMaxBackoffMs: get<number>("jobs.retry_max_backoff"),
       cleanupRetryInitialMs: get<number>("jobs.cleanup_retry_initial"),
       cleanupRetryMaxMs: get<number>("jobs.cleanup_retry_max"),
-      progressPublishIntervalMs: progressMs,
-      progressPersistIntervalMs: Math.max(1000, progressMs * 4),
+      progressIntervalMs: get<number>("jobs.progress_interval"),
       maxQueuedUpdatesPerSubscriber: get<number>("jobs.max_queued_updates"),
       jobLogLevel: get<string>("jobs.log_level"),
     },

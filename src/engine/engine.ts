@@ -12,6 +12,7 @@ import { retryDelayMs } from "../backoff.ts";
 import type { Batch } from "../domain/batch.ts";
 import { createBatchEngine } from "./batch-engine.ts";
 import { createCleanupRetry } from "./cleanup-retry.ts";
+import { DEFAULT_CLEANUP_RETRY_MS, type CompiledEngineOptions } from "./engine-options.ts";
 import { hasWrittenFiles, heldCheckpoint, keptFilesNote, openJobCheckpoint, removeJobFiles } from "./job-files.ts";
 import { createJobLogs } from "./job-logs.ts";
 import { createProgressTracker } from "./progress-tracker.ts";
@@ -20,22 +21,6 @@ import { preciseNow, type JobUpdate } from "./update.ts";
 import { uuidv7 } from "./uuid-v7.ts";
 import { transitionUpdate, watchJobs } from "./watch.ts";
 
-export interface CompiledEngineOptions {
-  maxConcurrentJobs: number;
-  maxAttempts: number;
-  /** No retry starts later than this after the job's first attempt started; undefined or 0: only maxAttempts limits. */
-  retryMaxElapsedMs?: number;
-  retryInitialBackoffMs: number;
-  retryMaxBackoffMs: number;
-  progressPublishIntervalMs: number;
-  progressPersistIntervalMs: number;
-  maxQueuedUpdatesPerSubscriber: number;
-  jobLogLevel: string;
-  /** Retries of what ended jobs still hold on a hypervisor (pending_cleanup): first after this, doubling up to the max. */
-  cleanupRetryInitialMs?: number;
-  cleanupRetryMaxMs?: number;
-}
-
 export interface EngineDeps {
   store: Store;
   providers: ProviderRegistry;
@@ -43,10 +28,11 @@ export interface EngineDeps {
   options: CompiledEngineOptions;
   /** Where job log records are copied for the daemon log. */
   logForward?: { write(line: string): unknown };
-  /** Told of every committed state change (after its transaction) and of persisted progress: schedules, webhooks and metrics follow jobs this way. */
+  /**
+   * Told of every committed state change (after its transaction), of persisted progress and of finished downloads:
+   * schedules, webhooks and metrics follow jobs this way. More can be added with engine.observe().
+   */
   observers?: readonly JobObserver[];
-  /** A file's download finished (seconds of transfer): the disk download duration metric. */
-  onDownload?(provider: string, seconds: number): void;
   /** Spans of job attempts and their phases (tracing); none by default. */
   jobTracer?: JobTracer;
 }
@@ -56,6 +42,8 @@ export interface JobObserver {
   progressed?(job: Job, progress: JobProgress): void;
   /** A batch's last child ended (after its transition was committed and announced). */
   batchEnded?(batch: Batch): void;
+  /** One file's download finished, in this many seconds of transfer (the disk download duration metric). */
+  downloaded?(job: Job, seconds: number): void;
 }
 
 export type Lifecycle = "starting" | "running" | "draining" | "stopped";
@@ -88,6 +76,7 @@ export function createEngine(deps: EngineDeps) {
   const bus = createUpdateBus(store, { maxQueuedPerSubscriber: options.maxQueuedUpdatesPerSubscriber });
   const jobLogs = createJobLogs({ store, level: options.jobLogLevel, forward: deps.logForward });
   const jobLogger = jobLogs.logger;
+  const observers = [...(deps.observers ?? [])];
   const running = new Map<string, RunningJob>();
   /** Jobs whose files are being removed (removeFiles); shutdown waits for them. */
   const fileRemovals = new Map<string, Promise<void>>();
@@ -98,7 +87,7 @@ export function createEngine(deps: EngineDeps) {
   function publish(job: Job, transition: JobTransition): void {
     bus.publish(transitionUpdate(transition, job));
     if (isFinal(job.state)) jobLogs.end(job.id);
-    for (const observer of deps.observers ?? []) observer.changed?.(job, transition);
+    for (const observer of observers) observer.changed?.(job, transition);
     batches.childChanged(job, transition);
   }
 
@@ -115,7 +104,7 @@ export function createEngine(deps: EngineDeps) {
     store, bus, providers, maxAttempts: options.maxAttempts, progressPublishIntervalMs: options.progressPublishIntervalMs,
     liveProgress: (id) => running.get(id)?.progress(), publish, cancelJob: (id, reason, actor) => cancel(id, reason, actor),
     assertAccepting, pump: () => pump(),
-    ended: (batch) => deps.observers?.forEach((observer) => observer.batchEnded?.(batch)),
+    ended: (batch) => observers.forEach((observer) => observer.batchEnded?.(batch)),
   });
 
   function assertAccepting(): void {
@@ -203,7 +192,7 @@ export function createEngine(deps: EngineDeps) {
       }),
       persist: (progress) => {
         store.saveProgress(job.id, progress);
-        for (const observer of deps.observers ?? []) observer.progressed?.(job, progress);
+        for (const observer of observers) observer.progressed?.(job, progress);
       },
     });
     const entry: RunningJob = { controller, progress: () => tracker.current, done: Promise.resolve() };
@@ -238,7 +227,7 @@ export function createEngine(deps: EngineDeps) {
         loadCheckpoint: checkpoint.load,
         saveCheckpoint: checkpoint.save,
         files: checkpoint.files,
-        observeDownload: (seconds) => deps.onDownload?.(job.definition.provider, seconds),
+        observeDownload: (seconds) => observers.forEach((observer) => observer.downloaded?.(job, seconds)),
       });
       const progress = tracker.stop();
       const durationSeconds = (Date.now() - started) / 1000;
@@ -352,8 +341,8 @@ export function createEngine(deps: EngineDeps) {
 
   /** The background retries of pending cleanups: one round over every ended job that still shows one. */
   const cleanupRetry = createCleanupRetry({
-    initialMs: options.cleanupRetryInitialMs ?? 30_000,
-    maxMs: options.cleanupRetryMaxMs ?? 300_000,
+    initialMs: options.cleanupRetryInitialMs ?? DEFAULT_CLEANUP_RETRY_MS.initial,
+    maxMs: options.cleanupRetryMaxMs ?? DEFAULT_CLEANUP_RETRY_MS.max,
     round: async () => {
       const pending = store.endedJobsWithCheckpoint().filter((job) => job.pendingCleanup !== undefined);
       await releaseLeftovers(pending);
@@ -397,6 +386,10 @@ export function createEngine(deps: EngineDeps) {
       batches.finishCancels();
       lifecycle = "running";
       pump();
+    },
+    /** Adds an observer: one made after the engine (the scheduler, which submits through the engine) hears from then on. */
+    observe(observer: JobObserver): void {
+      observers.push(observer);
     },
     submit,
     cancel,

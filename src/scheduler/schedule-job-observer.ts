@@ -6,12 +6,12 @@ import type { Scheduler } from "./scheduler.ts";
 
 /**
  * What a schedule does when one of its jobs ends, a batch child's included: a run queued behind it may
- * start (overlap policy "queue"), and a completed export lets retention delete that VM's older ones.
+ * start (overlap policy "queue"), and a completed export lets retention delete that VM's older ones. Added with
+ * engine.observe() once the scheduler exists (it submits through the engine).
  */
 export function createScheduleJobObserver(deps: {
   schedules: Pick<ScheduleStore, "scheduleOfBatch">;
-  /** Late-bound: the scheduler is created after the engine that calls this. */
-  scheduler(): Scheduler | undefined;
+  scheduler: Pick<Scheduler, "jobFinished">;
   retention: Retention;
 }): JobObserver {
   return {
@@ -19,7 +19,7 @@ export function createScheduleJobObserver(deps: {
       if (!isFinal(job.state)) return;
       const scheduleId = job.scheduleId ?? (job.batchId ? deps.schedules.scheduleOfBatch(job.batchId) : undefined);
       if (!scheduleId) return;
-      deps.scheduler()?.jobFinished(scheduleId, job.id);
+      deps.scheduler.jobFinished(scheduleId, job.id);
       if (job.state === "completed") deps.retention.jobCompleted(job.id);
     },
   };

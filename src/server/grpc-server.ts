@@ -19,6 +19,14 @@ export interface GrpcServiceBinding {
   handlers: ServiceHandlers<DescService>;
 }
 
+/**
+ * A service and its handlers, checked against each other here. The listeners look handlers up by method name,
+ * so a binding forgets the service's own type: the one cast of it is this one.
+ */
+export function bindService<S extends DescService>(service: S, handlers: ServiceHandlers<S>): GrpcServiceBinding {
+  return { service, handlers: handlers as unknown as ServiceHandlers<DescService> };
+}
+
 type AnyHandler = (request: unknown, context: CallContext) => Promise<unknown> | AsyncIterable<unknown>;
 
 /**

@@ -1,6 +1,7 @@
 import pino from "pino";
 import type { JobDefinition } from "../../src/domain/job.ts";
-import { createEngine, type CompiledEngineOptions, type Engine } from "../../src/engine/engine.ts";
+import { createEngine, type Engine } from "../../src/engine/engine.ts";
+import type { CompiledEngineOptions } from "../../src/engine/engine-options.ts";
 import type { Provider } from "../../src/providers/provider.ts";
 import { createProviderRegistry } from "../../src/providers/registry.ts";
 import type { Store } from "../../src/store/store.ts";

@@ -1,5 +1,5 @@
 // The real daemon process (src/run.ts) with the test providers added: what tests spawn and kill.
-import { builtinProviders } from "../../src/providers/builtin.ts";
+import { builtinProviders } from "../../src/daemon/builtin-providers.ts";
 import { run } from "../../src/run.ts";
 import { fakeProviders } from "./fake-provider.ts";
 

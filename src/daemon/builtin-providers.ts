@@ -1,9 +1,9 @@
 import type { Logger } from "pino";
 import type { DaemonConfig } from "../config/load-config.ts";
-import type { DaemonTools, Provider } from "./provider.ts";
-import { createVSphereProvider } from "./vsphere/vsphere-provider.ts";
+import type { DaemonTools, Provider } from "../providers/provider.ts";
+import { createVSphereProvider } from "../providers/vsphere/vsphere-provider.ts";
 
-/** The providers compiled into the daemon. */
+/** The providers compiled into the daemon, from its configuration: here, not in providers/, which knows no config. */
 export function builtinProviders(config: DaemonConfig, logger: Logger, tools: DaemonTools): Provider[] {
   return [
     createVSphereProvider({

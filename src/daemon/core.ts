@@ -1,0 +1,116 @@
+import fs from "node:fs";
+import { realPaths } from "../api/output-dir.ts";
+import { createProfileRegistry, profilesFromConfig, type ProfileRegistry } from "../api/profiles.ts";
+import { webhooksFromConfig } from "../api/webhooks.ts";
+import { compileEngineOptions } from "../engine/engine-options.ts";
+import { createEngine, type Engine } from "../engine/engine.ts";
+import { createConverter } from "../stages/disk-conversion.ts";
+import { resolveQemuImg } from "../stages/qemu-img.ts";
+import { createMetrics, type Metrics } from "../metrics/metrics.ts";
+import type { SnapshotEvent } from "../providers/provider.ts";
+import { createProviderRegistry, type ProviderRegistry } from "../providers/registry.ts";
+import type { createReleasers } from "../releasers.ts";
+import { createRetention, type Retention } from "../scheduler/retention.ts";
+import { createScheduleJobObserver } from "../scheduler/schedule-job-observer.ts";
+import { createScheduleSubmit } from "../scheduler/schedule-submit.ts";
+import { createScheduler, type Scheduler } from "../scheduler/scheduler.ts";
+import { lockDataDir } from "../store/data-dir-lock.ts";
+import { prepareDataDir } from "../store/data-dir.ts";
+import { createSqliteStore } from "../store/sqlite/sqlite-store.ts";
+import type { Store } from "../store/store.ts";
+import { jobTracer } from "../tracing/job-tracer.ts";
+import { initTracing, type Tracing } from "../tracing/tracing.ts";
+import { VERSION } from "../version.ts";
+import { createWebhookDispatcher, type WebhookDispatcher } from "../webhooks/dispatcher.ts";
+import { createProgressEvents } from "../webhooks/progress-events.ts";
+import type { DaemonOptions } from "./index.ts";
+
+export type Releasers = Pick<ReturnType<typeof createReleasers>, "add">;
+
+/** What the daemon is made of below its call stack: opened, not yet started. */
+export interface Core {
+  store: Store;
+  providers: ProviderRegistry;
+  engine: Engine;
+  scheduler: Scheduler;
+  retention: Retention;
+  webhooks: WebhookDispatcher;
+  profiles: ProfileRegistry;
+  metrics: Metrics;
+  tracing: Tracing;
+  /** The output roots as configured, and with symbolic links resolved (computed once, for api and profiles). */
+  outputRoots: { allowedOutputRoots: readonly string[]; realOutputRoots: readonly string[] };
+  /** Why conversions cannot run here (no qemu-img), or undefined when they can. */
+  conversionUnavailable(): string | undefined;
+}
+
+/** Opens the data directory and the store, and makes the providers, engine, scheduler, webhooks and metrics. */
+export async function openCore(options: DaemonOptions, releasers: Releasers): Promise<Core> {
+  const { config, logger } = options;
+  for (const root of config.allowedOutputRoots) fs.mkdirSync(root, { recursive: true });
+  // 0700 whatever the umask; a looser existing one is tightened, with a warning.
+  for (const warning of prepareDataDir(config.dataDir)) logger.warn(warning);
+  releasers.add(lockDataDir(config.dataDir));
+  // Opens every stored secret's key check: a wrong or missing encryption key stops the start here.
+  const store = createSqliteStore({
+    dataDir: config.dataDir, maxLogBytesPerJob: config.maxLogBytesPerJob, logger: logger.child({ component: "store" }),
+    encryption: { key: config.encryptionKey, keyFile: config.encryptionKeyFile },
+  });
+  releasers.add(() => store.close());
+  // Without OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT nothing of OpenTelemetry is loaded.
+  const tracing = await initTracing({ serviceName: "hypervisord", version: VERSION, logger: logger.child({ component: "tracing" }) });
+  // Released after the engine and the listeners: the spans of the last calls and jobs are sent.
+  releasers.add(() => tracing.shutdown());
+  // qemu-img is looked up once: the providers' converter and GetCapabilities / submission checks agree.
+  const qemuImg = resolveQemuImg(config.conversion.qemuImg);
+  const converter = "path" in qemuImg
+    ? createConverter({ qemuImg: qemuImg.path, maxConcurrent: config.conversion.maxConcurrent, logger: logger.child({ component: "qemu-img" }) })
+    : undefined;
+  // The store's key also seals what providers keep in checkpoints (a lease's vSphere session).
+  // The metrics need the providers' names: their snapshot events reach them through this, once they exist.
+  let snapshotEvent: ((event: SnapshotEvent) => void) | undefined;
+  const providers = createProviderRegistry(options.providers({ converter, secretBox: store.secretBox, onSnapshot: (event) => snapshotEvent?.(event) }));
+  releasers.add(() => providers.closeAll());
+  const outputRoots = { allowedOutputRoots: config.allowedOutputRoots, realOutputRoots: realPaths(config.allowedOutputRoots) };
+  const profiles = createProfileRegistry(store.profiles, profilesFromConfig(config.profiles, outputRoots));
+  store.webhooks.syncConfig(webhooksFromConfig(config.webhooks.endpoints, config.webhooks.allowPrivateTargets));
+  const webhooks = createWebhookDispatcher({ store: store.webhooks, logger: logger.child({ component: "webhooks" }), allowPrivateTargets: config.webhooks.allowPrivateTargets });
+  store.onWebhookEvents(() => webhooks.wake());
+  releasers.add(() => webhooks.stop());
+  const retention = createRetention({
+    schedules: store.schedules, allowedOutputRoots: config.allowedOutputRoots, logger: logger.child({ component: "retention" }),
+    appendJobLog: (jobId, entry) => void store.appendLogs([{ jobId, entry }]),
+  });
+  const progressEvents = createProgressEvents(store.webhooks);
+  const engine = createEngine({
+    store, providers, logger, options: compileEngineOptions(config.engine), logForward: options.logForward,
+    observers: [{ progressed: (job, progress) => progressEvents.progressed(job, progress) }],
+    jobTracer: jobTracer(tracing),
+  });
+  const scheduler = createScheduler({
+    store: store.schedules,
+    logger: logger.child({ component: "scheduler" }),
+    submit: createScheduleSubmit({ engine, exports: store.schedules.exports, recorded: (exports) => retention.check(exports) }),
+  });
+  const metrics = createMetrics({
+    providers: providers.list().map((p) => p.name),
+    jobCounts: () => {
+      const counts = store.countByState();
+      return { queued: counts.queued, running: counts.running };
+    },
+    webhookStats: () => webhooks.stats(),
+    schedulerStats: () => scheduler.stats(),
+    retentionStats: () => retention.stats(),
+    osTypeOf: (job) => job.result?.osHint,
+    pendingSnapshotRemovals: () => store.countPendingCleanup(),
+  });
+  snapshotEvent = metrics.snapshotEvent;
+  // Nothing runs before engine.start(): the observers are all in place by then.
+  engine.observe(createScheduleJobObserver({ schedules: store.schedules, scheduler, retention }));
+  engine.observe(metrics.jobObserver);
+  engine.observe({ downloaded: (job, seconds) => metrics.observeDownload(job.definition.provider, seconds) });
+  return {
+    store, providers, engine, scheduler, retention, webhooks, profiles, metrics, tracing, outputRoots,
+    conversionUnavailable: () => ("reason" in qemuImg ? qemuImg.reason : undefined),
+  };
+}
