@@ -6,17 +6,10 @@ import os from "node:os";
 import path from "node:path";
 import { after, describe, test } from "node:test";
 import { HypervisordError, InvalidArgumentError } from "../src/errors.ts";
-import {
-  ARTIFACT_MANIFEST_FILE,
-  buildArtifactManifest,
-  osHintFromGuestId,
-  parseArtifactManifest,
-  validateArtifactManifest,
-  verifyArtifactManifest,
-  writeArtifactManifest,
-  type ArtifactManifest,
-  type ArtifactManifestInput,
-} from "../src/export/artifact-manifest.ts";
+import { buildArtifactManifest, osHintFromGuestId, writeArtifactManifest, type ArtifactManifestInput } from "../src/stages/artifact-manifest/build.ts";
+import { ARTIFACT_MANIFEST_FILE, type ArtifactManifest } from "../src/stages/artifact-manifest/schema.ts";
+import { parseArtifactManifest, validateArtifactManifest } from "../src/stages/artifact-manifest/validate.ts";
+import { verifyArtifactManifest } from "../src/stages/artifact-manifest/verify.ts";
 import { VERSION } from "../src/version.ts";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "hypervisord-artifact-manifest-"));

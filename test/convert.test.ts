@@ -7,8 +7,9 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { HypervisordError, InvalidArgumentError } from "../src/errors.ts";
-import { createConverter, parseConvertFormat, type ConvertFormat } from "../src/export/convert.ts";
-import { createProgressParser, detectQemuImg } from "../src/export/qemu-img.ts";
+import type { ConvertFormat } from "../src/domain/job.ts";
+import { createConverter, parseConvertFormat } from "../src/stages/disk-conversion.ts";
+import { createProgressParser, detectQemuImg } from "../src/stages/qemu-img.ts";
 import { waitFor } from "./support/wait-for.ts";
 
 const MiB = 1024 * 1024;

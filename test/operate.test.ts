@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { after, before, describe, test } from "node:test";
 import { JobState } from "../gen/hypervisord/v1/job_pb.js";
-import { findExecutable } from "../src/export/qemu-img.ts";
+import { findExecutable } from "../src/stages/qemu-img.ts";
 import { createGrpcJsClient, type GrpcJsClient } from "./support/clients.ts";
 import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
 

@@ -7,7 +7,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { ExportFormat, JobState, type Job } from "../gen/hypervisord/v1/job_pb.js";
-import { findExecutable } from "../src/export/qemu-img.ts";
+import { findExecutable } from "../src/stages/qemu-img.ts";
 import { createGrpcJsClient, type GrpcJsClient } from "./support/clients.ts";
 import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
 import { tempDir } from "./support/temp-dir.ts";

@@ -1,34 +1,11 @@
 import type { Logger } from "pino";
-import type { JobDefinition, JobProgress, JobResult, VSphereConnection } from "../domain/job.ts";
+import type { JobDefinition, VSphereConnection } from "../domain/job.ts";
 import type { VirtualMachine, VMQuery } from "../domain/vm.ts";
-import type { Converter } from "../export/convert.ts";
-import type { WrittenFiles } from "../files/written-files.ts";
+import type { Converter } from "../stages/converter.ts";
+import type { ExportContext, ExportResult } from "../stages/export-context.ts";
 
-/** What the engine hands a provider for one run of one job. */
-export interface ExportContext {
-  readonly jobId: string;
-  /** 1 for the first run; retries count up. A resumed run keeps its attempt. */
-  readonly attempt: number;
-  /** Aborted on cancel (reason: JobCancelledError) or shutdown (reason: ShutdownError). */
-  readonly signal: AbortSignal;
-  /** The job's own logger; its records are kept with the job (GetJobLogs). */
-  readonly logger: Logger;
-  /** Report progress; fields left out keep their last value. Cheap: the engine throttles. */
-  progress(update: Partial<JobProgress>): void;
-  /** The checkpoint saved by an earlier run of this job (after a crash or a retry), if any. */
-  loadCheckpoint<T>(): T | undefined;
-  /** Persist where the export stands, so that a later run can resume from it. Synchronous and durable. */
-  saveCheckpoint(value: unknown): void;
-  /**
-   * Record every file and directory before creating it (see src/files/written-files.ts): when the job fails
-   * for good or is cancelled, the engine removes what is recorded here, and only that (unless keep_partial).
-   */
-  readonly files: WrittenFiles;
-  /** A file's transfer took this long (the disk download duration metric). */
-  observeDownload?(seconds: number): void;
-}
-
-export type ExportResult = Omit<JobResult, "durationSeconds">;
+// The job's context is the export stages' contract (the lower layer): re-exported because every provider takes it.
+export type { ExportContext, ExportResult };
 
 /** Seals secrets a provider keeps in a checkpoint, with the daemon's secrets.encryption_key (the store's SecretBox). */
 export interface SecretSealer {

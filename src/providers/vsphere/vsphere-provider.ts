@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import type { VSphereConnection } from "../../domain/job.ts";
 import { InvalidArgumentError, UnavailableError } from "../../errors.ts";
-import type { Converter } from "../../export/convert.ts";
+import type { Converter } from "../../stages/converter.ts";
 import { createHostSlots } from "../../transfer/host-slots.ts";
 import type { Provider, SecretSealer } from "../provider.ts";
 import { getVM, listVMs } from "./discovery.ts";

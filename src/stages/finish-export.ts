@@ -1,9 +1,9 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import type { ConvertedDisk, JobDefinition } from "../domain/job.ts";
-import type { ExportContext, ExportResult } from "../providers/provider.ts";
-import { buildArtifactManifest, writeArtifactManifest, type ArtifactSourceInput, type ArtifactVmInput } from "./artifact-manifest.ts";
-import type { Converter } from "./convert.ts";
+import { buildArtifactManifest, writeArtifactManifest, type ArtifactSourceInput, type ArtifactVmInput } from "./artifact-manifest/build.ts";
+import type { Converter } from "./converter.ts";
+import type { ExportContext, ExportResult } from "./export-context.ts";
 
 /** A disk file as the export left it on disk. */
 export interface DiskFile {
