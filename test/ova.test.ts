@@ -11,9 +11,9 @@ import { promisify } from "node:util";
 import { createGzip } from "node:zlib";
 import { pack as tarPack, type Header } from "tar-stream";
 import { HypervisordError, InvalidArgumentError } from "../src/errors.ts";
+import { extractOva } from "../src/package/extract-ova.ts";
 import { manifestText } from "../src/package/manifest.ts";
 import { ovaLayout, tarStream, writeOvaSkeleton, type OvaStreamEntry } from "../src/package/ova-layout.ts";
-import { extractOva } from "../src/package/extract-ova.ts";
 import { validateOva } from "../src/package/validate-ova.ts";
 import { TAR_END, tarHeader, tarPadding } from "../src/package/tar-header.ts";
 

@@ -2,10 +2,10 @@ import fs from "node:fs";
 import type { HypervisordService } from "../../gen/hypervisord/v1/service_pb.js";
 import { InvalidArgumentError } from "../errors.ts";
 import { isInside } from "../files/fs-utils.ts";
-import { verifyArtifactManifest } from "../stages/artifact-manifest/verify.ts";
 import { extractOva } from "../package/extract-ova.ts";
 import { validateOva } from "../package/validate-ova.ts";
 import type { ServiceHandlers } from "../rpc/handlers.ts";
+import { verifyArtifactManifest } from "../stages/artifact-manifest/verify.ts";
 import { resolveOutputDir } from "./output-dir.ts";
 
 type PackageHandlers = Pick<ServiceHandlers<typeof HypervisordService>, "validateOva" | "extractOva" | "verifyManifest">;
