@@ -28,7 +28,7 @@ export interface WrittenOva {
 /**
  * Builds `target` (an .ova, or an .ova.gz with `compressionLevel`) from files already on disk, in the given
  * order, as one sequential stream: tar -> gzip (zlib, in the thread pool) -> SHA-256 -> file. Written as
- * `target`'s partial name (see written-files.ts), synced and renamed, so `target` only ever appears complete.
+ * `target`'s partial name (see files/written-files.ts), synced and renamed, so `target` only ever appears complete.
  * A failed or aborted write removes its partial file: a stream through gzip cannot resume, the next attempt
  * starts it over.
  */
