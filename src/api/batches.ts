@@ -1,11 +1,13 @@
+import { create } from "@bufbuild/protobuf";
 import type { HypervisordService } from "../../gen/hypervisord/v1/service_pb.js";
-import type { BatchState as BatchStatePb } from "../../gen/hypervisord/v1/batch_pb.js";
-import type { BatchState } from "../domain/batch.ts";
+import { BatchSchema, BatchState as BatchStatePb, type Batch as BatchPb } from "../../gen/hypervisord/v1/batch_pb.js";
+import type { Batch, BatchState } from "../domain/batch.ts";
 import type { Engine } from "../engine/engine.ts";
 import { InvalidArgumentError } from "../errors.ts";
-import { batchStateFromPb, batchToPb } from "./convert.ts";
 import type { ServiceHandlers } from "../rpc/handlers.ts";
+import { definitionToPb, stateToPb } from "./job-to-pb.ts";
 import { decodePageToken, encodePageToken, pageSize } from "./page-token.ts";
+import { int64, timestampOf } from "./pb-scalars.ts";
 
 type BatchHandlers = Pick<ServiceHandlers<typeof HypervisordService>, "getBatch" | "listBatches" | "cancelBatch">;
 
@@ -47,4 +49,36 @@ export function createBatchHandlers(engine: Engine): BatchHandlers {
 
 function invalidState(state: BatchStatePb, field: string): BatchState {
   throw new InvalidArgumentError(field, `unknown batch state ${state}; use BATCH_STATE_RUNNING, _COMPLETED, _PARTIALLY_FAILED, _FAILED or _CANCELLED`);
+}
+
+const BATCH_STATE_TO_PB: Record<BatchState, BatchStatePb> = {
+  running: BatchStatePb.RUNNING,
+  completed: BatchStatePb.COMPLETED,
+  partially_failed: BatchStatePb.PARTIALLY_FAILED,
+  failed: BatchStatePb.FAILED,
+  cancelled: BatchStatePb.CANCELLED,
+};
+
+export function batchStateFromPb(state: BatchStatePb): BatchState | undefined {
+  return (Object.entries(BATCH_STATE_TO_PB) as [BatchState, BatchStatePb][]).find(([, v]) => v === state)?.[0];
+}
+
+/** A batch with its children; the definition redacted like a job's. */
+export function batchToPb(batch: Batch): BatchPb {
+  return create(BatchSchema, {
+    id: batch.id,
+    name: batch.name,
+    state: BATCH_STATE_TO_PB[batch.state],
+    definition: definitionToPb(batch.definition),
+    counts: batch.counts,
+    bytesDone: int64(batch.bytesDone),
+    bytesTotal: int64(batch.bytesTotal),
+    maxParallel: batch.maxParallel,
+    scheduleId: batch.scheduleId ?? "",
+    createTime: timestampOf(batch.createTime),
+    endTime: timestampOf(batch.endTime),
+    jobs: batch.jobs.map((j) => ({
+      jobId: j.jobId, vm: j.vm, vmName: j.vmName, state: stateToPb(j.state), bytesDone: int64(j.bytesDone), bytesTotal: int64(j.bytesTotal), error: j.error,
+    })),
+  });
 }

@@ -12,7 +12,7 @@ import { InvalidArgumentError, NotFoundError } from "../errors.ts";
 import { parseCron } from "../scheduler/cron.ts";
 import type { Scheduler } from "../scheduler/scheduler.ts";
 import type { ScheduleStore } from "../store/store.ts";
-import { definitionToPb, jobToPb, stateToPb } from "./convert.ts";
+import { definitionToPb, jobToPb, stateToPb } from "./job-to-pb.ts";
 import type { ServiceHandlers } from "../rpc/handlers.ts";
 import { definitionFromPb, intIn, labelsFromPb, type DefinitionRules } from "./job-definition.ts";
 import { pageOf, pageTokenOf, pageSize } from "./page-token.ts";

@@ -1,20 +1,16 @@
 import { create } from "@bufbuild/protobuf";
-import { TimestampSchema, timestampFromMs, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import {
   ExportFormat, JobDefinitionSchema, JobProgressSchema, JobSchema, JobState as JobStatePb, JobTransitionSchema, LogEntrySchema,
   type Job as JobPb, type JobDefinition as JobDefinitionPb, type JobProgress as JobProgressPb, type JobTransition as JobTransitionPb,
   type LogEntry as LogEntryPb,
 } from "../../gen/hypervisord/v1/job_pb.js";
-import { BatchSchema, BatchState as BatchStatePb, type Batch as BatchPb } from "../../gen/hypervisord/v1/batch_pb.js";
-import { JobEventKind, StreamJobUpdatesResponseSchema, type StreamJobUpdatesResponse } from "../../gen/hypervisord/v1/service_pb.js";
-import { PowerState as PowerStatePb, VirtualMachineSchema, type VirtualMachine as VirtualMachinePb } from "../../gen/hypervisord/v1/vm_pb.js";
 import { redactDefinition, type Job, type JobDefinition, type JobProgress, type JobState, type JobTransition } from "../domain/job.ts";
-import type { PowerState, VirtualMachine } from "../domain/vm.ts";
-import type { Batch, BatchState } from "../domain/batch.ts";
-import type { JobUpdate, JobUpdateKind } from "../engine/update.ts";
 import type { LogEntry } from "../store/store.ts";
+import { int64, timestampOf } from "./pb-scalars.ts";
+import { powerStateToPb } from "./power-state.ts";
 
-/** The one place where domain types become generated protobuf messages (and back, for enums). */
+/** Jobs, their definitions, progress, history and logs as protobuf messages (and job states back). */
 
 const STATE_TO_PB: Record<JobState, JobStatePb> = {
   queued: JobStatePb.QUEUED,
@@ -33,47 +29,6 @@ export function stateToPb(state: JobState): JobStatePb {
 export function stateFromPb(state: JobStatePb): JobState | undefined {
   return PB_TO_STATE.get(state);
 }
-
-const KIND_TO_PB: Record<JobUpdateKind, JobEventKind> = {
-  snapshot: JobEventKind.SNAPSHOT,
-  created: JobEventKind.CREATED,
-  state_changed: JobEventKind.STATE_CHANGED,
-  progress: JobEventKind.PROGRESS,
-  synced: JobEventKind.SYNCED,
-  batch_changed: JobEventKind.BATCH_CHANGED,
-};
-
-const BATCH_STATE_TO_PB: Record<BatchState, BatchStatePb> = {
-  running: BatchStatePb.RUNNING,
-  completed: BatchStatePb.COMPLETED,
-  partially_failed: BatchStatePb.PARTIALLY_FAILED,
-  failed: BatchStatePb.FAILED,
-  cancelled: BatchStatePb.CANCELLED,
-};
-
-export function batchStateFromPb(state: BatchStatePb): BatchState | undefined {
-  return (Object.entries(BATCH_STATE_TO_PB) as [BatchState, BatchStatePb][]).find(([, v]) => v === state)?.[0];
-}
-
-const POWER_TO_PB: Record<PowerState, PowerStatePb> = {
-  poweredOff: PowerStatePb.POWERED_OFF,
-  poweredOn: PowerStatePb.POWERED_ON,
-  suspended: PowerStatePb.SUSPENDED,
-  unknown: PowerStatePb.UNSPECIFIED,
-};
-
-export function powerStateFromPb(state: PowerStatePb): PowerState | undefined {
-  return (Object.entries(POWER_TO_PB) as [PowerState, PowerStatePb][]).find(([, v]) => v === state && v !== PowerStatePb.UNSPECIFIED)?.[0];
-}
-
-const ts = (ms: number | undefined) => (ms === undefined ? undefined : timestampFromMs(ms));
-
-/** Like timestampFromMs, for times with a fractional millisecond (update times): nanos must be an integer on the wire. */
-function preciseTimestamp(ms: number): Timestamp {
-  const seconds = Math.floor(ms / 1000);
-  return create(TimestampSchema, { seconds: BigInt(seconds), nanos: Math.min(999_999_999, Math.round((ms - seconds * 1000) * 1e6)) });
-}
-const int64 = (n: number) => BigInt(Math.round(n));
 
 /** Always redacted: no caller ever receives a secret back. */
 export function definitionToPb(definition: JobDefinition): JobDefinitionPb {
@@ -109,7 +64,7 @@ export function definitionToPb(definition: JobDefinition): JobDefinitionPb {
       folder: d.vmSelector.folder ?? "",
       recursive: d.vmSelector.recursive,
       nameGlob: d.vmSelector.nameGlob ?? "",
-      powerStates: d.vmSelector.powerStates.map((p) => POWER_TO_PB[p]),
+      powerStates: d.vmSelector.powerStates.map((p) => powerStateToPb(p)),
     },
     maxParallel: d.maxParallel ?? 0,
   });
@@ -153,10 +108,10 @@ export function jobToPb(job: Job): JobPb {
     error: job.error,
     attempt: job.attempt,
     maxAttempts: job.maxAttempts,
-    createTime: ts(job.createTime),
-    startTime: ts(job.startTime),
-    endTime: ts(job.endTime),
-    nextAttemptTime: job.state === "queued" ? ts(job.nextAttemptTime) : undefined,
+    createTime: timestampOf(job.createTime),
+    startTime: timestampOf(job.startTime),
+    endTime: timestampOf(job.endTime),
+    nextAttemptTime: job.state === "queued" ? timestampOf(job.nextAttemptTime) : undefined,
     scheduleId: job.scheduleId ?? "",
     batchId: job.batchId ?? "",
     pendingCleanup: job.pendingCleanup ?? "",
@@ -174,48 +129,6 @@ export function transitionToPb(t: JobTransition): JobTransitionPb {
   });
 }
 
-const updateCache = new WeakMap<JobUpdate, StreamJobUpdatesResponse>();
-
-/** Updates are shared by all subscribers: convert each once. */
-export function updateToPb(update: JobUpdate): StreamJobUpdatesResponse {
-  let message = updateCache.get(update);
-  if (!message) {
-    message = create(StreamJobUpdatesResponseSchema, {
-      seq: BigInt(update.seq),
-      jobId: update.jobId,
-      kind: KIND_TO_PB[update.kind],
-      state: update.state ? stateToPb(update.state) : JobStatePb.UNSPECIFIED,
-      progress: update.progress && progressToPb(update.progress),
-      job: update.job && jobToPb(update.job),
-      time: preciseTimestamp(update.time),
-      reason: update.reason ?? "",
-      batch: update.batch && batchToPb(update.batch),
-    });
-    updateCache.set(update, message);
-  }
-  return message;
-}
-
-/** A batch with its children; the definition redacted like a job's. */
-export function batchToPb(batch: Batch): BatchPb {
-  return create(BatchSchema, {
-    id: batch.id,
-    name: batch.name,
-    state: BATCH_STATE_TO_PB[batch.state],
-    definition: definitionToPb(batch.definition),
-    counts: batch.counts,
-    bytesDone: int64(batch.bytesDone),
-    bytesTotal: int64(batch.bytesTotal),
-    maxParallel: batch.maxParallel,
-    scheduleId: batch.scheduleId ?? "",
-    createTime: ts(batch.createTime),
-    endTime: ts(batch.endTime),
-    jobs: batch.jobs.map((j) => ({
-      jobId: j.jobId, vm: j.vm, vmName: j.vmName, state: stateToPb(j.state), bytesDone: int64(j.bytesDone), bytesTotal: int64(j.bytesTotal), error: j.error,
-    })),
-  });
-}
-
 export function logEntryToPb(entry: LogEntry): LogEntryPb {
   return create(LogEntrySchema, {
     id: BigInt(entry.id),
@@ -223,15 +136,5 @@ export function logEntryToPb(entry: LogEntry): LogEntryPb {
     level: entry.level,
     message: entry.message,
     fieldsJson: JSON.stringify(entry.fields),
-  });
-}
-
-export function vmToPb(vm: VirtualMachine, provider: string): VirtualMachinePb {
-  return create(VirtualMachineSchema, {
-    ...vm,
-    memoryMb: int64(vm.memoryMb),
-    powerState: POWER_TO_PB[vm.powerState],
-    disks: vm.disks.map((d) => ({ ...d, capacityBytes: int64(d.capacityBytes) })),
-    provider,
   });
 }
