@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import type { VSphereConnection } from "../../domain/job.ts";
-import { InvalidArgumentError, UnavailableError } from "../../errors.ts";
+import { vsphereConnectionOf } from "../../domain/vsphere-connection.ts";
+import { UnavailableError } from "../../errors.ts";
 import type { Converter } from "../../stages/converter.ts";
 import { createHostSlots } from "../../transfer/host-slots.ts";
 import type { Provider, SecretSealer } from "../provider.ts";
@@ -33,11 +34,7 @@ export function createVSphereProvider(options: VSphereProviderOptions): Provider
   const hostSlots = createHostSlots(options.maxTransfersPerHost);
   const snapshots: SnapshotSettings = { removeAttempts: 5, removeBackoffMs: 1000, ...options.snapshots };
 
-  const connectionOf = (given: VSphereConnection | undefined, field: string): VSphereConnection => {
-    if (given?.url) return given;
-    if (options.defaultConnection) return options.defaultConnection;
-    throw new InvalidArgumentError(`${field}.url`, "required: the daemon has no default vSphere connection configured");
-  };
+  const connectionOf = (given: VSphereConnection | undefined, field: string) => vsphereConnectionOf(given, options.defaultConnection, field);
 
   return {
     name: "vsphere",
