@@ -26,6 +26,7 @@ export interface OvaReadOptions {
 const IO_CHUNK = 1024 * 1024;
 const GZIP_MAGIC = [0x1f, 0x8b];
 
+/** The plain tar of an OVA file, gunzipped on the way when the file starts with the gzip magic bytes. */
 export async function openOva(file: string, signal: AbortSignal | undefined): Promise<{ stream: Readable; compressed: boolean }> {
   const { handle } = await openRegularFile(file, signal);
   let compressed: boolean;
