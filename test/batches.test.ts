@@ -2,8 +2,6 @@
 // process, then the daemon over grpc-js and Connect JSON with the fake provider's /DC1 fleet folders.
 import assert from "node:assert/strict";
 import fs from "node:fs";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { MessageInitShape } from "@bufbuild/protobuf";
@@ -21,6 +19,7 @@ import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
 import { tempDir } from "./support/temp-dir.ts";
 import { fakeDefinition, startEngine, type Harness } from "./support/engine-harness.ts";
 import { waitFor } from "./support/wait-for.ts";
+import { startWebhookReceiver, type WebhookReceiver } from "./support/webhook-receiver.ts";
 
 const selector = (folder: string, extra: Partial<{ recursive: boolean; nameGlob: string; powerStates: PowerState[] }> = {}) =>
   ({ folder, recursive: true, powerStates: [], ...extra });
@@ -201,27 +200,8 @@ interface Received {
   data: Record<string, any>;
 }
 
-/** A plain HTTP webhook receiver on 127.0.0.1 answering 200. */
-async function startReceiver(): Promise<{ url: string; received: Received[]; close(): Promise<void> }> {
-  const received: Received[] = [];
-  const server = http.createServer((req, res) => {
-    let body = "";
-    req.on("data", (chunk: Buffer) => (body += chunk.toString()));
-    req.on("end", () => {
-      received.push(JSON.parse(body) as Received);
-      res.writeHead(200).end();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks`,
-    received,
-    close: () => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
-  };
-}
+/** The events the receiver got so far, parsed. */
+const eventsOf = (receiver: WebhookReceiver) => receiver.requests.map((r) => JSON.parse(r.body) as Received);
 
 /** Reads a server stream until `until` holds (then cancels it). */
 function collect<T>(stream: grpc.ClientReadableStream<T>, until: (m: T) => boolean, timeoutMs = 30_000): Promise<T[]> {
@@ -253,7 +233,7 @@ const isBatchEnd = (u: StreamJobUpdatesResponse) => u.kind === JobEventKind.BATC
 describe("batches over the API", () => {
   let d: DaemonProcess;
   let c: GrpcJsClient;
-  let receiver: Awaited<ReturnType<typeof startReceiver>>;
+  let receiver: WebhookReceiver;
   let outputs = 0;
   const def = (folder: string, extra: Definition = {}): Definition =>
     ({ provider: "fake", outputDir: `batch-${++outputs}`, vmSelector: { folder: `/DC1/vm/${folder}` }, ...extra }) as Definition;
@@ -273,7 +253,7 @@ describe("batches over the API", () => {
   };
 
   before(async () => {
-    receiver = await startReceiver();
+    receiver = await startWebhookReceiver();
     const config = path.join(tempDir("batch-config"), "hypervisord.yaml");
     fs.writeFileSync(config, "jobs:\n  max_concurrent: 4\nwebhooks:\n  allow_private_targets: true\n");
     d = await spawnDaemon({ args: ["--config", config] });
@@ -283,7 +263,6 @@ describe("batches over the API", () => {
   after(async () => {
     c?.close();
     if (d) assert.equal(await d.stop(), 0, "daemon exit code");
-    await receiver?.close();
   });
 
   test("a folder of 6 VMs (4 running): one batch of 6 ordinary jobs, all completed, counts and bytes right; ListJobs batch_id; batch.completed", async () => {
@@ -315,7 +294,7 @@ describe("batches over the API", () => {
     assert.equal(job.definition?.vm, "/DC1/vm/fleet/fleet-01");
     assert.equal(job.result?.files[0]?.size, 65536n);
 
-    const event = await waitFor("the batch.completed webhook", () => receiver.received.find((r) => r.data.batch_id === batch!.id));
+    const event = await waitFor("the batch.completed webhook", () => eventsOf(receiver).find((r) => r.data.batch_id === batch!.id));
     assert.equal(event.type, "batch.completed");
     assert.equal(event.data.state, "completed");
     assert.deepEqual(event.data.counts, { queued: 0, running: 0, completed: 6, failed: 0, cancelled: 0, total: 6 });
@@ -347,7 +326,7 @@ describe("batches over the API", () => {
     assert.deepEqual(streamed.map((m) => m.kind), [...Array(3).fill("JOB_EVENT_KIND_SNAPSHOT"), "JOB_EVENT_KIND_BATCH_CHANGED", "JOB_EVENT_KIND_SYNCED"]);
     assert.equal(streamed[3]!.batch.state, "BATCH_STATE_PARTIALLY_FAILED");
     assert.ok(streamed.slice(0, 3).every((m) => m.job.batchId === id));
-    const event = await waitFor("batch.completed of the mixed batch", () => receiver.received.find((r) => r.data.batch_id === id));
+    const event = await waitFor("batch.completed of the mixed batch", () => eventsOf(receiver).find((r) => r.data.batch_id === id));
     assert.equal(event.data.state, "partially_failed");
     assert.deepEqual(event.data.failed_vms.map((v: Record<string, any>) => [v.vm, v.state, v.error.code]), [["/DC1/vm/mixed/mixed-02", "failed", "INTERNAL"]]);
   });
@@ -423,7 +402,7 @@ describe("batches over the API", () => {
     await assert.rejects(c.unary("getBatch", { batchId: "0190c0de-0000-7000-8000-000000000000" }), (err: grpc.ServiceError) => err.code === 5);
     await assert.rejects(c.unary("getBatch", { batchId: " " }), isCode(INVALID, "batch_id"));
     await assert.rejects(c.unary("cancelBatch", { batchId: "" }), isCode(INVALID, "batch_id"));
-    const event = await waitFor("batch.completed of the cancelled batch", () => receiver.received.find((r) => r.data.batch_id === batch!.id));
+    const event = await waitFor("batch.completed of the cancelled batch", () => eventsOf(receiver).find((r) => r.data.batch_id === batch!.id));
     assert.equal(event.data.state, "cancelled");
     assert.equal(event.data.cancel_reason, "maintenance window over");
     assert.equal(event.data.failed_vms.length, 6);

@@ -12,6 +12,7 @@ import YAML from "yaml";
 import { HypervisordService } from "../gen/hypervisord/v1/service_pb.js";
 import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
 import { tempDir } from "./support/temp-dir.ts";
+import { startWebhookReceiver } from "./support/webhook-receiver.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 const BIN = path.join(ROOT, "bin/hyperctl.js");
@@ -89,22 +90,6 @@ function hasScript(): boolean {
   } catch {
     return false;
   }
-}
-
-/** A webhook receiver on 127.0.0.1 that records requests. */
-async function startReceiver() {
-  const received: { headers: http.IncomingHttpHeaders; body: string }[] = [];
-  const server = http.createServer((req, res) => {
-    let body = "";
-    req.on("data", (chunk: Buffer) => (body += chunk.toString()));
-    req.on("end", () => {
-      received.push({ headers: req.headers, body });
-      res.writeHead(204).end();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as import("node:net").AddressInfo;
-  return { url: `http://127.0.0.1:${port}/hook`, received, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
 }
 
 describe("hyperctl", () => {
@@ -324,7 +309,7 @@ describe("hyperctl", () => {
   });
 
   test("webhooks: add prints the secret once, update, test delivers a signed event, deliveries, delete", async () => {
-    const receiver = await startReceiver();
+    const receiver = await startWebhookReceiver({ reply: 204 });
     try {
       const added = await ok(["webhooks", "add", receiver.url, "job.completed", "job.failed", "--header", "X-Team=web"]);
       const secret = /^secret: (whsec_\S+)$/m.exec(added)?.[1];
@@ -336,9 +321,9 @@ describe("hyperctl", () => {
       assert.deepEqual(listed.headers, { "x-team": "***" });
       assert.deepEqual((await json(["webhooks", "update", id, "--events", "job.created"])).webhook.events, ["job.created"]);
       assert.match(await ok(["webhooks", "test", id]), /^delivery \S+: delivered, 204/);
-      assert.equal(receiver.received.length, 1);
-      assert.match(String(receiver.received[0]!.headers["webhook-signature"]), /^v1,/);
-      assert.equal(receiver.received[0]!.headers["x-team"], "web");
+      assert.equal(receiver.requests.length, 1);
+      assert.match(String(receiver.requests[0]!.headers["webhook-signature"]), /^v1,/);
+      assert.equal(receiver.requests[0]!.headers["x-team"], "web");
       const deliveries = (await json(["webhooks", "deliveries", id])).deliveries;
       assert.equal(deliveries[0].eventType, "webhook.test");
       assert.equal(deliveries[0].state, "DELIVERY_STATE_DELIVERED");

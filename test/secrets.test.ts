@@ -6,8 +6,6 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { after, describe, test } from "node:test";
 import Database from "better-sqlite3";
@@ -23,6 +21,7 @@ import { postJson } from "./support/clients.ts";
 import { assertRefusesToStart, spawnDaemon, type DaemonProcess, type SpawnOptions } from "./support/daemon-process.ts";
 import { tempDir } from "./support/temp-dir.ts";
 import { waitFor } from "./support/wait-for.ts";
+import { startWebhookReceiver, type WebhookReceiver } from "./support/webhook-receiver.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 const VSPHERE_PASSWORD = "vSphere-Pa55word-job-7f3a9c";
@@ -35,13 +34,8 @@ const WEBHOOK_SECRET = generateSecret();
 const SECRETS = [VSPHERE_PASSWORD, TEMPLATE_PASSWORD, URL_PASSWORD, QUERY_TOKEN, HEADER_VALUE, WEBHOOK_SECRET, WEBHOOK_SECRET.slice("whsec_".length)];
 
 const daemons: DaemonProcess[] = [];
-const servers: http.Server[] = [];
 after(async () => {
   for (const daemon of daemons) await daemon.stop();
-  for (const server of servers) {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  }
 });
 
 async function start(options: SpawnOptions): Promise<DaemonProcess> {
@@ -64,26 +58,8 @@ async function withUmask<T>(mask: number, run: () => Promise<T>): Promise<T> {
   }
 }
 
-interface Receiver {
-  url: string;
-  requests: { url: string; headers: http.IncomingHttpHeaders; body: string }[];
-}
-
 /** A real HTTP receiver on 127.0.0.1 that records every request (its URL with the query) and answers 204. */
-async function startReceiver(): Promise<Receiver> {
-  const requests: Receiver["requests"] = [];
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (chunk: Buffer) => chunks.push(chunk));
-    req.on("end", () => {
-      requests.push({ url: req.url ?? "", headers: req.headers, body: Buffer.concat(chunks).toString("utf8") });
-      res.writeHead(204).end();
-    });
-  });
-  servers.push(server);
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`, requests };
-}
+const startReceiver = () => startWebhookReceiver({ reply: 204 });
 
 function configFile(yaml: string): string {
   const file = path.join(tempDir("config"), "hypervisord.yaml");
@@ -100,7 +76,7 @@ async function call(daemon: DaemonProcess, method: string, body: unknown): Promi
 }
 
 /** Creates a webhook (secret, header, token in the URL), a job and a schedule with vSphere passwords; returns the ids. */
-async function createSecrets(daemon: DaemonProcess, receiver: Receiver) {
+async function createSecrets(daemon: DaemonProcess, receiver: WebhookReceiver) {
   const created = await call(daemon, "CreateWebhook", {
     webhook: { url: `${receiver.url}?token=${QUERY_TOKEN}`, events: ["job.created"], headers: { "X-Api-Token": HEADER_VALUE }, secret: WEBHOOK_SECRET },
   });
@@ -154,7 +130,7 @@ function assertModes(dataDir: string): void {
 }
 
 /** TestWebhook: the receiver must get the full URL (token included), the header value, and a signature made with the stored secret. */
-async function assertWebhookSecretsWork(daemon: DaemonProcess, receiver: Receiver, webhookId: string): Promise<void> {
+async function assertWebhookSecretsWork(daemon: DaemonProcess, receiver: WebhookReceiver, webhookId: string): Promise<void> {
   const before = receiver.requests.length;
   await call(daemon, "TestWebhook", { id: webhookId });
   const request = await waitFor("the test delivery", () => receiver.requests.slice(before).find((r) => r.body.includes("webhook.test")), 15_000, 50);

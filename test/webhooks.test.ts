@@ -21,21 +21,20 @@ import { jobEvent, MAX_DISCOVERED_VMS, progressEvent, scheduleTriggeredEvent, te
 import { generateSecret, parseSecret, signatureHeaders, verifySignature } from "../src/webhooks/signing.ts";
 import { BlockedTargetError, blockedAddressKind, checkWebhookUrl, createGuardedAgent } from "../src/webhooks/ssrf-guard.ts";
 import { waitFor } from "./support/wait-for.ts";
+import { startWebhookReceiver, type ReceivedRequest, type Reply } from "./support/webhook-receiver.ts";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "hypervisord-webhooks-"));
 const databases: Database.Database[] = [];
-const receivers: Receiver[] = [];
 const dispatchers: WebhookDispatcher[] = [];
 
 after(async () => {
   for (const dispatcher of dispatchers) await dispatcher.stop();
-  for (const receiver of receivers) await receiver.close();
   for (const db of databases) db.close();
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
 // ---------------------------------------------------------------------------------------------
-// Helpers: a store on a fresh database, a real HTTP receiver, webhooks, a recording logger.
+// Helpers: a store on a fresh database, webhooks, a recording logger (the HTTP receiver is test/support's).
 
 function openStore() {
   const db = new Database(path.join(tmp, `db-${databases.length}.sqlite`));
@@ -46,49 +45,8 @@ function openStore() {
   return { db, store: createWebhookQueries(db, createSecretBox(generateKey())) };
 }
 
-interface Received {
-  headers: http.IncomingHttpHeaders;
-  body: string;
-  time: number;
-}
-
-type Reply = (req: http.IncomingMessage, res: http.ServerResponse, nth: number) => void;
-
-interface Receiver {
-  url: string;
-  port: number;
-  requests: Received[];
-  reply: Reply;
-  close(): Promise<void>;
-}
-
-const ok: Reply = (_req, res) => res.writeHead(200).end("thanks");
-
-async function startReceiver(reply: Reply = ok, port = 0): Promise<Receiver> {
-  const requests: Received[] = [];
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (chunk: Buffer) => chunks.push(chunk));
-    req.on("end", () => {
-      requests.push({ headers: req.headers, body: Buffer.concat(chunks).toString("utf8"), time: Date.now() });
-      receiver.reply(req, res, requests.length);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
-  const actual = (server.address() as AddressInfo).port;
-  const receiver: Receiver = {
-    url: `http://127.0.0.1:${actual}/hook`,
-    port: actual,
-    requests,
-    reply,
-    close: () => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
-  };
-  receivers.push(receiver);
-  return receiver;
-}
+/** The receiver of these tests answers 200 unless told otherwise; closed by test/support when the file ends. */
+const startReceiver = (reply?: Reply, port?: number) => startWebhookReceiver({ reply, port });
 
 /** A port nothing listens on (yet). */
 async function freePort(): Promise<number> {
@@ -141,7 +99,7 @@ function settled(store: ReturnType<typeof openStore>["store"], id: string): Prom
 }
 
 /** Checks a received request's signature twice: with verifySignature, and by recomputing the HMAC here. */
-function assertSigned(received: Received, secret = SECRET): void {
+function assertSigned(received: ReceivedRequest, secret = SECRET): void {
   assert.ok(verifySignature(secret, received.headers, received.body), "verifySignature accepts the request");
   const id = received.headers["webhook-id"] as string;
   const timestamp = received.headers["webhook-timestamp"] as string;
@@ -522,7 +480,7 @@ describe("dispatcher", () => {
     const firstAttempt = store.getDelivery(delivery!.id)!.attempts[0]!;
     assert.equal(firstAttempt.statusCode, 0);
     assert.match(firstAttempt.error, /ECONNREFUSED/);
-    const receiver = await startReceiver(ok, port);
+    const receiver = await startReceiver(undefined, port);
     const done = await settled(store, delivery!.id);
     assert.equal(done.state, "delivered");
     assert.equal(done.attempts.at(-1)!.statusCode, 200);
