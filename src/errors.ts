@@ -139,7 +139,7 @@ const NODE_NETWORK_CODES: Record<string, ErrorCode> = {
  */
 export function toHypervisordError(err: unknown, context?: string): HypervisordError {
   if (err instanceof HypervisordError) return err;
-  const message = err instanceof Error ? err.message : String(err);
+  const message = errorMessage(err);
   const full = context ? `${context}: ${message}` : message;
   const nodeCode = errorCodeOf(err);
   if (err instanceof Error && err.name === "AbortError") {

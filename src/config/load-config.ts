@@ -8,6 +8,7 @@ import type { EdgeOptions } from "../server/edge-options.ts";
 import type { ListenAddress } from "../listen-address.ts";
 import { parseValue } from "./parse-value.ts";
 import { SETTINGS, type Setting } from "./settings.ts";
+import { errorMessage } from "../errors.ts";
 
 /** The daemon's configuration with defaults applied, paths absolute and durations in ms. */
 export interface DaemonConfig {
@@ -82,7 +83,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Com
       },
     });
   } catch (err) {
-    throw new ConfigError(`${err instanceof Error ? err.message : String(err)}; see --help`);
+    throw new ConfigError(`${errorMessage(err)}; see --help`);
   }
   const flags = parsed.values as Record<string, unknown>;
   if (flags.help) return { kind: "help", text: helpText() };

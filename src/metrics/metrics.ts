@@ -10,6 +10,7 @@ import { createCumulativeCounter } from "./cumulative-counter.ts";
 import { createJobMetrics, EXPORT_BUCKETS } from "./job-metrics.ts";
 import { createSnapshotMetrics } from "./snapshot-metrics.ts";
 import type { SnapshotEvent } from "../providers/provider.ts";
+import { errorMessage } from "../errors.ts";
 
 export type MetricsRequest = http.IncomingMessage | http2.Http2ServerRequest;
 export type MetricsResponse = http.ServerResponse | http2.Http2ServerResponse;
@@ -144,7 +145,7 @@ async function serveMetrics(req: MetricsRequest, res: MetricsResponse, render: M
   } catch (err) {
     // A failed scrape must be seen as one (Prometheus marks the target down), not served half empty.
     res.writeHead(500, { "content-type": "text/plain; charset=utf-8" });
-    res.end(`collecting metrics failed: ${err instanceof Error ? err.message : String(err)}\n`);
+    res.end(`collecting metrics failed: ${errorMessage(err)}\n`);
     return;
   }
   res.writeHead(200, { "content-type": page.contentType, "cache-control": "no-store" });

@@ -1,6 +1,6 @@
 import type { Context, Span } from "@opentelemetry/api";
 import { NOOP_JOB_TRACER, NOOP_PHASE_SPAN, type JobSpan, type JobTracer } from "../engine/job-tracer.ts";
-import { HypervisordError } from "../errors.ts";
+import { HypervisordError, errorMessage } from "../errors.ts";
 import type { Tracing, TracingSdk } from "./tracing.ts";
 
 /**
@@ -30,7 +30,7 @@ function startJobSpan(sdk: TracingSdk, job: Parameters<JobTracer["startJob"]>[0]
     if (error !== undefined) {
       const code = error instanceof HypervisordError ? error.code : "INTERNAL";
       span.setAttribute("hypervisord.error_code", code);
-      span.setStatus({ code: api.SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) });
+      span.setStatus({ code: api.SpanStatusCode.ERROR, message: errorMessage(error) });
     }
     span.end();
   };
