@@ -10,7 +10,7 @@ import path from "node:path";
 import { after, before, describe, test, type TestContext } from "node:test";
 import type { Browser, Locator, Page } from "playwright-core";
 import { createHypervisordClient, JobState, type HypervisordClient } from "../clients/node/index.ts";
-import { findExecutable } from "../src/export/qemu-img.ts";
+import { findExecutable } from "../src/stages/qemu-img.ts";
 import { buildDashboard, launchChromium, openPage, screenshot } from "./support/browser.ts";
 import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
 import { tempDir } from "./support/temp-dir.ts";
