@@ -2,18 +2,17 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
-import { after, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { HypervisordError, InvalidArgumentError } from "../src/errors.ts";
 import { buildArtifactManifest, osHintFromGuestId, writeArtifactManifest, type ArtifactManifestInput } from "../src/stages/artifact-manifest/build.ts";
 import { ARTIFACT_MANIFEST_FILE, type ArtifactManifest } from "../src/stages/artifact-manifest/schema.ts";
 import { parseArtifactManifest, validateArtifactManifest } from "../src/stages/artifact-manifest/validate.ts";
 import { verifyArtifactManifest } from "../src/stages/artifact-manifest/verify.ts";
 import { VERSION } from "../src/version.ts";
+import { tempDir } from "./support/temp-dir.ts";
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "hypervisord-artifact-manifest-"));
-after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+const tmp = tempDir("artifact-manifest");
 
 let dirCount = 0;
 function newDir(): string {

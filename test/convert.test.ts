@@ -2,14 +2,14 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
-import { after, before, describe, test } from "node:test";
+import { before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { HypervisordError, InvalidArgumentError } from "../src/errors.ts";
 import type { ConvertFormat } from "../src/domain/job.ts";
 import { createConverter, parseConvertFormat } from "../src/stages/disk-conversion.ts";
 import { createProgressParser, detectQemuImg } from "../src/stages/qemu-img.ts";
+import { tempDir } from "./support/temp-dir.ts";
 import { waitFor } from "./support/wait-for.ts";
 
 const MiB = 1024 * 1024;
@@ -17,10 +17,9 @@ const DISK_SIZE = 16 * MiB;
 const qemu = await detectQemuImg();
 const skipReason = qemu ? false : "qemu-img not found on PATH (install qemu-utils)";
 const run = promisify(execFile);
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "hypervisord-convert-"));
+const tmp = tempDir("convert");
 const signal = new AbortController().signal; // never aborted: for the calls a test does not cancel
 
-after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 const file = (name: string) => path.join(tmp, name);
 const sha256Of = (name: string) => createHash("sha256").update(fs.readFileSync(name)).digest("hex");

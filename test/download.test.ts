@@ -3,7 +3,6 @@ import { createHash, randomBytes } from "node:crypto";
 import fs from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import os from "node:os";
 import path from "node:path";
 import { after, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -11,18 +10,18 @@ import { Agent } from "undici";
 import { HypervisordError } from "../src/errors.ts";
 import { downloadFiles, type DownloadFile, type DownloadOptions } from "../src/transfer/download.ts";
 import { createHostSlots } from "../src/transfer/host-slots.ts";
+import { tempDir } from "./support/temp-dir.ts";
 import { waitFor } from "./support/wait-for.ts";
 
 const MiB = 1024 * 1024;
 const CHUNK = 64 * 1024;
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "hypervisord-download-"));
+const tmp = tempDir("download");
 const agent = new Agent({ keepAliveTimeout: 1000 });
 const servers: TestServer[] = [];
 
 after(async () => {
   for (const server of servers) await server.close();
   await agent.close();
-  fs.rmSync(tmp, { recursive: true, force: true });
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -3,10 +3,9 @@ import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import fs from "node:fs";
 import fsp from "node:fs/promises";
-import os from "node:os";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
-import { after, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { promisify } from "node:util";
 import { createGzip } from "node:zlib";
 import { pack as tarPack, type Header } from "tar-stream";
@@ -16,16 +15,14 @@ import { manifestText } from "../src/package/manifest.ts";
 import { ovaLayout, tarStream, writeOvaSkeleton, type OvaStreamEntry } from "../src/package/ova-layout.ts";
 import { validateOva } from "../src/package/validate-ova.ts";
 import { TAR_END, tarHeader, tarPadding } from "../src/package/tar-header.ts";
+import { tempDir } from "./support/temp-dir.ts";
 
 const KiB = 1024;
 const GiB = 1024 * 1024 * 1024;
 const MTIME = new Date("2024-05-06T07:08:09Z");
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "hypervisord-ova-"));
+const tmp = tempDir("ova");
 let counter = 0;
 
-after(() => {
-  fs.rmSync(tmp, { recursive: true, force: true });
-});
 
 /** A fresh path under the test's temp dir. */
 function temp(name: string): string {

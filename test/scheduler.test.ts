@@ -1,6 +1,4 @@
 import assert from "node:assert/strict";
-import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { after, describe, test } from "node:test";
 import Database from "better-sqlite3";
@@ -16,6 +14,7 @@ import { createSecretBox } from "../src/store/secret-box.ts";
 import { migrate } from "../src/store/sqlite/migrations.ts";
 import { createScheduleQueries } from "../src/store/sqlite/schedules.ts";
 import type { ScheduleStore } from "../src/store/store.ts";
+import { tempDir } from "./support/temp-dir.ts";
 import { waitFor } from "./support/wait-for.ts";
 
 const FIELDS = { cron: "schedule.cron", timeZone: "schedule.time_zone" };
@@ -38,7 +37,7 @@ interface Fixture {
 }
 
 function fixture(): Fixture {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hvd-scheduler-"));
+  const dir = tempDir("scheduler");
   const db = new Database(path.join(dir, "test.db"));
   migrate(db);
   const store = createScheduleQueries(db, createSecretBox(generateKey()));
@@ -47,7 +46,6 @@ function fixture(): Fixture {
   cleanups.push(() => {
     for (const s of schedulers) s.stop();
     db.close();
-    fs.rmSync(dir, { recursive: true, force: true });
   });
   return {
     db, store, jobs,

@@ -3,7 +3,6 @@ import { createHmac } from "node:crypto";
 import fs from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import os from "node:os";
 import path from "node:path";
 import { after, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -20,17 +19,17 @@ import { createWebhookDispatcher, parseRetryAfter, type WebhookDispatcher, type 
 import { jobEvent, MAX_DISCOVERED_VMS, progressEvent, scheduleTriggeredEvent, testEvent, vmDiscoveredEvent } from "../src/domain/webhook-events.ts";
 import { generateSecret, parseSecret, signatureHeaders, verifySignature } from "../src/webhooks/signing.ts";
 import { BlockedTargetError, blockedAddressKind, checkWebhookUrl, createGuardedAgent } from "../src/webhooks/ssrf-guard.ts";
+import { tempDir } from "./support/temp-dir.ts";
 import { waitFor } from "./support/wait-for.ts";
 import { startWebhookReceiver, type ReceivedRequest, type Reply } from "./support/webhook-receiver.ts";
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "hypervisord-webhooks-"));
+const tmp = tempDir("webhooks");
 const databases: Database.Database[] = [];
 const dispatchers: WebhookDispatcher[] = [];
 
 after(async () => {
   for (const dispatcher of dispatchers) await dispatcher.stop();
   for (const db of databases) db.close();
-  fs.rmSync(tmp, { recursive: true, force: true });
 });
 
 // ---------------------------------------------------------------------------------------------
