@@ -14,7 +14,7 @@ import { createHypervisordClient, parseServerUrl, type HypervisordClient, type N
 import { createHypervisordClient as createWebClient } from "../clients/web/index.ts";
 import { JobState } from "../gen/hypervisord/v1/job_pb.js";
 import { HypervisordService, JobEventKind, type StreamJobUpdatesResponse } from "../gen/hypervisord/v1/service_pb.js";
-import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
+import { respawnDaemon, spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
 import { tempDir } from "./support/temp-dir.ts";
 
 /** A HypervisordService that answers GetStatus and refuses SubmitJob, recording what it received. */
@@ -276,10 +276,8 @@ describe("watchJob against the daemon", () => {
           updates.push(update);
           if (!restarted && update.state === JobState.RUNNING && (update.progress?.percent ?? 0) >= 10) {
             killedAfter = updates.length;
-            const { dataDir, outputRoot, httpAddress, grpcAddress } = d;
             restarted = (async () => {
-              await d.kill();
-              d = await spawnDaemon({ dataDir, outputRoot, args: ["--http-listen", httpAddress, "--grpc-listen", grpcAddress] });
+              d = await respawnDaemon(d, { samePorts: true });
             })();
           }
         },

@@ -10,7 +10,7 @@ import { after, before, describe, test } from "node:test";
 import { ExportFormat, JobState, type Job } from "../gen/hypervisord/v1/job_pb.js";
 import type { GrpcJsClient } from "./support/clients.ts";
 import { hasBytes, isFinal, waitForJob } from "./support/wait-for-job.ts";
-import { spawnDaemonWithClient, type DaemonProcess, type SpawnOptions } from "./support/daemon-process.ts";
+import { respawnOptions, spawnDaemonWithClient, type DaemonProcess, type SpawnOptions } from "./support/daemon-process.ts";
 import { tempDir } from "./support/temp-dir.ts";
 import { fakeDefinition, startEngine } from "./support/engine-harness.ts";
 import { waitFor } from "./support/wait-for.ts";
@@ -186,7 +186,7 @@ describe("jobs that end while no run of theirs is going on", () => {
     await waitForJob(first.client, job!.id, hasBytes(65536));
     await first.daemon.kill();
     assert.deepEqual(tree(path.join(first.daemon.outputRoot, "noresume")), ["nr", `nr/nr-disk-1.img${partial(job!.id)}`]);
-    const second = await start({ dataDir: first.daemon.dataDir, outputRoot: first.daemon.outputRoot });
+    const second = await start(respawnOptions(first.daemon));
     const { job: ended } = await second.client.unary("getJob", { jobId: job!.id });
     assert.equal(ended!.state, JobState.FAILED);
     await logEntry(second.client, job!.id, REMOVED);
@@ -293,7 +293,7 @@ describe("vSphere provider against vcsim-export", () => {
     const dir = path.join(first.daemon.outputRoot, "crash", vm.name);
     assert.ok(tree(dir).every((name) => name.endsWith(partial(job!.id))), tree(dir).join(", "));
 
-    const second = await start({ dataDir: first.daemon.dataDir, outputRoot: first.daemon.outputRoot });
+    const second = await start(respawnOptions(first.daemon));
     const done = await waitForJob(second.client, job!.id, isFinal, { timeoutMs: 60_000 });
     assert.equal(done.state, JobState.COMPLETED, done.error?.message);
     const { entries } = await second.client.unary("getJobLogs", { jobId: job!.id });

@@ -4,7 +4,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { after, describe, test } from "node:test";
 import { JobState } from "../gen/hypervisord/v1/job_pb.js";
-import { spawnDaemon, spawnDaemonWithClient, type DaemonProcess, type SpawnOptions } from "./support/daemon-process.ts";
+import { respawnOptions, spawnDaemon, spawnDaemonWithClient, type DaemonProcess, type SpawnOptions } from "./support/daemon-process.ts";
 import { waitForJob } from "./support/wait-for-job.ts";
 import { fakeDiskBytes } from "./support/fake-provider.ts";
 
@@ -28,7 +28,7 @@ describe("restart recovery", () => {
     await waitForJob(first.client, id, (j) => Number(j.progress?.bytesDone) > SIZE / 3, { what: "a third of the disk" });
     await first.daemon.kill();
 
-    const second = await start({ dataDir: first.daemon.dataDir, outputRoot: first.daemon.outputRoot });
+    const second = await start(respawnOptions(first.daemon));
     const done = await waitForJob(second.client, id, (j) => j.state === JobState.COMPLETED || j.state === JobState.FAILED, { what: "completion" });
     assert.equal(done.state, JobState.COMPLETED, JSON.stringify(done.error));
     assert.equal(done.attempt, 1, "a resumed run is not a new attempt");
@@ -52,7 +52,7 @@ describe("restart recovery", () => {
     });
     await waitForJob(first.client, job!.id, (j) => Number(j.progress?.bytesDone) > 0, { what: "progress" });
     await first.daemon.kill();
-    const second = await start({ dataDir: first.daemon.dataDir, outputRoot: first.daemon.outputRoot });
+    const second = await start(respawnOptions(first.daemon));
     const { job: after } = await second.client.unary("getJob", { jobId: job!.id });
     assert.equal(after!.state, JobState.FAILED);
     assert.equal(after!.error!.code, "ABORTED");
@@ -70,7 +70,7 @@ describe("restart recovery", () => {
     const code = await first.daemon.stop();
     assert.equal(code, 0);
     assert.ok(Date.now() - began < 10_000, `stopped in ${Date.now() - began} ms`);
-    const second = await start({ dataDir: first.daemon.dataDir, outputRoot: first.daemon.outputRoot });
+    const second = await start(respawnOptions(first.daemon));
     const { transitions } = await second.client.unary("getJobHistory", { jobId: job!.id });
     assert.ok(transitions.some((t) => t.actor === "shutdown" && t.toState === JobState.QUEUED), show(transitions));
     const done = await waitForJob(second.client, job!.id, (j) => j.state === JobState.COMPLETED, { what: "completion" });
@@ -106,7 +106,7 @@ describe("StreamJobUpdates resume", () => {
     for (const id of [a, b]) await waitForJob(first.client, id, (j) => j.state === JobState.COMPLETED, { what: "completion" });
     assert.equal(await first.daemon.stop(), 0);
 
-    const second = await start({ dataDir: first.daemon.dataDir, outputRoot: first.daemon.outputRoot });
+    const second = await start(respawnOptions(first.daemon));
     const c = (await second.client.unary("submitJob", { definition: { provider: "fake", vm: "c?size=1000&delayMs=0" } })).job!.id;
     await waitForJob(second.client, c, (j) => j.state === JobState.COMPLETED, { what: "completion" });
 

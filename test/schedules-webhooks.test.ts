@@ -3,17 +3,16 @@
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
 import fs from "node:fs";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { after, describe, test } from "node:test";
 import { ExportFormat, JobState, type Job } from "../gen/hypervisord/v1/job_pb.js";
 import { OverlapPolicy } from "../gen/hypervisord/v1/schedule_pb.js";
 import { DeliveryState } from "../gen/hypervisord/v1/webhook_pb.js";
 import { createGrpcJsClient, type GrpcJsClient } from "./support/clients.ts";
-import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
+import { respawnOptions, spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
 import { tempDir } from "./support/temp-dir.ts";
 import { waitFor } from "./support/wait-for.ts";
+import { startWebhookReceiver, type WebhookReceiver } from "./support/webhook-receiver.ts";
 
 const FINAL = [JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED];
 const SECRET = `whsec_${Buffer.from("a config secret of 24+ bytes!!").toString("base64")}`;
@@ -34,15 +33,10 @@ interface Received {
   signatureOk: boolean;
 }
 
-interface Receiver {
-  url: string;
-  port: number;
+interface Receiver extends WebhookReceiver {
   received: Received[];
   /** Status to answer for the nth request (1-based); default 200. */
   status: (nth: number, body: Received) => number;
-  close(): Promise<void>;
-  /** Listens again on the same port (after close). */
-  reopen(): Promise<void>;
 }
 
 function verify(secret: string, id: string, timestamp: string, body: string, signature: string): boolean {
@@ -51,41 +45,19 @@ function verify(secret: string, id: string, timestamp: string, body: string, sig
   return signature.split(" ").some((s) => s === `v1,${expected}`);
 }
 
-async function startReceiver(secretOf: () => string, port = 0): Promise<Receiver> {
+/** The shared receiver (test/support), each request checked against the secret of the moment it arrives. */
+async function startReceiver(secretOf: () => string): Promise<Receiver> {
   const received: Received[] = [];
-  let server: http.Server;
-  const receiver: Receiver = {
-    url: "",
-    port,
-    received,
-    status: () => 200,
-    close: () => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
-    reopen: () => listen(receiver.port),
-  };
-  const listen = (on: number) => new Promise<void>((resolve) => {
-    server = http.createServer((req, res) => {
-      let body = "";
-      req.on("data", (c: Buffer) => (body += c.toString()));
-      req.on("end", () => {
-        const id = String(req.headers["webhook-id"]);
-        const timestamp = String(req.headers["webhook-timestamp"]);
-        const parsed = JSON.parse(body) as { type: string; data: Record<string, unknown> };
-        const entry = { id, timestamp: Number(timestamp), type: parsed.type, data: parsed.data, body, signatureOk: verify(secretOf(), id, timestamp, body, String(req.headers["webhook-signature"])) };
-        received.push(entry);
-        res.writeHead(receiver.status(received.length, entry)).end();
-      });
-    });
-    server.listen(on, "127.0.0.1", () => {
-      receiver.port = (server.address() as AddressInfo).port;
-      receiver.url = `http://127.0.0.1:${receiver.port}/hooks`;
-      resolve();
-    });
-  });
-  await listen(port);
-  cleanups.push(() => receiver.close().catch(() => {}));
+  const receiver: Receiver = Object.assign(await startWebhookReceiver({
+    reply: ({ headers, body }) => {
+      const id = String(headers["webhook-id"]);
+      const timestamp = String(headers["webhook-timestamp"]);
+      const parsed = JSON.parse(body) as { type: string; data: Record<string, unknown> };
+      const entry = { id, timestamp: Number(timestamp), type: parsed.type, data: parsed.data, body, signatureOk: verify(secretOf(), id, timestamp, body, String(headers["webhook-signature"])) };
+      received.push(entry);
+      return receiver.status(received.length, entry);
+    },
+  }), { received, status: () => 200 });
   return receiver;
 }
 
@@ -173,7 +145,7 @@ describe("schedules", () => {
     first.client.close();
     assert.equal(await first.daemon.stop(), 0);
 
-    const second = await daemonWith(config, { dataDir: first.daemon.dataDir, outputRoot: first.daemon.outputRoot });
+    const second = await daemonWith(config, respawnOptions(first.daemon));
     const after = await second.client.unary("getSchedule", { id });
     assert.equal(after.schedule!.runCount, before.schedule!.runCount);
     assert.equal(after.schedule!.enabled, false);
@@ -304,7 +276,7 @@ describe("webhooks", () => {
 
     receiver.port = port;
     await receiver.reopen();
-    const second = await daemonWith(config, { dataDir: first.daemon.dataDir, outputRoot: first.daemon.outputRoot });
+    const second = await daemonWith(config, respawnOptions(first.daemon));
     const delivered = await waitFor("the job.completed event after the restart", () => receiver.received.find((r) => r.type === "job.completed"), 30_000);
     assert.equal(delivered.data.job_id, job!.id);
     assert.ok(delivered.signatureOk);

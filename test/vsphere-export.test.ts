@@ -8,7 +8,7 @@ import { after, before, describe, test } from "node:test";
 import { JobState, type Job } from "../gen/hypervisord/v1/job_pb.js";
 import { createGrpcJsClient, type GrpcJsClient } from "./support/clients.ts";
 import { hasBytes, isFinal, waitForJob } from "./support/wait-for-job.ts";
-import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
+import { respawnDaemon, spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
 import { buildVcsim, startVcsim, type Vcsim } from "./support/vcsim.ts";
 
 let skipReason: string | undefined;
@@ -224,7 +224,7 @@ describe("vSphere export against vcsim-export", () => {
       firstClient.close();
       await first.kill();
     }
-    const second = await spawnDaemon({ dataDir: first.dataDir, outputRoot: first.outputRoot });
+    const second = await respawnDaemon(first);
     const secondClient = createGrpcJsClient(second.grpcAddress);
     try {
       const job = await waitForJob(secondClient, jobId, isFinal);

@@ -19,7 +19,7 @@ import { waitFor } from "./support/wait-for.ts";
 import { JobState, type Job } from "../gen/hypervisord/v1/job_pb.js";
 import { createGrpcJsClient, postJson, type GrpcJsClient } from "./support/clients.ts";
 import { hasBytes, isFinal, waitForJob } from "./support/wait-for-job.ts";
-import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
+import { respawnDaemon, spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
 import { tempDir } from "./support/temp-dir.ts";
 import { buildVcsim, startVcsim, type Vcsim } from "./support/vcsim.ts";
 
@@ -232,7 +232,7 @@ describe("leases left behind", () => {
     assert.ok(record.session && !/^[0-9a-f-]{36}$/.test(record.session), "no session cookie in clear");
     assert.equal(await leaseUrlStatus(sim, record.lease), 200, "the dead daemon's lease is still held");
 
-    const second = await spawnDaemon({ dataDir: first.dataDir, outputRoot: first.outputRoot });
+    const second = await respawnDaemon(first);
     const secondClient = createGrpcJsClient(second.grpcAddress);
     try {
       const tookMs = await waitForStatus(sim, record.lease, 404, 20_000);
@@ -284,7 +284,7 @@ describe("leases left behind", () => {
     assert.equal(await leaseUrlStatus(sim, record.lease), 200, "the lease is still held");
 
     await relay.restore();
-    const second = await spawnDaemon({ dataDir: first.dataDir, outputRoot: first.outputRoot });
+    const second = await respawnDaemon(first);
     try {
       await waitForStatus(sim, record.lease, 404, 20_000);
       const deadline = Date.now() + 5_000;

@@ -13,7 +13,7 @@ import { retrieveOne } from "../src/providers/vsphere/property-collector.ts";
 import { runTask } from "../src/providers/vsphere/tasks.ts";
 import { children, moRefOf, textOf, type XmlNode } from "../src/providers/vsphere/xml.ts";
 import { createGrpcJsClient, type GrpcJsClient } from "./support/clients.ts";
-import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
+import { respawnDaemon, spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
 import { tempDir } from "./support/temp-dir.ts";
 import { isFinal, waitForJob } from "./support/wait-for-job.ts";
 import { buildVcsim, startVcsim, type Vcsim, type VcsimVm } from "./support/vcsim.ts";
@@ -361,8 +361,9 @@ describe("kill -9 and a graceful stop of the daemon", () => {
   // No background cleanup retry within these tests: what is removed after a restart is removed by the start.
   const NO_BACKGROUND = configFile(["jobs:", "  cleanup_retry_initial: 10m", "vsphere:", "  snapshot_remove_attempts: 3", "  snapshot_remove_backoff: 100ms", ""].join("\n"));
 
-  async function ownDaemon(dataDir?: string, outputRoot?: string) {
-    const d = await spawnDaemon({ args: ["--config", NO_BACKGROUND], dataDir, outputRoot });
+  /** A daemon of the test's own, or `restartOf` (killed if still running) started again on its data. */
+  async function ownDaemon(restartOf?: DaemonProcess) {
+    const d = restartOf ? await respawnDaemon(restartOf) : await spawnDaemon({ args: ["--config", NO_BACKGROUND] });
     const c = createGrpcJsClient(d.grpcAddress);
     return { d, c };
   }
@@ -395,7 +396,7 @@ describe("kill -9 and a graceful stop of the daemon", () => {
     assert.deepEqual((await snapshotsOf(creating.session, creating.vm)).map((s) => s.name), [`hypervisord-${creatingId}`]);
     assert.equal((await snapshotsOf(pending.session, pending.vm)).length, 1, "the completed job's snapshot is still there");
 
-    const second = await ownDaemon(first.d.dataDir, first.d.outputRoot);
+    const second = await ownDaemon(first.d);
     try {
       const resumed = await waitForJob(second.c, duringId, isFinal, { timeoutMs: 60_000 });
       assert.equal(resumed.state, JobState.COMPLETED, resumed.error?.message);
@@ -430,7 +431,7 @@ describe("kill -9 and a graceful stop of the daemon", () => {
     await assertNoSnapshotLeft(session, vm);
     const now = randomBytes(DISK);
     fs.writeFileSync(vm.disks[0]!.file, now);
-    const second = await ownDaemon(first.d.dataDir, first.d.outputRoot);
+    const second = await ownDaemon(first.d);
     try {
       const job = await waitForJob(second.c, id, isFinal, { timeoutMs: 60_000 });
       assert.equal(job.state, JobState.COMPLETED, job.error?.message);

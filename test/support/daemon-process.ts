@@ -15,6 +15,8 @@ export interface DaemonProcess {
   httpUrl: string;
   dataDir: string;
   outputRoot: string;
+  /** What it was spawned with (its args and env are kept by respawnDaemon). */
+  options: SpawnOptions;
   /** Every stdout line so far (pino JSON). */
   logs: string[];
   /** SIGTERM; resolves with the exit code. */
@@ -63,6 +65,7 @@ export async function spawnDaemon(options: SpawnOptions = {}): Promise<DaemonPro
     httpUrl: `http://${addresses.http}`,
     dataDir,
     outputRoot,
+    options,
     logs,
     stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
@@ -73,6 +76,21 @@ export async function spawnDaemon(options: SpawnOptions = {}): Promise<DaemonPro
       await exited;
     },
   };
+}
+
+/**
+ * What starts a daemon again where `daemon` ran: its data dir, output root, args and env, and with
+ * `samePorts` its listen addresses too (a client reconnecting to the old address finds the new daemon).
+ */
+export function respawnOptions(daemon: DaemonProcess, { samePorts = false }: { samePorts?: boolean } = {}): SpawnOptions {
+  const ports = samePorts ? ["--http-listen", daemon.httpAddress, "--grpc-listen", daemon.grpcAddress] : [];
+  return { ...daemon.options, dataDir: daemon.dataDir, outputRoot: daemon.outputRoot, args: [...(daemon.options.args ?? []), ...ports] };
+}
+
+/** kill -9 (a crash: no graceful shutdown, nothing flushed on the way out), then the same daemon started again, see respawnOptions. */
+export async function respawnDaemon(daemon: DaemonProcess, options: { samePorts?: boolean } = {}): Promise<DaemonProcess> {
+  await daemon.kill();
+  return spawnDaemon(respawnOptions(daemon, options));
 }
 
 /** Spawns the daemon expecting it to refuse to start with `message`; one that starts anyway is stopped (not leaked) and fails the test. */
