@@ -8,9 +8,10 @@ import { after, before, describe, test } from "node:test";
 import { BatchState } from "../gen/hypervisord/v1/batch_pb.js";
 import { JobState } from "../gen/hypervisord/v1/job_pb.js";
 import { PowerState } from "../gen/hypervisord/v1/vm_pb.js";
-import { createGrpcJsClient, type GrpcJsClient } from "./support/clients.ts";
-import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
-import { buildVcsim, startVcsim, type Vcsim } from "./support/vcsim.ts";
+import type { GrpcJsClient } from "./support/clients.ts";
+import type { DaemonProcess } from "./support/daemon-process.ts";
+import { buildVcsim, type Vcsim } from "./support/vcsim.ts";
+import { startVsphereDaemon, stopVsphereDaemon } from "./support/vsphere-daemon.ts";
 
 let skipReason: string | undefined;
 let daemon: DaemonProcess;
@@ -23,16 +24,10 @@ before(async () => {
     console.log(`skipping the vSphere batch test: ${skipReason}`);
     return;
   }
-  sim = await startVcsim();
-  daemon = await spawnDaemon();
-  client = createGrpcJsClient(daemon.grpcAddress);
+  ({ sim, daemon, client } = await startVsphereDaemon());
 });
 
-after(async () => {
-  client?.close();
-  if (daemon) assert.equal(await daemon.stop(), 0);
-  await sim?.stop();
-});
+after(() => stopVsphereDaemon({ sim, daemon, client }));
 
 describe("a batch against vcsim-export", () => {
   test("folder /DC0/vm with name_glob DC0_H0_*: one job per powered-off VM, byte-identical disks, never two at once", async (t) => {

@@ -7,10 +7,11 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { BatchState } from "../gen/hypervisord/v1/batch_pb.js";
 import { ExportFormat, JobState } from "../gen/hypervisord/v1/job_pb.js";
-import { createGrpcJsClient, type GrpcJsClient } from "./support/clients.ts";
-import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
+import type { GrpcJsClient } from "./support/clients.ts";
+import type { DaemonProcess } from "./support/daemon-process.ts";
 import { isFinal, waitForJob } from "./support/wait-for-job.ts";
-import { buildVcsim, startVcsim, type Vcsim } from "./support/vcsim.ts";
+import { buildVcsim, type Vcsim } from "./support/vcsim.ts";
+import { startVsphereDaemon, stopVsphereDaemon } from "./support/vsphere-daemon.ts";
 import { waitFor } from "./support/wait-for.ts";
 
 const RUN_DIR = /^\d{8}T\d{6}Z(-\d+)?$/;
@@ -24,21 +25,15 @@ const sources = new Map<string, string>();
 before(async () => {
   skipReason = (await buildVcsim()).reason;
   if (skipReason) return void console.log(`skipping the vSphere retention tests: ${skipReason}`);
-  sim = await startVcsim();
+  ({ sim, daemon, client } = await startVsphereDaemon());
   for (const vm of sim.vms) {
     const bytes = randomBytes(256 * 1024);
     fs.writeFileSync(vm.disks[0]!.file, bytes);
     sources.set(vm.name, createHash("sha256").update(bytes).digest("hex"));
   }
-  daemon = await spawnDaemon();
-  client = createGrpcJsClient(daemon.grpcAddress);
 });
 
-after(async () => {
-  client?.close();
-  if (daemon) assert.equal(await daemon.stop(), 0);
-  await sim?.stop();
-});
+after(() => stopVsphereDaemon({ sim, daemon, client }));
 
 const connection = () => ({ url: sim.url, username: "user", password: "pass", insecure: true });
 const sha256 = (file: string) => createHash("sha256").update(fs.readFileSync(file)).digest("hex");

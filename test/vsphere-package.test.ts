@@ -9,9 +9,10 @@ import { after, before, describe, test } from "node:test";
 import { ExportFormat, JobState, type Job } from "../gen/hypervisord/v1/job_pb.js";
 import { findExecutable } from "../src/stages/qemu-img.ts";
 import { createGrpcJsClient, type GrpcJsClient } from "./support/clients.ts";
-import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
+import { respawnDaemon, spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
 import { tempDir } from "./support/temp-dir.ts";
 import { buildVcsim, startVcsim, writeStreamOptimizedDisk, type Vcsim, type VcsimVm } from "./support/vcsim.ts";
+import { startVsphereDaemon, stopVsphereDaemon } from "./support/vsphere-daemon.ts";
 
 const MiB = 1024 * 1024;
 const FINAL = [JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED];
@@ -28,17 +29,10 @@ before(async () => {
     console.log(`skipping the vSphere packaging tests: ${skipReason}`);
     return;
   }
-  sim = await startVcsim();
-  daemon = await spawnDaemon();
-  client = createGrpcJsClient(daemon.grpcAddress);
+  ({ sim, daemon, client } = await startVsphereDaemon());
 });
 
-after(async () => {
-  client?.close();
-  if (daemon) assert.equal(await daemon.stop(), 0);
-  await sim?.stop();
-  fs.rmSync(work, { recursive: true, force: true });
-});
+after(() => stopVsphereDaemon({ sim, daemon, client }));
 
 const connection = () => ({ url: sim.url, username: "user", password: "pass", insecure: true });
 const run = (file: string, args: string[], options: { cwd?: string } = {}) => execFileSync(file, args, { encoding: "utf8", maxBuffer: 64 * MiB, ...options });
@@ -245,7 +239,7 @@ describe("OVA export from vcsim", () => {
         firstClient.close();
         await first.kill();
       }
-      const second = await spawnDaemon({ dataDir: first.dataDir, outputRoot: first.outputRoot });
+      const second = await respawnDaemon(first);
       const secondClient = createGrpcJsClient(second.grpcAddress);
       try {
         let job: Job;
