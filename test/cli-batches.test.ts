@@ -6,47 +6,19 @@ import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { BatchSchema, BatchState, createHypervisordClient, HypervisordService, JobEventKind, JobState, type Batch, type StreamJobUpdatesRequest } from "../clients/node/index.ts";
 import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
+import { hasScript, HYPERCTL_BIN, hyperctlEnv, runHyperctl, type HyperctlRun } from "./support/hyperctl.ts";
 
-const ROOT = path.resolve(import.meta.dirname, "..");
-const BIN = path.join(ROOT, "bin/hyperctl.js");
 const FLEET = ["fleet-01", "fleet-02", "fleet-03", "fleet-04", "fleet-05", "fleet-06"];
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 let d: DaemonProcess;
 
-function env(server = d.httpUrl): NodeJS.ProcessEnv {
-  const vars: NodeJS.ProcessEnv = { ...process.env, HYPERVISORD_ADDR: server };
-  delete vars.HYPERVISORD_API_KEY;
-  return vars;
-}
-
-function hyperctl(args: string[], server?: string): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: env(server), stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 45_000);
-    child.once("error", reject);
-    child.once("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const hyperctl = (args: string[], server = d.httpUrl) => runHyperctl(args, { server, timeoutMs: 45_000 });
 
 async function ok(args: string[]): Promise<string> {
   const run = await hyperctl(args);
@@ -59,15 +31,6 @@ async function json<T = any>(args: string[]): Promise<T> {
 }
 
 const exportArgs = (folder: string, ...extra: string[]) => ["export", "--provider", "fake", "--folder", `/DC1/vm/${folder}`, ...extra];
-
-function hasScript(): boolean {
-  try {
-    execFileSync("script", ["--version"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe("hyperctl and batches", () => {
   before(async () => {
@@ -195,9 +158,9 @@ describe("hyperctl and batches", () => {
 
   test("watch on a terminal redraws one line per VM and a total in place", async (t) => {
     if (!hasScript()) return t.skip("util-linux `script` is not installed: no pseudo-terminal to test with");
-    const command = `${process.execPath} ${BIN} ${exportArgs("fleet", "--max-parallel", "2", "--watch").join(" ")}`;
-    const run = await new Promise<Run>((resolve) => {
-      const child = spawn("script", ["-qfec", command, "/dev/null"], { env: { ...env(), COLUMNS: "120", LINES: "40" }, stdio: ["ignore", "pipe", "pipe"] });
+    const command = `${process.execPath} ${HYPERCTL_BIN} ${exportArgs("fleet", "--max-parallel", "2", "--watch").join(" ")}`;
+    const run = await new Promise<HyperctlRun>((resolve) => {
+      const child = spawn("script", ["-qfec", command, "/dev/null"], { env: { ...hyperctlEnv(d.httpUrl), COLUMNS: "120", LINES: "40" }, stdio: ["ignore", "pipe", "pipe"] });
       let stdout = "";
       child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
       child.stderr.on("data", (chunk: Buffer) => (stdout += chunk.toString()));

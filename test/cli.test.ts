@@ -11,59 +11,21 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import YAML from "yaml";
 import { HypervisordService } from "../gen/hypervisord/v1/service_pb.js";
 import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
+import { hasScript, HYPERCTL_BIN, hyperctlEnv, runHyperctl, type HyperctlOptions, type HyperctlRun } from "./support/hyperctl.ts";
 import { tempDir } from "./support/temp-dir.ts";
 import { startWebhookReceiver } from "./support/webhook-receiver.ts";
 
-const ROOT = path.resolve(import.meta.dirname, "..");
-const BIN = path.join(ROOT, "bin/hyperctl.js");
 /** About 4 s of work. */
 const SLOW = "size=8388608&chunk=65536&delayMs=30";
 /** About 6 s: still running after `hyperctl export` and then `hyperctl watch` have started (~1 s each) on a busy machine. */
 const WATCHED = "size=12582912&chunk=65536&delayMs=30";
 const LONG = "size=100000000&chunk=65536&delayMs=50";
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 let d: DaemonProcess;
 let work = "";
 
-function env(server: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const vars: NodeJS.ProcessEnv = { ...process.env, HYPERVISORD_ADDR: server, ...extra };
-  if (!("HYPERVISORD_API_KEY" in extra)) delete vars.HYPERVISORD_API_KEY;
-  return vars;
-}
-
-interface RunOptions {
-  server?: string;
-  input?: string;
-  env?: Record<string, string>;
-  /** Called with the child as soon as it is spawned (to signal it). */
-  onSpawn?: (child: import("node:child_process").ChildProcess) => void;
-}
-
-function hyperctl(args: string[], options: RunOptions = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      cwd: ROOT, env: env(options.server ?? d.httpUrl, options.env), stdio: [options.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout!.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    if (options.input !== undefined) child.stdin!.end(options.input);
-    options.onSpawn?.(child);
-    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
-    child.once("error", reject);
-    child.once("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+type RunOptions = Partial<HyperctlOptions>;
+const hyperctl = (args: string[], options: RunOptions = {}) => runHyperctl(args, { ...options, server: options.server ?? d.httpUrl });
 
 /** Runs and expects exit code 0; -o json output parsed. */
 async function json<T = any>(args: string[], options: RunOptions = {}): Promise<T> {
@@ -81,15 +43,6 @@ async function ok(args: string[], options: RunOptions = {}): Promise<string> {
 async function submit(vm: string, extra: string[] = []): Promise<string> {
   const out = await ok(["-q", "export", "--provider", "fake", "--vm", vm, ...extra]);
   return out.trim();
-}
-
-function hasScript(): boolean {
-  try {
-    execFileSync("script", ["--version"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 describe("hyperctl", () => {
@@ -185,8 +138,8 @@ describe("hyperctl", () => {
   test("watch on a terminal draws a progress bar with percent, rate and ETA", async (t) => {
     if (!hasScript()) return t.skip("util-linux `script` is not installed: no pseudo-terminal to test with");
     const id = await submit(`tty?${WATCHED}`);
-    const run = await new Promise<Run>((resolve) => {
-      const child = spawn("script", ["-qfec", `${process.execPath} ${BIN} watch ${id}`, "/dev/null"], { env: env(d.httpUrl), stdio: ["ignore", "pipe", "pipe"] });
+    const run = await new Promise<HyperctlRun>((resolve) => {
+      const child = spawn("script", ["-qfec", `${process.execPath} ${HYPERCTL_BIN} watch ${id}`, "/dev/null"], { env: hyperctlEnv(d.httpUrl), stdio: ["ignore", "pipe", "pipe"] });
       let stdout = "";
       child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
       child.stderr.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
