@@ -4,8 +4,6 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import fs from "node:fs";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { after, before, describe, test, type TestContext } from "node:test";
 import type { Browser, Locator, Page } from "playwright-core";
@@ -15,6 +13,7 @@ import { buildDashboard, launchChromium, openPage, screenshot } from "./support/
 import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
 import { tempDir } from "./support/temp-dir.ts";
 import { buildVcsim, startVcsim, writeStreamOptimizedDisk } from "./support/vcsim.ts";
+import { startWebhookReceiver, type WebhookReceiver } from "./support/webhook-receiver.ts";
 
 const API_KEY = "hvd_dashboard_e2e_0123456789abcdef";
 let skipReason: string | undefined;
@@ -23,8 +22,7 @@ let daemon: DaemonProcess;
 let client: HypervisordClient;
 let page: Page;
 const errors: string[] = [];
-const received: { headers: http.IncomingHttpHeaders; body: string }[] = [];
-let receiver: http.Server;
+let receiver: WebhookReceiver;
 let config: string;
 
 /** A slow fake export: `chunks` writes of 64 KiB, `delayMs` apart. */
@@ -39,15 +37,7 @@ before(async () => {
     return;
   }
   browser = launched.browser;
-  receiver = http.createServer((req, res) => {
-    let body = "";
-    req.on("data", (chunk: Buffer) => (body += chunk.toString()));
-    req.on("end", () => {
-      received.push({ headers: req.headers, body });
-      res.writeHead(204).end();
-    });
-  });
-  await new Promise<void>((resolve) => receiver.listen(0, "127.0.0.1", resolve));
+  receiver = await startWebhookReceiver({ reply: 204 });
   config = path.join(tempDir("dashboard-config"), "hypervisord.yaml");
   fs.writeFileSync(config, "webhooks:\n  allow_private_targets: true\n");
   daemon = await spawnDaemon({ args: ["--config", config] });
@@ -59,7 +49,6 @@ after(async () => {
   await browser?.close();
   client?.close();
   if (daemon) await daemon.stop();
-  await new Promise((resolve) => (receiver ? receiver.close(resolve) : resolve(undefined)));
 });
 
 /** Each test ends with no page error and no console error. */
@@ -308,7 +297,7 @@ describe("web dashboard in Chromium", () => {
 
   test("webhooks: add one (the secret shown once), test it against a local receiver, see its deliveries", async (t) => {
     if (skipIfNoBrowser(t)) return;
-    const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+    const url = receiver.url;
     await page.goto(daemon.httpUrl);
     await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Webhooks" }).click();
     await page.getByRole("heading", { name: "Webhooks", level: 1 }).waitFor();
@@ -325,11 +314,11 @@ describe("web dashboard in Chromium", () => {
     assert.deepEqual(webhook?.events, ["job.completed", "job.failed"]);
     assert.equal(webhook?.secret, "", "the secret never comes back from the API");
 
-    const before = received.length;
+    const before = receiver.requests.length;
     await row.getByRole("button", { name: /Test/ }).click();
     await page.getByText(/delivered/i).first().waitFor();
-    assert.ok(received.length > before, "the receiver got the test delivery");
-    assert.match(String(received.at(-1)!.headers["webhook-signature"]), /^v1,/);
+    assert.ok(receiver.requests.length > before, "the receiver got the test delivery");
+    assert.match(String(receiver.requests.at(-1)!.headers["webhook-signature"]), /^v1,/);
     await row.getByRole("button", { name: /Deliveries/ }).click();
     await page.getByText("webhook.test").first().waitFor();
     await screenshot(page, "11-webhooks");
