@@ -68,7 +68,7 @@ let seq = 0;
 function job(state: JobState, overrides: Partial<Job> = {}): Job {
   return {
     id: `job-${++seq}`, definition: fakeDefinition("/exports", "vm"), state, progress: EMPTY_PROGRESS,
-    attempt: 1, maxAttempts: 3, createTime: 1_000, ...overrides,
+    attempt: 1, maxAttempts: 3, createTime: 1_000, attempts: [], ...overrides,
   };
 }
 

@@ -260,7 +260,7 @@ describe("events", () => {
     powerOff: false, priority: "normal", labels: { team: "infra" },
   };
   const job: Job = {
-    id: "job-1", definition, state: "completed", attempt: 1, maxAttempts: 3, createTime: 1000, startTime: 2000, endTime: 14_500, scheduleId: "sch-1",
+    id: "job-1", definition, state: "completed", attempt: 1, maxAttempts: 3, createTime: 1000, startTime: 2000, endTime: 14_500, scheduleId: "sch-1", attempts: [],
     progress: { phase: "download", percent: 42, bytesDone: 420, bytesTotal: 1000, filesDone: 1, filesTotal: 2, currentFile: "disk", bytesPerSecond: 100, etaSeconds: 6 },
     result: {
       outputDir: "/exports/web-01", ovaPath: "/exports/web-01/web-01.ova", manifestPath: "/exports/web-01/web-01.mf", artifactManifestPath: "/exports/web-01/artifacts.json",

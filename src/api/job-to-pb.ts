@@ -1,11 +1,14 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import {
-  ExportFormat, JobDefinitionSchema, JobProgressSchema, JobSchema, JobState as JobStatePb, JobTransitionSchema, LogEntrySchema,
-  type Job as JobPb, type JobDefinition as JobDefinitionPb, type JobProgress as JobProgressPb, type JobTransition as JobTransitionPb,
+  ExportFormat, JobAttemptSchema, JobDefinitionSchema, JobProgressSchema, JobSchema, JobState as JobStatePb, JobTransitionSchema, LogEntrySchema,
+  type Job as JobPb, type JobAttempt as JobAttemptPb, type JobDefinition as JobDefinitionPb, type JobProgress as JobProgressPb, type JobTransition as JobTransitionPb,
   type LogEntry as LogEntryPb,
 } from "../../gen/hypervisord/v1/job_pb.js";
-import { redactDefinition, type Job, type JobDefinition, type JobProgress, type JobState, type JobTransition } from "../domain/job.ts";
+import {
+  attemptSeconds, jobDurationSeconds, redactDefinition, type Job, type JobAttempt, type JobDefinition, type JobProgress, type JobState,
+  type JobTransition,
+} from "../domain/job.ts";
 import type { LogEntry } from "../store/store.ts";
 import { int64, timestampOf } from "./pb-scalars.ts";
 import { powerStateToPb } from "./power-state.ts";
@@ -84,7 +87,8 @@ export function progressToPb(p: JobProgress): JobProgressPb {
   });
 }
 
-export function jobToPb(job: Job): JobPb {
+/** `now` makes a running attempt count up to that moment. */
+export function jobToPb(job: Job, now = Date.now()): JobPb {
   return create(JobSchema, {
     id: job.id,
     definition: definitionToPb(job.definition),
@@ -115,6 +119,19 @@ export function jobToPb(job: Job): JobPb {
     scheduleId: job.scheduleId ?? "",
     batchId: job.batchId ?? "",
     pendingCleanup: job.pendingCleanup ?? "",
+    durationSeconds: jobDurationSeconds(job, now),
+    attempts: job.attempts.map((a) => attemptToPb(a, now)),
+  });
+}
+
+function attemptToPb(a: JobAttempt, now: number): JobAttemptPb {
+  return create(JobAttemptSchema, {
+    attempt: a.attempt,
+    startTime: timestampFromMs(a.startTime),
+    endTime: timestampOf(a.endTime),
+    durationSeconds: attemptSeconds(a, now),
+    outcome: a.outcome ? stateToPb(a.outcome) : JobStatePb.UNSPECIFIED,
+    reason: a.reason ?? "",
   });
 }
 

@@ -199,6 +199,40 @@ export interface Job {
   batchId?: string;
   /** What the job still holds on the hypervisor that the daemon keeps trying to remove (e.g. a snapshot). */
   pendingCleanup?: string;
+  /** Every run of the job, oldest first (kept by the store with the transitions that start and end them). */
+  attempts: JobAttempt[];
+}
+
+/** One run: from a move to running to the next move out of it. */
+export interface JobAttempt {
+  /** 1 for the first run; a run resumed after a restart counts as a run of its own. */
+  attempt: number;
+  /** Milliseconds since the epoch. */
+  startTime: number;
+  /** Unset while the run goes on. */
+  endTime?: number;
+  /** The state the run moved the job to (queued: a retry or a resume later); unset while it runs. */
+  outcome?: JobState;
+  /** The reason of the transition that ended it. */
+  reason?: string;
+}
+
+/** A run's length in seconds; a running one up to `now`. */
+export function attemptSeconds(attempt: JobAttempt, now: number): number {
+  return Math.max(0, (attempt.endTime ?? now) - attempt.startTime) / 1000;
+}
+
+/** Time spent running, over every attempt: the time queued between them (retry backoff) is not counted. */
+export function jobDurationSeconds(job: Job, now: number): number {
+  return job.attempts.reduce((sum, a) => sum + attemptSeconds(a, now), 0);
+}
+
+/** The attempts after a transition: a move to running starts one, the next move out of running ends it. */
+export function attemptsAfter(attempts: readonly JobAttempt[], t: JobTransition): JobAttempt[] {
+  if (t.toState === "running") return [...attempts, { attempt: attempts.length + 1, startTime: t.time }];
+  const last = attempts[attempts.length - 1];
+  if (t.fromState !== "running" || !last || last.endTime !== undefined) return [...attempts];
+  return [...attempts.slice(0, -1), { ...last, endTime: t.time, outcome: t.toState, reason: t.reason }];
 }
 
 /** One state transition, as recorded in the job's history. */

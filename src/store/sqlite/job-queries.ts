@@ -1,5 +1,5 @@
 import type { Database, Statement } from "better-sqlite3";
-import { EMPTY_PROGRESS, JOB_STATES, type Job, type JobProgress, type JobState, type JobTransition } from "../../domain/job.ts";
+import { attemptsAfter, EMPTY_PROGRESS, JOB_STATES, type Job, type JobAttempt, type JobProgress, type JobState, type JobTransition } from "../../domain/job.ts";
 import { AlreadyExistsError } from "../../errors.ts";
 import type { InsertResult, JobFilter, JobPage, NewJob, TransitionInput } from "../store.ts";
 import type { SecretBox } from "../secret-box.ts";
@@ -33,7 +33,7 @@ export function createJobQueries(db: Database, hooks: JobHooks, secretBox: Secre
     ORDER BY priority DESC, pk ASC LIMIT 1`);
   const markRunning = db.prepare(`UPDATE jobs SET state = 'running',
       attempt = CASE WHEN resume = 1 AND attempt > 0 THEN attempt ELSE attempt + 1 END,
-      resume = 0, start_time = @time, next_attempt_time = NULL, error = NULL
+      resume = 0, start_time = @time, next_attempt_time = NULL, error = NULL, attempts = @attempts
     WHERE id = @id AND state = 'queued'`);
   const inState = db.prepare<[string], JobRow>("SELECT * FROM jobs WHERE state = ? ORDER BY pk");
   const endedWithCheckpoint = db.prepare<[], JobRow>("SELECT * FROM jobs WHERE state IN ('completed', 'failed', 'cancelled') AND checkpoint IS NOT NULL ORDER BY pk");
@@ -104,7 +104,7 @@ export function createJobQueries(db: Database, hooks: JobHooks, secretBox: Secre
     });
     const job: Job = {
       id: input.id, definition, state: "queued", progress: { ...EMPTY_PROGRESS }, attempt: 0,
-      maxAttempts: input.maxAttempts, createTime: input.createTime, scheduleId: input.scheduleId,
+      maxAttempts: input.maxAttempts, createTime: input.createTime, scheduleId: input.scheduleId, attempts: [],
       ...(input.batchId ? { batchId: input.batchId } : {}),
     };
     hooks.afterInsert?.(job, input, transition);
@@ -123,13 +123,14 @@ export function createJobQueries(db: Database, hooks: JobHooks, secretBox: Secre
   const claim = db.transaction((now: number, nextSeq: () => number) => {
     const row = nextQueued.get(now);
     if (!row) return undefined;
-    markRunning.run({ id: row.id, time: now });
     const resumed = row.resume === 1 && row.attempt > 0;
-    const transition = recordTransition({
+    const transition: JobTransition = {
       seq: nextSeq(), jobId: row.id, fromState: "queued", toState: "running",
       reason: resumed ? "resumed from checkpoint" : row.attempt > 0 ? `retry attempt ${row.attempt + 1}` : "started",
       actor: "engine", time: now,
-    });
+    };
+    markRunning.run({ id: row.id, time: now, attempts: JSON.stringify(attemptsAfter(JSON.parse(row.attempts) as JobAttempt[], transition)) });
+    recordTransition(transition);
     const job = get(row.id)!;
     hooks.afterTransition?.(job, transition);
     return { job, transition };
@@ -153,11 +154,13 @@ export function createJobQueries(db: Database, hooks: JobHooks, secretBox: Secre
     if (input.clearCheckpoint) set("checkpoint", null);
     if (input.checkpoint !== undefined) set("checkpoint", input.checkpoint == null ? null : JSON.stringify(input.checkpoint));
     if (input.pendingCleanup !== undefined) set("pending_cleanup", input.pendingCleanup);
-    prepared(`UPDATE jobs SET ${sets.join(", ")} WHERE id = @id`).run(params);
-    const t = recordTransition({
+    const t: JobTransition = {
       seq: input.seq, jobId: input.jobId, fromState: row.state as JobState, toState: input.to,
       reason: input.reason, actor: input.actor, time: input.time,
-    });
+    };
+    if (t.fromState === "running" || t.toState === "running") set("attempts", JSON.stringify(attemptsAfter(JSON.parse(row.attempts) as JobAttempt[], t)));
+    prepared(`UPDATE jobs SET ${sets.join(", ")} WHERE id = @id`).run(params);
+    recordTransition(t);
     const job = get(input.jobId)!;
     hooks.afterTransition?.(job, t);
     return { job, transition: t };

@@ -1,5 +1,5 @@
 import type { SecretBox } from "../secret-box.ts";
-import { EMPTY_PROGRESS, PRIORITY_RANK, redactDefinition, type Job, type JobDefinition, type JobState, type JobTransition } from "../../domain/job.ts";
+import { EMPTY_PROGRESS, PRIORITY_RANK, redactDefinition, type Job, type JobAttempt, type JobDefinition, type JobState, type JobTransition } from "../../domain/job.ts";
 
 /** A row of the jobs table as better-sqlite3 returns it. */
 export interface JobRow {
@@ -25,6 +25,8 @@ export interface JobRow {
   start_time: number | null;
   end_time: number | null;
   next_attempt_time: number | null;
+  /** JSON JobAttempt[] */
+  attempts: string;
 }
 
 export interface TransitionRow {
@@ -88,6 +90,7 @@ function readJob(row: JobRow, box: SecretBox): Job {
     scheduleId: row.schedule_id ?? undefined,
     ...(row.batch_id ? { batchId: row.batch_id } : {}),
     ...(row.pending_cleanup ? { pendingCleanup: row.pending_cleanup } : {}),
+    attempts: JSON.parse(row.attempts) as JobAttempt[],
   };
 }
 

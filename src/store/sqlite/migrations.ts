@@ -249,6 +249,27 @@ const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX schedule_exports_dir ON schedule_exports (dir);  -- a new run's directory never reuses a recorded one
     `,
   },
+  {
+    version: 7,
+    name: "a job's attempts (start, end, outcome of each run), kept with the transitions, backfilled from them",
+    // JSON array of JobAttempt ({attempt, startTime, endTime?, outcome?, reason?}): ListJobs and the stream read it
+    // with the row instead of the history. Each move to running starts one; the next move from running ends it.
+    sql: `
+      ALTER TABLE jobs ADD COLUMN attempts TEXT NOT NULL DEFAULT '[]';
+
+      WITH starts AS (
+        SELECT job_id, seq, time, row_number() OVER (PARTITION BY job_id ORDER BY seq) AS n
+        FROM job_transitions WHERE to_state = 'running'
+      ), attempts AS (
+        SELECT s.job_id, s.n, json_patch(json_object('attempt', s.n, 'startTime', s.time), coalesce((
+          SELECT json_object('endTime', e.time, 'outcome', e.to_state, 'reason', e.reason) FROM job_transitions AS e
+          WHERE e.job_id = s.job_id AND e.seq > s.seq AND e.from_state = 'running' ORDER BY e.seq LIMIT 1), '{}')) AS a
+        FROM starts AS s
+      )
+      UPDATE jobs SET attempts = (SELECT json_group_array(json(a.a) ORDER BY a.n) FROM attempts AS a WHERE a.job_id = jobs.id)
+      WHERE id IN (SELECT job_id FROM starts);
+    `,
+  },
 ];
 
 export function migrate(db: Database): number {
