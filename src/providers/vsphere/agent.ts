@@ -1,6 +1,7 @@
 import type { TLSSocket } from "node:tls";
 import { Agent, buildConnector } from "undici";
 import { FailedPreconditionError } from "../../errors.ts";
+import { formatFingerprint } from "./untrusted-certificate.ts";
 
 export interface TlsPolicy {
   /** Skip certificate verification altogether. */
@@ -34,7 +35,7 @@ export function createVSphereAgent(options: AgentOptions): Agent {
       const seen = [cert?.fingerprint256, cert?.fingerprint].filter(Boolean).map((f) => normalizeThumbprint(f!));
       if (seen.includes(pinned)) return callback(null, socket);
       socket.destroy();
-      callback(new FailedPreconditionError(`the TLS certificate of ${opts.hostname} does not match the pinned thumbprint (it has SHA-256 ${seen[0] ?? "none"})`), null);
+      callback(new FailedPreconditionError(`the TLS certificate of ${opts.hostname} does not match the pinned thumbprint (it has SHA-256 ${seen[0] ? formatFingerprint(seen[0]) : "none"})`), null);
     });
   return new Agent({ connect, connections: options.maxConnections, keepAliveTimeout: 30_000, keepAliveMaxTimeout: 300_000 });
 }

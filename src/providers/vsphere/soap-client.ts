@@ -1,7 +1,8 @@
 import type { Dispatcher } from "undici";
 import { request } from "undici";
-import { FailedPreconditionError, HypervisordError, UnavailableError, toHypervisordError } from "../../errors.ts";
+import { HypervisordError, UnavailableError, toHypervisordError } from "../../errors.ts";
 import { faultOf } from "./faults.ts";
+import { untrustedCertificateError } from "./untrusted-certificate.ts";
 import { parseXml, toXml, type XmlNode, type XmlValue } from "./xml.ts";
 
 export type SoapParams = readonly (readonly [string, XmlValue])[];
@@ -56,9 +57,7 @@ export function createSoapClient(url: URL, dispatcher: Dispatcher, timeoutMs = 1
         throw signal.reason;
       }
       const tls = tlsProblem(err);
-      if (tls) {
-        throw new FailedPreconditionError(`the TLS certificate of ${endpoint} is not trusted (${tls}); set insecure, or pin it with thumbprint`, { cause: err });
-      }
+      if (tls) throw await untrustedCertificateError(url, tls, err, signal);
       throw toHypervisordError(err, `calling vSphere ${method} at ${endpoint}`);
     }
     const text = await response.body.text();
