@@ -229,7 +229,7 @@ describe("web dashboard in Chromium", () => {
     await page.getByLabel("State").selectOption("cancelled");
     await page.getByRole("button", { name: "Filter" }).click();
     await page.getByText("2 matching").waitFor();
-    assert.deepEqual((await table.locator("tbody tr td:first-child").allTextContents()).sort(), ["e2e-active", "e2e-to-cancel"]);
+    assert.deepEqual((await table.locator("tbody tr td:first-child a").allTextContents()).sort(), ["e2e-active", "e2e-to-cancel"]);
 
     await page.goto(`${daemon.httpUrl}/#/jobs?label=batch%3Db1&provider=fake`);
     await page.getByText("27 matching").waitFor();

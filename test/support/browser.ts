@@ -2,7 +2,7 @@
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { chromium, type Browser, type Page } from "playwright-core";
+import { chromium, type Browser, type BrowserContextOptions, type Page } from "playwright-core";
 
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const ROOT = path.resolve(import.meta.dirname, "../..");
@@ -19,9 +19,9 @@ export async function launchChromium(): Promise<{ browser?: Browser; reason?: st
   return { browser };
 }
 
-/** A page that fails the test on any uncaught error or console error of the dashboard. */
-export async function openPage(browser: Browser, errors: string[]): Promise<Page> {
-  const context = await browser.newContext({ viewport: { width: 1366, height: 860 } });
+/** A page that fails the test on any uncaught error or console error of the dashboard; `options` e.g. fix its time zone and locale. */
+export async function openPage(browser: Browser, errors: string[], options: BrowserContextOptions = {}): Promise<Page> {
+  const context = await browser.newContext({ viewport: { width: 1366, height: 860 }, ...options });
   const page = await context.newPage();
   page.on("pageerror", (err) => errors.push(`pageerror: ${err.message}`));
   page.on("console", (message) => {

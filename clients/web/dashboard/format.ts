@@ -15,8 +15,21 @@ export function formatBytes(value: bigint | number | undefined): string {
   return unit === 0 ? `${n} B` : `${n.toFixed(n < 10 ? 2 : 1)} ${UNITS[unit]}`;
 }
 
+/** "12.3 MiB/s": one decimal at every size (a rate moves too much for more to be read). */
 export function formatRate(bytesPerSecond: number | undefined): string {
-  return bytesPerSecond ? `${formatBytes(bytesPerSecond)}/s` : "–";
+  if (!bytesPerSecond) return "–";
+  let n = bytesPerSecond;
+  let unit = 0;
+  while (Math.abs(n) >= 1024 && unit < UNITS.length - 1) {
+    n /= 1024;
+    unit++;
+  }
+  return `${unit === 0 ? Math.round(n) : n.toFixed(1)} ${UNITS[unit]}/s`;
+}
+
+/** "42%": whole percents, rounded down so that 99.6% of a running job does not read as done. */
+export function formatPercent(percent: number): string {
+  return `${Math.floor(Math.max(0, Math.min(100, percent)))}%`;
 }
 
 export function formatDuration(seconds: number | undefined): string {
@@ -35,9 +48,35 @@ export function toDate(ts: Timestamp | undefined): Date | undefined {
   return ts && (ts.seconds !== 0n || ts.nanos !== 0) ? timestampDate(ts) : undefined;
 }
 
+/**
+ * Date and time in the reader's locale, with the time zone named ("02/12/2026, 13:47:48 CET"): a time
+ * without its zone misleads when the daemon, the schedule and the reader are in different ones.
+ * `locale` and `timeZone` default to the browser's; tests pass them.
+ */
+export function createDateFormat(locale?: string, timeZone?: string): Intl.DateTimeFormat {
+  return new Intl.DateTimeFormat(locale, {
+    year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short", timeZone,
+  });
+}
+
+/** Time of day only, for log lines (the full date is in their tooltip). */
+export function createClockFormat(locale?: string, timeZone?: string): Intl.DateTimeFormat {
+  return new Intl.DateTimeFormat(locale, { hour: "2-digit", minute: "2-digit", second: "2-digit", timeZone });
+}
+
+const dateFormat = createDateFormat();
+const clockFormat = createClockFormat();
+
+export function formatDate(date: Date | undefined): string {
+  return date ? dateFormat.format(date) : "–";
+}
+
+export function formatClock(date: Date | undefined): string {
+  return date ? clockFormat.format(date) : "–";
+}
+
 export function formatTime(ts: Timestamp | undefined): string {
-  const date = toDate(ts);
-  return date ? date.toLocaleString(undefined, { dateStyle: "short", timeStyle: "medium" }) : "–";
+  return formatDate(toDate(ts));
 }
 
 /** Seconds between two timestamps, or from `start` to now while `end` is unset. */

@@ -3,12 +3,15 @@
 import { createContext, useContext, useEffect, useMemo, useState, useSyncExternalStore, type ReactNode } from "react";
 import { createHypervisordClient, type HypervisordClient } from "../index.ts";
 import { createLiveJobs, type LiveJobs, type LiveState } from "./live.ts";
+import { createTimeline, followLive, type Timeline } from "./timeline.ts";
 
 const KEY_STORAGE = "hypervisord.apiKey";
 
 export interface Session {
   client: HypervisordClient;
   live: LiveJobs;
+  /** The last hour of throughput and queue, recorded from `live` (kept across a change of API key). */
+  timeline: Timeline;
   /** The daemon's base URL (the page's own directory). */
   baseUrl: string;
   apiKey: string;
@@ -23,12 +26,14 @@ export function SessionProvider({ children }: { children: ReactNode }) {
   const client = useMemo(() => createHypervisordClient({ url: baseUrl, apiKey: apiKey || undefined }), [baseUrl, apiKey]);
   const live = useMemo(() => createLiveJobs(client), [client]);
   useEffect(() => () => live.close(), [live]);
+  const [timeline] = useState(() => createTimeline());
+  useEffect(() => followLive(timeline, live), [timeline, live]);
   const setApiKey = (key: string) => {
     if (key) sessionStorage.setItem(KEY_STORAGE, key);
     else sessionStorage.removeItem(KEY_STORAGE);
     setKey(key);
   };
-  return <SessionContext.Provider value={{ client, live, baseUrl, apiKey, setApiKey }}>{children}</SessionContext.Provider>;
+  return <SessionContext.Provider value={{ client, live, timeline, baseUrl, apiKey, setApiKey }}>{children}</SessionContext.Provider>;
 }
 
 export function useSession(): Session {
@@ -44,4 +49,11 @@ export function useClient(): HypervisordClient {
 export function useLive(): LiveState {
   const { live } = useSession();
   return useSyncExternalStore(live.subscribe, live.getState);
+}
+
+/** The timeline; the component re-renders on each of its samples. */
+export function useTimeline(): Timeline {
+  const { timeline } = useSession();
+  useSyncExternalStore(timeline.subscribe, timeline.version);
+  return timeline;
 }

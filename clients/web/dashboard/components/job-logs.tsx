@@ -2,7 +2,8 @@ import { useEffect, useRef, useState } from "react";
 import { ConnectError } from "@connectrpc/connect";
 import { backoffMs, sleep } from "../../../core/backoff.ts";
 import type { LogEntry } from "../../index.ts";
-import { formatTime } from "../format.ts";
+import { formatClock, formatTime, toDate } from "../format.ts";
+import { logFields } from "../log-line.ts";
 import { ErrorMessage } from "./error-message.tsx";
 import { useClient } from "../session.tsx";
 
@@ -56,13 +57,19 @@ export function JobLogs({ jobId, follow }: { jobId: string; follow: boolean }) {
       <ErrorMessage error={error} prefix="Logs" />
       <pre className="logs" ref={box} tabIndex={0} aria-label="Job log" aria-live="off">
         {entries.length === 0 && <span className="log-time">{follow ? "waiting for log lines…" : "no log lines"}</span>}
-        {entries.map((e) => (
-          <div key={String(e.id)} className={`log-line log-${e.level}`}>
-            <span className="log-time">{formatTime(e.time)}</span> {e.level.toUpperCase().padEnd(5)} {e.message}
-            {e.fieldsJson && e.fieldsJson !== "{}" && <span className="log-time"> {e.fieldsJson}</span>}
-          </div>
-        ))}
+        {entries.map((e) => <LogLine key={String(e.id)} entry={e} />)}
       </pre>
     </>
+  );
+}
+
+/** "13:47:48 INFO  fake disk written file=web-disk-1.img bytes=4194304": time, level, message, then the fields. */
+function LogLine({ entry: e }: { entry: LogEntry }) {
+  const fields = logFields(e.fieldsJson);
+  return (
+    <div className={`log-line log-${e.level}`}>
+      <span className="log-time" title={formatTime(e.time)}>{formatClock(toDate(e.time))}</span> <span className="log-level">{e.level.toUpperCase().padEnd(5)}</span> {e.message}
+      {fields.map(([key, value]) => <span key={key} className="log-field"> <span className="log-key">{key}=</span>{value}</span>)}
+    </div>
   );
 }

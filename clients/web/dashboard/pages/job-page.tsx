@@ -6,7 +6,10 @@ import { KeyValues } from "../components/key-values.tsx";
 import { ProgressBar } from "../components/progress-bar.tsx";
 import { StateBadge } from "../components/state-badge.tsx";
 import { JobLogs } from "../components/job-logs.tsx";
-import { elapsedSeconds, formatBytes, formatDuration, formatLabels, formatTime, stateName } from "../format.ts";
+import { JobAttempts } from "../components/job-attempts.tsx";
+import { JobThroughput } from "../components/job-throughput.tsx";
+import { formatBytes, formatDuration, formatLabels, formatTime, stateName } from "../format.ts";
+import { jobDuration, jobFiles, jobFormat } from "../job-facts.ts";
 import { useQuery, useThrottled } from "../query.ts";
 import { freshestJob } from "../live.ts";
 import { useClient, useLive } from "../session.tsx";
@@ -47,19 +50,21 @@ export function JobPage({ jobId }: { jobId: string }) {
       <ErrorMessage error={loaded.error} />
       <section className="card" aria-labelledby="progress-title">
         <h2 id="progress-title">Progress</h2>
-        <ProgressBar progress={job.progress} state={job.state} label={`Progress of ${name}`} detail />
+        <ProgressBar progress={job.progress} state={job.state} label={`Progress of ${name}`} detail files={jobFiles(job)} />
         <KeyValues rows={[
           ["attempt", job.maxAttempts ? `${job.attempt} of ${job.maxAttempts}` : String(job.attempt)],
           ["created", formatTime(job.createTime)],
           ["started", job.startTime && formatTime(job.startTime)],
           ["ended", job.endTime && formatTime(job.endTime)],
-          ["duration", formatDuration(elapsedSeconds(job.startTime, job.endTime))],
+          ["duration", job.attempts.length > 1 ? `${formatDuration(jobDuration(job))} over ${job.attempts.length} attempts` : formatDuration(jobDuration(job))],
           ["next attempt", job.nextAttemptTime && formatTime(job.nextAttemptTime)],
           ["schedule", job.scheduleId && <a href="#/schedules">{job.scheduleId}</a>],
           ["batch", job.batchId && <a href={`#/batches/${job.batchId}`}>{job.batchId}</a>],
           ["pending cleanup", job.pendingCleanup && <span className="error-text">{job.pendingCleanup}</span>],
         ]} />
+        <JobAttempts job={job} />
       </section>
+      <JobThroughput job={job} />
       {job.error && (
         <section className="card" aria-labelledby="error-title">
           <h2 id="error-title">Error</h2>
@@ -108,7 +113,8 @@ function ResultSection({ job }: { job: Job }) {
         ["manifest", result.manifestPath && <code>{result.manifestPath}</code>],
         ["artifact manifest", result.artifactManifestPath && <code>{result.artifactManifestPath}</code>],
         ["compression ratio", result.compressionRatio > 0 && result.compressionRatio.toFixed(3)],
-        ["duration", formatDuration(result.durationSeconds)],
+        ["format", jobFormat(job.definition)],
+        ["export duration", formatDuration(result.durationSeconds)],
       ]} />
       {result.warnings.length > 0 && <ul>{result.warnings.map((w) => <li key={w} className="muted">⚠ {w}</li>)}</ul>}
       <div className="table-wrap">

@@ -5,7 +5,8 @@ import { Field } from "../components/field.tsx";
 import { Pager } from "../components/pager.tsx";
 import { ProgressBar } from "../components/progress-bar.tsx";
 import { StateBadge } from "../components/state-badge.tsx";
-import { elapsedSeconds, formatDuration, formatLabels, formatTime, parseLabels, STATES, stateName } from "../format.ts";
+import { formatDuration, formatLabels, formatTime, parseLabels, STATES, stateName } from "../format.ts";
+import { jobDuration, jobFormat } from "../job-facts.ts";
 import { useQuery, useThrottled } from "../query.ts";
 import { navigate } from "../router.ts";
 import { freshestJob } from "../live.ts";
@@ -77,7 +78,7 @@ export function JobsPage({ params }: { params: URLSearchParams }) {
       <div className="table-wrap">
         <table aria-label="Jobs" aria-busy={jobs.loading}>
           <thead>
-            <tr><th>Name</th><th>VM</th><th>Provider</th><th>State</th><th>Progress</th><th>Created</th><th className="num">Duration</th><th>Labels</th></tr>
+            <tr><th>Job</th><th>State</th><th>Error</th><th>Format</th><th>Progress</th><th>Created</th><th className="num">Duration</th><th>Provider</th><th>Labels</th></tr>
           </thead>
           <tbody>
             {jobs.data?.jobs.map((job) => <JobRow key={job.id} job={freshestJob(job, live.active.get(job.id) ?? live.ended.get(job.id))!} />)}
@@ -99,17 +100,20 @@ function parsedLabels(text: string): { value?: Record<string, string>; error?: u
   }
 }
 
+/** One job: its name links to it, with the VM under it only when the name does not already say it. */
 function JobRow({ job }: { job: Job }) {
-  const name = job.definition?.name || job.id;
+  const name = job.definition?.name || job.definition?.vm || job.id;
+  const vm = job.definition?.vm ?? "";
   return (
     <tr>
-      <td><a href={`#/jobs/${job.id}`}>{name}</a></td>
-      <td className="mono">{job.definition?.vm}</td>
-      <td>{job.definition?.provider}</td>
+      <td><a href={`#/jobs/${job.id}`}>{name}</a>{vm && vm !== name && !vm.endsWith(`/${name}`) && <div className="muted mono">{vm}</div>}</td>
       <td><StateBadge state={job.state} />{job.state === JobState.QUEUED && job.attempt > 0 && <span className="muted"> retry {job.attempt + 1}</span>}</td>
+      <td>{job.error?.code ? <span className="error-code" title={job.error.message}>{job.error.code}</span> : "–"}</td>
+      <td className="mono">{jobFormat(job.definition)}</td>
       <td><ProgressBar progress={job.progress} state={job.state} label={`Progress of ${name}`} /></td>
       <td>{formatTime(job.createTime)}</td>
-      <td className="num">{formatDuration(elapsedSeconds(job.startTime, job.endTime))}</td>
+      <td className="num">{formatDuration(jobDuration(job))}</td>
+      <td>{job.definition?.provider}</td>
       <td>{formatLabels(job.definition?.labels ?? {})}</td>
     </tr>
   );

@@ -1,8 +1,9 @@
 import { JobState } from "../../index.ts";
+import { ActivityCharts } from "../components/activity-charts.tsx";
 import { ErrorMessage } from "../components/error-message.tsx";
 import { ProgressBar } from "../components/progress-bar.tsx";
-import { StateBadge } from "../components/state-badge.tsx";
-import { formatDuration, formatRate, formatTime, stateName } from "../format.ts";
+import { RecentFailures } from "../components/recent-failures.tsx";
+import { formatDuration, formatRate } from "../format.ts";
 import { useQuery, useThrottled } from "../query.ts";
 import { href } from "../router.ts";
 import { useClient, useLive } from "../session.tsx";
@@ -14,7 +15,6 @@ export function OverviewPage() {
   const changes = useThrottled(live.changes, 1000);
   const status = useQuery((signal) => client.getStatus({}, { signal }), [client, changes]);
   const capabilities = useQuery((signal) => client.getCapabilities({}, { signal }), [client]);
-  const failures = useQuery((signal) => client.listJobs({ states: [JobState.FAILED], pageSize: 5 }, { signal }), [client, changes]);
   const active = [...live.active.values()];
   const running = active.filter((job) => job.state === JobState.RUNNING);
   const queued = active.filter((job) => job.state === JobState.QUEUED);
@@ -40,6 +40,7 @@ export function OverviewPage() {
         {stat("running / slots", status.data ? `${status.data.running} / ${status.data.maxConcurrentJobs}` : undefined, href("/jobs", { state: "running" }))}
         {stat("throughput", formatRate(throughput), href("/jobs", { state: "running" }))}
       </section>
+      <ActivityCharts />
       <div className="grid">
         <section className="card" aria-labelledby="active-title">
           <h2 id="active-title">Active exports</h2>
@@ -62,21 +63,7 @@ export function OverviewPage() {
             </p>
           )}
         </section>
-        <section className="card" aria-labelledby="failures-title">
-          <h2 id="failures-title">Recent failures</h2>
-          <ErrorMessage error={failures.error} />
-          {failures.data?.jobs.length === 0 && <p className="empty">No failed jobs.</p>}
-          <ul className="plain-list">
-            {failures.data?.jobs.map((job) => (
-              <li key={job.id}>
-                <a href={`#/jobs/${job.id}`}>{job.definition?.name || job.id}</a> <StateBadge state={job.state} />{" "}
-                <span className="muted">{formatTime(job.endTime)}</span>
-                <div className="error">{job.error?.code}: {job.error?.message}</div>
-              </li>
-            ))}
-          </ul>
-          {(failures.data?.totalSize ?? 0n) > 5n && <a href={href("/jobs", { state: stateName(JobState.FAILED) })}>All {String(failures.data?.totalSize)} failed jobs</a>}
-        </section>
+        <RecentFailures changes={changes} />
         <section className="card" aria-labelledby="daemon-title">
           <h2 id="daemon-title">Daemon</h2>
           {status.data && (
