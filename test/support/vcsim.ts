@@ -6,8 +6,12 @@ import readline from "node:readline";
 import { promisify } from "node:util";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
-/** ../shared/vcsim beside the repository (CI puts shared/ there too). */
-const BUILD_SCRIPT = process.env.HYPERVISORD_VCSIM_BUILD ?? path.resolve(ROOT, "../shared/vcsim/build.sh");
+/**
+ * The project's own simulator (tools/vcsim: govmomi's vcsim with export, snapshot content and the fault switches);
+ * HYPERVISORD_VCSIM_BUILD names another build script with the same contract (CI runs the vSphere tests a second
+ * time against ../shared/vcsim/build.sh).
+ */
+const BUILD_SCRIPT = process.env.HYPERVISORD_VCSIM_BUILD ?? path.resolve(ROOT, "tools/vcsim/build.sh");
 
 export interface VcsimVm {
   name: string;
