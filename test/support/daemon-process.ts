@@ -2,10 +2,14 @@ import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import path from "node:path";
 import readline from "node:readline";
+import { ensureDistBuilt } from "../../scripts/build.ts";
 import { createGrpcJsClient, type GrpcJsClient } from "./clients.ts";
 import { tempDir } from "./temp-dir.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
+// The daemon here runs from the sources (fake-daemon.ts adds test providers), but tests beside it run bin/hyperctl.js,
+// which runs dist/: rebuilt when stale (a hash check, milliseconds when fresh), so a test file run alone sees the current sources.
+await ensureDistBuilt();
 
 export interface DaemonProcess {
   child: ChildProcess;

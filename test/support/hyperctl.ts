@@ -1,8 +1,11 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import path from "node:path";
+import { ensureDistBuilt } from "../../scripts/build.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
+/** Runs the build in dist/ (fast to start), rebuilt here when the sources changed since: a test file run alone never tests a stale build. */
 export const HYPERCTL_BIN = path.join(ROOT, "bin/hyperctl.js");
+await ensureDistBuilt();
 
 export interface HyperctlRun {
   code: number | null;
@@ -19,6 +22,8 @@ export interface HyperctlOptions {
   env?: Record<string, string>;
   /** Called with the child as soon as it is spawned (to signal it). */
   onSpawn?: (child: ChildProcess) => void;
+  /** Working directory (default: the repository). */
+  cwd?: string;
   /** Killed (SIGKILL) after this long: a hung CLI fails its test instead of the whole run. */
   timeoutMs?: number;
 }
@@ -33,7 +38,7 @@ export function hyperctlEnv(server: string, extra: Record<string, string> = {}):
 /** `node bin/hyperctl.js ARGS` as a user runs it, against `server`; resolves with its exit code and output. */
 export function runHyperctl(args: string[], options: HyperctlOptions): Promise<HyperctlRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [HYPERCTL_BIN, ...args], { cwd: ROOT, env: hyperctlEnv(options.server, options.env), stdio: [options.input === undefined ? "ignore" : "pipe", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [HYPERCTL_BIN, ...args], { cwd: options.cwd ?? ROOT, env: hyperctlEnv(options.server, options.env), stdio: [options.input === undefined ? "ignore" : "pipe", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     child.stdout!.on("data", (chunk: Buffer) => (stdout += chunk.toString()));

@@ -1,0 +1,173 @@
+/**
+ * Builds the daemon and hyperctl into dist/ with esbuild, so that nothing runs through tsx at start.
+ *
+ * Why esbuild rather than tsc: start time is the goal, and a bundle loads as a few files instead of the
+ * ~250 modules of src/ and gen/ plus the hundreds of files of @bufbuild/protobuf and @connectrpc/connect
+ * that tsc's one-file-per-module output would load at every `hyperctl` call; it builds in well under a
+ * second, so `npm start` and the test support can afford to check and rebuild every time. tsc stays the
+ * type checker (`tsc --noEmit`); esbuild does not check types.
+ *
+ * Layout: dist/hypervisord.js (the daemon, src/main.ts) and dist/hyperctl.js (exports `main`, from
+ * src/cli/main.ts) plus shared chunks (code-split, so dynamic imports stay lazy: the OpenTelemetry SDK
+ * only with tracing on, the in-process daemon only for `hyperctl export --local`). The pure-JS packages
+ * every hyperctl call needs are bundled (INLINED); every other package stays an import of node_modules,
+ * resolved at run time: native better-sqlite3, pino (its transports load files by path), grpc-js, ...
+ * So the built program needs the package's `dependencies` and none of its devDependencies.
+ *
+ * Freshness: a hash of everything the build reads is kept in dist/.build-hash; the script (npm run build,
+ * npm start, npm test) and ensureDistBuilt() (test support) build only when it differs, or with --force. Every file is written to a
+ * temporary name and renamed into place, and chunk names carry their content's hash, so a process
+ * starting while another builds sees either the old or the new build, never half of one.
+ */
+import { createHash } from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+
+const ROOT = path.resolve(import.meta.dirname, "..");
+export const DIST = path.join(ROOT, "dist");
+const HASH_FILE = path.join(DIST, ".build-hash");
+/** What the bundle is made of: the sources, the build itself, and the versions of what it inlines. */
+const INPUTS = ["src", "gen", "clients/core", "clients/node", "scripts/build.ts", "package.json", "package-lock.json"];
+/** Packages bundled into dist: pure JS that every hyperctl call loads (commander, yaml, protobuf and Connect). */
+const INLINED = ["commander", "yaml", "@bufbuild/protobuf", "@connectrpc/connect", "@connectrpc/connect-node"];
+
+function filesUnder(relative: string): string[] {
+  const full = path.join(ROOT, relative);
+  if (!fs.statSync(full).isDirectory()) return [relative];
+  return fs.readdirSync(full, { recursive: true, withFileTypes: true })
+    .filter((entry) => entry.isFile())
+    .map((entry) => path.relative(ROOT, path.join(entry.parentPath, entry.name)))
+    .sort();
+}
+
+/** sha256 over the names and contents of the inputs (about 1 MiB: a few milliseconds). */
+export function sourceHash(): string {
+  const hash = createHash("sha256");
+  for (const file of INPUTS.flatMap(filesUnder)) hash.update(`${file}\0`).update(fs.readFileSync(path.join(ROOT, file))).update("\0");
+  return hash.digest("hex");
+}
+
+function builtHash(): string | undefined {
+  try {
+    return fs.readFileSync(HASH_FILE, "utf8").trim();
+  } catch {
+    return undefined; // no build yet
+  }
+}
+
+/** True when dist/ was built from the current sources. */
+export function distIsFresh(): boolean {
+  return builtHash() === sourceHash();
+}
+
+/**
+ * The built files sit in dist/, one level below the package root, while their sources sat at other depths:
+ * `import.meta.url` / `.dirname` / `.filename` of a source (version.ts reading ../package.json, the config's
+ * default dashboard directory) are rewritten to the source's own location, computed from the bundle's,
+ * so relative paths keep meaning what they meant in src/ (in a checkout and in an installed package alike).
+ */
+const sourceLocation = {
+  name: "source-location",
+  setup(build: import("esbuild").PluginBuild) {
+    build.onLoad({ filter: /\.ts$/ }, async (args) => {
+      let contents = await fs.promises.readFile(args.path, "utf8");
+      if (!args.path.includes(`${path.sep}node_modules${path.sep}`) && contents.includes("import.meta.")) {
+        const fromDist = path.relative(DIST, args.path).split(path.sep).join("/");
+        contents = contents
+          .replaceAll("import.meta.url", `new URL(${JSON.stringify(fromDist)}, import.meta.url).href`)
+          .replaceAll("import.meta.filename", `__hvSourcePath(${JSON.stringify(fromDist)})`)
+          .replaceAll("import.meta.dirname", `__hvSourcePath(${JSON.stringify(path.posix.dirname(fromDist))})`);
+      }
+      return { contents, loader: "ts" };
+    });
+  },
+};
+
+/** Defined once per output file: `require` for the CommonJS packages bundled into ESM (commander, yaml), and __hvSourcePath for the plugin above. */
+const BANNER = [
+  'import { createRequire as __hvCreateRequire } from "node:module";',
+  'import { fileURLToPath as __hvFileURLToPath } from "node:url";',
+  "const require = __hvCreateRequire(import.meta.url);",
+  "const __hvSourcePath = (relative) => __hvFileURLToPath(new URL(relative, import.meta.url));",
+].join(" ");
+
+function externalPackages(): string[] {
+  const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, "package.json"), "utf8")) as { dependencies: Record<string, string> };
+  return Object.keys(pkg.dependencies).filter((name) => !INLINED.includes(name)).flatMap((name) => [name, `${name}/*`]);
+}
+
+/** Writes `data` to `file` through a temporary name and a rename: readers see the old or the new file, whole. */
+function writeAtomically(file: string, data: Uint8Array): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const temporary = `${file}.tmp-${process.pid}`;
+  fs.writeFileSync(temporary, data);
+  fs.renameSync(temporary, file);
+}
+
+/** Builds dist/ from the current sources; resolves with the time taken in seconds. */
+export async function buildDist(): Promise<number> {
+  const started = performance.now();
+  const hash = sourceHash();
+  // Imported here: an installed package (no devDependencies) has no esbuild, and then only building fails.
+  const esbuild = await import("esbuild");
+  const result = await esbuild.build({
+    absWorkingDir: ROOT,
+    entryPoints: { hypervisord: "src/main.ts", hyperctl: "src/cli/main.ts" },
+    outdir: DIST,
+    bundle: true,
+    splitting: true,
+    format: "esm",
+    platform: "node",
+    target: "node20.19",
+    chunkNames: "chunk-[hash]",
+    external: externalPackages(),
+    plugins: [sourceLocation],
+    banner: { js: BANNER },
+    // Whitespace and syntax only: names stay, so stack traces and error names read as in the sources.
+    minifyWhitespace: true,
+    minifySyntax: true,
+    sourcemap: "linked",
+    legalComments: "linked",
+    write: false,
+    logLevel: "warning",
+  });
+  // Chunks first (new content-hashed names), then the entries that import them, then the hash.
+  const outputs = [...result.outputFiles].sort((a, b) => Number(isEntry(a.path)) - Number(isEntry(b.path)));
+  for (const file of outputs) writeAtomically(file.path, file.contents);
+  removeStaleChunks(new Set(outputs.map((file) => path.basename(file.path))));
+  writeAtomically(HASH_FILE, Buffer.from(`${hash}\n`));
+  return (performance.now() - started) / 1000;
+}
+
+const isEntry = (file: string) => /^(hypervisord|hyperctl)\.js$/.test(path.basename(file));
+
+/**
+ * Chunks of earlier builds that the current entries no longer import. A process started from an earlier build
+ * has loaded its chunks at start, except the lazy ones; those are kept for a day, so such a process can still load them.
+ */
+function removeStaleChunks(current: Set<string>): void {
+  const dayAgo = Date.now() - 24 * 3600 * 1000;
+  for (const name of fs.readdirSync(DIST)) {
+    if (!name.startsWith("chunk-") || current.has(name) || name.includes(".tmp-")) continue;
+    const file = path.join(DIST, name);
+    if (fs.statSync(file).mtimeMs < dayAgo) fs.rmSync(file, { force: true });
+  }
+}
+
+/** Builds dist/ unless it is fresh; what the test support calls before spawning bin/*. Resolves with whether it built. */
+export async function ensureDistBuilt(): Promise<boolean> {
+  if (distIsFresh()) return false;
+  await buildDist();
+  return true;
+}
+
+// `node --import tsx scripts/build.ts [--force]` (npm run build, npm start, npm test): builds unless fresh, or always with --force.
+if (process.argv[1] && path.resolve(process.argv[1]) === import.meta.filename) {
+  const relative = path.relative(process.cwd(), DIST) || ".";
+  if (!process.argv.includes("--force") && distIsFresh()) {
+    console.log(`daemon and hyperctl are up to date in ${relative}`);
+  } else {
+    const seconds = await buildDist();
+    console.log(`daemon and hyperctl built into ${relative} in ${seconds.toFixed(1)} s`);
+  }
+}
