@@ -6,7 +6,6 @@ package simulator
 import (
 	"bytes"
 	"context"
-	"encoding/xml"
 	"io/ioutil"
 	"log"
 	"net/http"
@@ -14,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/vmware/govmomi/vim25/soap"
+	"github.com/vmware/govmomi/vim25/xml" // vcsim's envelope types marshal with govmomi's fork of encoding/xml
 )
 
 // sdkHook wraps one vim25 method that vcsim already implements: it may answer by itself, or call next (vcsim's
@@ -68,7 +68,7 @@ func serveHookedSDK(svc *Service, next http.Handler, w http.ResponseWriter, r *h
 	writeSOAP(w, method.Name, res)
 }
 
-// writeSOAP encodes a method's answer (or fault) as vcsim's ServeSDK does, with its envelope types.
+// writeSOAP encodes a method's answer (or fault) as vcsim's ServeSDK does, with its envelope types and encoder.
 func writeSOAP(w http.ResponseWriter, name string, res soap.HasFault) {
 	status := http.StatusOK
 	var body interface{} = &response{Map.Namespace, res}
