@@ -288,6 +288,12 @@ describe("dashboard charts and tables in Chromium", () => {
     assert.equal(await row.getByRole("link").getAttribute("href"), `#/jobs/${latest.id}`);
     assert.equal(cells[3], latest.definition!.name);
     await screenshot(page, "charts-02-failures-grouped");
+
+    // Another one while the page is open: the daemon's failed count moves, the group counts 4 and links to it.
+    const fourth = (await client.submitJob({ definition: { provider: "fake", name: "broken-4", vm: "broken-4?failTimes=1&failCode=NOT_FOUND", outputDir: "charts" } })).job!;
+    await waitForJobState(fourth.id, JobState.FAILED);
+    await row.locator("td").nth(1).filter({ hasText: /^4$/ }).waitFor();
+    assert.equal(await row.getByRole("link").getAttribute("href"), `#/jobs/${fourth.id}`);
     assertNoPageErrors();
   });
 

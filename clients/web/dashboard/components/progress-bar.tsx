@@ -24,7 +24,7 @@ export function ProgressBar({ progress, state, label, detail = false, files }: {
           {progress.bytesPerSecond > 0 && state === JobState.RUNNING && <span>{formatRate(progress.bytesPerSecond)}</span>}
           {progress.etaSeconds > 0 && state === JobState.RUNNING && <span>ETA {formatDuration(progress.etaSeconds)}</span>}
           {fileCount && <span>files {fileCount.done}/{fileCount.total}</span>}
-          {progress.currentFile && <span className="mono">{progress.currentFile}</span>}
+          {progress.currentFile && state === JobState.RUNNING && <span className="mono">{progress.currentFile}</span>}
         </div>
       )}
     </div>

@@ -10,10 +10,14 @@ import { ErrorMessage } from "./error-message.tsx";
 const WINDOW = 200;
 const SHOWN = 8;
 
-/** The latest failed jobs grouped by error code and message pattern: count, last seen, the latest job. */
-export function RecentFailures({ changes }: { changes: number }) {
+/**
+ * The latest failed jobs grouped by error code and message pattern: count, last seen, the latest job.
+ * Reloaded when the daemon's count of failed jobs moves (`failedCount`, from GetStatus), not on every
+ * state change: a page of 200 jobs is too much to fetch each second while exports run.
+ */
+export function RecentFailures({ failedCount }: { failedCount: bigint | undefined }) {
   const client = useClient();
-  const failures = useQuery((signal) => client.listJobs({ states: [JobState.FAILED], pageSize: WINDOW }, { signal }), [client, changes]);
+  const failures = useQuery((signal) => client.listJobs({ states: [JobState.FAILED], pageSize: WINDOW }, { signal }), [client, String(failedCount)]);
   const jobs = failures.data?.jobs ?? [];
   const groups = groupFailures(jobs);
   const total = failures.data?.totalSize ?? 0n;

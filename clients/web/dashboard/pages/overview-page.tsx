@@ -63,7 +63,7 @@ export function OverviewPage() {
             </p>
           )}
         </section>
-        <RecentFailures changes={changes} />
+        <RecentFailures failedCount={counts?.failed} />
         <section className="card" aria-labelledby="daemon-title">
           <h2 id="daemon-title">Daemon</h2>
           {status.data && (
