@@ -272,7 +272,7 @@ describe("qemu-img conversion", { skip: skipReason }, () => {
     fs.writeFileSync(random, randomBytes(MiB));
     await assert.rejects(
       converter.convert({ source: random, target: file("random.qcow2"), format: "qcow2", signal }),
-      assertCode("INTERNAL", /random\.vmdk is not a single-file VMDK/),
+      assertCode("FAILED_PRECONDITION", /^random\.vmdk starts with ([0-9a-f]{2} ){3}[0-9a-f]{2} \(".{4,8}"\): not a single-file VMDK/),
     );
     assertNoOutput(file("random.qcow2"));
 
@@ -280,7 +280,7 @@ describe("qemu-img conversion", { skip: skipReason }, () => {
     fs.writeFileSync(descriptor, `# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="monolithicFlat"\n\nRW 2048 FLAT "${raw}" 0\n`);
     await assert.rejects(
       converter.convert({ source: descriptor, target: file("descriptor.raw"), format: "raw", signal }),
-      assertCode("INTERNAL", /descriptor\.vmdk is not a single-file VMDK/),
+      assertCode("FAILED_PRECONDITION", /^descriptor\.vmdk starts with 23 20 44 69 \("# Di"\): not a single-file VMDK/),
     );
     assertNoOutput(file("descriptor.raw"));
   });

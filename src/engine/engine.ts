@@ -13,7 +13,7 @@ import type { Batch } from "../domain/batch.ts";
 import { createBatchEngine } from "./batch-engine.ts";
 import { createCleanupRetry } from "./cleanup-retry.ts";
 import { DEFAULT_CLEANUP_RETRY_MS, type CompiledEngineOptions } from "./engine-options.ts";
-import { hasWrittenFiles, heldCheckpoint, keptFilesNote, openJobCheckpoint, removeJobFiles } from "./job-files.ts";
+import { hasWrittenFiles, heldCheckpoint, writtenFilesNote, openJobCheckpoint, removeJobFiles } from "./job-files.ts";
 import { createJobLogs } from "./job-logs.ts";
 import { createProgressTracker } from "./progress-tracker.ts";
 import { createUpdateBus } from "./update-bus.ts";
@@ -155,7 +155,7 @@ export function createEngine(deps: EngineDeps) {
     const why = reason || `cancelled by ${actor}`;
     const cancelled = isFinal(job.state) ? undefined : move({
       jobId: id, from: ["queued", "running"], to: "cancelled", reason: why, actor,
-      error: { code: "CANCELLED", message: why + keptFilesNote(store, id, job.definition.keepPartial), retryable: false }, nextAttemptTime: null,
+      error: { code: "CANCELLED", message: why + writtenFilesNote(store, id, job.definition.keepPartial), retryable: false }, nextAttemptTime: null,
     });
     if (!cancelled) {
       const now = store.getJob(id)!;
@@ -274,7 +274,7 @@ export function createEngine(deps: EngineDeps) {
     }
     const attempts = job.attempt > 1 ? ` (after ${job.attempt} attempts)` : "";
     const budget = retryable ? `; not retried: jobs.retry_max_elapsed (${options.retryMaxElapsedMs! / 1000} s) since the first attempt is spent` : "";
-    const kept = keptFilesNote(store, job.id, job.definition.keepPartial);
+    const kept = writtenFilesNote(store, job.id, job.definition.keepPartial);
     move({ jobId: job.id, from: ["running"], to: "failed", reason: `${error.message}${attempts}${budget}`, actor: "engine", error: { ...jobError, message: jobError.message + kept }, progress });
     log.error({ code: error.code, attempt: job.attempt }, `export failed${attempts}${budget}: ${error.message}`);
     ended(job);
@@ -306,7 +306,7 @@ export function createEngine(deps: EngineDeps) {
       return;
     }
     const message = `interrupted: ${what} while the job was running, and provider "${job.definition.provider}" cannot resume an export`;
-    const kept = keptFilesNote(store, job.id, job.definition.keepPartial);
+    const kept = writtenFilesNote(store, job.id, job.definition.keepPartial);
     move({ jobId: job.id, from: ["running"], to: "failed", reason: message, actor, progress, error: { code: "ABORTED", message: message + kept, retryable: false } });
     log.error(message);
     ended(job);

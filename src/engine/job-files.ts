@@ -70,12 +70,15 @@ export function hasWrittenFiles(store: Store, jobId: string): boolean {
   return unpack(store.loadCheckpoint(jobId)).writtenFiles.length > 0;
 }
 
-/** For the error of a job that ends with keep_partial: what it leaves behind, so the caller knows where to look. */
-export function keptFilesNote(store: Store, jobId: string, keepPartial: boolean | undefined): string {
-  if (!keepPartial) return "";
+/**
+ * For the error of a job that fails for good or is cancelled: what becomes of the files it wrote (removed, or
+ * with keep_partial kept, with one of them named so the caller knows where to look); "" when it wrote none.
+ */
+export function writtenFilesNote(store: Store, jobId: string, keepPartial: boolean | undefined): string {
   const left = unpack(store.loadCheckpoint(jobId)).writtenFiles.filter((file) => isFile(file));
   if (left.length === 0) return "";
-  return ` (keep_partial: the ${left.length} file${left.length === 1 ? "" : "s"} it wrote ${left.length === 1 ? "is" : "are"} kept, e.g. ${left[0]})`;
+  const files = `the ${left.length} file${left.length === 1 ? "" : "s"} it wrote ${left.length === 1 ? "is" : "are"}`;
+  return keepPartial ? ` (keep_partial: ${files} kept, e.g. ${left[0]})` : ` (${files} removed)`;
 }
 
 interface RemovedFiles {

@@ -25,6 +25,9 @@ export function createProgressTracker(options: ProgressTrackerOptions) {
   let lastPersist = 0;
   let timer: NodeJS.Timeout | undefined;
   let dirtyPersist = false;
+  // A report that comes after the run's end (a provider's straggling callback) must not arm a timer that
+  // writes to the store after the state change, or after the store has closed.
+  let stopped = false;
 
   function derive(update: Partial<JobProgress>, now: number): JobProgress {
     const next = { ...current, ...update };
@@ -63,6 +66,7 @@ export function createProgressTracker(options: ProgressTrackerOptions) {
       return current;
     },
     update(update: Partial<JobProgress>): void {
+      if (stopped) return;
       const now = Date.now();
       current = derive(update, now);
       dirtyPersist = true;
@@ -72,6 +76,7 @@ export function createProgressTracker(options: ProgressTrackerOptions) {
     },
     /** Stops timers; returns the final values for the caller to store with the state change. */
     stop(): JobProgress {
+      stopped = true;
       clearTimeout(timer);
       timer = undefined;
       return current;

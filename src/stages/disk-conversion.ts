@@ -8,6 +8,7 @@ import { freeSpace } from "../files/disk-error.ts";
 import { publishPartial, startPartial, UNRECORDED } from "../files/written-files.ts";
 import { createHostSlots } from "../transfer/host-slots.ts";
 import type { ConvertJob, ConvertResult, Converter, ConverterStats, DiskFormat, SourceFormat } from "./converter.ts";
+import { checkSingleFileVmdk } from "./vmdk-check.ts";
 import { createProgressParser, describeExit, runQemuImg, stderrTail, type QemuImgRun } from "./qemu-img.ts";
 
 /** A request's format field, case-insensitive: "" means none (undefined); anything else must be a ConvertFormat. */
@@ -155,32 +156,16 @@ function formatFromName<F extends DiskFormat>(file: string, allowed: readonly F[
   throw new InvalidArgumentError(field, `not given and not known from the name ${JSON.stringify(path.basename(file))}; one of ${allowed.join(", ")}`);
 }
 
-/** Magic numbers of single-file VMDKs: hosted sparse (incl. streamOptimized) and ESX sparse. */
-const VMDK_MAGICS = ["KDMV", "COWD"];
-
 /**
- * The file must exist (NOT_FOUND) and be a regular file. A VMDK must be a single-file one: anything else qemu-img
- * reads as a text descriptor, whose extent lines may name any file on this host (e.g. `RW 16 FLAT "/etc/shadow" 0`).
+ * The file must exist (NOT_FOUND) and be a regular file. A VMDK must be a single-file one (see vmdk-check.ts):
+ * anything else qemu-img reads as a text descriptor, whose extent lines may name any file on this host.
  */
 async function checkInput(file: string, format: DiskFormat | undefined): Promise<void> {
   const info = await stat(file).catch((err: unknown) => {
     throw toHypervisordError(err, `reading ${path.basename(file)}`);
   });
   if (!info.isFile()) throw new FailedPreconditionError(`${file} is not a regular file`);
-  if (format !== "vmdk") return;
-  const handle = await open(file, "r");
-  try {
-    const { buffer, bytesRead } = await handle.read(Buffer.alloc(4), 0, 4, 0);
-    const magic = buffer.toString("latin1", 0, bytesRead);
-    if (!VMDK_MAGICS.includes(magic)) {
-      throw new HypervisordError(
-        "INTERNAL",
-        `${path.basename(file)} is not a single-file VMDK (magic ${JSON.stringify(magic)}, expected KDMV or COWD): descriptor files are refused, they can name other files`,
-      );
-    }
-  } finally {
-    await handle.close();
-  }
+  if (format === "vmdk") await checkSingleFileVmdk(file);
 }
 
 const HASH_CHUNK = 1024 * 1024;

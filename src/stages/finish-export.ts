@@ -3,6 +3,7 @@ import path from "node:path";
 import type { ConvertedDisk, JobDefinition } from "../domain/job.ts";
 import { buildArtifactManifest, writeArtifactManifest, type ArtifactSourceInput, type ArtifactVmInput } from "./artifact-manifest/build.ts";
 import type { Converter } from "./converter.ts";
+import { checkSingleFileVmdk } from "./vmdk-check.ts";
 import type { ExportContext, ExportResult } from "./export-context.ts";
 
 /** A disk file as the export left it on disk. */
@@ -86,6 +87,15 @@ export async function finishExport(result: ExportResult, artifacts: PackageArtif
     convertedDisks: converted.map((c) => ({ ...c, source: relative(c.source), path: relative(c.path) })),
     artifactManifestPath,
   };
+}
+
+/**
+ * Called by a provider's package stage as soon as the disks are on disk, when they are to be converted: a disk
+ * that is not a single-file VMDK fails the job (FAILED_PRECONDITION, not retried) before anything is packed, and
+ * the engine then removes what the job wrote.
+ */
+export async function checkConvertible(diskPaths: readonly string[]): Promise<void> {
+  for (const disk of diskPaths) if (path.extname(disk).toLowerCase() === ".vmdk") await checkSingleFileVmdk(disk);
 }
 
 /** Each disk through qemu-img, one after the other (the converter caps conversions across jobs); progress in bytes of source. */

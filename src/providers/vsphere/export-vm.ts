@@ -11,7 +11,7 @@ import { prepareOvaFile, syncFile, writeAt, writeOvaFromFiles } from "../../pack
 import { removeDevices } from "../../package/ovf-devices.ts";
 import { osHintFromGuestId } from "../../stages/artifact-manifest/build.ts";
 import type { Converter } from "../../stages/converter.ts";
-import { finishExport, type PackageArtifacts } from "../../stages/finish-export.ts";
+import { checkConvertible, finishExport, type PackageArtifacts } from "../../stages/finish-export.ts";
 import { downloadFiles, fetchSizes, type DownloadFile, type DownloadedFile } from "../../transfer/download.ts";
 import type { HostSlots } from "../../transfer/host-slots.ts";
 import type { ExportContext, ExportResult, SecretSealer } from "../provider.ts";
@@ -276,6 +276,8 @@ async function downloadOvf(run: Run, plan: FilePlan, dir: string) {
   const images = inDir(plan.images);
   context.progress({ phase: "downloading", filesTotal: disks.length + images.length, filesDone: 0 });
   const downloaded = await publish(run, [...disks, ...images], await transfer(run, [...disks, ...images]));
+  // Disks qemu-img cannot take fail the job now, before a descriptor, .mf or OVA is made of them.
+  if (definition.convertTo) await checkConvertible(downloaded.slice(0, disks.length).map((d) => d.path));
   const nvram = plan.nvram && (await fetchNvram(run, inDir([plan.nvram])[0]!));
 
   context.progress({ phase: "descriptor", currentFile: `${baseName}.ovf` });
