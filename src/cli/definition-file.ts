@@ -3,6 +3,7 @@ import path from "node:path";
 import { fromJson, type JsonValue } from "@bufbuild/protobuf";
 import YAML from "yaml";
 import { JobDefinitionSchema, type JobDefinition } from "../../gen/hypervisord/v1/job_pb.js";
+import { parseByteRate } from "./byte-rate.ts";
 import { InputError } from "./errors.ts";
 
 /** Reads a YAML or JSON file (JSON is YAML), naming the file in every error. */
@@ -20,11 +21,23 @@ export function readDataFile(file: string): unknown {
   }
 }
 
-/** `format: ova` and `priority: high` style shorthands for the enum names the proto JSON wants. */
+/**
+ * Shorthands people write for what the proto JSON wants: `format: ova` for the enum name, and
+ * `bandwidth_limit: 100MiB/s` (as --bandwidth-limit takes it) for a number of bytes per second.
+ */
 function expandShorthands(value: unknown): unknown {
   if (typeof value !== "object" || value === null || Array.isArray(value)) return value;
   const record = { ...(value as Record<string, unknown>) };
   if (typeof record.format === "string" && /^(ovf|ova)$/i.test(record.format)) record.format = `EXPORT_FORMAT_${record.format.toUpperCase()}`;
+  for (const key of ["bandwidth_limit", "bandwidthLimit"]) {
+    const rate = record[key];
+    if (typeof rate !== "string") continue;
+    try {
+      record[key] = String(parseByteRate(rate));
+    } catch (err) {
+      throw new Error(`${key}: ${(err as Error).message}`);
+    }
+  }
   return record;
 }
 

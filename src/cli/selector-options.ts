@@ -18,7 +18,7 @@ export interface SelectorOptions {
   recursive?: boolean;
   maxParallel?: number;
   runningVmPolicy?: string;
-  /** false with --no-quiesce. */
+  /** true with --quiesce, false with --no-quiesce, unset with neither. */
   quiesce?: boolean;
   quiescePolicy?: string;
 }
@@ -60,6 +60,8 @@ export function addSelectorOptions(command: Command): Command {
     .option("--no-recursive", "with --folder: not the VMs of its subfolders")
     .option("--max-parallel <n>", "with a selector: at most n of the batch's jobs at once (0-1000, 0: no limit of its own)", intOption(0, 1000))
     .addOption(policyOption("--running-vm-policy <policy>", "a powered-on VM: export a snapshot (default), power it off first, or fail", ["snapshot", "power_off", "fail"]))
+    // --quiesce first: with both defined, commander leaves the value unset unless one is given (the daemon's default applies).
+    .option("--quiesce", "snapshot with the guest's file systems quiesced (VMware Tools; the default)")
     .option("--no-quiesce", "snapshot without quiescing the guest (crash-consistent)")
     .addOption(policyOption("--quiesce-policy <policy>", "when the guest cannot be quiesced: fallback to a crash-consistent snapshot (default) or fail", ["fallback", "fail"]));
 }
@@ -88,7 +90,7 @@ export function selectorFields(opts: SelectorOptions): Pick<DefinitionInit, "vm"
     }),
     maxParallel: opts.maxParallel ?? 0,
     runningVmPolicy: opts.runningVmPolicy ?? "",
-    ...(opts.quiesce === false && { quiesce: false }),
+    ...(opts.quiesce !== undefined && { quiesce: opts.quiesce }),
     quiescePolicy: opts.quiescePolicy ?? "",
   };
 }
