@@ -64,6 +64,14 @@ describe("dashboard charts and tables: the pure parts", () => {
     timeline.record(live(), 13_000);
     assert.deepEqual(timeline.overall().map((s) => s.t), [2000, 12_000], "samples older than the window (10 s here) are dropped");
     assert.deepEqual(timeline.job("nope"), []);
+
+    // A retry: running, back to the queue and running again within a second; the series stays in time order.
+    timeline.record(live(job("r", JobState.RUNNING, 2 * MiB)), 20_100);
+    timeline.record(live(job("r", JobState.QUEUED, 0)), 20_400);
+    timeline.record(live(job("r", JobState.RUNNING, 3 * MiB)), 20_900);
+    timeline.record(live(job("r", JobState.RUNNING, 4 * MiB)), 21_200);
+    timeline.record(live(job("r", JobState.RUNNING, 5 * MiB)), 20_000); // the clock stepped back
+    assert.deepEqual(timeline.job("r"), [{ t: 20_000, v: 3 * MiB }, { t: 21_000, v: 5 * MiB }]);
   });
 
   test("failures: grouped by code and message pattern, counted, newest group first with its latest job", () => {
@@ -358,9 +366,15 @@ describe("dashboard charts and tables in Chromium", () => {
   test("job page of a retried job: one row per attempt with its outcome and reason, the duration of both", async (t) => {
     if (skipIfNoBrowser(t)) return;
     const { job } = await client.submitJob({ definition: { provider: "fake", name: "retried", vm: "retried?size=262144&chunk=65536&delayMs=100&failTimes=1&failCode=UNAVAILABLE&failAfter=131072", outputDir: "charts" } });
+    await page.goto(`${daemon!.httpUrl}/#/jobs/${job!.id}`);
     const done = await waitForJobState(job!.id, JobState.COMPLETED);
     assert.equal(done.attempts.length, 2, "the daemon lists both attempts");
-    await page.goto(`${daemon!.httpUrl}/#/jobs/${job!.id}`);
+    await page.locator(".page-head .badge", { hasText: "completed" }).waitFor();
+    // Its throughput line runs left to right through both attempts (the retry does not send it back in time).
+    const line = (await (await chartOf("Throughput of retried")).svg.locator("path.chart-rate").getAttribute("d")) ?? "";
+    const xs = [...line.matchAll(/[ML]([\d.]+),/g)].map((m) => Number(m[1]));
+    assert.ok(xs.length >= 2, `samples drawn: ${line}`);
+    assert.deepEqual(xs, [...xs].sort((a, b) => a - b), `x only grows: ${line}`);
     const attempts = page.getByRole("table", { name: "Attempts" });
     await attempts.waitFor();
     const rows = await attempts.locator("tbody tr").all();

@@ -49,9 +49,12 @@ export function createTimeline(options: TimelineOptions = {}): Timeline {
   const listeners = new Set<() => void>();
   let version = 0;
 
-  /** Puts a sample in its bucket: a later one in the same bucket replaces it (the latest state wins). */
+  /**
+   * Puts a sample in its bucket: a later one in the same bucket replaces it (the latest state wins).
+   * Never before the last sample (the clock may step back): the charts need the series in time order.
+   */
   const put = <T extends { t: number }>(series: T[], sample: T, size: number) => {
-    sample.t = Math.floor(sample.t / size) * size;
+    sample.t = Math.max(Math.floor(sample.t / size) * size, series.at(-1)?.t ?? -Infinity);
     if (series.at(-1)?.t === sample.t) series[series.length - 1] = sample;
     else series.push(sample);
     const oldest = sample.t - windowMs;
@@ -95,9 +98,9 @@ export function createTimeline(options: TimelineOptions = {}): Timeline {
       for (const id of running) {
         if (seen.has(id)) continue;
         running.delete(id);
-        // It ended or went back to the queue: its line drops to 0 in the next bucket rather than staying up.
+        // It ended or went back to the queue (a retry): its line drops to 0 rather than staying up.
         const series = jobs.get(id);
-        if (series) put(series, { t: Math.max(now, (series.at(-1)?.t ?? 0) + jobBucketMs), v: 0 }, jobBucketMs);
+        if (series) put(series, { t: now, v: 0 }, jobBucketMs);
       }
       put(overall, { t: now, bytesPerSecond, running: runningCount, queued }, bucketMs);
       version++;
