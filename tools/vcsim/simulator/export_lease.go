@@ -84,9 +84,8 @@ func (l *exportLease) prepare(initializing, timeout time.Duration) {
 		}
 		l.digests = digests
 		l.timeout = timeout
-		l.Info = l.info(timeout)
-		l.InitializeProgress = 100
-		l.State = types.HttpNfcLeaseStateReady
+		l.set(types.PropertyChange{Name: "info", Val: l.info(timeout)}, types.PropertyChange{Name: "initializeProgress", Val: int32(100)},
+			types.PropertyChange{Name: "state", Val: types.HttpNfcLeaseStateReady})
 		l.timer = time.AfterFunc(timeout, l.expire)
 	})
 }
@@ -131,11 +130,18 @@ func (l *exportLease) end(state types.HttpNfcLeaseState, fault types.BaseMethodF
 	if l.timer != nil {
 		l.timer.Stop()
 	}
-	l.State = state
+	changes := []types.PropertyChange{{Name: "state", Val: state}}
 	if fault != nil {
-		l.Error = &types.LocalizedMethodFault{Fault: fault, LocalizedMessage: fmt.Sprintf("%T", fault)}
+		changes = append(changes, types.PropertyChange{Name: "error", Val: &types.LocalizedMethodFault{Fault: fault, LocalizedMessage: fmt.Sprintf("%T", fault)}})
 	}
+	l.set(changes...)
 	exportLeases.Delete(l.Self.Value)
+}
+
+// set changes properties through vcsim's registry, so that WaitForUpdatesEx (govc's way to wait for a lease)
+// sees them as it sees any object's. Called with the lease locked.
+func (l *exportLease) set(changes ...types.PropertyChange) {
+	Map.Update(l, changes)
 }
 
 // ready says whether the lease still serves its files (for the downloads under way).
@@ -176,7 +182,7 @@ func (l *exportLease) HttpNfcLeaseProgress(ctx *Context, req *types.HttpNfcLease
 		body.Fault_ = invalidLeaseState(l)
 		return body
 	}
-	l.TransferProgress = req.Percent
+	l.set(types.PropertyChange{Name: "transferProgress", Val: req.Percent})
 	l.timer.Reset(l.timeout)
 	body.Res = new(types.HttpNfcLeaseProgressResponse)
 	return body
@@ -188,7 +194,7 @@ func (l *exportLease) HttpNfcLeaseComplete(ctx *Context, req *types.HttpNfcLease
 		body.Fault_ = invalidLeaseState(l)
 		return body
 	}
-	l.TransferProgress = 100
+	l.set(types.PropertyChange{Name: "transferProgress", Val: int32(100)})
 	l.end(types.HttpNfcLeaseStateDone, nil)
 	body.Res = new(types.HttpNfcLeaseCompleteResponse)
 	return body
