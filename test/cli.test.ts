@@ -375,14 +375,14 @@ describe("hyperctl", () => {
 });
 
 describe("hyperctl errors", () => {
-  test("daemon down: one clear line, exit 1, over both schemes", async () => {
+  test("daemon down: one clear line, exit 3 (unreachable), over both schemes", async () => {
     const probe = http.createServer();
     await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
     const { port } = probe.address() as import("node:net").AddressInfo;
     await new Promise<void>((resolve) => probe.close(() => resolve()));
     for (const server of [`http://127.0.0.1:${port}`, `grpc://127.0.0.1:${port}`]) {
       const run = await hyperctl(["status"], { server });
-      assert.equal(run.code, 1);
+      assert.equal(run.code, 3);
       assert.equal(run.stderr, `hyperctl: cannot reach hypervisord at ${server}: connection refused\n`);
     }
   });
@@ -433,7 +433,7 @@ describe("hyperctl errors", () => {
         assert.equal(run.code, 0, run.stderr);
         assert.equal((JSON.parse(run.stdout) as { version: string }).version, "9.9.9");
       }
-      assert.equal(untrusted.code, 1);
+      assert.equal(untrusted.code, 3, "no call was made: the daemon could not be reached");
       assert.match(untrusted.stderr, /^hyperctl: .*self-signed certificate: pass --tls-ca FILE/);
     } finally {
       server.close();

@@ -1,5 +1,6 @@
 /** How jobs look in tables. */
-import { ExportFormat, JobState, type Job, type JobProgress } from "../../gen/hypervisord/v1/job_pb.js";
+import { ExportFormat, JobState, type ConvertedDisk, type Job, type JobAttempt, type JobProgress } from "../../gen/hypervisord/v1/job_pb.js";
+import { EXIT } from "./errors.ts";
 import { bytes, duration, enumName, orDash, secondsBetween, time } from "./format.ts";
 import { keyValues, table } from "./table.ts";
 
@@ -11,24 +12,44 @@ export function percent(progress: JobProgress | undefined): string {
   return progress ? `${progress.percent.toFixed(progress.percent >= 100 || progress.percent === 0 ? 0 : 1)}%` : "-";
 }
 
-/** How long the job ran (or has been running). */
+/**
+ * How long the job ran (or has been running): every attempt's time together (Job.duration_seconds), so a job
+ * that failed after 3 attempts shows all 3; from a daemon older than that field, the last run's.
+ */
 export function jobDuration(job: Job): string {
-  const seconds = job.result?.durationSeconds || secondsBetween(job.startTime, job.endTime);
+  const seconds = job.durationSeconds || job.result?.durationSeconds || secondsBetween(job.startTime, job.endTime);
   return seconds === undefined ? "-" : duration(seconds);
 }
 
-export function jobsTable(jobs: readonly Job[]): string {
+/** The jobs table; `wide` (-o wide) adds attempt, priority, format, output dir, batch, schedule and error code. */
+export function jobsTable(jobs: readonly Job[], wide = false): string {
+  const headers = ["ID", "NAME", "STATE", "PROGRESS", "SIZE", "CREATED", "DURATION"];
+  const wideHeaders = ["ATTEMPT", "PRIORITY", "FORMAT", "OUTPUT DIR", "BATCH", "SCHEDULE", "ERROR"];
   return table(
-    ["ID", "NAME", "STATE", "PROGRESS", "SIZE", "CREATED", "DURATION"],
-    jobs.map((job) => [
-      job.id,
-      job.definition?.name || job.definition?.vm || "-",
-      stateName(job.state),
-      percent(job.progress),
-      job.progress && job.progress.bytesTotal > 0n ? bytes(job.progress.bytesTotal) : "-",
-      time(job.createTime),
-      jobDuration(job),
-    ]),
+    wide ? [...headers, ...wideHeaders] : headers,
+    jobs.map((job) => {
+      const d = job.definition;
+      const row = [
+        job.id,
+        d?.name || d?.vm || "-",
+        stateName(job.state),
+        percent(job.progress),
+        job.progress && job.progress.bytesTotal > 0n ? bytes(job.progress.bytesTotal) : "-",
+        time(job.createTime),
+        jobDuration(job),
+      ];
+      if (!wide) return row;
+      return [
+        ...row,
+        job.maxAttempts ? `${job.attempt}/${job.maxAttempts}` : String(job.attempt),
+        orDash(d?.priority),
+        d ? enumName(ExportFormat, d.format) : "-",
+        orDash(job.result?.outputDir || d?.outputDir),
+        orDash(job.batchId),
+        orDash(job.scheduleId),
+        orDash(job.error?.code),
+      ];
+    }),
   );
 }
 
@@ -41,7 +62,7 @@ export function jobDetails(job: Job): string {
     ["VM", orDash(d?.vm)],
     ["Provider", orDash(d?.provider)],
     ["State", stateName(job.state)],
-    ["Progress", p ? `${percent(p)}${p.phase ? ` (${p.phase})` : ""}, ${bytes(p.bytesDone)} of ${bytes(p.bytesTotal)}` : undefined],
+    ["Progress", progressText(job)],
     ["Attempt", job.maxAttempts ? `${job.attempt} of ${job.maxAttempts}` : String(job.attempt)],
     ["Format", d ? enumName(ExportFormat, d.format) : undefined],
     ["Output dir", d?.outputDir || undefined],
@@ -57,7 +78,7 @@ export function jobDetails(job: Job): string {
     ["Started", job.startTime ? time(job.startTime) : undefined],
     ["Ended", job.endTime ? time(job.endTime) : undefined],
     ["Next attempt", job.nextAttemptTime ? time(job.nextAttemptTime) : undefined],
-    ["Duration", job.startTime ? jobDuration(job) : undefined],
+    ["Duration", job.startTime ? `${jobDuration(job)}${job.attempts.length > 1 ? ` (${job.attempts.length} attempts)` : ""}` : undefined],
     ["Error", job.error ? `${job.error.code}: ${job.error.message}` : undefined],
     ["Result", job.result ? job.result.ovaPath || job.result.ovfPath || job.result.outputDir : undefined],
     ["Consistency", job.result?.consistency ? job.result.consistency.replace(/_/g, "-") : undefined],
@@ -65,8 +86,45 @@ export function jobDetails(job: Job): string {
     ["Warnings", job.result && job.result.warnings.length > 0 ? job.result.warnings.join("; ") : undefined],
   ]);
   const files = job.result?.files ?? [];
-  if (files.length === 0) return details;
-  return `${details}\n\nFiles:\n${table(["PATH", "SIZE", "SHA256"], files.map((f) => [f.path, bytes(f.size), f.sha256 || "-"]))}`;
+  const converted = job.result?.convertedDisks ?? [];
+  return [
+    details,
+    files.length > 0 && `Files:\n${table(["PATH", "SIZE", "SHA256"], files.map((f) => [f.path, bytes(f.size), f.sha256 || "-"]))}`,
+    converted.length > 0 && `Converted disks:\n${convertedTable(converted)}`,
+    job.attempts.length > 1 && `Attempts:\n${attemptsTable(job.attempts)}`,
+  ].filter(Boolean).join("\n\n");
+}
+
+/**
+ * Percent, phase, bytes and files while the job runs. Once it completed, the result's files are counted
+ * instead of the last progress update's (which may be a later phase's count, such as conversion's "0 of 1").
+ */
+function progressText(job: Job): string | undefined {
+  const p = job.progress;
+  if (!p) return undefined;
+  const result = job.result;
+  if (job.state === JobState.COMPLETED && result) {
+    const converted = result.convertedDisks.length > 0 ? `, ${result.convertedDisks.length} converted` : "";
+    return `${percent(p)}, ${bytes(p.bytesTotal || p.bytesDone)}, ${result.files.length} ${result.files.length === 1 ? "file" : "files"}${converted}`;
+  }
+  const files = p.filesTotal > 0 ? `, files ${p.filesDone}/${p.filesTotal}` : "";
+  return `${percent(p)}${p.phase ? ` (${p.phase})` : ""}, ${bytes(p.bytesDone)} of ${bytes(p.bytesTotal)}${files}`;
+}
+
+/** Converted disks with their `qemu-img compare` verification ("-" when not verified). */
+function convertedTable(disks: readonly ConvertedDisk[]): string {
+  return table(["SOURCE", "CONVERTED", "FORMAT", "SIZE", "VERIFIED", "SHA256"], disks.map((d) => [
+    d.source, d.path, d.format, bytes(d.size),
+    d.verification ? `${d.verification}${d.verificationDetail ? ` (${d.verificationDetail})` : ""}` : "-", d.sha256 || "-",
+  ]));
+}
+
+/** Each run of the job: when, how long, how it ended ("requeued": a retry follows, or the daemon restarted). */
+function attemptsTable(attempts: readonly JobAttempt[]): string {
+  const outcome = (a: JobAttempt) => (a.outcome === JobState.UNSPECIFIED ? "running" : a.outcome === JobState.QUEUED ? "requeued" : stateName(a.outcome));
+  return table(["ATTEMPT", "STARTED", "ENDED", "DURATION", "OUTCOME", "REASON"], attempts.map((a) => [
+    String(a.attempt), time(a.startTime), time(a.endTime), duration(a.durationSeconds), outcome(a), a.reason || "-",
+  ]));
 }
 
 /** The one line printed when a job ends: "completed in 3.2s: /srv/exports/web-01". */
@@ -85,5 +143,5 @@ export function outcomeLine(job: Job): string {
 
 /** Exit code of `watch`: 0 completed, 1 failed, 2 cancelled. */
 export function exitCodeOf(job: Job): number {
-  return job.state === JobState.COMPLETED ? 0 : job.state === JobState.CANCELLED ? 2 : 1;
+  return job.state === JobState.COMPLETED ? EXIT.OK : job.state === JobState.CANCELLED ? EXIT.CANCELLED : EXIT.FAILED;
 }

@@ -3,25 +3,36 @@ import { GetBatchResponseSchema, StreamJobUpdatesResponseSchema } from "../../..
 import { createBatchProgressView } from "../batch-progress.ts";
 import { batchExitCode, batchOutcomeLine } from "../batch-view.ts";
 import { Interrupted, type Cli } from "../context.ts";
+import { EXIT } from "../errors.ts";
+import { createReconnectBudget, RECONNECT_BACKOFF } from "../reconnect-budget.ts";
 
 /**
  * Follows a batch to its end: one line per VM and a total (redrawn in place on a terminal,
  * appended otherwise), JSON lines of the updates with -o json/yaml (the last line: {"batch": the final batch}), nothing but the outcome with --quiet. Returns the exit code: 0 completed, 1 failed or
- * partially failed, 2 cancelled, 130 when Ctrl-C stopped the watching (the batch goes on).
+ * partially failed, 2 cancelled, 130 when Ctrl-C stopped the watching (the batch goes on); a daemon that
+ * cannot be reached (or went away and did not come back) throws DaemonUnreachable (exit 3).
  */
 export async function followBatch(cli: Cli, batchId: string): Promise<number> {
   const { out } = cli;
   const human = out.format === "table";
   const view = human && !out.quiet ? createBatchProgressView(cli.io.stdout) : undefined;
+  const budget = createReconnectBudget(cli.options.server, cli.interruptSignal(), `batch ${batchId}`, `hyperctl batches watch ${batchId}`);
   try {
     const batch = await cli.client().watchBatch(batchId, {
-      signal: cli.interruptSignal(),
-      onBatch: (b) => view?.batch(b),
+      signal: budget.signal,
+      maxReconnects: Infinity,
+      backoff: RECONNECT_BACKOFF,
+      onBatch: (b) => {
+        budget.reached();
+        view?.batch(b);
+      },
       onUpdate(update) {
+        budget.reached();
         if (human) view?.update(update);
         else out.streamed(StreamJobUpdatesResponseSchema, update, () => undefined);
       },
       onReconnect({ attempt, error }) {
+        budget.dropped(error);
         out.warn(`hyperctl: update stream of batch ${batchId} dropped (${error.rawMessage}); reconnecting, attempt ${attempt}`);
       },
     });
@@ -33,8 +44,10 @@ export async function followBatch(cli: Cli, batchId: string): Promise<number> {
     view?.finish();
     if (err instanceof Interrupted) {
       out.warn(`hyperctl: stopped watching; batch ${batchId} goes on (hyperctl batches cancel ${batchId} stops it)`);
-      return 130;
+      return EXIT.INTERRUPTED;
     }
     throw err;
+  } finally {
+    budget.close();
   }
 }
