@@ -216,8 +216,8 @@ describe("hyperctl export --local (no daemon) against the vCenter simulator", ()
   let preexisting = new Set<string>();
   const leftDataDirs = () => dataDirs().filter((name) => !preexisting.has(name));
 
-  function local(target: Vcsim, vm: string, extra: string[], options: Partial<HyperctlOptions> = {}) {
-    return runHyperctl(["export", "--local", "--vm", vm, "--vsphere-url", target.url, "--username", "user", "--insecure-vsphere", ...extra],
+  function local(target: Vcsim, args: string[], options: Partial<HyperctlOptions> = {}) {
+    return runHyperctl(["export", "--local", "--vsphere-url", target.url, "--username", "user", "--insecure-vsphere", ...args],
       { server: NO_DAEMON, cwd: work, timeoutMs: 120_000, ...options });
   }
 
@@ -227,7 +227,7 @@ describe("hyperctl export --local (no daemon) against the vCenter simulator", ()
     const source = randomBytes(3 * 1024 * 1024 + 123);
     fs.writeFileSync(vm.disks[0]!.file, source);
     // A relative --output-dir is under the current directory; the password comes from stdin.
-    const run = await local(sim, vm.path, ["--password-stdin", "--output-dir", "out/ok"], { input: "pass\n" });
+    const run = await local(sim, ["--vm", vm.path, "--password-stdin", "--output-dir", "out/ok"], { input: "pass\n" });
     assert.equal(run.code, 0, `${run.stdout}\n${run.stderr}`);
     const dir = path.join(work, "out/ok", vm.name);
     assert.match(run.stdout, new RegExp(`completed in [\\d.]+ ?s: ${dir}`));
@@ -238,7 +238,7 @@ describe("hyperctl export --local (no daemon) against the vCenter simulator", ()
 
   test("a wrong password: exit 1 with vCenter's refusal, no password in the output, nothing left", async (t) => {
     if (skipReason) return t.skip(skipReason);
-    const run = await local(sim, sim.vms[0]!.path, ["--password", "wrong-secret", "--output-dir", "out/denied/deeper"]);
+    const run = await local(sim, ["--vm", sim.vms[0]!.path, "--password", "wrong-secret", "--output-dir", "out/denied/deeper"]);
     assert.equal(run.code, 1, `${run.stdout}\n${run.stderr}`);
     assert.match(run.stdout + run.stderr, /failed: FAILED_PRECONDITION: vSphere login to https:\/\/127\.0\.0\.1:\d+\/sdk as user failed: incorrect user name or password/);
     assert.doesNotMatch(run.stdout + run.stderr, /wrong-secret/);
@@ -249,10 +249,19 @@ describe("hyperctl export --local (no daemon) against the vCenter simulator", ()
 
   test("an unknown VM: exit 1 with NOT_FOUND, nothing left", async (t) => {
     if (skipReason) return t.skip(skipReason);
-    const run = await local(sim, "/DC0/vm/no-such-vm", ["--password", "pass", "--output-dir", "out/unknown"]);
+    const run = await local(sim, ["--vm", "/DC0/vm/no-such-vm", "--password", "pass", "--output-dir", "out/unknown"]);
     assert.equal(run.code, 1, `${run.stdout}\n${run.stderr}`);
     assert.match(run.stdout + run.stderr, /failed: NOT_FOUND: VM "\/DC0\/vm\/no-such-vm" not found/);
     assert.ok(!fs.existsSync(path.join(work, "out/unknown")));
+    assert.deepEqual(leftDataDirs(), []);
+  });
+
+  test("a folder as one batch, in-process: a package per VM, exit 0", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const run = await local(sim, ["--folder", "/DC0/vm", "--max-parallel", "2", "--password", "pass", "--output-dir", "out/folder"]);
+    assert.equal(run.code, 0, `${run.stdout}\n${run.stderr}`);
+    assert.match(run.stdout, new RegExp(`batch \\S+ completed in [\\d.]+ ?s: ${sim.vms.length} completed`));
+    for (const vm of sim.vms) assert.ok(fs.existsSync(path.join(work, "out/folder", vm.name, `${vm.name}.ovf`)), vm.name);
     assert.deepEqual(leftDataDirs(), []);
   });
 
@@ -262,7 +271,7 @@ describe("hyperctl export --local (no daemon) against the vCenter simulator", ()
     fs.writeFileSync(vm.disks[0]!.file, randomBytes(3_000_000));
     const out = path.join(work, "out/cancelled");
     let child: import("node:child_process").ChildProcess | undefined;
-    const running = local(slowSim, vm.path, ["--password", "pass", "--output-dir", out], { onSpawn: (c) => (child = c) });
+    const running = local(slowSim, ["--vm", vm.path, "--password", "pass", "--output-dir", out], { onSpawn: (c) => (child = c) });
     // Interrupted once the disk is being written (about 10 s of download at this rate).
     await waitFor("a partial disk file", () => {
       const vmDir = path.join(out, vm.name);
@@ -273,6 +282,21 @@ describe("hyperctl export --local (no daemon) against the vCenter simulator", ()
     assert.equal(run.code, 2, `${run.stdout}\n${run.stderr}`);
     assert.match(run.stderr, /SIGINT: cancelling the export and removing what it wrote/);
     assert.match(run.stdout, /cancelled/);
+    assert.ok(!fs.existsSync(out), `nothing left under ${out}: ${fs.existsSync(out) ? fs.readdirSync(out, { recursive: true }).join(", ") : ""}`);
+    assert.deepEqual(leftDataDirs(), []);
+  });
+
+  test("Ctrl-C during a batch cancels the batch: exit 2, nothing left", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const out = path.join(work, "out/batch-cancelled");
+    let child: import("node:child_process").ChildProcess | undefined;
+    const running = local(slowSim, ["--folder", "/DC0/vm", "--max-parallel", "1", "--password", "pass", "--output-dir", out], { onSpawn: (c) => (child = c) });
+    await waitFor("a partial disk file of the batch", () =>
+      fs.existsSync(out) && fs.readdirSync(out, { recursive: true }).some((f) => String(f).endsWith(".partial")), 60_000, 50);
+    child!.kill("SIGINT");
+    const run = await running;
+    assert.equal(run.code, 2, `${run.stdout}\n${run.stderr}`);
+    assert.match(run.stdout, /batch \S+ cancelled/);
     assert.ok(!fs.existsSync(out), `nothing left under ${out}: ${fs.existsSync(out) ? fs.readdirSync(out, { recursive: true }).join(", ") : ""}`);
     assert.deepEqual(leftDataDirs(), []);
   });
