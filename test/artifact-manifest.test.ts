@@ -67,7 +67,7 @@ describe("buildArtifactManifest", () => {
         export_timestamp: "2026-02-03T04:05:06.789Z",
         export_method: "ovf-export",
       },
-      vm: { cpu: 4, mem_gb: 6, firmware: "uefi", os_hint: "linux", os_version: "Red Hat Enterprise Linux 8 (64-bit)", secureboot: true },
+      vm: { cpu: 4, mem_mib: 6144, mem_gb: 6, firmware: "uefi", os_hint: "linux", os_version: "Red Hat Enterprise Linux 8 (64-bit)", secureboot: true },
       disks: [
         {
           id: "disk-0",
@@ -90,7 +90,7 @@ describe("buildArtifactManifest", () => {
           label: "web-01-disk-2.vmdk",
         },
       ],
-      output: { directory: dir, format: "qcow2" },
+      output: { directory: dir, format: "vmdk" },
       notes: ["exported while powered off"],
       metadata: {
         conversions: [{ disk: "disk-0", format: "qcow2" }],
@@ -105,7 +105,7 @@ describe("buildArtifactManifest", () => {
     assert.deepEqual(validateArtifactManifest(manifest), []);
   });
 
-  test("bios, rounded-up memory, upper-case hex, other formats and defaults", () => {
+  test("bios, memory that is no whole GiB, upper-case hex, other formats and defaults", () => {
     const dir = newDir();
     const base = exportInto(dir, [512]);
     const manifest = buildArtifactManifest({
@@ -114,13 +114,13 @@ describe("buildArtifactManifest", () => {
       vm: { cpu: 1, memoryMiB: 512, firmware: "bios", secureBoot: false, guestId: "otherGuest" },
       disks: [{ ...base.disks[0]!, name: "a.IMG", sha256: base.disks[0]!.sha256.toUpperCase() }],
       exportFormat: "ova",
-      targetFormat: "raw",
       notes: undefined,
       jobId: undefined,
       labels: undefined,
       metadata: undefined,
     });
-    assert.equal(manifest.vm.mem_gb, 1, "512 MiB rounds up to 1 GiB");
+    assert.equal(manifest.vm.mem_mib, 512);
+    assert.equal("mem_gb" in manifest.vm, false, "512 MiB is no whole number of GiB: no rounded mem_gb");
     assert.equal(manifest.vm.firmware, "bios");
     assert.equal(manifest.vm.os_hint, "other");
     assert.equal(manifest.vm.os_version, "otherGuest", "no full name: the guest id");
@@ -201,8 +201,10 @@ describe("validateArtifactManifest", () => {
   });
 
   test("output", () => {
-    assertProblem((m) => (m.output.format = "ovf"), 'output.format: expected one of "qcow2", "raw", "vdi", got "ovf"');
-    assertProblem((m) => (m.output.format = "vmdk"), /^output\.format: expected one of .* got "vmdk"$/);
+    assertProblem((m) => (m.output.format = "ovf"), 'output.format: expected one of "vmdk", "qcow2", "raw", "vdi", got "ovf"');
+    assertProblem((m) => (m.output.format = "vhd"), /^output\.format: expected one of .* got "vhd"$/);
+    // Written before output.format named the disks' own format: a conversion target for vmdk disks.
+    assert.deepEqual(problemsAfter((m) => (m.output.format = "qcow2")), []);
     assertProblem((m) => (m.output.directory = "relative/dir"), 'output.directory: expected an absolute directory path, got "relative/dir"');
     assertProblem((m) => delete m.output, "output: missing, expected an object");
   });
@@ -227,8 +229,8 @@ describe("validateArtifactManifest", () => {
   });
 
   test("an input disk where hyper2kvm would write its converted image", () => {
-    assertProblem((m) => (m.disks[0].local_path = path.join(m.output.directory, "disk-0.qcow2")), /^disks\[0\]\.id: hyper2kvm would write its converted .*disk-0\.qcow2 over an input disk/);
-    assertProblem((m) => (m.disks[0].local_path = "disk-0.qcow2"), /^disks\[0\]\.id: hyper2kvm would write/);
+    assertProblem((m) => (m.disks[0].local_path = path.join(m.output.directory, "disk-0.vmdk")), /^disks\[0\]\.id: hyper2kvm would write its converted .*disk-0\.vmdk over an input disk/);
+    assertProblem((m) => (m.disks[0].local_path = "disk-0.vmdk"), /^disks\[0\]\.id: hyper2kvm would write/);
   });
 
   test("source, vm, notes, metadata: required fields and types", () => {
@@ -238,6 +240,11 @@ describe("validateArtifactManifest", () => {
     assertProblem((m) => (m.source.export_timestamp = "2026-02-03T04:05:06+02:00"), /^source\.export_timestamp: expected/);
     assertProblem((m) => (m.vm.cpu = "4"), 'vm.cpu: expected an integer >= 1, got "4"');
     assertProblem((m) => (m.vm.mem_gb = 0.5), "vm.mem_gb: expected an integer >= 1, got 0.5");
+    assertProblem((m) => (m.vm.mem_mib = 32.5), "vm.mem_mib: expected an integer >= 1, got 32.5");
+    assertProblem((m) => (m.vm.mem_gb = 1), "vm.mem_gb: 1 GiB does not agree with vm.mem_mib 6144");
+    assertProblem((m) => (delete m.vm.mem_gb, delete m.vm.mem_mib), /^vm\.mem_mib: missing/);
+    assert.deepEqual(problemsAfter((m) => delete m.vm.mem_mib), [], "mem_gb alone (as written before mem_mib) is valid");
+    assert.deepEqual(problemsAfter((m) => delete m.vm.mem_gb), [], "mem_mib alone is valid");
     assertProblem((m) => (m.vm.firmware = "efi"), 'vm.firmware: expected one of "bios", "uefi", got "efi"');
     assertProblem((m) => (m.vm.secureboot = "yes"), 'vm.secureboot: expected a boolean, got "yes"');
     assertProblem((m) => (m.vm.firmware = "bios"), 'vm.secureboot: true needs firmware "uefi", got firmware "bios"');
@@ -275,7 +282,7 @@ describe("write and parse", () => {
     const dir = newDir();
     const manifest = buildArtifactManifest(exportInto(dir));
     const bad = { ...manifest, output: { ...manifest.output, format: "ova" } } as unknown as ArtifactManifest;
-    await assert.rejects(writeArtifactManifest(dir, bad), (err) => err instanceof InvalidArgumentError && err.message.includes('output.format: expected one of "qcow2", "raw", "vdi", got "ova"'));
+    await assert.rejects(writeArtifactManifest(dir, bad), (err) => err instanceof InvalidArgumentError && err.message.includes('output.format: expected one of "vmdk", "qcow2", "raw", "vdi", got "ova"'));
     assert.equal(fs.existsSync(path.join(dir, ARTIFACT_MANIFEST_FILE)), false);
   });
 

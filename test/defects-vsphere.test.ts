@@ -9,7 +9,8 @@ import { ExportFormat, JobState } from "../gen/hypervisord/v1/job_pb.js";
 import { findExecutable } from "../src/stages/qemu-img.ts";
 import type { GrpcJsClient } from "./support/clients.ts";
 import { spawnDaemonWithClient, type DaemonProcess } from "./support/daemon-process.ts";
-import { buildVcsim, startVcsim, type Vcsim } from "./support/vcsim.ts";
+import { tempDir } from "./support/temp-dir.ts";
+import { buildVcsim, startVcsim, writeStreamOptimizedDisk, type Vcsim } from "./support/vcsim.ts";
 import { hasBytes, isFinal, waitForJob } from "./support/wait-for-job.ts";
 
 const MiB = 1024 * 1024;
@@ -136,4 +137,51 @@ describe("a cancelled export of a large disk", () => {
       assert.equal(allocated(out), fs.lstatSync(path.join(out, "notes.txt")).blocks * 512);
     });
   }
+});
+
+describe("artifact-manifest.json and the file counts of a completed export", () => {
+  test("no conversion: exact memory (mem_mib; no rounded mem_gb), output.format the disks' own vmdk, files n/n", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const sim = await simulator();
+    const vm = sim.vms[0]!;
+    writeDisk(vm.disks[0]!.file, "KDMV", MiB);
+    const { vm: facts } = await client.unary("getVM", { provider: "vsphere", vsphere: connection(sim), vm: vm.path });
+    const memoryMiB = Number(facts!.memoryMb);
+    assert.ok(memoryMiB > 0 && memoryMiB % 1024 !== 0, `vcsim's VMs have ${memoryMiB} MiB: no whole GiB`);
+    const { job } = await client.unary("submitJob", { definition: { provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "manifest-plain" } });
+    const done = await waitForJob(client, job!.id, isFinal, { timeoutMs: 60_000 });
+    assert.equal(done.state, JobState.COMPLETED, done.error?.message);
+    const manifest = JSON.parse(fs.readFileSync(done.result!.artifactManifestPath, "utf8"));
+    assert.equal(manifest.vm.mem_mib, memoryMiB);
+    assert.equal("mem_gb" in manifest.vm, false, `no rounded mem_gb: ${JSON.stringify(manifest.vm)}`);
+    assert.equal(manifest.output.format, "vmdk", "the disks were not converted");
+    assert.deepEqual(manifest.disks.map((d: { source_format: string }) => d.source_format), ["vmdk"]);
+    assert.equal(manifest.metadata.export_format, "ovf");
+    const verified = await client.unary("verifyManifest", { path: done.result!.artifactManifestPath });
+    assert.equal(verified.valid, true, verified.problems.join("; "));
+    const { progress } = done;
+    assert.equal(progress!.phase, "completed");
+    assert.ok(progress!.filesTotal > 0 && progress!.filesDone === progress!.filesTotal, `files ${progress!.filesDone}/${progress!.filesTotal}`);
+    assert.equal(progress!.bytesDone, progress!.bytesTotal);
+  });
+
+  test("convert_to qcow2 with verify: output.format qcow2, and the completed job shows files 1/1, not 0/1", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const sim = await simulator();
+    const vm = sim.vms[1]!;
+    writeStreamOptimizedDisk(vm, tempDir("defects-disk"), 2 * MiB);
+    const { job } = await client.unary("submitJob", {
+      definition: { provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "manifest-qcow2", convertTo: "qcow2", verify: true },
+    });
+    const done = await waitForJob(client, job!.id, isFinal, { timeoutMs: 60_000 });
+    assert.equal(done.state, JobState.COMPLETED, done.error?.message);
+    assert.equal(done.result!.convertedDisks.length, 1);
+    assert.equal(done.result!.convertedDisks[0]!.verification, "identical");
+    const manifest = JSON.parse(fs.readFileSync(done.result!.artifactManifestPath, "utf8"));
+    assert.equal(manifest.output.format, "qcow2");
+    assert.deepEqual(manifest.disks.map((d: { source_format: string }) => d.source_format), ["qcow2"]);
+    const { progress } = done;
+    assert.equal(`${progress!.phase} ${progress!.filesDone}/${progress!.filesTotal}`, "completed 1/1");
+    assert.equal(progress!.bytesDone, progress!.bytesTotal);
+  });
 });

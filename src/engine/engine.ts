@@ -15,7 +15,7 @@ import { createCleanupRetry } from "./cleanup-retry.ts";
 import { DEFAULT_CLEANUP_RETRY_MS, type CompiledEngineOptions } from "./engine-options.ts";
 import { hasWrittenFiles, heldCheckpoint, writtenFilesNote, openJobCheckpoint, removeJobFiles } from "./job-files.ts";
 import { createJobLogs } from "./job-logs.ts";
-import { createProgressTracker } from "./progress-tracker.ts";
+import { completedProgress, createProgressTracker } from "./progress-tracker.ts";
 import { createUpdateBus } from "./update-bus.ts";
 import { preciseNow, type JobUpdate } from "./update.ts";
 import { uuidv7 } from "./uuid-v7.ts";
@@ -237,7 +237,7 @@ export function createEngine(deps: EngineDeps) {
         jobId: job.id, from: ["running"], to: "completed", reason: "export completed", actor: "engine",
         result: { ...result, durationSeconds }, error: null,
         ...(held === undefined ? { clearCheckpoint: true } : { checkpoint: heldCheckpoint(checkpoint.load()), pendingCleanup: held }),
-        progress: { ...progress, phase: "completed", percent: 100, etaSeconds: 0, bytesPerSecond: 0 },
+        progress: completedProgress(progress),
       });
       span.end();
       if (done && held !== undefined) cleanupRetry.arm();

@@ -83,3 +83,15 @@ export function createProgressTracker(options: ProgressTrackerOptions) {
     },
   };
 }
+
+/**
+ * What a completed job shows: every counted file and byte done. The counts are those of the run's last phase
+ * (files downloaded, or disks converted); a phase may end without a last report (a conversion reports the disk
+ * it starts, not the one it finished), and a completed job must not show "files 0/1".
+ */
+export function completedProgress(progress: JobProgress): JobProgress {
+  return {
+    ...progress, phase: "completed", percent: 100, etaSeconds: 0, bytesPerSecond: 0, currentFile: "",
+    filesDone: Math.max(progress.filesDone, progress.filesTotal), bytesDone: Math.max(progress.bytesDone, progress.bytesTotal),
+  };
+}

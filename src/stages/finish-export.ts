@@ -57,7 +57,6 @@ export async function finishExport(result: ExportResult, artifacts: PackageArtif
         disks,
         directory: artifacts.dir,
         exportFormat: definition.format,
-        targetFormat: definition.convertTo,
         jobId: context.jobId,
         labels: definition.labels,
         notes: converted.length > 0 ? [`disks converted to ${definition.convertTo} with qemu-img`] : [],
@@ -132,6 +131,7 @@ async function convertDisks(artifacts: PackageArtifacts, definition: JobDefiniti
     }
     converted.push(entry);
     bytesBefore += disk.size;
+    context.progress({ filesDone: i + 1, bytesDone: bytesBefore });
   }
   return converted;
 }

@@ -15,7 +15,8 @@ import {
   type ExportFormat,
   type JsonValue,
   type OsHint,
-  type TargetFormat,
+  type OutputFormat,
+  OUTPUT_FORMATS,
 } from "./schema.ts";
 import { assertValid } from "./validate.ts";
 
@@ -65,8 +66,6 @@ export interface ArtifactManifestInput {
   directory: string;
   /** What the export produced. */
   exportFormat: ExportFormat;
-  /** What hyper2kvm should convert the disks into. Default "qcow2". */
-  targetFormat?: TargetFormat;
   notes?: readonly string[];
   jobId?: string;
   /** Written as `metadata.tags` (hyper2kvm's name for user labels). */
@@ -79,12 +78,13 @@ export interface ArtifactManifestInput {
 
 /** Builds the manifest from what an export produced; throws InvalidArgumentError("manifest", ...) when the result would not be valid. */
 export function buildArtifactManifest(input: ArtifactManifestInput): ArtifactManifest {
+  const disks = input.disks.map((disk, index) => buildDisk(disk, index, input.directory));
   const manifest: ArtifactManifest = {
     manifest_version: ARTIFACT_MANIFEST_VERSION,
     source: buildSource(input.source, input.exportFormat),
     vm: buildVm(input.vm),
-    disks: input.disks.map((disk, index) => buildDisk(disk, index, input.directory)),
-    output: { directory: input.directory, format: input.targetFormat ?? "qcow2" },
+    disks,
+    output: { directory: input.directory, format: outputFormatOf(disks) },
     notes: [...(input.notes ?? [])],
     metadata: buildMetadata(input),
   };
@@ -106,8 +106,9 @@ function buildSource(source: ArtifactSourceInput, exportFormat: ExportFormat): A
 function buildVm(vm: ArtifactVmInput): ArtifactVm {
   return {
     cpu: vm.cpu,
-    // hyper2kvm wants a whole number >= 1: round up, never give the guest less than it had.
-    mem_gb: Math.max(1, Math.ceil(vm.memoryMiB / 1024)),
+    mem_mib: vm.memoryMiB,
+    // hyper2kvm takes only a whole number: left out when it would be a rounded one.
+    ...(vm.memoryMiB % 1024 === 0 ? { mem_gb: vm.memoryMiB / 1024 } : {}),
     firmware: vm.firmware === "bios" ? "bios" : "uefi",
     os_hint: osHintFromGuestId(vm.guestId),
     os_version: vm.guestFullName || vm.guestId,
@@ -126,6 +127,16 @@ function buildDisk(disk: ArtifactDiskInput, index: number, directory: string): A
     disk_type: index === 0 ? "boot" : "data",
     label: disk.name,
   };
+}
+
+/** The disks' own format; every disk of one export has the same. */
+function outputFormatOf(disks: readonly ArtifactDisk[]): OutputFormat {
+  const formats = [...new Set(disks.map((d) => d.source_format))];
+  const format = formats[0];
+  if (formats.length !== 1 || !(OUTPUT_FORMATS as readonly string[]).includes(format!)) {
+    throw new InvalidArgumentError("disks", `must all be one of ${OUTPUT_FORMATS.join(", ")}, in one format; got ${formats.join(", ") || "none"}`);
+  }
+  return format as OutputFormat;
 }
 
 function buildMetadata(input: ArtifactManifestInput): Record<string, JsonValue> {

@@ -5,14 +5,20 @@
  * docs/reference/artifact-manifest-v1.0.schema.json).
  *
  * Where hyper2kvm is stricter than a plain description of the export, we follow hyper2kvm:
- * - `output.format` is the format hyper2kvm converts the disks INTO (qemu-img -O), one of
- *   qcow2 / raw / vdi; hyper2kvm writes `<output.directory>/<disk id>.<format>`. The package
- *   the export itself produced (ovf, ova, ...) is named by `source.export_method` and
- *   `metadata.export_format` instead.
  * - `local_path` is written absolute: hyper2kvm resolves a relative one against its own
  *   working directory, not against the manifest.
- * - `mem_gb` is an integer >= 1 (rounded up from MiB; the exact figure is `metadata.memory_mib`).
  * - disk ids match ^[a-zA-Z0-9_-]+$ and checksums ^sha256:[a-f0-9]{64}$.
+ * - `mem_gb`, when present, is an integer >= 1 (hyper2kvm refuses anything else).
+ * Where a rounded or assumed figure would misstate the export, we say what is true instead:
+ * - memory: `vm.mem_mib` is the exact size; `vm.mem_gb` is written only when the memory is a
+ *   whole number of GiB (a 32 MiB VM has no honest integer mem_gb; hyper2kvm reads it as optional).
+ *   A manifest needs one of the two; both must agree.
+ * - `output.format` is the format of the disks the manifest lists, as written: the format they
+ *   were converted to (qcow2, raw, vdi), or vmdk when the export did not convert them. The
+ *   package the export produced (ovf, ova) is named by `source.export_method` and
+ *   `metadata.export_format`. hyper2kvm reads output.format as a string (its default qcow2
+ *   when absent). Manifests written before, with a conversion target there, stay valid.
+ * Both are additions within v1.0 as hyper2kvm reads it (it accepts only "1.0"), so the version stays.
  */
 
 export const ARTIFACT_MANIFEST_FILE = "artifact-manifest.json";
@@ -20,9 +26,9 @@ export const ARTIFACT_MANIFEST_VERSION = "1.0";
 
 export const DISK_FORMATS = ["vmdk", "qcow2", "raw", "vdi", "vhd", "vhdx"] as const;
 export type DiskFormat = (typeof DISK_FORMATS)[number];
-/** Formats hyper2kvm can convert into: the values of `output.format`. */
-export const TARGET_FORMATS = ["qcow2", "raw", "vdi"] as const;
-export type TargetFormat = (typeof TARGET_FORMATS)[number];
+/** The values of `output.format`: the listed disks' own format (see the header). */
+export const OUTPUT_FORMATS = ["vmdk", "qcow2", "raw", "vdi"] as const;
+export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 /** What an export can produce; recorded as `metadata.export_format`. */
 export const EXPORT_FORMATS = ["ovf", "ova", "qcow2", "raw", "vdi"] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
@@ -47,7 +53,10 @@ export interface ArtifactSource {
 
 export interface ArtifactVm {
   cpu: number;
-  mem_gb: number;
+  /** Exact memory size. */
+  mem_mib: number;
+  /** Only when the memory is a whole number of GiB. */
+  mem_gb?: number;
   firmware: Firmware;
   os_hint: OsHint;
   os_version: string;
@@ -73,7 +82,8 @@ export interface ArtifactDisk {
 export interface ArtifactOutput {
   /** Absolute directory of the export; hyper2kvm also writes its converted disks here. */
   directory: string;
-  format: TargetFormat;
+  /** The format of the listed disks. */
+  format: OutputFormat;
 }
 
 export interface ArtifactManifest {

@@ -1,6 +1,6 @@
 import path from "node:path";
 import { errorMessage, InvalidArgumentError } from "../../errors.ts";
-import { ARTIFACT_MANIFEST_VERSION, DISK_FORMATS, OS_HINTS, TARGET_FORMATS, type ArtifactManifest, type ArtifactOutput, type TargetFormat } from "./schema.ts";
+import { ARTIFACT_MANIFEST_VERSION, DISK_FORMATS, OS_HINTS, OUTPUT_FORMATS, type ArtifactManifest, type ArtifactOutput, type OutputFormat } from "./schema.ts";
 
 // Validation: every problem, each with its JSON path, instead of stopping at the first.
 
@@ -46,13 +46,26 @@ function validateVm(problems: Problems, value: unknown): void {
   const vm = objectAt(problems, "vm", value);
   if (!vm) return;
   integerAt(problems, "vm.cpu", vm.cpu, 1);
-  integerAt(problems, "vm.mem_gb", vm.mem_gb, 1);
+  validateMemory(problems, vm);
   oneOf(problems, "vm.firmware", vm.firmware, ["bios", "uefi"]);
   oneOf(problems, "vm.os_hint", vm.os_hint, OS_HINTS);
   stringAt(problems, "vm.os_version", vm.os_version, { nonEmpty: true });
   if (typeof vm.secureboot !== "boolean") expected(problems, "vm.secureboot", "a boolean", vm.secureboot);
   if (vm.secureboot === true && vm.firmware === "bios") {
     problems.push(`vm.secureboot: true needs firmware "uefi", got firmware "bios"`);
+  }
+}
+
+/** mem_mib (exact) or mem_gb (whole GiB, as hyper2kvm reads it), or both when they agree. */
+function validateMemory(problems: Problems, vm: JsonObject): void {
+  if (vm.mem_mib === undefined && vm.mem_gb === undefined) {
+    problems.push("vm.mem_mib: missing, expected an integer >= 1 (or vm.mem_gb, a whole number of GiB)");
+    return;
+  }
+  if (vm.mem_mib !== undefined) integerAt(problems, "vm.mem_mib", vm.mem_mib, 1);
+  if (vm.mem_gb !== undefined) integerAt(problems, "vm.mem_gb", vm.mem_gb, 1);
+  if (Number.isSafeInteger(vm.mem_mib) && Number.isSafeInteger(vm.mem_gb) && (vm.mem_gb as number) * 1024 !== vm.mem_mib) {
+    problems.push(`vm.mem_gb: ${vm.mem_gb} GiB does not agree with vm.mem_mib ${vm.mem_mib}`);
   }
 }
 
@@ -63,8 +76,8 @@ function validateOutput(problems: Problems, value: unknown): ArtifactOutput | un
   if (typeof directory !== "string" || !path.isAbsolute(directory)) {
     expected(problems, "output.directory", "an absolute directory path", directory);
   }
-  if (!oneOf(problems, "output.format", output.format, TARGET_FORMATS) || typeof directory !== "string") return undefined;
-  return { directory, format: output.format as TargetFormat };
+  if (!oneOf(problems, "output.format", output.format, OUTPUT_FORMATS) || typeof directory !== "string") return undefined;
+  return { directory, format: output.format as OutputFormat };
 }
 
 /** Returns the disks when the array itself is usable (for the cross-disk checks), even if some disk has problems. */
