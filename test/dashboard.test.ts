@@ -74,7 +74,12 @@ async function followProgress(p: Page, timeoutMs = 60_000): Promise<{ values: nu
     const value = Number(await bar.getAttribute("aria-valuenow"));
     if (values.at(-1) !== value) values.push(value);
     const state = await badgeText(p);
-    if (["completed", "failed", "cancelled"].includes(state)) return { values, final: state };
+    if (["completed", "failed", "cancelled"].includes(state)) {
+      // The job may have ended between reading the bar and the badge: the bar's value as it ended.
+      const last = Number(await bar.getAttribute("aria-valuenow"));
+      if (values.at(-1) !== last) values.push(last);
+      return { values, final: state };
+    }
     if (Date.now() > deadline) throw new Error(`job still ${state} after ${timeoutMs} ms; progress seen: ${values.join(", ")}`);
     await p.waitForTimeout(50);
   }
