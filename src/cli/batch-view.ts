@@ -34,10 +34,15 @@ function sizeText(done: bigint, total: bigint): string {
   return total > 0n ? `${bytes(done)} of ${bytes(total)}` : "-";
 }
 
-export function batchesTable(batches: readonly Batch[]): string {
-  return table(["ID", "NAME", "STATE", "VMS", "COUNTS", "SIZE", "CREATED"], batches.map((b) => [
-    b.id, b.name || "-", batchStateName(b.state), doneText(b.counts), countsText(b.counts), sizeText(b.bytesDone, b.bytesTotal), time(b.createTime),
-  ]));
+/** The batches table; `wide` (-o wide) adds max parallel, schedule, end time and duration. */
+export function batchesTable(batches: readonly Batch[], wide = false): string {
+  const headers = ["ID", "NAME", "STATE", "VMS", "COUNTS", "SIZE", "CREATED"];
+  return table(wide ? [...headers, "MAX PARALLEL", "SCHEDULE", "ENDED", "DURATION"] : headers, batches.map((b) => {
+    const row = [b.id, b.name || "-", batchStateName(b.state), doneText(b.counts), countsText(b.counts), sizeText(b.bytesDone, b.bytesTotal), time(b.createTime)];
+    if (!wide) return row;
+    const seconds = secondsBetween(b.createTime, b.endTime);
+    return [...row, b.maxParallel > 0 ? String(b.maxParallel) : "-", orDash(b.scheduleId), time(b.endTime), seconds === undefined ? "-" : duration(seconds)];
+  }));
 }
 
 export function batchJobsTable(jobs: readonly BatchJob[]): string {

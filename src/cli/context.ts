@@ -12,6 +12,7 @@ export interface GlobalOptions {
   tlsCa?: string;
   insecure?: boolean;
   output: string;
+  json?: boolean;
   quiet?: boolean;
   timeout: string;
 }
@@ -31,8 +32,14 @@ export interface Cli {
   interruptSignal(): AbortSignal;
 }
 
-function createCli(io: CliIo, options: GlobalOptions): Cli & { close(): void } {
-  const out = createOutput(parseOutputFormat(options.output), options.quiet ?? false, io);
+/** How a command's client differs from the default (the --timeout deadline and 3 retries): shell completion must answer quickly. */
+export interface ClientSettings {
+  timeoutMs?: number;
+  retries?: number;
+}
+
+function createCli(io: CliIo, options: GlobalOptions, settings: ClientSettings): Cli & { close(): void } {
+  const out = createOutput(parseOutputFormat(options.output, options.json), options.quiet ?? false, io);
   const cleanups: (() => void)[] = [];
   let client: HypervisordClient | undefined;
   let interrupt: AbortController | undefined;
@@ -47,7 +54,8 @@ function createCli(io: CliIo, options: GlobalOptions): Cli & { close(): void } {
         client = createHypervisordClient({
           url: options.server,
           ...(options.apiKey && { apiKey: options.apiKey }),
-          timeoutMs: timeout * 1000,
+          timeoutMs: settings.timeoutMs ?? timeout * 1000,
+          ...(settings.retries !== undefined && { retries: settings.retries }),
           tls: { ...(options.tlsCa && { ca: readTlsCa(options.tlsCa) }), insecure: options.insecure ?? false },
         });
         cleanups.push(() => client!.close());
@@ -83,10 +91,10 @@ function readTlsCa(file: string): Buffer {
  * handler with the positional arguments and the command's own options, sets the exit code it
  * returns, and always closes the client (so that the process can exit).
  */
-export function action<A extends unknown[]>(io: CliIo, handler: (cli: Cli, ...args: A) => Promise<number | void>) {
+export function action<A extends unknown[]>(io: CliIo, handler: (cli: Cli, ...args: A) => Promise<number | void>, settings: ClientSettings = {}) {
   return async (...args: unknown[]): Promise<void> => {
     const command = args[args.length - 1] as Command;
-    const cli = createCli(io, command.optsWithGlobals<GlobalOptions>());
+    const cli = createCli(io, command.optsWithGlobals<GlobalOptions>(), settings);
     try {
       const code = await handler(cli, ...(args.slice(0, -1) as A));
       if (typeof code === "number") io.exitCode = code;

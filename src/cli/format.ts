@@ -40,7 +40,7 @@ export function clock(seconds: number): string {
   return h > 0 ? `${h}:${mm}:${ss}` : `${mm}:${ss}`;
 }
 
-/** ISO 8601 in the local time zone with its offset: 2026-01-02T15:04:05+01:00. */
+/** ISO 8601 in the local time zone with its offset, one word for line output (watch, logs): 2026-01-02T15:04:05+01:00. */
 export function localIso(date: Date): string {
   const pad = (n: number, width = 2) => String(Math.abs(n)).padStart(width, "0");
   const offset = -date.getTimezoneOffset();
@@ -48,8 +48,20 @@ export function localIso(date: Date): string {
   return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}${zone}`;
 }
 
+/**
+ * A table's time: local zone (TZ respected) with its offset, to the second: "2026-12-02 14:03:11 +01:00".
+ * The offset is always printed (never "Z"), so that a reader sees which zone a time is in.
+ */
+export function localTime(date: Date): string {
+  const pad = (n: number) => String(Math.abs(n)).padStart(2, "0");
+  const offset = -date.getTimezoneOffset();
+  const zone = `${offset >= 0 ? "+" : "-"}${pad(Math.trunc(offset / 60))}:${pad(offset % 60)}`;
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())} ${zone}`;
+}
+
+/** A Timestamp for tables (see localTime); "-" when unset. */
 export function time(ts: Timestamp | undefined): string {
-  return ts ? localIso(timestampDate(ts)) : "-";
+  return ts ? localTime(timestampDate(ts)) : "-";
 }
 
 /** Seconds between two timestamps (the second defaults to now). */

@@ -5,7 +5,9 @@ import { processIo, type CliIo } from "./io.ts";
 import { createProgram, DEFAULT_SERVER } from "./program.ts";
 
 /** Runs hyperctl with `argv` (as process.argv: node, script, args...); resolves with the exit code. */
-export async function main(argv: readonly string[], io: CliIo = processIo(argv)): Promise<number> {
+export async function main(argv: readonly string[], given?: CliIo): Promise<number> {
+  if (!given) stopOnClosedPipe();
+  const io = given ?? processIo(argv);
   const program = createProgram(io);
   try {
     await program.parseAsync([...argv]);
@@ -19,4 +21,15 @@ export async function main(argv: readonly string[], io: CliIo = processIo(argv))
     io.stderr.write(`hyperctl: ${message}\n`);
     return exitCode;
   }
+}
+
+/**
+ * `hyperctl list | head`: once the reader has gone, writing to stdout fails with EPIPE; stop quietly
+ * (exit 0, as cat or kubectl do) instead of crashing with an unhandled 'error' event.
+ */
+function stopOnClosedPipe(): void {
+  process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code !== "EPIPE") throw err;
+    process.exit(0);
+  });
 }

@@ -3,12 +3,14 @@ import { ExportFormat } from "../../../gen/hypervisord/v1/job_pb.js";
 import { GetCapabilitiesResponseSchema, GetStatusResponseSchema } from "../../../gen/hypervisord/v1/service_pb.js";
 import { action } from "../context.ts";
 import { duration, enumName, time } from "../format.ts";
+import { examples } from "../help-examples.ts";
 import type { CliIo } from "../io.ts";
 import { keyValues, table } from "../table.ts";
 
 export function daemonCommands(io: CliIo): Command[] {
   const status = new Command("status")
     .description("the daemon's version, uptime, queue and job counts")
+    .addHelpText("after", examples("hyperctl status", "hyperctl --server grpc://backup-01:50051 status", "hyperctl status -o yaml"))
     .action(action(io, async (cli) => {
       const s = await cli.client().getStatus({});
       cli.out.result(GetStatusResponseSchema, s, () => {
@@ -33,6 +35,7 @@ export function daemonCommands(io: CliIo): Command[] {
 
   const capabilities = new Command("capabilities")
     .description("providers, formats, conversions and output roots the daemon offers")
+    .addHelpText("after", examples("hyperctl capabilities", "hyperctl capabilities --json | jq -r '.conversions[] | select(.available) | .format'"))
     .action(action(io, async (cli) => {
       const c = await cli.client().getCapabilities({});
       cli.out.result(GetCapabilitiesResponseSchema, c, () => [

@@ -4,6 +4,7 @@ import { CreateApiKeyResponseSchema, ListApiKeysResponseSchema, RevokeApiKeyResp
 import { action } from "../context.ts";
 import { UsageError } from "../errors.ts";
 import { time } from "../format.ts";
+import { examples } from "../help-examples.ts";
 import type { CliIo } from "../io.ts";
 import { table } from "../table.ts";
 
@@ -19,7 +20,8 @@ function expiry(value: string): Date {
 export function keysCommand(io: CliIo): Command {
   const keys = new Command("keys").description("API keys (admin only)");
 
-  keys.addCommand(new Command("list").description("list API keys (never the keys themselves)").action(action(io, async (cli) => {
+  keys.addCommand(new Command("list").description("list API keys (never the keys themselves)")
+    .addHelpText("after", examples("hyperctl keys list", "hyperctl keys list -q   # ids only")).action(action(io, async (cli) => {
     const response = await cli.client().listApiKeys({});
     cli.out.result(ListApiKeysResponseSchema, response, () => {
       if (cli.out.quiet) return response.apiKeys.map((k) => k.id).join("\n");
@@ -35,6 +37,7 @@ export function keysCommand(io: CliIo): Command {
     .argument("<name>", "what the key is for")
     .addOption(new Option("--role <role>", "what it may do").choices(["admin", "operator", "viewer"]).makeOptionMandatory())
     .option("--expires <when>", "30d, 12h, 90m or an RFC 3339 time (default: never)")
+    .addHelpText("after", examples("hyperctl keys create ci-exports --role operator --expires 90d", "hyperctl keys create dashboard --role viewer -q > viewer.key"))
     .action(action(io, async (cli, name: string, opts: { role: string; expires?: string }) => {
       const response = await cli.client().createApiKey({ name, role: opts.role, ...(opts.expires && { expireTime: timestampFromDate(expiry(opts.expires)) }) });
       const k = response.apiKey!;
@@ -42,7 +45,8 @@ export function keysCommand(io: CliIo): Command {
         cli.out.quiet ? response.key : `API key ${k.id} (${k.name}, ${k.role}) created\nkey: ${response.key}\n(shown this once: store it now)`);
     })));
 
-  keys.addCommand(new Command("revoke").description("revoke an API key").argument("<id>", "key id").action(action(io, async (cli, id: string) => {
+  keys.addCommand(new Command("revoke").description("revoke an API key").argument("<id>", "key id")
+    .addHelpText("after", examples("hyperctl keys revoke key_01a2b3c4")).action(action(io, async (cli, id: string) => {
     const response = await cli.client().revokeApiKey({ id });
     cli.out.result(RevokeApiKeyResponseSchema, response, () => (cli.out.quiet ? undefined : `API key ${id} revoked at ${time(response.apiKey?.revokeTime)}`));
   })));

@@ -2,6 +2,7 @@ import { Command } from "commander";
 import { ExtractOvaResponseSchema, ValidateOvaResponseSchema, VerifyManifestResponseSchema, type OvaEntry } from "../../../gen/hypervisord/v1/service_pb.js";
 import { action } from "../context.ts";
 import { bytes } from "../format.ts";
+import { examples } from "../help-examples.ts";
 import type { CliIo } from "../io.ts";
 import { table } from "../table.ts";
 
@@ -16,6 +17,7 @@ export function packageCommands(io: CliIo): Command[] {
   ova.addCommand(new Command("validate")
     .description("check an .ova or .ova.gz: descriptor first, every file present with its size, .mf digests; exit 1 when invalid")
     .argument("<path>", "path on the daemon's host (relative: under the first output root)")
+    .addHelpText("after", examples("hyperctl ova validate nightly/web-01/web-01.ova", "hyperctl ova validate /srv/exports/web-01.ova.gz -q   # only the problems"))
     .action(action(io, async (cli, path: string) => {
       const r = await cli.client().validateOva({ path });
       cli.out.result(ValidateOvaResponseSchema, r, () => {
@@ -31,6 +33,7 @@ export function packageCommands(io: CliIo): Command[] {
     .description("extract an .ova or .ova.gz into a directory on the daemon's host")
     .argument("<path>", "the OVA")
     .argument("<dir>", "directory to extract into (created; relative: under the first output root)")
+    .addHelpText("after", examples("hyperctl ova extract nightly/web-01/web-01.ova restored/web-01"))
     .action(action(io, async (cli, path: string, outputDir: string) => {
       const r = await cli.client().extractOva({ path, outputDir });
       cli.out.result(ExtractOvaResponseSchema, r, () => (cli.out.quiet ? r.outputDir : `extracted into ${r.outputDir}\n${entriesTable(r.files)}`));
@@ -40,6 +43,7 @@ export function packageCommands(io: CliIo): Command[] {
   manifest.addCommand(new Command("verify")
     .description("re-hash the disks an artifact-manifest.json lists; exit 1 on a mismatch")
     .argument("<path>", "the artifact-manifest.json on the daemon's host")
+    .addHelpText("after", examples("hyperctl manifest verify nightly/web-01/artifact-manifest.json", "hyperctl manifest verify /srv/exports/web-01/artifact-manifest.json -o json"))
     .action(action(io, async (cli, path: string) => {
       const r = await cli.client().verifyManifest({ path });
       cli.out.result(VerifyManifestResponseSchema, r, () => {

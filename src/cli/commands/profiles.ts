@@ -8,6 +8,7 @@ import { action } from "../context.ts";
 import { jobDefinitionFromJson, readDataFile } from "../definition-file.ts";
 import { InputError } from "../errors.ts";
 import { time } from "../format.ts";
+import { examples } from "../help-examples.ts";
 import type { CliIo } from "../io.ts";
 import { protoJson } from "../output.ts";
 import { keyValues, table } from "../table.ts";
@@ -42,9 +43,10 @@ function profileDetails(p: Profile): string {
 
 export function profilesCommand(io: CliIo): Command {
   const profiles = new Command("profiles").description("named export settings");
-  const byName = (name: string, description: string) => new Command(name).description(description).argument("<name>", "profile name");
+  const byName = (name: string, description: string, ...lines: string[]) =>
+    new Command(name).description(description).argument("<name>", "profile name").addHelpText("after", examples(...lines));
 
-  profiles.addCommand(new Command("list").description("list profiles").action(action(io, async (cli) => {
+  profiles.addCommand(new Command("list").description("list profiles").addHelpText("after", examples("hyperctl profiles list", "hyperctl profiles list -o yaml")).action(action(io, async (cli) => {
     const response = await cli.client().listProfiles({});
     cli.out.result(ListProfilesResponseSchema, response, () => {
       if (cli.out.quiet) return response.profiles.map((p) => p.name).join("\n");
@@ -53,13 +55,15 @@ export function profilesCommand(io: CliIo): Command {
     });
   })));
 
-  profiles.addCommand(byName("get", "show a profile").action(action(io, async (cli, name: string) => {
+  profiles.addCommand(byName("get", "show a profile", "hyperctl profiles get compressed-ova", "hyperctl profiles get compressed-ova -o yaml").action(action(io, async (cli, name: string) => {
     const response = await cli.client().getProfile({ name });
     cli.out.result(GetProfileResponseSchema, response, () => profileDetails(response.profile!));
   })));
 
   for (const verb of ["create", "update"] as const) {
-    profiles.addCommand(byName(verb, verb === "create" ? "create a profile from a settings file" : "replace a profile's description and settings")
+    profiles.addCommand(byName(verb, verb === "create" ? "create a profile from a settings file" : "replace a profile's description and settings",
+      `hyperctl profiles ${verb} compressed-ova -f compressed-ova.yaml   # format: ova, compress: true, compression_level: 9`,
+      `hyperctl profiles ${verb} nightly -f nightly.yaml --description "nightly exports of the web tier"`)
       .requiredOption("-f, --file <file>", "YAML or JSON: JobDefinition fields (format, compress, output_dir, ...), or {description, settings}")
       .option("--description <text>", "what the profile is for")
       .action(action(io, async (cli, name: string, opts: { file: string; description?: string }) => {
@@ -75,7 +79,7 @@ export function profilesCommand(io: CliIo): Command {
       })));
   }
 
-  profiles.addCommand(byName("delete", "delete a profile").action(action(io, async (cli, name: string) => {
+  profiles.addCommand(byName("delete", "delete a profile", "hyperctl profiles delete compressed-ova").action(action(io, async (cli, name: string) => {
     const response = await cli.client().deleteProfile({ name });
     cli.out.result(DeleteProfileResponseSchema, response, () => (cli.out.quiet ? undefined : `profile ${name} deleted`));
   })));

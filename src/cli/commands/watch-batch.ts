@@ -14,7 +14,7 @@ import { createReconnectBudget, RECONNECT_BACKOFF } from "../reconnect-budget.ts
  */
 export async function followBatch(cli: Cli, batchId: string): Promise<number> {
   const { out } = cli;
-  const human = out.format === "table";
+  const human = out.human;
   const view = human && !out.quiet ? createBatchProgressView(cli.io.stdout) : undefined;
   const budget = createReconnectBudget(cli.options.server, cli.interruptSignal(), `batch ${batchId}`, `hyperctl batches watch ${batchId}`);
   try {

@@ -13,7 +13,7 @@ import { createReconnectBudget, RECONNECT_BACKOFF } from "../reconnect-budget.ts
  */
 export async function followJob(cli: Cli, jobId: string): Promise<number> {
   const { out } = cli;
-  const human = out.format === "table";
+  const human = out.human;
   const view = human && !out.quiet ? createProgressView(cli.io.stdout) : undefined;
   const budget = createReconnectBudget(cli.options.server, cli.interruptSignal(), `job ${jobId}`, `hyperctl watch ${jobId}`);
   try {
