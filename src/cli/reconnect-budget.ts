@@ -4,7 +4,7 @@
  * half a minute; a user at a terminal, or a script, should hear sooner that the daemon is gone.
  */
 import type { ConnectError } from "@connectrpc/connect";
-import { DaemonUnreachable, unreachableMessage } from "./errors.ts";
+import { DaemonUnreachable, transportProblem, unreachableMessage } from "./errors.ts";
 
 /** Never reached: a wrong address or a stopped daemon. Short, but a daemon just starting gets a few retries. */
 export const NEVER_REACHED_MS = 3_000;
@@ -41,7 +41,10 @@ export function createReconnectBudget(server: string, interrupt: AbortSignal, wh
   const arm = (ms: number) => {
     clearTimeout(timer);
     timer = setTimeout(() => {
-      const problem = lastError ? unreachableMessage(server, lastError) : `cannot reach hypervisord at ${server}: no answer`;
+      // A drop the daemon itself sent (a rate limit, a shutdown) is named as such, not as an unreachable address.
+      const problem = !lastError ? `cannot reach hypervisord at ${server}: no answer`
+        : transportProblem(lastError) ? unreachableMessage(server, lastError)
+          : `the update stream from hypervisord at ${server} kept failing: ${lastError.rawMessage}`;
       const after = `${Math.round(ms / 1000)} s`;
       const why = reachedOnce ? `the daemon went away and did not come back within ${after}` : `tried for ${after}`;
       controller.abort(new DaemonUnreachable(`${problem} (${why}); stopped watching ${what}, which goes on in the daemon (${resume} follows it again)`));

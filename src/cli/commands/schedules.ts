@@ -7,6 +7,7 @@ import {
 } from "../../../gen/hypervisord/v1/service_pb.js";
 import { action } from "../context.ts";
 import { duration, enumName, orDash, time } from "../format.ts";
+import { examples } from "../help-examples.ts";
 import type { CliIo } from "../io.ts";
 import { selectorText } from "../batch-view.ts";
 import { stateName } from "../job-view.ts";
@@ -45,20 +46,33 @@ function runsTable(runs: readonly ScheduleRun[]): string {
   ]));
 }
 
+/** A schedule id as the daemon makes them, for the examples. */
+const ID = "0193a2b4-5c1e-7d3f-9a2b-3c4d5e6f7a8b";
+
 export function schedulesCommand(io: CliIo): Command {
-  const schedules = new Command("schedules").description("recurring exports");
-  const byId = (name: string, description: string) => new Command(name).description(description).argument("<id>", "schedule id");
+  const schedules = new Command("schedules").description("recurring exports")
+    .addHelpText("after", examples(
+      `hyperctl schedules create nightly-web "0 2 * * *" --time-zone Europe/Berlin --vm /DC0/vm/web-01 --output-dir nightly`,
+      "hyperctl schedules list",
+      `hyperctl schedules disable ${ID}   # and enable again`,
+      `hyperctl schedules runs ${ID}`,
+    ));
+  const byId = (name: string, description: string, lines: string[]) => new Command(name)
+    .description(description)
+    .argument("<id>", "schedule id")
+    .addHelpText("after", examples(...lines.map((line) => `hyperctl schedules ${name} ${line}`)));
 
   schedules.addCommand(new Command("list").description("list schedules")
     .option("--tag <key=value>", "only schedules with this tag (repeatable)", collect)
     .option("--limit <n>", "at most this many (1-1000)", intOption(1, 1000), 100)
+    .addHelpText("after", examples("hyperctl schedules list", "hyperctl schedules list --tag team=web -q   # ids only"))
     .action(action(io, async (cli, opts: { tag?: string[]; limit: number }) => {
       const response = await cli.client().listSchedules({ tags: keyValuePairs(opts.tag, "--tag"), pageSize: opts.limit });
       cli.out.result(ListSchedulesResponseSchema, response, () =>
         cli.out.quiet ? response.schedules.map((s) => s.id).join("\n") : response.schedules.length ? schedulesTable(response.schedules) : "no schedules");
     })));
 
-  schedules.addCommand(byId("get", "show a schedule").action(action(io, async (cli, id: string) => {
+  schedules.addCommand(byId("get", "show a schedule", [ID, `${ID} -o yaml`]).action(action(io, async (cli, id: string) => {
     const response = await cli.client().getSchedule({ id });
     cli.out.result(GetScheduleResponseSchema, response, () => scheduleDetails(response.schedule!));
   })));
@@ -74,6 +88,11 @@ export function schedulesCommand(io: CliIo): Command {
     .option("--tag <key=value>", "tag the schedule (repeatable)", collect)
     .option("--keep-last <n>", KEEP_LAST_HELP, intOption(0, 10_000))
     .option("--disabled", "create it disabled")
+    .addHelpText("after", examples(
+      `hyperctl schedules create nightly-web "0 2 * * *" --vm /DC0/vm/web-01 --output-dir nightly --keep-last 7`,
+      `hyperctl schedules create weekly-prod "@weekly" --folder /DC0/vm/prod --format ova --time-zone America/New_York`,
+      `hyperctl schedules create hourly "0 * * * *" --vm web-02 --overlap skip --disabled`,
+    ))
     .action(action(io, async (cli, name: string, cron: string, opts: ExportOptions & {
       timeZone?: string; description?: string; overlap?: OverlapPolicy; missed?: MissedRunPolicy; tag?: string[]; keepLast?: number; disabled?: boolean;
     }) => {
@@ -90,15 +109,16 @@ export function schedulesCommand(io: CliIo): Command {
       cli.out.result(CreateScheduleResponseSchema, response, () => (cli.out.quiet ? s.id : `schedule ${s.id} created; next run ${time(s.nextRunTime)}`));
     })));
 
-  schedules.addCommand(byId("update", "change a schedule's name, cron, time zone, overlap policy, retention or enabled state")
+  schedules.addCommand(byId("update", "change a schedule's name, cron, time zone, overlap policy, retention or enabled state",
+    [`${ID} --cron "30 3 * * *" --time-zone Europe/Berlin`, `${ID} --keep-last 0   # keep every export`])
     .option("--name <name>", "new name")
     .option("--cron <expression>", "new cron expression")
     .option("--time-zone <zone>", "new time zone")
     .option("--description <text>", "new description")
     .option("--overlap <policy>", "skip, queue or allow", choice(OVERLAP, "--overlap"))
     .option("--keep-last <n>", KEEP_LAST_HELP, intOption(0, 10_000))
-    .addOption(new Option("--enable", "enable it").conflicts("disable"))
-    .option("--disable", "disable it")
+    .addOption(new Option("--enable", "enable it (the same as schedules enable)").conflicts("disable"))
+    .option("--disable", "disable it (the same as schedules disable)")
     .action(action(io, async (cli, id: string, opts: {
       name?: string; cron?: string; timeZone?: string; description?: string; overlap?: OverlapPolicy; keepLast?: number; enable?: boolean; disable?: boolean;
     }) => {
@@ -117,17 +137,17 @@ export function schedulesCommand(io: CliIo): Command {
       cli.out.result(UpdateScheduleResponseSchema, response, () => (cli.out.quiet ? undefined : scheduleDetails(response.schedule!)));
     })));
 
-  schedules.addCommand(byId("enable", "enable a schedule").action(action(io, async (cli, id: string) => {
+  schedules.addCommand(byId("enable", "enable a schedule: it runs again from its next cron time", [ID]).action(action(io, async (cli, id: string) => {
     const response = await cli.client().enableSchedule({ id });
     cli.out.result(EnableScheduleResponseSchema, response, () => (cli.out.quiet ? undefined : `schedule ${id} enabled; next run ${time(response.schedule?.nextRunTime)}`));
   })));
 
-  schedules.addCommand(byId("disable", "disable a schedule").action(action(io, async (cli, id: string) => {
+  schedules.addCommand(byId("disable", "disable a schedule: no runs until it is enabled (running jobs go on)", [ID]).action(action(io, async (cli, id: string) => {
     const response = await cli.client().disableSchedule({ id });
     cli.out.result(DisableScheduleResponseSchema, response, () => (cli.out.quiet ? undefined : `schedule ${id} disabled`));
   })));
 
-  schedules.addCommand(byId("trigger", "run a schedule now (its overlap policy applies)").action(action(io, async (cli, id: string) => {
+  schedules.addCommand(byId("trigger", "run a schedule now (its overlap policy applies)", [ID]).action(action(io, async (cli, id: string) => {
     const response = await cli.client().triggerSchedule({ id });
     const run = response.run!;
     cli.out.result(TriggerScheduleResponseSchema, response, () => {
@@ -137,12 +157,12 @@ export function schedulesCommand(io: CliIo): Command {
     });
   })));
 
-  schedules.addCommand(byId("delete", "delete a schedule").action(action(io, async (cli, id: string) => {
+  schedules.addCommand(byId("delete", "delete a schedule", [ID]).action(action(io, async (cli, id: string) => {
     const response = await cli.client().deleteSchedule({ id });
     cli.out.result(DeleteScheduleResponseSchema, response, () => (cli.out.quiet ? undefined : `schedule ${id} deleted`));
   })));
 
-  schedules.addCommand(byId("runs", "a schedule's runs, newest first")
+  schedules.addCommand(byId("runs", "a schedule's runs, newest first", [ID, `${ID} --limit 10 -o json`])
     .option("--limit <n>", "at most this many (1-1000)", intOption(1, 1000), 100)
     .action(action(io, async (cli, id: string, opts: { limit: number }) => {
       const response = await cli.client().listScheduleRuns({ scheduleId: id, pageSize: opts.limit });

@@ -4,6 +4,7 @@ import { GetVMResponseSchema, ListVMsResponseSchema } from "../../../gen/hypervi
 import { addConnectionOptions, connectionOf, type ConnectionOptions } from "../connection-options.ts";
 import { action } from "../context.ts";
 import { bytes, enumName } from "../format.ts";
+import { examples } from "../help-examples.ts";
 import type { CliIo } from "../io.ts";
 import { choice } from "../parse.ts";
 import { keyValues, table } from "../table.ts";
@@ -18,13 +19,23 @@ function power(vm: VirtualMachine): string {
 }
 
 export function vmsCommand(io: CliIo): Command {
-  const vms = new Command("vms").description("a provider's inventory, through the daemon");
+  const vms = new Command("vms").description("a provider's inventory, through the daemon")
+    .addHelpText("after", examples(
+      "hyperctl vms list   # the daemon's configured vCenter",
+      "hyperctl vms get /DC0/vm/web-01",
+    ));
 
   vms.addCommand(addConnectionOptions(new Command("list")
     .description("list VMs")
     .option("--name-pattern <glob>", "only VMs whose name matches, e.g. 'web-*'")
     .option("--folder <path>", "only VMs under this inventory folder")
-    .option("--power-state <state>", "on, off or suspended", choice(POWER_STATES, "--power-state")))
+    .option("--power-state <state>", "on, off or suspended", choice(POWER_STATES, "--power-state"))
+    .addHelpText("after", examples(
+      "hyperctl vms list --folder /DC0/vm/production --power-state on",
+      "hyperctl vms list --name-pattern 'web-*' -q   # inventory paths only",
+      "hyperctl vms list --vsphere-url https://vc.example.com/sdk --username backup --password-stdin < pw.txt",
+      "hyperctl vms list --vsphere-url https://vc.example.com/sdk --username backup --password-stdin \\\n      --thumbprint AB:CD:...:EF < pw.txt   # the SHA-256 an untrusted-certificate error prints",
+    )))
     .action(action(io, async (cli, opts: ConnectionOptions & { namePattern?: string; folder?: string; powerState?: PowerState }) => {
       const vsphere = await connectionOf(opts, io);
       const response = await cli.client().listVMs({
@@ -45,7 +56,12 @@ export function vmsCommand(io: CliIo): Command {
 
   vms.addCommand(addConnectionOptions(new Command("get")
     .description("show a VM")
-    .argument("<vm>", "inventory path, name, moref or UUID"))
+    .argument("<vm>", "inventory path, name, moref or UUID")
+    .addHelpText("after", examples(
+      "hyperctl vms get /DC0/vm/web-01",
+      "hyperctl vms get vm-42 -o json",
+      "hyperctl vms get 4213a1b2-... --vsphere-url https://esx-01.example.com/sdk --username root --password-stdin --insecure-vsphere < pw.txt",
+    )))
     .action(action(io, async (cli, vm: string, opts: ConnectionOptions) => {
       const vsphere = await connectionOf(opts, io);
       const response = await cli.client().getVM({ provider: opts.provider ?? "", ...(vsphere && { vsphere }), vm });
