@@ -104,8 +104,8 @@ function writeAtomically(file: string, data: Uint8Array): void {
   fs.renameSync(temporary, file);
 }
 
-/** Builds dist/ from the current sources; resolves with the time taken in seconds. */
-export async function buildDist(): Promise<number> {
+/** Builds dist/ from the current sources; resolves with the time taken in seconds. `clean`: remove every chunk of earlier builds (before packing). */
+export async function buildDist({ clean = false }: { clean?: boolean } = {}): Promise<number> {
   const started = performance.now();
   const hash = sourceHash();
   // Imported here: an installed package (no devDependencies) has no esbuild, and then only building fails.
@@ -134,7 +134,7 @@ export async function buildDist(): Promise<number> {
   // Chunks first (new content-hashed names), then the entries that import them, then the hash.
   const outputs = [...result.outputFiles].sort((a, b) => Number(isEntry(a.path)) - Number(isEntry(b.path)));
   for (const file of outputs) writeAtomically(file.path, file.contents);
-  removeStaleChunks(new Set(outputs.map((file) => path.basename(file.path))));
+  removeStaleChunks(new Set(outputs.map((file) => path.basename(file.path))), clean ? Date.now() : Date.now() - 24 * 3600 * 1000);
   writeAtomically(HASH_FILE, Buffer.from(`${hash}\n`));
   return (performance.now() - started) / 1000;
 }
@@ -143,14 +143,13 @@ const isEntry = (file: string) => /^(hypervisord|hyperctl)\.js$/.test(path.basen
 
 /**
  * Chunks of earlier builds that the current entries no longer import. A process started from an earlier build
- * has loaded its chunks at start, except the lazy ones; those are kept for a day, so such a process can still load them.
+ * has loaded its chunks at start, except the lazy ones; those are kept for a day (`olderThan`), so such a process can still load them.
  */
-function removeStaleChunks(current: Set<string>): void {
-  const dayAgo = Date.now() - 24 * 3600 * 1000;
+function removeStaleChunks(current: Set<string>, olderThan: number): void {
   for (const name of fs.readdirSync(DIST)) {
     if (!name.startsWith("chunk-") || current.has(name) || name.includes(".tmp-")) continue;
     const file = path.join(DIST, name);
-    if (fs.statSync(file).mtimeMs < dayAgo) fs.rmSync(file, { force: true });
+    if (fs.statSync(file).mtimeMs <= olderThan) fs.rmSync(file, { force: true });
   }
 }
 
@@ -161,13 +160,15 @@ export async function ensureDistBuilt(): Promise<boolean> {
   return true;
 }
 
-// `node --import tsx scripts/build.ts [--force]` (npm run build, npm start, npm test): builds unless fresh, or always with --force.
+// `node --import tsx scripts/build.ts [--force] [--clean]` (npm run build, npm start, npm test; npm pack with --clean):
+// builds unless fresh, or always with --force or --clean.
 if (process.argv[1] && path.resolve(process.argv[1]) === import.meta.filename) {
   const relative = path.relative(process.cwd(), DIST) || ".";
-  if (!process.argv.includes("--force") && distIsFresh()) {
+  const clean = process.argv.includes("--clean");
+  if (!process.argv.includes("--force") && !clean && distIsFresh()) {
     console.log(`daemon and hyperctl are up to date in ${relative}`);
   } else {
-    const seconds = await buildDist();
+    const seconds = await buildDist({ clean });
     console.log(`daemon and hyperctl built into ${relative} in ${seconds.toFixed(1)} s`);
   }
 }
