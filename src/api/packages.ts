@@ -1,6 +1,7 @@
 import fs from "node:fs";
+import path from "node:path";
 import type { HypervisordService } from "../../gen/hypervisord/v1/service_pb.js";
-import { InvalidArgumentError } from "../errors.ts";
+import { HypervisordError, InvalidArgumentError, toHypervisordError } from "../errors.ts";
 import { isInside } from "../files/fs-utils.ts";
 import { extractOva } from "../package/extract-ova.ts";
 import { validateOva } from "../package/validate-ova.ts";
@@ -25,26 +26,47 @@ export function createPackageHandlers(roots: readonly string[], realRoots: reado
   };
   const bigint = <T extends { size: number }>(e: T) => ({ ...e, size: BigInt(e.size) });
 
+  /**
+   * A relative path is resolved against the first output root (the daemon cannot know the caller's directory):
+   * a failure says so, as the caller may have meant a path relative to where they stand.
+   */
+  const explained = async <T>(requested: string, field: string, call: () => Promise<T>): Promise<T> => {
+    try {
+      return await call();
+    } catch (err) {
+      if (path.isAbsolute(requested.trim()) || !requested.trim()) throw err;
+      const e = toHypervisordError(err, `reading ${requested}`);
+      const note = ` (${field} ${JSON.stringify(requested.trim())} is relative: resolved against the output root ${roots[0]}, not the caller's directory; pass an absolute path)`;
+      throw e instanceof InvalidArgumentError ? new InvalidArgumentError(field, `${e.message.slice(field.length + 2)}${note}`) : new HypervisordError(e.code, e.message + note, { cause: e, retryable: e.retryable });
+    }
+  };
+
   return {
-    async validateOva(request, context) {
-      const result = await validateOva(inRoots(request.path, "path"), { signal: context.signal });
-      return { ...result, entries: result.entries.map(bigint) };
+    validateOva(request, context) {
+      return explained(request.path, "path", async () => {
+        const result = await validateOva(inRoots(request.path, "path"), { signal: context.signal });
+        return { ...result, entries: result.entries.map(bigint) };
+      });
     },
 
-    async extractOva(request, context) {
-      const file = inRoots(request.path, "path");
-      const outputDir = inRoots(request.outputDir, "output_dir");
-      const { files } = await extractOva(file, outputDir, { signal: context.signal });
-      return { outputDir, files: files.map(bigint) };
+    extractOva(request, context) {
+      return explained(request.path, "path", async () => {
+        const file = inRoots(request.path, "path");
+        const outputDir = inRoots(request.outputDir, "output_dir");
+        const { files } = await extractOva(file, outputDir, { signal: context.signal });
+        return { outputDir, files: files.map(bigint) };
+      });
     },
 
-    async verifyManifest(request, context) {
-      const result = await verifyArtifactManifest(inRoots(request.path, "path"), { signal: context.signal, mayRead });
-      return {
-        valid: result.valid,
-        disks: result.disks.map((d) => ({ id: d.id, path: d.path, expected: d.expected, actual: d.actual ?? "", ok: d.ok, problem: d.problem ?? "" })),
-        problems: result.problems,
-      };
+    verifyManifest(request, context) {
+      return explained(request.path, "path", async () => {
+        const result = await verifyArtifactManifest(inRoots(request.path, "path"), { signal: context.signal, mayRead });
+        return {
+          valid: result.valid,
+          disks: result.disks.map((d) => ({ id: d.id, path: d.path, expected: d.expected, actual: d.actual ?? "", ok: d.ok, problem: d.problem ?? "" })),
+          problems: result.problems,
+        };
+      });
     },
   };
 }
