@@ -2,7 +2,7 @@
  * Builds the daemon and hyperctl into dist/ with esbuild, so that nothing runs through tsx at start.
  *
  * Why esbuild rather than tsc: start time is the goal, and a bundle loads as a few files instead of the
- * ~250 modules of src/ and gen/ plus the hundreds of files of @bufbuild/protobuf and @connectrpc/connect
+ * ~230 modules of src/, gen/ and clients/ plus the ~160 files of @bufbuild/protobuf and @connectrpc/connect
  * that tsc's one-file-per-module output would load at every `hyperctl` call; it builds in well under a
  * second, so `npm start` and the test support can afford to check and rebuild every time. tsc stays the
  * type checker (`tsc --noEmit`); esbuild does not check types.
