@@ -34,13 +34,23 @@ export interface Vcsim {
 let built: Promise<{ binary?: string; reason?: string }> | undefined;
 let builtGovc: Promise<{ govc?: string; reason?: string }> | undefined;
 
+/** build.sh's exit status when Go or the Debian packages cannot be installed here: the tests skip, saying why. */
+const CANNOT_INSTALL = 3;
+
+/**
+ * Runs the build script. A simulator that cannot be had here (no script, no Go or packages) is a reason to skip;
+ * any other failure (a compile error) throws, so that the vSphere tests fail rather than skip.
+ */
 async function runBuild(args: string[]): Promise<{ paths?: string[]; reason?: string }> {
   if (!fs.existsSync(BUILD_SCRIPT)) return { reason: `the vCenter simulator's build script is missing: ${BUILD_SCRIPT}` };
   try {
-    const { stdout } = await promisify(execFile)(BUILD_SCRIPT, args, { timeout: 15 * 60_000 });
+    const { stdout } = await promisify(execFile)(BUILD_SCRIPT, args, { timeout: 15 * 60_000, maxBuffer: 64 * 1024 * 1024 });
     return { paths: stdout.trim().split("\n") };
   } catch (err) {
-    return { reason: `${BUILD_SCRIPT} ${args.join(" ")} failed: ${(err as Error).message.split("\n").slice(0, 3).join(" ")}` };
+    const { code, stderr } = err as { code?: unknown; stderr?: string };
+    const why = `${[BUILD_SCRIPT, ...args].join(" ")} failed: ${(stderr || (err as Error).message).trim().split("\n").slice(-3).join(" ")}`;
+    if (code === CANNOT_INSTALL) return { reason: why };
+    throw new Error(why);
   }
 }
 

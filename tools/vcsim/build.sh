@@ -5,6 +5,7 @@
 #   build.sh              -> prints the path of vcsim-export
 #   build.sh --with-govc  -> also builds govc, VMware's CLI, from Debian's source package (benchmarks compare
 #                            with it), and prints its path on a second line
+# Exit status 3: the Debian packages cannot be installed here (test/support/vcsim.ts then skips the vSphere tests).
 # Binaries are cached in $VCSIM_HOME (default ~/.cache/hypervisord-vcsim), rebuilt when a source here changes.
 # Installing the Debian packages needs root (or sudo) once.
 set -euo pipefail
@@ -13,15 +14,26 @@ out=${VCSIM_HOME:-$HOME/.cache/hypervisord-vcsim}
 with_govc=0
 [ "${1:-}" = "--with-govc" ] && with_govc=1
 mkdir -p "$out"
+# Test files run in parallel may call this at once: one builds, the others then find the build fresh.
+exec 9>"$out/build.lock"
+flock 9
 export DEBIAN_FRONTEND=noninteractive
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@"; fi; }
 
+# Exit 3 (the tests then skip, saying why) only when the toolchain cannot be installed here; any other failure,
+# a compile error above all, fails the build, and the tests with it.
+install_packages() {
+  echo "installing $* with apt" >&2
+  if ! { as_root apt-get update -qq && as_root apt-get install -y -qq --no-install-recommends "$@"; } >&2; then
+    echo "cannot install the Debian packages $* (apt as root or through sudo is needed)" >&2
+    exit 3
+  fi
+}
+
 govmomi=/usr/share/gocode/src/github.com/vmware/govmomi
 if ! command -v go >/dev/null || [ ! -d "$govmomi/simulator" ] || [ ! -d /usr/share/gocode/src/github.com/google/uuid ]; then
-  echo "installing golang-go and govmomi's Debian packages" >&2
-  as_root apt-get update -qq >&2
-  as_root apt-get install -y -qq --no-install-recommends golang-go golang-github-vmware-govmomi-dev golang-github-google-uuid-dev >&2
+  install_packages golang-go golang-github-vmware-govmomi-dev golang-github-google-uuid-dev
 fi
 
 # GOPATH mode with Debian's /usr/share/gocode: nothing is downloaded.
@@ -50,11 +62,11 @@ fi
 if [ "$with_govc" = 1 ] && [ ! -x "$out/govc" ]; then
   # govc is not in the -dev package: it is built from the source package of the installed govmomi.
   version=$(dpkg-query -W -f='${Version}' golang-github-vmware-govmomi-dev)
-  if ! apt-cache showsrc golang-github-vmware-govmomi >/dev/null 2>&1 || [ -z "$(apt-cache showsrc golang-github-vmware-govmomi 2>/dev/null)" ]; then
+  if [ -z "$(apt-cache showsrc golang-github-vmware-govmomi 2>/dev/null)" ]; then
     sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources | as_root tee /etc/apt/sources.list.d/hypervisord-deb-src.sources >/dev/null
     as_root apt-get update -qq >&2
   fi
-  as_root apt-get install -y -qq --no-install-recommends dpkg-dev golang-github-kr-pretty-dev >&2
+  install_packages dpkg-dev golang-github-kr-pretty-dev
   src="$out/govc-src"
   mkdir -p "$src"
   if [ ! -d "$src/gopath/src/github.com/vmware/govmomi/govc" ]; then
