@@ -170,6 +170,10 @@ describe("export leases", () => {
     assert.ok(range.body.equals(disk.subarray(1000, 2000)));
     const tail = await fetchRaw(lease.devices[0]!.url, { headers: { range: "bytes=300000-" } });
     assert.deepEqual([tail.status, [...tail.body]], [206, [disk[300_000]]]);
+    const ranges = await fetchRaw(lease.devices[0]!.url, { headers: { range: "bytes=0-9,100-109" } });
+    assert.equal(ranges.status, 206);
+    assert.match(String(ranges.headers["content-type"]), /^multipart\/byteranges; boundary=/);
+    assert.ok(ranges.body.includes(disk.subarray(0, 10)) && ranges.body.includes(disk.subarray(100, 110)), "both ranges, as parts");
     const head = await fetchRaw(lease.devices[0]!.url, { method: "HEAD" });
     assert.deepEqual([head.status, head.headers["content-length"], head.body.length], [200, String(disk.length), 0]);
 

@@ -33,6 +33,7 @@ type exportLease struct {
 	served  map[string]bool       // URL names whose first GET has begun (VCSIM_EXPORT_DROP_AFTER)
 	timeout time.Duration
 	timer   *time.Timer
+	alive   time.Time // the last HttpNfcLeaseProgress (or when it became ready)
 }
 
 type fileDigest struct {
@@ -86,6 +87,7 @@ func (l *exportLease) prepare(initializing, timeout time.Duration) {
 		l.timeout = timeout
 		l.set(types.PropertyChange{Name: "info", Val: l.info(timeout)}, types.PropertyChange{Name: "initializeProgress", Val: int32(100)},
 			types.PropertyChange{Name: "state", Val: types.HttpNfcLeaseStateReady})
+		l.alive = time.Now()
 		l.timer = time.AfterFunc(timeout, l.expire)
 	})
 }
@@ -116,12 +118,17 @@ func digestOf(file string) (fileDigest, error) {
 	return fileDigest{size: n, sha1: hex.EncodeToString(h1.Sum(nil)), sha256: hex.EncodeToString(h256.Sum(nil))}, err
 }
 
-// expire: no HttpNfcLeaseProgress within the lease timeout.
+// expire: no HttpNfcLeaseProgress within the lease timeout (one that came while the timer fired re-arms it).
 func (l *exportLease) expire() {
 	Map.WithLock(l.Self, func() {
-		if l.State == types.HttpNfcLeaseStateReady {
-			l.end(types.HttpNfcLeaseStateError, &types.Timedout{})
+		if l.State != types.HttpNfcLeaseStateReady {
+			return
 		}
+		if left := l.timeout - time.Since(l.alive); left > 0 {
+			l.timer.Reset(left)
+			return
+		}
+		l.end(types.HttpNfcLeaseStateError, &types.Timedout{})
 	})
 }
 
@@ -183,6 +190,7 @@ func (l *exportLease) HttpNfcLeaseProgress(ctx *Context, req *types.HttpNfcLease
 		return body
 	}
 	l.set(types.PropertyChange{Name: "transferProgress", Val: req.Percent})
+	l.alive = time.Now()
 	l.timer.Reset(l.timeout)
 	body.Res = new(types.HttpNfcLeaseProgressResponse)
 	return body

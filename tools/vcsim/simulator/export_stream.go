@@ -1,6 +1,7 @@
 package simulator
 
 import (
+	"errors"
 	"net/http"
 	"os"
 	"strings"
@@ -34,30 +35,42 @@ func serveExport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
-	stream := &exportStream{File: f, w: w, lease: lease, rate: exportRate(), cutAfter: -1}
+	stream := &exportStream{File: f, lease: lease, rate: exportRate(), cutAfter: -1}
 	if first {
 		stream.cutAfter = exportDropAfter()
 	}
 	// Set, so that ServeContent does not read the start of the file to guess it.
 	w.Header().Set("Content-Type", "application/octet-stream")
 	http.ServeContent(w, r, "", time.Time{}, stream)
+	if stream.stopped {
+		// What was written goes out, then the connection is closed without finishing the response.
+		if flusher, ok := w.(http.Flusher); ok {
+			flusher.Flush()
+		}
+		panic(http.ErrAbortHandler)
+	}
 }
 
-// exportStream is the file as ServeContent reads it: in chunks, at the rate asked for, stopping the response
-// (the connection is closed mid-body) when the lease ends or the cut is due.
+// errStopped ends ServeContent's copy when the lease ended or the cut is due (a multi-range response reads the
+// file in a goroutine of its own: only the handler may abort the connection).
+var errStopped = errors.New("the download is stopped")
+
+// exportStream is the file as ServeContent reads it: in chunks, at the rate asked for, stopping when the lease
+// ends or the cut is due (serveExport then closes the connection mid-body).
 type exportStream struct {
 	*os.File
-	w        http.ResponseWriter
 	lease    *exportLease
 	rate     int64 // bytes per second, 0: unlimited
 	cutAfter int64 // bytes, -1: never
 	sent     int64
 	began    time.Time
+	stopped  bool
 }
 
 func (s *exportStream) Read(p []byte) (int, error) {
-	if !s.lease.ready() || (s.cutAfter >= 0 && s.sent >= s.cutAfter) {
-		s.abort()
+	if s.stopped || !s.lease.ready() || (s.cutAfter >= 0 && s.sent >= s.cutAfter) {
+		s.stopped = true
+		return 0, errStopped
 	}
 	if s.began.IsZero() {
 		s.began = time.Now()
@@ -82,12 +95,4 @@ func (s *exportStream) Read(p []byte) (int, error) {
 	n, err := s.File.Read(p)
 	s.sent += int64(n)
 	return n, err
-}
-
-// abort sends what was written so far and closes the connection without finishing the response.
-func (s *exportStream) abort() {
-	if f, ok := s.w.(http.Flusher); ok {
-		f.Flush()
-	}
-	panic(http.ErrAbortHandler)
 }
