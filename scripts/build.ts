@@ -8,7 +8,8 @@
  * type checker (`tsc --noEmit`); esbuild does not check types.
  *
  * Layout: dist/hypervisord.js (the daemon, src/main.ts) and dist/hyperctl.js (exports `main`, from
- * src/cli/main.ts) plus shared chunks (code-split, so dynamic imports stay lazy: the OpenTelemetry SDK
+ * src/cli/main.ts) plus shared chunks; dist/clients/node.js (the Node client, package.json exports "./client",
+ * with declarations in dist/types when packing) (code-split, so dynamic imports stay lazy: the OpenTelemetry SDK
  * only with tracing on, the in-process daemon only for `hyperctl export --local`). The pure-JS packages
  * every hyperctl call needs are bundled (INLINED); every other package stays an import of node_modules,
  * resolved at run time: native better-sqlite3, pino (its transports load files by path), grpc-js, ...
@@ -19,12 +20,15 @@
  * temporary name and renamed into place, and chunk names carry their content's hash, so a process
  * starting while another builds sees either the old or the new build, never half of one.
  */
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 export const DIST = path.join(ROOT, "dist");
+const CLIENTS = path.join(DIST, "clients");
+const TYPES = path.join(DIST, "types");
 const HASH_FILE = path.join(DIST, ".build-hash");
 /** What the bundle is made of: the sources, the build itself, and the versions of what it inlines. */
 const INPUTS = ["src", "gen", "clients/core", "clients/node", "scripts/build.ts", "package.json", "package-lock.json"];
@@ -66,13 +70,13 @@ export function distIsFresh(): boolean {
  * default dashboard directory) are rewritten to the source's own location, computed from the bundle's,
  * so relative paths keep meaning what they meant in src/ (in a checkout and in an installed package alike).
  */
-const sourceLocation = {
+const sourceLocation = (outdir: string) => ({
   name: "source-location",
   setup(build: import("esbuild").PluginBuild) {
     build.onLoad({ filter: /\.ts$/ }, async (args) => {
       let contents = await fs.promises.readFile(args.path, "utf8");
       if (!args.path.includes(`${path.sep}node_modules${path.sep}`) && contents.includes("import.meta.")) {
-        const fromDist = path.relative(DIST, args.path).split(path.sep).join("/");
+        const fromDist = path.relative(outdir, args.path).split(path.sep).join("/");
         contents = contents
           .replaceAll("import.meta.url", `new URL(${JSON.stringify(fromDist)}, import.meta.url).href`)
           .replaceAll("import.meta.filename", `__hvSourcePath(${JSON.stringify(fromDist)})`)
@@ -81,7 +85,7 @@ const sourceLocation = {
       return { contents, loader: "ts" };
     });
   },
-};
+});
 
 /** Defined once per output file: `require` for the CommonJS packages bundled into ESM (commander, yaml), and __hvSourcePath for the plugin above. */
 const BANNER = [
@@ -121,7 +125,7 @@ export async function buildDist({ clean = false }: { clean?: boolean } = {}): Pr
     target: "node20.19",
     chunkNames: "chunk-[hash]",
     external: externalPackages(),
-    plugins: [sourceLocation],
+    plugins: [sourceLocation(DIST)],
     banner: { js: BANNER },
     // Whitespace and syntax only: names stay, so stack traces and error names read as in the sources.
     minifyWhitespace: true,
@@ -131,8 +135,25 @@ export async function buildDist({ clean = false }: { clean?: boolean } = {}): Pr
     write: false,
     logLevel: "warning",
   });
+  // The Node client package (package.json exports "./client"): a library, so every package stays external,
+  // shared with the program that imports it (its own @bufbuild/protobuf messages, Connect errors).
+  const client = await esbuild.build({
+    absWorkingDir: ROOT,
+    entryPoints: { node: "clients/node/index.ts" },
+    outdir: CLIENTS,
+    bundle: true,
+    format: "esm",
+    platform: "node",
+    target: "node20.19",
+    packages: "external",
+    plugins: [sourceLocation(CLIENTS)],
+    sourcemap: "linked",
+    write: false,
+    logLevel: "warning",
+  });
+  if (clean) emitClientTypes();
   // Chunks first (new content-hashed names), then the entries that import them, then the hash.
-  const outputs = [...result.outputFiles].sort((a, b) => Number(isEntry(a.path)) - Number(isEntry(b.path)));
+  const outputs = [...result.outputFiles, ...client.outputFiles].sort((a, b) => Number(isEntry(a.path)) - Number(isEntry(b.path)));
   for (const file of outputs) writeAtomically(file.path, file.contents);
   removeStaleChunks(new Set(outputs.map((file) => path.basename(file.path))), clean ? Date.now() : Date.now() - 24 * 3600 * 1000);
   writeAtomically(HASH_FILE, Buffer.from(`${hash}\n`));
@@ -140,6 +161,23 @@ export async function buildDist({ clean = false }: { clean?: boolean } = {}): Pr
 }
 
 const isEntry = (file: string) => /^(hypervisord|hyperctl)\.js$/.test(path.basename(file));
+
+/**
+ * dist/types: the client's declarations (tsc; esbuild writes none), for the package's TypeScript users. Only when
+ * packing (--clean): it takes several seconds, and nothing in the checkout reads them.
+ */
+function emitClientTypes(): void {
+  const started = performance.now();
+  fs.rmSync(TYPES, { recursive: true, force: true });
+  // Files on the command line make tsc ignore tsconfig.json: its settings that matter for declarations are repeated.
+  const { status } = spawnSync(process.execPath, [
+    path.join(ROOT, "node_modules/typescript/bin/tsc"), "--declaration", "--emitDeclarationOnly", "--rootDir", ".", "--outDir", TYPES,
+    "--target", "ES2022", "--module", "NodeNext", "--moduleResolution", "NodeNext", "--types", "node", "--strict",
+    "--verbatimModuleSyntax", "--allowImportingTsExtensions", "--skipLibCheck", "clients/node/index.ts",
+  ], { cwd: ROOT, stdio: "inherit" });
+  if (status !== 0) throw new Error(`tsc could not write the client's declarations (exit ${status})`);
+  console.log(`client declarations written into ${path.relative(ROOT, TYPES)} in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+}
 
 /**
  * Chunks of earlier builds that the current entries no longer import. A process started from an earlier build

@@ -1,7 +1,7 @@
 // The package as a user gets it: `npm pack` (its prepack builds the dashboard and dist/), then
 // `npm install -g --prefix TMP` of the tarball, then the installed `hypervisord` and `hyperctl` found on PATH,
 // run from another directory: --version and --help, the daemon started on free ports with a temp data dir,
-// and `hyperctl status` against it.
+// `hyperctl status` against it, and the packaged Node client ("hypervisord/client") imported by another program.
 //
 // The install is offline from npm's cache when it can be (`--offline`), else it fetches what the cache lacks
 // (`--prefer-offline`); with neither the test skips, saying why. It runs with --ignore-scripts and then copies
@@ -138,10 +138,11 @@ describe("npm pack, npm install -g, and the installed commands", { timeout: 1_20
     const pkg = ready(t);
     if (!pkg) return;
     for (const file of ["bin/hypervisord.js", "bin/hyperctl.js", "dist/hypervisord.js", "dist/hyperctl.js", "clients/web/dist/index.html",
+      "dist/clients/node.js", "dist/types/clients/node/index.d.ts",
       "proto/hypervisord/v1/service.proto", "deploy/hypervisord.service", "config.example.yaml", "README.md", "package.json"]) {
       assert.ok(pkg.files.includes(file), `${file} is in the tarball`);
     }
-    const strays = pkg.files.filter((file) => /^(src|test|gen|scripts|node_modules)\//.test(file) || file.endsWith(".ts"));
+    const strays = pkg.files.filter((file) => /^(src|test|gen|scripts|node_modules)\//.test(file) || (file.endsWith(".ts") && !file.endsWith(".d.ts")));
     assert.deepEqual(strays, [], "no TypeScript sources, tests or node_modules");
   });
 
@@ -188,6 +189,17 @@ describe("npm pack, npm install -g, and the installed commands", { timeout: 1_20
       assert.match(status.stdout, /Lifecycle:\s+running/);
     }
     assert.ok(fs.existsSync(path.join(dataDir, "encryption.key")), "the daemon keeps its state in the data dir it was given");
+    // The Node client as a program that depends on the package imports it: "hypervisord/client" (package.json exports).
+    const consumer = tempDir("consumer");
+    fs.mkdirSync(path.join(consumer, "node_modules"));
+    fs.symlinkSync(pkg.dir, path.join(consumer, "node_modules", PKG.name));
+    fs.writeFileSync(path.join(consumer, "status.mjs"), [
+      'import { createHypervisordClient } from "hypervisord/client";',
+      "const client = createHypervisordClient({ url: process.argv[2] });",
+      "try { console.log(JSON.stringify({ version: (await client.getStatus({})).version })); } finally { client.close(); }",
+    ].join("\n"));
+    const viaClient = await run(process.execPath, ["status.mjs", `grpc://${daemon.grpc}`], { cwd: consumer, env: pkg.env, timeout: 60_000 });
+    assert.deepEqual(JSON.parse(viaClient.stdout), { version: PKG.version }, "the packaged client reaches the installed daemon");
     const page = await fetch(`http://${daemon.http}/`);
     assert.equal(page.status, 200, "the dashboard shipped in the package is served");
     assert.match(await page.text(), /<script type="module"/);
