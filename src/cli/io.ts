@@ -1,5 +1,7 @@
 /** What a hyperctl run reads and writes: the process's streams, or fakes in tests. Every write is redacted. */
 
+import { redactSecretWords } from "../redact-secret.ts";
+
 export interface Writer {
   write(text: string): unknown;
   readonly isTTY?: boolean;
@@ -34,11 +36,12 @@ export function secretsOf(argv: readonly string[], env: NodeJS.ProcessEnv): Set<
   return secrets;
 }
 
-/** Replaces every secret (of 3 characters or more, so that "a" does not blank a message) with ***. */
+/**
+ * Every secret hyperctl was given (of 4 characters or more) where it stands as a word of its own: a substring
+ * replacement blanked any word that contained the password ("failed: *** user name or password").
+ */
 export function redact(text: string, secrets: ReadonlySet<string>): string {
-  let out = text;
-  for (const secret of secrets) if (secret.length >= 3) out = out.split(secret).join("***");
-  return out;
+  return redactSecretWords(text, secrets);
 }
 
 export function redactingWriter(target: NodeJS.WriteStream, secrets: ReadonlySet<string>): Writer {

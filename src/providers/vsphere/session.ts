@@ -1,7 +1,8 @@
 import type { Logger } from "pino";
 import type { Agent } from "undici";
 import type { VSphereConnection } from "../../domain/job.ts";
-import { InvalidArgumentError } from "../../errors.ts";
+import { HypervisordError, InvalidArgumentError } from "../../errors.ts";
+import { redactSecrets } from "../../redact-secret.ts";
 import { createVSphereAgent } from "./agent.ts";
 import { VSphereFault } from "./faults.ts";
 import { SERVICE_INSTANCE, serviceContentOf, type ServiceContent } from "./service-content.ts";
@@ -53,7 +54,7 @@ export async function openSession(connection: VSphereConnection, options: { maxC
         await soap.call("Login", [["_this", content.sessionManager], ["userName", connection.username], ["password", connection.password]], s);
       } catch (err) {
         if (err instanceof VSphereFault && err.faultType === "InvalidLogin") throw invalidLogin(url, connection.username, err);
-        throw err;
+        throw withoutPassword(err, connection.password);
       }
     };
     await login(signal);
@@ -122,6 +123,19 @@ export async function openSession(connection: VSphereConnection, options: { maxC
  * vCenter refused the daemon's credentials: FAILED_PRECONDITION naming vSphere, so that a client can tell it from
  * its own API key being refused (UNAUTHENTICATED). The URL is shown without userinfo, and never the password.
  */
+/**
+ * Any other failure of Login may echo the request (a fault string quoting the body, a proxy's error page): its
+ * message loses the password (see redact-secret.ts), and the original error, whose cause and stack still hold
+ * it, is not kept.
+ */
+function withoutPassword(err: unknown, password: string): unknown {
+  if (!(err instanceof HypervisordError)) return err;
+  const message = redactSecrets(err.message, [password]);
+  if (message === err.message && !err.cause) return err;
+  if (err instanceof VSphereFault) return new VSphereFault(err.faultType, message, err.code, err.retryable);
+  return new HypervisordError(err.code, message, { retryable: err.retryable });
+}
+
 function invalidLogin(url: URL, username: string, cause: VSphereFault): VSphereFault {
   const fault = new VSphereFault("InvalidLogin", `vSphere login to ${url.origin}${url.pathname} as ${username} failed: incorrect user name or password`, "FAILED_PRECONDITION", false);
   fault.cause = cause;
