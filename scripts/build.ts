@@ -168,14 +168,20 @@ const isEntry = (file: string) => /^(hypervisord|hyperctl)\.js$/.test(path.basen
  */
 function emitClientTypes(): void {
   const started = performance.now();
-  fs.rmSync(TYPES, { recursive: true, force: true });
+  // Written aside and swapped in, so that a second pack at the same time never packs half of them.
+  const staging = `${TYPES}.tmp-${process.pid}`;
   // Files on the command line make tsc ignore tsconfig.json: its settings that matter for declarations are repeated.
   const { status } = spawnSync(process.execPath, [
-    path.join(ROOT, "node_modules/typescript/bin/tsc"), "--declaration", "--emitDeclarationOnly", "--rootDir", ".", "--outDir", TYPES,
+    path.join(ROOT, "node_modules/typescript/bin/tsc"), "--declaration", "--emitDeclarationOnly", "--rootDir", ".", "--outDir", staging,
     "--target", "ES2022", "--module", "NodeNext", "--moduleResolution", "NodeNext", "--types", "node", "--strict",
     "--verbatimModuleSyntax", "--allowImportingTsExtensions", "--skipLibCheck", "clients/node/index.ts",
   ], { cwd: ROOT, stdio: "inherit" });
-  if (status !== 0) throw new Error(`tsc could not write the client's declarations (exit ${status})`);
+  if (status !== 0) {
+    fs.rmSync(staging, { recursive: true, force: true });
+    throw new Error(`tsc could not write the client's declarations (exit ${status})`);
+  }
+  fs.rmSync(TYPES, { recursive: true, force: true });
+  fs.renameSync(staging, TYPES);
   console.log(`client declarations written into ${path.relative(ROOT, TYPES)} in ${((performance.now() - started) / 1000).toFixed(1)} s`);
 }
 
