@@ -245,12 +245,25 @@ describe("hyperctl output", () => {
     }
   });
 
+  test("audit: local times, the filters, -o wide adds transport and peer", async () => {
+    const table = await ok(["audit", "--method", "SubmitJob", "--since", "1h", "--limit", "3"], { env: { TZ: "Asia/Kolkata" } });
+    assert.match(table, /^TIME +PRINCIPAL +ROLE +METHOD +CODE +RESOURCE +DURATION\n/);
+    const lines = table.trim().split("\n");
+    const rows = lines.slice(1, -1);
+    assert.equal(rows.length, 3, table);
+    assert.match(lines.at(-1)!, /^\(next page: --page-token \S+\)$/, "more than 3 SubmitJob calls were made");
+    for (const row of rows) assert.match(row, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+05:30 +anonymous +admin +SubmitJob +OK +\S+ +\d+\.\d ms$/, row);
+    const wide = await ok(["audit", "--method", "SubmitJob", "--limit", "1", "-o", "wide"]);
+    assert.match(wide, /^TIME +PRINCIPAL +ROLE +METHOD +CODE +RESOURCE +DURATION +TRANSPORT +PEER\n.* SubmitJob +OK +.* ms +\S+ +127\.0\.0\.1:\d+$/m, wide);
+    assert.equal((await json(["audit", "--since", "2099-01-01T00:00:00Z"])).events.length, 0, "--since in the future: none");
+  });
+
   test("help of every command of jobs, batches, keys, packages, profiles, completion and status shows examples", async () => {
     const commands = [
       ["get"], ["list"], ["cancel"], ["watch"], ["logs"], ["history"], ["jobs", "list"], ["batches", "list"], ["batches", "get"],
       ["batches", "cancel"], ["batches", "watch"], ["keys", "list"], ["keys", "create"], ["keys", "revoke"], ["ova", "validate"],
       ["ova", "extract"], ["manifest", "verify"], ["profiles", "list"], ["profiles", "get"], ["profiles", "create"],
-      ["profiles", "update"], ["profiles", "delete"], ["completion"], ["status"], ["capabilities"], [],
+      ["profiles", "update"], ["profiles", "delete"], ["completion"], ["status"], ["capabilities"], ["audit"], [],
     ];
     const helps = await Promise.all(commands.map((c) => ok([...c, "--help"])));
     helps.forEach((help, i) => assert.match(help, /\nExamples:\n( {2}(hyperctl|source) .*\n)+/, `hyperctl ${commands[i]!.join(" ")} --help:\n${help}`));
@@ -265,7 +278,7 @@ hyperctl --help | true; echo "help \${PIPESTATUS[0]}"`);
   });
 
   describe("shell completion of ids", () => {
-    test("bash: job ids by prefix, schedule and webhook ids, --batch values; nothing and quickly without a daemon", async () => {
+    test("bash: job ids by prefix, schedule and batch ids, --batch values; nothing printed without a daemon", async () => {
       const id = jobIds[2]!;
       const script = await ok(["completion", "bash"]);
       const complete = (line: string, server?: string) => shell("bash", [], `${script}

@@ -1,6 +1,7 @@
 /**
  * Job and batch ids from the command line: a full id as it is, or any unique prefix of one
  * (`hyperctl get 0193a2b4`), resolved on the client so that the API keeps taking whole ids only.
+ * A UUID-shaped argument is used as it is (no extra call); anything else is first tried as an id.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { HypervisordClient } from "../../clients/node/index.ts";
@@ -32,13 +33,13 @@ interface Candidate {
 export async function resolveJobId(client: HypervisordClient, arg: string): Promise<string> {
   const prefix = arg.trim();
   if (prefix === "" || FULL_ID.test(prefix) || prefix.length > MAX_QUERY) return prefix;
+  if (await exists(() => client.getJob({ jobId: prefix }))) return prefix;
   const found: Candidate[] = [];
   let pageToken = "";
   // The text filter matches ids as substrings (and names, VMs, ...): keep the jobs whose id starts with the prefix.
   do {
     const page = await client.listJobs({ query: prefix, pageSize: 1000, pageToken });
     for (const job of page.jobs) {
-      if (job.id === prefix) return job.id;
       if (startsWith(job.id, prefix)) found.push({ id: job.id, name: job.definition?.name || job.definition?.vm || "-", state: stateName(job.state) });
     }
     pageToken = page.nextPageToken;
@@ -50,18 +51,32 @@ export async function resolveJobId(client: HypervisordClient, arg: string): Prom
 export async function resolveBatchId(client: HypervisordClient, arg: string): Promise<string> {
   const prefix = arg.trim();
   if (prefix === "" || FULL_ID.test(prefix)) return prefix;
+  if (await exists(() => client.getBatch({ batchId: prefix }))) return prefix;
   const found: Candidate[] = [];
   let pageToken = "";
   let pages = 0;
   do {
     const page = await client.listBatches({ pageSize: 1000, pageToken });
     for (const batch of page.batches) {
-      if (batch.id === prefix) return batch.id;
       if (startsWith(batch.id, prefix)) found.push({ id: batch.id, name: batch.name || "-", state: batchStateName(batch.state) });
     }
     pageToken = page.nextPageToken;
   } while (pageToken && found.length <= SHOWN && ++pages < MAX_BATCH_PAGES);
   return chosen("batch", prefix, found);
+}
+
+/**
+ * Whether the argument is itself an id (an exact id wins over prefixes, and an id of another shape, e.g. from a
+ * daemon that names ids differently, is taken as it is): NOT_FOUND means "look for a prefix", anything else is thrown.
+ */
+async function exists(get: () => Promise<unknown>): Promise<boolean> {
+  try {
+    await get();
+    return true;
+  } catch (err) {
+    if (err instanceof ConnectError && err.code === Code.NotFound) return false;
+    throw err;
+  }
 }
 
 function startsWith(id: string, prefix: string): boolean {

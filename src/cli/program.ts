@@ -1,5 +1,6 @@
 import { Command, Option } from "commander";
 import { VERSION } from "../version.ts";
+import { auditCommand } from "./commands/audit.ts";
 import { batchesCommand } from "./commands/batches.ts";
 import { completeCommand, completionCommand } from "./commands/completion.ts";
 import { daemonCommands } from "./commands/daemon.ts";
@@ -61,6 +62,7 @@ export function createProgram(io: CliIo): Command {
     profilesCommand(io),
     ...packageCommands(io),
     keysCommand(io),
+    auditCommand(io),
   ];
   for (const command of commands) program.addCommand(command);
   program.addCommand(completionCommand(io, program));
