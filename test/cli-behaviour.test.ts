@@ -143,10 +143,10 @@ describe("a daemon that cannot be reached: exit code 3", () => {
     // is still far below the ~30 s the client library's own reconnection limit would take.
     const seconds = (Date.now() - started) / 1000;
     assert.ok(seconds < NEVER_REACHED_MS / 1000 + 12, `gave up after ${seconds} s`);
-    for (const [run, what] of [[job, `job ${JOB_ID}`], [batch, `batch ${JOB_ID}`]] as const) {
+    for (const run of [job, batch]) {
       assert.equal(run.code, 3, run.stderr);
-      const last = run.stderr.trim().split("\n").at(-1)!;
-      assert.match(last, new RegExp(`^hyperctl: cannot reach hypervisord at ${server}: connection refused \\(tried for 3 s\\); stopped watching ${what}`));
+      // One line: a stream that never came up is not announced as "dropped, reconnecting".
+      assert.equal(run.stderr, `hyperctl: cannot reach hypervisord at ${server}: connection refused (tried for 3 s)\n`);
     }
   });
 

@@ -22,6 +22,8 @@ export const RECONNECT_BACKOFF = { initialMs: 250, maxMs: 2_000 };
 export interface ReconnectBudget {
   /** Aborted with the interrupt's reason (Ctrl-C) or with DaemonUnreachable when the budget is spent. */
   readonly signal: AbortSignal;
+  /** Whether the daemon answered at all: only then is a reconnection worth announcing (a stream that was never up did not drop). */
+  readonly reachedOnce: boolean;
   /** Every update: the daemon is there. */
   reached(): void;
   /** From onReconnect: the stream dropped with `error`; the clock starts at the first drop of a run. */
@@ -46,14 +48,19 @@ export function createReconnectBudget(server: string, interrupt: AbortSignal, wh
         : transportProblem(lastError) ? unreachableMessage(server, lastError)
           : `the update stream from hypervisord at ${server} kept failing: ${lastError.rawMessage}`;
       const after = `${Math.round(ms / 1000)} s`;
-      const why = reachedOnce ? `the daemon went away and did not come back within ${after}` : `tried for ${after}`;
-      controller.abort(new DaemonUnreachable(`${problem} (${why}); stopped watching ${what}, which goes on in the daemon (${resume} follows it again)`));
+      const message = reachedOnce
+        ? `${problem} (the daemon went away and did not come back within ${after}); stopped watching ${what}, which goes on in the daemon (${resume} follows it again)`
+        : `${problem} (tried for ${after})`;
+      controller.abort(new DaemonUnreachable(message));
     }, ms);
   };
   arm(NO_ANSWER_MS);
 
   return {
     signal: AbortSignal.any([interrupt, controller.signal]),
+    get reachedOnce() {
+      return reachedOnce;
+    },
     reached() {
       reachedOnce = true;
       down = false;

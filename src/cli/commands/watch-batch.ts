@@ -33,7 +33,7 @@ export async function followBatch(cli: Cli, batchId: string): Promise<number> {
       },
       onReconnect({ attempt, error }) {
         budget.dropped(error);
-        out.warn(`hyperctl: update stream of batch ${batchId} dropped (${error.rawMessage}); reconnecting, attempt ${attempt}`);
+        if (budget.reachedOnce) out.warn(`hyperctl: update stream of batch ${batchId} dropped (${error.rawMessage}); reconnecting, attempt ${attempt}`);
       },
     });
     view?.finish(batch);

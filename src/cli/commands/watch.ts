@@ -29,7 +29,7 @@ export async function followJob(cli: Cli, jobId: string): Promise<number> {
       onReconnect({ attempt, error }) {
         budget.dropped(error);
         view?.finish();
-        out.warn(`hyperctl: update stream of job ${jobId} dropped (${error.rawMessage}); reconnecting, attempt ${attempt}`);
+        if (budget.reachedOnce) out.warn(`hyperctl: update stream of job ${jobId} dropped (${error.rawMessage}); reconnecting, attempt ${attempt}`);
       },
     });
     view?.finish();
