@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { HypervisordService } from "../../gen/hypervisord/v1/service_pb.js";
-import { HypervisordError, InvalidArgumentError, toHypervisordError } from "../errors.ts";
+import { HypervisordError, InvalidArgumentError, quoteInput, toHypervisordError } from "../errors.ts";
 import { isInside } from "../files/fs-utils.ts";
 import { extractOva } from "../package/extract-ova.ts";
 import { validateOva } from "../package/validate-ova.ts";
@@ -28,16 +28,17 @@ export function createPackageHandlers(roots: readonly string[], realRoots: reado
 
   /**
    * A relative path is resolved against the first output root (the daemon cannot know the caller's directory):
-   * a failure says so, as the caller may have meant a path relative to where they stand.
+   * when nothing is found there, the error says so, as the caller may have meant a path relative to where they
+   * stand. (A relative path that leads outside the roots is already shown resolved.)
    */
   const explained = async <T>(requested: string, field: string, call: () => Promise<T>): Promise<T> => {
     try {
       return await call();
     } catch (err) {
-      if (path.isAbsolute(requested.trim()) || !requested.trim()) throw err;
-      const e = toHypervisordError(err, `reading ${requested}`);
-      const note = ` (${field} ${JSON.stringify(requested.trim())} is relative: resolved against the output root ${roots[0]}, not the caller's directory; pass an absolute path)`;
-      throw e instanceof InvalidArgumentError ? new InvalidArgumentError(field, `${e.message.slice(field.length + 2)}${note}`) : new HypervisordError(e.code, e.message + note, { cause: e, retryable: e.retryable });
+      const e = toHypervisordError(err, `reading ${quoteInput(requested)}`);
+      if (e.code !== "NOT_FOUND" || !requested.trim() || path.isAbsolute(requested.trim())) throw err;
+      const note = ` (${field} ${quoteInput(requested.trim())} is relative: resolved against the output root ${roots[0]}, not the caller's directory; pass an absolute path)`;
+      throw new HypervisordError(e.code, e.message + note, { cause: e, retryable: e.retryable });
     }
   };
 
