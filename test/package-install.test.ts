@@ -81,12 +81,12 @@ async function startInstalledDaemon(installed: Installed, dataDir: string): Prom
   }
 }
 
-/** Bare module names the built files import (static and dynamic), without node: builtins. */
+/** Bare module names the built files import (static, dynamic, and require() of the bundled CommonJS packages), without Node's builtins. */
 function bareImports(dir: string): Set<string> {
   const names = new Set<string>();
-  for (const file of fs.readdirSync(dir).filter((name) => name.endsWith(".js"))) {
+  for (const file of fs.readdirSync(dir, { recursive: true, encoding: "utf8" }).filter((name) => name.endsWith(".js"))) {
     const text = fs.readFileSync(path.join(dir, file), "utf8");
-    for (const match of text.matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s*)"([^"./][^"]*)"/g)) {
+    for (const match of text.matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s*|\brequire\s*\(\s*)"([^"./][^"]*)"/g)) {
       const specifier = match[1]!;
       if (specifier.startsWith("node:") || builtinModules.includes(specifier)) continue;
       names.add(specifier.startsWith("@") ? specifier.split("/").slice(0, 2).join("/") : specifier.split("/")[0]!);
@@ -150,7 +150,7 @@ describe("npm pack, npm install -g, and the installed commands", { timeout: 1_20
     const pkg = ready(t);
     if (!pkg) return;
     const imported = bareImports(path.join(pkg.dir, "dist"));
-    assert.ok(imported.has("better-sqlite3"), `the scan finds the external imports (${[...imported].join(", ")})`);
+    assert.ok(imported.has("better-sqlite3") && imported.has("@connectrpc/connect-node"), `the scan finds the external imports of the daemon and the client (${[...imported].join(", ")})`);
     const undeclared = [...imported].filter((name) => !(name in PKG.dependencies));
     assert.deepEqual(undeclared, [], "every package dist/ imports is a dependency");
     // Some devDependencies come in as dependencies of dependencies (protobufjs needs @types/node): check the build tools.
