@@ -158,19 +158,16 @@ func describe(vm *simulator.VirtualMachine) vmInfo {
 
 // inventoryPath: "/DC0/vm/DC0_H0_VM0", the names from the root folder down (the root itself has none).
 func inventoryPath(e mo.Entity) string {
-	p := ""
-	for {
-		me := e.Entity()
-		if me.Parent == nil {
-			return p
+	var names []string
+	for entity := e.Entity(); entity.Parent != nil; {
+		names = append([]string{entity.Name}, names...)
+		next, found := simulator.Map.Get(*entity.Parent).(mo.Entity)
+		if !found {
+			break
 		}
-		p = "/" + me.Name + p
-		parent, ok := simulator.Map.Get(*me.Parent).(mo.Entity)
-		if !ok {
-			return p
-		}
-		e = parent
+		entity = next.Entity()
 	}
+	return "/" + strings.Join(names, "/")
 }
 
 func contains(list []string, s string) bool {
