@@ -21,9 +21,9 @@
  * starting while another builds sees either the old or the new build, never half of one.
  */
 import { spawnSync } from "node:child_process";
-import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
+import { hashInputs } from "./source-hash.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 export const DIST = path.join(ROOT, "dist");
@@ -35,20 +35,9 @@ const INPUTS = ["src", "gen", "clients/core", "clients/node", "scripts/build.ts"
 /** Packages bundled into dist: pure JS that every hyperctl call loads (commander, yaml, protobuf and Connect). */
 const INLINED = ["commander", "yaml", "@bufbuild/protobuf", "@connectrpc/connect", "@connectrpc/connect-node"];
 
-function filesUnder(relative: string): string[] {
-  const full = path.join(ROOT, relative);
-  if (!fs.statSync(full).isDirectory()) return [relative];
-  return fs.readdirSync(full, { recursive: true, withFileTypes: true })
-    .filter((entry) => entry.isFile())
-    .map((entry) => path.relative(ROOT, path.join(entry.parentPath, entry.name)))
-    .sort();
-}
-
 /** sha256 over the names and contents of the inputs (about 1 MiB: a few milliseconds). */
 export function sourceHash(): string {
-  const hash = createHash("sha256");
-  for (const file of INPUTS.flatMap(filesUnder)) hash.update(`${file}\0`).update(fs.readFileSync(path.join(ROOT, file))).update("\0");
-  return hash.digest("hex");
+  return hashInputs(INPUTS);
 }
 
 function builtHash(): string | undefined {

@@ -6,30 +6,18 @@
  * `--force` builds anyway. `--if-possible` (what `npm start` uses) reports a failed build and exits 0:
  * the daemon then starts with the previous build, or says at `/` that there is none; the API is unaffected.
  */
-import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
+import { hashInputs } from "../../scripts/source-hash.ts";
 
 const WEB = import.meta.dirname;
-const ROOT = path.resolve(WEB, "../..");
 const DIST = path.join(WEB, "dist");
 const HASH_FILE = ".build-hash";
 /** What the bundle is made of: the app, the client it uses, the generated API, and the tool versions. */
 const INPUTS = ["clients/web/dashboard", "clients/web/index.ts", "clients/web/vite.config.ts", "clients/core", "gen", "package-lock.json"];
 
-function filesUnder(relative: string): string[] {
-  const full = path.join(ROOT, relative);
-  if (!fs.statSync(full).isDirectory()) return [relative];
-  return fs.readdirSync(full, { recursive: true, withFileTypes: true })
-    .filter((entry) => entry.isFile())
-    .map((entry) => path.relative(ROOT, path.join(entry.parentPath, entry.name)))
-    .sort();
-}
-
 function sourceHash(): string {
-  const hash = createHash("sha256");
-  for (const file of INPUTS.flatMap(filesUnder)) hash.update(`${file}\0`).update(fs.readFileSync(path.join(ROOT, file))).update("\0");
-  return hash.digest("hex");
+  return hashInputs(INPUTS);
 }
 
 function builtHash(): string | undefined {
