@@ -365,12 +365,13 @@ describe("dashboard charts and tables in Chromium", () => {
 
   test("job page of a retried job: one row per attempt with its outcome and reason, the duration of both", async (t) => {
     if (skipIfNoBrowser(t)) return;
-    const { job } = await client.submitJob({ definition: { provider: "fake", name: "retried", vm: "retried?size=262144&chunk=65536&delayMs=100&failTimes=1&failCode=UNAVAILABLE&failAfter=131072", outputDir: "charts" } });
+    const { job } = await client.submitJob({ definition: { provider: "fake", name: "retried", vm: "retried?size=786432&chunk=65536&delayMs=250&failTimes=1&failCode=UNAVAILABLE&failAfter=131072", outputDir: "charts" } });
     await page.goto(`${daemon!.httpUrl}/#/jobs/${job!.id}`);
     const done = await waitForJobState(job!.id, JobState.COMPLETED);
     assert.equal(done.attempts.length, 2, "the daemon lists both attempts");
     await page.locator(".page-head .badge", { hasText: "completed" }).waitFor();
     // Its throughput line runs left to right through both attempts (the retry does not send it back in time).
+    // The second attempt takes about 3 s (12 chunks, 250 ms each), so the page samples it more than once even on a loaded machine.
     const line = (await (await chartOf("Throughput of retried")).svg.locator("path.chart-rate").getAttribute("d")) ?? "";
     const xs = [...line.matchAll(/[ML]([\d.]+),/g)].map((m) => Number(m[1]));
     assert.ok(xs.length >= 2, `samples drawn: ${line}`);
