@@ -19,6 +19,7 @@ import { createTimeline } from "../clients/web/dashboard/timeline.ts";
 import { buildDashboard, launchChromium, openPage, screenshot } from "./support/browser.ts";
 import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
 import { tempDir } from "./support/temp-dir.ts";
+import { waitForJobState } from "./support/wait-for-job.ts";
 
 const MiB = 1024 * 1024;
 const at = (ms: number) => timestampFromMs(ms);
@@ -171,16 +172,6 @@ function assertNoPageErrors() {
   assert.deepEqual(errors.splice(0), [], "the page logged errors");
 }
 
-async function waitForJobState(jobId: string, state: JobState, timeoutMs = 30_000): Promise<Job> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const { job } = await client.getJob({ jobId });
-    if (job!.state === state) return job!;
-    if (Date.now() > deadline) throw new Error(`job ${jobId} is ${JobState[job!.state]}, not ${JobState[state]}, after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 /** "peak 12.3 MiB/s" of a chart's description, in bytes/s. */
 function peakRate(description: string, series: string): number {
   const match = new RegExp(`${series}: latest [^,]+, peak ([\\d.]+) (B|KiB|MiB|GiB)/s`).exec(description);
@@ -232,7 +223,7 @@ describe("dashboard charts and tables in Chromium", () => {
     const boxBefore = await figure.boundingBox();
 
     const submitted = await client.submitJobs({ definitions: [1, 2, 3, 4].map((i) => ({ provider: "fake", name: `chart-${i}`, vm: slowVm(`chart-${i}`, 40, 50), outputDir: "charts" })) });
-    for (const r of submitted.results) await waitForJobState(r.job!.id, JobState.COMPLETED);
+    for (const r of submitted.results) await waitForJobState(client, r.job!.id, JobState.COMPLETED);
     await page.waitForTimeout(2500); // one more tick: the line comes back to 0 after the last job
 
     assert.ok(await throughput.samples("rate") >= 3, `throughput samples drawn: ${await throughput.samples("rate")}`);
@@ -283,7 +274,7 @@ describe("dashboard charts and tables in Chromium", () => {
       const { job } = await client.submitJob({ definition: { provider: "fake", name: `broken-${i}`, vm: `broken-${i}?failTimes=1&failCode=NOT_FOUND`, outputDir: "charts" } });
       ids.push(job!.id);
     }
-    const failed = await Promise.all(ids.map((id) => waitForJobState(id, JobState.FAILED)));
+    const failed = await Promise.all(ids.map((id) => waitForJobState(client, id, JobState.FAILED)));
     const latest = failed.reduce((a, b) => (timestampMs(b.endTime) >= timestampMs(a.endTime) ? b : a));
     await page.goto(daemon!.httpUrl);
     const table = page.getByRole("region", { name: "Recent failures" }).getByRole("table", { name: "Failures by error" });
@@ -299,7 +290,7 @@ describe("dashboard charts and tables in Chromium", () => {
 
     // Another one while the page is open: the daemon's failed count moves, the group counts 4 and links to it.
     const fourth = (await client.submitJob({ definition: { provider: "fake", name: "broken-4", vm: "broken-4?failTimes=1&failCode=NOT_FOUND", outputDir: "charts" } })).job!;
-    await waitForJobState(fourth.id, JobState.FAILED);
+    await waitForJobState(client, fourth.id, JobState.FAILED);
     await row.locator("td").nth(1).filter({ hasText: /^4$/ }).waitFor();
     assert.equal(await row.getByRole("link").getAttribute("href"), `#/jobs/${fourth.id}`);
     assertNoPageErrors();
@@ -309,8 +300,8 @@ describe("dashboard charts and tables in Chromium", () => {
     if (skipIfNoBrowser(t)) return;
     const packed = (await client.submitJob({ definition: { provider: "fake", name: "packed", vm: "packed?size=65536", outputDir: "charts", format: ExportFormat.OVA, compress: true } })).job!;
     const unnamed = (await client.submitJob({ definition: { provider: "fake", vm: "unnamed?size=4096", outputDir: "charts" } })).job!;
-    const done = await waitForJobState(packed.id, JobState.COMPLETED);
-    await waitForJobState(unnamed.id, JobState.COMPLETED);
+    const done = await waitForJobState(client, packed.id, JobState.COMPLETED);
+    await waitForJobState(client, unnamed.id, JobState.COMPLETED);
     await page.goto(`${daemon!.httpUrl}/#/jobs`);
     const table = page.getByRole("table", { name: "Jobs" });
     await table.getByRole("row", { name: /packed/ }).waitFor();
@@ -367,7 +358,7 @@ describe("dashboard charts and tables in Chromium", () => {
     if (skipIfNoBrowser(t)) return;
     const { job } = await client.submitJob({ definition: { provider: "fake", name: "retried", vm: "retried?size=786432&chunk=65536&delayMs=250&failTimes=1&failCode=UNAVAILABLE&failAfter=131072", outputDir: "charts" } });
     await page.goto(`${daemon!.httpUrl}/#/jobs/${job!.id}`);
-    const done = await waitForJobState(job!.id, JobState.COMPLETED);
+    const done = await waitForJobState(client, job!.id, JobState.COMPLETED);
     assert.equal(done.attempts.length, 2, "the daemon lists both attempts");
     await page.locator(".page-head .badge", { hasText: "completed" }).waitFor();
     // Its throughput line runs left to right through both attempts (the retry does not send it back in time).

@@ -14,6 +14,7 @@ import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
 import { tempDir } from "./support/temp-dir.ts";
 import { buildVcsim, startVcsim, writeStreamOptimizedDisk } from "./support/vcsim.ts";
 import { startWebhookReceiver, type WebhookReceiver } from "./support/webhook-receiver.ts";
+import { waitForJobState } from "./support/wait-for-job.ts";
 
 const API_KEY = "hvd_dashboard_e2e_0123456789abcdef";
 let skipReason: string | undefined;
@@ -104,16 +105,6 @@ async function waitForProgress(bar: Locator, predicate: (value: number) => boole
   }
 }
 
-async function waitForJobState(jobId: string, state: JobState, timeoutMs = 30_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const { job } = await client.getJob({ jobId });
-    if (job!.state === state) return job!;
-    if (Date.now() > deadline) throw new Error(`job ${jobId} is ${JobState[job!.state]}, not ${JobState[state]}, after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 describe("web dashboard in Chromium", () => {
   test("the daemon serves it at / and the overview goes live", async (t) => {
     if (skipIfNoBrowser(t)) return;
@@ -188,7 +179,7 @@ describe("web dashboard in Chromium", () => {
     await page.getByRole("button", { name: "Cancel job" }).click();
     await page.getByRole("group", { name: "Cancel this job?" }).getByRole("button", { name: "Yes" }).click();
     await page.locator(".page-head .badge", { hasText: "cancelled" }).waitFor();
-    const cancelled = await waitForJobState(job!.id, JobState.CANCELLED);
+    const cancelled = await waitForJobState(client, job!.id, JobState.CANCELLED);
     assert.match(cancelled.error?.message ?? "", /cancelled from the dashboard/);
     assert.equal(await page.getByRole("button", { name: "Cancel job" }).count(), 0, "no cancel button on an ended job");
     await page.getByRole("list").getByText("cancelled from the dashboard").first().waitFor();
@@ -199,7 +190,7 @@ describe("web dashboard in Chromium", () => {
   test("overview: active exports with live progress and throughput, recent failures with their errors", async (t) => {
     if (skipIfNoBrowser(t)) return;
     const failed = await client.submitJob({ definition: { provider: "fake", name: "e2e-broken", vm: "broken?failTimes=1&failCode=NOT_FOUND", outputDir: "e2e" } });
-    await waitForJobState(failed.job!.id, JobState.FAILED);
+    await waitForJobState(client, failed.job!.id, JobState.FAILED);
     const { job } = await client.submitJob({ definition: { provider: "fake", name: "e2e-active", vm: slowVm("e2e-active", 4000, 50), outputDir: "e2e" } });
     await page.goto(daemon.httpUrl);
     const active = page.getByRole("region", { name: "Active exports" });
@@ -218,7 +209,7 @@ describe("web dashboard in Chromium", () => {
   test("jobs table: filters by state, label, provider and text, pages, and links to the job", async (t) => {
     if (skipIfNoBrowser(t)) return;
     const batch = await client.submitJobs({ definitions: Array.from({ length: 27 }, (_, i) => ({ provider: "fake", name: `batch-${String(i).padStart(2, "0")}`, vm: "noop?size=0", outputDir: "e2e", labels: { batch: "b1" } })) });
-    for (const result of batch.results) await waitForJobState(result.job!.id, JobState.COMPLETED);
+    for (const result of batch.results) await waitForJobState(client, result.job!.id, JobState.COMPLETED);
     await page.goto(daemon.httpUrl);
     await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Jobs" }).click();
     const table = page.getByRole("table", { name: "Jobs" });
@@ -373,7 +364,7 @@ describe("web dashboard in Chromium", () => {
     const progress = await followProgress(page);
     assert.equal(progress.final, "completed");
     assert.ok(progress.values.some((v) => v > before && v < 100) || progress.values.at(-1) === 100, `progress went on after the restart (${before} then ${progress.values.join(", ")})`);
-    assert.equal((await waitForJobState(job!.id, JobState.COMPLETED)).state, JobState.COMPLETED);
+    assert.equal((await waitForJobState(client, job!.id, JobState.COMPLETED)).state, JobState.COMPLETED);
     assertNoPageErrors();
   });
 });

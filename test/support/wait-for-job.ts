@@ -1,5 +1,6 @@
 import { JobState, type Job } from "../../gen/hypervisord/v1/job_pb.js";
 import type { GrpcJsClient } from "./clients.ts";
+import type { HypervisordClient } from "../../clients/node/index.ts";
 
 const FINAL = [JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED];
 
@@ -31,3 +32,14 @@ export async function waitForJob(client: GrpcJsClient, jobId: string, until: (jo
 
 export const isFinal = (job: Job) => FINAL.includes(job.state);
 export const hasBytes = (atLeast: number) => (job: Job) => Number(job.progress?.bytesDone ?? 0) > atLeast;
+
+/** Polls GetJob through a Connect client (the dashboard tests' own) until the job is in `state`, and returns it. */
+export async function waitForJobState(client: Pick<HypervisordClient, "getJob">, jobId: string, state: JobState, timeoutMs = 30_000): Promise<Job> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { job } = await client.getJob({ jobId });
+    if (job!.state === state) return job!;
+    if (Date.now() > deadline) throw new Error(`job ${jobId} is ${JobState[job!.state]}, not ${JobState[state]}, after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
