@@ -288,6 +288,8 @@ describe("hyperctl export --local (no daemon) against the vCenter simulator", ()
 
   test("Ctrl-C during a batch cancels the batch: exit 2, nothing left", async (t) => {
     if (skipReason) return t.skip(skipReason);
+    // Every VM's disk takes seconds at this rate, whichever the batch starts with (a tiny one's .partial lives a moment).
+    for (const vm of slowSim.vms) fs.writeFileSync(vm.disks[0]!.file, randomBytes(3_000_000));
     const out = path.join(work, "out/batch-cancelled");
     let child: import("node:child_process").ChildProcess | undefined;
     const running = local(slowSim, ["--folder", "/DC0/vm", "--max-parallel", "1", "--password", "pass", "--output-dir", out], { onSpawn: (c) => (child = c) });
