@@ -34,6 +34,8 @@ export interface SpawnOptions {
   outputRoot?: string;
   args?: string[];
   env?: Record<string, string>;
+  /** Options of node itself, before the script (e.g. `--cpu-prof`, which NODE_OPTIONS does not allow). */
+  nodeArgs?: string[];
 }
 
 /** Starts test/support/fake-daemon.ts (the real daemon plus fake providers) on free ports and waits for "hypervisord ready". */
@@ -41,7 +43,7 @@ export async function spawnDaemon(options: SpawnOptions = {}): Promise<DaemonPro
   const dataDir = options.dataDir ?? tempDir("data");
   const outputRoot = options.outputRoot ?? tempDir("exports");
   const child = spawn(process.execPath, [
-    "--import", "tsx", path.join(ROOT, "test/support/fake-daemon.ts"),
+    ...(options.nodeArgs ?? []), "--import", "tsx", path.join(ROOT, "test/support/fake-daemon.ts"),
     "--data-dir", dataDir, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
     "--allowed-output-root", outputRoot, ...(options.args ?? []),
   ], { cwd: ROOT, env: { ...process.env, HYPERVISORD_RATE_LIMIT_RPS: "0", ...options.env }, stdio: ["ignore", "pipe", "pipe"] });
