@@ -1,6 +1,6 @@
 // Top self-time entries of V8 .cpuprofile files (what `node --cpu-prof` writes: one file per thread, so a
 // transfer worker gets its own). Used by bench:export (BENCH_PROFILE=1) and runnable standalone:
-//   node --import tsx test/bench/cpu-profile-top.ts FILE.cpuprofile [MORE.cpuprofile ...] [--top N]
+//   node --import tsx test/bench/cpu-profile-top.ts FILE.cpuprofile [MORE.cpuprofile ...] [--top N] [--from US] [--to US]
 // With several files it prints each, then all of them merged (the process's CPU across its threads).
 import fs from "node:fs";
 import path from "node:path";
@@ -38,12 +38,23 @@ export interface ProfileSummary {
 
 const IDLE = "(idle)";
 
-/** Self time per function (same name and url:line merged across call paths), largest first. */
-export function summarizeProfiles(profiles: CpuProfile[], top = 10): ProfileSummary {
+/**
+ * A span of V8's clock (microseconds of CLOCK_MONOTONIC on Linux, the clock of `process.hrtime.bigint()` / 1000 in
+ * any process on the machine), to count only the samples of one job rather than the daemon's whole life.
+ */
+export interface ProfileWindow {
+  fromUs: number;
+  toUs: number;
+}
+
+/** Self time per function (same name and url:line merged across call paths), largest first; within `window` if given. */
+export function summarizeProfiles(profiles: CpuProfile[], top = 10, window?: ProfileWindow): ProfileSummary {
   const byKey = new Map<string, { functionName: string; location: string; selfUs: number }>();
   let totalUs = 0;
   for (const profile of profiles) {
-    totalUs += profile.endTime - profile.startTime;
+    const from = Math.max(profile.startTime, window?.fromUs ?? -Infinity);
+    const to = Math.min(profile.endTime, window?.toUs ?? Infinity);
+    totalUs += Math.max(0, to - from);
     const frames = new Map(profile.nodes.map((n) => [n.id, n.callFrame]));
     const samples = profile.samples ?? [];
     const deltas = profile.timeDeltas ?? [];
@@ -52,7 +63,8 @@ export function summarizeProfiles(profiles: CpuProfile[], top = 10): ProfileSumm
     let at = profile.startTime;
     const stamps = deltas.map((d) => (at += d));
     samples.forEach((id, i) => {
-      const duration = (i + 1 < stamps.length ? stamps[i + 1]! : profile.endTime) - stamps[i]!;
+      const end = i + 1 < stamps.length ? stamps[i + 1]! : profile.endTime;
+      const duration = Math.min(end, to) - Math.max(stamps[i]!, from);
       const frame = frames.get(id);
       if (!frame || duration <= 0) return;
       const location = frame.url ? `${shortUrl(frame.url)}:${frame.lineNumber + 1}` : "";
@@ -105,13 +117,20 @@ function shortUrl(url: string): string {
 
 if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
   const args = process.argv.slice(2);
-  const topAt = args.indexOf("--top");
-  const top = topAt >= 0 ? Number(args.splice(topAt, 2)[1]) : 10;
-  if (args.length === 0 || !Number.isInteger(top) || top <= 0) {
-    console.error("usage: node --import tsx test/bench/cpu-profile-top.ts FILE.cpuprofile [MORE.cpuprofile ...] [--top N]");
+  const option = (name: string) => {
+    const at = args.indexOf(name);
+    return at >= 0 ? Number(args.splice(at, 2)[1]) : undefined;
+  };
+  const top = option("--top") ?? 10;
+  const fromUs = option("--from");
+  const toUs = option("--to");
+  const window = fromUs !== undefined || toUs !== undefined ? { fromUs: fromUs ?? -Infinity, toUs: toUs ?? Infinity } : undefined;
+  if (args.length === 0 || !Number.isInteger(top) || top <= 0 || Number.isNaN(window?.fromUs) || Number.isNaN(window?.toUs)) {
+    console.error("usage: node --import tsx test/bench/cpu-profile-top.ts FILE.cpuprofile [MORE.cpuprofile ...] [--top N] [--from US] [--to US]\n" +
+      "  --from/--to: only samples in that span of V8's clock (microseconds, as the profile's startTime)");
     process.exit(2);
   }
   const profiles = args.map(readProfile);
-  args.forEach((file, i) => console.log(`${formatSummary(file, summarizeProfiles([profiles[i]!], top))}\n`));
-  if (profiles.length > 1) console.log(formatSummary(`all ${profiles.length} profiles`, summarizeProfiles(profiles, top)));
+  args.forEach((file, i) => console.log(`${formatSummary(file, summarizeProfiles([profiles[i]!], top, window))}\n`));
+  if (profiles.length > 1) console.log(formatSummary(`all ${profiles.length} profiles`, summarizeProfiles(profiles, top, window)));
 }

@@ -1,7 +1,6 @@
 // The rows of bench:export for issue 13: a running VM exported through a snapshot beside the same VM exported
 // powered off (direct), and a folder of VMs exported as one batch beside the same VMs exported one at a time.
 // Called by export.bench.ts after its own table; prints its own lines and returns a JSON-able summary.
-import { createHash, randomBytes } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { pino } from "pino";
@@ -13,6 +12,7 @@ import type { GrpcJsClient } from "../support/clients.ts";
 import type { DaemonProcess } from "../support/daemon-process.ts";
 import type { Vcsim, VcsimVm } from "../support/vcsim.ts";
 import { cpuSeconds, fixed, median } from "./bench-utils.ts";
+import { sha256File, writeRandomDisk } from "./export-disk-data.ts";
 
 const MiB = 1024 * 1024;
 const POLL_MS = 50;
@@ -20,26 +20,6 @@ const TIMEOUT_MS = 15 * 60_000;
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const logger = pino({ level: "warn" });
 const connection = (sim: Vcsim) => ({ url: sim.url, username: "user", password: "pass", insecure: true, thumbprint: "" });
-
-/** `size` random bytes (64 KiB of randomBytes per MiB, each MiB with its own counter) into `file`; returns their SHA-256. */
-export function writeRandomDisk(file: string, size: number): string {
-  const hash = createHash("sha256");
-  const fd = fs.openSync(file, "w");
-  try {
-    const block = Buffer.alloc(MiB);
-    const seed = randomBytes(64 * 1024);
-    for (let i = 0; i < 16; i++) seed.copy(block, i * seed.length);
-    for (let offset = 0; offset < size; offset += MiB) {
-      block.writeUInt32BE(offset / MiB, 0);
-      const chunk = block.subarray(0, Math.min(MiB, size - offset));
-      hash.update(chunk);
-      fs.writeSync(fd, chunk, 0, chunk.length, offset);
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
-  return hash.digest("hex");
-}
 
 async function setPower(sim: Vcsim, vm: VcsimVm, on: boolean): Promise<void> {
   const signal = AbortSignal.timeout(60_000);
@@ -70,15 +50,7 @@ async function exportOne(client: GrpcJsClient, sim: Vcsim, vm: VcsimVm, outputDi
 function diskSha256(job: JobPb): string {
   const disk = job.result!.files.find((f) => f.path.endsWith(".vmdk"));
   if (!disk) throw new Error(`job ${job.id} lists no disk`);
-  const hash = createHash("sha256");
-  const fd = fs.openSync(path.join(job.result!.outputDir, disk.path), "r");
-  try {
-    const buf = Buffer.alloc(8 * MiB);
-    for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0;) hash.update(buf.subarray(0, n));
-  } finally {
-    fs.closeSync(fd);
-  }
-  return hash.digest("hex");
+  return sha256File(path.join(job.result!.outputDir, disk.path));
 }
 
 type LogRecord = { msg: string; time: string | number; file?: string; seconds?: number };

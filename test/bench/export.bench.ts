@@ -1,123 +1,94 @@
 // vSphere export benchmark (npm run bench:export). A measurement, not a test: it prints figures and
-// ratios with PASS/MISS against the targets and exits 0 unless something crashed.
+// ratios with PASS/MISS against the targets (issue 17) and exits 0 unless something crashed or a disk came out
+// wrong; when govc, curl or the simulator cannot be had here, it says why and exits 0.
 //
-// One vcsim-export (../shared/vcsim, no rate limit); its first VM gets a BENCH_SIZE_MB (default 1024) MiB
-// disk of random bytes. Three clients export that disk, in alternation for BENCH_ROUNDS (default 3) rounds:
-//  (a) curl:        the limit. A lease is made here with the project's SOAP code (openSession, ExportVm,
-//                   waitForLease); `curl -k -s -g -o FILE URL` of the disk's device URL is timed; then the lease is
-//                   aborted (-g: the URL's path holds "[...]", which curl would otherwise read as a glob).
-//  (b) govc:        `govc export.ovf -vm NAME DIR` (VMware's CLI: session, lease, download, descriptor), and
-//                   `govc export.ovf -sha 256` (also writes a SHA-256 .mf: the like-for-like peer; printed, not a target).
-//  (c) hypervisord: the real daemon (spawnDaemon), a vsphere job over gRPC (parallel_downloads default), timed
-//                   from SubmitJob until GetJob (polled every 50 ms) says COMPLETED; result.duration_seconds is
-//                   printed beside it, and the exported disk's SHA-256 is checked against the source's.
-// Targets: hypervisord >= 0.9x curl, and faster than govc (medians, end-to-end wall time).
-// Then (export-running.ts) the same VM exported running (through a snapshot) beside powered off (direct), target
-// <= 1.1x, and a folder of 8 VMs (a second vcsim, -folder 1 -vm 4) as one batch beside one VM after another.
-// BENCH_ONLY=running runs only these last rows.
+// Pinning (export-pinning.ts): with taskset and >= 2 CPUs the simulator (playing the ESXi host, which has CPUs of
+// its own) runs on one core and every client (curl, govc, the daemon with all its threads) on another; the header
+// says which, or why not (BENCH_PIN=0 turns it off).
+//
+// Rows (BENCH_ONLY=main,multidisk,memory,running,folder picks some; default all; BENCH_PROFILE=1 adds the profile):
+//  main:       one vcsim-export (no rate limit); its first VM gets a BENCH_SIZE_MB (default 1024) MiB disk of random
+//              bytes; four clients export it, in alternation for BENCH_ROUNDS (default 3) rounds:
+//              curl -k of the disk's device URL (a lease made here with the project's SOAP code; the limit),
+//              govc export.ovf, govc export.ovf -sha 256 (also a SHA-256 .mf: the like-for-like peer), and
+//              hypervisord (the real daemon, a vsphere job over gRPC, timed from SubmitJob until GetJob, polled every
+//              50 ms, says COMPLETED; SHA-256 .mf and the lease manifest check as by default; the exported disk's
+//              SHA-256 checked against the source's). Per client: MiB/s, and client CPU seconds per GiB (curl/govc:
+//              the child's rusage; the daemon: /proc/<pid>/stat over the run). Targets: hypervisord CPU/GiB <= govc's
+//              (plain export.ovf), hypervisord >= 0.9x curl, faster than govc (medians).
+//  multidisk:  export-multidisk.ts: 4 disks of 256 MiB, each download limited by VCSIM_EXPORT_RATE; target >= 3x govc.
+//  memory:     export-memory.ts: the daemon's RSS growth exporting a BENCH_MEMORY_GB (default 10) GiB disk, < 64 MiB.
+//  running, folder: export-running.ts: the VM exported running (through a snapshot) beside powered off, target
+//              <= 1.1x; a folder of 8 VMs (a second vcsim, -folder 1 -vm 4) as one batch beside one VM after another.
+//  profile:    export-profile.ts (BENCH_PROFILE=1): one more hypervisord export by a daemon under --cpu-prof; the top
+//              10 self-time entries per thread.
 // For diagnosis the daemon's own log splits each job: the time before the disk's download started (session,
 // ExportVm, lease, HttpNfcLeaseGetManifest) and the download itself ("download finished" seconds).
-// Throughput is MiB/s (1 MiB = 1048576 bytes) of the disk's size over the timed wall time.
-// CPU seconds (user+sys) of the client (curl/govc/daemon) and of vcsim during each run are printed too, from /proc:
-// on 2 cores they tell whose CPU was the limit.
-import { execFile, execFileSync } from "node:child_process";
-import { createHash, randomBytes } from "node:crypto";
+// Throughput is MiB/s (1 MiB = 1048576 bytes) of the disk's size over the timed wall time; 1 GiB = 1024 MiB.
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
-import { once } from "node:events";
 import os from "node:os";
 import path from "node:path";
-import { promisify } from "node:util";
 import { pino } from "pino";
-import { JobState } from "../../gen/hypervisord/v1/job_pb.js";
 import { abortLease, waitForLease } from "../../src/providers/vsphere/lease.ts";
 import { openSession } from "../../src/providers/vsphere/session.ts";
 import { child, moRefOf } from "../../src/providers/vsphere/xml.ts";
 import { createGrpcJsClient, type GrpcJsClient } from "../support/clients.ts";
 import { spawnDaemon, type DaemonProcess } from "../support/daemon-process.ts";
 import { tempDir } from "../support/temp-dir.ts";
-import { buildGovc, startVcsim, type Vcsim, type VcsimVm } from "../support/vcsim.ts";
-import { cpuSeconds, envNumber, fixed, median } from "./bench-utils.ts";
+import { buildGovc, buildVcsim, startVcsim, type Vcsim, type VcsimVm } from "../support/vcsim.ts";
+import { envNumber, fixed, median } from "./bench-utils.ts";
+import { sha256File, writeRandomDisk } from "./export-disk-data.ts";
+import { connection, exportedDisks, JOB_TIMEOUT_MS, runJob } from "./export-job.ts";
+import { execPinned, measured, type Measured } from "./export-measure.ts";
+import { memoryRows } from "./export-memory.ts";
+import { multiDiskRows } from "./export-multidisk.ts";
+import { createPinning, type Pinning } from "./export-pinning.ts";
+import { profileRun } from "./export-profile.ts";
 import { fleetRows, snapshotRows } from "./export-running.ts";
 
 const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
 const SIZE = Math.round(envNumber("BENCH_SIZE_MB", 1024) * MiB);
 const ROUNDS = Math.round(envNumber("BENCH_ROUNDS", 3));
 const TARGET_VS_CURL = 0.9;
-const POLL_MS = 50;
-const JOB_TIMEOUT_MS = 15 * 60_000;
 /** The folder rows: VMs of FLEET_SIZE_MB (default 128) MiB each, in a folder of 8. */
 const FLEET_SIZE = Math.round(envNumber("FLEET_SIZE_MB", 128) * MiB);
-/** "running": only the running-VM and folder rows (issue 13), without curl and govc. */
-const ONLY = process.env.BENCH_ONLY ?? "";
+const MULTIDISK_SIZE = Math.round(envNumber("BENCH_MULTIDISK_MB", 256) * MiB);
+/** Bytes per second per download connection for the multi-disk rows (60 MB/s: 256 MiB in ~4.5 s). */
+const MULTIDISK_RATE = Math.round(envNumber("BENCH_MULTIDISK_RATE", 60e6));
+const MEMORY_SIZE = Math.round(envNumber("BENCH_MEMORY_GB", 10) * GiB);
+const ROWS = ["main", "multidisk", "memory", "running", "folder"] as const;
+type Row = (typeof ROWS)[number];
+const ONLY = (process.env.BENCH_ONLY ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+const unknownRows = ONLY.filter((r) => !(ROWS as readonly string[]).includes(r));
+const wanted = (row: Row) => ONLY.length === 0 || ONLY.includes(row);
+const PROFILE = process.env.BENCH_PROFILE === "1";
 
-type Client = "curl" | "govc" | "govc -sha 256" | "hypervisord";
-interface Run {
+const CLIENTS = ["curl", "govc", "govc -sha 256", "hypervisord"] as const;
+type Client = (typeof CLIENTS)[number];
+interface Run extends Measured {
   round: number;
   client: Client;
-  seconds: number;
   /** hypervisord only: the job's own result.duration_seconds. */
   jobSeconds?: number;
   /** hypervisord only, from its log: "export started" until the disk's "download started" (session, lease, manifest). */
   setupSeconds?: number;
   /** hypervisord only, from its log: the disk's "download finished" seconds (GET, SHA-256, writes, fdatasync). */
   downloadSeconds?: number;
-  clientCpu: number;
-  vcsimCpu: number;
   note?: string;
 }
 
-const execFileAsync = promisify(execFile);
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const mibps = (seconds: number) => SIZE / MiB / seconds;
-
-/** BENCH_SIZE_MB of random bytes: 64 MiB of randomBytes repeated, each block starting with its own 8-byte counter. Returns the SHA-256. */
-async function writeDisk(file: string): Promise<string> {
-  const BLOCK = 64 * MiB;
-  const block = randomBytes(Math.min(BLOCK, SIZE));
-  const hash = createHash("sha256");
-  const out = fs.createWriteStream(file, { highWaterMark: 4 * MiB });
-  const put = async (chunk: Buffer) => {
-    hash.update(chunk);
-    if (!out.write(chunk)) await once(out, "drain");
-  };
-  for (let offset = 0, counter = 0n; offset < SIZE; offset += BLOCK, counter++) {
-    const length = Math.min(BLOCK, SIZE - offset);
-    const head = Buffer.alloc(Math.min(8, length));
-    const counterBytes = Buffer.alloc(8);
-    counterBytes.writeBigUInt64BE(counter ^ 0x9e3779b97f4a7c15n);
-    counterBytes.copy(head, 0, 0, head.length);
-    await put(head);
-    if (length > 8) await put(block.subarray(8, length));
-  }
-  out.end();
-  await once(out, "finish");
-  return hash.digest("hex");
-}
-
-async function sha256File(file: string): Promise<string> {
-  const hash = createHash("sha256");
-  for await (const chunk of fs.createReadStream(file, { highWaterMark: 4 * MiB })) hash.update(chunk as Buffer);
-  return hash.digest("hex");
-}
-
-/** Runs `fn` and returns its wall time and the CPU seconds it cost: the child processes it waited for (or `pid`), and vcsim. */
-async function measured(sim: Vcsim, fn: () => Promise<void>, pid?: number) {
-  const cpu = () => (pid === undefined ? cpuSeconds("self", true) - cpuSeconds("self") : cpuSeconds(pid));
-  const cpu0 = cpu();
-  const sim0 = cpuSeconds(sim.child.pid!);
-  const started = performance.now();
-  await fn();
-  const seconds = (performance.now() - started) / 1000;
-  return { seconds, clientCpu: cpu() - cpu0, vcsimCpu: cpuSeconds(sim.child.pid!) - sim0 };
-}
+const perGiB = (cpu: number) => cpu / (SIZE / GiB);
 
 // ---------------------------------------------------------------------------------------------
-// The three clients
+// The four clients
 
 const logger = pino({ level: "warn" });
-const connection = (sim: Vcsim) => ({ url: sim.url, username: "user", password: "pass", insecure: true, thumbprint: "" });
 
-async function runCurl(round: number, sim: Vcsim, vm: VcsimVm, work: string): Promise<Run> {
+async function runCurl(round: number, sim: Vcsim, vm: VcsimVm, work: string, pinning: Pinning): Promise<Run> {
   const signal = AbortSignal.timeout(JOB_TIMEOUT_MS);
   const session = await openSession(connection(sim), { maxConnections: 4, logger }, signal);
   const target = path.join(work, "curl-disk.vmdk");
@@ -128,9 +99,8 @@ async function runCurl(round: number, sim: Vcsim, vm: VcsimVm, work: string): Pr
       const info = await waitForLease(session, lease, signal);
       const disk = info.devices.find((d) => d.disk);
       if (!disk) throw new Error(`the lease lists no disk: ${JSON.stringify(info.devices)}`);
-      const m = await measured(sim, async () => {
-        await execFileAsync("curl", ["-k", "-s", "-S", "-f", "-g", "-o", target, disk.url], { timeout: JOB_TIMEOUT_MS });
-      });
+      // -g: the URL's path holds "[...]", which curl would otherwise read as a glob.
+      const m = await measured(sim.child.pid!, () => execPinned(pinning, "curl", ["-k", "-s", "-S", "-f", "-g", "-o", target, disk.url], { timeout: JOB_TIMEOUT_MS }));
       const size = fs.statSync(target).size;
       if (size !== SIZE) throw new Error(`curl wrote ${size} bytes, expected ${SIZE}`);
       return { round, client: "curl", ...m };
@@ -143,13 +113,12 @@ async function runCurl(round: number, sim: Vcsim, vm: VcsimVm, work: string): Pr
   }
 }
 
-async function runGovc(round: number, sim: Vcsim, vm: VcsimVm, work: string, govc: string, sha256 = false): Promise<Run> {
+async function runGovc(round: number, sim: Vcsim, vm: VcsimVm, work: string, govc: string, pinning: Pinning, sha256 = false): Promise<Run> {
   const outDir = path.join(work, `govc-${round}`);
   try {
     const env = { ...process.env, GOVC_URL: sim.url, GOVC_USERNAME: "user", GOVC_PASSWORD: "pass", GOVC_INSECURE: "1" };
-    const m = await measured(sim, async () => {
-      await execFileAsync(govc, ["export.ovf", ...(sha256 ? ["-sha", "256"] : []), "-vm", vm.name, outDir], { env, timeout: JOB_TIMEOUT_MS, maxBuffer: 64 * MiB });
-    });
+    const m = await measured(sim.child.pid!, () =>
+      execPinned(pinning, govc, ["export.ovf", ...(sha256 ? ["-sha", "256"] : []), "-vm", vm.name, outDir], { env, timeout: JOB_TIMEOUT_MS }));
     const vmdks = findFiles(outDir, ".vmdk");
     const sizes = vmdks.map((f) => fs.statSync(f).size);
     if (!sizes.includes(SIZE)) throw new Error(`govc wrote no ${SIZE}-byte disk: ${JSON.stringify(vmdks.map((f, i) => [f, sizes[i]]))}`);
@@ -160,31 +129,27 @@ async function runGovc(round: number, sim: Vcsim, vm: VcsimVm, work: string, gov
   }
 }
 
-async function runDaemon(round: number, sim: Vcsim, vm: VcsimVm, daemon: DaemonProcess, client: GrpcJsClient, sourceSha256: string): Promise<Run> {
+async function runDaemon(round: number, sim: Vcsim, vm: VcsimVm, daemon: DaemonProcess, client: GrpcJsClient, pinning: Pinning, sourceSha256: string): Promise<Run> {
   const outputDir = `bench-${round}`;
-  let job: Awaited<ReturnType<typeof pollJob>> | undefined;
+  let job: Awaited<ReturnType<typeof runJob>> | undefined;
   try {
-    const m = await measured(sim, async () => {
-      const { job: submitted } = await client.unary("submitJob", {
-        definition: { provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir, name: `bench-export-${round}-${Date.now()}` } as never,
-      });
-      job = await pollJob(client, submitted!.id);
+    // Again before each run: a thread made by an unpinned one would escape (libuv's pool is made lazily).
+    pinning.pinClient(daemon.child.pid!);
+    const m = await measured(sim.child.pid!, async () => {
+      job = await runJob(client, { provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir, name: `bench-export-${round}-${Date.now()}` });
     }, daemon.child.pid!);
-    if (job!.state !== JobState.COMPLETED) throw new Error(`job ${job!.id} ended ${JobState[job!.state]}: ${job!.error?.message}`);
-    const diskName = job!.result!.files.find((f) => f.path.endsWith(".vmdk"))?.path;
-    if (!diskName) throw new Error(`job ${job!.id} lists no disk: ${JSON.stringify(job!.result!.files.map((f) => f.path))}`);
-    const diskPath = path.join(job!.result!.outputDir, diskName);
-    const onDisk = await sha256File(diskPath);
+    const disk = exportedDisks(job!)[0];
+    if (!disk) throw new Error(`job ${job!.id} lists no disk: ${JSON.stringify(job!.result!.files.map((f) => f.path))}`);
+    const onDisk = sha256File(disk.file);
     let note = "sha256 ok";
     if (onDisk !== sourceSha256) {
       note = "SHA-256 MISMATCH";
-      console.error(`\n!!!!! SHA-256 MISMATCH in round ${round}: the exported disk ${diskPath} has ${onDisk}, the source ${sourceSha256} !!!!!\n`);
+      console.error(`\n!!!!! SHA-256 MISMATCH in round ${round}: the exported disk ${disk.file} has ${onDisk}, the source ${sourceSha256} !!!!!\n`);
       process.exitCode = 1;
     }
-    const reported = job!.result!.files.find((f) => f.path === diskName)?.sha256;
-    if (reported !== onDisk) {
-      note += `; the job reports ${reported}`;
-      console.error(`\n!!!!! round ${round}: the job reports sha256 ${reported} for ${diskName}, the file has ${onDisk} !!!!!\n`);
+    if (disk.sha256 !== onDisk) {
+      note += `; the job reports ${disk.sha256}`;
+      console.error(`\n!!!!! round ${round}: the job reports sha256 ${disk.sha256} for ${disk.file}, the file has ${onDisk} !!!!!\n`);
       process.exitCode = 1;
     }
     return { round, client: "hypervisord", ...m, jobSeconds: job!.result!.durationSeconds, ...(await phases(daemon, job!.id)), note };
@@ -208,32 +173,20 @@ async function phases(daemon: DaemonProcess, jobId: string): Promise<{ setupSeco
   }
 }
 
-async function pollJob(client: GrpcJsClient, id: string) {
-  const deadline = Date.now() + JOB_TIMEOUT_MS;
-  for (;;) {
-    const { job } = await client.unary("getJob", { jobId: id });
-    if (job!.state === JobState.COMPLETED || job!.state === JobState.FAILED || job!.state === JobState.CANCELLED) return job!;
-    if (Date.now() > deadline) throw new Error(`job ${id} still ${JobState[job!.state]} after ${JOB_TIMEOUT_MS} ms`);
-    await sleep(POLL_MS);
-  }
-}
-
 function findFiles(dir: string, suffix: string): string[] {
   if (!fs.existsSync(dir)) return [];
-  return fs.readdirSync(dir, { recursive: true, withFileTypes: true })
-    .filter((e) => e.isFile() && e.name.endsWith(suffix))
-    .map((e) => path.join(e.parentPath ?? (e as unknown as { path: string }).path, e.name));
+  return fs.readdirSync(dir, { recursive: true, encoding: "utf8" }).filter((f) => f.endsWith(suffix)).map((f) => path.join(dir, f));
 }
 
 // ---------------------------------------------------------------------------------------------
 
-function machineContext(): Record<string, unknown> {
+function machineContext(pinning: Pinning): Record<string, unknown> {
   const cpus = os.cpus();
   let curl = "";
   try {
     curl = execFileSync("curl", ["--version"], { encoding: "utf8" }).split("\n")[0]!;
   } catch {
-    curl = "unavailable";
+    curl = "";
   }
   return {
     cpus: cpus.length,
@@ -244,42 +197,63 @@ function machineContext(): Record<string, unknown> {
     loadavg: os.loadavg().map((n) => Number(n.toFixed(2))),
     tmpdir: os.tmpdir(),
     curl,
+    pinning: pinning.description,
   };
 }
 
-async function main(): Promise<void> {
-  const context = machineContext();
-  console.log(`machine: ${JSON.stringify(context)}`);
+/** Why the bench cannot run here (printed, exit 0), or undefined. */
+async function missingTool(context: Record<string, unknown>): Promise<{ reason?: string; govc?: string }> {
+  if (unknownRows.length) return { reason: `BENCH_ONLY names unknown rows ${unknownRows.join(",")} (known: ${ROWS.join(",")})` };
+  const { reason: noSim } = await buildVcsim();
+  if (noSim) return { reason: `no vCenter simulator: ${noSim}` };
+  if ((wanted("main") || PROFILE) && !context.curl) return { reason: "curl is missing (the main rows compare against it)" };
+  if (!wanted("main") && !wanted("multidisk")) return {};
   const { govc, reason } = await buildGovc();
-  if (reason || !govc) throw new Error(reason ?? "build.sh --with-govc printed no govc path");
+  if (reason || !govc) return { reason: `govc cannot be built here (the main and multidisk rows compare against it): ${reason ?? "build.sh --with-govc printed no govc path"}` };
+  return { govc };
+}
+
+async function main(): Promise<void> {
+  const pinning = createPinning();
+  const context = machineContext(pinning);
+  console.log(`machine: ${JSON.stringify(context)}`);
+  console.log(`${pinning.description}`);
+  const { reason, govc } = await missingTool(context);
+  if (reason) {
+    console.log(`SKIPPED: ${reason}`);
+    return;
+  }
 
   const work = tempDir("export-bench");
   let sim: Vcsim | undefined;
   let daemon: DaemonProcess | undefined;
   let client: GrpcJsClient | undefined;
   const runs: Run[] = [];
-  let running: Awaited<ReturnType<typeof snapshotRows>> | undefined;
-  let fleet: Awaited<ReturnType<typeof fleetRows>> | undefined;
+  const results: Record<string, unknown> = {};
   try {
     sim = await startVcsim();
+    pinning.pinSimulator(sim.child.pid!);
     const vm = sim.vms[0]!;
     const diskFile = vm.disks[0]!.file;
     let started = performance.now();
-    const sourceSha256 = await writeDisk(diskFile);
-    console.log(`vcsim ${sim.url}, VM ${vm.name} (${vm.moref}); wrote ${SIZE / MiB} MiB into ${diskFile} in ${((performance.now() - started) / 1000).toFixed(1)} s, sha256 ${sourceSha256}`);
+    const needsDisk = wanted("main") || wanted("running") || PROFILE;
+    const sourceSha256 = needsDisk ? writeRandomDisk(diskFile, SIZE) : "";
+    if (needsDisk) console.log(`vcsim ${sim.url} (pid ${sim.child.pid}), VM ${vm.name} (${vm.moref}); wrote ${SIZE / MiB} MiB into ${diskFile} in ${((performance.now() - started) / 1000).toFixed(1)} s, sha256 ${sourceSha256}`);
 
     started = performance.now();
     // Four jobs at once, so that the folder rows can run VMs side by side (the single-VM rows run one job at a time).
     daemon = await spawnDaemon({ args: ["--max-concurrent-jobs", "4"] });
+    pinning.pinClient(daemon.child.pid!);
     client = createGrpcJsClient(daemon.grpcAddress);
-    console.log(`daemon pid ${daemon.child.pid} ready in ${((performance.now() - started) / 1000).toFixed(1)} s; ${ROUNDS} rounds of curl, govc, hypervisord; MiB/s = ${MiB} bytes/s\n`);
+    console.log(`daemon pid ${daemon.child.pid} ready in ${((performance.now() - started) / 1000).toFixed(1)} s; rows: ${ROWS.filter(wanted).join(", ")}${PROFILE ? ", profile" : ""}; ` +
+      `${ROUNDS} round(s); MiB/s = ${MiB} bytes/s\n`);
 
-    for (let round = 1; round <= (ONLY === "running" ? 0 : ROUNDS); round++) {
+    for (let round = 1; round <= (wanted("main") ? ROUNDS : 0); round++) {
       for (const run of [
-        () => runCurl(round, sim!, vm, work),
-        () => runGovc(round, sim!, vm, work, govc),
-        () => runGovc(round, sim!, vm, work, govc, true),
-        () => runDaemon(round, sim!, vm, daemon!, client!, sourceSha256),
+        () => runCurl(round, sim!, vm, work, pinning),
+        () => runGovc(round, sim!, vm, work, govc!, pinning),
+        () => runGovc(round, sim!, vm, work, govc!, pinning, true),
+        () => runDaemon(round, sim!, vm, daemon!, client!, pinning, sourceSha256),
       ]) {
         const result = await run();
         runs.push(result);
@@ -288,16 +262,33 @@ async function main(): Promise<void> {
             ` (before the download ${fixed(result.setupSeconds, 2)} s, download ${fixed(result.downloadSeconds, 2)} s = ${fixed(mibps(result.downloadSeconds ?? NaN))} MiB/s)`
           : "";
         console.log(
-          `round ${round} ${result.client.padEnd(11)} ${fixed(result.seconds, 2).padStart(6)} s  ${fixed(mibps(result.seconds)).padStart(7)} MiB/s` +
-            `  cpu: client ${fixed(result.clientCpu, 2)} s, vcsim ${fixed(result.vcsimCpu, 2)} s${job}${result.note ? ` [${result.note}]` : ""}`,
+          `round ${round} ${result.client.padEnd(13)} ${fixed(result.seconds, 2).padStart(6)} s  ${fixed(mibps(result.seconds)).padStart(7)} MiB/s` +
+            `  cpu: client ${fixed(result.clientCpu, 2)} s = ${fixed(perGiB(result.clientCpu), 2)} s/GiB, vcsim ${fixed(result.vcsimCpu, 2)} s${job}${result.note ? ` [${result.note}]` : ""}`,
         );
       }
     }
-    console.log(`\nrunning VM (snapshot) vs powered off (direct): ${ROUNDS} rounds each, alternating`);
-    running = await snapshotRows(sim, vm, daemon, client, sourceSha256, SIZE, ROUNDS);
+    if (runs.length > 0) results.main = report(runs);
+    if (PROFILE) results.profile = await profileRun(sim, vm, pinning, sourceSha256, SIZE);
+    if (wanted("memory")) {
+      results.memory = await memoryRows({ sim, vm: sim.vms[1]!, daemon, client, pinning, sizeBytes: MEMORY_SIZE });
+    }
+    if (wanted("running")) {
+      console.log(`\nrunning VM (snapshot) vs powered off (direct): ${ROUNDS} rounds each, alternating`);
+      pinning.pinClient(daemon.child.pid!);
+      results.snapshotVsDirect = await snapshotRows(sim, vm, daemon, client, sourceSha256, SIZE, ROUNDS);
+    }
     await sim.stop();
-    sim = await startVcsim(["-folder", "1", "-vm", "4"]);
-    fleet = await fleetRows(sim, daemon, client, FLEET_SIZE);
+    sim = undefined;
+    if (wanted("multidisk")) {
+      pinning.pinClient(daemon.child.pid!);
+      results.multiDisk = await multiDiskRows({ govc: govc!, pinning, daemon, client, work, rounds: ROUNDS, disks: 4, diskBytes: MULTIDISK_SIZE, rate: MULTIDISK_RATE });
+    }
+    if (wanted("folder")) {
+      sim = await startVcsim(["-folder", "1", "-vm", "4"]);
+      pinning.pinSimulator(sim.child.pid!);
+      pinning.pinClient(daemon.child.pid!);
+      results.folder = await fleetRows(sim, daemon, client, FLEET_SIZE);
+    }
   } finally {
     client?.close();
     const code = await daemon?.stop();
@@ -309,70 +300,87 @@ async function main(): Promise<void> {
       fs.rmSync(daemon.outputRoot, { recursive: true, force: true });
     }
   }
-  if (runs.length > 0) report(runs, context);
-  console.log(JSON.stringify({ bench: "export-running", sizeMiB: SIZE / MiB, rounds: ROUNDS, snapshotVsDirect: running, folder: fleet }));
+  console.log(JSON.stringify({
+    bench: "export",
+    machine: { cpus: context.cpus, node: context.node, loadavg: context.loadavg, pinning: pinning.description },
+    sizeMiB: SIZE / MiB,
+    rounds: ROUNDS,
+    ...results,
+    pass: Object.fromEntries(Object.entries(results).flatMap(([row, r]) => {
+      const pass = (r as { pass?: unknown }).pass;
+      return typeof pass === "object" && pass !== null ? Object.entries(pass).map(([k, v]) => [`${row}.${k}`, v]) : typeof pass === "boolean" ? [[row, pass]] : [];
+    })),
+  }));
 }
 
-function report(runs: Run[], context: Record<string, unknown>): void {
+/** The main table and its targets; returns the figures for the JSON line. */
+function report(runs: Run[]) {
   const of = (client: Client) => runs.filter((r) => r.client === client);
   const rate = (client: Client) => of(client).map((r) => mibps(r.seconds));
-  const curl = median(rate("curl"));
-  const govc = median(rate("govc"));
-  const hvd = median(rate("hypervisord"));
+  const cpuPerGiB = (client: Client) => of(client).map((r) => perGiB(r.clientCpu));
+  const med = (client: Client) => ({ mibps: median(rate(client)), cpuPerGiB: median(cpuPerGiB(client)), vcsimCpu: median(of(client).map((r) => r.vcsimCpu)) });
+  const curl = med("curl");
+  const govc = med("govc");
+  const govcSha = med("govc -sha 256");
+  const hvd = med("hypervisord");
   const hvdJob = median(of("hypervisord").map((r) => mibps(r.jobSeconds!)));
 
-  const header = ["client", ...Array.from({ length: ROUNDS }, (_, i) => `round ${i + 1}`), "median MiB/s", "median s", "client cpu s", "vcsim cpu s"];
+  const rounds = Array.from({ length: ROUNDS }, (_, i) => i + 1);
+  const header = ["client", "MiB/s", "s", "cpu s/GiB", "vcsim cpu s", ...rounds.map((i) => `r${i} MiB/s`), ...rounds.map((i) => `r${i} cpu s/GiB`)];
   const rows: string[][] = [];
-  const row = (label: string, values: number[], seconds: number[], clientCpu: number[], vcsimCpu: number[]) =>
-    rows.push([label, ...values.map((v) => fixed(v)), fixed(median(values)), fixed(median(seconds), 2), fixed(median(clientCpu), 2), fixed(median(vcsimCpu), 2)]);
-  for (const client of ["curl", "govc", "govc -sha 256", "hypervisord"] as const) {
-    row(client, rate(client), of(client).map((r) => r.seconds), of(client).map((r) => r.clientCpu), of(client).map((r) => r.vcsimCpu));
+  for (const client of CLIENTS) {
+    const m = med(client);
+    rows.push([client, fixed(m.mibps), fixed(median(of(client).map((r) => r.seconds)), 2), fixed(m.cpuPerGiB, 2), fixed(m.vcsimCpu, 2),
+      ...rate(client).map((v) => fixed(v)), ...cpuPerGiB(client).map((v) => fixed(v, 2))]);
   }
-  row("hvd (job duration)", of("hypervisord").map((r) => mibps(r.jobSeconds!)), of("hypervisord").map((r) => r.jobSeconds!), [], []);
-  // Diagnosis, not a target: the disk's download alone (log), and the time before it started (session, lease, manifest).
+  // Diagnosis, not a target: the job's own duration, the disk's download alone (log), and the time before it started.
+  const jobSeconds = of("hypervisord").map((r) => r.jobSeconds!);
+  rows.push(["hvd (job duration)", fixed(hvdJob), fixed(median(jobSeconds), 2), "", "", ...jobSeconds.map((s) => fixed(mibps(s)))]);
   const downloads = of("hypervisord").map((r) => r.downloadSeconds ?? NaN);
-  row("hvd (download phase)", downloads.map(mibps), downloads, [], []);
+  rows.push(["hvd (download phase)", fixed(median(downloads.map(mibps))), fixed(median(downloads), 2), "", "", ...downloads.map((s) => fixed(mibps(s)))]);
   const setups = of("hypervisord").map((r) => r.setupSeconds ?? NaN);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
-  console.log(`\nthroughput in MiB/s (1 MiB = 1048576 bytes) of a ${SIZE / MiB} MiB disk, wall time per run; ${ROUNDS} rounds`);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) => header.map((_, i) => (i === 0 ? (cells[i] ?? "").padEnd(widths[i]!) : (cells[i] ?? "").padStart(widths[i]!))).join("  ");
+  console.log(`\nmedians of ${ROUNDS} round(s), a ${SIZE / MiB} MiB disk; MiB/s over the wall time; client cpu = user+sys seconds per GiB ` +
+    `(curl/govc: the child's rusage; hypervisord: the daemon's /proc over the run)`);
   console.log(line(header));
   console.log(widths.map((w) => "-".repeat(w)).join("  "));
   for (const r of rows) console.log(line(r));
   console.log(`hypervisord before its download started (session, ExportVm, lease, HttpNfcLeaseGetManifest): ${setups.map((v) => fixed(v, 2)).join(", ")} s`);
 
-  const vsCurl = hvd / curl;
-  const vsGovc = hvd / govc;
+  const vsCurl = hvd.mibps / curl.mibps;
+  const vsGovc = hvd.mibps / govc.mibps;
+  const cpuVsGovc = hvd.cpuPerGiB / govc.cpuPerGiB;
+  const pass = { cpuPerGiB: hvd.cpuPerGiB <= govc.cpuPerGiB, vsCurl: vsCurl >= TARGET_VS_CURL, vsGovc: vsGovc > 1 };
   const verdict = (ok: boolean) => (ok ? "PASS" : "MISS");
   console.log("");
-  console.log(`hypervisord/curl = ${vsCurl.toFixed(2)} (target >= ${TARGET_VS_CURL}): ${verdict(vsCurl >= TARGET_VS_CURL)}` +
-    `   [job duration: ${(hvdJob / curl).toFixed(2)}]`);
-  console.log(`hypervisord/govc = ${vsGovc.toFixed(2)} (target > 1, faster than govc): ${verdict(vsGovc > 1)}` +
-    `   [job duration: ${(hvdJob / govc).toFixed(2)}]`);
-  const govcSha = median(rate("govc -sha 256"));
-  console.log(`hypervisord/(govc -sha 256) = ${(hvd / govcSha).toFixed(2)} (like for like: both write a SHA-256 .mf; not a target)`);
+  console.log(`hypervisord cpu/GiB ${fixed(hvd.cpuPerGiB, 2)} s vs govc ${fixed(govc.cpuPerGiB, 2)} s = ${cpuVsGovc.toFixed(2)}x (target <= govc's): ${verdict(pass.cpuPerGiB)}` +
+    `   [govc -sha 256 ${fixed(govcSha.cpuPerGiB, 2)} s, curl ${fixed(curl.cpuPerGiB, 2)} s]`);
+  console.log(`hypervisord/curl = ${vsCurl.toFixed(2)} (target >= ${TARGET_VS_CURL}): ${verdict(pass.vsCurl)}   [job duration: ${(hvdJob / curl.mibps).toFixed(2)}]`);
+  console.log(`hypervisord/govc = ${vsGovc.toFixed(2)} (target > 1, faster than govc): ${verdict(pass.vsGovc)}   [job duration: ${(hvdJob / govc.mibps).toFixed(2)}]`);
+  console.log(`hypervisord/(govc -sha 256) = ${(hvd.mibps / govcSha.mibps).toFixed(2)} (like for like: both write a SHA-256 .mf; not a target)`);
   const mismatches = of("hypervisord").filter((r) => r.note !== "sha256 ok").length;
   if (mismatches) console.log(`!!! ${mismatches} hypervisord run(s) with a SHA-256 mismatch`);
-
-  console.log(JSON.stringify({
-    bench: "export",
+  const round1 = (v: number) => Number(v.toFixed(1));
+  const round3 = (v: number) => Number(v.toFixed(3));
+  return {
     unit: "MiB/s",
-    sizeMiB: SIZE / MiB,
-    rounds: ROUNDS,
-    machine: { cpus: context.cpus, node: context.node, loadavg: context.loadavg },
-    perRound: Object.fromEntries((["curl", "govc", "govc -sha 256", "hypervisord"] as const).map((c) => [c, rate(c).map((v) => Number(v.toFixed(1)))])),
-    hypervisordJobDuration: of("hypervisord").map((r) => Number(mibps(r.jobSeconds!).toFixed(1))),
-    hypervisordDownloadPhase: downloads.map((v) => Number(mibps(v).toFixed(1))),
+    perRound: Object.fromEntries(CLIENTS.map((c) => [c, rate(c).map(round1)])),
+    cpuPerGiBPerRound: Object.fromEntries(CLIENTS.map((c) => [c, cpuPerGiB(c).map(round3)])),
+    vcsimCpuPerRound: Object.fromEntries(CLIENTS.map((c) => [c, of(c).map((r) => round3(r.vcsimCpu))])),
+    hypervisordJobDuration: jobSeconds.map((v) => round1(mibps(v))),
+    hypervisordDownloadPhase: downloads.map((v) => round1(mibps(v))),
     hypervisordSecondsBeforeDownload: setups.map((v) => Number(v.toFixed(2))),
     median: {
-      curl: Number(curl.toFixed(1)), govc: Number(govc.toFixed(1)), govcSha256: Number(govcSha.toFixed(1)), hypervisord: Number(hvd.toFixed(1)),
-      hypervisordJobDuration: Number(hvdJob.toFixed(1)), hypervisordDownloadPhase: Number(median(downloads.map(mibps)).toFixed(1)),
+      curl: round1(curl.mibps), govc: round1(govc.mibps), govcSha256: round1(govcSha.mibps), hypervisord: round1(hvd.mibps),
+      hypervisordJobDuration: round1(hvdJob), hypervisordDownloadPhase: round1(median(downloads.map(mibps))),
     },
-    ratio: { hypervisordVsCurl: Number(vsCurl.toFixed(3)), hypervisordVsGovc: Number(vsGovc.toFixed(3)), hypervisordVsGovcSha256: Number((hvd / govcSha).toFixed(3)) },
-    target: { vsCurl: TARGET_VS_CURL, vsGovc: 1 },
-    pass: { vsCurl: vsCurl >= TARGET_VS_CURL, vsGovc: vsGovc > 1 },
+    medianCpuPerGiB: { curl: round3(curl.cpuPerGiB), govc: round3(govc.cpuPerGiB), govcSha256: round3(govcSha.cpuPerGiB), hypervisord: round3(hvd.cpuPerGiB) },
+    ratio: { hypervisordVsCurl: round3(vsCurl), hypervisordVsGovc: round3(vsGovc), hypervisordVsGovcSha256: round3(hvd.mibps / govcSha.mibps), cpuPerGiBVsGovc: round3(cpuVsGovc) },
+    target: { vsCurl: TARGET_VS_CURL, vsGovc: 1, cpuPerGiBVsGovc: 1 },
+    pass,
     sha256Mismatches: mismatches,
-  }));
+  };
 }
 
 try {
