@@ -57,7 +57,8 @@ export async function profileRun(sim: Vcsim, vm: VcsimVm, pinning: Pinning, sour
   }
   // Largest first: the thread that did the most work.
   const profiles = files.map((file) => ({ file, profile: readProfile(file) })).sort((a, b) => fs.statSync(b.file).size - fs.statSync(a.file).size);
-  console.log(`top self time within the job's span (SubmitJob until GetJob said COMPLETED: --from ${window.fromUs} --to ${window.toUs} on V8's clock), per thread:`);
+  console.log(`top self time within the job's span (SubmitJob until GetJob said COMPLETED: --from ${window.fromUs} --to ${window.toUs} on V8's clock), per JS thread ` +
+    "(libuv's pool and V8's GC helpers are not sampled: the daemon's cpu above includes them):");
   const summaries = profiles.map(({ file, profile }) => ({ file, summary: summarizeProfiles([profile], 10, window) }));
   for (const { file, summary } of summaries) console.log(`\n${formatSummary(path.basename(file), summary)}`);
   const merged = profiles.length > 1 ? summarizeProfiles(profiles.map((p) => p.profile), 10, window) : undefined;
