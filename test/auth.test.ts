@@ -407,6 +407,22 @@ describe("ApiKeyStore (SQLite) and the hooks, in process", () => {
     assert.throws(() => keys.insert(key("key_c", "secret-b")), /the same key is already API key key_b/);
   });
 
+  test("the usable-key count (kept in memory between writes) follows inserts, revocations, config syncs and expiry", () => {
+    const keys = store();
+    assert.equal(keys.countUsable(1000), 0);
+    keys.insert(key("key_a", "secret-a", { expireTime: 5000 }));
+    assert.equal(keys.countUsable(1000), 1, "an insert counts at once");
+    assert.equal(keys.countUsable(4999), 1);
+    assert.equal(keys.countUsable(5000), 0, "expired at its expire_time");
+    keys.insert(key("key_b", "secret-b"));
+    assert.equal(keys.countUsable(5000), 1);
+    assert.equal(keys.countUsable(3000), 2, "an earlier time is counted again (key_a was usable then)");
+    keys.revoke("key_b", 6000);
+    assert.equal(keys.countUsable(6000), 0, "a revocation counts at once");
+    keys.syncConfig(apiKeysFromConfig([{ name: "root", key: KEYS.admin, role: "admin" }], "auth.api_keys", 1000));
+    assert.equal(keys.countUsable(6000), 1, "so does a config sync");
+  });
+
   const context = (headers: Record<string, string>, clientCertificate?: CallContext["clientCertificate"]): CallContext => ({
     signal: new AbortController().signal, peer: "127.0.0.1:1", transport: "grpc", header: (name) => headers[name], clientCertificate,
   });

@@ -20,9 +20,13 @@ export function resolveOutputDir(requested: string, roots: readonly string[], fi
   checkPathLength(candidate, field);
   const root = roots.find((r) => isInside(candidate, r));
   if (!root) throw new InvalidArgumentError(field, `${quoteInput(requested)} resolves to ${shown(candidate)}, outside the ${allowed}`);
+  // Usually the directory exists: one realpath(3) answers, instead of access(2) then an lstat(2) per component.
   let existing = candidate;
-  while (!fs.existsSync(existing) && existing !== path.dirname(existing)) existing = path.dirname(existing);
-  const real = pathCheck(() => fs.realpathSync(existing), field, existing);
+  let real = realIfExists(candidate);
+  if (real === undefined) {
+    while (!fs.existsSync(existing) && existing !== path.dirname(existing)) existing = path.dirname(existing);
+    real = pathCheck(() => fs.realpathSync(existing), field, existing);
+  }
   if (!realRoots.some((r) => isInside(real, r))) {
     throw new InvalidArgumentError(field, `${quoteInput(requested)} leads outside the ${allowed} through a symbolic link (${shown(existing)} is ${shown(real)})`);
   }
@@ -30,6 +34,15 @@ export function resolveOutputDir(requested: string, roots: readonly string[], fi
     throw new InvalidArgumentError(field, `${shown(existing)} is not a directory`);
   }
   return candidate;
+}
+
+/** The path with its links resolved when it exists and resolves; undefined otherwise (the caller then finds out why). */
+function realIfExists(file: string): string | undefined {
+  try {
+    return fs.realpathSync.native(file);
+  } catch {
+    return undefined;
+  }
 }
 
 /** Linux limits (PATH_MAX, NAME_MAX): a longer path fails in open() or mkdir() with ENAMETOOLONG. */

@@ -1,14 +1,14 @@
-import { randomBytes } from "node:crypto";
+import { randomUUID } from "node:crypto";
 
 /**
  * A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds first, so that job ids sort
  * by creation and new rows land at the end of the id index instead of at random.
+ * Made from a v4 UUID, whose random bits come from Node's pool (randomBytes per id cost a
+ * measurable part of a SubmitJob): the first 48 bits become the time, the version nibble 7;
+ * the variant bits are the same in both, and the 74 random bits v7 keeps stay random.
  */
 export function uuidv7(now = Date.now()): string {
-  const bytes = randomBytes(16);
-  bytes.writeUIntBE(now, 0, 6);
-  bytes[6] = 0x70 | (bytes[6]! & 0x0f);
-  bytes[8] = 0x80 | (bytes[8]! & 0x3f);
-  const hex = bytes.toString("hex");
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  const random = randomUUID();
+  const time = now.toString(16).padStart(12, "0");
+  return `${time.slice(0, 8)}-${time.slice(8, 12)}-7${random.slice(15)}`;
 }

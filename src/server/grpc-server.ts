@@ -60,7 +60,7 @@ export function createGrpcServer(bindings: readonly GrpcServiceBinding[], logger
     "grpc.max_concurrent_streams": edge.maxConcurrentStreams,
     // Channelz bookkeeping costs on every message and nothing here reads it.
     "grpc.enable_channelz": 0,
-    interceptors: [trackCalls(limits), ...(options.authorize ? [authorizeFirst(options.authorize, logger)] : [])],
+    interceptors: [edgeInterceptor(limits, options.authorize, logger)],
   });
   for (const { service, handlers } of bindings) {
     const implementation: grpc.UntypedServiceImplementation = {};
@@ -107,41 +107,72 @@ export function createGrpcServer(bindings: readonly GrpcServiceBinding[], logger
 const IDLE_GOAWAY_GRACE_MS = 2000;
 
 /**
- * Tells the connection limits of each call (grpc-js shows no connections, but each call its peer's
- * address and port): busy while it runs, its request received once half-closed (all our RPCs are unary
- * or server-streaming). grpc-js reports every stream's close as a cancel and does not show RST_STREAM, so
- * a stream reset is a call that closed before its status, or without its request message (which is also a
- * call refused from its metadata: a client sending such calls in a burst loses its connection, as it should).
+ * The one interceptor of every call: one layer rather than one per concern, as each layer wraps every
+ * event of every call (a measurable part of a SubmitJob). It does two things:
+ *
+ * - tells the connection limits of each call (grpc-js shows no connections, but each call its peer's
+ *   address and port): busy while it runs, its request received once half-closed (all our RPCs are unary
+ *   or server-streaming). grpc-js reports every stream's close as a cancel and does not show RST_STREAM, so
+ *   a stream reset is a call that closed before its status, or without its request message (which is also a
+ *   call refused from its metadata: a client sending such calls in a burst loses its connection, as it should);
+ * - with `authorize`, checks the credentials of a HypervisordService call from its metadata, before its
+ *   message is read (grpc-js reads a unary request whole before the handler runs): a refused call is answered
+ *   at once and its message never read. A call that passes goes on to the call hooks, whose authentication agrees.
  */
-function trackCalls(limits: ConnectionLimits): grpc.ServerInterceptor {
-  return (_method, call) => {
+function edgeInterceptor(limits: ConnectionLimits, authorize: GrpcServerOptions["authorize"], logger: Logger): grpc.ServerInterceptor {
+  return (method, call) => {
     const { remoteAddress, remotePort } = call.getConnectionInfo();
     const peer = `${remoteAddress}:${remotePort}`;
     const tracked = limits.callStarted(peer);
-    if (!tracked) return new grpc.ServerInterceptingCall(call);
+    const name = authorize && method.path.startsWith(RPC_PREFIX) ? method.path.slice(RPC_PREFIX.length) : undefined;
+    if (!tracked && name === undefined) return new grpc.ServerInterceptingCall(call);
     let requested = false;
     let answered = false;
-    return new grpc.ServerInterceptingCall(call, {
+    const edge: RefusingCall = new RefusingCall(call, {
       start: (next) => next({
-        onReceiveMessage: (message, nextMessage) => {
-          requested = true;
-          nextMessage(message);
-        },
-        onReceiveHalfClose: (nextHalfClose) => {
-          tracked.received();
-          nextHalfClose();
-        },
-        onCancel: () => {
-          if (!requested || !answered) limits.streamReset(peer);
-          tracked.ended();
-        },
+        ...(name !== undefined && {
+          onReceiveMetadata: (metadata: grpc.Metadata, nextMetadata: (metadata: grpc.Metadata) => void) => {
+            const refusal = authorize!(name, {
+              signal: CHECKED_BEFORE_START,
+              peer: call.getPeer(),
+              transport: "grpc",
+              header: (header) => {
+                const value = metadata.get(header)[0];
+                return value === undefined ? undefined : String(value);
+              },
+              get clientCertificate() {
+                return clientCertificateOf(call.getAuthContext()?.sslPeerCertificate);
+              },
+            });
+            if (!refusal) return nextMetadata(metadata);
+            edge.refused = true;
+            edge.sendStatus(grpcStatusOf(refusal, logger, name));
+          },
+        }),
+        ...(tracked && {
+          onReceiveMessage: (message: unknown, nextMessage: (message: unknown) => void) => {
+            requested = true;
+            nextMessage(message);
+          },
+          onReceiveHalfClose: (nextHalfClose: () => void) => {
+            tracked.received();
+            nextHalfClose();
+          },
+          onCancel: () => {
+            if (!requested || !answered) limits.streamReset(peer);
+            tracked.ended();
+          },
+        }),
       }),
-      sendStatus: (status, next) => {
-        answered = true;
-        tracked.ended();
-        next(status);
-      },
+      ...(tracked && {
+        sendStatus: ((status, next) => {
+          answered = true;
+          tracked.ended();
+          next(status);
+        }) satisfies grpc.Responder["sendStatus"],
+      }),
     });
+    return edge;
   };
 }
 
@@ -213,11 +244,23 @@ function cachedSerializer(schema: DescMessage): (message: unknown) => Buffer {
   };
 }
 
-function callContext(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>) {
-  const controller = new AbortController();
-  call.once("cancelled", () => controller.abort());
+/**
+ * The call as handlers see it. Its signal is made when first read (most unary handlers never read it: an
+ * AbortController and a listener per call are a measurable part of a SubmitJob), aborted at once if the call
+ * was already cancelled.
+ */
+function callContext(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>): CallContext {
+  let controller: AbortController | undefined;
   const context: CallContext = {
-    signal: controller.signal,
+    get signal() {
+      if (!controller) {
+        const made = new AbortController();
+        controller = made;
+        if (call.cancelled) made.abort();
+        else call.once("cancelled", () => made.abort());
+      }
+      return controller.signal;
+    },
     peer: call.getPeer(),
     transport: "grpc",
     header: (name) => {
@@ -229,7 +272,7 @@ function callContext(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerW
       return clientCertificateOf(call.getAuthContext()?.sslPeerCertificate);
     },
   };
-  return { controller, context };
+  return context;
 }
 
 function toServiceError(err: unknown, logger: Logger, method: DescMethod): Partial<grpc.StatusObject> {
@@ -246,7 +289,7 @@ function grpcStatusOf(err: unknown, logger: Logger, method: string): grpc.Status
 
 function unaryHandler(method: DescMethod, handler: AnyHandler, logger: Logger): grpc.handleUnaryCall<unknown, unknown> {
   return (call, callback) => {
-    const { context } = callContext(call);
+    const context = callContext(call);
     const request = call.request;
     if (request instanceof UndecodableRequest) return callback(toServiceError(request.error, logger, method));
     (handler(request, context) as Promise<unknown>).then(
@@ -258,8 +301,8 @@ function unaryHandler(method: DescMethod, handler: AnyHandler, logger: Logger): 
 
 function streamingHandler(method: DescMethod, handler: AnyHandler, logger: Logger): grpc.handleServerStreamingCall<unknown, unknown> {
   return async (call) => {
-    const { controller, context } = callContext(call);
-    const { signal } = controller;
+    const context = callContext(call);
+    const { signal } = context;
     try {
       if (call.request instanceof UndecodableRequest) throw call.request.error;
       for await (const item of handler(call.request, context) as AsyncIterable<unknown>) {
@@ -277,40 +320,8 @@ function streamingHandler(method: DescMethod, handler: AnyHandler, logger: Logge
 }
 
 const RPC_PREFIX = `/${HypervisordService.typeName}/`;
-
-/**
- * Checks the credentials of a HypervisordService call from its metadata, before its message is read
- * (grpc-js reads a unary request whole before the handler runs): a refused call is answered at once and
- * its message never read. A call that passes goes on to the call hooks, whose authentication agrees.
- */
-function authorizeFirst(authorize: NonNullable<GrpcServerOptions["authorize"]>, logger: Logger): grpc.ServerInterceptor {
-  return (method, call) => {
-    if (!method.path.startsWith(RPC_PREFIX)) return new grpc.ServerInterceptingCall(call);
-    const name = method.path.slice(RPC_PREFIX.length);
-    const refusing: RefusingCall = new RefusingCall(call, {
-      start: (next) => next({
-        onReceiveMetadata: (metadata, nextMetadata) => {
-          const refusal = authorize(name, {
-            signal: AbortSignal.abort(),
-            peer: call.getPeer(),
-            transport: "grpc",
-            header: (header) => {
-              const value = metadata.get(header)[0];
-              return value === undefined ? undefined : String(value);
-            },
-            get clientCertificate() {
-              return clientCertificateOf(call.getAuthContext()?.sslPeerCertificate);
-            },
-          });
-          if (!refusal) return nextMetadata(metadata);
-          refusing.refused = true;
-          refusing.sendStatus(grpcStatusOf(refusal, logger, name));
-        },
-      }),
-    });
-    return refusing;
-  };
-}
+/** The signal of the pre-body check, which runs before the call does: made once (AbortSignal.abort() per call costs a DOMException with its stack). */
+const CHECKED_BEFORE_START = AbortSignal.abort();
 
 /** A call refused from its metadata: what the handler would read next is never asked for. */
 class RefusingCall extends grpc.ServerInterceptingCall {

@@ -16,6 +16,9 @@
 // BENCH_STREAM_CLIENT=http2 (subscribers on plain node:http2 instead of grpc-js: a cheaper receiver, for diagnosis)
 // BENCH_CONNECTION_WINDOW=<bytes> (HTTP/2 receive window of each subscriber connection; 0 = grpc-js default 64 KiB)
 // BENCH_VM="bench?size=1&chunk=1&delayMs=600000" (fake VM of the submitted jobs; this one parks them, isolating SubmitJob).
+// BENCH_DAEMON_NODE_ARGS="--cpu-prof --cpu-prof-dir DIR" (node options of every daemon spawned, for profiling: each measured
+// window is then printed as "profile window" with the daemon's pid and its monotonic bounds in µs, the clock of a
+// .cpuprofile's startTime and timeDeltas, so that a profile can be cut to the window).
 import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import http2 from "node:http2";
@@ -62,6 +65,7 @@ const CONNECTION_WINDOW = envInt("BENCH_CONNECTION_WINDOW", Math.ceil(SUBSCRIBER
 const TARGET_RATIO = 0.7;
 const TARGET_P99_MS = 100;
 const DAEMON_ARGS = ["--max-concurrent-jobs", "4"];
+const DAEMON_NODE_ARGS = (process.env.BENCH_DAEMON_NODE_ARGS ?? "").split(/\s+/).filter(Boolean);
 /** The SubmitJob target: jobs queue behind 4 workers that stay busy (each parked job sleeps 10 min), so the API path is measured. */
 const PARKED_VM = process.env.BENCH_VM || "bench?size=1&chunk=1&delayMs=600000";
 /** Reported beside it: every submitted job also runs to completion at once, in the same daemon process. */
@@ -108,6 +112,12 @@ function fmt(n: number): string {
 
 const log = (message: string) => process.stdout.write(`${message}\n`);
 const pct = (partMs: number, wholeMs: number) => Math.max(0, (partMs / wholeMs) * 100);
+const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
+
+/** With BENCH_DAEMON_NODE_ARGS: where a measured window lies in the daemon's profile. */
+function logProfileWindow(what: string, pid: number | undefined, fromUs: number, toUs: number, count: number): void {
+  if (DAEMON_NODE_ARGS.length > 0) log(`  profile window: ${what}, pid ${pid}, monotonic us ${fromUs}..${toUs}, ${count} calls or messages`);
+}
 
 // ---------------------------------------------------------------------------------------------
 // (a) the no-op server in its own process
@@ -220,6 +230,7 @@ async function unaryLoad(client: GrpcJsClient, durationMs: number, concurrency: 
   const serverCpuStart = processCpuMs(serverPid);
   const machineStart = machineBusyMs();
   const start = process.hrtime.bigint();
+  const windowStartUs = monotonicUs();
   const end = start + BigInt(durationMs) * 1_000_000n;
   const worker = async () => {
     while (process.hrtime.bigint() < end) {
@@ -236,6 +247,7 @@ async function unaryLoad(client: GrpcJsClient, durationMs: number, concurrency: 
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  if (serverPid !== undefined) logProfileWindow(label, serverPid, windowStartUs, monotonicUs(), latencies.length);
   const cpu = process.cpuUsage(cpuStart);
   const serverCpuMs = processCpuMs(serverPid) - serverCpuStart;
   const sorted = Float64Array.from(latencies).sort();
@@ -276,7 +288,7 @@ function removeDaemonDirs(d: DaemonProcess): void {
 }
 
 async function measureDaemon(round: number, label: string, vm: string): Promise<LoadResult & DaemonRunExtra> {
-  const d = await spawnDaemon({ args: DAEMON_ARGS });
+  const d = await spawnDaemon({ args: DAEMON_ARGS, nodeArgs: DAEMON_NODE_ARGS });
   children.add(d.child);
   try {
     const result = await measureTarget(d.grpcAddress, label, d.child.pid, vm);
@@ -465,7 +477,7 @@ function http2Channel(address: string): StreamChannel {
 }
 
 async function streamBench(rate: number) {
-  const d = await spawnDaemon({ args: DAEMON_ARGS });
+  const d = await spawnDaemon({ args: DAEMON_ARGS, nodeArgs: DAEMON_NODE_ARGS });
   children.add(d.child);
   const channels: StreamChannel[] = [];
   const subscribers: Subscriber[] = [];
@@ -553,6 +565,7 @@ async function streamBench(rate: number) {
     const daemonCpuStart = processCpuMs(d.child.pid);
     const machineStart = machineBusyMs();
     const windowStart = nowMs();
+    const windowStartUs = monotonicUs();
     if (jobs > 0) {
       const interval = 1000 / rate;
       const t0 = nowMs();
@@ -580,6 +593,7 @@ async function streamBench(rate: number) {
       while (!complete() && nowMs() < drainDeadline) await sleep(50);
     }
     const windowMs = nowMs() - windowStart;
+    logProfileWindow(`stream ${rate} jobs/s`, d.child.pid, windowStartUs, monotonicUs(), liveMessages);
     const cpu = process.cpuUsage(cpuStart);
     const clientCpuPct = pct((cpu.user + cpu.system) / 1e3, windowMs);
     const daemonCpuMs = processCpuMs(d.child.pid) - daemonCpuStart;

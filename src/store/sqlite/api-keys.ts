@@ -58,8 +58,17 @@ export function createApiKeyQueries(db: Database): ApiKeyStore {
       last_used_time = CASE WHEN key_hash = @key_hash THEN last_used_time END, key_hash = @key_hash
     WHERE id = @id`);
   const deleteRow = db.prepare("DELETE FROM api_keys WHERE id = ?");
-  const usable = db.prepare<[number], number>(
-    "SELECT count(*) FROM api_keys WHERE revoke_time IS NULL AND (expire_time IS NULL OR expire_time > ?)").pluck();
+  const usable = db.prepare<[number], { count: number; nextExpiry: number | null }>(`SELECT count(*) AS count, min(expire_time) AS nextExpiry
+    FROM api_keys WHERE revoke_time IS NULL AND (expire_time IS NULL OR expire_time > ?)`);
+  // While no key exists, authentication asks for this count on every call (twice on gRPC): answered from memory
+  // until the table is written or the first of the counted keys expires. Only this module writes the table.
+  let usableCache: { count: number; from: number; until: number } | undefined;
+  function countUsable(now: number): number {
+    if (usableCache && now >= usableCache.from && now < usableCache.until) return usableCache.count;
+    const { count, nextExpiry } = usable.get(now)!;
+    usableCache = { count, from: now, until: nextExpiry ?? Infinity };
+    return count;
+  }
 
   /** The hash is UNIQUE: say which key holds it rather than surfacing a constraint error. */
   function checkHashFree(key: ApiKey, what: string): void {
@@ -68,6 +77,7 @@ export function createApiKeyQueries(db: Database): ApiKeyStore {
   }
 
   const syncConfig = db.transaction((keys: readonly ApiKey[]): void => {
+    usableCache = undefined;
     const stale = new Map(configRows.all().map((row) => [row.id, row]));
     // Deleted first, so that a key moved to another name in the file can take its hash along.
     for (const key of keys) stale.delete(key.id);
@@ -85,6 +95,7 @@ export function createApiKeyQueries(db: Database): ApiKeyStore {
     insert(key) {
       if (byId.get(key.id)) throw new AlreadyExistsError(`API key ${key.id} already exists`);
       checkHashFree(key, `API key ${key.id}`);
+      usableCache = undefined;
       insertRow.run(toRow(key));
     },
     get(id) {
@@ -96,9 +107,12 @@ export function createApiKeyQueries(db: Database): ApiKeyStore {
       return row && fromRow(row);
     },
     list: () => all.all().map(fromRow),
-    revoke: (id, time) => revokeRow.run(time, id).changes > 0,
+    revoke(id, time) {
+      usableCache = undefined;
+      return revokeRow.run(time, id).changes > 0;
+    },
     touch: (id, time) => void touchRow.run(time, id),
     syncConfig,
-    countUsable: (now) => usable.get(now) ?? 0,
+    countUsable,
   };
 }
