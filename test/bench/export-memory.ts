@@ -1,11 +1,12 @@
 // bench:export's memory row: a big disk (BENCH_MEMORY_GB, default 10 GiB; a sparse source with random MiBs in it)
-// exported by the daemon while its RSS is sampled every 100 ms from /proc/<pid>/status. Target: the peak
-// minus the RSS just before the job < 64 MiB. The kernel's own high-water mark (VmHWM, reset through clear_refs
+// exported by a daemon of its own, fresh (a daemon that already exported would have grown its heap and buffers
+// before the baseline, hiding that growth), while its RSS is sampled every 100 ms from /proc/<pid>/status.
+// Target: the peak minus the idle RSS just before the job < 64 MiB. The kernel's own high-water mark (VmHWM, reset through clear_refs
 // before the job when allowed) is read too, so that a spike between two samples is not missed.
 import fs from "node:fs";
-import path from "node:path";
-import type { GrpcJsClient } from "../support/clients.ts";
-import type { DaemonProcess } from "../support/daemon-process.ts";
+import os from "node:os";
+import { createGrpcJsClient } from "../support/clients.ts";
+import { spawnDaemon } from "../support/daemon-process.ts";
 import type { Vcsim, VcsimVm } from "../support/vcsim.ts";
 import { fixed } from "./bench-utils.ts";
 import { sha256File, writeSparseDisk } from "./export-disk-data.ts";
@@ -41,8 +42,6 @@ function resetHighWaterMark(pid: number): boolean {
 export interface MemoryOptions {
   sim: Vcsim;
   vm: VcsimVm;
-  daemon: DaemonProcess;
-  client: GrpcJsClient;
   pinning: Pinning;
   sizeBytes: number;
 }
@@ -50,22 +49,24 @@ export interface MemoryOptions {
 export async function memoryRows(o: MemoryOptions) {
   const label = `memory: a ${fixed(o.sizeBytes / GiB, 2)} GiB disk`;
   // The output is written in full (the daemon does not keep holes); the source is sparse and needs ~nothing.
-  const { bavail, bsize } = fs.statfsSync(o.daemon.outputRoot);
+  const { bavail, bsize } = fs.statfsSync(os.tmpdir());
   const free = bavail * bsize;
   const needed = o.sizeBytes + GiB;
   if (free < needed) {
-    const reason = `${o.daemon.outputRoot} has ${fixed(free / GiB, 1)} GiB free, the export needs ${fixed(needed / GiB, 1)} GiB (its size plus 1 GiB); set BENCH_MEMORY_GB lower`;
+    const reason = `${os.tmpdir()} (the daemon's output root) has ${fixed(free / GiB, 1)} GiB free, the export needs ${fixed(needed / GiB, 1)} GiB (its size plus 1 GiB); set BENCH_MEMORY_GB lower`;
     console.log(`\n${label}: SKIPPED: ${reason}`);
     return { skipped: reason };
   }
   const diskFile = o.vm.disks[0]!.file;
   const outputDir = "memory";
+  const daemon = await spawnDaemon();
+  const client = createGrpcJsClient(daemon.grpcAddress);
   try {
     let started = performance.now();
     const sourceSha256 = writeSparseDisk(diskFile, o.sizeBytes);
     console.log(`\n${label} (sparse: a random MiB at every GiB and at the end) into ${diskFile} in ${fixed((performance.now() - started) / 1000, 1)} s, sha256 ${sourceSha256}`);
 
-    const pid = o.daemon.child.pid!;
+    const pid = daemon.child.pid!;
     o.pinning.pinClient(pid);
     const hwmReset = resetHighWaterMark(pid);
     const baseline = statusBytes(pid, "VmRSS");
@@ -80,7 +81,7 @@ export async function memoryRows(o: MemoryOptions) {
     let m;
     try {
       m = await measured(o.sim.child.pid!, async () => {
-        job = await runJob(o.client, { provider: "vsphere", vm: o.vm.path, vsphere: connection(o.sim), outputDir, name: `bench-memory-${Date.now()}` });
+        job = await runJob(client, { provider: "vsphere", vm: o.vm.path, vsphere: connection(o.sim), outputDir, name: `bench-memory-${Date.now()}` });
       }, pid);
     } finally {
       clearInterval(timer);
@@ -102,7 +103,7 @@ export async function memoryRows(o: MemoryOptions) {
     const gib = o.sizeBytes / GiB;
     console.log(`${label} exported in ${fixed(m.seconds, 2)} s = ${fixed(o.sizeBytes / MiB / m.seconds)} MiB/s, daemon cpu ${fixed(m.clientCpu, 2)} s = ${fixed(m.clientCpu / gib, 2)} s/GiB, ` +
       `vcsim cpu ${fixed(m.vcsimCpu, 2)} s [${check}; checked in ${fixed((performance.now() - started) / 1000, 1)} s]`);
-    console.log(`daemon RSS: ${fixed(baseline / MiB)} MiB before the job, peak ${fixed(peak / MiB)} MiB in ${samples.length} samples every ${SAMPLE_MS} ms` +
+    console.log(`daemon RSS (a fresh daemon): ${fixed(baseline / MiB)} MiB idle before the job, peak ${fixed(peak / MiB)} MiB in ${samples.length} samples every ${SAMPLE_MS} ms` +
       `${hwmReset ? `, VmHWM ${fixed(hwm / MiB)} MiB` : " (VmHWM not reset: clear_refs not writable)"}, ${fixed(after / MiB)} MiB after; ` +
       `growth ${fixed(growth / MiB)} MiB (target < ${TARGET_RSS_GROWTH / MiB} MiB): ${pass ? "PASS" : "MISS"}`);
     return {
@@ -111,7 +112,11 @@ export async function memoryRows(o: MemoryOptions) {
       vmHwmMiB: hwmReset ? Number((hwm / MiB).toFixed(1)) : undefined, growthMiB: Number((growth / MiB).toFixed(1)), targetMiB: TARGET_RSS_GROWTH / MiB, pass, ok,
     };
   } finally {
-    fs.rmSync(path.join(o.daemon.outputRoot, outputDir), { recursive: true, force: true });
+    client.close();
+    const code = await daemon.stop();
+    if (code !== 0) console.error(`the memory row's daemon exited with ${code}`);
+    fs.rmSync(daemon.outputRoot, { recursive: true, force: true });
+    fs.rmSync(daemon.dataDir, { recursive: true, force: true });
     fs.truncateSync(diskFile, 0);
   }
 }

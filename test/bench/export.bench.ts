@@ -203,7 +203,6 @@ function machineContext(pinning: Pinning): Record<string, unknown> {
 
 /** Why the bench cannot run here (printed, exit 0), or undefined. */
 async function missingTool(context: Record<string, unknown>): Promise<{ reason?: string; govc?: string }> {
-  if (unknownRows.length) return { reason: `BENCH_ONLY names unknown rows ${unknownRows.join(",")} (known: ${ROWS.join(",")})` };
   const { reason: noSim } = await buildVcsim();
   if (noSim) return { reason: `no vCenter simulator: ${noSim}` };
   if ((wanted("main") || PROFILE) && !context.curl) return { reason: "curl is missing (the main rows compare against it)" };
@@ -218,6 +217,11 @@ async function main(): Promise<void> {
   const context = machineContext(pinning);
   console.log(`machine: ${JSON.stringify(context)}`);
   console.log(`${pinning.description}`);
+  if (unknownRows.length) {
+    console.error(`BENCH_ONLY names unknown rows ${unknownRows.join(",")} (known: ${ROWS.join(",")})`);
+    process.exitCode = 2;
+    return;
+  }
   const { reason, govc } = await missingTool(context);
   if (reason) {
     console.log(`SKIPPED: ${reason}`);
@@ -270,7 +274,7 @@ async function main(): Promise<void> {
     if (runs.length > 0) results.main = report(runs);
     if (PROFILE) results.profile = await profileRun(sim, vm, pinning, sourceSha256, SIZE);
     if (wanted("memory")) {
-      results.memory = await memoryRows({ sim, vm: sim.vms[1]!, daemon, client, pinning, sizeBytes: MEMORY_SIZE });
+      results.memory = await memoryRows({ sim, vm: sim.vms[1]!, pinning, sizeBytes: MEMORY_SIZE });
     }
     if (wanted("running")) {
       console.log(`\nrunning VM (snapshot) vs powered off (direct): ${ROUNDS} rounds each, alternating`);
