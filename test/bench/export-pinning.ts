@@ -2,6 +2,7 @@
 // and every client (curl, govc, the daemon) another, with taskset. Without taskset, with fewer than 2 CPUs
 // allowed, or with BENCH_PIN=0, nothing is pinned and `description` says why.
 import { execFileSync } from "node:child_process";
+import fs from "node:fs";
 
 export interface Pinning {
   /** One line for the bench's header. */
@@ -12,6 +13,8 @@ export interface Pinning {
   pinClient(pid: number): void;
   /** Moves every thread of the simulator to its core. */
   pinSimulator(pid: number): void;
+  /** Threads of a client process that may run off the client core (0 when not pinning): a check after a run. */
+  strays(pid: number): number;
 }
 
 /** The CPUs this process may run on, from `taskset -p -c` ("pid N's current affinity list: 0-1,4"); undefined without taskset. */
@@ -29,6 +32,20 @@ function allowedCpus(): number[] | undefined {
   });
 }
 
+/** Cpus_allowed_list of every thread of a process ("1", "0-1"). */
+function threadCpuLists(pid: number): string[] {
+  const lists: string[] = [];
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const status = fs.readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8");
+      lists.push(/^Cpus_allowed_list:\s*(\S+)/m.exec(status)?.[1] ?? "?");
+    } catch {
+      // The thread ended between the listing and the read: nothing to check.
+    }
+  }
+  return lists;
+}
+
 function taskset(core: number, pid: number): void {
   execFileSync("taskset", ["-a", "-p", "-c", String(core), String(pid)], { stdio: "ignore" });
 }
@@ -39,6 +56,7 @@ export function createPinning(): Pinning {
     client: (command, args) => [command, args],
     pinClient: () => {},
     pinSimulator: () => {},
+    strays: () => 0,
   });
   if (process.env.BENCH_PIN === "0") return unpinned("BENCH_PIN=0");
   const cpus = allowedCpus();
@@ -51,5 +69,6 @@ export function createPinning(): Pinning {
     client: (command, args) => ["taskset", ["-c", String(clientCore), command, ...args]],
     pinClient: (pid) => taskset(clientCore, pid),
     pinSimulator: (pid) => taskset(simCore, pid),
+    strays: (pid) => threadCpuLists(pid).filter((list) => list !== String(clientCore)).length,
   };
 }

@@ -138,6 +138,8 @@ async function runDaemon(round: number, sim: Vcsim, vm: VcsimVm, daemon: DaemonP
     const m = await measured(sim.child.pid!, async () => {
       job = await runJob(client, { provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir, name: `bench-export-${round}-${Date.now()}` });
     }, daemon.child.pid!);
+    const strays = pinning.strays(daemon.child.pid!);
+    if (strays) console.log(`!!! ${strays} thread(s) of the daemon were off the client core after round ${round}: its CPU figure is not one core's`);
     const disk = exportedDisks(job!)[0];
     if (!disk) throw new Error(`job ${job!.id} lists no disk: ${JSON.stringify(job!.result!.files.map((f) => f.path))}`);
     const onDisk = sha256File(disk.file);
