@@ -7,16 +7,13 @@ import { execFile } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
-import { pino } from "pino";
-import { abortLease, waitForLease } from "../../src/providers/vsphere/lease.ts";
-import { openSession } from "../../src/providers/vsphere/session.ts";
-import { child, moRefOf } from "../../src/providers/vsphere/xml.ts";
 import type { GrpcJsClient } from "../support/clients.ts";
 import type { DaemonProcess } from "../support/daemon-process.ts";
-import { startVcsim, type Vcsim, type VcsimVm } from "../support/vcsim.ts";
+import { startVcsim, type Vcsim } from "../support/vcsim.ts";
 import { fixed, median } from "./bench-utils.ts";
 import { sha256File, writeRandomDisk } from "./export-disk-data.ts";
 import { connection, exportedDisks, JOB_TIMEOUT_MS, runJob } from "./export-job.ts";
+import { withExportLease } from "./export-lease.ts";
 import { execPinned, measured, type Measured } from "./export-measure.ts";
 import type { Pinning } from "./export-pinning.ts";
 
@@ -77,28 +74,6 @@ async function jobPhases(daemon: DaemonProcess, jobId: string, disks: number): P
   }
 }
 
-/**
- * Seconds from ExportVm until the simulator's lease is ready: it hashes every file then (SHA-1 and SHA-256, for
- * HttpNfcLeaseGetManifest), a fixed cost in both clients' times that no client can overlap.
- */
-async function leaseReadySeconds(sim: Vcsim, vm: VcsimVm): Promise<number> {
-  const signal = AbortSignal.timeout(JOB_TIMEOUT_MS);
-  const session = await openSession(connection(sim), { maxConnections: 2, logger: pino({ level: "warn" }) }, signal);
-  try {
-    const started = performance.now();
-    const lease = moRefOf(child(await session.call("ExportVm", [["_this", { type: "VirtualMachine", value: vm.moref }]], signal), "returnval"));
-    if (!lease) throw new Error(`ExportVm on ${vm.moref} returned no lease`);
-    try {
-      await waitForLease(session, lease, signal);
-      return (performance.now() - started) / 1000;
-    } finally {
-      await abortLease(session, lease);
-    }
-  } finally {
-    await session.close();
-  }
-}
-
 /** Which of the expected SHA-256s the files miss (any order: the file names differ between govc and hypervisord). */
 function missing(files: string[], expected: string[]): string[] {
   const got = new Set(files.map(sha256File));
@@ -115,7 +90,7 @@ export async function multiDiskRows(o: MultiDiskOptions) {
     const total = o.disks * o.diskBytes;
     console.log(`\nmulti-disk: ${vm.name} with ${o.disks} disks of ${o.diskBytes / MiB} MiB (random bytes), the simulator limiting each download to ` +
       `${fixed(o.rate / 1e6)} MB/s (VCSIM_EXPORT_RATE=${o.rate}); hypervisord (parallel_downloads ${o.disks}) vs govc export.ovf (one disk after another)`);
-    const leaseReady = await leaseReadySeconds(sim, vm);
+    const leaseReady = await withExportLease(sim, vm, async (_, seconds) => seconds);
     const runs: ({ client: "govc" | "hypervisord"; ok: boolean } & Measured)[] = [];
     const overlaps: number[] = [];
     const setups: number[] = [];
@@ -153,7 +128,7 @@ export async function multiDiskRows(o: MultiDiskOptions) {
     console.log(`multi-disk, medians of ${o.rounds}: govc ${fixed(govcSeconds, 2)} s, hypervisord ${fixed(hvdSeconds, 2)} s (one disk at the rate limit alone: ${fixed(floor, 2)} s); ` +
       `govc/hypervisord = ${ratio.toFixed(2)} (target >= ${TARGET_MULTIDISK}): ${ratio >= TARGET_MULTIDISK ? "PASS" : "MISS"}`);
     const withoutLease = (govcSeconds - leaseReady) / (hvdSeconds - leaseReady);
-    console.log(`  the simulator's lease took ${fixed(leaseReady, 2)} s to become ready (it hashes the ${o.disks} disks then; measured once, alone): ` +
+    console.log(`  the simulator's lease took ${fixed(leaseReady, 2)} s to become ready (tools/vcsim hashes the ${o.disks} disks then; measured once, alone): ` +
       `the ratio without it ${withoutLease.toFixed(2)} (diagnosis, not the target)`);
     return {
       disks: o.disks, diskMiB: o.diskBytes / MiB, rateBytesPerSecond: o.rate, rounds: o.rounds,
