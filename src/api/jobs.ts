@@ -8,6 +8,7 @@ import type { Store } from "../store/store.ts";
 import { batchIdOf, batchToPb } from "./batches.ts";
 import { definitionFromPb, intIn, labelsFromPb, nonNegative, type DefinitionRules } from "./job-definition.ts";
 import { jobToPb, logEntryToPb, stateFromPb, transitionToPb } from "./job-to-pb.ts";
+import { mapStream } from "./map-stream.ts";
 import { decodePageToken, encodePageToken, pageSize } from "./page-token.ts";
 import { updateToPb } from "./update-to-pb.ts";
 
@@ -95,13 +96,13 @@ export function createJobHandlers({ engine, store, rules }: JobDeps): JobHandler
       return { transitions: engine.history(jobIdOf(request.jobId)).map(transitionToPb) };
     },
 
-    async *streamJobUpdates(request, context) {
+    streamJobUpdates(request, context) {
       const ids = [...new Set(request.jobIds.map((id, i) => jobIdOf(id, `job_ids[${i}]`)))];
       if (ids.length > 1000) throw new InvalidArgumentError("job_ids", `at most 1000 jobs per stream, got ${ids.length}`);
       const batchIds = [...new Set(request.batchIds.map((id, i) => batchIdOf(id, `batch_ids[${i}]`)))];
       if (batchIds.length > 100) throw new InvalidArgumentError("batch_ids", `at most 100 batches per stream, got ${batchIds.length}`);
       const afterSeq = request.afterSeq === undefined ? undefined : Number(request.afterSeq);
-      for await (const batch of engine.watch(ids, afterSeq, context.signal, batchIds)) yield batch.map(updateToPb);
+      return mapStream(engine.watch(ids, afterSeq, context.signal, batchIds), (batch) => batch.map(updateToPb));
     },
 
     async getJobLogs(request) {

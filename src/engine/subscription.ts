@@ -14,6 +14,8 @@ export class Subscription {
   private pending = 0;
   private readonly pendingProgress = new Map<string, number>();
   private waiter: (() => void) | undefined;
+  /** Handed to `ready` and not woken yet: pushes meanwhile only queue. */
+  private wakePending = false;
   private closed = false;
   private failure: HypervisordError | undefined;
   private lastDeliveredSeq = 0;
@@ -23,6 +25,8 @@ export class Subscription {
     private readonly filter: { jobs: ReadonlySet<string>; batches: ReadonlySet<string> } | undefined,
     private readonly maxQueued: number,
     private readonly onClose: (subscription: Subscription) => void,
+    /** Called when a push finds the reader waiting; it calls wake(), now or a little later (the bus spreads wake-ups over turns). */
+    private readonly ready: (subscription: Subscription) => void = (subscription) => subscription.wake(),
   ) {}
 
   /** The subscriber has everything up to `seq` (snapshot or replay): the resume point if it falls behind before reading more. */
@@ -54,7 +58,10 @@ export class Subscription {
     }
     this.queue.push(update);
     this.pending++;
-    this.wake();
+    if (this.waiter && !this.wakePending) {
+      this.wakePending = true;
+      this.ready(this);
+    }
   }
 
   /** Every queued update (at least one), or undefined once closed without error. Throws the close error. */
@@ -99,7 +106,9 @@ export class Subscription {
     this.wake();
   }
 
-  private wake(): void {
+  /** Lets a waiting nextBatch() go on. */
+  wake(): void {
+    this.wakePending = false;
     const waiter = this.waiter;
     this.waiter = undefined;
     waiter?.();

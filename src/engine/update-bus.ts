@@ -5,6 +5,8 @@ import type { JobUpdate } from "./update.ts";
 
 /** Sequence numbers are reserved in blocks, so that they keep increasing across restarts without a write per update. */
 const SEQ_BLOCK = 10_000;
+/** Subscribers woken per event-loop turn; the rest in the next turns (see createWakeSlices). */
+const WAKE_SLICE = 64;
 
 export interface UpdateBus {
   /** The next daemon-wide sequence number. */
@@ -24,6 +26,7 @@ export function createUpdateBus(store: Store, options: { maxQueuedPerSubscriber:
   let seq = Math.max(store.getSeqReservation(), store.maxTransitionSeq()) + SEQ_BLOCK;
   let reserved = seq;
   const subscribers = new Set<Subscription>();
+  const ready = createWakeSlices(WAKE_SLICE);
 
   return {
     nextSeq() {
@@ -42,7 +45,7 @@ export function createUpdateBus(store: Store, options: { maxQueuedPerSubscriber:
     },
     subscribe(jobIds, batchIds) {
       const filter = (jobIds?.length ?? 0) + (batchIds?.length ?? 0) > 0 ? { jobs: new Set(jobIds), batches: new Set(batchIds) } : undefined;
-      const subscription = new Subscription(filter, options.maxQueuedPerSubscriber, (s) => subscribers.delete(s));
+      const subscription = new Subscription(filter, options.maxQueuedPerSubscriber, (s) => subscribers.delete(s), ready);
       subscribers.add(subscription);
       return subscription;
     },
@@ -50,5 +53,33 @@ export function createUpdateBus(store: Store, options: { maxQueuedPerSubscriber:
     close(error) {
       for (const subscriber of [...subscribers]) subscriber.close(error);
     },
+  };
+}
+
+/**
+ * Wakes subscribers at most `slice` per event-loop turn, the rest in the turns after, in order. An update to
+ * 1,000 subscribers is 1,000 gRPC writes, and HTTP/2 sends what was written only once the turn ends: woken all
+ * at once, the first subscriber's bytes would wait for the last one's write, and the readers (another process,
+ * another core) would get everything in one burst at the end. In slices, what is written goes out while the
+ * next slice is written, and calls that arrive meanwhile are served between slices.
+ */
+function createWakeSlices(slice: number): (subscription: Subscription) => void {
+  const deferred: Subscription[] = [];
+  let wokenThisTurn = 0;
+  let nextTurn: NodeJS.Immediate | undefined;
+  const turn = () => {
+    nextTurn = undefined;
+    const woken = deferred.splice(0, slice);
+    wokenThisTurn = woken.length;
+    for (const subscription of woken) subscription.wake();
+    // Once more if this turn woke any: the next one starts counting from zero.
+    if (wokenThisTurn > 0) nextTurn = setImmediate(turn);
+  };
+  return (subscription) => {
+    if (wokenThisTurn < slice && deferred.length === 0) {
+      wokenThisTurn++;
+      subscription.wake();
+    } else deferred.push(subscription);
+    nextTurn ??= setImmediate(turn);
   };
 }

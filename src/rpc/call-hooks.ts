@@ -88,19 +88,7 @@ export function withCallHooks<S extends DescService>(service: S, handlers: Servi
       return run(0);
     };
     wrapped[method.localName] = streaming
-      ? async function* (request, context) {
-          const begun = begin(request, context);
-          const { finish } = begun instanceof Promise ? await begun : begun;
-          let error: unknown;
-          try {
-            yield* handler(request, context) as AsyncIterable<unknown>;
-          } catch (err) {
-            error = err;
-            throw err;
-          } finally {
-            finish(error ?? (context.signal.aborted ? context.signal.reason ?? new Error("cancelled") : undefined));
-          }
-        }
+      ? (request, context) => finishing(() => begin(request, context), () => handler(request, context) as AsyncIterable<unknown>, context)
       : async (request, context) => {
           const begun = begin(request, context);
           const { finish } = begun instanceof Promise ? await begun : begun;
@@ -115,4 +103,53 @@ export function withCallHooks<S extends DescService>(service: S, handlers: Servi
         };
   }
   return wrapped as unknown as ServiceHandlers<S>;
+}
+
+/**
+ * A stream's items as the handler yields them, with the after hooks run once it ends: done, failed, or left by
+ * its reader (return(), e.g. when the caller went away). Written out rather than as an async generator with
+ * `yield*`: a StreamJobUpdates update goes through this for every subscriber, and each generator layer costs
+ * every item several turns of the microtask queue.
+ */
+function finishing(begin: () => Begun | Promise<Begun>, open: () => AsyncIterable<unknown>, context: CallContext): AsyncIterableIterator<unknown> {
+  let inner: AsyncIterator<unknown> | undefined;
+  let opening: Promise<IteratorResult<unknown>> | undefined;
+  let finish: Begun["finish"] | undefined;
+  const end = (error: unknown) => {
+    const once = finish;
+    finish = undefined;
+    once?.(error ?? (context.signal.aborted ? context.signal.reason ?? new Error("cancelled") : undefined));
+  };
+  const step = (result: IteratorResult<unknown>) => {
+    if (result.done) end(undefined);
+    return result;
+  };
+  const failed = (err: unknown): never => {
+    end(err);
+    throw err;
+  };
+  const start = async () => {
+    const begun = begin();
+    finish = (begun instanceof Promise ? await begun : begun).finish;
+    try {
+      inner = open()[Symbol.asyncIterator]();
+    } catch (err) {
+      return failed(err);
+    }
+    return inner.next().then(step, failed);
+  };
+  return {
+    next: () => (inner ? inner.next().then(step, failed) : (opening ??= start())),
+    async return(value?: unknown) {
+      try {
+        await inner?.return?.(value);
+      } finally {
+        end(undefined);
+      }
+      return { done: true, value };
+    },
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+  };
 }

@@ -306,7 +306,7 @@ function streamingHandler(method: DescMethod, handler: AnyHandler, logger: Logge
     try {
       if (call.request instanceof UndecodableRequest) throw call.request.error;
       for await (const item of handler(call.request, context) as AsyncIterable<unknown>) {
-        if (signal.aborted) break;
+        if (call.cancelled) break;
         let room = true;
         for (const response of Array.isArray(item) ? item : [item]) room = call.write(create(method.output, response as never)) && room;
         if (!room) await drained(call, signal);

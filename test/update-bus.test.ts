@@ -1,0 +1,70 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { setImmediate as nextTurn } from "node:timers/promises";
+import { createUpdateBus } from "../src/engine/update-bus.ts";
+import type { JobUpdate } from "../src/engine/update.ts";
+import type { Store } from "../src/store/store.ts";
+
+/** The bus reads and writes only its sequence reservation. */
+function seqStore(): Store {
+  let reservation = 0;
+  return {
+    getSeqReservation: () => reservation,
+    maxTransitionSeq: () => 0,
+    setSeqReservation: (seq: number) => void (reservation = seq),
+  } as unknown as Store;
+}
+
+const update = (seq: number, jobId = "job-1"): JobUpdate => ({ seq, jobId, kind: "state_changed", state: "running", time: Date.now() });
+
+/** Every microtask that is already queued, and the ones they queue, without ending the event-loop turn. */
+async function drainMicrotasks(): Promise<void> {
+  for (let i = 0; i < 20; i++) await Promise.resolve();
+}
+
+describe("update bus: fan-out to many subscribers", () => {
+  test("waiting readers are woken 64 per event-loop turn, in order, and every one gets every update", async () => {
+    const bus = createUpdateBus(seqStore(), { maxQueuedPerSubscriber: 100 });
+    const count = 200;
+    const received: number[][] = Array.from({ length: count }, () => []);
+    const readers = Array.from({ length: count }, async (_, i) => {
+      const subscription = bus.subscribe(undefined);
+      for (;;) {
+        const batch = await subscription.nextBatch();
+        if (!batch) return;
+        received[i]!.push(...batch.map((u) => u.seq));
+      }
+    });
+    await drainMicrotasks(); // every reader waits in nextBatch()
+
+    bus.publish(update(1));
+    await drainMicrotasks();
+    const got = () => received.filter((seqs) => seqs.length > 0).length;
+    assert.equal(got(), 64, "the first slice is woken in the turn of the publish");
+    assert.deepEqual(received.slice(0, 64).map((s) => s.length), Array(64).fill(1), "the first subscribers first");
+    // Updates published while readers wait their turn are queued, and arrive with the first.
+    bus.publish(update(2));
+    await nextTurn();
+    assert.equal(got(), 128, "the next slice in the next turn");
+    while (got() < count) await nextTurn();
+    await drainMicrotasks();
+    bus.publish(update(3));
+    for (let turn = 0; turn < 10 && received.some((seqs) => seqs.length < 3); turn++) await nextTurn();
+    assert.deepEqual(received, Array.from({ length: count }, () => [1, 2, 3]), "no update lost or reordered");
+    bus.close();
+    await Promise.all(readers);
+    assert.equal(bus.subscriberCount(), 0);
+  });
+
+  test("a single subscriber is woken in the turn of the publish", async () => {
+    const bus = createUpdateBus(seqStore(), { maxQueuedPerSubscriber: 100 });
+    const subscription = bus.subscribe(["job-1"]);
+    const next = subscription.nextBatch();
+    await drainMicrotasks();
+    bus.publish(update(7, "job-2"));
+    bus.publish(update(8));
+    await drainMicrotasks();
+    assert.deepEqual((await Promise.race([next, Promise.resolve("not yet")]) as JobUpdate[]).map((u) => u.seq), [8]);
+    bus.close();
+  });
+});
