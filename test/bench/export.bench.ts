@@ -6,7 +6,7 @@
 // its own) runs on one core and every client (curl, govc, the daemon with all its threads) on another; the header
 // says which, or why not (BENCH_PIN=0 turns it off).
 //
-// Rows (BENCH_ONLY=main,multidisk,memory,running,folder picks some; default all; BENCH_PROFILE=1 adds the profile):
+// Rows (BENCH_ONLY=main,multidisk,memory,running,folder picks some; default all; BENCH_PROFILE=1, BENCH_PERF=1 add profiles):
 //  main:       one vcsim-export (no rate limit); its first VM gets a BENCH_SIZE_MB (default 1024) MiB disk of random
 //              bytes; four clients export it, in alternation for BENCH_ROUNDS (default 3) rounds:
 //              curl -k of the disk's device URL (a lease made here with the project's SOAP code; the limit),
@@ -22,6 +22,7 @@
 //              <= 1.1x; a folder of 8 VMs (a second vcsim, -folder 1 -vm 4) as one batch beside one VM after another.
 //  profile:    export-profile.ts (BENCH_PROFILE=1): one more hypervisord export by a daemon under --cpu-prof; the top
 //              10 self-time entries per thread.
+//  perf:       export-perf.ts (BENCH_PERF=1): the same under `perf record -p` (every thread, native frames, the kernel).
 // For diagnosis the daemon's own log splits each job: the time before the disk's download started (session,
 // ExportVm, lease, HttpNfcLeaseGetManifest) and the download itself ("download finished" seconds).
 // Throughput is MiB/s (1 MiB = 1048576 bytes) of the disk's size over the timed wall time; 1 GiB = 1024 MiB.
@@ -41,6 +42,7 @@ import { execPinned, measured, type Measured } from "./export-measure.ts";
 import { memoryRows } from "./export-memory.ts";
 import { multiDiskRows } from "./export-multidisk.ts";
 import { createPinning, type Pinning } from "./export-pinning.ts";
+import { perfRun } from "./export-perf.ts";
 import { profileRun } from "./export-profile.ts";
 import { fleetRows, snapshotRows } from "./export-running.ts";
 
@@ -61,6 +63,7 @@ const ONLY = (process.env.BENCH_ONLY ?? "").split(",").map((s) => s.trim()).filt
 const unknownRows = ONLY.filter((r) => !(ROWS as readonly string[]).includes(r));
 const wanted = (row: Row) => ONLY.length === 0 || ONLY.includes(row);
 const PROFILE = process.env.BENCH_PROFILE === "1";
+const PERF = process.env.BENCH_PERF === "1";
 
 const CLIENTS = ["curl", "govc", "govc -sha 256", "hypervisord"] as const;
 type Client = (typeof CLIENTS)[number];
@@ -233,7 +236,7 @@ async function main(): Promise<void> {
     const vm = sim.vms[0]!;
     const diskFile = vm.disks[0]!.file;
     let started = performance.now();
-    const needsDisk = wanted("main") || wanted("running") || PROFILE;
+    const needsDisk = wanted("main") || wanted("running") || PROFILE || PERF;
     const sourceSha256 = needsDisk ? writeRandomDisk(diskFile, SIZE) : "";
     if (needsDisk) console.log(`vcsim ${sim.url} (pid ${sim.child.pid}), VM ${vm.name} (${vm.moref}); wrote ${SIZE / MiB} MiB into ${diskFile} in ${((performance.now() - started) / 1000).toFixed(1)} s, sha256 ${sourceSha256}`);
 
@@ -242,7 +245,7 @@ async function main(): Promise<void> {
     daemon = await spawnDaemon({ args: ["--max-concurrent-jobs", "4"] });
     pinning.pinClient(daemon.child.pid!);
     client = createGrpcJsClient(daemon.grpcAddress);
-    console.log(`daemon pid ${daemon.child.pid} ready in ${((performance.now() - started) / 1000).toFixed(1)} s; rows: ${ROWS.filter(wanted).join(", ")}${PROFILE ? ", profile" : ""}; ` +
+    console.log(`daemon pid ${daemon.child.pid} ready in ${((performance.now() - started) / 1000).toFixed(1)} s; rows: ${ROWS.filter(wanted).join(", ")}${PROFILE ? ", profile" : ""}${PERF ? ", perf" : ""}; ` +
       `${ROUNDS} round(s); MiB/s = ${MiB} bytes/s\n`);
 
     for (let round = 1; round <= (wanted("main") ? ROUNDS : 0); round++) {
@@ -267,6 +270,7 @@ async function main(): Promise<void> {
     }
     if (runs.length > 0) results.main = report(runs);
     if (PROFILE) results.profile = await profileRun(sim, vm, pinning, sourceSha256, SIZE);
+    if (PERF) results.perf = await perfRun(sim, vm, pinning, sourceSha256, SIZE);
     if (wanted("memory")) {
       results.memory = await memoryRows({ sim, vm: sim.vms[1]!, pinning, sizeBytes: MEMORY_SIZE });
     }
