@@ -63,6 +63,10 @@ export async function perfRun(sim: Vcsim, vm: VcsimVm, pinning: Pinning, sourceS
     const disk = exportedDisks(job!)[0];
     ok = disk !== undefined && sha256File(disk.file) === sourceSha256;
     if (!ok) process.exitCode = 1;
+  } catch (err) {
+    fs.rmSync(`/tmp/perf-${pid}.map`, { force: true });
+    if (!process.env.BENCH_PROFILE_DIR) fs.rmSync(dir, { recursive: true, force: true });
+    throw err;
   } finally {
     client.close();
     await daemon.stop();
@@ -70,10 +74,15 @@ export async function perfRun(sim: Vcsim, vm: VcsimVm, pinning: Pinning, sourceS
     fs.rmSync(daemon.outputRoot, { recursive: true, force: true });
   }
   // perf report resolves JS frames through the map node wrote; it is removed after.
-  const symbols = await report(data, "dso,sym", 10);
-  // Node's threads are all "node" by name: the thread id tells them apart, the main thread's is the pid.
-  const threads = (await report(data, "pid", 8)).map((l) => (l.includes(` ${pid}:`) ? `${l} (main thread)` : l));
-  fs.rmSync(`/tmp/perf-${pid}.map`, { force: true });
+  let symbols: string[];
+  let threads: string[];
+  try {
+    symbols = await report(data, "dso,sym", 10);
+    // Node's threads are all "node" by name: the thread id tells them apart, the main thread's is the pid.
+    threads = (await report(data, "pid", 8)).map((l) => (l.includes(` ${pid}:`) ? `${l} (main thread)` : l));
+  } finally {
+    fs.rmSync(`/tmp/perf-${pid}.map`, { force: true });
+  }
   console.log(`\nperf (its own daemon, node --perf-basic-prof-only-functions, perf record -F 999 -p): ${fixed(m.seconds, 2)} s = ${fixed(sizeBytes / MiB / m.seconds)} MiB/s, ` +
     `daemon cpu ${fixed(m.clientCpu, 2)} s [${ok ? "sha256 ok" : "SHA-256 MISMATCH"}]; ${data} (perf report -i FILE)`);
   console.log("top 10 self time, every thread of the daemon (object, symbol):");
