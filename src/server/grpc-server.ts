@@ -11,6 +11,7 @@ import type { ServerTls } from "../auth/server-tls.ts";
 import { retryHeaders, statusOf } from "../rpc/status.ts";
 import { type HypervisordError, InvalidArgumentError } from "../errors.ts";
 import type { ListenAddress } from "../listen-address.ts";
+import { createBinaryEncoder } from "./binary-encoder.ts";
 import { createConnectionLimits, type ConnectionLimits } from "./connection-limits.ts";
 import { DEFAULT_EDGE_OPTIONS, type EdgeOptions } from "./edge-options.ts";
 
@@ -211,7 +212,7 @@ function methodDefinition(service: DescService, method: DescMethod): grpc.Method
     requestSerialize: (message) => Buffer.from(toBinary(method.input, message as never)),
     requestDeserialize: (bytes: Buffer) => decodeRequest(method, bytes),
     // A streamed update is shared by every subscriber: serialize it once.
-    responseSerialize: streaming ? cachedSerializer(method.output) : (message) => Buffer.from(toBinary(method.output, message as never)),
+    responseSerialize: streaming ? cachedSerializer(createBinaryEncoder(method.output)) : createBinaryEncoder(method.output),
     responseDeserialize: (bytes: Buffer) => fromBinary(method.output, bytes),
   };
 }
@@ -232,12 +233,12 @@ function decodeRequest(method: DescMethod, bytes: Buffer): unknown {
   }
 }
 
-function cachedSerializer(schema: DescMessage): (message: unknown) => Buffer {
+function cachedSerializer(encode: (message: unknown) => Buffer): (message: unknown) => Buffer {
   const cache = new WeakMap<object, Buffer>();
   return (message) => {
     let bytes = cache.get(message as object);
     if (!bytes) {
-      bytes = Buffer.from(toBinary(schema, message as never));
+      bytes = encode(message);
       cache.set(message as object, bytes);
     }
     return bytes;
