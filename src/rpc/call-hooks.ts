@@ -47,8 +47,45 @@ export interface CallHook {
 
 type AnyHandler = (request: unknown, context: CallContext) => Promise<unknown> | AsyncIterable<unknown>;
 interface Begun {
-  call: Call;
   finish(error?: unknown, response?: unknown): void;
+}
+
+/**
+ * One call's pass through the hooks. An object rather than closures per call: a SubmitJob is cheap enough
+ * that the allocations show. `begin` is synchronous while the hooks are (all of ours are): awaiting each
+ * would cost every call a turn of the microtask queue per hook. A hook that returns a promise is awaited,
+ * and the ones after it with it.
+ */
+class HookedCall implements Begun {
+  /** How many hooks' `before` was reached (the one that refused included): theirs are the `after`s that run. */
+  private entered = 0;
+
+  constructor(private readonly hooks: readonly CallHook[], readonly call: Call) {}
+
+  begin(from = 0): this | Promise<this> {
+    const { hooks, call } = this;
+    for (let i = from; i < hooks.length; i++) {
+      this.entered = i + 1;
+      let pending: void | Promise<void>;
+      try {
+        pending = hooks[i]!.before?.(call);
+      } catch (err) {
+        return this.refused(err);
+      }
+      if (pending) return pending.then(() => this.begin(i + 1), (err: unknown) => this.refused(err));
+    }
+    return this;
+  }
+
+  finish(error?: unknown, response?: unknown): void {
+    const outcome = { error, durationMs: performance.now() - this.call.start, response };
+    for (let i = this.entered - 1; i >= 0; i--) this.hooks[i]!.after?.(this.call, outcome);
+  }
+
+  private refused(err: unknown): never {
+    this.finish(err);
+    throw err;
+  }
 }
 
 export function withCallHooks<S extends DescService>(service: S, handlers: ServiceHandlers<S>, hooks: readonly CallHook[]): ServiceHandlers<S> {
@@ -57,47 +94,19 @@ export function withCallHooks<S extends DescService>(service: S, handlers: Servi
   for (const method of service.methods) {
     const handler = (handlers as unknown as Record<string, AnyHandler>)[method.localName]!;
     const streaming = method.methodKind === "server_streaming";
-    // Synchronous while the hooks are (all of ours are): awaiting each would cost every call a turn of the
-    // microtask queue per hook. A hook that returns a promise is awaited, and the ones after it with it.
-    const begin = (request: unknown, context: CallContext): Begun | Promise<Begun> => {
-      const call: Call = { service: service.typeName, method: method.name, streaming, request, context, start: performance.now() };
-      const entered: CallHook[] = [];
-      const finish = (error?: unknown, response?: unknown) => {
-        const outcome = { error, durationMs: performance.now() - call.start, response };
-        for (let i = entered.length - 1; i >= 0; i--) entered[i]!.after?.(call, outcome);
-      };
-      const begun = { call, finish };
-      const refused = (err: unknown): never => {
-        finish(err);
-        throw err;
-      };
-      const run = (from: number): Begun | Promise<Begun> => {
-        for (let i = from; i < hooks.length; i++) {
-          const hook = hooks[i]!;
-          entered.push(hook);
-          let pending: void | Promise<void>;
-          try {
-            pending = hook.before?.(call);
-          } catch (err) {
-            return refused(err);
-          }
-          if (pending) return pending.then(() => run(i + 1), refused);
-        }
-        return begun;
-      };
-      return run(0);
-    };
+    const begin = (request: unknown, context: CallContext): HookedCall | Promise<HookedCall> =>
+      new HookedCall(hooks, { service: service.typeName, method: method.name, streaming, request, context, start: performance.now() }).begin();
     wrapped[method.localName] = streaming
       ? (request, context) => finishing(() => begin(request, context), () => handler(request, context) as AsyncIterable<unknown>, context)
       : async (request, context) => {
           const begun = begin(request, context);
-          const { finish } = begun instanceof Promise ? await begun : begun;
+          const hooked = begun instanceof Promise ? await begun : begun;
           try {
             const response = await (handler(request, context) as Promise<unknown>);
-            finish(undefined, response);
+            hooked.finish(undefined, response);
             return response;
           } catch (err) {
-            finish(err);
+            hooked.finish(err);
             throw err;
           }
         };
@@ -130,7 +139,8 @@ function finishing(begin: () => Begun | Promise<Begun>, open: () => AsyncIterabl
   };
   const start = async () => {
     const begun = begin();
-    finish = (begun instanceof Promise ? await begun : begun).finish;
+    const hooked = begun instanceof Promise ? await begun : begun;
+    finish = (error, response) => hooked.finish(error, response);
     try {
       inner = open()[Symbol.asyncIterator]();
     } catch (err) {

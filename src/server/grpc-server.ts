@@ -61,15 +61,15 @@ export function createGrpcServer(bindings: readonly GrpcServiceBinding[], logger
     "grpc.max_concurrent_streams": edge.maxConcurrentStreams,
     // Channelz bookkeeping costs on every message and nothing here reads it.
     "grpc.enable_channelz": 0,
-    interceptors: [edgeInterceptor(limits, options.authorize, logger)],
+    interceptors: [edgeInterceptor(limits, options.authorize, logger, tls !== undefined)],
   });
   for (const { service, handlers } of bindings) {
     const implementation: grpc.UntypedServiceImplementation = {};
     for (const method of service.methods) {
       const handler = (handlers as unknown as Record<string, AnyHandler>)[method.localName]!;
       implementation[method.name] = method.methodKind === "server_streaming"
-        ? streamingHandler(method, handler, logger)
-        : unaryHandler(method, handler, logger);
+        ? streamingHandler(method, handler, logger, tls !== undefined)
+        : unaryHandler(method, handler, logger, tls !== undefined);
     }
     server.addService(grpcServiceDefinition(service), implementation);
   }
@@ -120,7 +120,7 @@ const IDLE_GOAWAY_GRACE_MS = 2000;
  *   message is read (grpc-js reads a unary request whole before the handler runs): a refused call is answered
  *   at once and its message never read. A call that passes goes on to the call hooks, whose authentication agrees.
  */
-function edgeInterceptor(limits: ConnectionLimits, authorize: GrpcServerOptions["authorize"], logger: Logger): grpc.ServerInterceptor {
+function edgeInterceptor(limits: ConnectionLimits, authorize: GrpcServerOptions["authorize"], logger: Logger, secure: boolean): grpc.ServerInterceptor {
   return (method, call) => {
     const { remoteAddress, remotePort } = call.getConnectionInfo();
     const peer = `${remoteAddress}:${remotePort}`;
@@ -142,7 +142,7 @@ function edgeInterceptor(limits: ConnectionLimits, authorize: GrpcServerOptions[
                 return value === undefined ? undefined : String(value);
               },
               get clientCertificate() {
-                return clientCertificateOf(call.getAuthContext()?.sslPeerCertificate);
+                return secure ? clientCertificateOf(call.getAuthContext()?.sslPeerCertificate) : undefined;
               },
             });
             if (!refusal) return nextMetadata(metadata);
@@ -250,7 +250,7 @@ function cachedSerializer(encode: (message: unknown) => Buffer): (message: unkno
  * AbortController and a listener per call are a measurable part of a SubmitJob), aborted at once if the call
  * was already cancelled.
  */
-function callContext(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>): CallContext {
+function callContext(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>, secure: boolean): CallContext {
   let controller: AbortController | undefined;
   const context: CallContext = {
     get signal() {
@@ -269,8 +269,9 @@ function callContext(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerW
       return value === undefined ? undefined : String(value);
     },
     // Read when asked (the auth hook asks only when no key is sent): grpc-js reports verified certificates only.
+    // Without TLS there is none, and asking grpc-js for the auth context costs every call.
     get clientCertificate() {
-      return clientCertificateOf(call.getAuthContext()?.sslPeerCertificate);
+      return secure ? clientCertificateOf(call.getAuthContext()?.sslPeerCertificate) : undefined;
     },
   };
   return context;
@@ -288,9 +289,9 @@ function grpcStatusOf(err: unknown, logger: Logger, method: string): grpc.Status
   return { code: status.number, details: status.message, metadata };
 }
 
-function unaryHandler(method: DescMethod, handler: AnyHandler, logger: Logger): grpc.handleUnaryCall<unknown, unknown> {
+function unaryHandler(method: DescMethod, handler: AnyHandler, logger: Logger, secure: boolean): grpc.handleUnaryCall<unknown, unknown> {
   return (call, callback) => {
-    const context = callContext(call);
+    const context = callContext(call, secure);
     const request = call.request;
     if (request instanceof UndecodableRequest) return callback(toServiceError(request.error, logger, method));
     (handler(request, context) as Promise<unknown>).then(
@@ -300,9 +301,9 @@ function unaryHandler(method: DescMethod, handler: AnyHandler, logger: Logger): 
   };
 }
 
-function streamingHandler(method: DescMethod, handler: AnyHandler, logger: Logger): grpc.handleServerStreamingCall<unknown, unknown> {
+function streamingHandler(method: DescMethod, handler: AnyHandler, logger: Logger, secure: boolean): grpc.handleServerStreamingCall<unknown, unknown> {
   return async (call) => {
-    const context = callContext(call);
+    const context = callContext(call, secure);
     const { signal } = context;
     try {
       if (call.request instanceof UndecodableRequest) throw call.request.error;
