@@ -135,8 +135,10 @@ export function createWebhookQueries(db: Database, box: SecretBox): WebhookStore
 
   function enqueue(event: WebhookEvent, options: { only?: string; now?: number } = {}): WebhookDelivery[] {
     const time = options.now ?? Date.now();
-    const payload = JSON.stringify({ type: event.type, timestamp: event.timestamp, data: event.data });
     const targets = enabledWebhooks().filter((w) => (options.only === undefined || w.id === options.only) && wantsEvent(w.events, event.type));
+    // Every job change passes here: no JSON for an event that no webhook takes.
+    if (targets.length === 0) return [];
+    const payload = JSON.stringify({ type: event.type, timestamp: event.timestamp, data: event.data });
     return targets.map((webhook) => {
       const id = newDeliveryId();
       insertDelivery.run(id, webhook.id, event.type, payload, time, time);
