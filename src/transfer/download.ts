@@ -1,11 +1,11 @@
-import { pipeline } from "node:stream/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { request, type Dispatcher } from "undici";
 import { retryDelayMs } from "../backoff.ts";
 import { HypervisordError, InvalidArgumentError, UnavailableError, toHypervisordError } from "../errors.ts";
 import { formatBytes } from "../files/disk-error.ts";
 import type { HostSlots } from "./host-slots.ts";
-import { IO_CHUNK, openPart, type PartFile } from "./part-file.ts";
+import { ConnectionCutError, rawGet, type RawTls, type ResponseHead } from "./raw-get.ts";
+import { openPart, type PartFile } from "./part-file.ts";
 import { createRateLimiter, type RateLimiter } from "./rate-limiter.ts";
 
 export interface DownloadFile {
@@ -45,8 +45,10 @@ export interface DownloadProgress {
 }
 
 export interface DownloadOptions {
-  /** The caller's Agent (TLS settings, keep-alive). */
+  /** The caller's Agent (TLS settings, keep-alive): for the HEAD requests of fetchSizes. */
   dispatcher: Dispatcher;
+  /** TLS settings of the GETs, each on a connection of its own (raw-get.ts); default: verify the certificate. */
+  tls?: RawTls;
   /** Sent with every request, e.g. a Cookie. */
   headers?: Record<string, string>;
   /** Files downloaded at once. */
@@ -75,7 +77,7 @@ export interface DownloadOptions {
 
 const DEFAULT_RETRY = { maxAttempts: 5, initialBackoffMs: 1000, maxBackoffMs: 30_000 };
 /** Failures that mean "the connection was cut": resumed with Range whatever toHypervisordError makes of them. */
-const CUT_CODES = new Set(["ERR_STREAM_PREMATURE_CLOSE", "UND_ERR_SOCKET", "UND_ERR_RES_CONTENT_LENGTH_MISMATCH"]);
+const CUT_CODES = new Set([new ConnectionCutError("").code]);
 
 /**
  * Downloads `files` to their paths, `parallel` at a time, hashing (SHA-256) each byte as it is written.
@@ -239,51 +241,61 @@ async function transferOnce(state: FileState, run: RunContext): Promise<void> {
     headers.range = `bytes=${from}-`;
     if (state.etag) headers["if-range"] = state.etag;
   }
-  const response = await request(file.url, { dispatcher: options.dispatcher, method: "GET", headers, signal, highWaterMark: IO_CHUNK });
-  const { statusCode, body } = response;
+  let length: number | undefined;
+  let start = from;
+  let head: ResponseHead;
   try {
-    if (statusCode === 416) return await rangeNotSatisfiable(state, run, response);
-    if (statusCode !== 200 && statusCode !== 206) {
-      await body.dump({ limit: 64 * 1024, signal });
-      throw statusError(label, statusCode, from);
-    }
-    const length = numberHeader(response.headers["content-length"]);
-    if (statusCode === 206) {
-      const range = parseContentRange(header(response.headers["content-range"]));
-      if (range?.start !== from) {
-        throw new HypervisordError("INTERNAL", `${label}: asked for bytes=${from}- and got Content-Range ${header(response.headers["content-range"])}`);
-      }
-      if (range.total !== undefined) state.total = range.total;
-    } else {
-      if (from > 0) {
-        // The server ignored Range (or If-Range saw a changed file): its body starts at byte 0.
-        options.logger?.warn({ file: file.name, host: state.host, bytesOnDisk: from }, "server answered 200 to a ranged request, restarting the file from 0");
-        await part.restart();
-      }
-      state.total = length;
-    }
-    const etag = header(response.headers.etag);
-    if (etag && !etag.startsWith("W/")) state.etag = etag;
-    if (file.size === undefined && state.total !== undefined) run.progress.total(state.index, state.total);
-
-    const start = part.position;
-    if (limiter) await pipeline(body, throttle(limiter, signal), part.writer(), { signal });
-    else await pipeline(body, part.writer(), { signal });
-    const received = part.position - start;
-    if (length !== undefined && received < length) {
-      throw new UnavailableError(`${label}: body ended after ${formatBytes(received)} of ${formatBytes(length)}`);
-    }
+    head = await rawGet(new URL(file.url), { headers, signal, tls: options.tls }, {
+      start({ statusCode, headers: received }) {
+        if (statusCode !== 200 && statusCode !== 206) return false; // judged below
+        length = numberHeader(received["content-length"]);
+        const etag = received.etag;
+        if (etag && !etag.startsWith("W/")) state.etag = etag;
+        if (statusCode === 206) {
+          const range = parseContentRange(received["content-range"]);
+          if (range?.start !== from) {
+            throw new HypervisordError("INTERNAL", `${label}: asked for bytes=${from}- and got Content-Range ${received["content-range"]}`);
+          }
+          if (range.total !== undefined) state.total = range.total;
+        } else {
+          state.total = length;
+        }
+        if (file.size === undefined && state.total !== undefined) run.progress.total(state.index, state.total);
+        if (statusCode === 200 && from > 0) {
+          // The server ignored Range (or If-Range saw a changed file): its body starts at byte 0.
+          options.logger?.warn({ file: file.name, host: state.host, bytesOnDisk: from }, "server answered 200 to a ranged request, restarting the file from 0");
+          return part.restart().then(() => {
+            start = 0;
+            return true;
+          });
+        }
+        return true;
+      },
+      region: () => part.region(),
+      commit(bytes) {
+        const room = part.commit(bytes);
+        if (limiter) return limiter.take(bytes, signal).then(() => (room ? undefined : part.drained()));
+        return room ? undefined : part.drained();
+      },
+    });
   } finally {
-    body.destroy(); // no-op once consumed; otherwise aborts the request (undici: every body is consumed or destroyed)
+    // The bytes received before a cut are good: write them and let the writes in flight land, so the next
+    // attempt starts from a settled position.
     await part.idle();
+  }
+  if (head.statusCode === 416) return rangeNotSatisfiable(state, run, head.headers);
+  if (head.statusCode !== 200 && head.statusCode !== 206) throw statusError(label, head.statusCode, from);
+  await part.settle();
+  const received = part.position - start;
+  if (length !== undefined && received < length) {
+    throw new UnavailableError(`${label}: body ended after ${formatBytes(received)} of ${formatBytes(length)}`);
   }
 }
 
 /** 416 to `bytes=N-`: done when N is the file's size, else the file on disk is longer than the server's: restart. */
-async function rangeNotSatisfiable(state: FileState, run: RunContext, response: Dispatcher.ResponseData): Promise<void> {
+async function rangeNotSatisfiable(state: FileState, run: RunContext, headers: Record<string, string>): Promise<void> {
   const { file, part, label } = state;
-  await response.body.dump({ limit: 64 * 1024, signal: run.signal });
-  const total = parseContentRange(header(response.headers["content-range"]))?.total ?? file.size ?? state.total;
+  const total = parseContentRange(headers["content-range"])?.total ?? file.size ?? state.total;
   if (part.position > 0 && total === part.position) {
     state.total = total;
     return;
@@ -333,18 +345,6 @@ function errorCode(err: unknown): string | undefined {
     if (typeof code === "string") return code;
   }
   return undefined;
-}
-
-/** A pipeline stage holding each chunk until the shared budget lets it pass. */
-function throttle(limiter: RateLimiter, runSignal: AbortSignal) {
-  // pipeline() passes its own signal (aborted when any stage fails); @types/node does not declare it.
-  return async function* (source: AsyncIterable<Buffer>, stage?: { signal?: AbortSignal }) {
-    const signal = stage?.signal ?? runSignal;
-    for await (const chunk of source) {
-      await limiter.take(chunk.length, signal);
-      yield chunk;
-    }
-  };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 import type { TLSSocket } from "node:tls";
 import { Agent, buildConnector } from "undici";
 import { FailedPreconditionError } from "../../errors.ts";
+import type { RawTls } from "../../transfer/raw-get.ts";
 import { formatFingerprint } from "./untrusted-certificate.ts";
 
 export interface TlsPolicy {
@@ -25,17 +26,36 @@ export function normalizeThumbprint(value: string): string {
  * certificate must have that fingerprint, or the connection is closed.
  */
 export function createVSphereAgent(options: AgentOptions): Agent {
-  const pinned = normalizeThumbprint(options.thumbprint);
+  const tls = vsphereTls(options);
   // With a pin, no TLS session resumption: a resumed session shows no certificate to check.
-  const connector = buildConnector({ rejectUnauthorized: !options.insecure && !pinned, ...(pinned ? { maxCachedSessions: 0 } : {}) });
+  const connector = buildConnector({ rejectUnauthorized: tls.rejectUnauthorized, ...(tls.checkPeer ? { maxCachedSessions: 0 } : {}) });
   const connect: buildConnector.connector = (opts, callback) =>
     connector(opts, (err, socket) => {
-      if (err || !pinned || !socket) return callback(err as Error, socket as never);
-      const cert = (socket as TLSSocket).getPeerCertificate?.();
-      const seen = [cert?.fingerprint256, cert?.fingerprint].filter(Boolean).map((f) => normalizeThumbprint(f!));
-      if (seen.includes(pinned)) return callback(null, socket);
-      socket.destroy();
-      callback(new FailedPreconditionError(`the TLS certificate of ${opts.hostname} does not match the pinned thumbprint (it has SHA-256 ${seen[0] ? formatFingerprint(seen[0]) : "none"})`), null);
+      if (err || !tls.checkPeer || !socket) return callback(err as Error, socket as never);
+      try {
+        tls.checkPeer(socket as TLSSocket, opts.hostname);
+      } catch (error) {
+        socket.destroy();
+        return callback(error as Error, null);
+      }
+      callback(null, socket);
     });
   return new Agent({ connect, connections: options.maxConnections, keepAliveTimeout: 30_000, keepAliveMaxTimeout: 300_000 });
+}
+
+/** The same TLS policy for connections made without the Agent (the disk downloads, src/transfer/raw-get.ts). */
+export function vsphereTls(policy: TlsPolicy): RawTls {
+  const pinned = normalizeThumbprint(policy.thumbprint);
+  return {
+    rejectUnauthorized: !policy.insecure && !pinned,
+    ...(pinned ? {
+      checkPeer(socket: TLSSocket, hostname: string) {
+        const cert = socket.getPeerCertificate?.();
+        const seen = [cert?.fingerprint256, cert?.fingerprint].filter(Boolean).map((f) => normalizeThumbprint(f!));
+        if (!seen.includes(pinned)) {
+          throw new FailedPreconditionError(`the TLS certificate of ${hostname} does not match the pinned thumbprint (it has SHA-256 ${seen[0] ? formatFingerprint(seen[0]) : "none"})`);
+        }
+      },
+    } : {}),
+  };
 }

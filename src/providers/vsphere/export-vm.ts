@@ -408,6 +408,7 @@ async function transfer(run: Run, files: readonly PlannedFile[]): Promise<Downlo
   let last = { bytesDone: 0, bytesTotal: 0, filesDone: 0 };
   const downloaded = await downloadFiles(files, {
     dispatcher: session.agent,
+    tls: session.tls,
     headers: cookieHeader(session),
     parallel: definition.parallelDownloads,
     bandwidthLimit: definition.bandwidthLimit,

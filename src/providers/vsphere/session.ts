@@ -3,7 +3,8 @@ import type { Agent } from "undici";
 import type { VSphereConnection } from "../../domain/job.ts";
 import { HypervisordError, InvalidArgumentError } from "../../errors.ts";
 import { redactSecrets } from "../../redact-secret.ts";
-import { createVSphereAgent } from "./agent.ts";
+import { createVSphereAgent, vsphereTls } from "./agent.ts";
+import type { RawTls } from "../../transfer/raw-get.ts";
 import { VSphereFault } from "./faults.ts";
 import { SERVICE_INSTANCE, serviceContentOf, type ServiceContent } from "./service-content.ts";
 import { createSoapClient, type SoapClient, type SoapParams } from "./soap-client.ts";
@@ -13,6 +14,8 @@ export interface VSphereSession {
   readonly connection: VSphereConnection;
   readonly soap: SoapClient;
   readonly agent: Agent;
+  /** The agent's TLS policy, for the disk downloads' own connections. */
+  readonly tls: RawTls;
   readonly content: ServiceContent;
   /** Calls a method; a NotAuthenticated fault (expired session) logs in again once and retries. */
   call(method: string, params: SoapParams, signal: AbortSignal): Promise<XmlNode>;
@@ -70,7 +73,7 @@ export async function openSession(connection: VSphereConnection, options: { maxC
       return relogin;
     };
     return {
-      connection, soap, agent, content,
+      connection, soap, agent, content, tls: vsphereTls(connection),
       get relogins() {
         return relogins;
       },
