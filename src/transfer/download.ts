@@ -66,7 +66,7 @@ export interface DownloadOptions {
   retry?: { maxAttempts: number; initialBackoffMs: number; maxBackoffMs: number };
   /** name -> bytes already on disk from an earlier run (a checkpoint). */
   resume?: Record<string, number>;
-  /** Called after every write; the caller throttles. */
+  /** Called at each file's checkpoints (about every second, and at its end): bytesDone counts fdatasync'ed bytes. */
   onProgress?(progress: DownloadProgress): void;
   /** Called when a file is complete, with the seconds its transfer took. */
   onFileDone?(file: { name: string; bytes: number; seconds: number }): void;
@@ -176,15 +176,31 @@ async function downloadOne(file: DownloadFile, index: number, run: RunContext): 
   const started = performance.now();
   /** Bytes written by this call, never decreasing (a restart lowers the position, not this). */
   let gained = 0;
+  /**
+   * The progress counts the bytes of a checkpoint (fdatasync'ed, what a restart keeps), not those merely
+   * written: a daemon killed when the progress said N resumes from N or more, never from less.
+   */
+  let durable = 0;
+  const reportDurable = (bytes: number) => {
+    try {
+      progress.written(index, bytes - durable);
+    } catch (err) {
+      throw toHypervisordError(err, `reporting the progress of ${file.name}`);
+    }
+    durable = bytes;
+  };
   const part = await openPart(file, options.resume?.[file.name] ?? 0, {
     signal,
     logger: options.logger,
     onWritten: (delta) => {
       if (delta > 0) gained += delta;
-      progress.written(index, delta);
     },
-    onCheckpoint: options.onCheckpoint,
+    onCheckpoint: (name, bytes) => {
+      reportDurable(bytes);
+      options.onCheckpoint?.(name, bytes);
+    },
   });
+  reportDurable(part.position); // the prefix kept from an earlier run is on disk already
   try {
     const state: FileState = { file, index, host, label, part };
     options.logger?.info({ file: file.name, host, fromByte: part.position, size: file.size }, "download started");
