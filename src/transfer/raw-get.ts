@@ -6,7 +6,7 @@ import { HypervisordError } from "../errors.ts";
 // (net/tls `onread` with a buffer function): no Buffer allocated per TLS record, no HTTP parser copying the
 // body, no stream in between. The download path's CPU per byte is the point (issue 17): with undici's
 // request() and a pipeline, 1 GiB over TLS cost ~1.5 CPU-s more here than hashing it twice did.
-// Only what a disk download needs: a Content-Length (or until-close) body, no redirects, no keep-alive.
+// Only what a disk download needs: a Content-Length, chunked or until-close body, no redirects, no keep-alive.
 
 export interface RawTls {
   /** Verify the server's certificate against the CAs. */
@@ -43,6 +43,7 @@ export interface RawGetSink {
 }
 
 const HEAD_LIMIT = 64 * 1024;
+const CHUNK_LINE_LIMIT = 4096;
 
 /** The connection broke, ended early or idled out: the bytes committed so far are good, a Range request resumes. */
 export class ConnectionCutError extends Error {
@@ -52,7 +53,7 @@ const DEFAULT_IDLE_TIMEOUT_MS = 300_000;
 
 /**
  * GETs `url` and passes the body to `sink`. Resolves with the response head once the body is complete (by
- * Content-Length, or the connection's end when there is none) or, when the body is not wanted, at once.
+ * Content-Length, the last chunk, or the connection's end when there is neither) or, when the body is not wanted, at once.
  * Rejects with a ConnectionCutError when the connection breaks or idles out (the bytes committed so far are
  * good), with the TLS error when the certificate is refused, the sink's error, or `signal.reason`.
  */
@@ -119,13 +120,53 @@ export function rawGet(url: URL, options: RawGetOptions, sink: RawGetSink): Prom
       }
     };
 
+    /** Copies queued body bytes into the sink's regions (decoding chunked framing on the way), until it pauses. */
     const drainQueued = () => {
       while (queued && !paused && !settled) {
+        if (chunks && chunks.phase !== "data") {
+          readChunkLine();
+          continue;
+        }
         const region = sink.region();
-        const n = Math.min(region.length, queued.length);
+        const n = Math.min(region.length, queued.length, chunks ? chunks.left : Infinity);
         queued.copy(region, 0, 0, n);
-        queued = n < queued.length ? queued.subarray(n) : undefined;
+        take(n);
+        if (chunks && (chunks.left -= n) === 0) chunks.phase = "crlf";
         bodyLanded(n);
+      }
+    };
+    const take = (bytes: number) => {
+      queued = bytes < queued!.length ? queued!.subarray(bytes) : undefined;
+    };
+
+    /**
+     * Transfer-Encoding: chunked (a host that streams a disk whose size it does not know up front): the body
+     * goes through headBuffer and queued, its framing read here, its data copied into the sink's regions.
+     */
+    let chunks: { phase: "size" | "data" | "crlf" | "trailer"; left: number; line: string } | undefined;
+    const readChunkLine = () => {
+      const state = chunks!;
+      const newline = queued!.indexOf(10);
+      if (newline < 0) {
+        state.line += queued!.toString("latin1");
+        queued = undefined;
+        if (state.line.length > CHUNK_LINE_LIMIT) finish(new HypervisordError("INTERNAL", `${url.host} sent a chunk line over ${CHUNK_LINE_LIMIT} bytes`));
+        return;
+      }
+      const line = (state.line + queued!.toString("latin1", 0, newline)).replace(/\r$/, "");
+      state.line = "";
+      take(newline + 1);
+      if (state.phase === "crlf") {
+        if (line !== "") return finish(new HypervisordError("INTERNAL", `${url.host} sent chunk data longer than its size`));
+        state.phase = "size";
+      } else if (state.phase === "size") {
+        const size = /^([0-9a-fA-F]{1,12})\s*(;.*)?$/.exec(line);
+        if (!size) return finish(new HypervisordError("INTERNAL", `${url.host} sent a malformed chunk size line`));
+        state.left = parseInt(size[1]!, 16);
+        state.phase = state.left === 0 ? "trailer" : "data";
+      } else if (line === "") {
+        remaining = 0; // the last chunk and its trailer: the body is complete
+        finish();
       }
     };
 
@@ -137,8 +178,11 @@ export function rawGet(url: URL, options: RawGetOptions, sink: RawGetSink): Prom
       if (headBytes > end + 4) queued = Buffer.from(headBuffer.subarray(end + 4, headBytes));
       const go = (wanted: unknown) => {
         if (!wanted || remaining === 0) return finish();
-        const encoding = head!.headers["transfer-encoding"];
-        if (encoding && encoding !== "identity") {
+        const encoding = head!.headers["transfer-encoding"]?.toLowerCase();
+        if (encoding === "chunked") {
+          chunks = { phase: "size", left: 0, line: "" };
+          remaining = undefined;
+        } else if (encoding && encoding !== "identity") {
           return finish(new HypervisordError("INTERNAL", `${url.host} sent a body with Transfer-Encoding ${encoding}, which disk downloads do not take`));
         }
         drainQueued();
@@ -157,7 +201,7 @@ export function rawGet(url: URL, options: RawGetOptions, sink: RawGetSink): Prom
     // head bytes wait could be stale by then: such reads go to headBuffer (free once the head is parsed) and
     // are copied like the bytes that came with the head.
     const onread = {
-      buffer: () => (!head ? headBuffer.subarray(headBytes) : paused || queued ? headBuffer : sink.region()),
+      buffer: () => (!head ? headBuffer.subarray(headBytes) : paused || queued || chunks ? headBuffer : sink.region()),
       callback: (bytes: number, buffer: Buffer) => {
         if (settled) return false;
         if (head && buffer === headBuffer) {
@@ -211,7 +255,7 @@ export function rawGet(url: URL, options: RawGetOptions, sink: RawGetSink): Prom
     });
     socket.on("end", () => {
       if (complete()) return;
-      if (head && remaining === undefined) return finish();
+      if (head && remaining === undefined && !chunks) return finish();
       cut(head ? `closed the connection ${remaining} body bytes short` : "closed the connection before a response");
     });
     socket.on("close", () => complete() || cut("closed the connection"));
