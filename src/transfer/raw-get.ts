@@ -69,7 +69,7 @@ export function rawGet(url: URL, options: RawGetOptions, sink: RawGetSink): Prom
     /** The status line and headers, until they are complete. */
     const headBuffer = Buffer.allocUnsafe(HEAD_LIMIT);
     let headBytes = 0;
-    /** Body bytes that came with the head and are not in the sink yet. */
+    /** Body bytes read into headBuffer (with the head, while paused, or chunked framing) and not in the sink yet. */
     let queued: Buffer | undefined;
     /** Body bytes still expected; undefined: until the connection ends. */
     let remaining: number | undefined;
