@@ -36,6 +36,12 @@ class Writer {
     this.buf = next;
   }
 
+  /** A fixed-width value: `write` puts it at `pos` of a buffer with `bytes` free there and returns the end. */
+  fixed(bytes: number, write: (buf: Buffer, pos: number) => number): void {
+    this.ensure(bytes);
+    this.pos = write(this.buf, this.pos);
+  }
+
   /** A varint of a number in [0, 2^53) (tags, lengths, non-negative int32 and enum values). */
   varint(n: number): void {
     this.ensure(10);
@@ -158,31 +164,16 @@ function scalarWriter(type: ScalarType): [WriteValue, number] {
         w.varint64((n << 1n) ^ (n >> 63n));
       }, VARINT];
     case ScalarType.DOUBLE:
-      return [(w, v) => {
-        w.ensure(8);
-        w.pos = w.buf.writeDoubleLE(v as number, w.pos);
-      }, BIT64];
+      return [(w, v) => w.fixed(8, (buf, pos) => buf.writeDoubleLE(v as number, pos)), BIT64];
     case ScalarType.FIXED64:
     case ScalarType.SFIXED64:
-      return [(w, v) => {
-        w.ensure(8);
-        w.pos = w.buf.writeBigUInt64LE(BigInt.asUintN(64, toBigInt(v)), w.pos);
-      }, BIT64];
+      return [(w, v) => w.fixed(8, (buf, pos) => buf.writeBigUInt64LE(BigInt.asUintN(64, toBigInt(v)), pos)), BIT64];
     case ScalarType.FLOAT:
-      return [(w, v) => {
-        w.ensure(4);
-        w.pos = w.buf.writeFloatLE(v as number, w.pos);
-      }, BIT32];
+      return [(w, v) => w.fixed(4, (buf, pos) => buf.writeFloatLE(v as number, pos)), BIT32];
     case ScalarType.FIXED32:
-      return [(w, v) => {
-        w.ensure(4);
-        w.pos = w.buf.writeUInt32LE((v as number) >>> 0, w.pos);
-      }, BIT32];
+      return [(w, v) => w.fixed(4, (buf, pos) => buf.writeUInt32LE((v as number) >>> 0, pos)), BIT32];
     case ScalarType.SFIXED32:
-      return [(w, v) => {
-        w.ensure(4);
-        w.pos = w.buf.writeInt32LE(v as number, w.pos);
-      }, BIT32];
+      return [(w, v) => w.fixed(4, (buf, pos) => buf.writeInt32LE(v as number, pos)), BIT32];
   }
 }
 
