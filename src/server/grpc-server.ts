@@ -137,10 +137,7 @@ function edgeInterceptor(limits: ConnectionLimits, authorize: GrpcServerOptions[
               signal: CHECKED_BEFORE_START,
               peer: call.getPeer(),
               transport: "grpc",
-              header: (header) => {
-                const value = metadata.get(header)[0];
-                return value === undefined ? undefined : String(value);
-              },
+              header: (name) => headerOf(metadata, name),
               get clientCertificate() {
                 return secure ? clientCertificateOf(call.getAuthContext()?.sslPeerCertificate) : undefined;
               },
@@ -264,10 +261,7 @@ function callContext(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerW
     },
     peer: call.getPeer(),
     transport: "grpc",
-    header: (name) => {
-      const value = call.metadata.get(name)[0];
-      return value === undefined ? undefined : String(value);
-    },
+    header: (name) => headerOf(call.metadata, name),
     // Read when asked (the auth hook asks only when no key is sent): grpc-js reports verified certificates only.
     // Without TLS there is none, and asking grpc-js for the auth context costs every call.
     get clientCertificate() {
@@ -322,6 +316,12 @@ function streamingHandler(method: DescMethod, handler: AnyHandler, logger: Logge
 }
 
 const RPC_PREFIX = `/${HypervisordService.typeName}/`;
+
+/** A request header (gRPC metadata) as CallContext.header gives it: the first value, as a string. */
+function headerOf(metadata: grpc.Metadata, name: string): string | undefined {
+  const value = metadata.get(name)[0];
+  return value === undefined ? undefined : String(value);
+}
 /** The signal of the pre-body check, which runs before the call does: made once (AbortSignal.abort() per call costs a DOMException with its stack). */
 const CHECKED_BEFORE_START = AbortSignal.abort();
 
