@@ -13,7 +13,7 @@ import { createHasher, type Digests, type Hasher } from "./hashing.ts";
 // one pwrite (synchronous: see issue()) before the socket fills the next. No copy, no Buffer per TLS record, no stream machinery.
 
 /** The reads that hash a resumed prefix. */
-export const IO_CHUNK = 1024 * 1024;
+const IO_CHUNK = 1024 * 1024;
 /**
  * Bytes per write (and per hash update). Measured on 2 cores against vcsim, a 1 GiB export, alternating runs:
  * 128 KiB batches cost ~1.5 system CPU-s per GiB in the writes' copy into the page cache, 1 MiB batches ~3.1
