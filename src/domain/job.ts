@@ -62,11 +62,27 @@ export interface VSphereConnection {
   thumbprint: string;
 }
 
+/** A service principal of one subscription (provider "azure"); endpoints default to Azure's public cloud. */
+export interface AzureConnection {
+  tenantId: string;
+  clientId: string;
+  clientSecret: string;
+  subscriptionId: string;
+  /** Limits discovery and name lookups to one resource group; "" for the whole subscription. */
+  resourceGroup: string;
+  /** "" means https://login.microsoftonline.com. */
+  authorityHost: string;
+  /** "" means https://management.azure.com. */
+  resourceManager: string;
+}
+
 export interface JobDefinition {
   name: string;
   provider: string;
   vm: string;
   vsphere?: VSphereConnection;
+  /** Provider "azure": the subscription and credentials (else the daemon's default). */
+  azure?: AzureConnection;
   /** Absolute, inside an allowed output root. */
   outputDir: string;
   format: ExportFormat;
@@ -248,7 +264,11 @@ export interface JobTransition {
 
 /** The definition without secrets: what responses, logs and webhooks may show. */
 export function redactDefinition(definition: JobDefinition): JobDefinition {
-  if (!definition.vsphere) return definition;
-  // A URL with credentials in it (stored by an earlier version, which accepted them) is shown redacted too.
-  return { ...definition, vsphere: { ...definition.vsphere, url: redactUrl(definition.vsphere.url), password: "" } };
+  if (!definition.vsphere && !definition.azure) return definition;
+  return {
+    ...definition,
+    // A URL with credentials in it (stored by an earlier version, which accepted them) is shown redacted too.
+    ...(definition.vsphere ? { vsphere: { ...definition.vsphere, url: redactUrl(definition.vsphere.url), password: "" } } : {}),
+    ...(definition.azure ? { azure: { ...definition.azure, clientSecret: "" } } : {}),
+  };
 }

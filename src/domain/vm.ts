@@ -1,4 +1,4 @@
-import type { VSphereConnection } from "./job.ts";
+import type { AzureConnection, VSphereConnection } from "./job.ts";
 
 export type PowerState = "poweredOff" | "poweredOn" | "suspended" | "unknown";
 
@@ -6,6 +6,8 @@ export interface VirtualDisk {
   label: string;
   capacityBytes: number;
   file: string;
+  /** Azure: the managed disk's SKU ("Premium_LRS"). */
+  sku?: string;
 }
 
 export interface VirtualNic {
@@ -27,10 +29,16 @@ export interface VirtualMachine {
   firmware: string;
   disks: VirtualDisk[];
   nics: VirtualNic[];
+  /** Azure: the VM size ("Standard_D2s_v3"). */
+  size?: string;
+  /** Azure: the region. */
+  location?: string;
 }
 
 export interface VMQuery {
   connection?: VSphereConnection;
+  /** Provider "azure": its connection (folder then names a resource group). */
+  azure?: AzureConnection;
   /** Glob on the VM name. */
   namePattern?: string;
   folder?: string;

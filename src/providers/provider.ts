@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import type { JobDefinition, VSphereConnection } from "../domain/job.ts";
+import type { AzureConnection, JobDefinition, VSphereConnection } from "../domain/job.ts";
 import type { VirtualMachine, VMQuery } from "../domain/vm.ts";
 import type { Converter } from "../stages/converter.ts";
 import type { ExportContext, ExportResult } from "../stages/export-context.ts";
@@ -32,7 +32,9 @@ export type SnapshotEvent =
 
 export interface GetVMQuery {
   connection?: VSphereConnection;
-  /** Inventory path, name, managed object reference or UUID. */
+  /** Provider "azure": its connection. */
+  azure?: AzureConnection;
+  /** Inventory path, name, managed object reference or UUID (Azure: name, resourceGroup/name or resource id). */
   vm: string;
 }
 

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hypervisord/v1/job.proto.
  */
 export const file_hypervisord_v1_job: GenFile = /*@__PURE__*/
-  fileDesc("ChhoeXBlcnZpc29yZC92MS9qb2IucHJvdG8SDmh5cGVydmlzb3JkLnYxImoKEVZTcGhlcmVDb25uZWN0aW9uEgsKA3VybBgBIAEoCRIQCgh1c2VybmFtZRgCIAEoCRIQCghwYXNzd29yZBgDIAEoCRIQCghpbnNlY3VyZRgEIAEoCBISCgp0aHVtYnByaW50GAUgASgJIuIGCg1Kb2JEZWZpbml0aW9uEgwKBG5hbWUYASABKAkSEAoIcHJvdmlkZXIYAiABKAkSCgoCdm0YAyABKAkSMgoHdnNwaGVyZRgEIAEoCzIhLmh5cGVydmlzb3JkLnYxLlZTcGhlcmVDb25uZWN0aW9uEhIKCm91dHB1dF9kaXIYBSABKAkSLAoGZm9ybWF0GAYgASgOMhwuaHlwZXJ2aXNvcmQudjEuRXhwb3J0Rm9ybWF0EhAKCGNvbXByZXNzGAcgASgIEjYKEWNvbXByZXNzaW9uX2xldmVsGAggASgLMhsuZ29vZ2xlLnByb3RvYnVmLkludDMyVmFsdWUSEgoKY29udmVydF90bxgJIAEoCRIaChJwYXJhbGxlbF9kb3dubG9hZHMYCiABKAUSFwoPYmFuZHdpZHRoX2xpbWl0GAsgASgDEhEKCXBvd2VyX29mZhgMIAEoCBIQCghwcmlvcml0eRgNIAEoCRI5CgZsYWJlbHMYDiADKAsyKS5oeXBlcnZpc29yZC52MS5Kb2JEZWZpbml0aW9uLkxhYmVsc0VudHJ5EhIKCnJlcXVlc3RfaWQYDyABKAkSFgoOcmVtb3ZlX2RldmljZXMYECADKAkSGwoTaW5jbHVkZV9pbWFnZV9maWxlcxgRIAEoCBIaChJtYW5pZmVzdF9hbGdvcml0aG0YEiABKAkSEwoLY2xlYW51cF9vdmYYEyABKAgSNQoRZ2VuZXJhdGVfbWFuaWZlc3QYFCABKAsyGi5nb29nbGUucHJvdG9idWYuQm9vbFZhbHVlEg4KBnZlcmlmeRgVIAEoCBIPCgdwcm9maWxlGBYgASgJEhQKDGtlZXBfcGFydGlhbBgXIAEoCBIZChFydW5uaW5nX3ZtX3BvbGljeRgYIAEoCRIrCgdxdWllc2NlGBkgASgLMhouZ29vZ2xlLnByb3RvYnVmLkJvb2xWYWx1ZRIWCg5xdWllc2NlX3BvbGljeRgaIAEoCRIvCgt2bV9zZWxlY3RvchgbIAEoCzIaLmh5cGVydmlzb3JkLnYxLlZtU2VsZWN0b3ISFAoMbWF4X3BhcmFsbGVsGBwgASgFGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEikAEKClZtU2VsZWN0b3ISDgoGZm9sZGVyGAEgASgJEi0KCXJlY3Vyc2l2ZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5Cb29sVmFsdWUSEQoJbmFtZV9nbG9iGAMgASgJEjAKDHBvd2VyX3N0YXRlcxgEIAMoDjIaLmh5cGVydmlzb3JkLnYxLlBvd2VyU3RhdGUixAEKC0pvYlByb2dyZXNzEg0KBXBoYXNlGAEgASgJEg8KB3BlcmNlbnQYAiABKAESEgoKYnl0ZXNfZG9uZRgDIAEoAxITCgtieXRlc190b3RhbBgEIAEoAxISCgpmaWxlc19kb25lGAUgASgFEhMKC2ZpbGVzX3RvdGFsGAYgASgFEhQKDGN1cnJlbnRfZmlsZRgHIAEoCRIYChBieXRlc19wZXJfc2Vjb25kGAggASgBEhMKC2V0YV9zZWNvbmRzGAkgASgBIjgKClJlc3VsdEZpbGUSDAoEcGF0aBgBIAEoCRIMCgRzaXplGAIgASgDEg4KBnNoYTI1NhgDIAEoCSLtAgoJSm9iUmVzdWx0EhIKCm91dHB1dF9kaXIYASABKAkSEAoIb3ZmX3BhdGgYAiABKAkSEAoIb3ZhX3BhdGgYAyABKAkSFQoNbWFuaWZlc3RfcGF0aBgEIAEoCRIpCgVmaWxlcxgFIAMoCzIaLmh5cGVydmlzb3JkLnYxLlJlc3VsdEZpbGUSGAoQZHVyYXRpb25fc2Vjb25kcxgGIAEoARIQCgh3YXJuaW5ncxgHIAMoCRIZChFjb21wcmVzc2lvbl9yYXRpbxgIIAEoARIeChZhcnRpZmFjdF9tYW5pZmVzdF9wYXRoGAkgASgJEjYKD2NvbnZlcnRlZF9kaXNrcxgKIAMoCzIdLmh5cGVydmlzb3JkLnYxLkNvbnZlcnRlZERpc2sSEgoKb3ZhX21ldGhvZBgLIAEoCRITCgtjb25zaXN0ZW5jeRgMIAEoCRIeChZhcHBsaWNhdGlvbl9jb25zaXN0ZW50GA0gASgIIo4BCg1Db252ZXJ0ZWREaXNrEg4KBnNvdXJjZRgBIAEoCRIMCgRwYXRoGAIgASgJEg4KBmZvcm1hdBgDIAEoCRIMCgRzaXplGAQgASgDEg4KBnNoYTI1NhgFIAEoCRIUCgx2ZXJpZmljYXRpb24YBiABKAkSGwoTdmVyaWZpY2F0aW9uX2RldGFpbBgHIAEoCSI8CghKb2JFcnJvchIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkSEQoJcmV0cnlhYmxlGAMgASgIIuUECgNKb2ISCgoCaWQYASABKAkSMQoKZGVmaW5pdGlvbhgCIAEoCzIdLmh5cGVydmlzb3JkLnYxLkpvYkRlZmluaXRpb24SJwoFc3RhdGUYAyABKA4yGC5oeXBlcnZpc29yZC52MS5Kb2JTdGF0ZRItCghwcm9ncmVzcxgEIAEoCzIbLmh5cGVydmlzb3JkLnYxLkpvYlByb2dyZXNzEikKBnJlc3VsdBgFIAEoCzIZLmh5cGVydmlzb3JkLnYxLkpvYlJlc3VsdBInCgVlcnJvchgGIAEoCzIYLmh5cGVydmlzb3JkLnYxLkpvYkVycm9yEg8KB2F0dGVtcHQYByABKAUSLwoLY3JlYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0X3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtzY2hlZHVsZV9pZBgLIAEoCRIUCgxtYXhfYXR0ZW1wdHMYDCABKAUSNQoRbmV4dF9hdHRlbXB0X3RpbWUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGJhdGNoX2lkGA4gASgJEhcKD3BlbmRpbmdfY2xlYW51cBgPIAEoCRIYChBkdXJhdGlvbl9zZWNvbmRzGBAgASgBEiwKCGF0dGVtcHRzGBEgAygLMhouaHlwZXJ2aXNvcmQudjEuSm9iQXR0ZW1wdCLQAQoKSm9iQXR0ZW1wdBIPCgdhdHRlbXB0GAEgASgFEi4KCnN0YXJ0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIYChBkdXJhdGlvbl9zZWNvbmRzGAQgASgBEikKB291dGNvbWUYBSABKA4yGC5oeXBlcnZpc29yZC52MS5Kb2JTdGF0ZRIOCgZyZWFzb24YBiABKAkivwEKDUpvYlRyYW5zaXRpb24SCwoDc2VxGAEgASgEEiwKCmZyb21fc3RhdGUYAiABKA4yGC5oeXBlcnZpc29yZC52MS5Kb2JTdGF0ZRIqCgh0b19zdGF0ZRgDIAEoDjIYLmh5cGVydmlzb3JkLnYxLkpvYlN0YXRlEg4KBnJlYXNvbhgEIAEoCRINCgVhY3RvchgFIAEoCRIoCgR0aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ1CghMb2dFbnRyeRIKCgJpZBgBIAEoAxIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVsZXZlbBgDIAEoCRIPCgdtZXNzYWdlGAQgASgJEhMKC2ZpZWxkc19qc29uGAUgASgJKlsKDEV4cG9ydEZvcm1hdBIdChlFWFBPUlRfRk9STUFUX1VOU1BFQ0lGSUVEEAASFQoRRVhQT1JUX0ZPUk1BVF9PVkYQARIVChFFWFBPUlRfRk9STUFUX09WQRACKpoBCghKb2JTdGF0ZRIZChVKT0JfU1RBVEVfVU5TUEVDSUZJRUQQABIUChBKT0JfU1RBVEVfUVVFVUVEEAESFQoRSk9CX1NUQVRFX1JVTk5JTkcQAhIXChNKT0JfU1RBVEVfQ09NUExFVEVEEAMSFAoQSk9CX1NUQVRFX0ZBSUxFRBAEEhcKE0pPQl9TVEFURV9DQU5DRUxMRUQQBWIGcHJvdG8z", [file_google_protobuf_timestamp, file_google_protobuf_wrappers, file_hypervisord_v1_vm]);
+  fileDesc("ChhoeXBlcnZpc29yZC92MS9qb2IucHJvdG8SDmh5cGVydmlzb3JkLnYxImoKEVZTcGhlcmVDb25uZWN0aW9uEgsKA3VybBgBIAEoCRIQCgh1c2VybmFtZRgCIAEoCRIQCghwYXNzd29yZBgDIAEoCRIQCghpbnNlY3VyZRgEIAEoCBISCgp0aHVtYnByaW50GAUgASgJIrEBCg9BenVyZUNvbm5lY3Rpb24SEQoJdGVuYW50X2lkGAEgASgJEhEKCWNsaWVudF9pZBgCIAEoCRIVCg1jbGllbnRfc2VjcmV0GAMgASgJEhcKD3N1YnNjcmlwdGlvbl9pZBgEIAEoCRIWCg5yZXNvdXJjZV9ncm91cBgFIAEoCRIWCg5hdXRob3JpdHlfaG9zdBgGIAEoCRIYChByZXNvdXJjZV9tYW5hZ2VyGAcgASgJIpIHCg1Kb2JEZWZpbml0aW9uEgwKBG5hbWUYASABKAkSEAoIcHJvdmlkZXIYAiABKAkSCgoCdm0YAyABKAkSMgoHdnNwaGVyZRgEIAEoCzIhLmh5cGVydmlzb3JkLnYxLlZTcGhlcmVDb25uZWN0aW9uEhIKCm91dHB1dF9kaXIYBSABKAkSLAoGZm9ybWF0GAYgASgOMhwuaHlwZXJ2aXNvcmQudjEuRXhwb3J0Rm9ybWF0EhAKCGNvbXByZXNzGAcgASgIEjYKEWNvbXByZXNzaW9uX2xldmVsGAggASgLMhsuZ29vZ2xlLnByb3RvYnVmLkludDMyVmFsdWUSEgoKY29udmVydF90bxgJIAEoCRIaChJwYXJhbGxlbF9kb3dubG9hZHMYCiABKAUSFwoPYmFuZHdpZHRoX2xpbWl0GAsgASgDEhEKCXBvd2VyX29mZhgMIAEoCBIQCghwcmlvcml0eRgNIAEoCRI5CgZsYWJlbHMYDiADKAsyKS5oeXBlcnZpc29yZC52MS5Kb2JEZWZpbml0aW9uLkxhYmVsc0VudHJ5EhIKCnJlcXVlc3RfaWQYDyABKAkSFgoOcmVtb3ZlX2RldmljZXMYECADKAkSGwoTaW5jbHVkZV9pbWFnZV9maWxlcxgRIAEoCBIaChJtYW5pZmVzdF9hbGdvcml0aG0YEiABKAkSEwoLY2xlYW51cF9vdmYYEyABKAgSNQoRZ2VuZXJhdGVfbWFuaWZlc3QYFCABKAsyGi5nb29nbGUucHJvdG9idWYuQm9vbFZhbHVlEg4KBnZlcmlmeRgVIAEoCBIPCgdwcm9maWxlGBYgASgJEhQKDGtlZXBfcGFydGlhbBgXIAEoCBIZChFydW5uaW5nX3ZtX3BvbGljeRgYIAEoCRIrCgdxdWllc2NlGBkgASgLMhouZ29vZ2xlLnByb3RvYnVmLkJvb2xWYWx1ZRIWCg5xdWllc2NlX3BvbGljeRgaIAEoCRIvCgt2bV9zZWxlY3RvchgbIAEoCzIaLmh5cGVydmlzb3JkLnYxLlZtU2VsZWN0b3ISFAoMbWF4X3BhcmFsbGVsGBwgASgFEi4KBWF6dXJlGB0gASgLMh8uaHlwZXJ2aXNvcmQudjEuQXp1cmVDb25uZWN0aW9uGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEikAEKClZtU2VsZWN0b3ISDgoGZm9sZGVyGAEgASgJEi0KCXJlY3Vyc2l2ZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5Cb29sVmFsdWUSEQoJbmFtZV9nbG9iGAMgASgJEjAKDHBvd2VyX3N0YXRlcxgEIAMoDjIaLmh5cGVydmlzb3JkLnYxLlBvd2VyU3RhdGUixAEKC0pvYlByb2dyZXNzEg0KBXBoYXNlGAEgASgJEg8KB3BlcmNlbnQYAiABKAESEgoKYnl0ZXNfZG9uZRgDIAEoAxITCgtieXRlc190b3RhbBgEIAEoAxISCgpmaWxlc19kb25lGAUgASgFEhMKC2ZpbGVzX3RvdGFsGAYgASgFEhQKDGN1cnJlbnRfZmlsZRgHIAEoCRIYChBieXRlc19wZXJfc2Vjb25kGAggASgBEhMKC2V0YV9zZWNvbmRzGAkgASgBIjgKClJlc3VsdEZpbGUSDAoEcGF0aBgBIAEoCRIMCgRzaXplGAIgASgDEg4KBnNoYTI1NhgDIAEoCSLtAgoJSm9iUmVzdWx0EhIKCm91dHB1dF9kaXIYASABKAkSEAoIb3ZmX3BhdGgYAiABKAkSEAoIb3ZhX3BhdGgYAyABKAkSFQoNbWFuaWZlc3RfcGF0aBgEIAEoCRIpCgVmaWxlcxgFIAMoCzIaLmh5cGVydmlzb3JkLnYxLlJlc3VsdEZpbGUSGAoQZHVyYXRpb25fc2Vjb25kcxgGIAEoARIQCgh3YXJuaW5ncxgHIAMoCRIZChFjb21wcmVzc2lvbl9yYXRpbxgIIAEoARIeChZhcnRpZmFjdF9tYW5pZmVzdF9wYXRoGAkgASgJEjYKD2NvbnZlcnRlZF9kaXNrcxgKIAMoCzIdLmh5cGVydmlzb3JkLnYxLkNvbnZlcnRlZERpc2sSEgoKb3ZhX21ldGhvZBgLIAEoCRITCgtjb25zaXN0ZW5jeRgMIAEoCRIeChZhcHBsaWNhdGlvbl9jb25zaXN0ZW50GA0gASgIIo4BCg1Db252ZXJ0ZWREaXNrEg4KBnNvdXJjZRgBIAEoCRIMCgRwYXRoGAIgASgJEg4KBmZvcm1hdBgDIAEoCRIMCgRzaXplGAQgASgDEg4KBnNoYTI1NhgFIAEoCRIUCgx2ZXJpZmljYXRpb24YBiABKAkSGwoTdmVyaWZpY2F0aW9uX2RldGFpbBgHIAEoCSI8CghKb2JFcnJvchIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkSEQoJcmV0cnlhYmxlGAMgASgIIuUECgNKb2ISCgoCaWQYASABKAkSMQoKZGVmaW5pdGlvbhgCIAEoCzIdLmh5cGVydmlzb3JkLnYxLkpvYkRlZmluaXRpb24SJwoFc3RhdGUYAyABKA4yGC5oeXBlcnZpc29yZC52MS5Kb2JTdGF0ZRItCghwcm9ncmVzcxgEIAEoCzIbLmh5cGVydmlzb3JkLnYxLkpvYlByb2dyZXNzEikKBnJlc3VsdBgFIAEoCzIZLmh5cGVydmlzb3JkLnYxLkpvYlJlc3VsdBInCgVlcnJvchgGIAEoCzIYLmh5cGVydmlzb3JkLnYxLkpvYkVycm9yEg8KB2F0dGVtcHQYByABKAUSLwoLY3JlYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0X3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtzY2hlZHVsZV9pZBgLIAEoCRIUCgxtYXhfYXR0ZW1wdHMYDCABKAUSNQoRbmV4dF9hdHRlbXB0X3RpbWUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGJhdGNoX2lkGA4gASgJEhcKD3BlbmRpbmdfY2xlYW51cBgPIAEoCRIYChBkdXJhdGlvbl9zZWNvbmRzGBAgASgBEiwKCGF0dGVtcHRzGBEgAygLMhouaHlwZXJ2aXNvcmQudjEuSm9iQXR0ZW1wdCLQAQoKSm9iQXR0ZW1wdBIPCgdhdHRlbXB0GAEgASgFEi4KCnN0YXJ0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIYChBkdXJhdGlvbl9zZWNvbmRzGAQgASgBEikKB291dGNvbWUYBSABKA4yGC5oeXBlcnZpc29yZC52MS5Kb2JTdGF0ZRIOCgZyZWFzb24YBiABKAkivwEKDUpvYlRyYW5zaXRpb24SCwoDc2VxGAEgASgEEiwKCmZyb21fc3RhdGUYAiABKA4yGC5oeXBlcnZpc29yZC52MS5Kb2JTdGF0ZRIqCgh0b19zdGF0ZRgDIAEoDjIYLmh5cGVydmlzb3JkLnYxLkpvYlN0YXRlEg4KBnJlYXNvbhgEIAEoCRINCgVhY3RvchgFIAEoCRIoCgR0aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ1CghMb2dFbnRyeRIKCgJpZBgBIAEoAxIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVsZXZlbBgDIAEoCRIPCgdtZXNzYWdlGAQgASgJEhMKC2ZpZWxkc19qc29uGAUgASgJKlsKDEV4cG9ydEZvcm1hdBIdChlFWFBPUlRfRk9STUFUX1VOU1BFQ0lGSUVEEAASFQoRRVhQT1JUX0ZPUk1BVF9PVkYQARIVChFFWFBPUlRfRk9STUFUX09WQRACKpoBCghKb2JTdGF0ZRIZChVKT0JfU1RBVEVfVU5TUEVDSUZJRUQQABIUChBKT0JfU1RBVEVfUVVFVUVEEAESFQoRSk9CX1NUQVRFX1JVTk5JTkcQAhIXChNKT0JfU1RBVEVfQ09NUExFVEVEEAMSFAoQSk9CX1NUQVRFX0ZBSUxFRBAEEhcKE0pPQl9TVEFURV9DQU5DRUxMRUQQBWIGcHJvdG8z", [file_google_protobuf_timestamp, file_google_protobuf_wrappers, file_hypervisord_v1_vm]);
 
 /**
  * How to reach a vCenter or ESXi host. Optional on jobs and discovery calls
@@ -65,6 +65,74 @@ export type VSphereConnection = Message<"hypervisord.v1.VSphereConnection"> & {
  */
 export const VSphereConnectionSchema: GenMessage<VSphereConnection> = /*@__PURE__*/
   messageDesc(file_hypervisord_v1_job, 0);
+
+/**
+ * How to reach Azure Resource Manager as a service principal (OAuth2
+ * client credentials). Optional on jobs and discovery calls of provider
+ * "azure" when the daemon's config names a default (azure.* keys). The
+ * client secret is never returned by the API.
+ *
+ * @generated from message hypervisord.v1.AzureConnection
+ */
+export type AzureConnection = Message<"hypervisord.v1.AzureConnection"> & {
+  /**
+   * Microsoft Entra ID tenant (directory) id or domain.
+   *
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * The service principal's application (client) id.
+   *
+   * @generated from field: string client_id = 2;
+   */
+  clientId: string;
+
+  /**
+   * Write-only: always empty in responses.
+   *
+   * @generated from field: string client_secret = 3;
+   */
+  clientSecret: string;
+
+  /**
+   * @generated from field: string subscription_id = 4;
+   */
+  subscriptionId: string;
+
+  /**
+   * Optional: discovery and VM names are looked up in this resource group
+   * only (a VM named "resourceGroup/name" or by resource id needs none).
+   *
+   * @generated from field: string resource_group = 5;
+   */
+  resourceGroup: string;
+
+  /**
+   * Token authority; empty means "https://login.microsoftonline.com".
+   * Sovereign clouds and stand-ins set their own; plain http is accepted
+   * for loopback addresses only.
+   *
+   * @generated from field: string authority_host = 6;
+   */
+  authorityHost: string;
+
+  /**
+   * Azure Resource Manager endpoint; empty means
+   * "https://management.azure.com" (same http rule).
+   *
+   * @generated from field: string resource_manager = 7;
+   */
+  resourceManager: string;
+};
+
+/**
+ * Describes the message hypervisord.v1.AzureConnection.
+ * Use `create(AzureConnectionSchema)` to create a new message.
+ */
+export const AzureConnectionSchema: GenMessage<AzureConnection> = /*@__PURE__*/
+  messageDesc(file_hypervisord_v1_job, 1);
 
 /**
  * What to export and how. Fields left empty take the daemon's defaults.
@@ -281,6 +349,15 @@ export type JobDefinition = Message<"hypervisord.v1.JobDefinition"> & {
    * @generated from field: int32 max_parallel = 28;
    */
   maxParallel: number;
+
+  /**
+   * With provider "azure": the subscription and credentials (else the
+   * daemon's default). vm is then a name, "resourceGroup/name" or a VM
+   * resource id; vm_selector.folder names a resource group.
+   *
+   * @generated from field: hypervisord.v1.AzureConnection azure = 29;
+   */
+  azure?: AzureConnection | undefined;
 };
 
 /**
@@ -288,7 +365,7 @@ export type JobDefinition = Message<"hypervisord.v1.JobDefinition"> & {
  * Use `create(JobDefinitionSchema)` to create a new message.
  */
 export const JobDefinitionSchema: GenMessage<JobDefinition> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_job, 1);
+  messageDesc(file_hypervisord_v1_job, 2);
 
 /**
  * Which VMs a definition selects (JobDefinition.vm_selector). At least one
@@ -332,7 +409,7 @@ export type VmSelector = Message<"hypervisord.v1.VmSelector"> & {
  * Use `create(VmSelectorSchema)` to create a new message.
  */
 export const VmSelectorSchema: GenMessage<VmSelector> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_job, 2);
+  messageDesc(file_hypervisord_v1_job, 3);
 
 /**
  * @generated from message hypervisord.v1.JobProgress
@@ -393,7 +470,7 @@ export type JobProgress = Message<"hypervisord.v1.JobProgress"> & {
  * Use `create(JobProgressSchema)` to create a new message.
  */
 export const JobProgressSchema: GenMessage<JobProgress> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_job, 3);
+  messageDesc(file_hypervisord_v1_job, 4);
 
 /**
  * @generated from message hypervisord.v1.ResultFile
@@ -425,7 +502,7 @@ export type ResultFile = Message<"hypervisord.v1.ResultFile"> & {
  * Use `create(ResultFileSchema)` to create a new message.
  */
 export const ResultFileSchema: GenMessage<ResultFile> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_job, 4);
+  messageDesc(file_hypervisord_v1_job, 5);
 
 /**
  * @generated from message hypervisord.v1.JobResult
@@ -519,7 +596,7 @@ export type JobResult = Message<"hypervisord.v1.JobResult"> & {
  * Use `create(JobResultSchema)` to create a new message.
  */
 export const JobResultSchema: GenMessage<JobResult> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_job, 5);
+  messageDesc(file_hypervisord_v1_job, 6);
 
 /**
  * @generated from message hypervisord.v1.ConvertedDisk
@@ -576,7 +653,7 @@ export type ConvertedDisk = Message<"hypervisord.v1.ConvertedDisk"> & {
  * Use `create(ConvertedDiskSchema)` to create a new message.
  */
 export const ConvertedDiskSchema: GenMessage<ConvertedDisk> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_job, 6);
+  messageDesc(file_hypervisord_v1_job, 7);
 
 /**
  * @generated from message hypervisord.v1.JobError
@@ -608,7 +685,7 @@ export type JobError = Message<"hypervisord.v1.JobError"> & {
  * Use `create(JobErrorSchema)` to create a new message.
  */
 export const JobErrorSchema: GenMessage<JobError> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_job, 7);
+  messageDesc(file_hypervisord_v1_job, 8);
 
 /**
  * @generated from message hypervisord.v1.Job
@@ -728,7 +805,7 @@ export type Job = Message<"hypervisord.v1.Job"> & {
  * Use `create(JobSchema)` to create a new message.
  */
 export const JobSchema: GenMessage<Job> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_job, 8);
+  messageDesc(file_hypervisord_v1_job, 9);
 
 /**
  * One run of a job, from its move to RUNNING to the move that ended it.
@@ -783,7 +860,7 @@ export type JobAttempt = Message<"hypervisord.v1.JobAttempt"> & {
  * Use `create(JobAttemptSchema)` to create a new message.
  */
 export const JobAttemptSchema: GenMessage<JobAttempt> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_job, 9);
+  messageDesc(file_hypervisord_v1_job, 10);
 
 /**
  * One transition in a job's history.
@@ -831,7 +908,7 @@ export type JobTransition = Message<"hypervisord.v1.JobTransition"> & {
  * Use `create(JobTransitionSchema)` to create a new message.
  */
 export const JobTransitionSchema: GenMessage<JobTransition> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_job, 10);
+  messageDesc(file_hypervisord_v1_job, 11);
 
 /**
  * @generated from message hypervisord.v1.LogEntry
@@ -874,7 +951,7 @@ export type LogEntry = Message<"hypervisord.v1.LogEntry"> & {
  * Use `create(LogEntrySchema)` to create a new message.
  */
 export const LogEntrySchema: GenMessage<LogEntry> = /*@__PURE__*/
-  messageDesc(file_hypervisord_v1_job, 11);
+  messageDesc(file_hypervisord_v1_job, 12);
 
 /**
  * @generated from enum hypervisord.v1.ExportFormat

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hypervisord/v1/vm.proto.
  */
 export const file_hypervisord_v1_vm: GenFile = /*@__PURE__*/
-  fileDesc("ChdoeXBlcnZpc29yZC92MS92bS5wcm90bxIOaHlwZXJ2aXNvcmQudjEiQgoLVmlydHVhbERpc2sSDQoFbGFiZWwYASABKAkSFgoOY2FwYWNpdHlfYnl0ZXMYAiABKAMSDAoEZmlsZRgDIAEoCSJBCgpWaXJ0dWFsTmljEg0KBWxhYmVsGAEgASgJEg8KB25ldHdvcmsYAiABKAkSEwoLbWFjX2FkZHJlc3MYAyABKAkiwQIKDlZpcnR1YWxNYWNoaW5lEgwKBG5hbWUYASABKAkSDAoEcGF0aBgCIAEoCRINCgVtb3JlZhgDIAEoCRIMCgR1dWlkGAQgASgJEhUKDWluc3RhbmNlX3V1aWQYBSABKAkSLwoLcG93ZXJfc3RhdGUYBiABKA4yGi5oeXBlcnZpc29yZC52MS5Qb3dlclN0YXRlEhAKCGd1ZXN0X29zGAcgASgJEg8KB251bV9jcHUYCCABKAUSEQoJbWVtb3J5X21iGAkgASgDEhAKCGZpcm13YXJlGAogASgJEioKBWRpc2tzGAsgAygLMhsuaHlwZXJ2aXNvcmQudjEuVmlydHVhbERpc2sSKAoEbmljcxgMIAMoCzIaLmh5cGVydmlzb3JkLnYxLlZpcnR1YWxOaWMSEAoIcHJvdmlkZXIYDSABKAkqfQoKUG93ZXJTdGF0ZRIbChdQT1dFUl9TVEFURV9VTlNQRUNJRklFRBAAEhsKF1BPV0VSX1NUQVRFX1BPV0VSRURfT0ZGEAESGgoWUE9XRVJfU1RBVEVfUE9XRVJFRF9PThACEhkKFVBPV0VSX1NUQVRFX1NVU1BFTkRFRBADYgZwcm90bzM");
+  fileDesc("ChdoeXBlcnZpc29yZC92MS92bS5wcm90bxIOaHlwZXJ2aXNvcmQudjEiTwoLVmlydHVhbERpc2sSDQoFbGFiZWwYASABKAkSFgoOY2FwYWNpdHlfYnl0ZXMYAiABKAMSDAoEZmlsZRgDIAEoCRILCgNza3UYBCABKAkiQQoKVmlydHVhbE5pYxINCgVsYWJlbBgBIAEoCRIPCgduZXR3b3JrGAIgASgJEhMKC21hY19hZGRyZXNzGAMgASgJIuECCg5WaXJ0dWFsTWFjaGluZRIMCgRuYW1lGAEgASgJEgwKBHBhdGgYAiABKAkSDQoFbW9yZWYYAyABKAkSDAoEdXVpZBgEIAEoCRIVCg1pbnN0YW5jZV91dWlkGAUgASgJEi8KC3Bvd2VyX3N0YXRlGAYgASgOMhouaHlwZXJ2aXNvcmQudjEuUG93ZXJTdGF0ZRIQCghndWVzdF9vcxgHIAEoCRIPCgdudW1fY3B1GAggASgFEhEKCW1lbW9yeV9tYhgJIAEoAxIQCghmaXJtd2FyZRgKIAEoCRIqCgVkaXNrcxgLIAMoCzIbLmh5cGVydmlzb3JkLnYxLlZpcnR1YWxEaXNrEigKBG5pY3MYDCADKAsyGi5oeXBlcnZpc29yZC52MS5WaXJ0dWFsTmljEhAKCHByb3ZpZGVyGA0gASgJEgwKBHNpemUYDiABKAkSEAoIbG9jYXRpb24YDyABKAkqfQoKUG93ZXJTdGF0ZRIbChdQT1dFUl9TVEFURV9VTlNQRUNJRklFRBAAEhsKF1BPV0VSX1NUQVRFX1BPV0VSRURfT0ZGEAESGgoWUE9XRVJfU1RBVEVfUE9XRVJFRF9PThACEhkKFVBPV0VSX1NUQVRFX1NVU1BFTkRFRBADYgZwcm90bzM");
 
 /**
  * @generated from message hypervisord.v1.VirtualDisk
@@ -32,6 +32,13 @@ export type VirtualDisk = Message<"hypervisord.v1.VirtualDisk"> & {
    * @generated from field: string file = 3;
    */
   file: string;
+
+  /**
+   * Azure: the managed disk's SKU, e.g. "Premium_LRS"; empty for vSphere.
+   *
+   * @generated from field: string sku = 4;
+   */
+  sku: string;
 };
 
 /**
@@ -144,6 +151,21 @@ export type VirtualMachine = Message<"hypervisord.v1.VirtualMachine"> & {
    * @generated from field: string provider = 13;
    */
   provider: string;
+
+  /**
+   * Azure: the VM size, e.g. "Standard_D2s_v3" (num_cpu and memory_mb come
+   * from it); empty for vSphere.
+   *
+   * @generated from field: string size = 14;
+   */
+  size: string;
+
+  /**
+   * Azure: the region, e.g. "westeurope"; empty for vSphere.
+   *
+   * @generated from field: string location = 15;
+   */
+  location: string;
 };
 
 /**
