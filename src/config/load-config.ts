@@ -2,7 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import YAML from "yaml";
-import type { VSphereConnection } from "../domain/job.ts";
+import type { AzureConnection, VSphereConnection } from "../domain/job.ts";
 import type { EngineOptions } from "../engine/engine-options.ts";
 import type { EdgeOptions } from "../server/edge-options.ts";
 import type { ListenAddress } from "../listen-address.ts";
@@ -24,6 +24,9 @@ export interface DaemonConfig {
   /** The connection used when a request names none. */
   defaultVSphere?: VSphereConnection;
   vsphere: { maxConnections: number; sessionIdleTimeoutMs: number; maxTransfersPerHost: number; snapshotRemoveAttempts: number; snapshotRemoveBackoffMs: number };
+  /** The Azure connection used when a request of provider "azure" names none (azure.subscription_id set). */
+  defaultAzure?: AzureConnection;
+  azure: { maxTransfersPerHost: number; accessDurationMs: number };
   /** qemu-img: an explicit path (else found on PATH) and how many conversions run at once. */
   conversion: { maxConcurrent: number; qemuImg?: string };
   /** The web dashboard served at / on the HTTP listener, from `dir` (absolute). */
@@ -142,6 +145,7 @@ function compile(values: Map<string, unknown>, configFile: string | undefined): 
   const roots = get<string[]>("allowed_output_roots");
   if (roots.length === 0) throw new ConfigError("allowed_output_roots: at least one directory is required");
   const vsphereUrl = get<string | undefined>("vsphere.url");
+  const azureSubscription = get<string | undefined>("azure.subscription_id");
   return {
     dataDir: path.resolve(get<string>("data_dir")),
     grpcListen: get<ListenAddress>("grpc_listen"),
@@ -179,6 +183,18 @@ function compile(values: Map<string, unknown>, configFile: string | undefined): 
       snapshotRemoveAttempts: get<number>("vsphere.snapshot_remove_attempts"),
       snapshotRemoveBackoffMs: get<number>("vsphere.snapshot_remove_backoff"),
     },
+    defaultAzure: azureSubscription
+      ? {
+          tenantId: get<string | undefined>("azure.tenant_id") ?? "",
+          clientId: get<string | undefined>("azure.client_id") ?? "",
+          clientSecret: get<string | undefined>("azure.client_secret") ?? "",
+          subscriptionId: azureSubscription,
+          resourceGroup: get<string | undefined>("azure.resource_group") ?? "",
+          authorityHost: get<string | undefined>("azure.authority_host") ?? "",
+          resourceManager: get<string | undefined>("azure.resource_manager") ?? "",
+        }
+      : undefined,
+    azure: { maxTransfersPerHost: get<number>("azure.max_transfers_per_host"), accessDurationMs: get<number>("azure.access_duration") },
     dashboard: { enabled: get<boolean>("dashboard.enabled"), dir: optionalPath(get<string | undefined>("dashboard.dir")) ?? DEFAULT_DASHBOARD_DIR },
     metricsListen: get<ListenAddress | undefined>("metrics_listen"),
     health: { minFreeBytes: get<number>("health.min_free_bytes") },

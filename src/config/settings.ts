@@ -78,4 +78,13 @@ export const SETTINGS: readonly Setting[] = [
   { key: "vsphere.snapshot_remove_attempts", type: "int", default: 5, min: 1, max: 100, help: "RemoveSnapshot_Task tries within a job's run before its removal is left to the background retries" },
   { key: "vsphere.snapshot_remove_backoff", type: "duration", default: "1s", min: 0, help: "wait before the second in-run try of a snapshot's removal; doubles after each (5 tries: about 15 s)" },
   { key: "vsphere.thumbprint", env: "HYPERVISORD_VSPHERE_THUMBPRINT", type: "string", help: "default vSphere connection: pinned certificate fingerprint" },
+  { key: "azure.tenant_id", env: "HYPERVISORD_AZURE_TENANT_ID", type: "string", help: "default Azure connection: Microsoft Entra tenant id" },
+  { key: "azure.client_id", env: "HYPERVISORD_AZURE_CLIENT_ID", type: "string", help: "default Azure connection: the service principal's application (client) id" },
+  { key: "azure.client_secret", env: "HYPERVISORD_AZURE_CLIENT_SECRET", type: "string", help: "default Azure connection: the service principal's client secret" },
+  { key: "azure.subscription_id", env: "HYPERVISORD_AZURE_SUBSCRIPTION_ID", type: "string", help: "default Azure connection: subscription (setting it makes the default)" },
+  { key: "azure.resource_group", env: "HYPERVISORD_AZURE_RESOURCE_GROUP", type: "string", help: "default Azure connection: limit discovery and VM names to this resource group" },
+  { key: "azure.authority_host", env: "HYPERVISORD_AZURE_AUTHORITY_HOST", type: "string", help: "default Azure connection: token authority (default https://login.microsoftonline.com)" },
+  { key: "azure.resource_manager", env: "HYPERVISORD_AZURE_RESOURCE_MANAGER", type: "string", help: "default Azure connection: Resource Manager endpoint (default https://management.azure.com)" },
+  { key: "azure.max_transfers_per_host", env: "HYPERVISORD_AZURE_MAX_TRANSFERS_PER_HOST", type: "int", default: 8, min: 1, max: 64, help: "concurrent page-blob range requests per storage host, across jobs" },
+  { key: "azure.access_duration", type: "duration", default: "4h", min: 60_000, help: "how long a disk's read SAS (beginGetAccess) is valid; ended (endGetAccess) as soon as the export is done" },
 ];
