@@ -7,11 +7,12 @@ import { writeFileAtomic } from "../../files/write-file-atomic.ts";
 import { makeDirectory, publishPartial, reopenPublished, startPartial } from "../../files/written-files.ts";
 import { manifestSize, manifestText, writeManifest } from "../../package/manifest.ts";
 import { ovaLayout } from "../../package/ova-layout.ts";
-import { prepareOvaFile, syncFile, writeAt, writeOvaFromFiles } from "../../package/ova-writer.ts";
+import { prepareOvaFile, syncFile, writeAt } from "../../package/ova-writer.ts";
 import { removeDevices } from "../../package/ovf-devices.ts";
 import { osHintFromGuestId } from "../../stages/artifact-manifest/build.ts";
 import type { Converter } from "../../stages/converter.ts";
 import { checkConvertible, finishExport, type PackageArtifacts } from "../../stages/finish-export.ts";
+import { packOvaFromOvf } from "../../stages/ova-from-ovf.ts";
 import { downloadFiles, fetchSizes, type DownloadFile, type DownloadedFile } from "../../transfer/download.ts";
 import type { HostSlots } from "../../transfer/host-slots.ts";
 import type { ExportContext, ExportResult, SecretSealer } from "../provider.ts";
@@ -231,24 +232,8 @@ async function packageVm(run: Run, plan: FilePlan, facts: VmFacts): Promise<{ re
   const disks = ovf.disks.map((d) => ({ name: d.name, path: d.path, size: d.size, sha256: d.sha256 }));
   if (definition.format !== "ova") return { result: ovf.result, artifacts: artifactsOf(disks, []) };
 
-  context.progress({ phase: "packaging", currentFile: `${baseName}.ova${definition.compress ? ".gz" : ""}` });
-  const target = path.join(definition.outputDir, `${baseName}.ova${definition.compress ? ".gz" : ""}`);
-  const entries = ovf.result.files.map((f) => ({ name: f.path, path: path.join(vmDir, f.path), size: f.size }));
-  const started = performance.now();
-  const ova = await writeOvaFromFiles(target, entries, { compressionLevel: definition.compress ? definition.compressionLevel : undefined, signal: context.signal, written: context.files });
-  const ratio = definition.compress ? ova.size / ova.tarSize : undefined;
-  context.logger.info({ path: target, bytes: ova.size, tarBytes: ova.tarSize, ratio, seconds: (performance.now() - started) / 1000 }, "OVA written from the OVF files");
-  return {
-    result: {
-      ...ovf.result,
-      outputDir: definition.outputDir,
-      ovaPath: target,
-      files: [{ path: path.basename(target), size: ova.size, sha256: ova.sha256 }, ...ovf.result.files.map((f) => ({ ...f, path: path.join(baseName, f.path) }))],
-      compressionRatio: ratio,
-      ovaMethod: "files",
-    },
-    artifacts: artifactsOf(disks, entries.map((e) => e.path)),
-  };
+  const ova = await packOvaFromOvf(ovf.result, vmDir, baseName, definition, context);
+  return { result: ova.result, artifacts: artifactsOf(disks, ova.intermediate) };
 }
 
 /** Why an OVA cannot go straight from the network into the tar (undefined: it can). */
