@@ -201,8 +201,8 @@ describe("validateArtifactManifest", () => {
   });
 
   test("output", () => {
-    assertProblem((m) => (m.output.format = "ovf"), 'output.format: expected one of "vmdk", "qcow2", "raw", "vdi", got "ovf"');
-    assertProblem((m) => (m.output.format = "vhd"), /^output\.format: expected one of .* got "vhd"$/);
+    assertProblem((m) => (m.output.format = "ovf"), 'output.format: expected one of "vmdk", "qcow2", "raw", "vdi", "vhd", got "ovf"');
+    assertProblem((m) => (m.output.format = "vhdx"), /^output\.format: expected one of .* got "vhdx"$/);
     // Written before output.format named the disks' own format: a conversion target for vmdk disks.
     assert.deepEqual(problemsAfter((m) => (m.output.format = "qcow2")), []);
     assertProblem((m) => (m.output.directory = "relative/dir"), 'output.directory: expected an absolute directory path, got "relative/dir"');
@@ -282,7 +282,7 @@ describe("write and parse", () => {
     const dir = newDir();
     const manifest = buildArtifactManifest(exportInto(dir));
     const bad = { ...manifest, output: { ...manifest.output, format: "ova" } } as unknown as ArtifactManifest;
-    await assert.rejects(writeArtifactManifest(dir, bad), (err) => err instanceof InvalidArgumentError && err.message.includes('output.format: expected one of "vmdk", "qcow2", "raw", "vdi", got "ova"'));
+    await assert.rejects(writeArtifactManifest(dir, bad), (err) => err instanceof InvalidArgumentError && err.message.includes('output.format: expected one of "vmdk", "qcow2", "raw", "vdi", "vhd", got "ova"'));
     assert.equal(fs.existsSync(path.join(dir, ARTIFACT_MANIFEST_FILE)), false);
   });
 

@@ -14,7 +14,7 @@
  *   whole number of GiB (a 32 MiB VM has no honest integer mem_gb; hyper2kvm reads it as optional).
  *   A manifest needs one of the two; both must agree.
  * - `output.format` is the format of the disks the manifest lists, as written: the format they
- *   were converted to (qcow2, raw, vdi), or vmdk when the export did not convert them. The
+ *   were converted to (qcow2, raw, vdi), or vmdk (vSphere) or vhd (Azure) when the export did not convert them. The
  *   package the export produced (ovf, ova) is named by `source.export_method` and
  *   `metadata.export_format`. hyper2kvm reads output.format as a string (its default qcow2
  *   when absent). Manifests written before, with a conversion target there, stay valid.
@@ -27,7 +27,7 @@ export const ARTIFACT_MANIFEST_VERSION = "1.0";
 export const DISK_FORMATS = ["vmdk", "qcow2", "raw", "vdi", "vhd", "vhdx"] as const;
 export type DiskFormat = (typeof DISK_FORMATS)[number];
 /** The values of `output.format`: the listed disks' own format (see the header). */
-export const OUTPUT_FORMATS = ["vmdk", "qcow2", "raw", "vdi"] as const;
+export const OUTPUT_FORMATS = ["vmdk", "qcow2", "raw", "vdi", "vhd"] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 /** What an export can produce; recorded as `metadata.export_format`. */
 export const EXPORT_FORMATS = ["ovf", "ova", "qcow2", "raw", "vdi"] as const;
