@@ -7,6 +7,12 @@ export const REDACT_PATHS = [
   "*.*.password",
   "secret",
   "*.secret",
+  // An Azure connection's (definition.azure.clientSecret, a token request's client_secret).
+  "clientSecret",
+  "*.clientSecret",
+  "*.*.clientSecret",
+  "client_secret",
+  "*.client_secret",
   "token",
   "*.token",
   "authorization",

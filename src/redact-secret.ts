@@ -13,8 +13,8 @@ export const REDACTED_VALUE = "***";
 export const MIN_SECRET_LENGTH = 4;
 
 const FIELDS: [RegExp, string][] = [
-  // password=..., password: ..., "password": "...", pwd=... (a value up to a quote, space, or separator).
-  [/\b((?:pass(?:word)?|pwd|secret|token|api[_-]?key)\s*["']?\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s"',;&)<>]+)/gi, `$1${REDACTED_VALUE}`],
+  // password=..., password: ..., "password": "...", pwd=..., client_secret=... (a value up to a quote, space, or separator).
+  [/\b((?:pass(?:word)?|pwd|(?:client[_-]?)?secret|token|api[_-]?key)\s*["']?\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s"',;&)<>]+)/gi, `$1${REDACTED_VALUE}`],
   // <password>...</password>, <vim25:password xsi:type="xsd:string">...</vim25:password>
   [/(<(?:[\w-]+:)?password\b[^>]*>)[^<]*(<\/(?:[\w-]+:)?password>)/gi, `$1${REDACTED_VALUE}$2`],
   // Authorization: Basic ..., Cookie: ... (to the end of the line)

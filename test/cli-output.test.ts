@@ -111,7 +111,7 @@ describe("hyperctl output", () => {
     ]);
     assert.match(narrow, /^ID +NAME +STATE +PROGRESS +SIZE +CREATED +DURATION\n/);
     assert.doesNotMatch(narrow, /ATTEMPT/);
-    assert.match(wide, /^ID +NAME +STATE +PROGRESS +SIZE +CREATED +DURATION +ATTEMPT +PRIORITY +FORMAT +OUTPUT DIR +BATCH +SCHEDULE +ERROR\n/);
+    assert.match(wide, /^ID +NAME +STATE +PROGRESS +SIZE +CREATED +DURATION +PROVIDER +ATTEMPT +PRIORITY +FORMAT +OUTPUT DIR +BATCH +SCHEDULE +ERROR\n/);
     const alpha = wide.split("\n").find((l) => / alpha /.test(l))!;
     assert.match(alpha, / 1\/\d+ +normal +ovf +\/\S+\/noop +- +- +-$/, alpha);
     assert.match(batchesWide, /^ID +NAME +STATE +VMS +COUNTS +SIZE +CREATED +MAX PARALLEL +SCHEDULE +ENDED +DURATION\n/);

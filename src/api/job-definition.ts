@@ -1,13 +1,14 @@
-import type { JobDefinition as JobDefinitionPb, VSphereConnection as VSphereConnectionPb } from "../../gen/hypervisord/v1/job_pb.js";
+import type { AzureConnection as AzureConnectionPb, JobDefinition as JobDefinitionPb, VSphereConnection as VSphereConnectionPb } from "../../gen/hypervisord/v1/job_pb.js";
 import { ExportFormat } from "../../gen/hypervisord/v1/job_pb.js";
 import type { VmSelector as VmSelectorPb } from "../../gen/hypervisord/v1/job_pb.js";
 import { PowerState as PowerStatePb } from "../../gen/hypervisord/v1/vm_pb.js";
 import {
   CONVERT_FORMATS, MANIFEST_ALGORITHMS, PRIORITIES, QUIESCE_POLICIES, REMOVABLE_DEVICES, RUNNING_VM_POLICIES,
-  type ConvertFormat, type JobDefinition, type Priority, type VmSelector, type VSphereConnection,
+  type AzureConnection, type ConvertFormat, type JobDefinition, type Priority, type VmSelector, type VSphereConnection,
 } from "../domain/job.ts";
 import type { PowerState } from "../domain/vm.ts";
 import type { Profile, ProfileSettings } from "../domain/profile.ts";
+import { azureConnectionOf } from "../domain/azure-connection.ts";
 import { vsphereConnectionOf } from "../domain/vsphere-connection.ts";
 import { FailedPreconditionError, InvalidArgumentError, quoteInput } from "../errors.ts";
 import type { ProviderRegistry } from "../providers/registry.ts";
@@ -19,6 +20,8 @@ export interface DefinitionRules {
   /** The roots with symbolic links resolved (see realPaths). */
   realOutputRoots: readonly string[];
   defaultVSphere?: VSphereConnection;
+  /** The config's azure.* connection: provider "azure" jobs without definition.azure use it. */
+  defaultAzure?: AzureConnection;
   /** Why a conversion format cannot run here (qemu-img missing), or undefined when it can. */
   conversionUnavailable?(format: ConvertFormat): string | undefined;
   /** A profile by name (JobDefinition.profile). */
@@ -26,6 +29,7 @@ export interface DefinitionRules {
 }
 
 export const DEFAULT_PROVIDER = "vsphere";
+export const AZURE_PROVIDER = "azure";
 const LABEL_KEY = /^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$/;
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
@@ -54,11 +58,13 @@ export function definitionFromPb(pb: JobDefinitionPb | undefined, field: string,
     throw new InvalidArgumentError(at("running_vm_policy"), `${quoteInput(runningVmPolicy)} contradicts power_off: true (power_off is the same as running_vm_policy "power_off")`);
   }
   const quiescePolicy = oneOf(pb.quiescePolicy, QUIESCE_POLICIES, at("quiesce_policy"), "policy");
+  const azure = azureOfDefinition(pb, providerName, field, rules);
   const definition: JobDefinition = {
     name: text(pb.name, at("name"), 256) || vm || selectorName(vmSelector!),
     provider: providerName,
     vm,
     vsphere: pb.vsphere && connectionFromPb(pb.vsphere, at("vsphere")),
+    ...(azure ? { azure } : {}),
     ...exportSettings(pb, field, rules, profile?.settings ?? {}),
     requestId: text(pb.requestId, at("request_id"), 256) || undefined,
     ...(profileName ? { profile: profileName } : {}),
@@ -75,6 +81,41 @@ export function definitionFromPb(pb: JobDefinitionPb | undefined, field: string,
   if (providerName === DEFAULT_PROVIDER) vsphereConnectionOf(definition.vsphere, rules.defaultVSphere, at("vsphere"));
   provider.validate?.(definition);
   return definition;
+}
+
+/**
+ * A definition's Azure connection: refused on another provider, and for provider "azure" checked (or the
+ * config's default checked in its place) at submission, so that a job cannot fail later for a missing field.
+ * The checked connection (endpoints filled in) is kept only when the definition gave one: a job on the
+ * default stores none and follows the config, as a vSphere job without vsphere does.
+ */
+function azureOfDefinition(pb: JobDefinitionPb, providerName: string, field: string, rules: DefinitionRules): AzureConnection | undefined {
+  const at = (name: string) => `${field}.${name}`;
+  if (providerName !== AZURE_PROVIDER) {
+    if (pb.azure) throw new InvalidArgumentError(at("azure"), `is for provider "azure"; provider ${quoteInput(providerName)} does not use it`);
+    return undefined;
+  }
+  if (pb.vsphere) throw new InvalidArgumentError(at("vsphere"), "is for provider \"vsphere\"; an Azure job takes azure (or the daemon's default)");
+  const given = pb.azure && azureFromPb(pb.azure, at("azure"));
+  if (given && !given.subscriptionId && Object.values(given).some(Boolean)) {
+    // Half a connection would otherwise be dropped silently for the default.
+    throw new InvalidArgumentError(at("azure.subscription_id"), "required when azure is set (leave azure unset to use the daemon's default connection)");
+  }
+  const checked = azureConnectionOf(given, rules.defaultAzure, at("azure"));
+  return given?.subscriptionId ? checked : undefined;
+}
+
+/** An AzureConnection from the wire, trimmed (the secret as given); the fields are checked by checkAzureConnection. */
+export function azureFromPb(pb: AzureConnectionPb, field: string): AzureConnection {
+  return {
+    tenantId: text(pb.tenantId, `${field}.tenant_id`, 256),
+    clientId: text(pb.clientId, `${field}.client_id`, 256),
+    clientSecret: pb.clientSecret,
+    subscriptionId: text(pb.subscriptionId, `${field}.subscription_id`, 256),
+    resourceGroup: text(pb.resourceGroup, `${field}.resource_group`, 90),
+    authorityHost: text(pb.authorityHost, `${field}.authority_host`, 2048),
+    resourceManager: text(pb.resourceManager, `${field}.resource_manager`, 2048),
+  };
 }
 
 type ExportSettings = Required<Omit<ProfileSettings, "convertTo">> & Pick<ProfileSettings, "convertTo">;

@@ -41,6 +41,7 @@ export function definitionToPb(definition: JobDefinition): JobDefinitionPb {
     provider: d.provider,
     vm: d.vm,
     vsphere: d.vsphere,
+    azure: d.azure,
     outputDir: d.outputDir,
     format: d.format === "ova" ? ExportFormat.OVA : ExportFormat.OVF,
     compress: d.compress,

@@ -14,7 +14,7 @@ type PathRules = Pick<DefinitionRules, "allowedOutputRoots" | "realOutputRoots">
 
 const NAME = /^[A-Za-z0-9]([A-Za-z0-9._-]{0,62}[A-Za-z0-9])?$/;
 /** JobDefinition fields that belong to a job, not to reusable settings. */
-const NOT_IN_PROFILES = ["vm", "vsphere", "name", "requestId", "profile"] as const;
+const NOT_IN_PROFILES = ["vm", "vsphere", "azure", "name", "requestId", "profile"] as const;
 
 /** Config-file profiles (read-only, first) and API profiles (the store), under one name space. */
 export interface ProfileRegistry {

@@ -21,6 +21,8 @@ export const STRING_LIMITS: Readonly<Record<string, number>> = {
   output_dir: 4096, path: 4096, url: 2048,
   // Credentials.
   username: 256, password: 1024, thumbprint: 128, secret: 256,
+  // AzureConnection (the handlers check the shapes; client secrets are ~40 characters, certificates' are not accepted).
+  tenant_id: 256, client_id: 256, client_secret: 1024, subscription_id: 256, resource_group: 90, authority_host: 2048, resource_manager: 2048,
   // Short words from a fixed set; the handlers say which.
   convert_to: 32, priority: 32, running_vm_policy: 32, quiesce_policy: 32, name_glob: 256, batch_id: 128, batch_ids: 128, manifest_algorithm: 32, role: 32, remove_devices: 32, events: 64, source: 32, circuit_state: 32,
   cron: 128, time_zone: 64, page_token: 512,

@@ -1,10 +1,11 @@
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { JobState as JobStatePb } from "../../gen/hypervisord/v1/job_pb.js";
+import { JobState as JobStatePb, type JobDefinition as JobDefinitionPb } from "../../gen/hypervisord/v1/job_pb.js";
 import {
   MissedRunPolicy as MissedRunPolicyPb, OverlapPolicy as OverlapPolicyPb,
   type Schedule as SchedulePb, type ScheduleRun as ScheduleRunPb,
 } from "../../gen/hypervisord/v1/schedule_pb.js";
 import type { HypervisordService } from "../../gen/hypervisord/v1/service_pb.js";
+import type { JobDefinition } from "../domain/job.ts";
 import { MAX_KEEP_LAST, type MissedRunPolicy, type OverlapPolicy, type Schedule, type ScheduleRun } from "../domain/schedule.ts";
 import type { Engine } from "../engine/engine.ts";
 import { uuidv7 } from "../engine/uuid-v7.ts";
@@ -147,7 +148,7 @@ function applyFields(base: Schedule, pb: SchedulePb, fields: Record<Updatable, b
   if (fields.job_template) {
     if (!pb.jobTemplate) throw new InvalidArgumentError("schedule.job_template", "required: the job each run submits");
     if (pb.jobTemplate.requestId.trim()) throw new InvalidArgumentError("schedule.job_template.request_id", "must be empty: every run creates its own job");
-    const template = definitionFromPb(pb.jobTemplate, "schedule.job_template", rules);
+    const template = definitionFromPb(withStoredAzureSecret(pb.jobTemplate, base.jobTemplate), "schedule.job_template", rules);
     // The stored password stays when an update sends the template back without it (responses never carry it).
     if (template.vsphere && !template.vsphere.password && base.jobTemplate?.vsphere?.url === template.vsphere.url && base.jobTemplate.vsphere.username === template.vsphere.username) {
       template.vsphere.password = base.jobTemplate.vsphere.password;
@@ -168,6 +169,19 @@ function applyFields(base: Schedule, pb: SchedulePb, fields: Record<Updatable, b
     next.keepLast ??= 0;
   }
   return next;
+}
+
+/**
+ * The template with the stored Azure client secret filled in when an update sends the same service principal
+ * (tenant, client, subscription) back without it, as responses show it: checked before definitionFromPb,
+ * which refuses an Azure connection without a secret. A changed principal needs its own secret.
+ */
+function withStoredAzureSecret(pb: JobDefinitionPb, stored: JobDefinition | undefined): JobDefinitionPb {
+  const given = pb.azure;
+  const kept = stored?.azure;
+  if (!given || given.clientSecret || !kept?.clientSecret) return pb;
+  const same = given.tenantId.trim() === kept.tenantId && given.clientId.trim() === kept.clientId && given.subscriptionId.trim() === kept.subscriptionId;
+  return same ? { ...pb, azure: { ...given, clientSecret: kept.clientSecret } } : pb;
 }
 
 function policy<T extends string>(table: Record<T, number>, value: number, field: string): T | undefined {

@@ -1,5 +1,5 @@
 import type { HypervisordService } from "../../gen/hypervisord/v1/service_pb.js";
-import type { VSphereConnection } from "../domain/job.ts";
+import type { AzureConnection, VSphereConnection } from "../domain/job.ts";
 import type { VirtualMachine } from "../domain/vm.ts";
 import type { Engine } from "../engine/engine.ts";
 import type { ProviderRegistry } from "../providers/registry.ts";
@@ -31,6 +31,8 @@ export interface ApiDeps {
   realOutputRoots: readonly string[];
   allowPrivateWebhookTargets: boolean;
   defaultVSphere?: VSphereConnection;
+  /** The config's azure.* connection, for provider "azure" jobs without their own. */
+  defaultAzure?: AzureConnection;
   /** Per conversion format: why it cannot run here, or undefined when it can. */
   conversionUnavailable(format: string): string | undefined;
   /** An unfiltered ListVMs result: the whole inventory (the vms_discovered gauge). */
@@ -43,6 +45,7 @@ export function createHypervisordApi(deps: ApiDeps): ServiceHandlers<typeof Hype
   const { engine, store, providers } = deps;
   const rules: DefinitionRules = {
     providers, allowedOutputRoots: deps.allowedOutputRoots, realOutputRoots: deps.realOutputRoots, defaultVSphere: deps.defaultVSphere,
+    defaultAzure: deps.defaultAzure,
     conversionUnavailable: deps.conversionUnavailable,
     profile: (name) => deps.profiles.get(name),
   };

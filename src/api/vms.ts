@@ -1,14 +1,15 @@
 import { create } from "@bufbuild/protobuf";
 import type { HypervisordService } from "../../gen/hypervisord/v1/service_pb.js";
 import { PowerState as PowerStatePb, VirtualMachineSchema, type VirtualMachine as VirtualMachinePb } from "../../gen/hypervisord/v1/vm_pb.js";
-import type { VirtualMachine } from "../domain/vm.ts";
+import type { AzureConnection as AzureConnectionPb, VSphereConnection as VSphereConnectionPb } from "../../gen/hypervisord/v1/job_pb.js";
+import type { VirtualMachine, VMQuery } from "../domain/vm.ts";
 import { vmDiscoveredEvent } from "../domain/webhook-events.ts";
 import { HypervisordError, InvalidArgumentError, quoteInput } from "../errors.ts";
 import type { ProviderRegistry } from "../providers/registry.ts";
 import type { ServiceHandlers } from "../rpc/handlers.ts";
 import type { WebhookStore } from "../store/store.ts";
 import type { WebhookDispatcher } from "../webhooks/dispatcher.ts";
-import { connectionFromPb, DEFAULT_PROVIDER } from "./job-definition.ts";
+import { AZURE_PROVIDER, azureFromPb, connectionFromPb, DEFAULT_PROVIDER } from "./job-definition.ts";
 import { int64 } from "./pb-scalars.ts";
 import { powerStateFromPb, powerStateToPb } from "./power-state.ts";
 
@@ -41,7 +42,7 @@ export function createVmHandlers(deps: VmDeps): VmHandlers {
       const powerState = request.powerState === PowerStatePb.UNSPECIFIED ? undefined
         : powerStateFromPb(request.powerState) ?? invalid("power_state", `unknown power state ${request.powerState}`);
       const vms = await provider.listVMs({
-        connection: request.vsphere && connectionFromPb(request.vsphere, "vsphere"),
+        ...connectionsOf(request, provider.name),
         namePattern: namePattern || undefined,
         folder: request.folder.trim() || undefined,
         powerState,
@@ -58,10 +59,23 @@ export function createVmHandlers(deps: VmDeps): VmHandlers {
       const provider = discovery(request.provider, "provider");
       const vm = request.vm.trim();
       if (!vm) throw new InvalidArgumentError("vm", "required: an inventory path, name, managed object reference or UUID");
-      const found = await provider.getVM({ connection: request.vsphere && connectionFromPb(request.vsphere, "vsphere"), vm }, context.signal);
+      const found = await provider.getVM({ ...connectionsOf(request, provider.name), vm }, context.signal);
       return { vm: vmToPb(found, provider.name) };
     },
   };
+}
+
+/**
+ * A discovery request's connection: azure for provider "azure" (checked, or the default chosen, by the
+ * provider), vsphere otherwise; the other one set is refused, naming it.
+ */
+function connectionsOf(request: { vsphere?: VSphereConnectionPb; azure?: AzureConnectionPb }, provider: string): Pick<VMQuery, "connection" | "azure"> {
+  if (provider === AZURE_PROVIDER) {
+    if (request.vsphere) throw new InvalidArgumentError("vsphere", "is for provider \"vsphere\"; Azure discovery takes azure (or the daemon's default)");
+    return request.azure ? { azure: azureFromPb(request.azure, "azure") } : {};
+  }
+  if (request.azure) throw new InvalidArgumentError("azure", `is for provider "azure"; provider ${quoteInput(provider)} does not use it`);
+  return request.vsphere ? { connection: connectionFromPb(request.vsphere, "vsphere") } : {};
 }
 
 export function vmToPb(vm: VirtualMachine, provider: string): VirtualMachinePb {

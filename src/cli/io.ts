@@ -21,9 +21,9 @@ export interface CliIo {
   exitCode: number;
 }
 
-const SECRET_FLAGS = new Set(["--api-key", "--password", "--secret"]);
+const SECRET_FLAGS = new Set(["--api-key", "--password", "--secret", "--azure-client-secret"]);
 
-/** The secrets in argv (values of --api-key, --password, --secret) and the environment. */
+/** The secrets in argv (values of --api-key, --password, --secret, --azure-client-secret) and the environment. */
 export function secretsOf(argv: readonly string[], env: NodeJS.ProcessEnv): Set<string> {
   const secrets = new Set<string>();
   argv.forEach((arg, i) => {
@@ -33,6 +33,7 @@ export function secretsOf(argv: readonly string[], env: NodeJS.ProcessEnv): Set<
     if (value) secrets.add(value);
   });
   if (env.HYPERVISORD_API_KEY) secrets.add(env.HYPERVISORD_API_KEY);
+  if (env.HYPERVISORD_AZURE_CLIENT_SECRET) secrets.add(env.HYPERVISORD_AZURE_CLIENT_SECRET);
   return secrets;
 }
 

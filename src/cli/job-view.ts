@@ -21,10 +21,10 @@ export function jobDuration(job: Job): string {
   return seconds === undefined ? "-" : duration(seconds);
 }
 
-/** The jobs table; `wide` (-o wide) adds attempt, priority, format, output dir, batch, schedule and error code. */
+/** The jobs table; `wide` (-o wide) adds provider, attempt, priority, format, output dir, batch, schedule and error code. */
 export function jobsTable(jobs: readonly Job[], wide = false): string {
   const headers = ["ID", "NAME", "STATE", "PROGRESS", "SIZE", "CREATED", "DURATION"];
-  const wideHeaders = ["ATTEMPT", "PRIORITY", "FORMAT", "OUTPUT DIR", "BATCH", "SCHEDULE", "ERROR"];
+  const wideHeaders = ["PROVIDER", "ATTEMPT", "PRIORITY", "FORMAT", "OUTPUT DIR", "BATCH", "SCHEDULE", "ERROR"];
   return table(
     wide ? [...headers, ...wideHeaders] : headers,
     jobs.map((job) => {
@@ -41,6 +41,7 @@ export function jobsTable(jobs: readonly Job[], wide = false): string {
       if (!wide) return row;
       return [
         ...row,
+        orDash(d?.provider),
         job.maxAttempts ? `${job.attempt}/${job.maxAttempts}` : String(job.attempt),
         orDash(d?.priority),
         d ? enumName(ExportFormat, d.format) : "-",

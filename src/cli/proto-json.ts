@@ -6,7 +6,7 @@ import { ScalarType, toJson, type DescField, type DescMessage, type MessageShape
  * `"password": ""` only suggests that a password is missing. A set value is left as it is (the daemon
  * never sends one; the proto says where one is returned on purpose, e.g. CreateWebhookResponse.secret).
  */
-const WRITE_ONLY = new Set(["hypervisord.v1.VSphereConnection.password", "hypervisord.v1.Webhook.secret"]);
+const WRITE_ONLY = new Set(["hypervisord.v1.VSphereConnection.password", "hypervisord.v1.AzureConnection.client_secret", "hypervisord.v1.Webhook.secret"]);
 
 const INT64 = new Set([ScalarType.INT64, ScalarType.UINT64, ScalarType.SINT64, ScalarType.FIXED64, ScalarType.SFIXED64]);
 

@@ -40,6 +40,7 @@ export function createCallStack(core: Core, config: DaemonConfig, logger: Logger
     ...core.outputRoots,
     allowPrivateWebhookTargets: config.webhooks.allowPrivateTargets,
     defaultVSphere: config.defaultVSphere,
+    defaultAzure: config.defaultAzure,
     conversionUnavailable: core.conversionUnavailable,
     onVmsListed: (provider, vms) => core.metrics.vmsDiscovered(provider, vms),
     startTime,

@@ -17,6 +17,7 @@ export async function selectVMs(provider: Provider, definition: JobDefinition, f
   if (!provider.listVMs) throw new InvalidArgumentError(field, `provider ${quoteInput(provider.name)} cannot list VMs; name one VM in vm`);
   const vms = await provider.listVMs({
     connection: definition.vsphere,
+    azure: definition.azure,
     namePattern: selector.nameGlob,
     folder: selector.folder,
     powerState: selector.powerStates.length === 1 ? selector.powerStates[0] : undefined,

@@ -4,7 +4,7 @@ import { ExportFormat, JobDefinitionSchema, type JobDefinition } from "../../../
 import { SubmitJobResponseSchema, SubmitJobsResponseSchema } from "../../../gen/hypervisord/v1/service_pb.js";
 import { MANIFEST_ALGORITHMS, REMOVABLE_DEVICES } from "../../domain/job.ts";
 import { parseByteRate } from "../byte-rate.ts";
-import { addConnectionOptions, connectionOf, type ConnectionOptions } from "../connection-options.ts";
+import { addConnectionOptions, connectionsOf, type ConnectionOptions } from "../connection-options.ts";
 import { action, type Cli } from "../context.ts";
 import { readJobDefinitions } from "../definition-file.ts";
 import { UsageError } from "../errors.ts";
@@ -98,11 +98,11 @@ function checkCombinations(opts: ExportOptions): void {
 /** The JobDefinition the options describe. */
 export async function definitionOf(opts: ExportOptions, io: CliIo) {
   checkCombinations(opts);
-  const vsphere = await connectionOf(opts, io);
+  const connections = await connectionsOf(opts, io);
   return create(JobDefinitionSchema, {
     ...selectorFields(opts),
     provider: opts.provider ?? "",
-    ...(vsphere && { vsphere }),
+    ...connections,
     outputDir: opts.outputDir ?? "",
     format: opts.format === "ova" ? ExportFormat.OVA : opts.format === "ovf" ? ExportFormat.OVF : ExportFormat.UNSPECIFIED,
     compress: opts.compress ?? false,
@@ -170,6 +170,10 @@ Examples:
 
   # every powered-on VM of a folder, one batch, 4 at a time
   hyperctl export --folder /DC0/vm/production --power-state on --max-parallel 4 --output-dir nightly --watch
+
+  # an Azure VM (snapshotted when running); the client secret from the environment, not the command line
+  HYPERVISORD_AZURE_CLIENT_SECRET=... hyperctl export --provider azure --vm rg-prod/web-01 \\
+    --azure-tenant-id <tenant> --azure-client-id <app> --azure-subscription-id <subscription> --convert qcow2 --watch
 
 --local: no daemon is needed or contacted (--server is ignored). The settings of a daemon's config
 file do not apply; HYPERVISORD_VSPHERE_URL, _USERNAME, _PASSWORD, _INSECURE and _THUMBPRINT give the

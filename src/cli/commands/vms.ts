@@ -1,7 +1,7 @@
 import { Command } from "commander";
 import { PowerState, type VirtualMachine } from "../../../gen/hypervisord/v1/vm_pb.js";
 import { GetVMResponseSchema, ListVMsResponseSchema } from "../../../gen/hypervisord/v1/service_pb.js";
-import { addConnectionOptions, connectionOf, type ConnectionOptions } from "../connection-options.ts";
+import { addConnectionOptions, connectionsOf, type ConnectionOptions } from "../connection-options.ts";
 import { action } from "../context.ts";
 import { bytes, enumName } from "../format.ts";
 import { examples } from "../help-examples.ts";
@@ -35,12 +35,13 @@ export function vmsCommand(io: CliIo): Command {
       "hyperctl vms list --name-pattern 'web-*' -q   # inventory paths only",
       "hyperctl vms list --vsphere-url https://vc.example.com/sdk --username backup --password-stdin < pw.txt",
       "hyperctl vms list --vsphere-url https://vc.example.com/sdk --username backup --password-stdin \\\n      --thumbprint AB:CD:...:EF < pw.txt   # the SHA-256 an untrusted-certificate error prints",
+      "HYPERVISORD_AZURE_CLIENT_SECRET=... hyperctl vms list --provider azure --azure-tenant-id <tenant> --azure-client-id <app> \\\n      --azure-subscription-id <subscription> --folder rg-prod   # Azure: --folder is a resource group",
     )))
     .action(action(io, async (cli, opts: ConnectionOptions & { namePattern?: string; folder?: string; powerState?: PowerState }) => {
-      const vsphere = await connectionOf(opts, io);
+      const connections = await connectionsOf(opts, io);
       const response = await cli.client().listVMs({
         provider: opts.provider ?? "",
-        ...(vsphere && { vsphere }),
+        ...connections,
         namePattern: opts.namePattern ?? "",
         folder: opts.folder ?? "",
         powerState: opts.powerState ?? PowerState.UNSPECIFIED,
@@ -61,18 +62,22 @@ export function vmsCommand(io: CliIo): Command {
       "hyperctl vms get /DC0/vm/web-01",
       "hyperctl vms get vm-42 -o json",
       "hyperctl vms get 4213a1b2-... --vsphere-url https://esx-01.example.com/sdk --username root --password-stdin --insecure-vsphere < pw.txt",
+      "hyperctl vms get rg-prod/web-01 --provider azure   # the daemon's azure.* connection; a name, resourceGroup/name or resource id",
     )))
     .action(action(io, async (cli, vm: string, opts: ConnectionOptions) => {
-      const vsphere = await connectionOf(opts, io);
-      const response = await cli.client().getVM({ provider: opts.provider ?? "", ...(vsphere && { vsphere }), vm });
+      const connections = await connectionsOf(opts, io);
+      const response = await cli.client().getVM({ provider: opts.provider ?? "", ...connections, vm });
       cli.out.result(GetVMResponseSchema, response, () => {
         const v = response.vm!;
         const details = keyValues([
           ["Name", v.name], ["Path", v.path], ["Moref", v.moref], ["UUID", v.uuid], ["Instance UUID", v.instanceUuid],
           ["Power", power(v)], ["Guest OS", v.guestOs], ["CPUs", String(v.numCpu)], ["Memory", bytes(v.memoryMb * 1024n * 1024n)],
-          ["Firmware", v.firmware], ["Provider", v.provider],
+          ["Firmware", v.firmware], ["Size", v.size || undefined], ["Location", v.location || undefined], ["Provider", v.provider],
         ]);
-        const disks = table(["DISK", "CAPACITY", "FILE"], v.disks.map((d) => [d.label, bytes(d.capacityBytes), d.file]));
+        // Azure disks have a SKU (Premium_LRS ...); vSphere's none, and no empty column for them.
+        const disks = v.disks.some((d) => d.sku)
+          ? table(["DISK", "CAPACITY", "SKU", "FILE"], v.disks.map((d) => [d.label, bytes(d.capacityBytes), d.sku || "-", d.file]))
+          : table(["DISK", "CAPACITY", "FILE"], v.disks.map((d) => [d.label, bytes(d.capacityBytes), d.file]));
         const nics = table(["NIC", "NETWORK", "MAC"], v.nics.map((n) => [n.label, n.network, n.macAddress]));
         return `${details}\n\n${disks}\n\n${nics}`;
       });

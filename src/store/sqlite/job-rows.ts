@@ -44,25 +44,30 @@ interface Secrets {
   vsphere_password?: string;
   /** A vsphere.url carrying credentials (https://user:password@host): the definition keeps it redacted. */
   vsphere_url?: string;
+  /** An Azure service principal's client secret (definition.azure.clientSecret). */
+  azure_client_secret?: string;
 }
 
 /** The definition without its secrets, and the secrets column: JSON sealed by `box`, or null when there is none. */
 export function splitSecrets(definition: JobDefinition, box: SecretBox): { definition: string; secrets: string | null } {
-  const vsphere = definition.vsphere;
+  const { vsphere, azure } = definition;
   const stored = redactDefinition(definition);
-  if (!vsphere) return { definition: JSON.stringify(stored), secrets: null };
   const secrets: Secrets = {};
-  if (vsphere.password) secrets.vsphere_password = vsphere.password;
-  if (stored.vsphere!.url !== vsphere.url) secrets.vsphere_url = vsphere.url;
+  if (vsphere?.password) secrets.vsphere_password = vsphere.password;
+  if (vsphere && stored.vsphere!.url !== vsphere.url) secrets.vsphere_url = vsphere.url;
+  if (azure?.clientSecret) secrets.azure_client_secret = azure.clientSecret;
   return { definition: JSON.stringify(stored), secrets: Object.keys(secrets).length > 0 ? box.seal(JSON.stringify(secrets)) : null };
 }
 
 /** The inverse of splitSecrets: puts the stored secrets back into a definition read from a row. */
 export function joinSecrets(definition: JobDefinition, secrets: string | null, box: SecretBox): JobDefinition {
-  if (secrets && definition.vsphere) {
+  if (secrets && (definition.vsphere || definition.azure)) {
     const parsed = JSON.parse(box.open(secrets)) as Secrets;
-    definition.vsphere.password = parsed.vsphere_password ?? "";
-    if (parsed.vsphere_url) definition.vsphere.url = parsed.vsphere_url;
+    if (definition.vsphere) {
+      definition.vsphere.password = parsed.vsphere_password ?? "";
+      if (parsed.vsphere_url) definition.vsphere.url = parsed.vsphere_url;
+    }
+    if (definition.azure) definition.azure.clientSecret = parsed.azure_client_secret ?? "";
   }
   return definition;
 }
