@@ -93,7 +93,7 @@ export function ovfDescriptor(vm: OvfVm): string {
   const items: string[] = [];
   const item = (fields: Record<string, string | number | undefined>) => {
     // rasd elements in the schema's order (alphabetical), InstanceID among them.
-    const all = { ...fields, InstanceID: ++instance };
+    const all: Record<string, string | number | undefined> = { ...fields, InstanceID: ++instance };
     const lines = Object.keys(all).sort().filter((key) => all[key] !== undefined)
       .map((key) => `        <rasd:${key}>${text(String(all[key]))}</rasd:${key}>`);
     items.push(`      <Item>\n${lines.join("\n")}\n      </Item>`);

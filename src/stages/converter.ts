@@ -6,15 +6,16 @@ import type { WrittenFiles } from "../files/written-files.ts";
 /**
  * Formats a conversion reads. Only formats that cannot name other files: a qcow2 with a backing file, or a
  * VMDK descriptor naming extents, would make qemu-img read whatever host file the (remote) image names.
+ * "vpc" is qemu's name for VHD, read only as a fixed VHD (a differencing one names its parent).
  */
-export type SourceFormat = "vmdk" | "raw";
+export type SourceFormat = "vmdk" | "raw" | "vpc";
 /** Formats `compare` and `info` read. */
 export type DiskFormat = SourceFormat | ConvertFormat;
 
 export interface ConvertJob {
   /** The disk to read, e.g. a downloaded streamOptimized VMDK. */
   source: string;
-  /** Default: from the file name (.vmdk, .raw/.img). qemu-img never probes: probing trusts the image's own header. */
+  /** Default: from the file name (.vmdk, .vhd, .raw/.img). qemu-img never probes: probing trusts the image's own header. */
   sourceFormat?: SourceFormat;
   /** Written under a partial name (`${target}.partial` by default), then renamed: `target` only ever appears complete. */
   target: string;
@@ -40,7 +41,7 @@ export interface ConvertResult {
 
 export interface CompareOptions {
   signal: AbortSignal;
-  /** Default: from the file name (.vmdk, .qcow2, .vdi, .raw/.img). */
+  /** Default: from the file name (.vmdk, .vhd, .qcow2, .vdi, .raw/.img). */
   aFormat?: DiskFormat;
   bFormat?: DiskFormat;
 }

@@ -6,6 +6,7 @@ import { CONVERT_FORMATS, type ConvertFormat } from "../domain/job.ts";
 import { FailedPreconditionError, HypervisordError, InvalidArgumentError, toHypervisordError } from "../errors.ts";
 import { freeSpace } from "../files/disk-error.ts";
 import { publishPartial, startPartial, UNRECORDED } from "../files/written-files.ts";
+import { checkFixedVhd } from "../package/vhd-footer.ts";
 import { createHostSlots } from "../transfer/host-slots.ts";
 import type { ConvertJob, ConvertResult, Converter, ConverterStats, DiskFormat, SourceFormat } from "./converter.ts";
 import { checkSingleFileVmdk } from "./vmdk-check.ts";
@@ -60,7 +61,7 @@ export function createConverter(options: ConverterOptions): Converter {
 
   return {
     async convert(job) {
-      const sourceFormat = job.sourceFormat ?? formatFromName(job.source, ["vmdk", "raw"], "sourceFormat");
+      const sourceFormat = job.sourceFormat ?? formatFromName(job.source, ["vmdk", "raw", "vpc"], "sourceFormat");
       if (path.resolve(job.source) === path.resolve(job.target)) {
         throw new InvalidArgumentError("target", `must differ from the source (${job.target})`);
       }
@@ -78,12 +79,15 @@ export function createConverter(options: ConverterOptions): Converter {
     },
 
     async compare(a, b, { signal, aFormat, bFormat }) {
-      const formatA = aFormat ?? formatFromName(a, ["vmdk", ...CONVERT_FORMATS], "aFormat");
-      const formatB = bFormat ?? formatFromName(b, ["vmdk", ...CONVERT_FORMATS], "bFormat");
+      const formatA = aFormat ?? formatFromName(a, ["vmdk", "vpc", ...CONVERT_FORMATS], "aFormat");
+      const formatB = bFormat ?? formatFromName(b, ["vmdk", "vpc", ...CONVERT_FORMATS], "bFormat");
       await checkInput(a, formatA);
       await checkInput(b, formatB);
       return withSlot(signal, async () => {
-        const result = await run(["compare", "-f", formatA, "-F", formatB, asOperand(a), asOperand(b)], signal);
+        const operands = formatA === "vpc" || formatB === "vpc"
+          ? ["--image-opts", imageOptions(a, formatA), imageOptions(b, formatB)]
+          : ["-f", formatA, "-F", formatB, asOperand(a), asOperand(b)];
+        const result = await run(["compare", ...operands], signal);
         if (result.code === 0) return { identical: true };
         if (result.code === 1) return { identical: false, detail: result.stdout.trim().split("\n", 1)[0] ?? "" };
         throw qemuImgError(`comparing ${path.basename(a)} with ${path.basename(b)}`, result);
@@ -92,7 +96,8 @@ export function createConverter(options: ConverterOptions): Converter {
 
     async info(file, { signal, format }) {
       await checkInput(file, format);
-      const result = await run(["info", "--output=json", ...(format ? ["-f", format] : []), asOperand(file)], signal);
+      const operand = format === "vpc" ? ["--image-opts", imageOptions(file, format)] : [...(format ? ["-f", format] : []), asOperand(file)];
+      const result = await run(["info", "--output=json", ...operand], signal);
       if (result.code !== 0) throw qemuImgError(`reading ${path.basename(file)}`, result);
       const parsed = JSON.parse(result.stdout) as { format: string; "virtual-size": number; "actual-size"?: number };
       return { format: parsed.format, virtualSize: parsed["virtual-size"], actualSize: parsed["actual-size"] };
@@ -112,7 +117,8 @@ async function convertOnce(job: ConvertJob, sourceFormat: SourceFormat, run: Run
   const progress = createProgressParser((percent) => job.onProgress?.(percent));
   try {
     // No -o: qemu-img's defaults (qcow2 compat 1.1, dynamic VDI, sparse raw) are what a hypervisor imports.
-    const result = await run(["convert", "-p", "-f", sourceFormat, "-O", format, asOperand(source), asOperand(partial)], signal, (chunk) => progress.push(chunk));
+    const read = sourceFormat === "vpc" ? { flags: ["--image-opts"], operand: imageOptions(source, sourceFormat) } : { flags: ["-f", sourceFormat], operand: asOperand(source) };
+    const result = await run(["convert", "-p", ...read.flags, "-O", format, read.operand, asOperand(partial)], signal, (chunk) => progress.push(chunk));
     if (result.code !== 0) throw qemuImgError(`converting ${path.basename(source)} to ${format}`, result, partial);
     progress.finish();
     const { bytes, sha256 } = await hashAndSync(partial, signal);
@@ -132,6 +138,19 @@ async function convertOnce(job: ConvertJob, sourceFormat: SourceFormat, run: Run
 const asOperand = (file: string) => path.resolve(file);
 
 /**
+ * An image as an --image-opts operand (qemu's option syntax: a comma in a value is written ",,"), the file
+ * protocol named so no name is read as another protocol. Used for VHDs: qemu sizes a VHD from its CHS geometry
+ * (a cylinder multiple, not the disk's size) unless its creator is one it knows (Hyper-V "win ", Disk2vhd, ...);
+ * Azure's "wa" is not, so force_size_calc=current_size makes the footer's current size the virtual size.
+ * --image-opts applies to every image operand of the command (and excludes -f/-F), so a compare with a VHD on
+ * one side gives both sides this way.
+ */
+function imageOptions(file: string, format: DiskFormat): string {
+  const sizing = format === "vpc" ? "force_size_calc=current_size," : "";
+  return `driver=${format},${sizing}file.driver=file,file.filename=${asOperand(file).replaceAll(",", ",,")}`;
+}
+
+/**
  * A failed qemu-img run: INTERNAL with the end of its stderr, or RESOURCE_EXHAUSTED when the disk is full,
  * naming the file written and the room left.
  */
@@ -144,6 +163,7 @@ function qemuImgError(context: string, run: QemuImgRun, output?: string): Hyperv
 
 const FORMAT_BY_EXTENSION: Record<string, DiskFormat> = {
   ".vmdk": "vmdk",
+  ".vhd": "vpc",
   ".qcow2": "qcow2",
   ".vdi": "vdi",
   ".raw": "raw",
@@ -158,7 +178,9 @@ function formatFromName<F extends DiskFormat>(file: string, allowed: readonly F[
 
 /**
  * The file must exist (NOT_FOUND) and be a regular file. A VMDK must be a single-file one (see vmdk-check.ts):
- * anything else qemu-img reads as a text descriptor, whose extent lines may name any file on this host.
+ * anything else qemu-img reads as a text descriptor, whose extent lines may name any file on this host. A VHD
+ * must be a fixed one (see vhd-footer.ts): a differencing VHD names its parent file, and a dynamic one is
+ * nothing a provider downloads.
  */
 async function checkInput(file: string, format: DiskFormat | undefined): Promise<void> {
   const info = await stat(file).catch((err: unknown) => {
@@ -166,6 +188,7 @@ async function checkInput(file: string, format: DiskFormat | undefined): Promise
   });
   if (!info.isFile()) throw new FailedPreconditionError(`${file} is not a regular file`);
   if (format === "vmdk") await checkSingleFileVmdk(file);
+  if (format === "vpc") await checkFixedVhd(file, path.basename(file));
 }
 
 const HASH_CHUNK = 1024 * 1024;

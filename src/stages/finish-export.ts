@@ -1,6 +1,7 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import type { ConvertedDisk, JobDefinition } from "../domain/job.ts";
+import { checkFixedVhd } from "../package/vhd-footer.ts";
 import { buildArtifactManifest, writeArtifactManifest, type ArtifactSourceInput, type ArtifactVmInput } from "./artifact-manifest/build.ts";
 import type { Converter } from "./converter.ts";
 import { checkSingleFileVmdk } from "./vmdk-check.ts";
@@ -90,11 +91,15 @@ export async function finishExport(result: ExportResult, artifacts: PackageArtif
 
 /**
  * Called by a provider's package stage as soon as the disks are on disk, when they are to be converted: a disk
- * that is not a single-file VMDK fails the job (FAILED_PRECONDITION, not retried) before anything is packed, and
- * the engine then removes what the job wrote.
+ * that is not a single-file VMDK or a fixed VHD fails the job (FAILED_PRECONDITION, not retried) before anything
+ * is packed, and the engine then removes what the job wrote.
  */
 export async function checkConvertible(diskPaths: readonly string[]): Promise<void> {
-  for (const disk of diskPaths) if (path.extname(disk).toLowerCase() === ".vmdk") await checkSingleFileVmdk(disk);
+  for (const disk of diskPaths) {
+    const extension = path.extname(disk).toLowerCase();
+    if (extension === ".vmdk") await checkSingleFileVmdk(disk);
+    else if (extension === ".vhd") await checkFixedVhd(disk, path.basename(disk));
+  }
 }
 
 /** Each disk through qemu-img, one after the other (the converter caps conversions across jobs); progress in bytes of source. */
