@@ -1,9 +1,8 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import { checkAzureConnection } from "../../domain/azure-connection.ts";
 import type { AzureConnection } from "../../domain/job.ts";
 import { retryDelayMs } from "../../backoff.ts";
 import { HypervisordError, UnavailableError, errorDetail, type ErrorCode } from "../../errors.ts";
-import { retryAfterMs } from "./retry-after.ts";
+import { retryAfterMs, sleep } from "./retry-after.ts";
 import type { TokenCache } from "./token.ts";
 
 export interface ArmClientOptions {
@@ -123,7 +122,7 @@ export function createArmClient(connection: AzureConnection, tokens: TokenCache,
           : new UnavailableError(`${o.what}: Azure Resource Manager at ${base.host} could not be reached (${errorDetail(err)})`, { cause: err });
         // A POST is not repeated blindly: the first one may have been carried out.
         if (method === "POST" || attempt >= maxTries) throw error;
-        await sleep(retryDelayMs(attempt, backoff), undefined, { signal: o.signal });
+        await sleep(retryDelayMs(attempt, backoff), o.signal);
         continue;
       }
       const body = text ? parseJson(text) : undefined;
@@ -144,7 +143,7 @@ export function createArmClient(connection: AzureConnection, tokens: TokenCache,
           warned = true;
           options.logger?.warn({ what: o.what, request: where, status: response.status, code: armCode || undefined, waitMs }, response.status === 429 ? "Azure Resource Manager throttles, retrying" : "Azure Resource Manager is busy, retrying");
         }
-        await sleep(waitMs, undefined, { signal: o.signal });
+        await sleep(waitMs, o.signal);
         continue;
       }
       throw armErrorOf(response.status, (body as ArmErrorBody | undefined)?.error ?? { message: text.slice(0, 200) }, o.what);
@@ -153,7 +152,7 @@ export function createArmClient(connection: AzureConnection, tokens: TokenCache,
 
   async function wait(headers: Headers, signal: AbortSignal): Promise<void> {
     const ms = retryAfterMs(headers.get("retry-after")) ?? pollIntervalMs;
-    await sleep(Math.min(ms, maxRetryWaitMs), undefined, { signal });
+    await sleep(Math.min(ms, maxRetryWaitMs), signal);
   }
 
   async function longRunning<T>(method: string, path: string, o: ArmRequestOptions & { apiVersion: string }): Promise<T> {
@@ -161,6 +160,7 @@ export function createArmClient(connection: AzureConnection, tokens: TokenCache,
     const asyncUrl = first.headers.get("azure-asyncoperation");
     const location = first.headers.get("location");
     const poll = { signal: o.signal, what: o.what };
+    const read = { apiVersion: o.apiVersion, signal: o.signal, what: o.what };
     let output: unknown;
     let locationBody: unknown;
     let polled = false;
@@ -195,12 +195,12 @@ export function createArmClient(connection: AzureConnection, tokens: TokenCache,
       let state = provisioningState(first.body);
       while (state && !/^(succeeded|failed|canceled)$/i.test(state)) {
         await wait(first.headers, o.signal);
-        state = provisioningState((await request<unknown>("GET", path, o)).body);
+        state = provisioningState((await request<unknown>("GET", path, read)).body);
       }
       if (state && !/^succeeded$/i.test(state)) throw operationError(state, undefined, o.what);
     }
     if (method === "DELETE") return undefined as T;
-    if (method === "PUT") return (polled ? (await request<T>("GET", path, o)).body : first.body) as T;
+    if (method === "PUT") return (polled ? (await request<T>("GET", path, read)).body : first.body) as T;
     // POST (final-state-via: location): the Location's final answer when there is one.
     if (location && asyncUrl) {
       const final = await request<unknown>("GET", location, poll);
