@@ -24,7 +24,7 @@ export async function selectVMs(provider: Provider, definition: JobDefinition, f
   }, signal ?? AbortSignal.timeout(120_000));
   const prefix = selector.folder && `${selector.folder}/`;
   const picked = vms.filter((vm) =>
-    (!prefix || (vm.path.startsWith(prefix) && (selector.recursive || parentOf(vm.path) === selector.folder)))
+    (!prefix || (rooted(vm.path).startsWith(prefix) && (selector.recursive || parentOf(rooted(vm.path)) === selector.folder)))
     && (selector.powerStates.length === 0 || selector.powerStates.includes(vm.powerState)));
   if (picked.length === 0) throw new InvalidArgumentError(field, `matches no VM (${describeSelector(selector)})`);
   if (picked.length > MAX_BATCH_JOBS) {
@@ -40,6 +40,14 @@ export async function selectVMs(provider: Provider, definition: JobDefinition, f
 export function childDefinitionOf(definition: JobDefinition, vm: VirtualMachine, outputDir?: string): JobDefinition {
   const { vmSelector: _selector, maxParallel: _cap, requestId: _request, ...rest } = definition;
   return { ...rest, vm: vm.path, name: vm.name, ...(outputDir ? { outputDir } : {}) };
+}
+
+/**
+ * A VM's path with a leading "/", as selector folders are written: vSphere's inventory paths have one, Azure's
+ * "resourceGroup/name" has none (folder "/rg1" selects "rg1/web-01").
+ */
+function rooted(path: string): string {
+  return path.startsWith("/") ? path : `/${path}`;
 }
 
 function parentOf(path: string): string {
