@@ -134,6 +134,25 @@ describe("VHD (qemu's vpc) as a conversion source", { skip }, () => {
     assert.deepEqual(await converter.info(vhd, { signal, format: "vpc" }).then((i) => [i.format, i.virtualSize]), ["vpc", DISK_SIZE]);
   });
 
+  test("a 3 TiB fixed VHD (sparse) reads with its whole size, where qemu's vpc driver refuses anything over 2040 GiB", async (t) => {
+    const size = 3 * 1024 ** 4;
+    const big = file("big.vhd");
+    const fd = fs.openSync(big, "w");
+    try {
+      fs.writeSync(fd, footer(size), 0, VHD_FOOTER_SIZE, size);
+    } catch (err) {
+      return t.skip(`this file system cannot hold a 3 TiB sparse file: ${(err as Error).message}`);
+    } finally {
+      fs.closeSync(fd);
+    }
+    try {
+      await assert.rejects(run(qemu!.path, ["info", "-f", "vpc", big]), /File too large/);
+      assert.equal((await converter.info(big, { signal, format: "vpc" })).virtualSize, size);
+    } finally {
+      fs.rmSync(big);
+    }
+  });
+
   for (const format of ["qcow2", "raw", "vdi"] as const satisfies readonly ConvertFormat[]) {
     test(`to ${format}: the format from the name, the size exact, qemu-img compare identical`, async () => {
       const target = file(`web-01,disk-1.${format}`);
@@ -173,13 +192,16 @@ describe("VHD (qemu's vpc) as a conversion source", { skip }, () => {
     await assert.rejects(checkConvertible([vhd, dynamic]), failedPrecondition(/dynamic\.vhd: a dynamic VHD/));
   });
 
-  test("a differencing footer, a footer whose size is not the file's, and no footer are refused", async () => {
+  test("a differencing footer, a footer whose size is not the file's, a size of part sectors and no footer are refused", async () => {
     const differencing = file("differencing.vhd");
     fs.writeFileSync(differencing, Buffer.concat([Buffer.alloc(MiB), footer(MiB, 4)]));
     await assert.rejects(converter.convert({ source: differencing, target: file("differencing.raw"), format: "raw", signal }), failedPrecondition(/a differencing VHD/));
     const short = file("short.vhd");
     fs.writeFileSync(short, Buffer.concat([Buffer.alloc(MiB), footer(2 * MiB)]));
     await assert.rejects(converter.convert({ source: short, target: file("short.raw"), format: "raw", signal }), failedPrecondition(/says 2097152 bytes of disk, the file holds 1048576/));
+    const odd = file("odd.vhd");
+    fs.writeFileSync(odd, Buffer.concat([Buffer.alloc(1000), footer(1000)]));
+    await assert.rejects(converter.convert({ source: odd, target: file("odd.raw"), format: "raw", signal }), failedPrecondition(/odd\.vhd: a VHD of 1000 bytes, not a whole number of 512-byte sectors/));
     const bare = file("bare.vhd");
     fs.writeFileSync(bare, Buffer.alloc(MiB));
     await assert.rejects(checkConvertible([bare]), failedPrecondition(/no VHD footer/));

@@ -65,10 +65,10 @@ export function createConverter(options: ConverterOptions): Converter {
       if (path.resolve(job.source) === path.resolve(job.target)) {
         throw new InvalidArgumentError("target", `must differ from the source (${job.target})`);
       }
-      await checkInput(job.source, sourceFormat);
+      const vhdSize = await checkInput(job.source, sourceFormat);
       return withSlot(job.signal, async () => {
         try {
-          const result = await convertOnce(job, sourceFormat, run);
+          const result = await convertOnce(job, sourceFormat, vhdSize, run);
           logger?.info({ source: path.basename(job.source), format: job.format, bytes: result.bytes, seconds: result.seconds }, "disk converted");
           return result;
         } catch (err) {
@@ -81,11 +81,11 @@ export function createConverter(options: ConverterOptions): Converter {
     async compare(a, b, { signal, aFormat, bFormat }) {
       const formatA = aFormat ?? formatFromName(a, ["vmdk", "vpc", ...CONVERT_FORMATS], "aFormat");
       const formatB = bFormat ?? formatFromName(b, ["vmdk", "vpc", ...CONVERT_FORMATS], "bFormat");
-      await checkInput(a, formatA);
-      await checkInput(b, formatB);
+      const vhdSizeA = await checkInput(a, formatA);
+      const vhdSizeB = await checkInput(b, formatB);
       return withSlot(signal, async () => {
         const operands = formatA === "vpc" || formatB === "vpc"
-          ? ["--image-opts", imageOptions(a, formatA), imageOptions(b, formatB)]
+          ? ["--image-opts", imageOptions(a, formatA, vhdSizeA), imageOptions(b, formatB, vhdSizeB)]
           : ["-f", formatA, "-F", formatB, asOperand(a), asOperand(b)];
         const result = await run(["compare", ...operands], signal);
         if (result.code === 0) return { identical: true };
@@ -95,12 +95,13 @@ export function createConverter(options: ConverterOptions): Converter {
     },
 
     async info(file, { signal, format }) {
-      await checkInput(file, format);
-      const operand = format === "vpc" ? ["--image-opts", imageOptions(file, format)] : [...(format ? ["-f", format] : []), asOperand(file)];
+      const vhdSize = await checkInput(file, format);
+      const operand = format === "vpc" ? ["--image-opts", imageOptions(file, format, vhdSize)] : [...(format ? ["-f", format] : []), asOperand(file)];
       const result = await run(["info", "--output=json", ...operand], signal);
       if (result.code !== 0) throw qemuImgError(`reading ${path.basename(file)}`, result);
       const parsed = JSON.parse(result.stdout) as { format: string; "virtual-size": number; "actual-size"?: number };
-      return { format: parsed.format, virtualSize: parsed["virtual-size"], actualSize: parsed["actual-size"] };
+      // A VHD is read as a raw slice (see imageOptions): qemu says "raw", the file is a VHD.
+      return { format: format === "vpc" ? "vpc" : parsed.format, virtualSize: parsed["virtual-size"], actualSize: parsed["actual-size"] };
     },
 
     stats: () => ({ ...counts }),
@@ -109,7 +110,7 @@ export function createConverter(options: ConverterOptions): Converter {
 
 type Run = (args: string[], signal: AbortSignal, onStdout?: (chunk: string) => void) => Promise<QemuImgRun>;
 
-async function convertOnce(job: ConvertJob, sourceFormat: SourceFormat, run: Run): Promise<ConvertResult> {
+async function convertOnce(job: ConvertJob, sourceFormat: SourceFormat, vhdSize: number | undefined, run: Run): Promise<ConvertResult> {
   const { source, target, format, signal } = job;
   const written = job.written ?? UNRECORDED;
   const partial = startPartial(target, written);
@@ -117,7 +118,7 @@ async function convertOnce(job: ConvertJob, sourceFormat: SourceFormat, run: Run
   const progress = createProgressParser((percent) => job.onProgress?.(percent));
   try {
     // No -o: qemu-img's defaults (qcow2 compat 1.1, dynamic VDI, sparse raw) are what a hypervisor imports.
-    const read = sourceFormat === "vpc" ? { flags: ["--image-opts"], operand: imageOptions(source, sourceFormat) } : { flags: ["-f", sourceFormat], operand: asOperand(source) };
+    const read = sourceFormat === "vpc" ? { flags: ["--image-opts"], operand: imageOptions(source, sourceFormat, vhdSize) } : { flags: ["-f", sourceFormat], operand: asOperand(source) };
     const result = await run(["convert", "-p", ...read.flags, "-O", format, read.operand, asOperand(partial)], signal, (chunk) => progress.push(chunk));
     if (result.code !== 0) throw qemuImgError(`converting ${path.basename(source)} to ${format}`, result, partial);
     progress.finish();
@@ -139,15 +140,18 @@ const asOperand = (file: string) => path.resolve(file);
 
 /**
  * An image as an --image-opts operand (qemu's option syntax: a comma in a value is written ",,"), the file
- * protocol named so no name is read as another protocol. Used for VHDs: qemu sizes a VHD from its CHS geometry
- * (a cylinder multiple, not the disk's size) unless its creator is one it knows (Hyper-V "win ", Disk2vhd, ...);
- * Azure's "wa" is not, so force_size_calc=current_size makes the footer's current size the virtual size.
- * --image-opts applies to every image operand of the command (and excludes -f/-F), so a compare with a VHD on
- * one side gives both sides this way.
+ * protocol named so no name is read as another protocol. --image-opts applies to every image operand of the
+ * command (and excludes -f/-F), so a compare with a VHD on one side gives both sides this way.
+ *
+ * A fixed VHD (checkInput made sure it is one) is the disk's bytes followed by its 512-byte footer: it is read as
+ * a raw image cut to the footer's current size (`vhdSize`). Not through qemu's vpc driver: that one sizes a VHD
+ * by its CHS geometry (a cylinder multiple, not the disk's size) unless the creator is one it knows (Hyper-V
+ * "win ", Disk2vhd...), and Azure's "wa" is not one (force_size_calc=current_size would fix that); but it also
+ * refuses any VHD over 2040 GiB ("File too large", qemu 7.2), and managed disks go to 32 TiB.
  */
-function imageOptions(file: string, format: DiskFormat): string {
-  const sizing = format === "vpc" ? "force_size_calc=current_size," : "";
-  return `driver=${format},${sizing}file.driver=file,file.filename=${asOperand(file).replaceAll(",", ",,")}`;
+function imageOptions(file: string, format: DiskFormat, vhdSize?: number): string {
+  const driver = format === "vpc" ? `raw,size=${vhdSize}` : format;
+  return `driver=${driver},file.driver=file,file.filename=${asOperand(file).replaceAll(",", ",,")}`;
 }
 
 /**
@@ -179,16 +183,19 @@ function formatFromName<F extends DiskFormat>(file: string, allowed: readonly F[
 /**
  * The file must exist (NOT_FOUND) and be a regular file. A VMDK must be a single-file one (see vmdk-check.ts):
  * anything else qemu-img reads as a text descriptor, whose extent lines may name any file on this host. A VHD
- * must be a fixed one (see vhd-footer.ts): a differencing VHD names its parent file, and a dynamic one is
- * nothing a provider downloads.
+ * must be a fixed one of whole sectors (see vhd-footer.ts; a differencing VHD names its parent file, and a
+ * dynamic one is nothing a provider downloads): returns its size, the bytes before the footer.
  */
-async function checkInput(file: string, format: DiskFormat | undefined): Promise<void> {
+async function checkInput(file: string, format: DiskFormat | undefined): Promise<number | undefined> {
   const info = await stat(file).catch((err: unknown) => {
     throw toHypervisordError(err, `reading ${path.basename(file)}`);
   });
   if (!info.isFile()) throw new FailedPreconditionError(`${file} is not a regular file`);
   if (format === "vmdk") await checkSingleFileVmdk(file);
-  if (format === "vpc") await checkFixedVhd(file, path.basename(file));
+  if (format !== "vpc") return undefined;
+  const { currentSize } = await checkFixedVhd(file, path.basename(file));
+  if (currentSize % 512 !== 0) throw new FailedPreconditionError(`${path.basename(file)}: a VHD of ${currentSize} bytes, not a whole number of 512-byte sectors`);
+  return currentSize;
 }
 
 const HASH_CHUNK = 1024 * 1024;
