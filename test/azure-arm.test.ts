@@ -5,7 +5,11 @@ import type { AddressInfo } from "node:net";
 import type { AzureConnection } from "../src/domain/job.ts";
 import { HypervisordError } from "../src/errors.ts";
 import { createArmClient, type ArmClient } from "../src/providers/azure/arm-client.ts";
-import { createTokenCache } from "../src/providers/azure/token.ts";
+import { createSnapshot, deleteSnapshot, grantAccess, revokeAccess } from "../src/providers/azure/compute.ts";
+import { findVm, getVm, listVms } from "../src/providers/azure/discovery.ts";
+import { createTokenCache, type TokenCache } from "../src/providers/azure/token.ts";
+import { startAzureStandin, type AzureStandin } from "./support/azure-standin.ts";
+import { startAzurite, type Azurite } from "./support/azurite.ts";
 
 const SECRET = "s3cr3t-Value~with.chars_0123456789";
 const TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47";
@@ -310,5 +314,191 @@ describe("token cache and ARM client against a scripted server", () => {
     setTimeout(() => controller.abort(new Error("stop now")), 200);
     await assert.rejects(arm.longRunning("DELETE", "/subscriptions/x/snap", { apiVersion: "2024-03-02", signal: controller.signal, what: "deleting x" }), /stop now/);
     assert.ok(Date.now() - started < 5000);
+  });
+});
+
+describe("control plane against the Azure stand-in", () => {
+  let azurite: Azurite;
+  let standin: AzureStandin;
+  let arm: ArmClient;
+  let tokens: TokenCache;
+  const warnings: string[] = [];
+  const rg1 = "rg1";
+  const MiB = 1024 * 1024;
+
+  before(async () => {
+    azurite = await startAzurite();
+    standin = await startAzureStandin({ azurite, pageSize: 2 });
+    await standin.addDisk({ name: "web-os", resourceGroup: rg1, sizeBytes: 4 * MiB, sku: "Premium_LRS", hyperVGeneration: "V2", osType: "Linux", writes: [{ offset: 0, data: Buffer.alloc(4096, 0x11) }] });
+    await standin.addDisk({ name: "web-data", resourceGroup: rg1, sizeBytes: 8 * MiB, sku: "StandardSSD_LRS", writes: [{ offset: 2 * MiB, data: Buffer.alloc(8192, 0x22) }] });
+    await standin.addVm({ name: "web", resourceGroup: rg1, location: "westeurope", size: "Standard_D2s_v3", powerState: "running", osDisk: "web-os",
+      dataDisks: [{ lun: 0, disk: "web-data" }], nics: [{ name: "web-nic", macAddress: "00-0D-3A-11-22-33", vnet: "vnet1", subnet: "default" }] });
+    await standin.addDisk({ name: "db-os", resourceGroup: rg1, sizeBytes: 2 * MiB, sku: "Standard_LRS", hyperVGeneration: "V1", osType: "Windows" });
+    await standin.addVm({ name: "db", resourceGroup: rg1, location: "westeurope", size: "Standard_E2s_v3", powerState: "deallocated", osDisk: "db-os" });
+    // The same name in another group: a bare name is ambiguous subscription-wide.
+    await standin.addDisk({ name: "web-os", resourceGroup: "rg2", sizeBytes: 2 * MiB, sku: "Premium_LRS", osType: "Linux" });
+    await standin.addVm({ name: "web", resourceGroup: "rg2", location: "northeurope", size: "Standard_B2s", powerState: "stopped", osDisk: "web-os", securityType: "TrustedLaunch" });
+    tokens = createTokenCache();
+    arm = createArmClient(standin.connection(), tokens, { logger: { warn: (_o, msg) => warnings.push(msg) }, pollIntervalMs: 20 });
+  });
+  after(async () => {
+    await standin?.close();
+    await azurite?.stop();
+  });
+
+  test("one token serves many calls; a wrong secret is UNAUTHENTICATED without the secret", async () => {
+    const fresh = createArmClient(standin.connection(), createTokenCache(), {});
+    const before = standin.counts.tokenRequests;
+    const armBefore = standin.counts.armRequests;
+    await Promise.all([listVms(fresh, {}, signal()), getVm(fresh, "rg1/web", signal())]);
+    await getVm(fresh, "rg1/db", signal());
+    await listVms(fresh, { folder: "rg1" }, signal());
+    assert.equal(standin.counts.tokenRequests - before, 1);
+    assert.ok(standin.counts.armRequests - armBefore > 10);
+
+    const bad = "Not-The-Secret-8Q~x";
+    const wrong = createArmClient(standin.connection({ clientSecret: bad }), createTokenCache(), {});
+    await assert.rejects(listVms(wrong, {}, signal()), code("UNAUTHENTICATED", [standin.clientId], [bad, standin.clientSecret]));
+  });
+
+  test("list: the subscription over several pages, a resource group, a name glob and a power state", async () => {
+    const pagesBefore = standin.requests.filter((r) => /virtualMachines$/i.test(r.path)).length;
+    const all = await listVms(arm, {}, signal());
+    assert.deepEqual(all.map((vm) => vm.path), ["rg1/db", "rg1/web", "rg2/web"]);
+    // pageSize 2: the listing followed a nextLink.
+    assert.ok(standin.requests.filter((r) => /virtualMachines$/i.test(r.path)).length - pagesBefore >= 2);
+    assert.deepEqual((await listVms(arm, { folder: "rg1" }, signal())).map((vm) => vm.path), ["rg1/db", "rg1/web"]);
+    assert.deepEqual((await listVms(arm, { namePattern: "W?b" }, signal())).map((vm) => vm.path), ["rg1/web", "rg2/web"]);
+    assert.deepEqual((await listVms(arm, { powerState: "poweredOff" }, signal())).map((vm) => vm.path), ["rg1/db", "rg2/web"]);
+    assert.deepEqual((await listVms(arm, { powerState: "poweredOn" }, signal())).map((vm) => vm.path), ["rg1/web"]);
+    // A connection limited to rg2 sees nothing of rg1.
+    const limited = createArmClient(standin.connection({ resourceGroup: "rg2" }), tokens, {});
+    assert.deepEqual((await listVms(limited, {}, signal())).map((vm) => vm.path), ["rg2/web"]);
+    assert.deepEqual(await listVms(limited, { folder: "rg1" }, signal()), []);
+  });
+
+  test("get: a VM with 2 disks and a NIC mapped right (size, firmware, SKU, sizes, MAC, vnet/subnet)", async () => {
+    const vm = await getVm(arm, "rg1/web", signal());
+    const id = `/subscriptions/${standin.subscriptionId}/resourceGroups/rg1/providers/Microsoft.Compute/virtualMachines/web`;
+    assert.equal(vm.moref.toLowerCase(), id.toLowerCase());
+    assert.equal(vm.name, "web");
+    assert.equal(vm.path, "rg1/web");
+    assert.match(vm.uuid, /^[0-9a-f-]{36}$/i);
+    assert.equal(vm.powerState, "poweredOn");
+    assert.equal(vm.guestOs, "Linux");
+    assert.equal(vm.numCpu, 2);
+    assert.equal(vm.memoryMb, 8192);
+    assert.equal(vm.firmware, "efi");
+    assert.equal(vm.size, "Standard_D2s_v3");
+    assert.equal(vm.location, "westeurope");
+    assert.deepEqual(vm.disks.map((d) => [d.label, d.capacityBytes, d.sku]), [["OS disk", 4 * MiB, "Premium_LRS"], ["Data disk (LUN 0)", 8 * MiB, "StandardSSD_LRS"]]);
+    assert.match(vm.disks[0]!.file, /\/Microsoft\.Compute\/disks\/web-os$/i);
+    assert.deepEqual(vm.nics, [{ label: "web-nic", network: "vnet1/default", macAddress: "00:0d:3a:11:22:33" }]);
+
+    const db = await findVm(arm, "rg1/db", signal());
+    assert.equal(db.powerState, "poweredOff");
+    assert.equal(db.firmware, "bios");
+    assert.equal(db.osType, "Windows");
+    assert.equal(db.memoryMiB, 16384);
+    assert.equal(db.disks[0]!.diskState, "Reserved");
+    assert.match(db.nics[0]?.macAddress ?? "", /^00:0d:3a(:[0-9a-f]{2}){3}$/);
+    // Gen1 disk, but Trusted Launch: EFI.
+    assert.equal((await findVm(arm, "rg2/web", signal())).firmware, "efi");
+  });
+
+  test("find: by resource id, by name in the connection's group, ambiguous names, NOT_FOUND", async () => {
+    const byId = await findVm(arm, `/subscriptions/${standin.subscriptionId}/resourceGroups/rg2/providers/Microsoft.Compute/virtualMachines/web`, signal());
+    assert.equal(byId.resourceGroup, "rg2");
+    assert.equal(byId.size, "Standard_B2s");
+    assert.equal((await findVm(arm, "db", signal())).resourceGroup, "rg1");
+    await assert.rejects(findVm(arm, "web", signal()), code("FAILED_PRECONDITION", ["ambiguous", "rg1/web", "rg2/web"]));
+    const inRg2 = createArmClient(standin.connection({ resourceGroup: "rg2" }), tokens, {});
+    assert.equal((await findVm(inRg2, "web", signal())).location, "northeurope");
+    await assert.rejects(findVm(arm, "nope", signal()), code("NOT_FOUND", ["nope"]));
+    await assert.rejects(findVm(arm, "rg1/nope", signal()), code("NOT_FOUND", ["nope", "rg1"]));
+    await assert.rejects(findVm(arm, "rg9/web", signal()), code("NOT_FOUND", ["rg9"]));
+    await assert.rejects(findVm(arm, "/subscriptions/x/resourceGroups/rg1/providers/Microsoft.Compute/disks/web-os", signal()), code("INVALID_ARGUMENT"));
+  });
+
+  test("throttled ARM (429 + Retry-After) is survived; a missing permission is PERMISSION_DENIED naming the action", async () => {
+    warnings.length = 0;
+    standin.faults.throttleArm(3, 0);
+    const vm = await getVm(arm, "rg1/web", signal());
+    assert.equal(vm.disks.length, 2);
+    assert.ok(warnings.length >= 1);
+    assert.ok(standin.requests.some((r) => r.status === 429));
+
+    standin.faults.deny("Microsoft.Compute/snapshots/write");
+    try {
+      const disk = (await findVm(arm, "rg1/web", signal())).disks[0]!;
+      await assert.rejects(createSnapshot(arm, { name: "hypervisord-x-osdisk", resourceGroup: "rg1", location: "westeurope", sourceDiskId: disk.id, incremental: true }, signal()),
+        code("PERMISSION_DENIED", ["creating snapshot hypervisord-x-osdisk in rg1", "Microsoft.Compute/snapshots/write", "AuthorizationFailed"]));
+      assert.equal(standin.snapshots().length, 0);
+    } finally {
+      standin.faults.reset();
+    }
+  });
+
+  test("snapshot create, grant (the SAS reads the blob), revoke, delete; deleting twice is gone", async () => {
+    const vm = await findVm(arm, "rg1/web", signal());
+    const data = vm.disks[1]!;
+    const snap = await createSnapshot(arm, { name: "hypervisord-t1-lun0", resourceGroup: "rg1", location: vm.location, sourceDiskId: data.id, incremental: true }, signal());
+    assert.match(snap.id, /\/snapshots\/hypervisord-t1-lun0$/i);
+    assert.equal(snap.incremental, true);
+    assert.deepEqual(standin.snapshots().map((s) => [s.name, s.sourceDiskId.toLowerCase(), s.incremental]), [["hypervisord-t1-lun0", data.id.toLowerCase(), true]]);
+
+    // Written after the snapshot: the snapshot keeps its snapshot-time bytes.
+    await standin.writeDisk("web-data", 2 * MiB, Buffer.alloc(512, 0x33), "rg1");
+    const sas = await grantAccess(arm, snap.id, 600, signal());
+    assert.equal(new URL(sas).origin, new URL(standin.blobProxy).origin);
+    assert.equal(standin.grants().length, 1);
+    const range = await fetch(sas, { headers: { range: `bytes=${2 * MiB}-${2 * MiB + 1023}`, "x-ms-version": "2021-08-06" } });
+    assert.equal(range.status, 206);
+    assert.deepEqual(Buffer.from(await range.arrayBuffer()), Buffer.alloc(1024, 0x22));
+
+    assert.equal(await revokeAccess(arm, snap.id, signal()), "revoked");
+    assert.equal(standin.grants().length, 0);
+    const after = await fetch(sas, { headers: { range: "bytes=0-511", "x-ms-version": "2021-08-06" } });
+    assert.ok(after.status >= 400, `the SAS still reads after endGetAccess (${after.status})`);
+    await after.arrayBuffer();
+
+    assert.equal(await deleteSnapshot(arm, snap.id, signal()), "deleted");
+    assert.equal(standin.snapshots().length, 0);
+    assert.equal(await deleteSnapshot(arm, snap.id, signal()), "gone");
+    assert.equal(await revokeAccess(arm, snap.id, signal()), "gone");
+  });
+
+  test("an incremental snapshot refused falls back to a full one; a failing snapshot DELETE (500) is retried", async () => {
+    const quick = createArmClient(standin.connection(), tokens, { backoff: { initialMs: 10, maxMs: 50 }, pollIntervalMs: 20 });
+    const os = (await findVm(quick, "rg1/web", signal())).disks[0]!;
+    standin.faults.refuseIncremental = true;
+    try {
+      const snap = await createSnapshot(quick, { name: "hypervisord-t2-os", resourceGroup: "rg1", location: "westeurope", sourceDiskId: os.id, incremental: true }, signal());
+      assert.equal(snap.incremental, false);
+      assert.deepEqual(standin.snapshots().map((s) => [s.name, s.incremental]), [["hypervisord-t2-os", false]]);
+      standin.faults.failSnapshotDelete(2);
+      assert.equal(await deleteSnapshot(quick, snap.id, signal()), "deleted");
+      assert.equal(standin.snapshots().length, 0);
+      assert.equal(standin.requests.filter((r) => r.method === "DELETE" && r.status === 500).length >= 2, true);
+    } finally {
+      standin.faults.reset();
+    }
+  });
+
+  test("a disk read directly: grant on the managed disk of a deallocated VM, LRO with several polls", async () => {
+    standin.faults.lroPolls = 3;
+    try {
+      const db = await findVm(arm, "rg1/db", signal());
+      const sas = await grantAccess(arm, db.disks[0]!.id, 60, signal());
+      const whole = await standin.vhdBytes("db-os", "rg1");
+      const got = await fetch(sas, { headers: { range: `bytes=${whole.length - 512}-${whole.length - 1}`, "x-ms-version": "2021-08-06" } });
+      assert.equal(got.status, 206);
+      // The VHD footer ("conectix") ends the blob.
+      assert.equal(Buffer.from(await got.arrayBuffer()).subarray(0, 8).toString("latin1"), "conectix");
+      assert.equal(await revokeAccess(arm, db.disks[0]!.id, signal()), "revoked");
+      assert.equal(standin.grants().length, 0);
+    } finally {
+      standin.faults.reset();
+    }
   });
 });

@@ -136,7 +136,8 @@ export function createArmClient(connection: AzureConnection, tokens: TokenCache,
       }
       if (RETRIED_STATUSES.has(response.status)) {
         if (attempt >= maxTries) {
-          throw new UnavailableError(`${o.what}: Azure Resource Manager still answers HTTP ${response.status}${armCode ? ` (${armCode})` : ""} to ${where} after ${attempt} tries`);
+          const said = (body as ArmErrorBody | undefined)?.error?.message?.replace(/\s+/g, " ").slice(0, 300);
+          throw new UnavailableError(`${o.what}: Azure Resource Manager still answers HTTP ${response.status}${armCode ? ` (${armCode}${said ? `: ${said}` : ""})` : ""} to ${where} after ${attempt} tries`);
         }
         const waitMs = Math.min(retryAfterMs(response.headers.get("retry-after")) ?? retryDelayMs(attempt, backoff), maxRetryWaitMs);
         if (!warned) {

@@ -41,6 +41,8 @@ export async function createSnapshot(arm: ArmClient, spec: SnapshotSpec, signal:
 /** Deletes a snapshot; "gone" when it no longer existed (deleted before, by us or anyone). */
 export async function deleteSnapshot(arm: ArmClient, id: string, signal: AbortSignal): Promise<"deleted" | "gone"> {
   try {
+    // ARM answers 204 to a DELETE of what does not exist, the same as some deletions: a GET tells them apart.
+    await arm.request("GET", id, { apiVersion: DISKS_API_VERSION, signal, what: `reading ${describe(id)}` });
     await arm.longRunning<void>("DELETE", id, { apiVersion: DISKS_API_VERSION, signal, what: `deleting ${describe(id)}` });
     return "deleted";
   } catch (err) {
