@@ -7,6 +7,7 @@ import { HypervisordError } from "../src/errors.ts";
 import { createArmClient, type ArmClient } from "../src/providers/azure/arm-client.ts";
 import { createSnapshot, deleteSnapshot, grantAccess, revokeAccess } from "../src/providers/azure/compute.ts";
 import { findVm, getVm, listVms } from "../src/providers/azure/discovery.ts";
+import { retryAfterMs } from "../src/providers/azure/retry-after.ts";
 import { createTokenCache, type TokenCache } from "../src/providers/azure/token.ts";
 import { startAzureStandin, type AzureStandin } from "./support/azure-standin.ts";
 import { startAzurite, type Azurite } from "./support/azurite.ts";
@@ -315,6 +316,60 @@ describe("token cache and ARM client against a scripted server", () => {
     await assert.rejects(arm.longRunning("DELETE", "/subscriptions/x/snap", { apiVersion: "2024-03-02", signal: controller.signal, what: "deleting x" }), /stop now/);
     assert.ok(Date.now() - started < 5000);
   });
+});
+
+test("Retry-After: seconds, an HTTP date, absent or unreadable", () => {
+  const now = Date.parse("2026-12-02T20:00:00Z");
+  assert.equal(retryAfterMs("0", now), 0);
+  assert.equal(retryAfterMs(" 7 ", now), 7000);
+  assert.equal(retryAfterMs("Wed, 02 Dec 2026 20:00:30 GMT", now), 30_000);
+  assert.equal(retryAfterMs("Wed, 02 Dec 2026 19:00:00 GMT", now), 0);
+  assert.equal(retryAfterMs(null, now), undefined);
+  assert.equal(retryAfterMs("soon", now), undefined);
+});
+
+test("discovery: a VM whose disk and NIC are gone (404) still lists with what the VM says; unmanaged disks are left out", async () => {
+  const mock = await startMock();
+  try {
+    const rg = `/subscriptions/${SUB}/resourceGroups/rgx`;
+    const vm = {
+      id: `${rg}/providers/Microsoft.Compute/virtualMachines/old`, name: "old", location: "eastus",
+      properties: {
+        vmId: "0f0e0d0c-0000-4000-8000-000000000001",
+        hardwareProfile: { vmSize: "Standard_Unknown" },
+        storageProfile: {
+          osDisk: { osType: "Windows", name: "old-os", diskSizeGB: 2, managedDisk: { id: `${rg}/providers/Microsoft.Compute/disks/old-os`, storageAccountType: "Premium_LRS" } },
+          dataDisks: [
+            { lun: 3, name: "classic", diskSizeGB: 1, vhd: { uri: "https://acct.blob.core.windows.net/vhds/classic.vhd" } },
+            { lun: 1, name: "old-data", diskSizeGB: 1, managedDisk: { id: `${rg}/providers/Microsoft.Compute/disks/old-data`, storageAccountType: "Standard_LRS" } },
+          ],
+        },
+        networkProfile: { networkInterfaces: [{ id: `${rg}/providers/Microsoft.Network/networkInterfaces/old-nic` }] },
+      },
+    };
+    mock.handle = (req, _body, res) => {
+      const path = new URL(req.url!, mock.url).pathname;
+      if (path.endsWith("/virtualMachines")) return json(res, 200, { value: [vm] });
+      if (path.endsWith("/virtualMachines/old")) return json(res, 200, { ...vm, properties: { ...vm.properties, instanceView: { statuses: [{ code: "PowerState/deallocating" }] } } });
+      if (path.endsWith("/disks/old-data")) return json(res, 200, { sku: { name: "StandardSSD_LRS" }, properties: { diskSizeBytes: 1536 * 1024 * 1024, diskState: "Reserved" } });
+      if (path.endsWith("/vmSizes")) return json(res, 200, { value: [{ name: "Standard_B1s", numberOfCores: 1, memoryInMB: 1024 }] });
+      json(res, 404, { error: { code: "ResourceNotFound", message: `The Resource '${path}' was not found.` } });
+    };
+    const arm = createArmClient(connectionOf(mock), createTokenCache(), {});
+    const [listed] = await listVms(arm, {}, signal());
+    assert.ok(listed);
+    assert.equal(listed.path, "rgx/old");
+    assert.equal(listed.powerState, "poweredOff");
+    assert.equal(listed.guestOs, "Windows");
+    assert.equal(listed.numCpu, 0);
+    assert.deepEqual(listed.disks.map((d) => [d.label, d.capacityBytes, d.sku]), [["OS disk", 2 * 1024 ** 3, "Premium_LRS"], ["Data disk (LUN 1)", 1536 * 1024 * 1024, "StandardSSD_LRS"]]);
+    assert.deepEqual(listed.nics, [{ label: "old-nic", network: "", macAddress: "" }]);
+    const found = await findVm(arm, "old", signal());
+    assert.equal(found.disks[0]!.diskState, undefined);
+    assert.equal(found.disks[1]!.diskState, "Reserved");
+  } finally {
+    await mock.close();
+  }
 });
 
 describe("control plane against the Azure stand-in", () => {

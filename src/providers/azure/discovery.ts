@@ -203,7 +203,7 @@ async function completeVm(arm: ArmClient, vm: ArmVm, signal: AbortSignal): Promi
   const [disks, nics, sizes] = await Promise.all([
     mapLimit(managed, PARALLEL_READS, (d) => readDisk(arm, d, signal)),
     mapLimit(nicRefs, PARALLEL_READS, (n) => readNic(arm, n.id, signal)),
-    size && withView.location ? vmSizes(arm, withView.location, signal) : Promise.resolve(new Map<string, { cpu: number; memoryMiB: number }>()),
+    size && withView.location ? vmSizes(arm, withView.location) : Promise.resolve(new Map<string, { cpu: number; memoryMiB: number }>()),
   ]);
   const figures = sizes.get(size.toLowerCase());
   const securityType = props.securityProfile?.securityType ?? "";
@@ -269,13 +269,14 @@ async function readNic(arm: ArmClient, id: string, signal: AbortSignal): Promise
 }
 
 /** The location's VM sizes (CPUs, memory), by lower-case name. */
-function vmSizes(arm: ArmClient, location: string, signal: AbortSignal): Promise<Map<string, { cpu: number; memoryMiB: number }>> {
+function vmSizes(arm: ArmClient, location: string): Promise<Map<string, { cpu: number; memoryMiB: number }>> {
   const key = `${arm.connection.resourceManager}\n${arm.connection.subscriptionId}\n${location.toLowerCase()}`;
   const cached = sizesCache.get(key);
   if (cached && Date.now() - cached.at < SIZES_TTL_MS) return cached.sizes;
   const sizes = (async () => {
     const path = `/subscriptions/${encodeURIComponent(arm.connection.subscriptionId)}/providers/Microsoft.Compute/locations/${encodeURIComponent(location)}/vmSizes`;
-    const { body } = await arm.request<ArmList<{ name?: string; numberOfCores?: number; memoryInMB?: number }>>("GET", path, { apiVersion: COMPUTE_API_VERSION, signal, what: `reading the VM sizes of ${location}` });
+    // Shared by every discovery that waits for it: bound by its own deadline, not by the first caller's signal.
+    const { body } = await arm.request<ArmList<{ name?: string; numberOfCores?: number; memoryInMB?: number }>>("GET", path, { apiVersion: COMPUTE_API_VERSION, signal: AbortSignal.timeout(5 * 60_000), what: `reading the VM sizes of ${location}` });
     return new Map((body?.value ?? []).filter((s) => s.name).map((s) => [s.name!.toLowerCase(), { cpu: s.numberOfCores ?? 0, memoryMiB: s.memoryInMB ?? 0 }]));
   })();
   sizesCache.set(key, { at: Date.now(), sizes });
