@@ -296,6 +296,19 @@ describe("token cache and ARM client against a scripted server", () => {
       code("PERMISSION_DENIED", ["creating snapshot s1 in rg1", "Microsoft.Compute/disks/beginGetAccess/action"]));
   });
 
+  test("lro: a PUT answered without an operation header is followed through provisioningState", async () => {
+    reset();
+    let gets = 0;
+    mock.handle = (req, _body, res) => {
+      if (req.method === "PUT") return json(res, 201, { id: "s2", properties: { provisioningState: "Creating" } }, { "retry-after": "0" });
+      return json(res, 200, { id: "s2", properties: { provisioningState: ++gets < 3 ? "Updating" : "Succeeded", gets } });
+    };
+    const made = await arm.longRunning<{ properties: { gets: number } }>("PUT", "/subscriptions/x/s2", { apiVersion: "2024-03-02", body: {}, signal: signal(), what: "creating s2" });
+    assert.equal(made.properties.gets, 3);
+    mock.handle = (req, _body, res) => json(res, 200, { id: "s3", properties: { provisioningState: req.method === "PUT" ? "Creating" : "Failed" } });
+    await assert.rejects(arm.longRunning("PUT", "/subscriptions/x/s3", { apiVersion: "2024-03-02", body: {}, signal: signal(), what: "creating s3" }), code("FAILED_PRECONDITION", ["creating s3", "Failed"]));
+  });
+
   test("lro: DELETE polled through Location (202 then 204); an abort stops the polling at once", async () => {
     reset();
     let polls = 0;

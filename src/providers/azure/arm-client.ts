@@ -165,6 +165,7 @@ export function createArmClient(connection: AzureConnection, tokens: TokenCache,
     let output: unknown;
     let locationBody: unknown;
     let polled = false;
+    let latest = first.body;
     if (asyncUrl) {
       polled = true;
       let headers = first.headers;
@@ -193,15 +194,16 @@ export function createArmClient(connection: AzureConnection, tokens: TokenCache,
       }
     } else if (method === "PUT" && first.status < 300) {
       // No operation to poll: the resource's provisioningState says when it is done.
-      let state = provisioningState(first.body);
+      let state = provisioningState(latest);
       while (state && !/^(succeeded|failed|canceled)$/i.test(state)) {
         await wait(first.headers, o.signal);
-        state = provisioningState((await request<unknown>("GET", path, read)).body);
+        latest = (await request<unknown>("GET", path, read)).body;
+        state = provisioningState(latest);
       }
       if (state && !/^succeeded$/i.test(state)) throw operationError(state, undefined, o.what);
     }
     if (method === "DELETE") return undefined as T;
-    if (method === "PUT") return (polled ? (await request<T>("GET", path, read)).body : first.body) as T;
+    if (method === "PUT") return (polled ? (await request<T>("GET", path, read)).body : latest) as T;
     // POST (final-state-via: location): the Location's final answer when there is one.
     if (location && asyncUrl) {
       const final = await request<unknown>("GET", location, poll);
