@@ -3,7 +3,7 @@ import { rotateEncryptionKey } from "./store/rotate-key.ts";
 
 export const SECRETS_USAGE = `usage: hypervisord secrets rotate [--new-key-file FILE] [--config FILE] [--data-dir DIR] [--encryption-key-file FILE]
 
-Re-encrypts every stored secret (vSphere passwords, webhook URLs, secrets and headers) with a new key,
+Re-encrypts every stored secret (vSphere passwords, Azure client secrets, webhook URLs, secrets and headers) with a new key,
 in one transaction. Stop the daemon first: it refuses to run while a daemon holds the data directory.
 The current key is found as the daemon finds it (secrets.encryption_key, secrets.encryption_key_file,
 else <data_dir>/encryption.key), from the same flags, HYPERVISORD_* variables and config file.

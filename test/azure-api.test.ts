@@ -4,6 +4,7 @@
 // (responses, streams, audit, webhooks, the log, the definition JSON). The exports themselves are the provider's
 // (test/azure-export.test.ts): nothing here depends on how a job's run ends.
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -11,7 +12,8 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import Database from "better-sqlite3";
 import pino from "pino";
-import { isSealed } from "../src/store/secret-box.ts";
+import { KEY_FILE } from "../src/store/encryption-key.ts";
+import { createSecretBox, isSealed } from "../src/store/secret-box.ts";
 import { createSqliteStore, DATABASE_FILE } from "../src/store/sqlite/sqlite-store.ts";
 import { postJson, streamJson } from "./support/clients.ts";
 import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
@@ -19,6 +21,7 @@ import { tempDir } from "./support/temp-dir.ts";
 import { waitFor } from "./support/wait-for.ts";
 import { startWebhookReceiver, type WebhookReceiver } from "./support/webhook-receiver.ts";
 
+const ROOT = path.resolve(import.meta.dirname, "..");
 const SECRET = "s3cr3t-azure-value";
 const DEFAULT_SECRET = "d3fault-azure-secret-value";
 const TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47";
@@ -240,7 +243,7 @@ describe("azure definitions at submission", () => {
 });
 
 describe("the client secret stays in the sealed column", () => {
-  test("no response, stream, audit event, webhook, log line or definition JSON holds it; UpdateSchedule keeps it; it survives a restart", async () => {
+  test("no response, stream, audit event, webhook, log line or definition JSON holds it; UpdateSchedule keeps it; it survives a restart and a key rotation", async () => {
     const dataDir = path.join(tempDir("azure-secrets"), "data");
     const outputRoot = tempDir("azure-secrets-exports");
     let daemon = await start({ dataDir, outputRoot });
@@ -339,6 +342,27 @@ describe("the client secret stays in the sealed column", () => {
       assert.equal(reopened.getJob(triggered.job.id)?.definition.azure?.clientSecret, SECRET);
     } finally {
       reopened.close();
+    }
+
+    // Key rotation re-encrypts them with the rest: the new key opens them, the old one no longer does.
+    const oldKey = fs.readFileSync(path.join(dataDir, KEY_FILE), "utf8").trim();
+    const rotated = spawnSync(process.execPath, ["--import", "tsx", path.join(ROOT, "src/main.ts"), "secrets", "rotate", "--data-dir", dataDir], {
+      cwd: ROOT, env: process.env, encoding: "utf8", timeout: 30_000,
+    });
+    assert.equal(rotated.status, 0, rotated.stderr);
+    const rotatedStore = createSqliteStore({ dataDir, maxLogBytesPerJob: 65_536, logger: pino({ level: "silent" }) });
+    try {
+      assert.equal(rotatedStore.getJob(job.id)?.definition.azure?.clientSecret, SECRET);
+      assert.equal(rotatedStore.schedules.get(schedule.id)?.jobTemplate.azure?.clientSecret, SECRET);
+    } finally {
+      rotatedStore.close();
+    }
+    const db2 = new Database(path.join(dataDir, DATABASE_FILE), { readonly: true, fileMustExist: true });
+    try {
+      const sealed = db2.prepare("SELECT secrets FROM jobs WHERE id = ?").pluck().get(job.id) as string;
+      assert.throws(() => createSecretBox(oldKey).open(sealed), /does not decrypt/);
+    } finally {
+      db2.close();
     }
   });
 });
