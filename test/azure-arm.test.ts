@@ -254,6 +254,24 @@ describe("token cache and ARM client against a scripted server", () => {
     await assert.rejects(deadArm.request("GET", "/subscriptions/x", { signal: signal(), what: "reading x" }), code("UNAVAILABLE", ["reading x", new URL(dead.url).host]));
   });
 
+  test("arm: an ARM that does not answer within the timeout is UNAVAILABLE naming the host; a GET is tried again", async () => {
+    reset();
+    let calls = 0;
+    mock.handle = (_req, _body, res) => {
+      // The first answer never comes (the socket is closed by mock.close() at the latest).
+      if (++calls === 1) return;
+      json(res, 200, { second: true });
+    };
+    const slow = createArmClient(connectionOf(mock), createTokenCache(), { ...fast, timeoutMs: 300 });
+    assert.deepEqual((await slow.request("GET", "/subscriptions/x", { signal: signal(), what: "reading x" })).body, { second: true });
+    calls = 0;
+    mock.handle = () => {};
+    const once = createArmClient(connectionOf(mock), createTokenCache(), { ...fast, timeoutMs: 300, maxTries: 2 });
+    await assert.rejects(once.request("GET", "/subscriptions/x", { signal: signal(), what: "reading x" }),
+      (err) => code("UNAVAILABLE", ["reading x", new URL(mock.url).host, "did not answer"])(err) && (err as HypervisordError).retryable);
+    assert.equal(mock.armRequests.length, 4);
+  });
+
   test("lro: POST polls Azure-AsyncOperation (Retry-After 0) until Succeeded, then takes the Location's body", async () => {
     reset();
     let polls = 0;
