@@ -1,9 +1,8 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync, fork } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { PageBlobClient } from "@azure/storage-blob";
 import { checkFixed, parseVhdFooter } from "../src/package/vhd-footer.ts";
 import { startAzurite, type Azurite } from "./support/azurite.ts";
 import { fixedVhdFooter, startAzureStandin, type AzureStandin } from "./support/azure-standin.ts";
@@ -31,7 +30,7 @@ before(async () => {
   await standin.addVm({ name: "vm2", osDisk: "vm2-os", powerState: "deallocated", size: "Standard_B2s" });
   await standin.addDisk({ name: "vm3-os", sizeBytes: 4 * MiB, resourceGroup: "rg2" });
   await standin.addVm({ name: "vm3", resourceGroup: "rg2", osDisk: "vm3-os", powerState: "stopped" });
-  token = (await (await tokenFor()).json()).access_token;
+  token = (await json(await tokenFor())).access_token;
 });
 
 after(async () => {
@@ -76,13 +75,15 @@ async function lro(first: { status: number; headers: Headers }) {
   }
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+const json = async (res: Response): Promise<any> => res.json();
 const sub = () => `/subscriptions/${standin.subscriptionId}`;
 const rgPath = (rg = RG) => `${sub()}/resourceGroups/${rg}/providers/Microsoft.Compute`;
 
 test("token: client credentials, and Entra ID's errors for a wrong secret, client, tenant and scope", async () => {
   const ok = await tokenFor();
   assert.equal(ok.status, 200);
-  const body = await ok.json();
+  const body = await json(ok);
   assert.equal(body.token_type, "Bearer");
   assert.equal(body.expires_in, 3599);
   assert.ok(body.access_token.length > 20);
@@ -90,7 +91,7 @@ test("token: client credentials, and Entra ID's errors for a wrong secret, clien
 
   const wrong = await tokenFor("nope");
   assert.equal(wrong.status, 401);
-  const w = await wrong.json();
+  const w = await json(wrong);
   assert.equal(w.error, "invalid_client");
   assert.match(w.error_description, /^AADSTS7000215: Invalid client secret provided/);
   assert.deepEqual(w.error_codes, [7000215]);
@@ -100,15 +101,15 @@ test("token: client credentials, and Entra ID's errors for a wrong secret, clien
     body: new URLSearchParams({ grant_type: "client_credentials", client_id: "11111111-1111-1111-1111-111111111111", client_secret: "x", scope: `${standin.resourceManager}/.default` }),
   });
   assert.equal(client.status, 400);
-  assert.match((await client.json()).error_description, /AADSTS700016/);
+  assert.match((await json(client)).error_description, /AADSTS700016/);
 
   const tenant = await tokenFor(undefined, undefined, "22222222-2222-2222-2222-222222222222");
   assert.equal(tenant.status, 400);
-  assert.match((await tenant.json()).error_description, /AADSTS90002/);
+  assert.match((await json(tenant)).error_description, /AADSTS90002/);
 
   const scope = await tokenFor(undefined, "https://management.azure.com/.default");
   assert.equal(scope.status, 400);
-  assert.match((await scope.json()).error_description, /AADSTS500011/);
+  assert.match((await json(scope)).error_description, /AADSTS500011/);
   assert.equal(standin.counts.tokenRequests, 6);
 });
 
@@ -332,4 +333,57 @@ test("the VHD footer: accepted by the daemon's parser and by qemu-img", async ()
   assert.equal(info["virtual-size"], 8 * MiB);
   const plain = JSON.parse(execFileSync("qemu-img", ["info", "--output=json", "-f", "vpc", file], { encoding: "utf8" }));
   assert.equal(plain.format, "vpc");
+});
+
+test("Microsoft's SDKs (@azure/identity, @azure/arm-compute, @azure/storage-blob) against the https twin", async () => {
+  const tls = standin.https!;
+  assert.ok(tls, "started with tls");
+  standin.faults.reset();
+  const child = fork(path.join(import.meta.dirname, "support", "azure-standin", "sdk-conformance.ts"), [], {
+    execArgv: ["--import", "tsx"],
+    env: {
+      ...process.env,
+      NODE_EXTRA_CA_CERTS: tls.caFile,
+      STANDIN_SETUP: JSON.stringify({
+        tenantId: standin.tenantId,
+        clientId: standin.clientId,
+        clientSecret: standin.clientSecret,
+        subscriptionId: standin.subscriptionId,
+        authorityHost: tls.authorityHost,
+        resourceManager: tls.resourceManager,
+      }),
+    },
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+  const steps: string[] = [];
+  let failure: { step: string; message: string; stack: string } | undefined;
+  let done = false;
+  const calls: Record<string, (...args: any[]) => unknown> = {
+    writeDisk: (disk: string, offset: number, length: number, fill: number) => standin.writeDisk(disk, offset, Buffer.alloc(length, fill)),
+    grants: () => standin.grants(),
+    snapshots: () => standin.snapshots(),
+    deny: (action: string) => standin.faults.deny(action),
+    reset: () => standin.faults.reset(),
+    throttleArm: (n: number, seconds: number, match: string) => standin.faults.throttleArm(n, seconds, new RegExp(match)),
+    requests: () => standin.requests,
+  };
+  child.on("message", (message: any) => {
+    if (message.type === "step") steps.push(message.step);
+    else if (message.type === "fail") failure = message;
+    else if (message.type === "done") done = true;
+    else if (message.type === "call") {
+      Promise.resolve()
+        .then(() => calls[message.name]!(...message.args))
+        .then((result) => child.send({ id: message.id, result }), (err: Error) => child.send({ id: message.id, error: err.message }));
+    }
+  });
+  const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+  assert.equal(failure, undefined, failure && `${failure.step}: ${failure.stack}`);
+  assert.equal(code, 0);
+  assert.ok(done);
+  assert.equal(steps.length, 13, steps.join("\n"));
+  const live = await standin.vhdBytes("vm1-data");
+  assert.ok(live.subarray(2 * MiB + 1024, 2 * MiB + 2048).equals(Buffer.alloc(1024, 0x55)), "the live disk changed after the snapshot");
+  assert.deepEqual(standin.snapshots(), []);
+  assert.deepEqual(standin.grants(), []);
 });
