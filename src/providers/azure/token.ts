@@ -44,7 +44,11 @@ export function createTokenCache(options: TokenCacheOptions = {}): TokenCache {
       signal.throwIfAborted();
       const key = keyOf(connection);
       let entry = entries.get(key);
-      if (!entry) entries.set(key, (entry = {}));
+      if (!entry) {
+        // Jobs may each bring their own connection: expired identities are dropped so the cache does not grow forever.
+        for (const [k, e] of entries) if (!e.pending && (e.expiresAt ?? 0) <= now()) entries.delete(k);
+        entries.set(key, (entry = {}));
+      }
       if (entry.token && entry.expiresAt! - refreshBeforeMs > now()) return entry.token;
       let pending = entry.pending;
       if (!pending) {
