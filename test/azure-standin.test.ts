@@ -314,6 +314,45 @@ test("faults: ARM throttling, RBAC denial, snapshot delete failure, blob cut, th
   assert.deepEqual(standin.snapshots(), []);
 });
 
+test("faults: LRO length, provisioningState seen by GET, blob rate and byte counts, expired tokens", async () => {
+  standin.faults.reset();
+  standin.faults.lroPolls = 3;
+  const body = { location: "westeurope", properties: { creationData: { createOption: "Copy", sourceResourceId: `${rgPath()}/disks/vm1-os` }, incremental: false } };
+  const put = await arm("PUT", `${rgPath()}/snapshots/s3`, body);
+  assert.equal(put.status, 201);
+  assert.equal((await lro(put)).polls, 4);
+  const again = await arm("PUT", `${rgPath()}/snapshots/s4`, body);
+  const states: string[] = [];
+  for (let i = 0; i < 5; i++) states.push((await arm("GET", `${rgPath()}/snapshots/s4`)).body.properties.provisioningState);
+  assert.deepEqual(states, ["Creating", "Creating", "Creating", "Succeeded", "Succeeded"], "a GET of the resource moves its creation on too");
+  assert.equal(again.status, 201);
+  standin.faults.lroPolls = 0;
+
+  const { final } = await lro(await arm("POST", `${rgPath()}/snapshots/s3/beginGetAccess`, { access: "Read", durationInSeconds: 60 }));
+  standin.faults.blobBytesPerSecond = 4 * MiB;
+  const bytesBefore = standin.counts.blobBytes;
+  const requestsBefore = standin.counts.blobRequests;
+  const started = Date.now();
+  const slow = await fetch(final!.body.accessSAS, { headers: { range: `bytes=0-${2 * MiB - 1}` } });
+  assert.equal(slow.status, 206);
+  assert.equal((await slow.arrayBuffer()).byteLength, 2 * MiB);
+  assert.ok(Date.now() - started >= 400, `2 MiB at 4 MiB/s took ${Date.now() - started} ms`);
+  assert.equal(standin.counts.blobBytes - bytesBefore, 2 * MiB);
+  assert.equal(standin.counts.blobRequests - requestsBefore, 1);
+  standin.faults.blobBytesPerSecond = 0;
+  await lro(await arm("POST", `${rgPath()}/snapshots/s3/endGetAccess`));
+  for (const name of ["s3", "s4"]) await lro(await arm("DELETE", `${rgPath()}/snapshots/${name}`));
+  assert.deepEqual(standin.snapshots(), []);
+
+  standin.faults.expireTokens();
+  const expired = await arm("GET", `${rgPath()}/disks/vm1-os`);
+  assert.equal(expired.status, 401);
+  assert.equal(expired.body.error.code, "InvalidAuthenticationToken");
+  token = (await json(await tokenFor())).access_token;
+  assert.equal((await arm("GET", `${rgPath()}/disks/vm1-os`)).status, 200);
+  standin.faults.reset();
+});
+
 test("the VHD footer: accepted by the daemon's parser and by qemu-img", async () => {
   const size = 64 * MiB;
   const footer = fixedVhdFooter(size);

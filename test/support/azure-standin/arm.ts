@@ -149,7 +149,12 @@ async function dispatch(ctx: Ctx, req: http.IncomingMessage, res: http.ServerRes
     }
     if (t === "snapshots") {
       if (get && !name) return sendList(ctx, res, url, base, [...ctx.state.snapshots.values()].filter((s) => inScope(route, s.resourceGroup)).map((s) => snapshotJson(ctx, s)));
-      if (get && name && !sub) return sendJson(res, 200, snapshotJson(ctx, findSnapshot(ctx, route.rg!, name)));
+      if (get && name && !sub) {
+        const snapshot = findSnapshot(ctx, route.rg!, name);
+        const creating = snapshot.creatingOp ? ctx.state.operations.get(snapshot.creatingOp) : undefined;
+        if (snapshot.provisioningState === "Creating" && creating) advance(creating);
+        return sendJson(res, 200, snapshotJson(ctx, snapshot));
+      }
       if (method === "PUT" && name && !sub) return putSnapshot(ctx, req, res, base, route.rg!, name, url);
       if (method === "DELETE" && name && !sub) return deleteSnapshot(ctx, res, base, route.rg!, name);
       if (method === "POST" && sub && !extra) return access(ctx, req, res, base, sub, findSnapshot(ctx, route.rg!, name!));
@@ -364,14 +369,23 @@ function startOperation(ctx: Ctx, base: string, location: string, apiVersion: st
   return { "azure-asyncoperation": status, location: `${status}&monitor=true`, "retry-after": "0" };
 }
 
-function operation(ctx: Ctx, res: http.ServerResponse, url: URL, id: string): void {
-  const op = ctx.state.operations.get(id);
-  if (!op) throw new ArmError(404, "NotFound", `The operation '${id}' was not found.`);
+/**
+ * One look at an operation: it answers InProgress for faults.lroPolls looks, then completes. A GET of the
+ * resource being created counts as a look too, so a client that waits on provisioningState also sees it finish
+ * (Azure finishes an operation whether or not anyone polls).
+ */
+function advance(op: Operation): void {
   if (op.pollsLeft > 0) op.pollsLeft--;
   else if (!op.endTime) {
     op.endTime = new Date().toISOString();
     op.onDone?.();
   }
+}
+
+function operation(ctx: Ctx, res: http.ServerResponse, url: URL, id: string): void {
+  const op = ctx.state.operations.get(id);
+  if (!op) throw new ArmError(404, "NotFound", `The operation '${id}' was not found.`);
+  advance(op);
   const done = Boolean(op.endTime);
   if (url.searchParams.get("monitor") === "true") {
     if (!done) return sendJson(res, 202, undefined, { location: url.toString(), "retry-after": "0" });
@@ -458,6 +472,7 @@ async function putSnapshot(ctx: Ctx, req: http.IncomingMessage, res: http.Server
     },
   });
   delete headers.location;
+  snapshot.creatingOp = new URL(headers["azure-asyncoperation"]!).pathname.split("/").at(-1);
   sendJson(res, 201, snapshotJson(ctx, snapshot), headers);
 }
 

@@ -69,6 +69,8 @@ export interface SnapshotState {
   hyperVGeneration?: string;
   uniqueId: string;
   provisioningState: "Creating" | "Succeeded";
+  /** The id of the operation creating it. */
+  creatingOp?: string;
   timeCreated: string;
 }
 
