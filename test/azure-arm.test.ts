@@ -449,8 +449,12 @@ describe("control plane against the Azure stand-in", () => {
 
   test("list: the subscription over several pages, a resource group, a name glob and a power state", async () => {
     const pagesBefore = standin.requests.filter((r) => /virtualMachines$/i.test(r.path)).length;
+    const seen = standin.requests.length;
     const all = await listVms(arm, {}, signal());
     assert.deepEqual(all.map((vm) => vm.path), ["rg1/db", "rg1/web", "rg2/web"]);
+    // Subscription-wide, the power states come from a statusOnly listing, not from a GET per VM.
+    assert.deepEqual(standin.requests.slice(seen).filter((r) => /\/virtualMachines\/[^/]+$/i.test(r.path)), []);
+    assert.deepEqual(all.map((vm) => vm.powerState), ["poweredOff", "poweredOn", "poweredOff"]);
     // pageSize 2: the listing followed a nextLink.
     assert.ok(standin.requests.filter((r) => /virtualMachines$/i.test(r.path)).length - pagesBefore >= 2);
     assert.deepEqual((await listVms(arm, { folder: "rg1" }, signal())).map((vm) => vm.path), ["rg1/db", "rg1/web"]);

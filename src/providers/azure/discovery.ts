@@ -125,7 +125,7 @@ export async function findVm(arm: ArmClient, ref: string, signal: AbortSignal): 
   }
   if (parts.length !== 1) throw new InvalidArgumentError("vm", `${quoteInput(value)} is neither a VM name, resourceGroup/name nor a resource id`);
   if (resourceGroup) return completeVm(arm, await readVm(arm, vmPath(subscriptionId, resourceGroup, value), signal), signal);
-  const found = (await listArmVms(arm, "", signal)).filter((vm) => vm.name.toLowerCase() === value.toLowerCase());
+  const found = (await listArmVms(arm, "", signal, false)).filter((vm) => vm.name.toLowerCase() === value.toLowerCase());
   if (found.length === 0) throw new NotFoundError(`Azure VM ${quoteInput(value)} not found in subscription ${subscriptionId}`);
   if (found.length > 1) {
     const candidates = found.map((vm) => `${groupOf(vm.id)}/${vm.name}`).sort();
@@ -168,22 +168,34 @@ async function readVm(arm: ArmClient, id: string, signal: AbortSignal): Promise<
   return body;
 }
 
-/** Every VM of a resource group ("" for the subscription), following nextLink. */
-async function listArmVms(arm: ArmClient, group: string, signal: AbortSignal): Promise<ArmVm[]> {
+/** Every VM of a resource group ("" for the subscription), following nextLink; `withStatuses`: power states joined in. */
+async function listArmVms(arm: ArmClient, group: string, signal: AbortSignal, withStatuses = true): Promise<ArmVm[]> {
   const subscription = encodeURIComponent(arm.connection.subscriptionId);
   const what = group ? `listing the VMs of resource group ${group}` : `listing the VMs of subscription ${arm.connection.subscriptionId}`;
-  let next: string | undefined = group
-    ? `/subscriptions/${subscription}/resourceGroups/${encodeURIComponent(group)}/providers/Microsoft.Compute/virtualMachines?$expand=instanceView`
-    // List All gives no instance views without a $filter: completeVm reads each VM's own.
-    : `/subscriptions/${subscription}/providers/Microsoft.Compute/virtualMachines`;
-  const vms: ArmVm[] = [];
+  // ARM's listings give instance views (power states) only with a $filter, or, subscription-wide, as a listing of
+  // their own (statusOnly=true): joined by id here; completeVm reads the instance view of any VM still without one.
+  if (group) return pages<ArmVm>(arm, `/subscriptions/${subscription}/resourceGroups/${encodeURIComponent(group)}/providers/Microsoft.Compute/virtualMachines`, what, signal);
+  const all = `/subscriptions/${subscription}/providers/Microsoft.Compute/virtualMachines`;
+  if (!withStatuses) return pages<ArmVm>(arm, all, what, signal);
+  const [vms, statuses] = await Promise.all([pages<ArmVm>(arm, all, what, signal), pages<ArmVm>(arm, `${all}?statusOnly=true`, `${what} (power states)`, signal)]);
+  const views = new Map(statuses.filter((s) => s.properties?.instanceView?.statuses).map((s) => [s.id.toLowerCase(), s.properties!.instanceView!]));
+  return vms.map((vm) => {
+    const view = vm.properties?.instanceView?.statuses ? undefined : views.get(vm.id.toLowerCase());
+    return view ? { ...vm, properties: { ...vm.properties, instanceView: view } } : vm;
+  });
+}
+
+/** Every item of an ARM listing, following nextLink. */
+async function pages<T>(arm: ArmClient, first: string, what: string, signal: AbortSignal): Promise<T[]> {
+  const items: T[] = [];
+  let next: string | undefined = first;
   for (let page = 0; next; page++) {
     if (page >= 1000) throw new FailedPreconditionError(`${what}: more than 1000 pages; Azure's nextLink does not end`);
-    const { body }: { body: ArmList<ArmVm> } = await arm.request<ArmList<ArmVm>>("GET", next, { apiVersion: COMPUTE_API_VERSION, signal, what });
-    vms.push(...(body?.value ?? []));
+    const { body }: { body: ArmList<T> } = await arm.request<ArmList<T>>("GET", next, { apiVersion: COMPUTE_API_VERSION, signal, what });
+    items.push(...(body?.value ?? []));
     next = body?.nextLink || undefined;
   }
-  return vms;
+  return items;
 }
 
 /** The VM with its power state (read when the listing left it out), disks, NICs and size figures. */
