@@ -331,6 +331,12 @@ describe("the client secret stays in the sealed column", () => {
 
     // After a restart, a run of the schedule is a job with the template's connection and secret.
     daemon = await start({ dataDir, outputRoot });
+    // The stored secret is compared on resubmission: the same request is the same job, another secret is not.
+    const again = await call(daemon, "SubmitJob", { definition: { provider: "azure", vm: "rg1/web-01", requestId: "az-secret-job", azure: azure() } });
+    assert.equal(again.created ?? false, false);
+    assert.equal(again.job.id, job.id);
+    const otherSecret = await refused(daemon, "SubmitJob", { definition: { provider: "azure", vm: "rg1/web-01", requestId: "az-secret-job", azure: azure({ clientSecret: "another-secret" }) } });
+    assert.equal(otherSecret.code, "already_exists");
     const triggered = await call(daemon, "TriggerSchedule", { id: schedule.id });
     assert.equal(triggered.job.definition.azure.clientId, CLIENT);
     assertAbsent(JSON.stringify(triggered), "TriggerSchedule's response");

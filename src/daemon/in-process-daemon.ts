@@ -13,8 +13,8 @@ import { builtinProviders } from "./builtin-providers.ts";
 import { createCallStack } from "./call-stack.ts";
 import { openCore } from "./core.ts";
 
-/** Settings a one-shot export takes from the environment: where vSphere is, qemu-img, retries. Nothing about a daemon's own state. */
-const PASSED_ENV = /^HYPERVISORD_(VSPHERE_[A-Z_]+|QEMU_IMG|MAX_CONVERSIONS|MAX_ATTEMPTS|RETRY_MAX_ELAPSED)$/;
+/** Settings a one-shot export takes from the environment: where vSphere or Azure is, qemu-img, retries. Nothing about a daemon's own state. */
+const PASSED_ENV = /^HYPERVISORD_(VSPHERE_[A-Z_]+|AZURE_[A-Z_]+|QEMU_IMG|MAX_CONVERSIONS|MAX_ATTEMPTS|RETRY_MAX_ELAPSED)$/;
 
 /** How often, and how long, stop() waits for what ended jobs still hold (a lease to abort, a snapshot to remove). */
 const SETTLE_POLL_MS = 100;

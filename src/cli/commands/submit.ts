@@ -177,8 +177,9 @@ Examples:
 
 --local: no daemon is needed or contacted (--server is ignored). The settings of a daemon's config
 file do not apply; HYPERVISORD_VSPHERE_URL, _USERNAME, _PASSWORD, _INSECURE and _THUMBPRINT give the
-default vSphere connection, HYPERVISORD_QEMU_IMG the qemu-img to convert with. The job's state lives in
-a temporary directory that is removed at the end. Exit code: 0 completed, 1 failed, 2 cancelled (Ctrl-C
+default vSphere connection, HYPERVISORD_AZURE_TENANT_ID, _CLIENT_ID, _CLIENT_SECRET, _SUBSCRIPTION_ID
+(and the other HYPERVISORD_AZURE_* variables) the default Azure one, HYPERVISORD_QEMU_IMG the qemu-img
+to convert with. The job's state lives in a temporary directory that is removed at the end. Exit code: 0 completed, 1 failed, 2 cancelled (Ctrl-C
 cancels the export and removes what it wrote; a second Ctrl-C quits at once).`;
 
 const SUBMIT_EXAMPLES = `
