@@ -380,15 +380,17 @@ test("discovery: a VM whose disk and NIC are gone (404) still lists with what th
     };
     mock.handle = (req, _body, res) => {
       const path = new URL(req.url!, mock.url).pathname;
-      if (path.endsWith("/virtualMachines")) return json(res, 200, { value: [vm] });
+      // "ghost" is deleted between the listing and the read of its instance view.
+      if (path.endsWith("/virtualMachines")) return json(res, 200, { value: [vm, { ...vm, id: vm.id.replace(/old$/, "ghost"), name: "ghost" }] });
       if (path.endsWith("/virtualMachines/old")) return json(res, 200, { ...vm, properties: { ...vm.properties, instanceView: { statuses: [{ code: "PowerState/deallocating" }] } } });
       if (path.endsWith("/disks/old-data")) return json(res, 200, { sku: { name: "StandardSSD_LRS" }, properties: { diskSizeBytes: 1536 * 1024 * 1024, diskState: "Reserved" } });
       if (path.endsWith("/vmSizes")) return json(res, 200, { value: [{ name: "Standard_B1s", numberOfCores: 1, memoryInMB: 1024 }] });
       json(res, 404, { error: { code: "ResourceNotFound", message: `The Resource '${path}' was not found.` } });
     };
     const arm = createArmClient(connectionOf(mock), createTokenCache(), {});
-    const [listed] = await listVms(arm, {}, signal());
-    assert.ok(listed);
+    const all = await listVms(arm, {}, signal());
+    assert.deepEqual(all.map((vm) => vm.name), ["old"]);
+    const listed = all[0]!;
     assert.equal(listed.path, "rgx/old");
     assert.equal(listed.powerState, "poweredOff");
     assert.equal(listed.guestOs, "Windows");

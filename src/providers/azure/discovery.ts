@@ -93,9 +93,20 @@ export async function listVms(arm: ArmClient, query: VMQuery, signal: AbortSigna
   // The connection's resource group is a limit: a folder outside it has nothing to show.
   if (limit && group.toLowerCase() !== limit.toLowerCase()) return [];
   const pattern = query.namePattern ? globToRegExp(query.namePattern) : undefined;
-  const raw = (await listArmVms(arm, group, signal)).filter((vm) => !pattern || pattern.test(vm.name));
-  const vms = await mapLimit(raw, PARALLEL_READS, (vm) => completeVm(arm, vm, signal));
+  const known = (vm: ArmVm) => vm.properties?.instanceView?.statuses;
+  const raw = (await listArmVms(arm, group, signal)).filter((vm) =>
+    (!pattern || pattern.test(vm.name)) && (!query.powerState || !known(vm) || powerStateOf(known(vm)!) === query.powerState));
+  const vms = await mapLimit(raw, PARALLEL_READS, async (vm) => {
+    try {
+      return await completeVm(arm, vm, signal);
+    } catch (err) {
+      // Deleted between the listing and the read of its instance view: no longer there to list.
+      if (!known(vm) && err instanceof ArmError && err.code === "NOT_FOUND" && /virtualMachines/i.test(err.armMessage)) return undefined;
+      throw err;
+    }
+  });
   return vms
+    .filter((vm) => vm !== undefined)
     .map(toVirtualMachine)
     .filter((vm) => !query.powerState || vm.powerState === query.powerState)
     .sort((a, b) => a.path.localeCompare(b.path));
