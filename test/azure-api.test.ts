@@ -12,6 +12,10 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import Database from "better-sqlite3";
 import pino from "pino";
+import type { JobDefinition } from "../src/domain/job.ts";
+import type { VirtualMachine, VMQuery } from "../src/domain/vm.ts";
+import { selectVMs } from "../src/engine/batch-select.ts";
+import type { Provider } from "../src/providers/provider.ts";
 import { KEY_FILE } from "../src/store/encryption-key.ts";
 import { createSecretBox, isSealed } from "../src/store/secret-box.ts";
 import { createSqliteStore, DATABASE_FILE } from "../src/store/sqlite/sqlite-store.ts";
@@ -396,5 +400,40 @@ describe("the config's default connection", () => {
     await call(daemon, "CancelJob", { jobId: job.id, reason: "test" }).catch(() => undefined);
     assert.equal(await daemon.stop(), 0);
     assertAbsent(daemon.logs.join("\n"), "the daemon log", [DEFAULT_SECRET]);
+  });
+});
+
+describe("batches over Azure paths (selectVMs, in process)", () => {
+  const vm = (path: string): VirtualMachine => ({
+    name: path.split("/").pop()!, path, moref: `/subscriptions/${SUBSCRIPTION}/resourceGroups/${path.split("/")[0]}/providers/Microsoft.Compute/virtualMachines/x`,
+    uuid: "", instanceUuid: "", powerState: "poweredOn", guestOs: "Linux", numCpu: 2, memoryMb: 4096, firmware: "bios", disks: [], nics: [],
+  });
+  const queries: VMQuery[] = [];
+  const provider: Provider = {
+    name: "azure",
+    resumable: true,
+    listVMs: async (query) => {
+      queries.push(query);
+      return [vm("rg1/web-01"), vm("rg1/db-01"), vm("rg10/web-02"), vm("rg2/web-03")];
+    },
+    export: async () => assert.fail("not exported here"),
+  };
+  const connection = { tenantId: TENANT, clientId: CLIENT, clientSecret: SECRET, subscriptionId: SUBSCRIPTION, resourceGroup: "", authorityHost: "", resourceManager: "" };
+  const definitionOf = (selector: JobDefinition["vmSelector"]): JobDefinition => ({
+    name: "batch", provider: "azure", vm: "", azure: connection, vmSelector: selector, outputDir: "/tmp", format: "ovf", compress: false, compressionLevel: 6,
+    parallelDownloads: 4, bandwidthLimit: 0, powerOff: false, priority: "normal", labels: {},
+  });
+
+  test("folder /rg1 selects the VMs of resource group rg1 (paths rg1/name, without a leading slash), and the batch's connection is the listing's", async () => {
+    const picked = await selectVMs(provider, definitionOf({ folder: "/rg1", recursive: false, powerStates: [] }), "definition.vm_selector");
+    assert.deepEqual(picked.map((v) => v.path), ["rg1/db-01", "rg1/web-01"]);
+    assert.equal(queries.at(-1)?.azure, connection);
+    assert.equal(queries.at(-1)?.folder, "/rg1");
+    // Recursive (a resource group has no subfolders: the same VMs); the glob goes to the provider, which filters by name.
+    const recursive = await selectVMs(provider, definitionOf({ folder: "/rg1", recursive: true, nameGlob: "web-*", powerStates: ["poweredOn"] }), "definition.vm_selector");
+    assert.deepEqual(recursive.map((v) => v.path), ["rg1/db-01", "rg1/web-01"]);
+    assert.equal(queries.at(-1)?.namePattern, "web-*");
+    await assert.rejects(selectVMs(provider, definitionOf({ folder: "/rg3", recursive: true, powerStates: [] }), "definition.vm_selector"),
+      /definition\.vm_selector: matches no VM \(folder "\/rg3"/);
   });
 });
