@@ -351,6 +351,7 @@ export async function startAzureStandin(options: { azurite: Azurite; tls?: boole
           ?? state.snapshots.get(keyOf(id(resourceGroup, "Microsoft.Compute", "snapshots", nameOrId)));
       }
       if (!found) throw new Error(`the stand-in has no disk or snapshot ${nameOrId} in ${resourceGroup}`);
+      if ("copying" in found) await found.copying;
       return state.blobBytes(found.blob);
     },
 
@@ -367,6 +368,7 @@ export async function startAzureStandin(options: { azurite: Azurite; tls?: boole
     faults,
 
     async close() {
+      await state.copiesDone();
       for (const server of servers) server.close();
       for (const socket of sockets) socket.destroy();
       await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));

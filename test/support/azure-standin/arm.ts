@@ -213,8 +213,14 @@ function startOperation(ctx: Ctx, base: string, location: string, apiVersion: st
  * (Azure finishes an operation whether or not anyone polls).
  */
 function advance(op: Operation): void {
+  if (op.endTime) return;
+  if (op.failure) {
+    op.endTime = new Date().toISOString();
+    return;
+  }
+  if (op.ready && !op.ready()) return;
   if (op.pollsLeft > 0) op.pollsLeft--;
-  else if (!op.endTime) {
+  else {
     op.endTime = new Date().toISOString();
     op.onDone?.();
   }
@@ -227,13 +233,15 @@ function operation(ctx: Ctx, res: http.ServerResponse, url: URL, id: string): vo
   const done = Boolean(op.endTime);
   if (url.searchParams.get("monitor") === "true") {
     if (!done) return sendJson(res, 202, undefined, { location: url.toString(), "retry-after": "0" });
+    if (op.failure) return sendJson(res, 500, { error: op.failure });
     if (op.result === undefined) return sendJson(res, 200, undefined);
     return sendJson(res, 200, op.result);
   }
   sendJson(res, 200, {
     startTime: op.startTime,
     ...(done ? { endTime: op.endTime } : {}),
-    status: done ? "Succeeded" : "InProgress",
+    status: !done ? "InProgress" : op.failure ? "Failed" : "Succeeded",
+    ...(op.failure ? { error: op.failure } : {}),
     ...(done && op.result !== undefined ? { properties: { output: op.result } } : {}),
     name: op.id,
   });
@@ -286,7 +294,10 @@ async function putSnapshot(ctx: Ctx, req: http.IncomingMessage, res: http.Server
   }
   const sourceDisk = "sourceDiskId" in source ? ctx.state.disks.get(keyOf(source.sourceDiskId)) : source;
   const blob = ctx.state.blobName("snap", rg, name);
-  await ctx.state.copyBlob(source.blob, blob); // the disk's content now: later writes do not reach the snapshot
+  // The disk's content now: the copy runs on after the answer (as Azure's does), and writes to the disk
+  // (writeDisk) wait for it, so that they do not reach the snapshot.
+  const copying = ctx.state.startCopy(source.blob, blob);
+  let copied = false;
   const snapshot: SnapshotState = {
     id,
     name,
@@ -302,12 +313,20 @@ async function putSnapshot(ctx: Ctx, req: http.IncomingMessage, res: http.Server
     uniqueId: crypto.randomUUID(),
     provisioningState: "Creating",
     timeCreated: new Date().toISOString(),
+    copying: copying.catch(() => {}),
   };
   ctx.state.snapshots.set(keyOf(id), snapshot);
   const headers = startOperation(ctx, base, snapshot.location.toLowerCase(), apiVersion, {
     onDone: () => {
       snapshot.provisioningState = "Succeeded";
     },
+    ready: () => copied,
+  });
+  const op = ctx.state.operations.get(new URL(headers["azure-asyncoperation"]!).pathname.split("/").at(-1)!)!;
+  copying.then(() => {
+    copied = true;
+  }, (err: Error) => {
+    op.failure = { code: "InternalExecutionError", message: `copying ${sourceId} failed: ${err.message}` };
   });
   delete headers.location;
   snapshot.creatingOp = new URL(headers["azure-asyncoperation"]!).pathname.split("/").at(-1);
@@ -328,6 +347,7 @@ async function deleteSnapshot(ctx: Ctx, res: http.ServerResponse, base: string, 
       `Operation 'Delete' is not allowed on snapshot '${name}' since it has an active SAS (diskState ActiveSAS). Revoke access (endGetAccess) first.`);
   }
   ctx.state.snapshots.delete(keyOf(id));
+  await snapshot.copying;
   await ctx.state.deleteBlob(snapshot.blob);
   sendJson(res, 202, undefined, startOperation(ctx, base, snapshot.location.toLowerCase(), DISK_VERSIONS.at(-1)!));
 }

@@ -71,6 +71,8 @@ export interface SnapshotState {
   provisioningState: "Creating" | "Succeeded";
   /** The id of the operation creating it. */
   creatingOp?: string;
+  /** The copy of the source's bytes, running in the background from the PUT on (settled once done). */
+  copying?: Promise<void>;
   timeCreated: string;
 }
 
@@ -91,6 +93,10 @@ export interface Operation {
   /** The Location URL's final body (beginGetAccess: `{accessSAS}`). */
   result?: unknown;
   onDone?: () => void;
+  /** While false, a look leaves the operation InProgress without counting (a snapshot's copy still running). */
+  ready?: () => boolean;
+  /** Set when the work behind the operation failed: it ends "Failed" with this error. */
+  failure?: { code: string; message: string };
 }
 
 export const keyOf = (id: string) => id.toLowerCase();
@@ -117,6 +123,24 @@ export function createState(azurite: Azurite) {
     tokens: new Set<string>(),
     /** SAS signatures handed out and not revoked, to the blob they open. */
     sas: new Map<string, string>(),
+    /** Snapshot copies running, by source blob: a write to the source waits for them (snapshot-time content). */
+    copies: new Map<string, Set<Promise<void>>>(),
+
+    /** Copies `from` in the background; writes to `from` wait until it is done. */
+    startCopy(from: string, to: string): Promise<void> {
+      const copying = state.copyBlob(from, to);
+      const running = state.copies.get(from) ?? new Set<Promise<void>>();
+      state.copies.set(from, running);
+      const settled = copying.catch(() => {});
+      running.add(settled);
+      void settled.then(() => running.delete(settled));
+      return copying;
+    },
+
+    async copiesDone(from?: string): Promise<void> {
+      const running = from ? [...(state.copies.get(from) ?? [])] : [...state.copies.values()].flatMap((set) => [...set]);
+      await Promise.all(running);
+    },
 
     async init(): Promise<void> {
       await container.createIfNotExists();
@@ -134,6 +158,7 @@ export function createState(azurite: Azurite) {
     },
 
     async writeBlob(blob: string, offset: number, data: Buffer): Promise<void> {
+      await state.copiesDone(blob);
       if (offset % 512 !== 0 || data.length % 512 !== 0) {
         throw new Error(`disk writes are 512-byte aligned: offset ${offset}, length ${data.length}`);
       }
@@ -151,15 +176,20 @@ export function createState(azurite: Azurite) {
       const { contentLength } = await source.getProperties();
       await target.create(contentLength!);
       const { pageRange = [] } = await source.getPageRanges();
+      const pieces: { at: number; count: number }[] = [];
       for (const range of pageRange) {
         // The SDK reports count as End - Start of the service's inclusive range: one byte short.
         const end = range.offset + range.count! + 1;
-        for (let at = range.offset; at < end; at += MAX_PUT_PAGES) {
-          const count = Math.min(MAX_PUT_PAGES, end - at);
-          const data = await source.downloadToBuffer(at, count);
-          await target.uploadPages(data, at, count);
-        }
+        for (let at = range.offset; at < end; at += MAX_PUT_PAGES) pieces.push({ at, count: Math.min(MAX_PUT_PAGES, end - at) });
       }
+      // A few pieces at a time: a benchmark's snapshot of hundreds of MiB stays a matter of seconds.
+      const copyNext = async (): Promise<void> => {
+        for (let piece = pieces.shift(); piece; piece = pieces.shift()) {
+          const data = await source.downloadToBuffer(piece.at, piece.count);
+          await target.uploadPages(data, piece.at, piece.count);
+        }
+      };
+      await Promise.all([copyNext(), copyNext(), copyNext(), copyNext()]);
     },
 
     async deleteBlob(blob: string): Promise<void> {
