@@ -111,6 +111,8 @@ test("token: client credentials, and Entra ID's errors for a wrong secret, clien
   assert.equal(scope.status, 400);
   assert.match((await json(scope)).error_description, /AADSTS500011/);
   assert.equal(standin.counts.tokenRequests, 6);
+  const logged = standin.requests.filter((r) => r.path === `/${standin.tenantId}/oauth2/v2.0/token`).map((r) => r.status);
+  assert.deepEqual(logged, [200, 200, 401, 400, 400], "token requests in the log (the unknown tenant's path differs)");
 });
 
 test("ARM: bearer token and api-version required; unknown versions refused", async () => {

@@ -78,6 +78,7 @@ async function pump(ctx: Ctx, from: http.IncomingMessage, to: http.ServerRespons
 
 function write(to: http.ServerResponse, piece: Buffer): Promise<void> {
   return new Promise((resolve, reject) => {
+    if (to.destroyed) return reject(new Error("client went away"));
     if (to.write(piece)) return resolve();
     const onDrain = () => {
       to.off("close", onClose);

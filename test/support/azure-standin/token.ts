@@ -9,6 +9,7 @@ import type { Ctx } from "./context.ts";
  */
 export async function handleIdentity(ctx: Ctx, req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<boolean> {
   const base = baseUrl(req);
+  res.once("finish", () => ctx.requests.push({ method: req.method ?? "GET", path: url.pathname, status: res.statusCode }));
   const segments = url.pathname.split("/").filter(Boolean).map(decodeURIComponent);
   if (req.method === "GET" && url.pathname === "/common/discovery/instance") {
     const host = new URL(base).host;
