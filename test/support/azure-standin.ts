@@ -87,7 +87,7 @@ export interface AzureStandin {
     cutBlob(afterBytes: number, times?: number): void;
     /** The next n blob requests: 503 ServerBusy + Retry-After. */
     throttleBlob(n: number, retryAfterSeconds: number): void;
-    /** 0 = unlimited: slows blob bodies (cancel / kill -9 tests). */
+    /** 0 = unlimited: slows blob bodies (cancel / kill -9 tests), all of them together to this rate. */
     blobBytesPerSecond: number;
     /** Polls an LRO answers InProgress before it succeeds (default 1). */
     lroPolls: number;

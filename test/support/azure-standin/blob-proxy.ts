@@ -10,6 +10,16 @@ const PIECE = 16 * 1024;
  * working then), counts requests and body bytes, and applies the blob faults.
  */
 export function createBlobProxy(ctx: Ctx, azurite: { host: string; port: number }): http.Server {
+  // faults.blobBytesPerSecond is the rate of all bodies together (as one account's egress limit), so that a test
+  // slows a download the same whatever its parallelism: each piece books the next slot of the shared line.
+  let lineFreeAt = 0;
+  const pace = async (bytes: number): Promise<void> => {
+    const rate = ctx.faults.blobBytesPerSecond;
+    if (rate <= 0) return;
+    lineFreeAt = Math.max(lineFreeAt, Date.now()) + (bytes / rate) * 1000;
+    const wait = lineFreeAt - Date.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+  };
   return http.createServer((req, res) => {
     ctx.counts.blobRequests++;
     const url = new URL(req.url ?? "/", "http://blob");
@@ -36,7 +46,7 @@ export function createBlobProxy(ctx: Ctx, azurite: { host: string; port: number 
       const ok = (answer.statusCode ?? 500) < 300;
       const cut = req.method === "GET" && !pageList && ok ? ctx.faults.blobCuts.find((c) => c.left > 0) : undefined;
       if (cut) cut.left--;
-      void pump(ctx, answer, res, cut?.afterBytes).catch(() => res.destroy());
+      void pump(ctx, answer, res, pace, cut?.afterBytes).catch(() => res.destroy());
     });
     upstream.on("error", (err) => {
       if (!res.headersSent) sendXmlError(res, 502, "BadGateway", `Azurite: ${err.message}`);
@@ -47,8 +57,8 @@ export function createBlobProxy(ctx: Ctx, azurite: { host: string; port: number 
   });
 }
 
-/** Copies the body, slowed to faults.blobBytesPerSecond, destroying the socket after `cutAfter` bytes. */
-async function pump(ctx: Ctx, from: http.IncomingMessage, to: http.ServerResponse, cutAfter?: number): Promise<void> {
+/** Copies the body, paced, destroying the socket after `cutAfter` bytes. */
+async function pump(ctx: Ctx, from: http.IncomingMessage, to: http.ServerResponse, pace: (bytes: number) => Promise<void>, cutAfter?: number): Promise<void> {
   let sent = 0;
   for await (const chunk of from as AsyncIterable<Buffer>) {
     for (let at = 0; at < chunk.length; at += PIECE) {
@@ -69,8 +79,7 @@ async function pump(ctx: Ctx, from: http.IncomingMessage, to: http.ServerRespons
       await write(to, piece);
       sent += piece.length;
       ctx.counts.blobBytes += piece.length;
-      const rate = ctx.faults.blobBytesPerSecond;
-      if (rate > 0) await new Promise((resolve) => setTimeout(resolve, (piece.length / rate) * 1000));
+      await pace(piece.length);
     }
   }
   to.end();
