@@ -429,7 +429,7 @@ test("Microsoft's SDKs (@azure/identity, @azure/arm-compute, @azure/storage-blob
   assert.equal(failure, undefined, failure && `${failure.step}: ${failure.stack}`);
   assert.equal(code, 0);
   assert.ok(done);
-  assert.equal(steps.length, 13, steps.join("\n"));
+  assert.equal(steps.length, 15, steps.join("\n"));
   const live = await standin.vhdBytes("vm1-data");
   assert.ok(live.subarray(2 * MiB + 1024, 2 * MiB + 2048).equals(Buffer.alloc(1024, 0x55)), "the live disk changed after the snapshot");
   assert.deepEqual(standin.snapshots(), []);

@@ -100,6 +100,18 @@ await step("compute: virtualMachines.get with instanceView", async () => {
   assert.match(p.vmId!, /^[0-9a-f-]{36}$/);
 });
 
+await step("compute: virtualMachines.instanceView of a deallocated VM", async () => {
+  const view = await compute.virtualMachines.instanceView("rg1", "vm2");
+  assert.deepEqual(view.statuses!.map((s) => s.code), ["ProvisioningState/succeeded", "PowerState/deallocated"]);
+});
+
+await step("compute: virtualMachineSizes.list(location)", async () => {
+  const sizes = new Map<string, { cores?: number; memory?: number }>();
+  for await (const size of compute.virtualMachineSizes.list("westeurope")) sizes.set(size.name!, { cores: size.numberOfCores, memory: size.memoryInMB });
+  assert.deepEqual(sizes.get("Standard_D2s_v3"), { cores: 2, memory: 8192 });
+  assert.deepEqual(sizes.get("Standard_B2s"), { cores: 2, memory: 4096 });
+});
+
 await step("compute: disks.get", async () => {
   const d = await compute.disks.get("rg1", "vm1-data");
   assert.equal(d.sku!.name, "StandardSSD_LRS");
