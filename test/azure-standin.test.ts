@@ -303,9 +303,14 @@ test("faults: ARM throttling, RBAC denial, snapshot delete failure, blob cut, th
   assert.equal(busy.headers.get("retry-after"), "1");
   await busy.arrayBuffer();
   standin.faults.cutBlob(100_000);
+  const short = await fetch(sas, { headers: { range: "bytes=0-4095" } });
+  assert.equal((await short.arrayBuffer()).byteLength, 4096, "a body shorter than the cut point is not cut");
+  const bytesBefore = standin.counts.blobBytes;
   const cut = await fetch(sas);
   assert.equal(cut.status, 200);
   await assert.rejects(cut.arrayBuffer());
+  assert.equal(standin.counts.blobCuts, 1);
+  assert.equal(standin.counts.blobBytes - bytesBefore, 100_000);
   const whole = Buffer.from(await (await fetch(sas)).arrayBuffer());
   assert.ok(whole.subarray(0, MiB).equals(osData));
   const forged = new URL(sas);

@@ -83,7 +83,10 @@ export interface AzureStandin {
     throttleArm(n: number, retryAfterSeconds: number, match?: RegExp): void;
     /** e.g. "Microsoft.Compute/snapshots/write": 403 AuthorizationFailed on requests needing it. */
     deny(action: string): void;
-    /** The blob proxy destroys the socket of the next `times` (default 1) GET bodies after afterBytes. */
+    /**
+     * The blob proxy destroys the socket of the next `times` (default 1) GET bodies longer than afterBytes, after
+     * afterBytes (counts.blobCuts counts them).
+     */
     cutBlob(afterBytes: number, times?: number): void;
     /** The next n blob requests: 503 ServerBusy + Retry-After. */
     throttleBlob(n: number, retryAfterSeconds: number): void;
@@ -114,7 +117,7 @@ export async function startAzureStandin(options: { azurite: Azurite; tls?: boole
   const state = createState(options.azurite);
   await state.init();
   const faultState: FaultState = freshFaults();
-  const counts: Counts = { tokenRequests: 0, armRequests: 0, blobRequests: 0, blobBytes: 0, pageListRequests: 0 };
+  const counts: Counts = { tokenRequests: 0, armRequests: 0, blobRequests: 0, blobBytes: 0, pageListRequests: 0, blobCuts: 0 };
   const ctx: Ctx = {
     tenantId: crypto.randomUUID(),
     clientId: crypto.randomUUID(),

@@ -44,8 +44,13 @@ export function createBlobProxy(ctx: Ctx, azurite: { host: string; port: number 
     const upstream = http.request({ host: azurite.host, port: azurite.port, method: req.method, path: req.url, headers }, (answer) => {
       res.writeHead(answer.statusCode ?? 502, answer.headers);
       const ok = (answer.statusCode ?? 500) < 300;
-      const cut = req.method === "GET" && !pageList && ok ? ctx.faults.blobCuts.find((c) => c.left > 0) : undefined;
-      if (cut) cut.left--;
+      // A cut goes to a body long enough to be cut, so that a test's cuts all happen whatever its range sizes.
+      const length = Number(answer.headers["content-length"] ?? 0);
+      const cut = req.method === "GET" && !pageList && ok ? ctx.faults.blobCuts.find((c) => c.left > 0 && length > c.afterBytes) : undefined;
+      if (cut) {
+        cut.left--;
+        ctx.counts.blobCuts++;
+      }
       void pump(ctx, answer, res, pace, cut?.afterBytes).catch(() => res.destroy());
     });
     upstream.on("error", (err) => {

@@ -6,6 +6,8 @@ export interface Counts {
   blobRequests: number;
   blobBytes: number;
   pageListRequests: number;
+  /** Bodies the blob proxy cut (faults.cutBlob). */
+  blobCuts: number;
 }
 
 export interface FaultState {
