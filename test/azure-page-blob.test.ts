@@ -442,7 +442,7 @@ describe("downloadPageBlobs against Azurite", () => {
     assert.ok(again < blob.dataBytes);
   });
 
-  test("a checkpoint whose file is gone starts over, and says so in a checkpoint of 0", async () => {
+  test("a checkpoint whose file is gone or shorter starts over, and says so in a checkpoint of 0", async () => {
     const blob = await makeBlob(4 * MiB, [{ offset: MiB, length: MiB }]);
     const dir = freshDir();
     const disk = diskOf(blob, blob.sas, dir);
@@ -451,6 +451,13 @@ describe("downloadPageBlobs against Azurite", () => {
     assert.equal(result!.sha256, sha256(blob.bytes));
     assert.equal(checkpoints[0], 0);
     assert.equal(result!.dataBytes, blob.dataBytes);
+    // A file shorter than its checkpoint is not what the checkpoint describes either.
+    fs.writeFileSync(disk.path, randomBytes(4 * KiB));
+    checkpoints.length = 0;
+    const [again] = await downloadPageBlobs([disk], optionsOf({ resume: { [disk.name]: 2 * MiB }, onCheckpoint: (_n, at) => checkpoints.push(at) }));
+    assert.equal(again!.sha256, sha256(blob.bytes));
+    assert.ok(fs.readFileSync(disk.path).equals(blob.bytes));
+    assert.equal(checkpoints[0], 0);
   });
 
   test("an expired SAS and an access revoked mid-way are retryable errors that name the disk, never the signature", async () => {

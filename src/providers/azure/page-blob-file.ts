@@ -155,7 +155,10 @@ async function openSized(options: BlobFileOptions): Promise<{ handle: FileHandle
     if (options.resumeAt > 0) {
       try {
         handle = await open(path, "r+");
-        resumedAt = Math.min(options.resumeAt, size);
+        const { size: onDisk } = await handle.stat();
+        // Every run makes the file full-size at once: a shorter one is not what the checkpoint describes.
+        if (onDisk >= Math.min(options.resumeAt, size)) resumedAt = Math.min(options.resumeAt, size);
+        else options.logger?.warn({ file: name, path, checkpoint: options.resumeAt, size: onDisk }, "partial file is shorter than its checkpoint, starting over");
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
         options.logger?.warn({ file: name, path, checkpoint: options.resumeAt }, "partial file is gone, starting over");
