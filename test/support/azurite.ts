@@ -40,7 +40,7 @@ async function freePort(): Promise<number> {
 export async function startAzurite(options: { inMemory?: boolean } = {}): Promise<Azurite> {
   const port = await freePort();
   const location = tempDir("azurite");
-  const args = [BIN, "--blobHost", "127.0.0.1", "--blobPort", String(port), "--location", location,
+  const args = [BIN, "--blobHost", "127.0.0.1", "--blobPort", String(port), ...(options.inMemory ? [] : ["--location", location]),
     "--skipApiVersionCheck", "--loose", "--disableTelemetry", ...(options.inMemory ? ["--inMemoryPersistence"] : [])];
   const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
   const output: string[] = [];
