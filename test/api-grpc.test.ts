@@ -377,7 +377,7 @@ describe("HypervisordService over grpc-js", () => {
 
   test("GetCapabilities lists providers, formats, conversions, priorities and roots", async () => {
     const caps = await c.unary("getCapabilities", {});
-    assert.deepEqual(caps.providers.map((p) => [p.name, p.resumable, p.discovery]), [["vsphere", true, true], ["fake", true, true], ["fake-noresume", false, true]]);
+    assert.deepEqual(caps.providers.map((p) => [p.name, p.resumable, p.discovery]), [["vsphere", true, true], ["azure", true, true], ["fake", true, true], ["fake-noresume", false, true]]);
     assert.deepEqual(caps.formats, [ExportFormat.OVF, ExportFormat.OVA]);
     assert.deepEqual(caps.conversions.map((x) => x.format), ["qcow2", "raw", "vdi"]);
     for (const conversion of caps.conversions) assert.equal(conversion.available, conversion.reason === "", JSON.stringify(conversion));
