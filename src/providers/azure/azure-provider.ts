@@ -38,9 +38,8 @@ export function createAzureProvider(options: AzureProviderOptions): Provider {
   return {
     name: "azure",
     resumable: true,
+    // The connection itself is checked at the API edge (job-definition.ts); here, what Azure cannot do.
     validate(definition: JobDefinition) {
-      if (definition.vsphere) throw new InvalidArgumentError("definition.vsphere", "is for provider \"vsphere\"; an Azure job takes definition.azure");
-      azureConnectionOf(definition.azure, options.defaultConnection, "definition.azure");
       if (runningVmPolicyOf(definition) === "power_off") {
         throw new InvalidArgumentError("definition.running_vm_policy", "\"power_off\" is not supported for Azure: a running VM is exported through snapshots (\"snapshot\"), or refused (\"fail\"); deallocate it to export its disks directly");
       }

@@ -1,8 +1,8 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import { getGlobalDispatcher, type Dispatcher } from "undici";
 import { retryDelayMs } from "../../backoff.ts";
 import { HypervisordError, UnavailableError, toHypervisordError } from "../../errors.ts";
 import type { RateLimiter } from "../../transfer/rate-limiter.ts";
+import { retryAfterMs, sleep } from "./retry-after.ts";
 
 // The requests of the page-blob data path, on undici's dispatcher (keep-alive: a managed disk is read in
 // thousands of ranged GETs, a TLS handshake each would cost more than the bytes of a small range).
@@ -56,18 +56,14 @@ export function blobStatusError(label: string, status: number, headers: Record<s
   if (status === 403 || status === 404 || status === 410) {
     return new AccessEndedError(`${label}: the read access to the blob ended (${what}: the SAS expired or was revoked); a new access is needed`);
   }
-  if (status === 408 || status === 429 || status >= 500) return new BlobBusyError(`${label}: ${what}`, retryAfterMs(headerOf(headers, "retry-after")));
+  if (status === 408 || status === 429 || status >= 500) return new BlobBusyError(`${label}: ${what}`, cappedRetryAfter(headerOf(headers, "retry-after")));
   if (status === 416) return new HypervisordError("FAILED_PRECONDITION", `${label}: ${what}: the range is past the blob's end (did the blob shrink?)`);
   return new HypervisordError("FAILED_PRECONDITION", `${label}: unexpected ${what}`);
 }
 
-/** Retry-After as milliseconds: delta-seconds or an HTTP date; undefined when absent or unreadable. */
-export function retryAfterMs(value: string | undefined, now = Date.now()): number | undefined {
-  if (value === undefined) return undefined;
-  const text = value.trim();
-  const ms = /^\d+$/.test(text) ? Number(text) * 1000 : Date.parse(text) - now;
-  if (!Number.isFinite(ms)) return undefined;
-  return Math.min(MAX_RETRY_AFTER_MS, Math.max(0, ms));
+function cappedRetryAfter(header: string | undefined): number | undefined {
+  const ms = retryAfterMs(header);
+  return ms === undefined ? undefined : Math.min(MAX_RETRY_AFTER_MS, ms);
 }
 
 /** Any failure of an attempt as a HypervisordError naming the blob (network errors retryable), the URL scrubbed. */
@@ -91,14 +87,6 @@ export function retryWait(error: HypervisordError, failures: number, retry: Blob
   return retryDelayMs(failures, { initialMs: retry.initialBackoffMs, maxMs: retry.maxBackoffMs });
 }
 
-export async function sleepFor(ms: number, signal: AbortSignal): Promise<void> {
-  try {
-    await sleep(ms, undefined, { signal });
-  } catch (err) {
-    throw signal.aborted ? signal.reason : err;
-  }
-}
-
 /** `attempt` until it succeeds, a failure is not retryable, or `maxAttempts` failed in a row. */
 export async function withBlobRetries<T>(label: string, options: { signal: AbortSignal; retry?: BlobRetry; logger?: { warn(obj: object, msg: string): void } },
   attempt: () => Promise<T>): Promise<T> {
@@ -113,7 +101,7 @@ export async function withBlobRetries<T>(label: string, options: { signal: Abort
       if (failures >= retry.maxAttempts) throw gaveUp(error, failures);
       const delayMs = retryWait(error, failures, retry);
       options.logger?.warn({ attempt: failures, delayMs, err: error.message }, "blob request failed, retrying");
-      await sleepFor(delayMs, options.signal);
+      await sleep(delayMs, options.signal);
     }
   }
 }

@@ -165,12 +165,10 @@ function useSource(checkpoint: AzureCheckpoint, source: string, context: ExportC
 /** Ends the accesses on record; one that cannot be ended fails the run (retryable), as a new grant would be refused. */
 async function releaseGrants(arm: ArmClient, checkpoint: AzureCheckpoint, options: AzureExportOptions, context: ExportContext, save: () => void): Promise<void> {
   if (!checkpoint.grants?.length) return;
-  const snapshots = checkpoint.snapshots;
   // Only the accesses: the snapshots stay for this run to continue from.
   const onlyGrants: HeldResources = { grants: checkpoint.grants };
   const pending = await releaseHeld(arm, onlyGrants, options.release, context.logger, save);
   checkpoint.grants = onlyGrants.grants;
-  checkpoint.snapshots = snapshots;
   save();
   if (pending) throw new FailedPreconditionError(`a read access an earlier run of this job opened could not be ended: ${pending}`, { retryable: true });
 }

@@ -4,7 +4,8 @@ import { InvalidArgumentError, type HypervisordError } from "../../errors.ts";
 import { checkFixed, parseVhdFooter, type VhdFooter } from "../../package/vhd-footer.ts";
 import type { HostSlots } from "../../transfer/host-slots.ts";
 import { createRateLimiter, type RateLimiter } from "../../transfer/rate-limiter.ts";
-import { DEFAULT_BLOB_RETRY, blobError, blobLabel, gaveUp, getRangeInto, isRetryable, retryWait, sleepFor, type BlobRetry } from "./blob-request.ts";
+import { DEFAULT_BLOB_RETRY, blobError, blobLabel, gaveUp, getRangeInto, isRetryable, retryWait, type BlobRetry } from "./blob-request.ts";
+import { sleep } from "./retry-after.ts";
 import { openBlobFile, type BlobFile } from "./page-blob-file.ts";
 import { getPageRanges, planChunks, type ByteRange } from "./page-ranges.ts";
 
@@ -306,7 +307,7 @@ async function fetchChunk(chunk: ByteRange, data: Buffer, disk: DiskRun, signal:
       options.logger?.warn({
         file: disk.disk.name, host: disk.host, from: chunk.start + received, to: chunk.end, attempt: failures, delayMs, err: error.message,
       }, "range request interrupted, retrying");
-      await sleepFor(delayMs, signal);
+      await sleep(delayMs, signal);
     }
   }
 }
