@@ -3,14 +3,18 @@ import type { Job, JobDefinition, JobError, JobProgress, JobResult, JobState, Jo
 import type { ApiKey, AuditEvent } from "../domain/access.ts";
 import type { Profile } from "../domain/profile.ts";
 import type { RunTrigger, Schedule, ScheduleExport, ScheduleRun } from "../domain/schedule.ts";
+import type { ClusterStore } from "./cluster-store.ts";
 import type { SecretBox } from "./secret-box.ts";
 import type { DeliveryAttempt, DeliveryState, Webhook, WebhookDelivery, WebhookEvent } from "../domain/webhook.ts";
 
 /**
- * Persistence of jobs, their history and their logs. SQLite implements it
- * today (src/store/sqlite); a PostgreSQL backend for several daemons will
- * implement the same interface. Methods are synchronous because SQLite is
- * embedded; a networked backend would make them async behind the same names.
+ * Persistence of jobs, their history and their logs: SQLite (src/store/sqlite, embedded, one daemon) or
+ * PostgreSQL (src/store/postgres, shared by several daemons). Asynchronous because PostgreSQL is networked;
+ * SQLite resolves at once (its work is done synchronously before the promise is returned, so a caller that
+ * does not await in between keeps its order of writes).
+ *
+ * Sequence numbers: callers pass `nextSeq` / `seq` from the update bus. A store that owns a cluster-wide
+ * sequence (PostgreSQL) ignores them and assigns its own; the seq of a returned transition is the one to publish.
  */
 export interface Store {
   readonly kind: string;
@@ -18,40 +22,40 @@ export interface Store {
    * Inserts jobs and their "created" transitions in one transaction (group commit). Each item succeeds or
    * fails on its own; with a known requestId the existing job is returned instead (created: false).
    */
-  insertJobs(inputs: readonly NewJob[]): InsertResult[];
-  getJob(id: string): Job | undefined;
-  listJobs(filter: JobFilter): JobPage;
-  jobsInState(state: JobState): Job[];
+  insertJobs(inputs: readonly NewJob[]): Promise<InsertResult[]>;
+  getJob(id: string): Promise<Job | undefined>;
+  listJobs(filter: JobFilter): Promise<JobPage>;
+  jobsInState(state: JobState): Promise<Job[]>;
   /**
    * Ended jobs that still have a checkpoint: files on record that were not removed yet (failed and cancelled
    * jobs), or something an earlier run holds on a hypervisor (also a completed job's snapshot whose removal
    * failed). The engine clears a final job's checkpoint once nothing is left, so this stays short however long the history.
    */
-  endedJobsWithCheckpoint(): Job[];
+  endedJobsWithCheckpoint(): Promise<Job[]>;
   /** Sets (or, with null, clears) what the job still holds on the hypervisor (Job.pendingCleanup). */
-  setPendingCleanup(id: string, text: string | null): void;
+  setPendingCleanup(id: string, text: string | null): Promise<void>;
   /** Jobs whose pending_cleanup is set (the snapshots-pending-removal gauge). */
-  countPendingCleanup(): number;
-  countByState(): Record<JobState, number>;
+  countPendingCleanup(): Promise<number>;
+  countByState(): Promise<Record<JobState, number>>;
   /** Atomically picks the next runnable queued job (highest priority, then oldest) and marks it running. */
-  claimNextJob(now: number, nextSeq: () => number): { job: Job; transition: JobTransition } | undefined;
+  claimNextJob(now: number, nextSeq: () => number): Promise<{ job: Job; transition: JobTransition } | undefined>;
   /** Moves a job from one of `from` to `to`; undefined when the job is not in one of `from` (nothing written). */
-  transition(input: TransitionInput): { job: Job; transition: JobTransition } | undefined;
-  saveProgress(id: string, progress: JobProgress): void;
-  loadCheckpoint(id: string): unknown;
+  transition(input: TransitionInput): Promise<{ job: Job; transition: JobTransition } | undefined>;
+  saveProgress(id: string, progress: JobProgress): Promise<void>;
+  loadCheckpoint(id: string): Promise<unknown>;
   /** `undefined` (or null) clears it. */
-  saveCheckpoint(id: string, value: unknown): void;
+  saveCheckpoint(id: string, value: unknown): Promise<void>;
   /** Earliest time a queued job waits for (retry backoff), if any. */
-  nextAttemptTime(): number | undefined;
-  transitionsAfter(seq: number, jobIds: readonly string[] | undefined, limit: number): JobTransition[];
-  history(jobId: string): JobTransition[];
-  maxTransitionSeq(): number;
+  nextAttemptTime(): Promise<number | undefined>;
+  transitionsAfter(seq: number, jobIds: readonly string[] | undefined, limit: number): Promise<JobTransition[]>;
+  history(jobId: string): Promise<JobTransition[]>;
+  maxTransitionSeq(): Promise<number>;
   /** Appends log entries (of any jobs) in one transaction; returns them with their ids, in order. */
-  appendLogs(entries: readonly { jobId: string; entry: NewLogEntry }[]): LogEntry[];
-  readLogs(jobId: string, query: LogQuery): { entries: LogEntry[]; truncated: boolean };
+  appendLogs(entries: readonly { jobId: string; entry: NewLogEntry }[]): Promise<LogEntry[]>;
+  readLogs(jobId: string, query: LogQuery): Promise<{ entries: LogEntry[]; truncated: boolean }>;
   /** The highest job-update sequence number handed out so far may not exceed this (see UpdateBus). */
-  getSeqReservation(): number;
-  setSeqReservation(value: number): void;
+  getSeqReservation(): Promise<number>;
+  setSeqReservation(value: number): Promise<void>;
   readonly schedules: ScheduleStore;
   readonly batches: BatchStore;
   readonly profiles: ProfileStore;
@@ -60,50 +64,52 @@ export interface Store {
   readonly audit: AuditStore;
   /** Called (after the commit) whenever webhook deliveries were enqueued: the dispatcher wakes up. */
   onWebhookEvents(listener: () => void): void;
+  /** Present when several daemons share this store (PostgreSQL): leases, the shared update log, leadership. */
+  readonly cluster?: ClusterStore;
   /** The key the store seals its secrets with, for other secrets kept in the database (a checkpoint's vSphere session). */
   readonly secretBox: SecretBox;
-  close(): void;
+  close(): Promise<void>;
 }
 
 export interface ScheduleStore {
-  insert(schedule: Schedule): void;
-  get(id: string): Schedule | undefined;
+  insert(schedule: Schedule): Promise<void>;
+  get(id: string): Promise<Schedule | undefined>;
   /** By create time then id; `after` is the id the previous page ended with. Only schedules having all `tags`. */
-  list(query: { limit: number; after?: string; tags?: Record<string, string> }): { schedules: Schedule[]; next?: string };
+  list(query: { limit: number; after?: string; tags?: Record<string, string> }): Promise<{ schedules: Schedule[]; next?: string }>;
   /** Every schedule (the scheduler loads them at start). */
-  all(): Schedule[];
+  all(): Promise<Schedule[]>;
   /** Replaces every field but id, createTime, lastRunTime and runCount. Returns false when the id is unknown. */
-  update(schedule: Schedule): boolean;
+  update(schedule: Schedule): Promise<boolean>;
   /** The schedule and its run records. Jobs it created stay. */
-  delete(id: string): boolean;
-  setNextRunTime(id: string, time: number | undefined): void;
+  delete(id: string): Promise<boolean>;
+  setNextRunTime(id: string, time: number | undefined): Promise<void>;
   /**
    * Records a run and bumps the schedule's run count and last run time. A run that creates a job is
    * recorded inside the job's insert transaction (NewJob.scheduleRun); a skipped run by this directly.
    */
-  recordRun(run: Omit<ScheduleRun, "state" | "durationSeconds">): void;
+  recordRun(run: Omit<ScheduleRun, "state" | "durationSeconds">): Promise<void>;
   /** Newest first; `before` is the run id the previous page ended with. State and duration come from the jobs. */
-  listRuns(scheduleId: string, query: { limit: number; before?: string }): { runs: ScheduleRun[]; next?: string };
+  listRuns(scheduleId: string, query: { limit: number; before?: string }): Promise<{ runs: ScheduleRun[]; next?: string }>;
   /** Jobs of this schedule that are queued or running, its batches' children included. */
-  activeJobIds(scheduleId: string): string[];
+  activeJobIds(scheduleId: string): Promise<string[]>;
   /** The schedule whose run created this batch, if any. */
-  scheduleOfBatch(batchId: string): string | undefined;
+  scheduleOfBatch(batchId: string): Promise<string | undefined>;
   /** The directories its runs wrote (retention). */
   readonly exports: ScheduleExportStore;
 }
 
 export interface ScheduleExportStore {
   /** When a run's jobs are created; a job already recorded is left as it is. */
-  record(exports: readonly ScheduleExport[]): void;
-  byJob(jobId: string): ScheduleExport | undefined;
+  record(exports: readonly ScheduleExport[]): Promise<void>;
+  byJob(jobId: string): Promise<ScheduleExport | undefined>;
   /** Whether some run already recorded this directory. */
-  isRecorded(dir: string): boolean;
+  isRecorded(dir: string): Promise<boolean>;
   /** Exports of one VM whose job completed and that are not deleted, newest run first. */
-  successful(scheduleId: string, vmKey: string): ScheduleExport[];
+  successful(scheduleId: string, vmKey: string): Promise<ScheduleExport[]>;
   /** False when it was already marked. */
-  markDeleted(jobId: string, time: number): boolean;
+  markDeleted(jobId: string, time: number): Promise<boolean>;
   /** Every (schedule, VM) with exports not deleted, of schedules with a keep_last (the sweep at start). */
-  retainedKeys(): { scheduleId: string; vmKey: string }[];
+  retainedKeys(): Promise<{ scheduleId: string; vmKey: string }[]>;
 }
 
 export interface BatchStore {
@@ -112,18 +118,18 @@ export interface BatchStore {
    * run that made it, in one transaction. A known request_id returns that batch (created: false), or
    * throws ALREADY_EXISTS when its definition differs.
    */
-  insert(input: NewBatch): { batch: Batch; created: boolean; children: { job: Job; transition: JobTransition }[] };
+  insert(input: NewBatch): Promise<{ batch: Batch; created: boolean; children: { job: Job; transition: JobTransition }[] }>;
   /** Children's progress as last persisted (the engine overlays live progress). */
-  get(id: string): Batch | undefined;
-  byRequestId(requestId: string): Batch | undefined;
+  get(id: string): Promise<Batch | undefined>;
+  byRequestId(requestId: string): Promise<Batch | undefined>;
   /** Whether every child has ended (a one-row read, unlike get). */
-  hasEnded(id: string): boolean;
+  hasEnded(id: string): Promise<boolean>;
   /** Newest first. */
-  list(filter: BatchFilter): { batches: Batch[]; nextCursor?: number; total: number };
+  list(filter: BatchFilter): Promise<{ batches: Batch[]; nextCursor?: number; total: number }>;
   /** Records CancelBatch's reason; false when the batch had already ended (nothing written). */
-  requestCancel(id: string, reason: string): boolean;
+  requestCancel(id: string, reason: string): Promise<boolean>;
   /** Batches CancelBatch was called on whose children have not all ended (the daemon stopped in between). */
-  cancelling(): Batch[];
+  cancelling(): Promise<Batch[]>;
 }
 
 export interface NewBatch {
@@ -147,61 +153,64 @@ export interface BatchFilter {
 }
 
 export interface ApiKeyStore {
-  insert(key: ApiKey): void;
-  get(id: string): ApiKey | undefined;
-  byHash(keyHash: string): ApiKey | undefined;
-  list(): ApiKey[];
-  revoke(id: string, time: number): boolean;
-  touch(id: string, time: number): void;
+  insert(key: ApiKey): Promise<void>;
+  get(id: string): Promise<ApiKey | undefined>;
+  byHash(keyHash: string): Promise<ApiKey | undefined>;
+  list(): Promise<ApiKey[]>;
+  revoke(id: string, time: number): Promise<boolean>;
+  touch(id: string, time: number): Promise<void>;
   /** Makes the config-file keys (source "config") exactly `keys`. */
-  syncConfig(keys: readonly ApiKey[]): void;
+  syncConfig(keys: readonly ApiKey[]): Promise<void>;
   /** Keys that are neither revoked nor expired at `now`. */
-  countUsable(now: number): number;
+  countUsable(now: number): Promise<number>;
 }
 
 export interface AuditStore {
   /** Written with the other events of the same event-loop turn, in one transaction (see flush). */
   append(event: Omit<AuditEvent, "id">): void;
   /** Writes what append() has buffered now (list() and close do it too). */
-  flush(): void;
+  flush(): Promise<void>;
   /** Newest first; `before` is the id the previous page ended with. */
-  list(query: { limit: number; before?: number; method?: string; principal?: string; since?: number }): { events: AuditEvent[]; next?: number };
+  list(query: { limit: number; before?: number; method?: string; principal?: string; since?: number }): Promise<{ events: AuditEvent[]; next?: number }>;
 }
 
 export interface ProfileStore {
-  insert(profile: Profile): void;
-  get(name: string): Profile | undefined;
-  list(): Profile[];
-  update(profile: Profile): boolean;
-  delete(name: string): boolean;
+  insert(profile: Profile): Promise<void>;
+  get(name: string): Promise<Profile | undefined>;
+  list(): Promise<Profile[]>;
+  update(profile: Profile): Promise<boolean>;
+  delete(name: string): Promise<boolean>;
 }
 
 export interface WebhookStore {
-  insert(webhook: Webhook): void;
-  get(id: string): Webhook | undefined;
-  list(): Webhook[];
-  update(webhook: Webhook): boolean;
+  insert(webhook: Webhook): Promise<void>;
+  get(id: string): Promise<Webhook | undefined>;
+  list(): Promise<Webhook[]>;
+  update(webhook: Webhook): Promise<boolean>;
   /** The webhook; its delivery history stays readable until pruned. */
-  delete(id: string): boolean;
+  delete(id: string): Promise<boolean>;
   /** Makes the config-file webhooks (source "config") exactly `webhooks`: inserted, updated, or deleted when gone. */
-  syncConfig(webhooks: readonly Webhook[]): void;
+  syncConfig(webhooks: readonly Webhook[]): Promise<void>;
   /**
    * One pending delivery per enabled webhook that wants the event (wantsEvent), due now; returns them.
-   * Synchronous: called inside the transaction of the change it announces, so the event and the change
+   * The stores call it inside the transaction of the change it announces, so the event and the change
    * commit together. `only` restricts it to one webhook (TestWebhook).
    */
-  enqueue(event: WebhookEvent, options?: { only?: string; now?: number }): WebhookDelivery[];
-  /** Pending deliveries due at `now`, oldest first, with their webhooks. */
-  due(now: number, limit: number): { delivery: WebhookDelivery; webhook: Webhook }[];
+  enqueue(event: WebhookEvent, options?: { only?: string; now?: number }): Promise<WebhookDelivery[]>;
+  /**
+   * Pending deliveries due at `now`, oldest first, with their webhooks. A shared store claims them (SKIP LOCKED):
+   * what one daemon got is not handed to another before its attempt is recorded or a claim timeout passes.
+   */
+  due(now: number, limit: number): Promise<{ delivery: WebhookDelivery; webhook: Webhook }[]>;
   /** Earliest next_attempt_time of a pending delivery. */
-  nextDueTime(): number | undefined;
+  nextDueTime(): Promise<number | undefined>;
   /** Moves a webhook's pending deliveries due before `until` to `until` (an open circuit), without counting attempts; returns how many. */
-  postpone(webhookId: string, until: number): number;
+  postpone(webhookId: string, until: number): Promise<number>;
   /** Appends an attempt and moves the delivery (pending with a next time, delivered or failed). */
-  recordAttempt(deliveryId: string, attempt: DeliveryAttempt, outcome: { state: DeliveryState; nextAttemptTime?: number }): void;
-  getDelivery(id: string): WebhookDelivery | undefined;
+  recordAttempt(deliveryId: string, attempt: DeliveryAttempt, outcome: { state: DeliveryState; nextAttemptTime?: number }): Promise<void>;
+  getDelivery(id: string): Promise<WebhookDelivery | undefined>;
   /** Newest first; `before` is the delivery id the previous page ended with. */
-  listDeliveries(webhookId: string, query: { limit: number; before?: string }): { deliveries: WebhookDelivery[]; next?: string };
+  listDeliveries(webhookId: string, query: { limit: number; before?: string }): Promise<{ deliveries: WebhookDelivery[]; next?: string }>;
 }
 
 export interface NewJob {
@@ -245,6 +254,11 @@ export interface TransitionInput {
   checkpoint?: unknown;
   /** null clears the column. */
   pendingCleanup?: string | null;
+  /**
+   * Fencing in a cluster: the change applies only while this node holds the job's lease (a node whose lease
+   * expired and whose job another node took must not complete or fail it). Ignored by a single-daemon store.
+   */
+  node?: string;
 }
 
 export interface JobFilter {
