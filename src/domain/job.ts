@@ -215,6 +215,8 @@ export interface Job {
   batchId?: string;
   /** What the job still holds on the hypervisor that the daemon keeps trying to remove (e.g. a snapshot). */
   pendingCleanup?: string;
+  /** The daemon (node id) that runs it or ran it last, when several share one PostgreSQL store. */
+  nodeId?: string;
   /** Every run of the job, oldest first (kept by the store with the transitions that start and end them). */
   attempts: JobAttempt[];
 }
