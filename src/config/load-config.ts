@@ -1,4 +1,6 @@
+import { createHash } from "node:crypto";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import YAML from "yaml";
@@ -51,6 +53,10 @@ export interface DaemonConfig {
   /** Webhook endpoints and profiles from the file, as written: checked by the daemon with their field names. */
   webhooks: { allowPrivateTargets: boolean; endpoints: Record<string, unknown>[] };
   profiles: Record<string, Record<string, unknown> | null>;
+  /** store.url: PostgreSQL shared by several daemons; undefined: SQLite in dataDir. */
+  storeUrl?: string;
+  /** This daemon among those sharing a PostgreSQL store: its node id and the lease of its running jobs. */
+  cluster: { nodeId: string; leaseMs: number };
   /** The config file read, if any. */
   configFile?: string;
   /** Problems that do not stop the daemon (unknown keys in the file), to be logged at start. */
@@ -146,8 +152,11 @@ function compile(values: Map<string, unknown>, configFile: string | undefined): 
   if (roots.length === 0) throw new ConfigError("allowed_output_roots: at least one directory is required");
   const vsphereUrl = get<string | undefined>("vsphere.url");
   const azureSubscription = get<string | undefined>("azure.subscription_id");
+  const dataDir = path.resolve(get<string>("data_dir"));
   return {
-    dataDir: path.resolve(get<string>("data_dir")),
+    dataDir,
+    storeUrl: checkStoreUrl(get<string | undefined>("store.url")),
+    cluster: { nodeId: checkNodeId(get<string | undefined>("cluster.node_id")) ?? defaultNodeId(dataDir), leaseMs: get<number>("cluster.lease_timeout") },
     grpcListen: get<ListenAddress>("grpc_listen"),
     httpListen: get<ListenAddress>("http_listen"),
     logLevel: get<string>("log_level"),
@@ -257,4 +266,32 @@ function helpText(): string {
   }
   lines.push("  -h, --help                        this text", "      --version                     print the version");
   return lines.join("\n");
+}
+
+/** postgres:// or postgresql:// (libpq's URL forms); the message never repeats the URL (it may hold a password). */
+function checkStoreUrl(url: string | undefined): string | undefined {
+  if (url === undefined || url === "") return undefined;
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new ConfigError("store.url: not a URL; expected postgres://user@host[:port]/database");
+  }
+  if (parsed.protocol !== "postgres:" && parsed.protocol !== "postgresql:") {
+    throw new ConfigError(`store.url: unsupported scheme "${parsed.protocol.replace(/:$/, "")}"; expected postgres://user@host[:port]/database (leave it unset for SQLite in data_dir)`);
+  }
+  if (!parsed.hostname && !parsed.searchParams.get("host")) throw new ConfigError("store.url: no host; expected postgres://user@host[:port]/database");
+  return url;
+}
+
+function checkNodeId(id: string | undefined): string | undefined {
+  if (id === undefined || id === "") return undefined;
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(id)) throw new ConfigError(`cluster.node_id: "${id}" must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit`);
+  return id;
+}
+
+/** The host name and a short hash of the data directory: two daemons on one machine get different ids. */
+export function defaultNodeId(dataDir: string): string {
+  const host = os.hostname().replace(/[^A-Za-z0-9._-]/g, "-").replace(/^[^A-Za-z0-9]+/, "").slice(0, 48) || "node";
+  return `${host}-${createHash("sha256").update(dataDir).digest("hex").slice(0, 8)}`;
 }

@@ -18,6 +18,9 @@ export interface Setting {
 
 export const SETTINGS: readonly Setting[] = [
   { key: "data_dir", flag: "data-dir", env: "HYPERVISORD_DATA_DIR", type: "string", default: "./data", help: "directory of the SQLite database" },
+  { key: "store.url", flag: "store", env: "HYPERVISORD_STORE_URL", type: "string", help: "postgres://user@host/db: keep the state in PostgreSQL, shared by several daemons (default: SQLite in data_dir)" },
+  { key: "cluster.node_id", env: "HYPERVISORD_NODE_ID", type: "string", help: "this daemon's name among those sharing a PostgreSQL store (default: host name + a hash of data_dir)" },
+  { key: "cluster.lease_timeout", env: "HYPERVISORD_LEASE_TIMEOUT", type: "duration", default: "30s", min: 1000, max: 3_600_000, help: "a running job whose node has not renewed its lease this long is resumed by another node (PostgreSQL store)" },
   { key: "grpc_listen", flag: "grpc-listen", env: "HYPERVISORD_GRPC_LISTEN", type: "address", default: "127.0.0.1:50051", help: "gRPC listener, host:port (port 0 picks a free one)" },
   { key: "http_listen", flag: "http-listen", env: "HYPERVISORD_HTTP_LISTEN", type: "address", default: "127.0.0.1:8080", help: "Connect / gRPC-Web / HTTP listener, host:port" },
   { key: "log_level", flag: "log-level", env: "HYPERVISORD_LOG_LEVEL", type: "level", default: "info", help: "trace, debug, info, warn, error or fatal" },
