@@ -2,6 +2,7 @@ import type { Database } from "better-sqlite3";
 import type { ApiKey, Role } from "../../domain/access.ts";
 import { AlreadyExistsError } from "../../errors.ts";
 import type { ApiKeyStore } from "../store.ts";
+import type { Sync } from "../sync-store.ts";
 
 interface ApiKeyRow {
   id: string;
@@ -43,7 +44,7 @@ const toRow = (key: ApiKey): ApiKeyRow => ({
 });
 
 /** API keys (hashes only), from the API and the config file; every statement prepared once. */
-export function createApiKeyQueries(db: Database): ApiKeyStore {
+export function createApiKeyQueries(db: Database): Sync<ApiKeyStore> {
   const insertRow = db.prepare(`INSERT INTO api_keys
     (id, name, role, key_hash, prefix, source, create_time, last_used_time, expire_time, revoke_time)
     VALUES (@id, @name, @role, @key_hash, @prefix, @source, @create_time, @last_used_time, @expire_time, @revoke_time)`);

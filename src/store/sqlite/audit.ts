@@ -1,6 +1,7 @@
 import type { Database, Statement } from "better-sqlite3";
 import type { AuditEvent } from "../../domain/access.ts";
 import type { AuditStore } from "../store.ts";
+import type { Sync } from "../sync-store.ts";
 
 interface AuditRow {
   id: number;
@@ -40,7 +41,7 @@ const FILTERS = [
 ] as const;
 
 /** The audit log: appended to once per mutating call, read newest first. */
-export function createAuditQueries(db: Database): AuditStore {
+export function createAuditQueries(db: Database): Sync<AuditStore> {
   const insert = db.prepare(`INSERT INTO audit_events (time, principal, role, method, transport, peer, code, resource, request_json, duration_ms)
     VALUES (@time, @principal, @role, @method, @transport, @peer, @code, @resource, @request_json, @duration_ms)`);
   // Prepared once per combination of filters used (at most 8), so that SQLite plans each with the index that fits.

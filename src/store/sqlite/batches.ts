@@ -4,6 +4,7 @@ import { isFinal, type Job, type JobDefinition, type JobState, type JobTransitio
 import { AlreadyExistsError } from "../../errors.ts";
 import type { BatchFilter, BatchStore, NewBatch, NewJob } from "../store.ts";
 import type { SecretBox } from "../secret-box.ts";
+import type { Sync } from "../sync-store.ts";
 import { splitSecrets } from "./job-rows.ts";
 
 interface BatchRow {
@@ -151,7 +152,7 @@ export function createBatchQueries(db: Database, hooks: BatchHooks, box: SecretB
     hooks.batchEnded?.({ ...batch, endTime: transition.time });
   }
 
-  const store: BatchStore = {
+  const store: Sync<BatchStore> = {
     insert,
     get,
     byRequestId(requestId) {

@@ -1,6 +1,7 @@
 import type { Database } from "better-sqlite3";
 import type { Profile } from "../../domain/profile.ts";
 import type { ProfileStore } from "../store.ts";
+import type { Sync } from "../sync-store.ts";
 
 interface ProfileRow {
   name: string;
@@ -24,7 +25,7 @@ const toRow = (p: Profile): ProfileRow => ({
 });
 
 /** Profiles made through the API (the config file's live in memory, see src/api/profiles.ts). */
-export function createProfileQueries(db: Database): ProfileStore {
+export function createProfileQueries(db: Database): Sync<ProfileStore> {
   const insert = db.prepare("INSERT INTO profiles (name, description, settings, create_time, update_time) VALUES (@name, @description, @settings, @create_time, @update_time)");
   const byName = db.prepare<[string], ProfileRow>("SELECT * FROM profiles WHERE name = ?");
   const all = db.prepare<[], ProfileRow>("SELECT * FROM profiles ORDER BY name");

@@ -1,6 +1,7 @@
 import type { Database } from "better-sqlite3";
 import type { ScheduleExport } from "../../domain/schedule.ts";
 import type { ScheduleExportStore } from "../store.ts";
+import type { Sync } from "../sync-store.ts";
 
 interface ExportRow {
   schedule_id: string;
@@ -17,7 +18,7 @@ interface ExportRow {
  * only directories retention ever deletes. Whether an export succeeded is read from its job's state, so
  * a job that completed before its row was written, or while the daemon was down, still counts.
  */
-export function createScheduleExportQueries(db: Database): ScheduleExportStore {
+export function createScheduleExportQueries(db: Database): Sync<ScheduleExportStore> {
   const insert = db.prepare(`INSERT OR IGNORE INTO schedule_exports (schedule_id, vm_key, job_id, dir, run_time)
     VALUES (@schedule_id, @vm_key, @job_id, @dir, @run_time)`);
   const byJob = db.prepare<[string], ExportRow>("SELECT * FROM schedule_exports WHERE job_id = ?");

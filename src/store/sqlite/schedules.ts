@@ -2,7 +2,8 @@ import type { Database } from "better-sqlite3";
 import type { JobDefinition, JobState } from "../../domain/job.ts";
 import type { MissedRunPolicy, OverlapPolicy, RunTrigger, Schedule, ScheduleRun } from "../../domain/schedule.ts";
 import { InvalidArgumentError } from "../../errors.ts";
-import type { ScheduleStore } from "../store.ts";
+import type { ScheduleExportStore, ScheduleStore } from "../store.ts";
+import type { Sync } from "../sync-store.ts";
 import type { SecretBox } from "../secret-box.ts";
 import { joinSecrets, splitSecrets } from "./job-rows.ts";
 import { createScheduleExportQueries } from "./schedule-exports.ts";
@@ -43,8 +44,11 @@ interface RunRow {
   end_time: number | null;
 }
 
+/** The synchronous shape of ScheduleStore, its exports included. */
+export type ScheduleQueries = Omit<Sync<ScheduleStore>, "exports"> & { readonly exports: Sync<ScheduleExportStore> };
+
 /** Queries on schedules and their runs; every statement prepared once. `box` seals the job template's secrets (as a job's). */
-export function createScheduleQueries(db: Database, box: SecretBox): ScheduleStore {
+export function createScheduleQueries(db: Database, box: SecretBox): ScheduleQueries {
   const toRow = (schedule: Schedule) => scheduleToRow(schedule, box);
   const fromRow = (row: ScheduleRow) => scheduleFromRow(row, box);
   const byId = db.prepare<[string], ScheduleRow>("SELECT * FROM schedules WHERE id = ?");

@@ -6,7 +6,8 @@ import { batchCompletedEvent, jobEvent, scheduleTriggeredEvent } from "../../dom
 import { prepareDataDir, secureExistingFile, secureFile } from "../data-dir.ts";
 import { KEY_FILE, loadEncryptionKey, type EncryptionKeyOptions } from "../encryption-key.ts";
 import type { SecretBox } from "../secret-box.ts";
-import type { Store, WebhookStore } from "../store.ts";
+import type { AuditStore, BatchStore, ScheduleExportStore, ScheduleStore, Store, WebhookStore } from "../store.ts";
+import { toAsync, type Sync } from "../sync-store.ts";
 import { createBatchQueries } from "./batches.ts";
 import { createJobQueries } from "./job-queries.ts";
 import { createLogQueries } from "./logs.ts";
@@ -63,6 +64,11 @@ export function openDatabase(dataDir: string, logger?: Logger): Database.Databas
   return db;
 }
 
+/**
+ * The SQLite store: its queries run synchronously (better-sqlite3) and `toAsync` gives them the async
+ * Store interface; the hooks inside a transaction (schedule runs, webhook outbox, batch end) call the
+ * synchronous queries directly.
+ */
 export function createSqliteStore(options: SqliteStoreOptions): Store {
   const db = openDatabase(options.dataDir, options.logger);
   let secretBox: SecretBox;
@@ -87,7 +93,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
   const profiles = createProfileQueries(db);
   const outbox = createWebhookQueries(db, secretBox);
   const webhookListeners: (() => void)[] = [];
-  const webhooks: WebhookStore = {
+  const webhooks: Sync<WebhookStore> = {
     ...outbox,
     enqueue(event, options) {
       const deliveries = outbox.enqueue(event, options);
@@ -132,7 +138,8 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
   const getMeta = db.prepare<[string], { value: string }>("SELECT value FROM meta WHERE key = ?");
   const setMeta = db.prepare("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value");
 
-  return {
+  const { exports: scheduleExports, ...scheduleQueries } = schedules;
+  const store = toAsync<Omit<Store, "onWebhookEvents">>({
     kind: "sqlite",
     insertJobs: jobs.insertMany,
     getJob: jobs.get,
@@ -155,17 +162,19 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     readLogs: logs.read,
     getSeqReservation: () => Number(getMeta.get("seq_reservation")?.value ?? 0),
     setSeqReservation: (value) => void setMeta.run("seq_reservation", String(value)),
-    schedules,
-    batches: batches.store,
-    profiles,
-    webhooks,
-    apiKeys: createApiKeyQueries(db),
-    audit,
-    onWebhookEvents: (listener) => void webhookListeners.push(listener),
+    schedules: { ...toAsync<Omit<ScheduleStore, "exports">>(scheduleQueries), exports: toAsync<ScheduleExportStore>(scheduleExports) },
+    batches: toAsync<BatchStore>(batches.store),
+    profiles: toAsync(profiles),
+    webhooks: toAsync(webhooks),
+    apiKeys: toAsync(createApiKeyQueries(db)),
+    // append stays synchronous (it only buffers; the group commit writes the turn's events).
+    audit: { ...toAsync<AuditStore>(audit), append: audit.append },
     secretBox,
     close: () => {
       audit.flush();
       db.close();
     },
-  };
+  });
+  // A registration, not a query: it stays synchronous.
+  return { ...store, onWebhookEvents: (listener) => void webhookListeners.push(listener) };
 }

@@ -4,6 +4,7 @@ import { wantsEvent, type DeliveryAttempt, type DeliveryState, type Webhook, typ
 import { AlreadyExistsError, NotFoundError } from "../../errors.ts";
 import type { SecretBox } from "../secret-box.ts";
 import type { WebhookStore } from "../store.ts";
+import type { Sync } from "../sync-store.ts";
 
 interface WebhookRow {
   id: string;
@@ -47,7 +48,7 @@ const DELIVERY_STATES: ReadonlySet<DeliveryState> = new Set(["pending", "deliver
  * Webhooks and their delivery outbox; every statement prepared once. The URL (its query may be a
  * token), the headers and the signing secret are sealed by `box`.
  */
-export function createWebhookQueries(db: Database, box: SecretBox): WebhookStore {
+export function createWebhookQueries(db: Database, box: SecretBox): Sync<WebhookStore> {
   const webhookParams = (webhook: Webhook) => webhookToRow(webhook, box);
   const webhookFromRow = (row: WebhookRow) => rowToWebhook(row, box);
   const byId = db.prepare<[string], WebhookRow>("SELECT * FROM webhooks WHERE id = ?");
