@@ -1,0 +1,68 @@
+import type pg from "pg";
+import type { Profile } from "../../domain/profile.ts";
+import type { ProfileStore } from "../store.ts";
+import type { Sql } from "./sql.ts";
+
+/** Profiles made through the API, as SQLite has them (settings: JSON ProfileSettings as TEXT). */
+export const PROFILES_SCHEMA = `
+CREATE TABLE profiles (
+  name TEXT PRIMARY KEY,
+  description TEXT NOT NULL,
+  settings TEXT NOT NULL,       -- JSON ProfileSettings
+  create_time BIGINT NOT NULL,
+  update_time BIGINT NOT NULL
+);
+`;
+
+interface ProfileRow {
+  name: string;
+  description: string;
+  settings: string;
+  create_time: number;
+  update_time: number;
+}
+
+const fromRow = (row: ProfileRow): Profile => ({
+  name: row.name,
+  description: row.description,
+  settings: JSON.parse(row.settings) as Profile["settings"],
+  source: "api",
+  createTime: row.create_time,
+  updateTime: row.update_time,
+});
+
+/**
+ * Profiles made through the API (the config file's live in memory, see src/api/profiles.ts); each query
+ * takes the executor first.
+ */
+export function createProfileQueries() {
+  return {
+    async insert(db: Sql, p: Profile): Promise<void> {
+      await db.query("INSERT INTO profiles (name, description, settings, create_time, update_time) VALUES ($1, $2, $3, $4, $5)",
+        [p.name, p.description, JSON.stringify(p.settings), p.createTime, p.updateTime]);
+    },
+    async get(db: Sql, name: string): Promise<Profile | undefined> {
+      const { rows } = await db.query<ProfileRow>("SELECT * FROM profiles WHERE name = $1", [name]);
+      return rows[0] && fromRow(rows[0]);
+    },
+    // Byte order (COLLATE "C"), as SQLite sorts, whatever the database's collation.
+    list: async (db: Sql): Promise<Profile[]> => (await db.query<ProfileRow>(`SELECT * FROM profiles ORDER BY name COLLATE "C"`)).rows.map(fromRow),
+    update: async (db: Sql, p: Profile): Promise<boolean> =>
+      ((await db.query("UPDATE profiles SET description = $2, settings = $3, update_time = $4 WHERE name = $1",
+        [p.name, p.description, JSON.stringify(p.settings), p.updateTime])).rowCount ?? 0) > 0,
+    delete: async (db: Sql, name: string): Promise<boolean> => ((await db.query("DELETE FROM profiles WHERE name = $1", [name])).rowCount ?? 0) > 0,
+  };
+}
+
+export type ProfileQueries = ReturnType<typeof createProfileQueries>;
+
+/** The ProfileStore over a pool (every method one statement). */
+export function createProfileStore(pool: pg.Pool, queries: ProfileQueries): ProfileStore {
+  return {
+    insert: (profile) => queries.insert(pool, profile),
+    get: (name) => queries.get(pool, name),
+    list: () => queries.list(pool),
+    update: (profile) => queries.update(pool, profile),
+    delete: (name) => queries.delete(pool, name),
+  };
+}
