@@ -44,6 +44,8 @@ export interface ClusterStore {
    * node's lock goes with its connection). Resolves to a handle when taken, undefined when another node leads.
    */
   tryLead(name: "scheduler"): Promise<{ released: Promise<unknown>; release(): Promise<void> } | undefined>;
+  /** Running jobs of the whole cluster per node id. */
+  runningByNode(): Promise<Record<string, number>>;
   /** A round trip to the database; throws when it cannot be reached. */
   ping(): Promise<void>;
   /** Deletes progress updates older than `before` (the log of state changes stays, as job history). */
