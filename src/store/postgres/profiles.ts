@@ -1,4 +1,5 @@
-import type pg from "pg";
+import pg from "pg";
+import { AlreadyExistsError } from "../../errors.ts";
 import type { Profile } from "../../domain/profile.ts";
 import type { ProfileStore } from "../store.ts";
 import type { Sql } from "./sql.ts";
@@ -13,6 +14,8 @@ CREATE TABLE profiles (
   update_time BIGINT NOT NULL
 );
 `;
+
+const UNIQUE_VIOLATION = "23505";
 
 interface ProfileRow {
   name: string;
@@ -38,8 +41,14 @@ const fromRow = (row: ProfileRow): Profile => ({
 export function createProfileQueries() {
   return {
     async insert(db: Sql, p: Profile): Promise<void> {
-      await db.query("INSERT INTO profiles (name, description, settings, create_time, update_time) VALUES ($1, $2, $3, $4, $5)",
-        [p.name, p.description, JSON.stringify(p.settings), p.createTime, p.updateTime]);
+      try {
+        await db.query("INSERT INTO profiles (name, description, settings, create_time, update_time) VALUES ($1, $2, $3, $4, $5)",
+          [p.name, p.description, JSON.stringify(p.settings), p.createTime, p.updateTime]);
+      } catch (err) {
+        // The API looks the name up first, but another daemon may create the same name in between.
+        if (err instanceof pg.DatabaseError && err.code === UNIQUE_VIOLATION) throw new AlreadyExistsError(`profile "${p.name}" already exists`);
+        throw err;
+      }
     },
     async get(db: Sql, name: string): Promise<Profile | undefined> {
       const { rows } = await db.query<ProfileRow>("SELECT * FROM profiles WHERE name = $1", [name]);
