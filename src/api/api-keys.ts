@@ -15,7 +15,14 @@ type ApiKeyHandlers = Pick<ServiceHandlers<typeof HypervisordService>, "createAp
 const MAX_NAME_LENGTH = 64;
 
 /** CreateApiKey, ListApiKeys, RevokeApiKey. The key is returned once, by CreateApiKey; only its hash is kept. */
-export function createApiKeyHandlers(store: ApiKeyStore, now: () => number = Date.now): ApiKeyHandlers {
+export interface ApiKeyHandlerOptions {
+  now?: () => number;
+  /** After a key was created or revoked: the auth hook's cache forgets what it looked up. */
+  onChange?: () => void;
+}
+
+export function createApiKeyHandlers(store: ApiKeyStore, options: ApiKeyHandlerOptions = {}): ApiKeyHandlers {
+  const now = options.now ?? Date.now;
   return {
     async createApiKey(request) {
       const name = request.name.trim();
@@ -29,23 +36,27 @@ export function createApiKeyHandlers(store: ApiKeyStore, now: () => number = Dat
       const record: ApiKey = {
         id: `key_${uuidv7(time)}`, name, role, keyHash: hashApiKey(key), prefix: keyPrefix(key), source: "api", createTime: time, expireTime,
       };
-      store.insert(record);
+      await store.insert(record);
+      options.onChange?.();
       return { apiKey: apiKeyToPb(record), key };
     },
 
     async listApiKeys() {
-      return { apiKeys: store.list().map(apiKeyToPb) };
+      return { apiKeys: (await store.list()).map(apiKeyToPb) };
     },
 
     async revokeApiKey(request) {
       const id = request.id.trim();
       if (!id) throw new InvalidArgumentError("id", "required");
-      const key = store.get(id);
+      const key = await store.get(id);
       if (!key) throw new NotFoundError(`API key ${id} not found`);
       if (key.source === "config") throw new FailedPreconditionError(`API key ${id} is defined in the config file (auth.api_keys "${key.name}"); remove it there`);
       // Revoking a revoked key changes nothing and is no error: the caller's intent holds.
-      if (key.revokeTime === undefined) store.revoke(id, now());
-      return { apiKey: apiKeyToPb(store.get(id)!) };
+      if (key.revokeTime === undefined) {
+        await store.revoke(id, now());
+        options.onChange?.();
+      }
+      return { apiKey: apiKeyToPb((await store.get(id))!) };
     },
   };
 }

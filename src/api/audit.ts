@@ -22,7 +22,7 @@ export function createAuditHandlers(store: AuditStore): AuditHandlers {
       };
       // The token is bound to the filters: a cursor from another query is refused (INVALID_ARGUMENT page_token).
       const before = decodePageToken(request.pageToken, query);
-      const page = store.list({ ...query, before, limit });
+      const page = await store.list({ ...query, before, limit });
       return {
         events: page.events.map(auditEventToPb),
         nextPageToken: page.next === undefined ? "" : encodePageToken(page.next, query),

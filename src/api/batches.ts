@@ -23,7 +23,7 @@ export function batchIdOf(value: string, field = "batch_id"): string {
 export function createBatchHandlers(engine: Engine): BatchHandlers {
   return {
     async getBatch(request) {
-      return { batch: batchToPb(engine.getBatch(batchIdOf(request.batchId))) };
+      return { batch: batchToPb(await engine.getBatch(batchIdOf(request.batchId))) };
     },
 
     async listBatches(request) {
@@ -33,7 +33,7 @@ export function createBatchHandlers(engine: Engine): BatchHandlers {
       if (scheduleId.length > 128) throw new InvalidArgumentError("schedule_id", "too long to be a schedule id");
       const query = { states: [...new Set(states)].sort(), scheduleId };
       const before = decodePageToken(request.pageToken, query);
-      const page = engine.listBatches({ states: query.states, scheduleId: scheduleId || undefined, before, limit });
+      const page = await engine.listBatches({ states: query.states, scheduleId: scheduleId || undefined, before, limit });
       return {
         batches: page.batches.map(batchToPb),
         nextPageToken: page.nextCursor === undefined ? "" : encodePageToken(page.nextCursor, query),
@@ -42,7 +42,7 @@ export function createBatchHandlers(engine: Engine): BatchHandlers {
     },
 
     async cancelBatch(request) {
-      return { batch: batchToPb(engine.cancelBatch(batchIdOf(request.batchId), request.reason.trim(), "api")) };
+      return { batch: batchToPb(await engine.cancelBatch(batchIdOf(request.batchId), request.reason.trim(), "api")) };
     },
   };
 }

@@ -25,7 +25,7 @@ export interface DefinitionRules {
   /** Why a conversion format cannot run here (qemu-img missing), or undefined when it can. */
   conversionUnavailable?(format: ConvertFormat): string | undefined;
   /** A profile by name (JobDefinition.profile). */
-  profile?(name: string): Profile | undefined;
+  profile?(name: string): Promise<Profile | undefined>;
 }
 
 export const DEFAULT_PROVIDER = "vsphere";
@@ -34,7 +34,7 @@ const LABEL_KEY = /^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$/;
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
 /** Checks a JobDefinition from the wire and returns it with defaults applied; every error names its field under `field`. */
-export function definitionFromPb(pb: JobDefinitionPb | undefined, field: string, rules: DefinitionRules): JobDefinition {
+export async function definitionFromPb(pb: JobDefinitionPb | undefined, field: string, rules: DefinitionRules): Promise<JobDefinition> {
   if (!pb) throw new InvalidArgumentError(field, "required");
   const at = (name: string) => `${field}.${name}`;
   const vm = text(pb.vm, at("vm"), 1024);
@@ -50,7 +50,7 @@ export function definitionFromPb(pb: JobDefinitionPb | undefined, field: string,
     throw new InvalidArgumentError(at("provider"), `unknown provider ${quoteInput(providerName)} (available: ${available})`);
   }
   const profileName = text(pb.profile, at("profile"), 128);
-  const profile = profileName ? rules.profile?.(profileName) : undefined;
+  const profile = profileName ? await rules.profile?.(profileName) : undefined;
   if (profileName && !profile) throw new InvalidArgumentError(at("profile"), `unknown profile ${quoteInput(profileName)}`);
   if (vmSelector && !provider.listVMs) throw new InvalidArgumentError(at("vm_selector"), `provider ${quoteInput(providerName)} cannot list VMs; name one VM in vm`);
   const runningVmPolicy = oneOf(pb.runningVmPolicy, RUNNING_VM_POLICIES, at("running_vm_policy"), "policy");

@@ -36,7 +36,7 @@ export function jobIdOf(value: string, field = "job_id"): string {
 export function createJobHandlers({ engine, store, rules }: JobDeps): JobHandlers {
   return {
     async submitJob(request, context) {
-      const definition = definitionFromPb(request.definition, "definition", rules);
+      const definition = await definitionFromPb(request.definition, "definition", rules);
       if (definition.vmSelector) {
         const { batch, created } = await engine.submitBatch(definition, { actor: "api", signal: context.signal });
         return { batch: batchToPb(batch), created };
@@ -48,10 +48,13 @@ export function createJobHandlers({ engine, store, rules }: JobDeps): JobHandler
     async submitJobs(request) {
       if (request.definitions.length === 0) throw new InvalidArgumentError("definitions", "at least one definition is required");
       if (request.definitions.length > MAX_BATCH) throw new InvalidArgumentError("definitions", `at most ${MAX_BATCH} per call, got ${request.definitions.length}`);
-      // Every item is validated and queued on its own; the valid ones share one commit.
-      const results = await Promise.all(request.definitions.map(async (pb, index) => {
+      // Every item is validated and queued on its own; the valid ones share one commit. All are checked first
+      // (a profile is read from the store), so that the submissions still start together, in order.
+      const checked = await Promise.allSettled(request.definitions.map((pb, index) => definitionFromPb(pb, `definitions[${index}]`, rules)));
+      const results = await Promise.all(checked.map(async (outcome, index) => {
         try {
-          const definition = definitionFromPb(pb, `definitions[${index}]`, rules);
+          if (outcome.status === "rejected") throw outcome.reason;
+          const definition = outcome.value;
           // Each result carries one job; a batch (one job per VM) is submitted with SubmitJob.
           if (definition.vmSelector) throw new InvalidArgumentError(`definitions[${index}].vm_selector`, "a batch of VMs is submitted with SubmitJob, one per call");
           const { job, created } = await engine.submit(definition, { actor: "api" });
@@ -65,7 +68,7 @@ export function createJobHandlers({ engine, store, rules }: JobDeps): JobHandler
     },
 
     async getJob(request) {
-      return { job: jobToPb(engine.getJob(jobIdOf(request.jobId))) };
+      return { job: jobToPb(await engine.getJob(jobIdOf(request.jobId))) };
     },
 
     async listJobs(request) {
@@ -80,20 +83,21 @@ export function createJobHandlers({ engine, store, rules }: JobDeps): JobHandler
         ...(text ? { text } : {}), ...(batchId ? { batchId } : {}),
       };
       const before = decodePageToken(request.pageToken, query);
-      const page = store.listJobs({ ...query, before, limit });
+      const page = await store.listJobs({ ...query, before, limit });
       return {
-        jobs: page.jobs.map((j) => jobToPb(j.state === "running" ? engine.getJob(j.id) : j)),
+        // A running job's live progress is the engine's; the others are as stored.
+        jobs: await Promise.all(page.jobs.map(async (j) => jobToPb(j.state === "running" ? await engine.getJob(j.id) : j))),
         nextPageToken: page.nextCursor === undefined ? "" : encodePageToken(page.nextCursor, query),
         totalSize: BigInt(page.total),
       };
     },
 
     async cancelJob(request) {
-      return { job: jobToPb(engine.cancel(jobIdOf(request.jobId), request.reason.trim(), "api")) };
+      return { job: jobToPb(await engine.cancel(jobIdOf(request.jobId), request.reason.trim(), "api")) };
     },
 
     async getJobHistory(request) {
-      return { transitions: engine.history(jobIdOf(request.jobId)).map(transitionToPb) };
+      return { transitions: (await engine.history(jobIdOf(request.jobId))).map(transitionToPb) };
     },
 
     streamJobUpdates(request, context) {
@@ -110,7 +114,7 @@ export function createJobHandlers({ engine, store, rules }: JobDeps): JobHandler
       const limit = pageSize(request.pageSize, 1000, 5000);
       const tail = intIn(request.tail, 0, 100_000, "tail");
       const afterId = nonNegative(request.afterId, "after_id");
-      const { entries, truncated } = engine.readLogs(id, { afterId, tail, limit });
+      const { entries, truncated } = await engine.readLogs(id, { afterId, tail, limit });
       return {
         entries: entries.map(logEntryToPb),
         nextAfterId: BigInt(entries.length > 0 ? entries[entries.length - 1]!.id : afterId),

@@ -18,37 +18,37 @@ const NOT_IN_PROFILES = ["vm", "vsphere", "azure", "name", "requestId", "profile
 
 /** Config-file profiles (read-only, first) and API profiles (the store), under one name space. */
 export interface ProfileRegistry {
-  get(name: string): Profile | undefined;
-  list(): Profile[];
-  create(profile: Profile): Profile;
-  update(name: string, description: string, settings: ProfileSettings): Profile;
-  delete(name: string): void;
+  get(name: string): Promise<Profile | undefined>;
+  list(): Promise<Profile[]>;
+  create(profile: Profile): Promise<Profile>;
+  update(name: string, description: string, settings: ProfileSettings): Promise<Profile>;
+  delete(name: string): Promise<void>;
 }
 
 export function createProfileRegistry(store: ProfileStore, fromConfig: readonly Profile[]): ProfileRegistry {
   const config = new Map(fromConfig.map((p) => [p.name, p]));
-  const mutable = (name: string) => {
+  const mutable = async (name: string) => {
     if (config.has(name)) throw new FailedPreconditionError(`profile ${quoteInput(name)} is defined in the config file; change it there`);
-    const profile = store.get(name);
+    const profile = await store.get(name);
     if (!profile) throw new NotFoundError(`profile ${quoteInput(name)} not found`);
     return profile;
   };
   return {
-    get: (name) => config.get(name) ?? store.get(name),
-    list: () => [...config.values(), ...store.list()].sort((a, b) => (a.name < b.name ? -1 : 1)),
-    create(profile) {
-      if (config.has(profile.name) || store.get(profile.name)) throw new AlreadyExistsError(`profile "${profile.name}" already exists`);
-      store.insert(profile);
+    get: async (name) => config.get(name) ?? store.get(name),
+    list: async () => [...config.values(), ...(await store.list())].sort((a, b) => (a.name < b.name ? -1 : 1)),
+    async create(profile) {
+      if (config.has(profile.name) || (await store.get(profile.name))) throw new AlreadyExistsError(`profile "${profile.name}" already exists`);
+      await store.insert(profile);
       return profile;
     },
-    update(name, description, settings) {
-      const updated = { ...mutable(name), description, settings, updateTime: Date.now() };
-      store.update(updated);
+    async update(name, description, settings) {
+      const updated = { ...(await mutable(name)), description, settings, updateTime: Date.now() };
+      await store.update(updated);
       return updated;
     },
-    delete(name) {
-      mutable(name);
-      store.delete(name);
+    async delete(name) {
+      await mutable(name);
+      await store.delete(name);
     },
   };
 }
@@ -148,28 +148,28 @@ export function createProfileHandlers(registry: ProfileRegistry, rules: PathRule
       settings: profileSettingsFromPb(pb.settings, "profile.settings", rules),
     };
   };
-  const existing = (name: string) => {
-    const profile = registry.get(profileName(name, "name"));
+  const existing = async (name: string) => {
+    const profile = await registry.get(profileName(name, "name"));
     if (!profile) throw new NotFoundError(`profile ${quoteInput(name)} not found`);
     return profile;
   };
   return {
     async createProfile(request) {
       const now = Date.now();
-      return { profile: profileToPb(registry.create({ ...fromRequest(request.profile), source: "api", createTime: now, updateTime: now })) };
+      return { profile: profileToPb(await registry.create({ ...fromRequest(request.profile), source: "api", createTime: now, updateTime: now })) };
     },
     async getProfile(request) {
-      return { profile: profileToPb(existing(request.name)) };
+      return { profile: profileToPb(await existing(request.name)) };
     },
     async listProfiles() {
-      return { profiles: registry.list().map(profileToPb) };
+      return { profiles: (await registry.list()).map(profileToPb) };
     },
     async updateProfile(request) {
       const { name, description, settings } = fromRequest(request.profile);
-      return { profile: profileToPb(registry.update(name, description, settings)) };
+      return { profile: profileToPb(await registry.update(name, description, settings)) };
     },
     async deleteProfile(request) {
-      registry.delete(profileName(request.name, "name"));
+      await registry.delete(profileName(request.name, "name"));
       return {};
     },
   };

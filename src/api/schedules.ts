@@ -37,22 +37,22 @@ export interface ScheduleDeps {
 }
 
 export function createScheduleHandlers({ store, scheduler, engine, rules }: ScheduleDeps): ScheduleHandlers {
-  const existing = (id: string, field = "id") => {
+  const existing = async (id: string, field = "id") => {
     const trimmed = id.trim();
     if (!trimmed) throw new InvalidArgumentError(field, "required");
-    const schedule = store.get(trimmed);
+    const schedule = await store.get(trimmed);
     if (!schedule) throw new NotFoundError(`schedule ${trimmed} not found`);
     return schedule;
   };
   /** Re-arms the schedule and returns it as stored (with its next run time). */
-  const saved = (id: string) => {
-    scheduler.reschedule(id);
-    return scheduleToPb(store.get(id)!);
+  const saved = async (id: string) => {
+    await scheduler.reschedule(id);
+    return scheduleToPb((await store.get(id))!);
   };
-  const setEnabled = (id: string, enabled: boolean) => {
-    const schedule = existing(id);
-    store.update({ ...schedule, enabled, updateTime: Date.now() });
-    return { schedule: saved(schedule.id) };
+  const setEnabled = async (id: string, enabled: boolean) => {
+    const schedule = await existing(id);
+    await store.update({ ...schedule, enabled, updateTime: Date.now() });
+    return { schedule: await saved(schedule.id) };
   };
 
   return {
@@ -60,37 +60,37 @@ export function createScheduleHandlers({ store, scheduler, engine, rules }: Sche
       const pb = request.schedule;
       if (!pb) throw new InvalidArgumentError("schedule", "required");
       const now = Date.now();
-      const schedule = applyFields({ id: uuidv7(), createTime: now, updateTime: now, runCount: 0 } as Schedule, pb, allFields(UPDATABLE), rules, true);
-      store.insert(schedule);
-      return { schedule: saved(schedule.id) };
+      const schedule = await applyFields({ id: uuidv7(), createTime: now, updateTime: now, runCount: 0 } as Schedule, pb, allFields(UPDATABLE), rules, true);
+      await store.insert(schedule);
+      return { schedule: await saved(schedule.id) };
     },
 
     async getSchedule(request) {
-      return { schedule: scheduleToPb(existing(request.id)) };
+      return { schedule: scheduleToPb(await existing(request.id)) };
     },
 
     async listSchedules(request) {
       const limit = pageSize(request.pageSize, 100);
       const tags = labelsFromPb(request.tags, "tags");
       const after = pageOf(request.pageToken, "page_token");
-      const page = store.list({ limit, after, tags });
+      const page = await store.list({ limit, after, tags });
       return { schedules: page.schedules.map(scheduleToPb), nextPageToken: pageTokenOf(page.next) };
     },
 
     async updateSchedule(request) {
-      const schedule = existing(request.id);
+      const schedule = await existing(request.id);
       const pb = request.schedule;
       if (!pb) throw new InvalidArgumentError("schedule", "required");
       const fields = fieldsToUpdate(UPDATABLE, request.updateMask, () => givenFields(pb));
-      const updated = applyFields({ ...schedule, updateTime: Date.now() }, pb, fields, rules, false);
-      store.update(updated);
-      return { schedule: saved(schedule.id) };
+      const updated = await applyFields({ ...schedule, updateTime: Date.now() }, pb, fields, rules, false);
+      await store.update(updated);
+      return { schedule: await saved(schedule.id) };
     },
 
     async deleteSchedule(request) {
-      const schedule = existing(request.id);
-      store.delete(schedule.id);
-      scheduler.reschedule(schedule.id);
+      const schedule = await existing(request.id);
+      await store.delete(schedule.id);
+      await scheduler.reschedule(schedule.id);
       return {};
     },
 
@@ -103,17 +103,17 @@ export function createScheduleHandlers({ store, scheduler, engine, rules }: Sche
     },
 
     async triggerSchedule(request) {
-      const schedule = existing(request.id);
+      const schedule = await existing(request.id);
       const { run, jobId } = await scheduler.trigger(schedule.id, "manual");
-      const job = jobId ? engine.getJob(jobId) : undefined;
+      const job = jobId ? await engine.getJob(jobId) : undefined;
       // A batch's run is running from its creation (ListScheduleRuns then follows the batch).
       return { run: runToPb({ ...run, state: job?.state ?? (run.batchId ? "running" : undefined) }), job: job && jobToPb(job) };
     },
 
     async listScheduleRuns(request) {
-      const schedule = existing(request.scheduleId, "schedule_id");
+      const schedule = await existing(request.scheduleId, "schedule_id");
       const limit = pageSize(request.pageSize, 100);
-      const page = store.listRuns(schedule.id, { limit, before: pageOf(request.pageToken, "page_token") });
+      const page = await store.listRuns(schedule.id, { limit, before: pageOf(request.pageToken, "page_token") });
       return { runs: page.runs.map(runToPb), nextPageToken: pageTokenOf(page.next) };
     },
   };
@@ -136,7 +136,7 @@ function givenFields(pb: SchedulePb): Record<Updatable, boolean> {
 }
 
 /** The schedule with the chosen fields taken from `pb`, each checked; errors name `schedule.<field>`. */
-function applyFields(base: Schedule, pb: SchedulePb, fields: Record<Updatable, boolean>, rules: DefinitionRules, creating: boolean): Schedule {
+async function applyFields(base: Schedule, pb: SchedulePb, fields: Record<Updatable, boolean>, rules: DefinitionRules, creating: boolean): Promise<Schedule> {
   const next = { ...base };
   if (fields.name) next.name = boundedText(pb.name, "schedule.name", 256);
   if (fields.description) next.description = boundedText(pb.description, "schedule.description", 2048);
@@ -148,7 +148,7 @@ function applyFields(base: Schedule, pb: SchedulePb, fields: Record<Updatable, b
   if (fields.job_template) {
     if (!pb.jobTemplate) throw new InvalidArgumentError("schedule.job_template", "required: the job each run submits");
     if (pb.jobTemplate.requestId.trim()) throw new InvalidArgumentError("schedule.job_template.request_id", "must be empty: every run creates its own job");
-    const template = definitionFromPb(withStoredAzureSecret(pb.jobTemplate, base.jobTemplate), "schedule.job_template", rules);
+    const template = await definitionFromPb(withStoredAzureSecret(pb.jobTemplate, base.jobTemplate), "schedule.job_template", rules);
     // The stored password stays when an update sends the template back without it (responses never carry it).
     if (template.vsphere && !template.vsphere.password && base.jobTemplate?.vsphere?.url === template.vsphere.url && base.jobTemplate.vsphere.username === template.vsphere.username) {
       template.vsphere.password = base.jobTemplate.vsphere.password;

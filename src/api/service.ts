@@ -37,6 +37,8 @@ export interface ApiDeps {
   conversionUnavailable(format: string): string | undefined;
   /** An unfiltered ListVMs result: the whole inventory (the vms_discovered gauge). */
   onVmsListed?(provider: string, vms: readonly VirtualMachine[]): void;
+  /** An API key was created or revoked (the auth hook's key cache). */
+  onApiKeysChanged?(): void;
   startTime: number;
 }
 
@@ -58,7 +60,7 @@ export function createHypervisordApi(deps: ApiDeps): ServiceHandlers<typeof Hype
     ...createScheduleHandlers({ store: store.schedules, scheduler: deps.scheduler, engine, rules }),
     ...createProfileHandlers(deps.profiles, rules),
     ...createWebhookHandlers({ store: store.webhooks, dispatcher: deps.webhooks, allowPrivateTargets: deps.allowPrivateWebhookTargets }),
-    ...createApiKeyHandlers(store.apiKeys),
+    ...createApiKeyHandlers(store.apiKeys, { onChange: deps.onApiKeysChanged }),
     ...createAuditHandlers(store.audit),
   };
 }

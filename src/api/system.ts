@@ -26,7 +26,7 @@ export function createSystemHandlers(deps: SystemDeps): SystemHandlers {
   const { engine, providers } = deps;
   return {
     async getStatus() {
-      const stats = engine.stats();
+      const stats = await engine.stats();
       const counts = stats.counts;
       const total = Object.values(counts).reduce((a, b) => a + b, 0);
       return {

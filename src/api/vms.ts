@@ -49,7 +49,7 @@ export function createVmHandlers(deps: VmDeps): VmHandlers {
       }, context.signal);
       if (!namePattern && !request.folder.trim() && powerState === undefined) deps.onVmsListed?.(provider.name, vms);
       if (vms.length > 0) {
-        deps.webhookStore.enqueue(vmDiscoveredEvent(provider.name, vms));
+        await deps.webhookStore.enqueue(vmDiscoveredEvent(provider.name, vms));
         deps.webhooks.wake();
       }
       return { vms: vms.map((vm) => vmToPb(vm, provider.name)) };

@@ -36,10 +36,10 @@ export interface WebhookDeps {
 }
 
 export function createWebhookHandlers({ store, dispatcher, allowPrivateTargets }: WebhookDeps): WebhookHandlers {
-  const existing = (id: string, field = "id") => {
+  const existing = async (id: string, field = "id") => {
     const trimmed = id.trim();
     if (!trimmed) throw new InvalidArgumentError(field, "required");
-    const webhook = store.get(trimmed);
+    const webhook = await store.get(trimmed);
     if (!webhook) throw new NotFoundError(`webhook ${trimmed} not found`);
     return webhook;
   };
@@ -51,20 +51,20 @@ export function createWebhookHandlers({ store, dispatcher, allowPrivateTargets }
       if (!pb) throw new InvalidArgumentError("webhook", "required");
       const now = Date.now();
       const webhook = applyFields({ id: `wh_${uuidv7()}`, source: "api", createTime: now, updateTime: now } as Webhook, pb, allFields(UPDATABLE), allowPrivateTargets);
-      store.insert(webhook);
+      await store.insert(webhook);
       return { webhook: toPb(webhook), secret: webhook.secret };
     },
 
     async getWebhook(request) {
-      return { webhook: toPb(existing(request.id)) };
+      return { webhook: toPb(await existing(request.id)) };
     },
 
     async listWebhooks() {
-      return { webhooks: store.list().map(toPb) };
+      return { webhooks: (await store.list()).map(toPb) };
     },
 
     async updateWebhook(request) {
-      const webhook = existing(request.id);
+      const webhook = await existing(request.id);
       if (webhook.source === "config") throw new FailedPreconditionError(`webhook ${webhook.id} is defined in the config file; change it there`);
       const pb = request.webhook;
       if (!pb) throw new InvalidArgumentError("webhook", "required");
@@ -72,26 +72,26 @@ export function createWebhookHandlers({ store, dispatcher, allowPrivateTargets }
       // A client sending back the URL it was shown (redacted, e.g. an edit form) keeps the stored one.
       if (pb.url.trim() !== "" && pb.url.trim() === redactUrl(webhook.url)) fields.url = false;
       const updated = applyFields({ ...webhook, updateTime: Date.now() }, pb, fields, allowPrivateTargets);
-      store.update(updated);
+      await store.update(updated);
       return { webhook: toPb(updated) };
     },
 
     async deleteWebhook(request) {
-      const webhook = existing(request.id);
+      const webhook = await existing(request.id);
       if (webhook.source === "config") throw new FailedPreconditionError(`webhook ${webhook.id} is defined in the config file; remove it there`);
-      store.delete(webhook.id);
+      await store.delete(webhook.id);
       return {};
     },
 
     async testWebhook(request) {
-      const webhook = existing(request.id);
+      const webhook = await existing(request.id);
       return { delivery: deliveryToPb(await dispatcher.test(webhook.id)) };
     },
 
     async listWebhookDeliveries(request) {
-      const webhook = existing(request.webhookId, "webhook_id");
+      const webhook = await existing(request.webhookId, "webhook_id");
       const limit = pageSize(request.pageSize, 100);
-      const page = store.listDeliveries(webhook.id, { limit, before: pageOf(request.pageToken, "page_token") });
+      const page = await store.listDeliveries(webhook.id, { limit, before: pageOf(request.pageToken, "page_token") });
       return { deliveries: page.deliveries.map(deliveryToPb), nextPageToken: pageTokenOf(page.next) };
     },
   };

@@ -1,4 +1,5 @@
 import { HypervisordService } from "../../gen/hypervisord/v1/service_pb.js";
+import type { Logger } from "pino";
 import type { Call, CallHook, Principal } from "../rpc/call-hooks.ts";
 import type { CallContext } from "../rpc/handlers.ts";
 import type { ApiKey, Role } from "../domain/access.ts";
@@ -6,11 +7,17 @@ import { HypervisordError } from "../errors.ts";
 import type { AuthFailureLimit } from "../ratelimit/auth-failure-limit.ts";
 import type { ApiKeyStore } from "../store/store.ts";
 import { hashApiKey } from "./api-key.ts";
+import { createApiKeyCache, type ApiKeyCache } from "./key-cache.ts";
 import { accessOf, roleAllows, type Access } from "./roles.ts";
 import type { AuthMode } from "./startup-rule.ts";
 
 export interface AuthHookOptions {
-  store: ApiKeyStore;
+  /** Where last_used_time is written; lookups go through `keys`. */
+  store: Pick<ApiKeyStore, "byHash" | "countUsable" | "touch">;
+  /** The lookups, cached (see key-cache.ts); by default a cache of its own over `store`. */
+  keys?: ApiKeyCache;
+  /** A failed last_used_time write is logged here (it never fails the call). */
+  logger: Pick<Logger, "warn">;
   /** From authStartupRule. */
   mode: AuthMode;
   /**
@@ -29,9 +36,10 @@ export interface AuthHook extends CallHook {
   /**
    * The refusal the hook would give a call to `method` with these headers and connection, or undefined when
    * it would pass: lets a transport refuse before it reads a request body. A refusal is counted and
-   * reported (onRefused) here as in the hook, so it is not run again for that call.
+   * reported (onRefused) here as in the hook, so it is not run again for that call. A promise only when
+   * the key (or the usable-key count) was not in the cache; it rejects when the store could not be read.
    */
-  check(method: string, context: CallContext): HypervisordError | undefined;
+  check(method: string, context: CallContext): HypervisordError | undefined | Promise<HypervisordError | undefined>;
 }
 
 /** last_used_time is written at most this often per key: a busy key must not cost a write per call. */
@@ -50,7 +58,8 @@ const INVALID = "invalid API key";
  * An address with too many refusals is refused (RESOURCE_EXHAUSTED) before its key is looked at.
  */
 export function createAuthHook(options: AuthHookOptions): AuthHook {
-  const { store, mode, failures, onRefused } = options;
+  const { store, mode, failures, onRefused, logger } = options;
+  const keys = options.keys ?? createApiKeyCache(store);
   const now = options.now ?? Date.now;
   const certificateRole = options.clientCertificateRole ?? "operator";
   const lastTouch = new Map<string, number>();
@@ -58,61 +67,92 @@ export function createAuthHook(options: AuthHookOptions): AuthHook {
   function touch(key: ApiKey, time: number): void {
     const last = lastTouch.get(key.id) ?? key.lastUsedTime ?? -Infinity;
     if (time - last < TOUCH_INTERVAL_MS) return;
-    store.touch(key.id, time);
     lastTouch.set(key.id, time);
+    // Not awaited: the call does not wait for a bookkeeping write.
+    void store.touch(key.id, time).catch((err: unknown) => logger.warn({ err, keyId: key.id }, "could not record the API key's last use"));
   }
 
-  function byKey(presented: string): Principal {
+  function byKey(presented: string): Principal | Promise<Principal> {
     const time = now();
-    const key = store.byHash(hashApiKey(presented));
+    const found = keys.byHash(hashApiKey(presented));
+    return found instanceof Promise ? found.then((key) => principalOf(key, time)) : principalOf(found, time);
+  }
+
+  function principalOf(key: ApiKey | undefined, time: number): Principal {
     if (!key || key.revokeTime !== undefined) throw unauthenticated(INVALID);
     if (key.expireTime !== undefined && key.expireTime <= time) throw unauthenticated("API key expired: ask an admin for a new one");
     touch(key, time);
     return { kind: "api_key", id: key.id, name: key.name, role: key.role };
   }
 
-  function authenticate(context: CallContext): Principal {
+  function authenticate(context: CallContext): Principal | Promise<Principal> {
     const presented = presentedKey(context);
     if (presented !== undefined) return byKey(presented);
     const certificate = context.clientCertificate;
     if (certificate) return { kind: "client_certificate", id: certificate.subject, name: certificate.subject, role: certificateRole };
-    if (mode === "open" || (mode === "open-until-keys" && store.countUsable(now()) === 0)) return ANONYMOUS;
+    if (mode === "open") return ANONYMOUS;
+    if (mode === "open-until-keys") {
+      const usable = keys.countUsable(now());
+      return usable instanceof Promise ? usable.then(anonymousUnlessKeys) : anonymousUnlessKeys(usable);
+    }
     throw unauthenticated(MISSING);
   }
 
-  function admit(method: string, context: CallContext): Principal {
+  /** Synchronous when the lookups were cached: a promise costs the call turns of the microtask queue. */
+  function admit(method: string, context: CallContext): Principal | Promise<Principal> {
     const refuse = (error: HypervisordError) => {
       onRefused?.(method, context, error);
       return error;
     };
     const throttled = failures?.check(context.peer);
     if (throttled) throw refuse(throttled);
-    try {
-      return authenticate(context);
-    } catch (err) {
+    const refused = (err: unknown): never => {
       if (err instanceof HypervisordError && err.code === "UNAUTHENTICATED") {
         failures?.failed(context.peer);
         throw refuse(err);
       }
       throw err;
+    };
+    let admitted: Principal | Promise<Principal>;
+    try {
+      admitted = authenticate(context);
+    } catch (err) {
+      return refused(err);
     }
+    return admitted instanceof Promise ? admitted.catch(refused) : admitted;
   }
+
+  const refusalOf = (err: unknown): HypervisordError => {
+    if (err instanceof HypervisordError) return err;
+    throw err;
+  };
 
   return {
     before(call: Call) {
       if (call.service !== HypervisordService.typeName) return;
-      call.principal = admit(call.method, call.context);
+      const admitted = admit(call.method, call.context);
+      if (!(admitted instanceof Promise)) {
+        call.principal = admitted;
+        return;
+      }
+      return admitted.then((principal) => {
+        call.principal = principal;
+      });
     },
     check(method, context) {
       try {
-        admit(method, context);
-        return undefined;
+        const admitted = admit(method, context);
+        return admitted instanceof Promise ? admitted.then(() => undefined, refusalOf) : undefined;
       } catch (err) {
-        if (err instanceof HypervisordError) return err;
-        throw err;
+        return refusalOf(err);
       }
     },
   };
+}
+
+function anonymousUnlessKeys(usableKeys: number): Principal {
+  if (usableKeys === 0) return ANONYMOUS;
+  throw unauthenticated(MISSING);
 }
 
 /**

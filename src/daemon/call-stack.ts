@@ -6,6 +6,7 @@ import { createHypervisordApi } from "../api/service.ts";
 import { createAuditHook, createRefusalAudit } from "../audit/audit-hook.ts";
 import { createAuthHook, createRoleHook } from "../auth/auth-hook.ts";
 import { apiKeysFromConfig } from "../auth/config-keys.ts";
+import { createApiKeyCache } from "../auth/key-cache.ts";
 import { authStartupRule } from "../auth/startup-rule.ts";
 import type { DaemonConfig } from "../config/load-config.ts";
 import { createAuthFailureLimit } from "../ratelimit/auth-failure-limit.ts";
@@ -27,14 +28,16 @@ export interface CallStack {
 }
 
 /** The API over the core, wrapped in the call hooks in their order, with health beside it. */
-export function createCallStack(core: Core, config: DaemonConfig, logger: Logger, releasers: Releasers, startTime: number): CallStack {
+export async function createCallStack(core: Core, config: DaemonConfig, logger: Logger, releasers: Releasers, startTime: number): Promise<CallStack> {
   const { store, engine } = core;
   // Checked before anything listens: a wrong override stops the start, naming rate_limit.overrides.<RPC>.
   const rateLimitHook = createRateLimitHook(config.rateLimit);
-  store.apiKeys.syncConfig(apiKeysFromConfig(config.auth.apiKeys));
+  await store.apiKeys.syncConfig(apiKeysFromConfig(config.auth.apiKeys));
   const authMode = authStartupRule({
-    listeners: [config.grpcListen, config.httpListen], disabled: config.auth.disabled, usableKeys: store.apiKeys.countUsable(Date.now()),
+    listeners: [config.grpcListen, config.httpListen], disabled: config.auth.disabled, usableKeys: await store.apiKeys.countUsable(Date.now()),
   });
+  // Shared by the auth hook and the API: a key created or revoked here counts at once (see key-cache.ts).
+  const apiKeys = createApiKeyCache(store.apiKeys);
   const api = createHypervisordApi({
     engine, store, providers: core.providers, scheduler: core.scheduler, webhooks: core.webhooks, profiles: core.profiles,
     ...core.outputRoots,
@@ -43,6 +46,7 @@ export function createCallStack(core: Core, config: DaemonConfig, logger: Logger
     defaultAzure: config.defaultAzure,
     conversionUnavailable: core.conversionUnavailable,
     onVmsListed: (provider, vms) => core.metrics.vmsDiscovered(provider, vms),
+    onApiKeysChanged: () => apiKeys.invalidate(),
     startTime,
   });
   // Refused authentications are audited (collapsed per address, RPC and code) and throttled per address,
@@ -50,7 +54,7 @@ export function createCallStack(core: Core, config: DaemonConfig, logger: Logger
   const refusalAudit = createRefusalAudit({ store: store.audit, logger: logger.child({ component: "audit" }) });
   releasers.add(() => refusalAudit.close());
   const authHook = createAuthHook({
-    store: store.apiKeys, mode: authMode, failures: createAuthFailureLimit(config.rateLimit.authFailures), onRefused: refusalAudit.record,
+    store: store.apiKeys, keys: apiKeys, logger: logger.child({ component: "auth" }), mode: authMode, failures: createAuthFailureLimit(config.rateLimit.authFailures), onRefused: refusalAudit.record,
   });
   // Order matters: metrics and tracing see every call; auth sets the principal; audit comes next, so that
   // refusals by the rate limit and the role check are recorded (after() runs only for hooks whose before()
@@ -68,9 +72,11 @@ export function createCallStack(core: Core, config: DaemonConfig, logger: Logger
   const healthCheck = createHealthCheck({
     version: VERSION,
     startTime,
-    checkDatabase: () => void store.countByState(),
-    queue: () => {
-      const stats = engine.stats();
+    checkDatabase: async () => {
+      await store.countByState();
+    },
+    queue: async () => {
+      const stats = await engine.stats();
       return { queued: stats.counts.queued, running: stats.running, lifecycle: stats.lifecycle };
     },
     paths: [config.dataDir, ...config.allowedOutputRoots],

@@ -4,6 +4,7 @@ import { createProfileRegistry, profilesFromConfig, type ProfileRegistry } from 
 import { webhooksFromConfig } from "../api/webhooks.ts";
 import { compileEngineOptions } from "../engine/engine-options.ts";
 import { createEngine, type Engine } from "../engine/engine.ts";
+import { initialSeq } from "../engine/update-bus.ts";
 import { createConverter } from "../stages/disk-conversion.ts";
 import { resolveQemuImg } from "../stages/qemu-img.ts";
 import { createMetrics, type Metrics } from "../metrics/metrics.ts";
@@ -73,16 +74,19 @@ export async function openCore(options: DaemonOptions, releasers: Releasers): Pr
   releasers.add(() => providers.closeAll());
   const outputRoots = { allowedOutputRoots: config.allowedOutputRoots, realOutputRoots: realPaths(config.allowedOutputRoots) };
   const profiles = createProfileRegistry(store.profiles, profilesFromConfig(config.profiles, outputRoots));
-  store.webhooks.syncConfig(webhooksFromConfig(config.webhooks.endpoints, config.webhooks.allowPrivateTargets));
+  await store.webhooks.syncConfig(webhooksFromConfig(config.webhooks.endpoints, config.webhooks.allowPrivateTargets));
   const webhooks = createWebhookDispatcher({ store: store.webhooks, logger: logger.child({ component: "webhooks" }), allowPrivateTargets: config.webhooks.allowPrivateTargets });
   store.onWebhookEvents(() => webhooks.wake());
   releasers.add(() => webhooks.stop());
   const retention = createRetention({
     schedules: store.schedules, allowedOutputRoots: config.allowedOutputRoots, logger: logger.child({ component: "retention" }),
-    appendJobLog: (jobId, entry) => void store.appendLogs([{ jobId, entry }]),
+    appendJobLog: (jobId, entry) => void store.appendLogs([{ jobId, entry }])
+      .catch((err: unknown) => logger.warn({ err, job_id: jobId, message: entry.message }, "could not append a retention entry to the job's log")),
   });
   const progressEvents = createProgressEvents(store.webhooks);
   const engine = createEngine({
+    // Read once here: the update bus continues the sequence from the store's reservation and history.
+    initialSeq: await initialSeq(store),
     store, providers, logger, options: compileEngineOptions(config.engine), logForward: options.logForward,
     observers: [{ progressed: (job, progress) => progressEvents.progressed(job, progress) }],
     jobTracer: jobTracer(tracing),
@@ -94,8 +98,8 @@ export async function openCore(options: DaemonOptions, releasers: Releasers): Pr
   });
   const metrics = createMetrics({
     providers: providers.list().map((p) => p.name),
-    jobCounts: () => {
-      const counts = store.countByState();
+    jobCounts: async () => {
+      const counts = await store.countByState();
       return { queued: counts.queued, running: counts.running };
     },
     webhookStats: () => webhooks.stats(),

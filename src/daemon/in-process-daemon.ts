@@ -50,20 +50,20 @@ export async function startInProcessDaemon(options: InProcessDaemonOptions): Pro
   const releasers = createReleasers();
   try {
     const core = await openCore({ config, logger, providers: (tools) => builtinProviders(config, logger, tools) }, releasers);
-    const stack = createCallStack(core, config, logger, releasers, Date.now());
+    const stack = await createCallStack(core, config, logger, releasers, Date.now());
     // Released first, as in startDaemon: running jobs stop before the providers and the store close.
     releasers.add(() => core.engine.shutdown(config.shutdownGraceMs));
-    core.engine.start();
+    await core.engine.start();
     const transport = createRouterTransport((router) => registerConnectServices(router, stack.bindings, logger));
     let stopping: Promise<void> | undefined;
     return {
       transport,
       async settle(limitMs) {
         const deadline = Date.now() + limitMs;
-        let held = core.store.endedJobsWithCheckpoint();
+        let held = await core.store.endedJobsWithCheckpoint();
         while (held.length > 0 && Date.now() < deadline) {
           await new Promise((resolve) => setTimeout(resolve, SETTLE_POLL_MS));
-          held = core.store.endedJobsWithCheckpoint();
+          held = await core.store.endedJobsWithCheckpoint();
         }
         return held.map((job) => job.pendingCleanup ?? `job ${job.id}: files or a lease not released yet`);
       },

@@ -36,7 +36,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     // Read first: a bad certificate or key stops the start before anything is opened.
     const tls = loadServerTls(config.tls);
     const core = await openCore(options, releasers);
-    const stack = createCallStack(core, config, logger, releasers, startTime);
+    const stack = await createCallStack(core, config, logger, releasers, startTime);
     const listeners = await startListeners(config, stack, core.metrics, tls, logger, releasers);
     const { engine, scheduler, retention, webhooks } = core;
     // Released after the engine (whose last completions may start deletions), before the store closes.
@@ -46,10 +46,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     // Released before the engine: no run starts while jobs drain.
     releasers.add(() => scheduler.stop());
 
-    engine.start();
-    scheduler.start();
+    await engine.start();
+    await scheduler.start();
     // Completions the daemon did not get to before it last stopped.
-    retention.sweep();
+    await retention.sweep();
     webhooks.start();
     stack.health.setAll(ServingStatus.SERVING);
     // grpc.health.v1 follows /health: NOT_SERVING while unhealthy.

@@ -17,7 +17,7 @@ export type MetricsResponse = http.ServerResponse | http2.Http2ServerResponse;
 
 export interface MetricsDeps {
   /** Jobs waiting and jobs running now, read at each scrape. */
-  jobCounts?(): { queued: number; running: number };
+  jobCounts?(): Promise<{ queued: number; running: number }>;
   /** The webhook dispatcher's totals since start. */
   webhookStats?(): { delivered: number; failed: number; retried: number };
   /** The scheduler's totals since start: runs that created a job, and runs skipped. */
@@ -29,7 +29,7 @@ export interface MetricsDeps {
   /** Providers whose job series exist (at 0) before their first job. */
   providers?: readonly string[];
   /** Jobs whose snapshot removal is pending (Job.pending_cleanup), read at each scrape. */
-  pendingSnapshotRemovals?(): number;
+  pendingSnapshotRemovals?(): Promise<number>;
 }
 
 export interface Metrics {
@@ -121,14 +121,14 @@ export function createMetrics(deps: MetricsDeps = {}): Metrics {
 function createQueueGauges(registry: Registry, jobCounts: MetricsDeps["jobCounts"]): void {
   const active: Gauge = new Gauge({
     name: "hypersdk_active_jobs", help: "Jobs running now", registers: [registry],
-    collect() {
-      if (jobCounts) active.set(jobCounts().running);
+    async collect() {
+      if (jobCounts) active.set((await jobCounts()).running);
     },
   });
   const queued: Gauge = new Gauge({
     name: "hypersdk_queued_jobs", help: "Jobs queued (waiting for a slot or for their retry time)", registers: [registry],
-    collect() {
-      if (jobCounts) queued.set(jobCounts().queued);
+    async collect() {
+      if (jobCounts) queued.set((await jobCounts()).queued);
     },
   });
 }

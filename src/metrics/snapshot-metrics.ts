@@ -5,7 +5,7 @@ import type { SnapshotEvent } from "../providers/provider.ts";
  * Snapshots of running VMs: made (by consistency), removed, removals that failed (each try), and the jobs whose
  * snapshot is still waiting for its removal (read from the store at each scrape, so it survives restarts).
  */
-export function createSnapshotMetrics(registry: Registry, pendingRemovals?: () => number): (event: SnapshotEvent) => void {
+export function createSnapshotMetrics(registry: Registry, pendingRemovals?: () => Promise<number>): (event: SnapshotEvent) => void {
   const created = new Counter({
     name: "hypersdk_snapshots_created_total", help: "Snapshots of running VMs taken for an export, by consistency (application_consistent: quiesced)",
     labelNames: ["consistency"], registers: [registry],
@@ -17,8 +17,8 @@ export function createSnapshotMetrics(registry: Registry, pendingRemovals?: () =
   });
   const pending: Gauge = new Gauge({
     name: "hypersdk_snapshots_pending_removal", help: "Jobs whose snapshot could not be removed yet (Job.pending_cleanup); the daemon keeps trying", registers: [registry],
-    collect() {
-      if (pendingRemovals) pending.set(pendingRemovals());
+    async collect() {
+      if (pendingRemovals) pending.set(await pendingRemovals());
     },
   });
   return (event) => {

@@ -46,7 +46,8 @@ export interface GrpcServerOptions {
    * The refusal of a HypervisordService call from its metadata and connection alone (AuthHook.check), asked
    * before its message is read: a caller without valid credentials cannot make the daemon read a message.
    */
-  authorize?: (method: string, context: CallContext) => HypervisordError | undefined;
+  /** A promise when the answer needs the store (a key not in the auth cache). */
+  authorize?: (method: string, context: CallContext) => HypervisordError | undefined | Promise<HypervisordError | undefined>;
 }
 
 export function createGrpcServer(bindings: readonly GrpcServiceBinding[], logger: Logger, tls?: ServerTls, options: GrpcServerOptions = {}) {
@@ -142,9 +143,17 @@ function edgeInterceptor(limits: ConnectionLimits, authorize: GrpcServerOptions[
                 return secure ? clientCertificateOf(call.getAuthContext()?.sslPeerCertificate) : undefined;
               },
             });
-            if (!refusal) return nextMetadata(metadata);
-            edge.refused = true;
-            edge.sendStatus(grpcStatusOf(refusal, logger, name));
+            const decide = (refusal: unknown) => {
+              if (!refusal) return nextMetadata(metadata);
+              edge.refused = true;
+              edge.sendStatus(grpcStatusOf(refusal, logger, name));
+            };
+            if (!(refusal instanceof Promise)) return decide(refusal);
+            // The message stays unread until the store has answered: a refused call's is never read.
+            edge.hold();
+            refusal.then(decide, decide)
+              .catch((err: unknown) => logger.error({ err, method: name }, "answering a call after its credentials were checked failed"))
+              .finally(() => edge.release());
           },
         }),
         ...(tracked && {
@@ -328,9 +337,28 @@ const CHECKED_BEFORE_START = AbortSignal.abort();
 /** A call refused from its metadata: what the handler would read next is never asked for. */
 class RefusingCall extends grpc.ServerInterceptingCall {
   refused = false;
+  private held = false;
+  private readWanted = false;
+
+  /** Reads nothing until release() (while the credentials are checked). */
+  hold(): void {
+    this.held = true;
+  }
+
+  release(): void {
+    this.held = false;
+    if (!this.readWanted) return;
+    this.readWanted = false;
+    this.startRead();
+  }
 
   override startRead(): void {
-    if (!this.refused) super.startRead();
+    if (this.refused) return;
+    if (this.held) {
+      this.readWanted = true;
+      return;
+    }
+    super.startRead();
   }
 }
 

@@ -9,9 +9,9 @@ export interface HealthCheckDeps {
   version: string;
   /** Milliseconds since the epoch. */
   startTime: number;
-  /** Throws when the database is unusable (e.g. runs store.countByState()). */
-  checkDatabase(): void;
-  queue(): { queued: number; running: number; lifecycle: string };
+  /** Throws (or rejects) when the database is unusable (e.g. runs store.countByState()). */
+  checkDatabase(): void | Promise<void>;
+  queue(): QueueState | Promise<QueueState>;
   /** The data directory and the output roots: each must exist and be writable. */
   paths: readonly string[];
   /** A path with less free space than this is degraded. */
@@ -19,6 +19,12 @@ export interface HealthCheckDeps {
   memory?: { maxRssBytes?: number };
   /** A check that takes longer than this fails (e.g. statfs on a hung network mount). Default 2000. */
   timeoutMs?: number;
+}
+
+export interface QueueState {
+  queued: number;
+  running: number;
+  lifecycle: string;
 }
 
 export interface DiskPathReport {
@@ -61,8 +67,8 @@ export function createHealthCheck(deps: HealthCheckDeps) {
 
   async function check(): Promise<HealthReport> {
     const [database, queue, disk, memory] = await Promise.all([
-      timed(async () => checkDatabase(deps)),
-      timed(async () => checkQueue(deps)),
+      timed(() => checkDatabase(deps, timeoutMs)),
+      timed(() => checkQueue(deps, timeoutMs)),
       timed(() => checkDisks(deps, timeoutMs)),
       timed(async () => checkMemory(deps)),
     ]);
@@ -120,9 +126,10 @@ async function timed<T extends { status: HealthStatus }>(run: () => Promise<T>):
   return { ...result, latency_ms: Math.round((performance.now() - start) * 1000) / 1000 };
 }
 
-function checkDatabase(deps: HealthCheckDeps): { status: HealthStatus; error?: string } {
+/** A database that does not answer within the timeout (a networked one) is as unusable as one that fails. */
+async function checkDatabase(deps: HealthCheckDeps, timeoutMs: number): Promise<{ status: HealthStatus; error?: string }> {
   try {
-    deps.checkDatabase();
+    await withTimeout(Promise.resolve().then(() => deps.checkDatabase()), timeoutMs);
     return { status: "healthy" };
   } catch (err) {
     return { status: "unhealthy", error: `database: ${errorMessage(err)}` };
@@ -130,9 +137,9 @@ function checkDatabase(deps: HealthCheckDeps): { status: HealthStatus; error?: s
 }
 
 /** Draining and stopped are unhealthy: no new job is accepted, so balancers and probes should look elsewhere. */
-function checkQueue(deps: HealthCheckDeps) {
+async function checkQueue(deps: HealthCheckDeps, timeoutMs: number) {
   try {
-    const { queued, running, lifecycle } = deps.queue();
+    const { queued, running, lifecycle } = await withTimeout(Promise.resolve().then(() => deps.queue()), timeoutMs);
     const status: HealthStatus = lifecycle === "running" ? "healthy" : lifecycle === "starting" ? "degraded" : "unhealthy";
     return { status, queued, running, lifecycle };
   } catch (err) {

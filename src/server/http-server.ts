@@ -39,7 +39,8 @@ export interface HttpServerOptions {
    * The refusal of a HypervisordService call from its headers and connection alone (AuthHook.check), asked
    * before its body is read: a caller without valid credentials cannot make the daemon read a body.
    */
-  authorize?: (method: string, context: CallContext) => HypervisordError | undefined;
+  /** A promise when the answer needs the store (a key not in the auth cache). */
+  authorize?: (method: string, context: CallContext) => HypervisordError | undefined | Promise<HypervisordError | undefined>;
 }
 
 const RPC_PREFIX = `/${HypervisordService.typeName}/`;
@@ -80,8 +81,18 @@ export function createHttpServer(options: HttpServerOptions) {
     delete req.headers[CLIENT_CERT_HEADER];
     if (options.tls?.ca) setClientCertificate(req);
     const refusal = options.authorize && refusalBeforeBody(req, options.authorize);
-    if (refusal) return refuseBeforeBody(req, res, statusOf(refusal, options.logger, "authorize"));
-    rpc(req, res);
+    const decide = (refusal: unknown) => {
+      if (refusal) return refuseBeforeBody(req, res, statusOf(refusal, options.logger, "authorize"));
+      rpc(req, res);
+    };
+    // The body is not read before the store has answered (a key not in the auth cache); a store failure refuses.
+    if (refusal instanceof Promise) {
+      return void refusal.then(decide, decide).catch((err: unknown) => {
+        options.logger.error({ err, url }, "answering a request after its credentials were checked failed");
+        res.destroy();
+      });
+    }
+    decide(refusal);
   };
   const { h2, accept } = options.tls ? secureServers(options.tls, edge, handle) : plainServers(edge, handle);
   const listener = net.createServer((socket) => {
@@ -133,7 +144,7 @@ function trackCall(limits: ConnectionLimits, req: NodeRequest, res: NodeResponse
 }
 
 /** The refusal of an RPC of HypervisordService by its headers, before its body is read; undefined to go on. */
-function refusalBeforeBody(req: NodeRequest, authorize: NonNullable<HttpServerOptions["authorize"]>): HypervisordError | undefined {
+function refusalBeforeBody(req: NodeRequest, authorize: NonNullable<HttpServerOptions["authorize"]>): ReturnType<typeof authorize> {
   const path = (req.url ?? "").split("?")[0]!;
   if (!path.startsWith(RPC_PREFIX)) return undefined;
   const method = path.slice(RPC_PREFIX.length);
