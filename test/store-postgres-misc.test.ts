@@ -174,7 +174,7 @@ describe("PostgreSQL batch, API key and audit stores", { skip }, () => {
 
   test("batches: a schedule's run is recorded with its batch, in the same transaction", async () => {
     const { pools: [pool], stores: [store] } = await openBatches();
-    await store!.insert(newBatch("b1", ["vm-a"], { scheduleId: "s1", scheduleRun: { id: "run-1", trigger: "schedule", scheduledTime: 900 } }));
+    await store!.insert(newBatch("b1", ["vm-a"], { scheduleId: "s1", scheduleRun: { id: "run-1", trigger: "cron", scheduledTime: 900 } }));
     const { rows } = await pool!.query("SELECT schedule_id, batch_id, job_id, scheduled_time, run_time FROM schedule_runs");
     assert.deepEqual(rows, [{ schedule_id: "s1", batch_id: "b1", job_id: null, scheduled_time: 900, run_time: 1_000 }]);
   });
@@ -206,7 +206,7 @@ describe("PostgreSQL batch, API key and audit stores", { skip }, () => {
 
     await transaction(pool!, (db) => endChild(db, queries, "b1-job-0", "b1", "completed", 2_000));
     assert.equal(await store!.hasEnded("b1"), false);
-    assert.deepEqual(fixture.ended, []);
+    assert.equal(fixture.ended.length, 0, "not while a child runs");
     assert.equal(await store!.requestCancel("b1", "operator asked"), true);
     assert.deepEqual((await store!.cancelling()).map((b) => [b.id, b.cancelReason, b.state]), [["b1", "operator asked", "running"]]);
 
