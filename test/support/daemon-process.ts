@@ -4,6 +4,7 @@ import path from "node:path";
 import readline from "node:readline";
 import { ensureDistBuilt } from "../../scripts/build.ts";
 import { createGrpcJsClient, type GrpcJsClient } from "./clients.ts";
+import { startPostgres, type Postgres } from "./postgres.ts";
 import { tempDir } from "./temp-dir.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
@@ -38,8 +39,23 @@ export interface SpawnOptions {
   nodeArgs?: string[];
 }
 
+let sharedPostgres: Promise<Postgres> | undefined;
+
+/**
+ * With HYPERVISORD_TEST_STORE=postgres (test/api-postgres.test.ts sets it), every daemon a test spawns without a
+ * --store of its own gets a fresh database of one throw-away PostgreSQL cluster: the API suites run against the
+ * PostgreSQL store unchanged. The --store argument is kept in the options, so a respawned daemon finds its database.
+ */
+async function withTestStore(options: SpawnOptions): Promise<SpawnOptions> {
+  if (process.env.HYPERVISORD_TEST_STORE !== "postgres" || options.args?.includes("--store")) return options;
+  sharedPostgres ??= startPostgres();
+  const url = await (await sharedPostgres).createDatabase();
+  return { ...options, args: [...(options.args ?? []), "--store", url] };
+}
+
 /** Starts test/support/fake-daemon.ts (the real daemon plus fake providers) on free ports and waits for "hypervisord ready". */
-export async function spawnDaemon(options: SpawnOptions = {}): Promise<DaemonProcess> {
+export async function spawnDaemon(spawnOptions: SpawnOptions = {}): Promise<DaemonProcess> {
+  const options = await withTestStore(spawnOptions);
   const dataDir = options.dataDir ?? tempDir("data");
   const outputRoot = options.outputRoot ?? tempDir("exports");
   const child = spawn(process.execPath, [
