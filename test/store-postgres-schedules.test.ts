@@ -279,6 +279,22 @@ describe("PostgreSQL schedule and profile stores", { skip }, () => {
     assert.deepEqual((await store.listRuns(s.id, { limit: 10 })).runs.map((r) => [r.id, r.state]), [["run-1", "queued"]]);
   });
 
+  test("two daemons recording runs of one schedule at once: every run is counted, the last run time is the latest", async () => {
+    const { store, pool } = await fixture();
+    const other = createPool(pool.options.connectionString!);
+    pools.push(other);
+    const stores = [store, createScheduleStore(other, createScheduleQueries(box))];
+    const s = schedule();
+    await store.insert(s);
+    await Promise.all(Array.from({ length: 40 }, (_, i) => stores[i % 2]!.recordRun({
+      id: `run-${i}`, scheduleId: s.id, trigger: "manual", scheduledTime: i, runTime: 1_000 + i, skippedReason: "overlap",
+    })));
+    const after = (await stores[1]!.get(s.id))!;
+    assert.equal(after.runCount, 40);
+    assert.equal(after.lastRunTime, 1_039, "the latest run, whichever committed last");
+    assert.equal((await store.listRuns(s.id, { limit: 100 })).runs.length, 40);
+  });
+
   test("exports: recorded once per job; successful ones follow their job's completion, newest run first, until marked deleted", async () => {
     const { store, addJob, pool } = await fixture();
     const kept = schedule({ keepLast: 2 });

@@ -159,7 +159,9 @@ export function createScheduleQueries(box: SecretBox) {
     await db.query(`INSERT INTO schedule_runs (id, schedule_id, job_id, batch_id, trigger, scheduled_time, run_time, skipped_reason)
       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
     [run.id, run.scheduleId, run.jobId ?? null, run.batchId ?? null, run.trigger, run.scheduledTime, run.runTime, run.skippedReason ?? null]);
-    await db.query("UPDATE schedules SET run_count = run_count + 1, last_run_time = $1 WHERE id = $2", [run.runTime, run.scheduleId]);
+    // GREATEST: runs of several daemons may commit out of order; the last run time never goes back.
+    await db.query("UPDATE schedules SET run_count = run_count + 1, last_run_time = GREATEST(last_run_time, $1) WHERE id = $2",
+      [run.runTime, run.scheduleId]);
   }
 
   async function listRuns(db: Sql, scheduleId: string, query: { limit: number; before?: string }) {
