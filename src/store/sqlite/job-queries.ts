@@ -245,7 +245,7 @@ export function createJobQueries(db: Database, hooks: JobHooks, secretBox: Secre
 }
 
 /** Idempotent resubmission must carry the same definition (secrets included). */
-function sameDefinition(existing: Job, input: NewJob): boolean {
+export function sameDefinition(existing: Job, input: NewJob): boolean {
   return stableJson(existing.definition) === stableJson(input.definition)
     && (existing.scheduleId ?? "") === (input.scheduleId ?? "");
 }
