@@ -9,7 +9,7 @@ import { errorMessage } from "../errors.ts";
 export interface RetentionDeps {
   schedules: Pick<ScheduleStore, "get" | "exports">;
   /** Where a deletion is told on the job whose export it was (its log). */
-  appendJobLog(jobId: string, entry: NewLogEntry): void;
+  appendJobLog(jobId: string, entry: NewLogEntry): Promise<unknown>;
   allowedOutputRoots: readonly string[];
   logger: Logger;
   now?: () => number;
@@ -23,12 +23,18 @@ export interface RetentionStats {
 }
 
 export interface Retention {
-  /** A job completed: when it was a schedule's export, that VM's older exports beyond keep_last go. */
-  jobCompleted(jobId: string): void;
+  /**
+   * A job completed: when it was a schedule's export, that VM's older exports beyond keep_last go. Resolves
+   * once that is done; never rejects (a failure is logged).
+   */
+  jobCompleted(jobId: string): Promise<void>;
   /** Looks at these VMs of a schedule (a run's exports were just recorded; one may have completed already). */
   check(keys: readonly { scheduleId: string; vmKey: string }[]): void;
-  /** Every schedule's VMs: at start, for completions the daemon did not get to handle before it stopped. */
-  sweep(): void;
+  /**
+   * Every schedule's VMs: at start, for completions the daemon did not get to handle before it stopped.
+   * Resolves once they are queued (idle() waits for the deletions); rejects when they cannot be read.
+   */
+  sweep(): Promise<void>;
   /** Resolves once the work asked for so far is done (shutdown waits for it). */
   idle(): Promise<void>;
   stats(): RetentionStats;
@@ -52,43 +58,43 @@ export function createRetention(deps: RetentionDeps): Retention {
   }
 
   async function apply(scheduleId: string, vmKey: string): Promise<void> {
-    const schedule = schedules.get(scheduleId);
+    const schedule = await schedules.get(scheduleId);
     // A deleted schedule, or keep_last 0: everything stays.
     if (!schedule || schedule.keepLast === 0) return;
-    const older = schedules.exports.successful(scheduleId, vmKey).slice(schedule.keepLast);
+    const older = (await schedules.exports.successful(scheduleId, vmKey)).slice(schedule.keepLast);
     for (const entry of older) await remove(entry, schedule.keepLast);
   }
 
   async function remove(entry: ScheduleExport, keepLast: number): Promise<void> {
     const refusal = await refusalOf(entry, deps.allowedOutputRoots);
     if (refusal === "gone") {
-      schedules.exports.markDeleted(entry.jobId, now());
-      tell(entry, "info", `retention: ${entry.dir} was already gone; recorded as deleted`);
+      await schedules.exports.markDeleted(entry.jobId, now());
+      await tell(entry, "info", `retention: ${entry.dir} was already gone; recorded as deleted`);
       return;
     }
     if (refusal) {
       stats.failed++;
-      tell(entry, "warn", `retention: not deleting ${entry.dir}: ${refusal}`);
+      await tell(entry, "warn", `retention: not deleting ${entry.dir}: ${refusal}`);
       return;
     }
     try {
       await fs.rm(entry.dir, { recursive: true });
     } catch (err) {
       stats.failed++;
-      tell(entry, "error", `retention: deleting ${entry.dir} failed: ${errorMessage(err)}`);
+      await tell(entry, "error", `retention: deleting ${entry.dir} failed: ${errorMessage(err)}`);
       return;
     }
-    schedules.exports.markDeleted(entry.jobId, now());
+    await schedules.exports.markDeleted(entry.jobId, now());
     stats.deleted++;
-    tell(entry, "info", `retention: deleted ${entry.dir} (schedule ${entry.scheduleId} keeps the last ${keepLast} successful exports of ${entry.vmKey})`);
+    await tell(entry, "info", `retention: deleted ${entry.dir} (schedule ${entry.scheduleId} keeps the last ${keepLast} successful exports of ${entry.vmKey})`);
   }
 
   /** The daemon log and the log of the job whose export it is. */
-  function tell(entry: ScheduleExport, level: "info" | "warn" | "error", message: string): void {
+  async function tell(entry: ScheduleExport, level: "info" | "warn" | "error", message: string): Promise<void> {
     const fields = { scheduleId: entry.scheduleId, vm: entry.vmKey, dir: entry.dir, jobId: entry.jobId };
     logger[level](fields, message);
     try {
-      deps.appendJobLog(entry.jobId, { time: now(), level, message, fields });
+      await deps.appendJobLog(entry.jobId, { time: now(), level, message, fields });
     } catch (err) {
       // The job record may be gone (purged); the daemon log above has the line.
       logger.warn({ jobId: entry.jobId, err }, `retention: could not add to the log of job ${entry.jobId}: ${errorMessage(err)}`);
@@ -97,8 +103,14 @@ export function createRetention(deps: RetentionDeps): Retention {
 
   return {
     jobCompleted(jobId) {
-      const entry = schedules.exports.byJob(jobId);
-      if (entry) enqueue(entry.scheduleId, entry.vmKey);
+      // The lookup joins the queue too, so that idle() covers it (the engine's last completions at shutdown).
+      queue = queue.then(async () => {
+        const entry = await schedules.exports.byJob(jobId);
+        if (entry) await apply(entry.scheduleId, entry.vmKey);
+      }).catch((err: unknown) => {
+        logger.error({ jobId, err }, `retention after job ${jobId} failed: ${errorMessage(err)}`);
+      });
+      return queue;
     },
     check(keys) {
       const seen = new Set<string>();
@@ -109,8 +121,8 @@ export function createRetention(deps: RetentionDeps): Retention {
         enqueue(scheduleId, vmKey);
       }
     },
-    sweep() {
-      for (const { scheduleId, vmKey } of schedules.exports.retainedKeys()) enqueue(scheduleId, vmKey);
+    async sweep() {
+      for (const { scheduleId, vmKey } of await schedules.exports.retainedKeys()) enqueue(scheduleId, vmKey);
     },
     idle: () => queue,
     stats: () => ({ ...stats }),

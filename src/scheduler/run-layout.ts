@@ -21,21 +21,28 @@ export interface RunLayout {
    * `<outputDir>/<vmKey>/<run stamp>`, a name no directory on disk, no recorded export and no run being
    * submitted has: two runs in the same second get different directories. Release it once it is recorded.
    */
-  reserve(outputDir: string, vmKey: string, runTime: number): string;
+  reserve(outputDir: string, vmKey: string, runTime: number): Promise<string>;
   release(dirs: readonly string[]): void;
 }
 
-export function createRunLayout(isRecorded: (dir: string) => boolean): RunLayout {
+export function createRunLayout(isRecorded: (dir: string) => Promise<boolean>): RunLayout {
   const reserved = new Set<string>();
   return {
-    reserve(outputDir, vmKey, runTime) {
+    async reserve(outputDir, vmKey, runTime) {
       const base = path.join(outputDir, vmKey, runStamp(runTime));
       for (let n = 1; ; n++) {
         const dir = n === 1 ? base : `${base}-${n}`;
-        // lstat: a dangling symbolic link takes the name too.
-        if (reserved.has(dir) || isRecorded(dir) || fs.lstatSync(dir, { throwIfNoEntry: false })) continue;
+        if (reserved.has(dir)) continue;
+        // Held while the store is asked, so that a reservation made meanwhile takes another name.
         reserved.add(dir);
-        return dir;
+        let free = false;
+        try {
+          // lstat: a dangling symbolic link takes the name too.
+          free = !(await isRecorded(dir)) && !fs.lstatSync(dir, { throwIfNoEntry: false });
+        } finally {
+          if (!free) reserved.delete(dir);
+        }
+        if (free) return dir;
       }
     },
     release(dirs) {

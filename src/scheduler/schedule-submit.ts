@@ -16,7 +16,7 @@ interface RunMeta {
 export interface RunSubmitter {
   submit(definition: JobDefinition, meta: RunMeta): Promise<{ job: { id: string } }>;
   submitBatch(definition: JobDefinition, meta: RunMeta & {
-    childDefinition?(child: JobDefinition, vm: VirtualMachine): JobDefinition;
+    childDefinition?(child: JobDefinition, vm: VirtualMachine): Promise<JobDefinition>;
   }): Promise<{ batch: Pick<Batch, "id" | "jobs"> }>;
 }
 
@@ -38,10 +38,10 @@ export function createScheduleSubmit(deps: ScheduleSubmitDeps): (schedule: Sched
   async function single(schedule: Schedule, run: PlannedRun, meta: RunMeta): Promise<SubmittedRun> {
     const template = schedule.jobTemplate;
     const vmKey = vmKeyOfRef(template.vm);
-    const dir = layout.reserve(template.outputDir, vmKey, run.scheduledTime);
+    const dir = await layout.reserve(template.outputDir, vmKey, run.scheduledTime);
     try {
       const { job } = await deps.engine.submit({ ...template, outputDir: dir }, meta);
-      record([{ scheduleId: schedule.id, vmKey, jobId: job.id, dir, runTime: run.scheduledTime }]);
+      await record([{ scheduleId: schedule.id, vmKey, jobId: job.id, dir, runTime: run.scheduledTime }]);
       return { jobId: job.id };
     } finally {
       layout.release([dir]);
@@ -56,9 +56,9 @@ export function createScheduleSubmit(deps: ScheduleSubmitDeps): (schedule: Sched
     try {
       const { batch } = await deps.engine.submitBatch(template, {
         ...meta,
-        childDefinition(child, vm) {
+        async childDefinition(child, vm) {
           const vmKey = keyOf(vm);
-          const dir = layout.reserve(template.outputDir, vmKey, run.scheduledTime);
+          const dir = await layout.reserve(template.outputDir, vmKey, run.scheduledTime);
           planned.set(vm.path, { vmKey, dir });
           return { ...child, outputDir: dir };
         },
@@ -68,15 +68,15 @@ export function createScheduleSubmit(deps: ScheduleSubmitDeps): (schedule: Sched
         const place = planned.get(job.vm);
         if (place) exports.push({ scheduleId: schedule.id, ...place, jobId: job.jobId, runTime: run.scheduledTime });
       }
-      record(exports);
+      await record(exports);
       return { batchId: batch.id };
     } finally {
       layout.release([...planned.values()].map((p) => p.dir));
     }
   }
 
-  function record(exports: ScheduleExport[]): void {
-    deps.exports.record(exports);
+  async function record(exports: ScheduleExport[]): Promise<void> {
+    await deps.exports.record(exports);
     deps.recorded?.(exports);
   }
 
