@@ -1,18 +1,22 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { setImmediate as nextTurn } from "node:timers/promises";
-import { createUpdateBus } from "../src/engine/update-bus.ts";
+import { createUpdateBus, initialSeq } from "../src/engine/update-bus.ts";
 import type { JobUpdate } from "../src/engine/update.ts";
 import type { Store } from "../src/store/store.ts";
 
 /** The bus reads and writes only its sequence reservation. */
-function seqStore(): Store {
-  let reservation = 0;
-  return {
-    getSeqReservation: () => reservation,
-    maxTransitionSeq: () => 0,
-    setSeqReservation: (seq: number) => void (reservation = seq),
+function seqStore(options: { reservation?: number; maxTransitionSeq?: number; failWrites?: boolean } = {}) {
+  const state = { reservation: options.reservation ?? 0 };
+  const store = {
+    getSeqReservation: async () => state.reservation,
+    maxTransitionSeq: async () => options.maxTransitionSeq ?? 0,
+    setSeqReservation: async (seq: number) => {
+      if (options.failWrites) throw new Error("disk full");
+      state.reservation = seq;
+    },
   } as unknown as Store;
+  return Object.assign(store, { state });
 }
 
 const update = (seq: number, jobId = "job-1"): JobUpdate => ({ seq, jobId, kind: "state_changed", state: "running", time: Date.now() });
@@ -24,7 +28,7 @@ async function drainMicrotasks(): Promise<void> {
 
 describe("update bus: fan-out to many subscribers", () => {
   test("waiting readers are woken 64 per event-loop turn, in order, and every one gets every update", async () => {
-    const bus = createUpdateBus(seqStore(), { maxQueuedPerSubscriber: 100 });
+    const bus = createUpdateBus(seqStore(), { initialSeq: 0, maxQueuedPerSubscriber: 100 });
     const count = 200;
     const received: number[][] = Array.from({ length: count }, () => []);
     const readers = Array.from({ length: count }, async (_, i) => {
@@ -57,7 +61,7 @@ describe("update bus: fan-out to many subscribers", () => {
   });
 
   test("a single subscriber is woken in the turn of the publish", async () => {
-    const bus = createUpdateBus(seqStore(), { maxQueuedPerSubscriber: 100 });
+    const bus = createUpdateBus(seqStore(), { initialSeq: 0, maxQueuedPerSubscriber: 100 });
     const subscription = bus.subscribe(["job-1"]);
     const next = subscription.nextBatch();
     await drainMicrotasks();
@@ -66,5 +70,25 @@ describe("update bus: fan-out to many subscribers", () => {
     await drainMicrotasks();
     assert.deepEqual((await Promise.race([next, Promise.resolve("not yet")]) as JobUpdate[]).map((u) => u.seq), [8]);
     bus.close();
+  });
+});
+
+describe("update bus: sequence numbers", () => {
+  test("start a block beyond the higher of the reservation and the last transition, and reserve the next block as they go", async () => {
+    const store = seqStore({ reservation: 30_000, maxTransitionSeq: 25_000 });
+    assert.equal(await initialSeq(store), 30_000);
+    const bus = createUpdateBus(store, { initialSeq: await initialSeq(store), maxQueuedPerSubscriber: 10 });
+    assert.equal(bus.currentSeq(), 40_000);
+    assert.equal(bus.nextSeq(), 40_001);
+    assert.equal(store.state.reservation, 50_001, "the reservation covers the next block, written when nextSeq returns");
+    assert.equal(await initialSeq(seqStore({ reservation: 5, maxTransitionSeq: 70_000 })), 70_000);
+  });
+
+  test("a reservation that cannot be written is reported", async () => {
+    const errors: unknown[] = [];
+    const bus = createUpdateBus(seqStore({ failWrites: true }), { initialSeq: 0, maxQueuedPerSubscriber: 10, onReservationError: (err) => errors.push(err) });
+    assert.equal(bus.nextSeq(), 10_001);
+    await drainMicrotasks();
+    assert.deepEqual(errors.map((e) => (e as Error).message), ["disk full"]);
   });
 });

@@ -18,7 +18,7 @@ export interface BatchMeta {
   /** A schedule's run that creates the batch: recorded in the batch's transaction (job_id NULL, batch_id set). */
   scheduleRun?: { id: string; trigger: RunTrigger; scheduledTime: number };
   /** Adjusts each child's definition (a schedule sets its output_dir per VM and run). */
-  childDefinition?(child: JobDefinition, vm: VirtualMachine): JobDefinition;
+  childDefinition?(child: JobDefinition, vm: VirtualMachine): Promise<JobDefinition>;
   /** Aborts the VM listing (the caller went away). */
   signal?: AbortSignal;
   /** The field errors about the selector name; default "definition.vm_selector". */
@@ -36,12 +36,14 @@ export interface BatchEngineDeps {
   /** Announces a child's committed transition (the engine's publish). */
   publish(job: Job, transition: JobTransition): void;
   /** Cancels one job (the engine's cancel). */
-  cancelJob(id: string, reason: string, actor: string): void;
+  cancelJob(id: string, reason: string, actor: string): Promise<unknown>;
   assertAccepting(): void;
   /** Starts queued jobs. */
   pump(): void;
   /** A batch's last child ended (metrics). */
   ended?(batch: Batch): void;
+  /** A batch's update could not be read to be sent. */
+  onUpdateError(err: unknown, batchId: string): void;
 }
 
 /**
@@ -50,7 +52,10 @@ export interface BatchEngineDeps {
  */
 export function createBatchEngine(deps: BatchEngineDeps) {
   const { store, bus } = deps;
-  const updates = createBatchUpdates({ bus, read: (id) => find(id), hasEnded: (id) => store.batches.hasEnded(id), intervalMs: deps.progressPublishIntervalMs, ended: deps.ended });
+  const updates = createBatchUpdates({
+    bus, read: (id) => find(id), hasEnded: (id) => store.batches.hasEnded(id), intervalMs: deps.progressPublishIntervalMs, ended: deps.ended,
+    onError: deps.onUpdateError,
+  });
 
   /** The stored batch with running children's live progress. */
   function live(batch: Batch): Batch {
@@ -62,13 +67,13 @@ export function createBatchEngine(deps: BatchEngineDeps) {
     return { ...batch, jobs, bytesDone: jobs.reduce((s, j) => s + j.bytesDone, 0), bytesTotal: jobs.reduce((s, j) => s + j.bytesTotal, 0) };
   }
 
-  function find(id: string): Batch | undefined {
-    const batch = store.batches.get(id);
+  async function find(id: string): Promise<Batch | undefined> {
+    const batch = await store.batches.get(id);
     return batch && live(batch);
   }
 
-  function getBatch(id: string): Batch {
-    return find(id) ?? notFound(id);
+  async function getBatch(id: string): Promise<Batch> {
+    return (await find(id)) ?? notFound(id);
   }
 
   /**
@@ -78,7 +83,7 @@ export function createBatchEngine(deps: BatchEngineDeps) {
   async function submitBatch(definition: JobDefinition, meta: BatchMeta): Promise<{ batch: Batch; created: boolean }> {
     deps.assertAccepting();
     const field = meta.selectorField ?? "definition.vm_selector";
-    const known = definition.requestId ? store.batches.byRequestId(definition.requestId) : undefined;
+    const known = definition.requestId ? await store.batches.byRequestId(definition.requestId) : undefined;
     let vms: VirtualMachine[] = [];
     if (!known) {
       const provider = deps.providers.get(definition.provider);
@@ -92,15 +97,15 @@ export function createBatchEngine(deps: BatchEngineDeps) {
     // Children write into the batch's output_dir, each under its VM's name: two VMs of the same name (in different
     // folders) would write into one directory, so the later ones get a directory of their own.
     const keyOf = createVmKeys();
-    const children: NewJob[] = vms.map((vm, index) => {
+    const children: NewJob[] = await Promise.all(vms.map(async (vm, index) => {
       const key = keyOf(vm);
       const child = childDefinitionOf(definition, vm, key === safeFileName(vm.name) ? undefined : path.join(definition.outputDir, key));
       return {
-        id: uuidv7(), definition: meta.childDefinition ? meta.childDefinition(child, vm) : child, maxAttempts: deps.maxAttempts,
+        id: uuidv7(), definition: meta.childDefinition ? await meta.childDefinition(child, vm) : child, maxAttempts: deps.maxAttempts,
         createTime, scheduleId: meta.scheduleId, nextSeq: bus.nextSeq, actor: meta.actor, batchId: id, batchIndex: index,
       };
-    });
-    const inserted = store.batches.insert({ id, definition, scheduleId: meta.scheduleId, createTime, children, scheduleRun: meta.scheduleRun });
+    }));
+    const inserted = await store.batches.insert({ id, definition, scheduleId: meta.scheduleId, createTime, children, scheduleRun: meta.scheduleRun });
     if (!inserted.created) return { batch: live(inserted.batch), created: false };
     for (const child of inserted.children) deps.publish(child.job, child.transition);
     updates.created(inserted.batch);
@@ -109,21 +114,22 @@ export function createBatchEngine(deps: BatchEngineDeps) {
   }
 
   /** Cancels every child that has not ended; the batch ends cancelled. FAILED_PRECONDITION once it has ended. */
-  function cancelBatch(id: string, reason: string, actor: string): Batch {
-    const batch = getBatch(id);
+  async function cancelBatch(id: string, reason: string, actor: string): Promise<Batch> {
+    const batch = await getBatch(id);
     const why = reason || `batch cancelled by ${actor}`;
-    if (!store.batches.requestCancel(id, why)) {
+    if (!(await store.batches.requestCancel(id, why))) {
       throw new FailedPreconditionError(`batch ${id} has already ended (${batch.state}); only a running batch can be cancelled`);
     }
-    cancelChildren(store.batches.get(id)!, why, actor);
+    await cancelChildren((await store.batches.get(id))!, why, actor);
     return getBatch(id);
   }
 
-  function cancelChildren(batch: Batch, why: string, actor: string): void {
+  /** One after the other, each cancel committed and announced before the next. */
+  async function cancelChildren(batch: Batch, why: string, actor: string): Promise<void> {
     for (const job of batch.jobs) {
       if (isFinal(job.state)) continue;
       try {
-        deps.cancelJob(job.jobId, why, actor);
+        await deps.cancelJob(job.jobId, why, actor);
       } catch (err) {
         // It ended meanwhile (its run finished): nothing left to cancel.
         if (!(err instanceof FailedPreconditionError)) throw err;
@@ -135,8 +141,8 @@ export function createBatchEngine(deps: BatchEngineDeps) {
     submitBatch,
     getBatch,
     cancelBatch,
-    listBatches(filter: BatchFilter) {
-      const page = store.batches.list(filter);
+    async listBatches(filter: BatchFilter) {
+      const page = await store.batches.list(filter);
       return { ...page, batches: page.batches.map(live) };
     },
     /** A child's transition was published: the batch's update follows. */
@@ -144,8 +150,8 @@ export function createBatchEngine(deps: BatchEngineDeps) {
       if (job.batchId) updates.childChanged(job.batchId, isFinal(transition.toState));
     },
     /** At start: batches whose cancel was recorded but whose children were not all cancelled before the daemon stopped. */
-    finishCancels(): void {
-      for (const batch of store.batches.cancelling()) cancelChildren(batch, batch.cancelReason ?? "batch cancelled", "recovery");
+    async finishCancels(): Promise<void> {
+      for (const batch of await store.batches.cancelling()) await cancelChildren(batch, batch.cancelReason ?? "batch cancelled", "recovery");
     },
     close: updates.close,
   };

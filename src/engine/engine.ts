@@ -23,6 +23,8 @@ import { transitionUpdate, watchJobs } from "./watch.ts";
 
 export interface EngineDeps {
   store: Store;
+  /** Where sequence numbers continue: `await initialSeq(store)` (update-bus.ts), read once before the engine is made. */
+  initialSeq: number;
   providers: ProviderRegistry;
   logger: Logger;
   options: CompiledEngineOptions;
@@ -60,6 +62,8 @@ export interface EngineStats {
 interface RunningJob {
   controller: AbortController;
   progress(): JobProgress;
+  /** Settles once the progress written so far is stored (and observers told). */
+  progressSaved(): Promise<void>;
   done: Promise<void>;
 }
 
@@ -73,16 +77,33 @@ export type Engine = ReturnType<typeof createEngine>;
  */
 export function createEngine(deps: EngineDeps) {
   const { store, providers, logger, options } = deps;
-  const bus = createUpdateBus(store, { maxQueuedPerSubscriber: options.maxQueuedUpdatesPerSubscriber });
-  const jobLogs = createJobLogs({ store, level: options.jobLogLevel, forward: deps.logForward });
+  const bus = createUpdateBus(store, {
+    initialSeq: deps.initialSeq, maxQueuedPerSubscriber: options.maxQueuedUpdatesPerSubscriber,
+    onReservationError: (err) => logger.error({ err }, "the update sequence reservation could not be stored; sequence numbers may repeat after a restart"),
+  });
+  const jobLogs = createJobLogs({
+    store, level: options.jobLogLevel, forward: deps.logForward,
+    onWriteError: (err, entries) => logger.error({ err, entries }, "job log entries could not be stored"),
+  });
   const jobLogger = jobLogs.logger;
   const observers = [...(deps.observers ?? [])];
   const running = new Map<string, RunningJob>();
   /** Jobs whose files are being removed (removeFiles); shutdown waits for them. */
   const fileRemovals = new Map<string, Promise<void>>();
   const pendingSubmits: { input: NewJob; settle(result: InsertResult): void }[] = [];
+  /** Submission writes and pumps under way; shutdown waits for them. */
+  const background = new Set<Promise<void>>();
   let lifecycle: Lifecycle = "starting";
   let wakeTimer: NodeJS.Timeout | undefined;
+  /** One pump at a time (claims are awaited: two would claim more jobs than free slots); one asked for meanwhile runs after it. */
+  let pumping = false;
+  let pumpAgain = false;
+
+  /** Work no caller waits for: an error is logged, and shutdown waits for it to settle. */
+  function track(what: string, work: Promise<void>): void {
+    const settled = work.catch((err: unknown) => logger.error({ err }, `${what} failed`)).finally(() => background.delete(settled));
+    background.add(settled);
+  }
 
   function publish(job: Job, transition: JobTransition): void {
     bus.publish(transitionUpdate(transition, job));
@@ -92,9 +113,9 @@ export function createEngine(deps: EngineDeps) {
   }
 
   /** Applies a state change and announces it; undefined when the job was no longer in one of `from`. */
-  function move(input: Omit<TransitionInput, "seq" | "time">): Job | undefined {
+  async function move(input: Omit<TransitionInput, "seq" | "time">): Promise<Job | undefined> {
     const time = Date.now();
-    const changed = store.transition({ ...input, seq: bus.nextSeq(), time, endTime: input.endTime ?? (isFinal(input.to) ? time : undefined) });
+    const changed = await store.transition({ ...input, seq: bus.nextSeq(), time, endTime: input.endTime ?? (isFinal(input.to) ? time : undefined) });
     if (!changed) return undefined;
     publish(changed.job, changed.transition);
     return changed.job;
@@ -105,6 +126,7 @@ export function createEngine(deps: EngineDeps) {
     liveProgress: (id) => running.get(id)?.progress(), publish, cancelJob: (id, reason, actor) => cancel(id, reason, actor),
     assertAccepting, pump: () => pump(),
     ended: (batch) => observers.forEach((observer) => observer.batchEnded?.(batch)),
+    onUpdateError: (err, batchId) => logger.error({ err, batch_id: batchId }, "could not read the batch to send its update"),
   });
 
   function assertAccepting(): void {
@@ -123,15 +145,16 @@ export function createEngine(deps: EngineDeps) {
         scheduleId: meta.scheduleId, scheduleRun: meta.scheduleRun, nextSeq: bus.nextSeq, actor: meta.actor,
       };
       pendingSubmits.push({ input, settle: (result) => (result.ok ? resolve(result) : reject(result.error)) });
-      if (pendingSubmits.length === 1) setImmediate(flushSubmits);
+      if (pendingSubmits.length === 1) setImmediate(() => track("writing submitted jobs", flushSubmits()));
     });
   }
 
-  function flushSubmits(): void {
+  /** Writes the turn's submissions with one insertJobs call. */
+  async function flushSubmits(): Promise<void> {
     const batch = pendingSubmits.splice(0);
     let results: InsertResult[];
     try {
-      results = store.insertJobs(batch.map((b) => b.input));
+      results = await store.insertJobs(batch.map((b) => b.input));
     } catch (error) {
       results = batch.map(() => ({ ok: false, error }));
     }
@@ -143,22 +166,22 @@ export function createEngine(deps: EngineDeps) {
     pump();
   }
 
-  function getJob(id: string): Job {
-    const job = store.getJob(id);
+  async function getJob(id: string): Promise<Job> {
+    const job = await store.getJob(id);
     if (!job) throw new NotFoundError(`job ${id} not found`);
     const live = running.get(id);
     return live && job.state === "running" ? { ...job, progress: live.progress() } : job;
   }
 
-  function cancel(id: string, reason: string, actor: string): Job {
-    const job = getJob(id);
+  async function cancel(id: string, reason: string, actor: string): Promise<Job> {
+    const job = await getJob(id);
     const why = reason || `cancelled by ${actor}`;
-    const cancelled = isFinal(job.state) ? undefined : move({
+    const cancelled = isFinal(job.state) ? undefined : await move({
       jobId: id, from: ["queued", "running"], to: "cancelled", reason: why, actor,
-      error: { code: "CANCELLED", message: why + writtenFilesNote(store, id, job.definition.keepPartial), retryable: false }, nextAttemptTime: null,
+      error: { code: "CANCELLED", message: why + await writtenFilesNote(store, id, job.definition.keepPartial), retryable: false }, nextAttemptTime: null,
     });
     if (!cancelled) {
-      const now = store.getJob(id)!;
+      const now = (await store.getJob(id))!;
       throw new FailedPreconditionError(`job ${id} is already ${now.state}; only queued or running jobs can be cancelled`);
     }
     running.get(id)?.controller.abort(new JobCancelledError(why));
@@ -169,20 +192,41 @@ export function createEngine(deps: EngineDeps) {
 
   /** Starts queued jobs while there are free slots, then arms a timer for the next retry that is due. */
   function pump(): void {
+    if (pumping) {
+      pumpAgain = true;
+      return;
+    }
+    pumping = true;
+    track("starting queued jobs", (async () => {
+      try {
+        do {
+          pumpAgain = false;
+          await pumpOnce();
+        } while (pumpAgain);
+      } finally {
+        pumping = false;
+      }
+    })());
+  }
+
+  async function pumpOnce(): Promise<void> {
     if (lifecycle !== "running" || running.size >= options.maxConcurrentJobs) return;
-    while (running.size < options.maxConcurrentJobs) {
-      const claimed = store.claimNextJob(Date.now(), bus.nextSeq);
+    while (lifecycle === "running" && running.size < options.maxConcurrentJobs) {
+      const claimed = await store.claimNextJob(Date.now(), bus.nextSeq);
       if (!claimed) break;
       publish(claimed.job, claimed.transition);
-      start(claimed.job);
+      startRun(claimed.job);
     }
+    const next = await store.nextAttemptTime();
+    // Shutdown clears the timer: a pump that ends after it must not arm it again.
+    if (lifecycle !== "running") return;
     clearTimeout(wakeTimer);
-    const next = store.nextAttemptTime();
     if (next !== undefined) wakeTimer = setTimeout(pump, Math.max(0, next - Date.now()) + 5);
   }
 
-  function start(job: Job): void {
+  function startRun(job: Job): void {
     const controller = new AbortController();
+    let progressSaved = Promise.resolve();
     const tracker = createProgressTracker({
       initial: job.progress,
       publishIntervalMs: options.progressPublishIntervalMs,
@@ -191,13 +235,16 @@ export function createEngine(deps: EngineDeps) {
         seq: bus.nextSeq(), jobId: job.id, ...(job.batchId ? { batchId: job.batchId } : {}), kind: "progress", state: "running", progress, time: preciseNow(),
       }),
       persist: (progress) => {
-        store.saveProgress(job.id, progress);
-        for (const observer of observers) observer.progressed?.(job, progress);
+        // In order, each after the one before; the run waits for them before its last transition.
+        progressSaved = progressSaved.then(async () => {
+          await store.saveProgress(job.id, progress);
+          for (const observer of observers) observer.progressed?.(job, progress);
+        }).catch((err: unknown) => logger.warn({ err, job_id: job.id }, "could not store the job's progress"));
       },
     });
-    const entry: RunningJob = { controller, progress: () => tracker.current, done: Promise.resolve() };
+    const entry: RunningJob = { controller, progress: () => tracker.current, progressSaved: () => progressSaved, done: Promise.resolve() };
     running.set(job.id, entry);
-    entry.done = run(job, controller, tracker)
+    entry.done = run(job, controller, tracker, entry)
       .catch((err: unknown) => logger.error({ err, job_id: job.id }, "job runner failed"))
       .finally(() => {
         running.delete(job.id);
@@ -205,13 +252,13 @@ export function createEngine(deps: EngineDeps) {
       });
   }
 
-  async function run(job: Job, controller: AbortController, tracker: ReturnType<typeof createProgressTracker>): Promise<void> {
+  async function run(job: Job, controller: AbortController, tracker: ReturnType<typeof createProgressTracker>, entry: RunningJob): Promise<void> {
     const log = jobLogger(job.id);
     const provider = providers.get(job.definition.provider);
     const started = Date.now();
     const span = (deps.jobTracer ?? NOOP_JOB_TRACER).startJob(job, job.attempt);
     log.info({ attempt: job.attempt, max_attempts: job.maxAttempts, provider: job.definition.provider, vm: job.definition.vm }, "export started");
-    const checkpoint = openJobCheckpoint(store, job.id);
+    const checkpoint = await openJobCheckpoint(store, job.id);
     try {
       if (!provider) throw new FailedPreconditionError(`provider "${job.definition.provider}" is not available in this daemon`);
       const result = await provider.export(job.definition, {
@@ -233,7 +280,10 @@ export function createEngine(deps: EngineDeps) {
       const durationSeconds = (Date.now() - started) / 1000;
       // What the run could not release (a snapshot whose removal failed) stays on record, in the same transaction.
       const held = provider.pendingCleanup?.(checkpoint.load());
-      const done = move({
+      // The last transition comes after every write of the run (a write that failed fails the job, below).
+      await checkpoint.written();
+      await entry.progressSaved();
+      const done = await move({
         jobId: job.id, from: ["running"], to: "completed", reason: "export completed", actor: "engine",
         result: { ...result, durationSeconds }, error: null,
         ...(held === undefined ? { clearCheckpoint: true } : { checkpoint: heldCheckpoint(checkpoint.load()), pendingCleanup: held }),
@@ -250,32 +300,35 @@ export function createEngine(deps: EngineDeps) {
       const progress = tracker.stop();
       const reason: unknown = controller.signal.aborted ? controller.signal.reason : undefined;
       span.end(reason ?? err);
+      // The ledger the cleanup reads must hold every file the run recorded.
+      await checkpoint.written().catch((writeError: unknown) => log.error({ err: writeError }, "could not store the job's checkpoint"));
+      await entry.progressSaved();
       if (reason instanceof JobCancelledError) {
         log.info("export stopped after cancel");
         ended(job);
       } else if (reason instanceof ShutdownError) {
-        interrupt(job, provider, progress, "shutdown");
+        await interrupt(job, provider, progress, "shutdown");
       } else {
-        fail(job, toHypervisordError(err), progress, log);
+        await fail(job, toHypervisordError(err), progress, log);
       }
     }
   }
 
-  function fail(job: Job, error: HypervisordError, progress: JobProgress, log: Logger): void {
+  async function fail(job: Job, error: HypervisordError, progress: JobProgress, log: Logger): Promise<void> {
     if (error.code === "INTERNAL") logger.error({ err: error.cause ?? error, job_id: job.id }, "job failed with an internal error");
     const jobError: JobError = { code: error.code, message: error.message, retryable: error.retryable };
     const delayMs = retryDelayMs(job.attempt, { initialMs: options.retryInitialBackoffMs, maxMs: options.retryMaxBackoffMs });
     const retryable = error.retryable && job.attempt < job.maxAttempts;
-    if (retryable && retryBudgetLeft(job, delayMs)) {
+    if (retryable && await retryBudgetLeft(job, delayMs)) {
       const why = `attempt ${job.attempt} of ${job.maxAttempts} failed, retrying in ${(delayMs / 1000).toFixed(1)} s: ${error.message}`;
-      move({ jobId: job.id, from: ["running"], to: "queued", reason: why, actor: "engine", error: jobError, progress, nextAttemptTime: Date.now() + delayMs });
+      await move({ jobId: job.id, from: ["running"], to: "queued", reason: why, actor: "engine", error: jobError, progress, nextAttemptTime: Date.now() + delayMs });
       log.warn({ code: error.code, attempt: job.attempt, delay_ms: delayMs }, why);
       return;
     }
     const attempts = job.attempt > 1 ? ` (after ${job.attempt} attempts)` : "";
     const budget = retryable ? `; not retried: jobs.retry_max_elapsed (${options.retryMaxElapsedMs! / 1000} s) since the first attempt is spent` : "";
-    const kept = writtenFilesNote(store, job.id, job.definition.keepPartial);
-    move({ jobId: job.id, from: ["running"], to: "failed", reason: `${error.message}${attempts}${budget}`, actor: "engine", error: { ...jobError, message: jobError.message + kept }, progress });
+    const kept = await writtenFilesNote(store, job.id, job.definition.keepPartial);
+    await move({ jobId: job.id, from: ["running"], to: "failed", reason: `${error.message}${attempts}${budget}`, actor: "engine", error: { ...jobError, message: jobError.message + kept }, progress });
     log.error({ code: error.code, attempt: job.attempt }, `export failed${attempts}${budget}: ${error.message}`);
     ended(job);
   }
@@ -285,29 +338,29 @@ export function createEngine(deps: EngineDeps) {
    * first move to running, from the history). Time the daemon itself was down is not the job's: a run resumed
    * after a restart (requeued by "recovery" or "shutdown") starts the budget again.
    */
-  function retryBudgetLeft(job: Job, delayMs: number): boolean {
+  async function retryBudgetLeft(job: Job, delayMs: number): Promise<boolean> {
     if (!options.retryMaxElapsedMs) return true;
-    const history = store.history(job.id);
+    const history = await store.history(job.id);
     const restarted = history.findLastIndex((t) => t.actor === "recovery" || t.actor === "shutdown");
     const budgetStart = history.slice(restarted + 1).find((t) => t.toState === "running")?.time ?? job.startTime ?? Date.now();
     return Date.now() + delayMs - budgetStart <= options.retryMaxElapsedMs;
   }
 
   /** A run stopped by shutdown or a crash: resumed later when the provider can, failed otherwise. */
-  function interrupt(job: Job, provider: Provider | undefined, progress: JobProgress, actor: "shutdown" | "recovery"): void {
+  async function interrupt(job: Job, provider: Provider | undefined, progress: JobProgress, actor: "shutdown" | "recovery"): Promise<void> {
     const log = jobLogger(job.id);
     const what = actor === "shutdown" ? "the daemon shut down" : "the daemon stopped";
     if (provider?.resumable) {
       const why = actor === "shutdown"
         ? "interrupted by daemon shutdown; will resume from its checkpoint"
         : "recovered after the daemon stopped while it ran; resuming from its checkpoint";
-      move({ jobId: job.id, from: ["running"], to: "queued", reason: why, actor, progress, resume: true });
+      await move({ jobId: job.id, from: ["running"], to: "queued", reason: why, actor, progress, resume: true });
       log.warn(why);
       return;
     }
     const message = `interrupted: ${what} while the job was running, and provider "${job.definition.provider}" cannot resume an export`;
-    const kept = writtenFilesNote(store, job.id, job.definition.keepPartial);
-    move({ jobId: job.id, from: ["running"], to: "failed", reason: message, actor, progress, error: { code: "ABORTED", message: message + kept, retryable: false } });
+    const kept = await writtenFilesNote(store, job.id, job.definition.keepPartial);
+    await move({ jobId: job.id, from: ["running"], to: "failed", reason: message, actor, progress, error: { code: "ABORTED", message: message + kept, retryable: false } });
     log.error(message);
     ended(job);
   }
@@ -322,15 +375,17 @@ export function createEngine(deps: EngineDeps) {
       for (const job of jobs) {
         try {
           const provider = providers.get(job.definition.provider);
-          const checkpoint = openJobCheckpoint(store, job.id).load();
+          const checkpoint = (await openJobCheckpoint(store, job.id)).load();
           // A job that will not run again keeps of its provider's checkpoint only what is still held somewhere.
           const kept = checkpoint !== undefined && provider?.releaseLeftovers
             ? await provider.releaseLeftovers(job, checkpoint, logger.child({ job_id: job.id }))
             : undefined;
           // Opened again: the file ledger kept beside it may have changed meanwhile.
-          openJobCheckpoint(store, job.id).save(kept);
+          const reopened = await openJobCheckpoint(store, job.id);
+          reopened.save(kept);
+          await reopened.written();
           const pending = kept === undefined ? undefined : provider?.pendingCleanup?.(kept);
-          if (pending !== undefined || job.pendingCleanup !== undefined || checkpoint !== undefined) store.setPendingCleanup(job.id, pending ?? null);
+          if (pending !== undefined || job.pendingCleanup !== undefined || checkpoint !== undefined) await store.setPendingCleanup(job.id, pending ?? null);
           if (pending !== undefined) cleanupRetry.arm();
         } catch (err) {
           logger.warn({ job_id: job.id, err: (err as Error).message }, "could not release what the job's last run left on the hypervisor; tried again at the next start");
@@ -344,9 +399,10 @@ export function createEngine(deps: EngineDeps) {
     initialMs: options.cleanupRetryInitialMs ?? DEFAULT_CLEANUP_RETRY_MS.initial,
     maxMs: options.cleanupRetryMaxMs ?? DEFAULT_CLEANUP_RETRY_MS.max,
     round: async () => {
-      const pending = store.endedJobsWithCheckpoint().filter((job) => job.pendingCleanup !== undefined);
+      const pending = (await store.endedJobsWithCheckpoint()).filter((job) => job.pendingCleanup !== undefined);
       await releaseLeftovers(pending);
-      return pending.some((job) => store.getJob(job.id)?.pendingCleanup !== undefined);
+      for (const job of pending) if ((await store.getJob(job.id))?.pendingCleanup !== undefined) return true;
+      return false;
     },
     onError: (err) => logger.warn({ err: (err as Error).message }, "retrying pending cleanups failed"),
   });
@@ -373,17 +429,17 @@ export function createEngine(deps: EngineDeps) {
   return {
     bus,
     /** Recovers jobs a previous process left running, then starts working the queue. */
-    start(): void {
-      for (const job of store.jobsInState("running")) {
-        interrupt(job, providers.get(job.definition.provider), job.progress, "recovery");
+    async start(): Promise<void> {
+      for (const job of await store.jobsInState("running")) {
+        await interrupt(job, providers.get(job.definition.provider), job.progress, "recovery");
       }
       // Ended jobs that still have a checkpoint: files on record when the daemon stopped are removed now, and
       // what earlier runs hold on a hypervisor is released. Each clears its part; an empty checkpoint goes.
-      const leftovers = store.endedJobsWithCheckpoint();
-      for (const job of leftovers) if (hasWrittenFiles(store, job.id)) removeFiles(job);
+      const leftovers = await store.endedJobsWithCheckpoint();
+      for (const job of leftovers) if (await hasWrittenFiles(store, job.id)) removeFiles(job);
       // One after the other: each may log in to its hypervisor.
       void releaseLeftovers(leftovers);
-      batches.finishCancels();
+      await batches.finishCancels();
       lifecycle = "running";
       pump();
     },
@@ -401,19 +457,20 @@ export function createEngine(deps: EngineDeps) {
     listBatches: batches.listBatches,
     watch: (jobIds: readonly string[], afterSeq: number | undefined, signal: AbortSignal, batchIds: readonly string[] = []): AsyncGenerator<JobUpdate[]> =>
       watchJobs({ store, bus, liveProgress: (id) => running.get(id)?.progress(), batch: batches.getBatch,
-        runningBatches: () => batches.listBatches({ states: ["running"], limit: 1000 }).batches }, jobIds, afterSeq, signal, batchIds),
-    readLogs(jobId: string, query: LogQuery) {
-      getJob(jobId);
+        runningBatches: async () => (await batches.listBatches({ states: ["running"], limit: 1000 })).batches }, jobIds, afterSeq, signal, batchIds),
+    async readLogs(jobId: string, query: LogQuery) {
+      await getJob(jobId);
       return jobLogs.read(jobId, query);
     },
     followLogs: jobLogs.follow,
-    history(jobId: string): JobTransition[] {
-      getJob(jobId);
+    async history(jobId: string): Promise<JobTransition[]> {
+      await getJob(jobId);
       return store.history(jobId);
     },
-    stats(): EngineStats {
+    async stats(): Promise<EngineStats> {
+      const counts = await store.countByState();
       return {
-        lifecycle, running: running.size, counts: store.countByState(), lastSeq: bus.currentSeq(),
+        lifecycle, running: running.size, counts, lastSeq: bus.currentSeq(),
         subscribers: bus.subscriberCount(), maxConcurrentJobs: options.maxConcurrentJobs,
       };
     },
@@ -430,6 +487,8 @@ export function createEngine(deps: EngineDeps) {
       lifecycle = "draining";
       clearTimeout(wakeTimer);
       cleanupRetry.stop();
+      // Submissions being written and a pump under way finish first: a job they start is stopped with the others.
+      await Promise.all(background);
       for (const job of running.values()) job.controller.abort(new ShutdownError());
       let timer: NodeJS.Timeout | undefined;
       const waited = await Promise.race([
@@ -439,9 +498,11 @@ export function createEngine(deps: EngineDeps) {
       clearTimeout(timer);
       if (!waited) logger.warn({ still_running: [...running.keys()] }, "jobs did not stop within the grace period; they will be recovered at the next start");
       await Promise.all(fileRemovals.values());
+      // Runs that stopped wrote their last transitions; what those started in the background settles too.
+      await Promise.all(background);
       lifecycle = "stopped";
-      batches.close();
-      jobLogs.flush();
+      await batches.close();
+      await jobLogs.flush();
       bus.close(new UnavailableError("the daemon is shutting down; reconnect with after_seq to resume"));
     },
   };

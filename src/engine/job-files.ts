@@ -31,16 +31,44 @@ function unpack(value: unknown): StoredCheckpoint {
 
 export interface JobCheckpoint {
   load<T>(): T | undefined;
+  /** Throws the error of an earlier write that failed (the run stops on it, as on a failed write of its own). */
   save(value: unknown): void;
   readonly files: WrittenFiles;
+  /** Resolves once every save so far is in the store; rejects with the first write that failed. */
+  written(): Promise<void>;
 }
 
-/** The checkpoint and ledger of one run of a job; the run is their only writer while it lasts. */
-export function openJobCheckpoint(store: Store, jobId: string): JobCheckpoint {
-  const stored = unpack(store.loadCheckpoint(jobId));
+/**
+ * The checkpoint and ledger of one run of a job, read once; the run is their only writer while it lasts.
+ * Providers save synchronously (ExportContext): the copy here is the truth for the run, and each change is
+ * written through in order. A write starts at once when none is under way (SQLite has written it when the
+ * call returns); changes made meanwhile go in one write of the latest state after it, so a networked store
+ * never ends with an older state than the last one written.
+ */
+export async function openJobCheckpoint(store: Store, jobId: string): Promise<JobCheckpoint> {
+  const stored = unpack(await store.loadCheckpoint(jobId));
   let provider = stored.provider;
   const written = new Set(stored.writtenFiles);
-  const persist = () => store.saveCheckpoint(jobId, pack({ provider, writtenFiles: [...written] }));
+  let writing: Promise<void> | undefined;
+  let again = false;
+  let failure: { error: unknown } | undefined;
+  const write = (): Promise<void> => store.saveCheckpoint(jobId, pack({ provider, writtenFiles: [...written] })).then(
+    () => {
+      if (!again || failure) return;
+      again = false;
+      return write();
+    },
+    (error: unknown) => {
+      failure ??= { error };
+    });
+  const persist = () => {
+    if (failure) throw failure.error;
+    if (writing) {
+      again = true;
+      return;
+    }
+    writing = write().finally(() => (writing = undefined));
+  };
   return {
     load: <T>() => (provider ?? undefined) as T | undefined,
     save(value) {
@@ -57,6 +85,10 @@ export function openJobCheckpoint(store: Store, jobId: string): JobCheckpoint {
       },
       has: (file) => written.has(file),
     },
+    async written() {
+      await writing;
+      if (failure) throw failure.error;
+    },
   };
 }
 
@@ -66,16 +98,16 @@ export function heldCheckpoint(provider: unknown): unknown {
 }
 
 /** Whether the job has files on record (an ended job whose cleanup has not run yet, e.g. because the daemon stopped). */
-export function hasWrittenFiles(store: Store, jobId: string): boolean {
-  return unpack(store.loadCheckpoint(jobId)).writtenFiles.length > 0;
+export async function hasWrittenFiles(store: Store, jobId: string): Promise<boolean> {
+  return unpack(await store.loadCheckpoint(jobId)).writtenFiles.length > 0;
 }
 
 /**
  * For the error of a job that fails for good or is cancelled: what becomes of the files it wrote (removed, or
  * with keep_partial kept, with one of them named so the caller knows where to look); "" when it wrote none.
  */
-export function writtenFilesNote(store: Store, jobId: string, keepPartial: boolean | undefined): string {
-  const left = unpack(store.loadCheckpoint(jobId)).writtenFiles.filter((file) => isFile(file));
+export async function writtenFilesNote(store: Store, jobId: string, keepPartial: boolean | undefined): Promise<string> {
+  const left = unpack(await store.loadCheckpoint(jobId)).writtenFiles.filter((file) => isFile(file));
   if (left.length === 0) return "";
   const files = `the ${left.length} file${left.length === 1 ? "" : "s"} it wrote ${left.length === 1 ? "is" : "are"}`;
   return keepPartial ? ` (keep_partial: ${files} kept, e.g. ${left[0]})` : ` (${files} removed)`;
@@ -98,15 +130,16 @@ interface RemovedFiles {
  * not be removed, for the next start to try again.
  */
 export async function removeJobFiles(store: Store, jobId: string, keepPartial: boolean, log: Logger): Promise<void> {
-  const recorded = unpack(store.loadCheckpoint(jobId)).writtenFiles;
+  const recorded = unpack(await store.loadCheckpoint(jobId)).writtenFiles;
   if (recorded.length === 0) return;
   // The provider's part stays, as it is now (it may have changed while files were removed): it may still need
   // it, e.g. to release a lease.
-  const keepOnRecord = (files: string[]) => store.saveCheckpoint(jobId, pack({ provider: unpack(store.loadCheckpoint(jobId)).provider, writtenFiles: files }));
+  const keepOnRecord = async (files: string[]) =>
+    store.saveCheckpoint(jobId, pack({ provider: unpack(await store.loadCheckpoint(jobId)).provider, writtenFiles: files }));
   if (keepPartial) {
     const left = recorded.filter((file) => fs.existsSync(file));
     log.info({ kept: left }, `keep_partial: kept the ${left.length} files and directories the job wrote`);
-    keepOnRecord([]);
+    await keepOnRecord([]);
     return;
   }
   const removed = await removeRecorded(recorded);
@@ -115,7 +148,7 @@ export async function removeJobFiles(store: Store, jobId: string, keepPartial: b
   const summary = `removed what the job wrote: ${removed.files.length} files (${formatBytes(removed.bytes)} released), ${removed.directories.length} directories`;
   log.info({ files: removed.files, directories: removed.directories, bytes_released: removed.bytes, kept_directories: removed.keptDirectories }, summary);
   if (removed.failed.length > 0) log.error({ failed: removed.failed }, `${removed.failed.length} files the job wrote could not be removed; the next start tries again`);
-  keepOnRecord(removed.failed.map((f) => f.path));
+  await keepOnRecord(removed.failed.map((f) => f.path));
 }
 
 async function removeRecorded(recorded: readonly string[]): Promise<RemovedFiles> {

@@ -13,30 +13,39 @@ export interface JobLogsOptions {
   level: string;
   /** Also write every record here (the daemon's own log). */
   forward?: { write(line: string): unknown };
+  /** A group of entries could not be stored (they are lost; the daemon log has them when forwarded). */
+  onWriteError(err: unknown, entries: number): void;
 }
 
 /**
  * Per-job logs: one pino logger whose children (one per job, `job_id` bound)
  * write to the daemon log and to the store. Records are buffered and stored
- * in one transaction per event-loop turn; readers flush first, so they never
- * miss a record already logged. Followers get new entries as they are stored.
+ * in one transaction per event-loop turn, one write after the other (entry ids
+ * follow the order of logging); readers flush first and wait for it, so they
+ * never miss a record already logged. Followers get new entries as they are stored.
  */
 export function createJobLogs(options: JobLogsOptions) {
   const { store } = options;
   const pending: { jobId: string; entry: NewLogEntry }[] = [];
   const listeners = new Map<string, Set<Listener>>();
   let scheduled = false;
+  /** The last write; settles once it and every write before it are done (a failed one reported, see onWriteError). */
+  let lastWrite: Promise<void> = Promise.resolve();
 
   function emit(jobId: string, value: LogEntry | "end"): void {
     for (const listener of listeners.get(jobId) ?? []) listener(value);
   }
 
-  function flush(): void {
+  /** Stores what is buffered, after the writes before it; resolves when everything logged so far is stored. */
+  function flush(): Promise<void> {
     scheduled = false;
-    if (pending.length === 0) return;
+    if (pending.length === 0) return lastWrite;
     const batch = pending.splice(0);
-    const stored = store.appendLogs(batch);
-    batch.forEach(({ jobId }, i) => emit(jobId, stored[i]!));
+    lastWrite = lastWrite.then(async () => {
+      const stored = await store.appendLogs(batch);
+      batch.forEach(({ jobId }, i) => emit(jobId, stored[i]!));
+    }).catch((err: unknown) => options.onWriteError(err, batch.length));
+    return lastWrite;
   }
 
   const base = pino(loggerOptions(options.level), {
@@ -56,19 +65,19 @@ export function createJobLogs(options: JobLogsOptions) {
       });
       if (!scheduled) {
         scheduled = true;
-        setImmediate(flush);
+        setImmediate(() => void flush());
       }
     },
   });
 
-  function read(jobId: string, query: LogQuery) {
-    flush();
+  async function read(jobId: string, query: LogQuery) {
+    await flush();
     return store.readLogs(jobId, query);
   }
 
   /** Stored entries after `afterId` (or the last `tail`), then, with follow, new ones until the job ends. */
   async function* follow(jobId: string, query: { afterId: number; tail: number; follow: boolean }, signal: AbortSignal): AsyncGenerator<LogEntry> {
-    if (!store.getJob(jobId)) throw new NotFoundError(`job ${jobId} not found`);
+    if (!(await store.getJob(jobId))) throw new NotFoundError(`job ${jobId} not found`);
     const live: (LogEntry | "end")[] = [];
     let wake: (() => void) | undefined;
     const listener: Listener = (value) => {
@@ -82,18 +91,18 @@ export function createJobLogs(options: JobLogsOptions) {
     signal.addEventListener("abort", onAbort);
     try {
       let lastId = query.afterId;
-      let page = read(jobId, { afterId: lastId, tail: query.tail, limit: 5000 }).entries;
+      let page = (await read(jobId, { afterId: lastId, tail: query.tail, limit: 5000 })).entries;
       while (page.length > 0) {
         yield* page;
         lastId = page[page.length - 1]!.id;
-        page = read(jobId, { afterId: lastId, tail: 0, limit: 5000 }).entries;
+        page = (await read(jobId, { afterId: lastId, tail: 0, limit: 5000 })).entries;
       }
-      if (!query.follow || isFinal(store.getJob(jobId)!.state)) return;
+      if (!query.follow || isFinal((await store.getJob(jobId))!.state)) return;
       while (!signal.aborted) {
         const value = live.shift();
         if (value === "end") {
           // The engine records the final state before the run's last log lines: read what came after.
-          yield* read(jobId, { afterId: lastId, tail: 0, limit: 5000 }).entries;
+          yield* (await read(jobId, { afterId: lastId, tail: 0, limit: 5000 })).entries;
           return;
         }
         if (value) {

@@ -20,20 +20,37 @@ export interface UpdateBus {
   close(error?: HypervisordError): void;
 }
 
-export function createUpdateBus(store: Store, options: { maxQueuedPerSubscriber: number }): UpdateBus {
+/** The highest sequence number a previous process may have handed out: what createUpdateBus starts after. */
+export async function initialSeq(store: Store): Promise<number> {
+  return Math.max(await store.getSeqReservation(), await store.maxTransitionSeq());
+}
+
+export interface UpdateBusOptions {
+  /** From initialSeq(store), read once before the bus is made. */
+  initialSeq: number;
+  maxQueuedPerSubscriber: number;
+  /** A reservation could not be written (the numbers after a restart may then repeat); a process warning by default. */
+  onReservationError?(err: unknown): void;
+}
+
+export function createUpdateBus(store: Store, options: UpdateBusOptions): UpdateBus {
   // One block beyond what was persisted: a reservation written inside a transaction that rolled back
   // leaves at most one block of sequence numbers handed out but not recorded.
-  let seq = Math.max(store.getSeqReservation(), store.maxTransitionSeq()) + SEQ_BLOCK;
+  let seq = options.initialSeq + SEQ_BLOCK;
   let reserved = seq;
   const subscribers = new Set<Subscription>();
   const ready = createWakeSlices(WAKE_SLICE);
+  const reservationFailed = options.onReservationError
+    ?? ((err: unknown) => process.emitWarning(`the update sequence reservation could not be written: ${(err as Error).message}`));
 
   return {
     nextSeq() {
       seq++;
       if (seq > reserved) {
         reserved = seq + SEQ_BLOCK;
-        store.setSeqReservation(reserved);
+        // Not awaited: nextSeq is called inside store transactions, synchronously. SQLite has written it when
+        // the call returns; a networked store writes it shortly after.
+        void store.setSeqReservation(reserved).catch(reservationFailed);
       }
       return seq;
     },
