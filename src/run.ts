@@ -3,6 +3,7 @@ import { ConfigError, loadConfig, type DaemonConfig } from "./config/load-config
 import { startDaemon, type Daemon } from "./daemon/index.ts";
 import { createLogger } from "./logging.ts";
 import { runSecretsCommand } from "./secrets-command.ts";
+import { runStoreCommand } from "./store-command.ts";
 import type { DaemonTools, Provider } from "./providers/provider.ts";
 import { VERSION } from "./version.ts";
 
@@ -15,6 +16,10 @@ export async function run(
 ): Promise<void> {
   if (argv[0] === "secrets") {
     process.exitCode = runSecretsCommand(argv.slice(1), env, process.stdout, process.stderr);
+    return;
+  }
+  if (argv[0] === "store") {
+    process.exitCode = await runStoreCommand(argv.slice(1), process.stdout, process.stderr);
     return;
   }
   let command;

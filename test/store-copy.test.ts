@@ -1,0 +1,187 @@
+// `hypervisord store copy`: a SQLite daemon's store (made through the SQLite store's API) copied into
+// PostgreSQL and read back through the PostgreSQL store modules with the SQLite daemon's key.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import pg from "pg";
+import type { ApiKey } from "../src/domain/access.ts";
+import type { JobDefinition } from "../src/domain/job.ts";
+import type { Schedule } from "../src/domain/schedule.ts";
+import type { Webhook } from "../src/domain/webhook.ts";
+import { copyStore, CopyStoreError } from "../src/store/copy-store.ts";
+import { KEY_FILE } from "../src/store/encryption-key.ts";
+import { createApiKeyStore } from "../src/store/postgres/api-keys.ts";
+import { createPool } from "../src/store/postgres/pool.ts";
+import { createScheduleQueries, createScheduleStore } from "../src/store/postgres/schedules.ts";
+import { keyOpens } from "../src/store/postgres/stored-secrets.ts";
+import { createWebhookQueries, createWebhookStore } from "../src/store/postgres/webhooks.ts";
+import { createSecretBox } from "../src/store/secret-box.ts";
+import { DATABASE_FILE, createSqliteStore } from "../src/store/sqlite/sqlite-store.ts";
+import { postgresSkipReason, startPostgres, type Postgres } from "./support/postgres.ts";
+import { tempDir } from "./support/temp-dir.ts";
+
+const ROOT = path.resolve(import.meta.dirname, "..");
+const skip = postgresSkipReason();
+if (skip) console.log(`# skipping the store copy tests: ${skip}`);
+
+const tmp = tempDir("store-copy");
+const pools: pg.Pool[] = [];
+let postgres: Postgres;
+
+before(async () => {
+  if (!skip) postgres = await startPostgres();
+});
+after(async () => {
+  for (const pool of pools) await pool.end();
+  await postgres?.stop();
+});
+
+const T = 1_700_000_000_000;
+
+function vsphereDefinition(name: string): JobDefinition {
+  return {
+    name, provider: "vsphere", vm: `/DC1/vm/${name}`, outputDir: path.join(tmp, "out", name), format: "ovf", compress: false, compressionLevel: 6,
+    parallelDownloads: 4, bandwidthLimit: 0, powerOff: false, priority: "high", labels: { team: "blue" },
+    vsphere: { url: "https://vc.example/sdk", username: "admin", password: "s3cret-password", insecure: false, thumbprint: "" },
+  };
+}
+
+const webhook: Webhook = {
+  id: "wh-1", url: "https://hooks.example/in?token=t0ken", events: ["job.completed"], headers: { authorization: "Bearer abc" },
+  secret: "whsec_c2VjcmV0c2VjcmV0", timeoutMs: 5_000, maxAttempts: 3, enabled: true, source: "api", createTime: T, updateTime: T,
+};
+
+const schedule: Schedule = {
+  id: "sched-1", name: "nightly", description: "every night", cron: "0 2 * * *", timeZone: "", jobTemplate: vsphereDefinition("tmpl"),
+  enabled: true, tags: { env: "prod" }, overlapPolicy: "allow", missedRunPolicy: "skip", keepLast: 2, createTime: T, updateTime: T, runCount: 0,
+};
+
+const apiKey: ApiKey = { id: "key-1", name: "ci", role: "operator", keyHash: "ab".repeat(32), prefix: "hvk_ab", source: "api", createTime: T };
+
+/** A SQLite daemon's data directory, filled through the SQLite store's API. */
+async function sqliteDataDir(name: string): Promise<string> {
+  const dataDir = path.join(tmp, name);
+  const store = createSqliteStore({ dataDir, maxLogBytesPerJob: 1 << 20 });
+  let seq = 0;
+  const nextSeq = () => ++seq;
+  const inserted = await store.insertJobs([1, 2, 3].map((n) => ({
+    id: `job-${n}`, definition: vsphereDefinition(`vm-${n}`), maxAttempts: 3, createTime: T + n, nextSeq, actor: "test",
+  })));
+  assert.ok(inserted.every((r) => r.ok));
+  const claimed = await store.claimNextJob(T + 10, nextSeq);
+  assert.ok(claimed);
+  await store.transition({ jobId: claimed.job.id, from: ["running"], to: "completed", seq: nextSeq(), time: T + 20, reason: "done", actor: "engine", endTime: T + 20 });
+  await store.appendLogs([1, 2, 3].map((i) => ({ jobId: "job-1", entry: { time: T + i, level: "info", message: `line ${i}`, fields: { i } } })));
+  await store.schedules.insert(schedule);
+  await store.webhooks.insert(webhook);
+  await store.webhooks.enqueue({ type: "job.completed", timestamp: new Date(T).toISOString(), data: { jobId: "job-1" } }, { now: T });
+  await store.apiKeys.insert(apiKey);
+  store.audit.append({ time: T, principal: "ci", role: "operator", method: "SubmitJob", transport: "grpc", peer: "127.0.0.1", code: "OK", resource: "job-1", requestJson: "{}", durationMs: 1.5 });
+  await store.setSeqReservation(1_000);
+  await store.close();
+  return dataDir;
+}
+
+async function target(): Promise<{ url: string; pool: pg.Pool }> {
+  const url = await postgres.createDatabase();
+  const pool = createPool(url);
+  pools.push(pool);
+  return { url, pool };
+}
+
+/** Compared as JSON: a store may return an unset optional field as present and undefined. */
+const asJson = (value: unknown): unknown => JSON.parse(JSON.stringify(value));
+
+const count = async (pool: pg.Pool, table: string) => (await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table}`)).rows[0]!.n;
+
+describe("hypervisord store copy", { skip }, () => {
+  let dataDir: string;
+  before(async () => {
+    if (!skip) dataDir = await sqliteDataDir("daemon");
+  });
+
+  test("every table is copied column by column; the PostgreSQL store reads it with the SQLite daemon's key; sequences continue", async () => {
+    const { url, pool } = await target();
+    const result = await copyStore({ from: dataDir, to: url });
+    const rows = Object.fromEntries(result.tables.map((t) => [t.table, t.rows]));
+    assert.deepEqual(
+      { jobs: rows.jobs, job_labels: rows.job_labels, job_transitions: rows.job_transitions, job_logs: rows.job_logs, schedules: rows.schedules, webhooks: rows.webhooks, webhook_deliveries: rows.webhook_deliveries, api_keys: rows.api_keys, audit_events: rows.audit_events },
+      { jobs: 3, job_labels: 3, job_transitions: 5, job_logs: 3, schedules: 1, webhooks: 1, webhook_deliveries: 1, api_keys: 1, audit_events: 1 });
+    assert.deepEqual(result.skipped, [], "PostgreSQL has a column for every SQLite column");
+    assert.ok(result.tables.findIndex((t) => t.table === "jobs") < result.tables.findIndex((t) => t.table === "job_labels"), "parents first");
+    assert.equal(result.keyFile, path.join(dataDir, KEY_FILE));
+    assert.equal(result.nextSeq, 1_001, "above the SQLite daemon's seq reservation");
+
+    const box = createSecretBox(fs.readFileSync(result.keyFile!, "utf8"));
+    assert.equal(await keyOpens(pool, box), true);
+    assert.deepEqual(await createWebhookStore(pool, createWebhookQueries(box)).get("wh-1"), webhook);
+    const schedules = createScheduleStore(pool, createScheduleQueries(box));
+    assert.deepEqual(asJson(await schedules.get("sched-1")), asJson(schedule));
+    assert.deepEqual(asJson(await createApiKeyStore(pool).get("key-1")), asJson(apiKey));
+
+    const { rows: jobs } = await pool.query("SELECT id, state, priority, secrets, attempts, end_time FROM jobs ORDER BY pk");
+    assert.deepEqual(jobs.map((j) => `${j.id}:${j.state}`), ["job-1:completed", "job-2:queued", "job-3:queued"]);
+    assert.equal(box.open(jobs[0].secrets).includes("s3cret-password"), true, "the sealed password opens with the same key");
+    assert.equal(jobs[0].end_time, T + 20);
+    assert.equal(JSON.parse(jobs[0].attempts)[0].outcome, "completed");
+    const { rows: logs } = await pool.query("SELECT message, fields FROM job_logs ORDER BY id");
+    assert.deepEqual(logs.map((l) => [l.message, JSON.parse(l.fields)]), [["line 1", { i: 1 }], ["line 2", { i: 2 }], ["line 3", { i: 3 }]]);
+    const { rows: audit } = await pool.query("SELECT method, duration_ms FROM audit_events");
+    assert.deepEqual(audit, [{ method: "SubmitJob", duration_ms: 1.5 }]);
+
+    // Identities continue after the copied rows; update_seq after the reservation.
+    const { rows: pk } = await pool.query(`INSERT INTO jobs (id, name, provider, state, priority, definition, max_attempts, create_time)
+      VALUES ('job-new', 'n', 'fake', 'queued', 0, '{}', 1, 0) RETURNING pk`);
+    assert.equal(pk[0].pk, 4);
+    assert.equal((await pool.query("INSERT INTO job_logs (job_id, time, level, message, fields, bytes) VALUES ('x', 0, 'info', '', '{}', 0) RETURNING id")).rows[0].id, 4);
+    assert.equal((await pool.query("SELECT nextval('update_seq') AS n")).rows[0].n, 1_001);
+  });
+
+  test("a target that holds data is refused (nothing written); --force empties it first", async () => {
+    const { url, pool } = await target();
+    await copyStore({ from: dataDir, to: url });
+    await pool.query("DELETE FROM job_logs WHERE id = 1");
+    await assert.rejects(copyStore({ from: dataDir, to: url }), (err: unknown) => {
+      assert.ok(err instanceof CopyStoreError);
+      assert.equal(err.flag, "--to");
+      assert.match(err.message, /^--to: the target database already holds jobs \(3\), schedules \(1\), webhooks \(1\), api_keys \(1\), audit_events \(1\);.*--force/);
+      return true;
+    });
+    assert.equal(await count(pool, "job_logs"), 2, "nothing changed");
+    const result = await copyStore({ from: dataDir, to: url, force: true });
+    assert.equal(result.tables.find((t) => t.table === "jobs")?.rows, 3);
+    assert.equal(await count(pool, "jobs"), 3);
+    assert.equal(await count(pool, "job_logs"), 3);
+  });
+
+  test("errors name the flag", async () => {
+    const { url } = await target();
+    await assert.rejects(copyStore({ from: path.join(tmp, "nowhere"), to: url }), /^CopyStoreError: --from: .*hypervisord\.db does not exist/);
+    await assert.rejects(copyStore({ from: dataDir, to: "mysql://x" }), /^CopyStoreError: --to: expected a postgres:\/\//);
+    await assert.rejects(copyStore({ from: dataDir, to: postgres.url("no_such_db") }), /^CopyStoreError: --to: postgres:\/\/hv@127\.0\.0\.1:\d+\/no_such_db: .*does not exist/);
+  });
+
+  test("over the CLI: counts per table and the key to give the PostgreSQL daemons; usage errors exit 2", async () => {
+    const { url } = await target();
+    const cli = (...args: string[]) => spawnSync(process.execPath, ["--import", "tsx", path.join(ROOT, "src/main.ts"), "store", ...args], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
+    const done = cli("copy", "--from", dataDir, `--to=${url}`);
+    assert.equal(done.status, 0, done.stderr);
+    assert.match(done.stdout, /^jobs +3 rows$/m);
+    assert.match(done.stdout, /^webhook_deliveries +1 rows$/m);
+    assert.match(done.stdout, /^update sequence continues at 1001$/m);
+    assert.ok(done.stdout.includes(`the key file ${path.join(dataDir, KEY_FILE)}`), done.stdout);
+    assert.ok(fs.existsSync(path.join(dataDir, DATABASE_FILE)));
+
+    const again = cli("copy", "--from", dataDir, "--to", url);
+    assert.equal(again.status, 1);
+    assert.match(again.stderr, /^hypervisord store copy: --to: the target database already holds jobs \(3\)/);
+    assert.equal(cli("copy", "--from", dataDir, "--to", url, "--force").status, 0);
+
+    const missing = cli("copy", "--from", dataDir);
+    assert.equal(missing.status, 2);
+    assert.match(missing.stderr, /--to: the PostgreSQL URL is required/);
+    assert.equal(cli("move").status, 2);
+  });
+});
