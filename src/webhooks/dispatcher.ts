@@ -39,8 +39,13 @@ export interface WebhookDispatcherOptions {
   circuit?: { failureThreshold: number; cooldownMs: number; maxCooldownMs: number };
   /** Requests in flight per webhook. Default 2. */
   maxInFlightPerWebhook?: number;
-  /** Due deliveries read per pass. Default 100. */
+  /** Due deliveries read per pass; also the most taken from the store and not started yet. Default 100. */
   batchSize?: number;
+  /**
+   * How long a delivery taken from the store may wait here for a free slot before it is let go (read again
+   * later). A shared store's claim on it lasts 60 s: past that another daemon may take it. Default 30 s.
+   */
+  holdMs?: number;
 }
 
 export interface DispatcherStats {
@@ -106,6 +111,7 @@ export function createWebhookDispatcher(options: WebhookDispatcherOptions): Webh
   const breaker = options.circuit ?? { failureThreshold: 5, cooldownMs: 30_000, maxCooldownMs: 300_000 };
   const maxInFlightPerWebhook = options.maxInFlightPerWebhook ?? 2;
   const batchSize = options.batchSize ?? 100;
+  const holdMs = options.holdMs ?? 30_000;
   const agent = createGuardedAgent({ allowPrivateTargets: options.allowPrivateTargets });
 
   let lifecycle: Lifecycle = "idle";
@@ -113,6 +119,14 @@ export function createWebhookDispatcher(options: WebhookDispatcherOptions): Webh
   let timer: NodeJS.Timeout | undefined;
   let timerAt = Infinity;
   const inFlight = new Map<string, Promise<void>>();
+  /**
+   * Due deliveries taken from the store whose webhook had no free slot, by id, in due order. A shared store
+   * claimed them for this daemon: it does not hand them out again, so they wait here instead of in the store.
+   */
+  const waiting = new Map<string, { delivery: WebhookDelivery; webhook: Webhook; since: number }>();
+  /** The pass running now; a wake during it runs another pass right after (`again`). */
+  let passing: Promise<void> | undefined;
+  let again = false;
   const busy = new Map<string, number>();
   const controllers = new Set<AbortController>();
   const circuits = new Map<string, Circuit>();
@@ -129,15 +143,30 @@ export function createWebhookDispatcher(options: WebhookDispatcherOptions): Webh
     timer.unref();
   }
 
+  /** One pass at a time: the store is read between the checks of slots and the launches. */
   function pass(): void {
     timer = undefined;
     timerAt = Infinity;
     if (lifecycle !== "running") return;
+    if (passing) {
+      again = true;
+      return;
+    }
+    passing = runPass().finally(() => {
+      passing = undefined;
+      if (!again) return;
+      again = false;
+      wakeAt(now());
+    });
+  }
+
+  /** Never rejects: a failure is logged and the loop tries again after the poll interval. */
+  async function runPass(): Promise<void> {
     const time = now();
     try {
-      dispatchDue(time);
+      await dispatchDue(time);
       // A delivery due but not started waits for a slot: the end of a request wakes the loop.
-      const next = store.nextDueTime();
+      const next = await store.nextDueTime();
       wakeAt(next !== undefined && next > time ? Math.min(next, time + pollIntervalMs) : time + pollIntervalMs);
     } catch (err) {
       logger.error({ err: errorDetail(err) }, "webhook dispatcher: reading the outbox failed");
@@ -145,26 +174,42 @@ export function createWebhookDispatcher(options: WebhookDispatcherOptions): Webh
     }
   }
 
-  function dispatchDue(time: number): void {
-    const parked = new Set<string>();
-    for (const { delivery, webhook } of store.due(time, batchSize)) {
-      if (inFlight.has(delivery.id)) continue;
+  async function dispatchDue(time: number): Promise<void> {
+    for (const [id, held] of waiting) if (time - held.since >= holdMs) waiting.delete(id);
+    // Never more taken and not started than a pass reads; what is here or in flight is not asked for again.
+    const room = batchSize - waiting.size;
+    if (room > 0) {
+      const due = await store.due(time, room);
+      if (lifecycle !== "running") return;
+      for (const { delivery, webhook } of due) {
+        // An unclaiming store (SQLite) returns them again until their attempt is recorded.
+        if (!inFlight.has(delivery.id) && !waiting.has(delivery.id)) waiting.set(delivery.id, { delivery, webhook, since: time });
+      }
+    }
+    const parked = new Map<string, number>();
+    for (const [id, { delivery, webhook }] of waiting) {
       const circuit = circuitAt(webhook.id, time);
       if (circuit?.state === "open") {
-        if (!parked.has(webhook.id)) store.postpone(webhook.id, circuit.openUntil);
-        parked.add(webhook.id);
+        // Back to the store, which keeps them until the circuit's cooldown is over.
+        waiting.delete(id);
+        parked.set(webhook.id, circuit.openUntil);
         continue;
       }
       const limit = circuit?.state === "half-open" ? 1 : maxInFlightPerWebhook;
       if ((busy.get(webhook.id) ?? 0) >= limit) continue;
+      waiting.delete(id);
       void launch(delivery, webhook);
     }
+    for (const [webhookId, until] of parked) await store.postpone(webhookId, until);
   }
 
   /** Starts an attempt, tracked until it settles; it never rejects. */
   function launch(delivery: WebhookDelivery, webhook: Webhook): Promise<void> {
+    // test() and a pass may both have it (the pass read the outbox while test() enqueued): one attempt.
+    const running = inFlight.get(delivery.id);
+    if (running) return running;
     busy.set(webhook.id, (busy.get(webhook.id) ?? 0) + 1);
-    const running = attempt(delivery, webhook)
+    const started = attempt(delivery, webhook)
       .catch((err: unknown) => {
         logger.error({ webhookId: webhook.id, deliveryId: delivery.id, err: errorDetail(err) }, "webhook attempt could not be recorded");
       })
@@ -175,8 +220,8 @@ export function createWebhookDispatcher(options: WebhookDispatcherOptions): Webh
         else busy.delete(webhook.id);
         wakeAt(now());
       });
-    inFlight.set(delivery.id, running);
-    return running;
+    inFlight.set(delivery.id, started);
+    return started;
   }
 
   // ---- one attempt ----------------------------------------------------------------------------
@@ -202,8 +247,8 @@ export function createWebhookDispatcher(options: WebhookDispatcherOptions): Webh
     const latencyMs = performance.now() - started;
     const number = delivery.attempts.length + 1;
     const outcome = decide(result, number, webhook.maxAttempts, now());
-    store.recordAttempt(delivery.id, { time, statusCode: result.statusCode, latencyMs, error: result.error }, outcome);
-    updateCircuit(webhook.id, outcome.state === "delivered", now());
+    await store.recordAttempt(delivery.id, { time, statusCode: result.statusCode, latencyMs, error: result.error }, outcome);
+    await updateCircuit(webhook.id, outcome.state === "delivered", now());
     const context = { webhookId: webhook.id, deliveryId: delivery.id, eventType: delivery.eventType, host: hostOf(webhook.url), attempt: number, statusCode: result.statusCode };
     if (outcome.state === "delivered") {
       counts.delivered++;
@@ -253,7 +298,7 @@ export function createWebhookDispatcher(options: WebhookDispatcherOptions): Webh
     return circuit;
   }
 
-  function updateCircuit(webhookId: string, ok: boolean, time: number): void {
+  async function updateCircuit(webhookId: string, ok: boolean, time: number): Promise<void> {
     const circuit = circuitAt(webhookId, time) ?? { state: "closed", failures: 0, openUntil: 0, cooldownMs: breaker.cooldownMs };
     circuits.set(webhookId, circuit);
     if (ok) {
@@ -267,7 +312,7 @@ export function createWebhookDispatcher(options: WebhookDispatcherOptions): Webh
     circuit.cooldownMs = probeFailed ? Math.min(circuit.cooldownMs * 2, breaker.maxCooldownMs) : breaker.cooldownMs;
     circuit.openUntil = time + circuit.cooldownMs;
     circuit.state = "open";
-    const parked = store.postpone(webhookId, circuit.openUntil);
+    const parked = await store.postpone(webhookId, circuit.openUntil);
     logger.warn({ webhookId, failures: circuit.failures, cooldownMs: circuit.cooldownMs, postponed: parked }, "webhook circuit opened: deliveries paused");
   }
 
@@ -287,7 +332,10 @@ export function createWebhookDispatcher(options: WebhookDispatcherOptions): Webh
         clearTimeout(timer);
         timer = undefined;
         for (const controller of controllers) controller.abort(new StopReason());
+        // A pass reading the store launches nothing once it is back (lifecycle), but is waited for.
+        await passing;
         await Promise.allSettled(inFlight.values());
+        waiting.clear();
         await agent.destroy();
         lifecycle = "stopped";
       })();
@@ -295,13 +343,15 @@ export function createWebhookDispatcher(options: WebhookDispatcherOptions): Webh
     },
     async test(webhookId) {
       if (lifecycle === "stopping" || lifecycle === "stopped") throw new UnavailableError("the webhook dispatcher is stopping");
-      const webhook = store.get(webhookId);
+      const webhook = await store.get(webhookId);
       if (!webhook) throw new NotFoundError(`webhook ${webhookId} not found`);
       const time = now();
-      const [delivery] = store.enqueue(testEvent(webhookId, time), { only: webhookId, now: time });
+      const [delivery] = await store.enqueue(testEvent(webhookId, time), { only: webhookId, now: time });
       if (!delivery) throw new FailedPreconditionError(`webhook ${webhookId} is disabled`);
+      // A pass that read it meanwhile leaves it to this launch.
+      waiting.delete(delivery.id);
       await launch(delivery, webhook);
-      return store.getDelivery(delivery.id) ?? delivery;
+      return (await store.getDelivery(delivery.id)) ?? delivery;
     },
     stats: () => ({
       ...counts,
