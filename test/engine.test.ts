@@ -10,8 +10,8 @@ import { waitFor } from "./support/wait-for.ts";
 import { fakeDiskBytes } from "./support/fake-provider.ts";
 
 const harnesses: Harness[] = [];
-function harness(...args: Parameters<typeof startEngine>): Harness {
-  const h = startEngine(...args);
+async function harness(...args: Parameters<typeof startEngine>): Promise<Harness> {
+  const h = await startEngine(...args);
   harnesses.push(h);
   return h;
 }
@@ -19,23 +19,22 @@ after(async () => {
   for (const h of harnesses) await h.close().catch(() => undefined);
 });
 
-const final = (h: Harness, id: string) => waitFor(`job ${id} to finish`, () => {
-  const job = h.engine.getJob(id);
+const final = (h: Harness, id: string) => waitFor(`job ${id} to finish`, async () => {
+  const job = await h.engine.getJob(id);
   return isFinal(job.state) && job;
 });
 
 describe("queue", () => {
   test("runs higher priorities first and FIFO within a priority", async () => {
-    const h = harness({ maxConcurrentJobs: 1 });
+    const h = await harness({ maxConcurrentJobs: 1 });
     const blocker = (await h.engine.submit(fakeDefinition(h.outputDir, "blocker?size=64&chunk=1&delayMs=20"), { actor: "test" })).job;
-    await waitFor("blocker to run", () => h.engine.getJob(blocker.id).state === "running");
+    await waitFor("blocker to run", async () => (await h.engine.getJob(blocker.id)).state === "running");
     const order = ["low", "normal", "high", "normal", "critical", "low"] as const;
     const ids = (await Promise.all(order.map((priority, i) =>
       h.engine.submit(fakeDefinition(h.outputDir, `p${i}?size=10&delayMs=0`, { priority }), { actor: "test" })))).map((r) => r.job.id);
-    h.engine.cancel(blocker.id, "", "test");
+    await h.engine.cancel(blocker.id, "", "test");
     for (const id of ids) await final(h, id);
-    const started = ids
-      .map((id, i) => ({ i, start: h.store.history(id).find((t) => t.toState === "running")!.seq }))
+    const started = (await Promise.all(ids.map(async (id, i) => ({ i, start: (await h.store.history(id)).find((t) => t.toState === "running")!.seq }))))
       .sort((a, b) => a.start - b.start)
       .map((x) => x.i);
     // critical(4), high(2), normal(1 then 3), low(0 then 5)
@@ -43,20 +42,21 @@ describe("queue", () => {
   });
 
   test("never runs more than max_concurrent jobs at once", async () => {
-    const h = harness({ maxConcurrentJobs: 2 });
+    const h = await harness({ maxConcurrentJobs: 2 });
     const ids = (await Promise.all(Array.from({ length: 6 }, (_, i) =>
       h.engine.submit(fakeDefinition(h.outputDir, `c${i}?size=4096&chunk=1024&delayMs=10`), { actor: "test" })))).map((r) => r.job.id);
     let peak = 0;
-    while (!ids.every((id) => isFinal(h.engine.getJob(id).state))) {
-      peak = Math.max(peak, h.engine.stats().running, h.store.countByState().running);
+    const states = async () => Promise.all(ids.map(async (id) => (await h.engine.getJob(id)).state));
+    while (!(await states()).every(isFinal)) {
+      peak = Math.max(peak, (await h.engine.stats()).running, (await h.store.countByState()).running);
       await new Promise((r) => setTimeout(r, 2));
     }
     assert.equal(peak, 2);
-    for (const id of ids) assert.equal(h.engine.getJob(id).state, "completed");
+    assert.deepEqual(await states(), ids.map(() => "completed"));
   });
 
   test("the same request_id returns the same job; a different definition under it is refused", async () => {
-    const h = harness();
+    const h = await harness();
     const def = fakeDefinition(h.outputDir, "idem?size=10", { requestId: "req-1", labels: { a: "1", b: "2" } });
     const first = await h.engine.submit(def, { actor: "test" });
     const again = await h.engine.submit({ ...def, labels: { b: "2", a: "1" } }, { actor: "test" });
@@ -69,19 +69,19 @@ describe("queue", () => {
 
 describe("retries", () => {
   test("transient failures are retried with backoff and counted in attempt", async () => {
-    const h = harness();
+    const h = await harness();
     const { job } = await h.engine.submit(fakeDefinition(h.outputDir, "flaky?size=100&failTimes=2"), { actor: "test" });
     const done = await final(h, job.id);
     assert.equal(done.state, "completed");
     assert.equal(done.attempt, 3);
     assert.equal(done.error, undefined);
-    const reasons = h.store.history(job.id).map((t) => `${t.fromState ?? ""}>${t.toState}: ${t.reason}`);
+    const reasons = (await h.store.history(job.id)).map((t) => `${t.fromState ?? ""}>${t.toState}: ${t.reason}`);
     assert.equal(reasons.filter((r) => r.startsWith("running>queued: attempt")).length, 2, reasons.join("\n"));
     assert.match(reasons.join("\n"), /attempt 1 of 3 failed, retrying in [\d.]+ s: fake failure 1 of 2/);
   });
 
   test("a job that keeps failing stops after max_attempts with the last error", async () => {
-    const h = harness({ maxAttempts: 2 });
+    const h = await harness({ maxAttempts: 2 });
     const { job } = await h.engine.submit(fakeDefinition(h.outputDir, "down?failTimes=9"), { actor: "test" });
     const done = await final(h, job.id);
     assert.equal(done.state, "failed");
@@ -90,7 +90,7 @@ describe("retries", () => {
   });
 
   test("a permanent failure is not retried", async () => {
-    const h = harness();
+    const h = await harness();
     const { job } = await h.engine.submit(fakeDefinition(h.outputDir, "gone?failTimes=1&failCode=NOT_FOUND"), { actor: "test" });
     const done = await final(h, job.id);
     assert.equal(done.state, "failed");
@@ -101,76 +101,75 @@ describe("retries", () => {
 
 describe("cancellation", () => {
   test("a queued job is cancelled without ever running", async () => {
-    const h = harness({ maxConcurrentJobs: 1 });
+    const h = await harness({ maxConcurrentJobs: 1 });
     const blocker = (await h.engine.submit(fakeDefinition(h.outputDir, "blk?size=100&chunk=1&delayMs=10"), { actor: "test" })).job;
     const queued = (await h.engine.submit(fakeDefinition(h.outputDir, "q?size=10"), { actor: "test" })).job;
-    const cancelled = h.engine.cancel(queued.id, "not needed", "test");
+    const cancelled = await h.engine.cancel(queued.id, "not needed", "test");
     assert.equal(cancelled.state, "cancelled");
     assert.deepEqual(cancelled.error, { code: "CANCELLED", message: "not needed", retryable: false });
-    h.engine.cancel(blocker.id, "", "test");
-    await waitFor("slot to free", () => h.engine.stats().running === 0);
-    assert.equal(h.engine.getJob(queued.id).state, "cancelled");
-    assert.equal(h.store.history(queued.id).some((t) => t.toState === "running"), false);
+    await h.engine.cancel(blocker.id, "", "test");
+    await waitFor("slot to free", async () => (await h.engine.stats()).running === 0);
+    assert.equal((await h.engine.getJob(queued.id)).state, "cancelled");
+    assert.equal((await h.store.history(queued.id)).some((t) => t.toState === "running"), false);
   });
 
   test("a running job's provider is aborted and the job stays cancelled", async () => {
-    const h = harness();
+    const h = await harness();
     const { job } = await h.engine.submit(fakeDefinition(h.outputDir, "long?size=100000&chunk=100&delayMs=5"), { actor: "test" });
-    await waitFor("progress", () => h.engine.getJob(job.id).progress.bytesDone > 0);
-    h.engine.cancel(job.id, "", "test");
-    await waitFor("provider to stop", () => h.engine.stats().running === 0, 2000);
-    const after = h.engine.getJob(job.id);
+    await waitFor("progress", async () => (await h.engine.getJob(job.id)).progress.bytesDone > 0);
+    await h.engine.cancel(job.id, "", "test");
+    await waitFor("provider to stop", async () => (await h.engine.stats()).running === 0, 2000);
+    const after = await h.engine.getJob(job.id);
     assert.equal(after.state, "cancelled");
     assert.ok(after.progress.bytesDone < 100000);
-    const logs = h.store.readLogs(job.id, { afterId: 0, tail: 0, limit: 100 }).entries.map((e) => e.message);
+    const logs = (await h.engine.readLogs(job.id, { afterId: 0, tail: 0, limit: 100 })).entries.map((e) => e.message);
     assert.ok(logs.includes("export stopped after cancel"), logs.join("\n"));
-    assert.throws(() => h.engine.cancel(job.id, "", "test"), (err) => err instanceof FailedPreconditionError && /already cancelled/.test(err.message));
+    await assert.rejects(h.engine.cancel(job.id, "", "test"), (err) => err instanceof FailedPreconditionError && /already cancelled/.test(err.message));
   });
 });
 
 describe("shutdown and restart", () => {
   test("shutdown re-queues a resumable job and fails a non-resumable one; a new engine resumes", async () => {
-    const h = startEngine();
+    const h = await startEngine();
     const resumable = (await h.engine.submit(fakeDefinition(h.outputDir, "r1?size=200000&chunk=1000&delayMs=5"), { actor: "test" })).job;
     const plain = (await h.engine.submit(fakeDefinition(h.outputDir, "n1?size=200000&chunk=1000&delayMs=5", { provider: "fake-noresume" }), { actor: "test" })).job;
-    await waitFor("both running with progress", () =>
-      h.engine.getJob(resumable.id).progress.bytesDone > 0 && h.engine.getJob(plain.id).progress.bytesDone > 0);
-    const seqBefore = h.engine.stats().lastSeq;
+    await waitFor("both running with progress", async () =>
+      (await h.engine.getJob(resumable.id)).progress.bytesDone > 0 && (await h.engine.getJob(plain.id)).progress.bytesDone > 0);
+    const seqBefore = (await h.engine.stats()).lastSeq;
     await h.close();
 
     const store = createSqliteStore({ dataDir: h.dataDir, maxLogBytesPerJob: 64 * 1024 });
-    assert.equal(store.getJob(resumable.id)!.state, "queued");
-    const failed = store.getJob(plain.id)!;
+    assert.equal((await store.getJob(resumable.id))!.state, "queued");
+    const failed = (await store.getJob(plain.id))!;
     assert.equal(failed.state, "failed");
     assert.equal(failed.error?.code, "ABORTED");
     assert.match(failed.error!.message, /interrupted: the daemon shut down .* cannot resume/);
-    store.close();
+    await store.close();
 
-    const h2 = harness({}, { dataDir: h.dataDir, outputDir: h.outputDir });
+    const h2 = await harness({}, { dataDir: h.dataDir, outputDir: h.outputDir });
     const done = await final(h2, resumable.id);
     assert.equal(done.state, "completed");
     assert.equal(done.attempt, 1, "a resumed run is not a new attempt");
     const disk = fs.readFileSync(path.join(h.outputDir, "r1", "r1-disk-1.img"));
     assert.ok(disk.equals(fakeDiskBytes(0, 200000)), "resumed bytes are identical");
-    const messages = h2.store.readLogs(resumable.id, { afterId: 0, tail: 0, limit: 1000 }).entries.map((e) => e.message);
+    const messages = (await h2.engine.readLogs(resumable.id, { afterId: 0, tail: 0, limit: 1000 })).entries.map((e) => e.message);
     assert.ok(messages.includes("resuming from checkpoint"), messages.join("\n"));
-    assert.ok(h2.store.history(resumable.id).every((t) => t.seq <= seqBefore || t.seq > seqBefore));
-    const newSeqs = h2.store.history(resumable.id).filter((t) => t.reason === "resumed from checkpoint").map((t) => t.seq);
+    const newSeqs = (await h2.store.history(resumable.id)).filter((t) => t.reason === "resumed from checkpoint").map((t) => t.seq);
     assert.ok(newSeqs.length === 1 && newSeqs[0]! > seqBefore, "sequence numbers keep increasing across restarts");
   });
 
   test("no new jobs while draining: UNAVAILABLE", async () => {
-    const h = startEngine();
+    const h = await startEngine();
     const stopping = h.engine.shutdown(1000);
     await assert.rejects(h.engine.submit(fakeDefinition(h.outputDir, "late"), { actor: "test" }), UnavailableError);
     await stopping;
-    h.store.close();
+    await h.store.close();
   });
 });
 
 describe("updates", () => {
   test("a subscriber gets a snapshot, SYNCED, then every state change in seq order", async () => {
-    const h = harness();
+    const h = await harness();
     const controller = new AbortController();
     const seen: { seq: number; kind: string; state?: JobState }[] = [];
     const watching = (async () => {
@@ -192,7 +191,7 @@ describe("updates", () => {
   });
 
   test("a subscriber that stops reading is cut off without slowing others or the engine", async () => {
-    const h = harness({ maxQueuedUpdatesPerSubscriber: 50, maxConcurrentJobs: 4 });
+    const h = await harness({ maxQueuedUpdatesPerSubscriber: 50, maxConcurrentJobs: 4 });
     const slow = h.engine.watch([], undefined, new AbortController().signal);
     await slow.next(); // SYNCED; then never read again
     const fast: string[] = [];
@@ -202,7 +201,7 @@ describe("updates", () => {
         for (const u of batch) if (u.kind === "created") fast.push(u.jobId);
       }
     })();
-    const syncedAt = h.engine.stats().lastSeq;
+    const syncedAt = (await h.engine.stats()).lastSeq;
     const ids: string[] = [];
     for (let i = 0; i < 60; i++) {
       ids.push((await h.engine.submit(fakeDefinition(h.outputDir, `s${i}?size=0`), { actor: "test" })).job.id);
@@ -218,13 +217,13 @@ describe("updates", () => {
 });
 
 test("a job's log is capped and reports truncation", async () => {
-  const h = harness();
+  const h = await harness();
   const { job } = await h.engine.submit(fakeDefinition(h.outputDir, "quiet?size=0"), { actor: "test" });
   await final(h, job.id);
-  h.store.appendLogs(Array.from({ length: 2000 }, (_, i) => ({
+  await h.store.appendLogs(Array.from({ length: 2000 }, (_, i) => ({
     jobId: job.id, entry: { time: Date.now(), level: "info", message: `line ${i} ${"x".repeat(100)}`, fields: { i } },
   })));
-  const { entries, truncated } = h.store.readLogs(job.id, { afterId: 0, tail: 0, limit: 5000 });
+  const { entries, truncated } = await h.store.readLogs(job.id, { afterId: 0, tail: 0, limit: 5000 });
   assert.equal(truncated, true);
   const bytes = entries.reduce((n, e) => n + e.message.length + JSON.stringify(e.fields).length + 32, 0);
   assert.ok(bytes <= 64 * 1024, `kept ${bytes} bytes`);

@@ -18,7 +18,7 @@ export interface BatchMeta {
   /** A schedule's run that creates the batch: recorded in the batch's transaction (job_id NULL, batch_id set). */
   scheduleRun?: { id: string; trigger: RunTrigger; scheduledTime: number };
   /** Adjusts each child's definition (a schedule sets its output_dir per VM and run). */
-  childDefinition?(child: JobDefinition, vm: VirtualMachine): Promise<JobDefinition>;
+  childDefinition?(child: JobDefinition, vm: VirtualMachine): JobDefinition | Promise<JobDefinition>;
   /** Aborts the VM listing (the caller went away). */
   signal?: AbortSignal;
   /** The field errors about the selector name; default "definition.vm_selector". */

@@ -1,6 +1,7 @@
 import pino from "pino";
 import type { JobDefinition } from "../../src/domain/job.ts";
 import { createEngine, type Engine } from "../../src/engine/engine.ts";
+import { initialSeq } from "../../src/engine/update-bus.ts";
 import type { CompiledEngineOptions } from "../../src/engine/engine-options.ts";
 import type { Provider } from "../../src/providers/provider.ts";
 import { createProviderRegistry } from "../../src/providers/registry.ts";
@@ -29,21 +30,21 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-/** An engine on a real SQLite store in a temp directory, with the fake providers. */
-export function startEngine(options: Partial<CompiledEngineOptions> = {}, dirs: { dataDir?: string; outputDir?: string } = {}, providers: Provider[] = fakeProviders()): Harness {
+/** An engine on a real SQLite store in a temp directory, with the fake providers; started (recovery done). */
+export async function startEngine(options: Partial<CompiledEngineOptions> = {}, dirs: { dataDir?: string; outputDir?: string } = {}, providers: Provider[] = fakeProviders()): Promise<Harness> {
   const dataDir = dirs.dataDir ?? tempDir("engine");
   const outputDir = dirs.outputDir ?? tempDir("out");
   const store = createSqliteStore({ dataDir, maxLogBytesPerJob: 64 * 1024 });
   const engine = createEngine({
     store, providers: createProviderRegistry(providers), logger: pino({ level: "silent" }),
-    options: { ...TEST_ENGINE_OPTIONS, ...options },
+    options: { ...TEST_ENGINE_OPTIONS, ...options }, initialSeq: await initialSeq(store),
   });
-  engine.start();
+  await engine.start();
   return {
     engine, store, dataDir, outputDir,
     async close() {
       await engine.shutdown(2000);
-      store.close();
+      await store.close();
     },
   };
 }
