@@ -73,6 +73,7 @@ async function sqliteDataDir(name: string): Promise<string> {
   const claimed = await store.claimNextJob(T + 10, nextSeq);
   assert.ok(claimed);
   await store.transition({ jobId: claimed.job.id, from: ["running"], to: "completed", seq: nextSeq(), time: T + 20, reason: "done", actor: "engine", endTime: T + 20 });
+  assert.equal((await store.claimNextJob(T + 30, nextSeq))?.job.id, "job-2", "left running: the daemon stopped mid-job");
   await store.appendLogs([1, 2, 3].map((i) => ({ jobId: "job-1", entry: { time: T + i, level: "info", message: `line ${i}`, fields: { i } } })));
   await store.schedules.insert(schedule);
   await store.webhooks.insert(webhook);
@@ -108,7 +109,7 @@ describe("hypervisord store copy", { skip }, () => {
     const rows = Object.fromEntries(result.tables.map((t) => [t.table, t.rows]));
     assert.deepEqual(
       { jobs: rows.jobs, job_labels: rows.job_labels, job_transitions: rows.job_transitions, job_logs: rows.job_logs, schedules: rows.schedules, webhooks: rows.webhooks, webhook_deliveries: rows.webhook_deliveries, api_keys: rows.api_keys, audit_events: rows.audit_events },
-      { jobs: 3, job_labels: 3, job_transitions: 5, job_logs: 3, schedules: 1, webhooks: 1, webhook_deliveries: 1, api_keys: 1, audit_events: 1 });
+      { jobs: 3, job_labels: 3, job_transitions: 6, job_logs: 3, schedules: 1, webhooks: 1, webhook_deliveries: 1, api_keys: 1, audit_events: 1 });
     assert.deepEqual(result.skipped, [], "PostgreSQL has a column for every SQLite column");
     assert.ok(result.tables.findIndex((t) => t.table === "jobs") < result.tables.findIndex((t) => t.table === "job_labels"), "parents first");
     assert.equal(result.keyFile, path.join(dataDir, KEY_FILE));
@@ -121,8 +122,10 @@ describe("hypervisord store copy", { skip }, () => {
     assert.deepEqual(asJson(await schedules.get("sched-1")), asJson(schedule));
     assert.deepEqual(asJson(await createApiKeyStore(pool).get("key-1")), asJson(apiKey));
 
-    const { rows: jobs } = await pool.query("SELECT id, state, priority, secrets, attempts, end_time FROM jobs ORDER BY pk");
-    assert.deepEqual(jobs.map((j) => `${j.id}:${j.state}`), ["job-1:completed", "job-2:queued", "job-3:queued"]);
+    const { rows: jobs } = await pool.query("SELECT id, state, priority, secrets, attempts, end_time, target_host, lease_expires FROM jobs ORDER BY pk");
+    assert.deepEqual(jobs.map((j) => `${j.id}:${j.state}`), ["job-1:completed", "job-2:running", "job-3:queued"]);
+    assert.deepEqual(jobs.map((j) => j.target_host), ["vsphere:vc.example", "vsphere:vc.example", "vsphere:vc.example"], "the host cap applies to copied jobs");
+    assert.deepEqual(jobs.map((j) => j.lease_expires), [null, 0, null], "the job the SQLite daemon was running has an expired lease: a node recovers it");
     assert.equal(box.open(jobs[0].secrets).includes("s3cret-password"), true, "the sealed password opens with the same key");
     assert.equal(jobs[0].end_time, T + 20);
     assert.equal(JSON.parse(jobs[0].attempts)[0].outcome, "completed");

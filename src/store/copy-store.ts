@@ -1,8 +1,10 @@
 import fs from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
+import type { JobDefinition } from "../domain/job.ts";
 import { lockDataDir } from "./data-dir-lock.ts";
 import { KEY_FILE } from "./encryption-key.ts";
+import { targetHost } from "./postgres/job-rows.ts";
 import { migrate as migratePostgres } from "./postgres/migrations.ts";
 import { createPool } from "./postgres/pool.ts";
 import { transaction, type Sql } from "./postgres/sql.ts";
@@ -150,6 +152,7 @@ async function copyTables(source: Database.Database, db: Sql, force: boolean): P
     tables.push({ table, rows: await copyTable(source, db, table, columns, key) });
   }
   await restartIdentities(db, ordered.map((p) => p.table));
+  await fillClusterColumns(db);
   const nextSeq = await restartUpdateSeq(source, db, targetColumns.has("job_transitions"));
   return { tables, skipped, nextSeq };
 }
@@ -218,6 +221,24 @@ async function copyTable(source: Database.Database, db: Sql, table: string, colu
   }
   await flush();
   return count;
+}
+
+/**
+ * The jobs columns only a cluster has, which SQLite has no source for: the host whose cap on running jobs
+ * applies (from the definition, as the PostgreSQL store's insert sets it), and an expired lease for the jobs
+ * the SQLite daemon was running, so that a node's lease keeper recovers them as a restarted daemon would.
+ */
+async function fillClusterColumns(db: Sql): Promise<void> {
+  for (let after = 0; ;) {
+    const { rows } = await db.query<{ pk: number; definition: string }>(
+      "SELECT pk, definition FROM jobs WHERE pk > $1 AND target_host IS NULL ORDER BY pk LIMIT $2", [after, BATCH_ROWS]);
+    if (rows.length === 0) break;
+    after = rows[rows.length - 1]!.pk;
+    const hosts = rows.map((row) => ({ pk: row.pk, host: targetHost(JSON.parse(row.definition) as JobDefinition) })).filter((r) => r.host !== null);
+    await db.query("UPDATE jobs SET target_host = t.host FROM unnest($1::bigint[], $2::text[]) AS t (pk, host) WHERE jobs.pk = t.pk",
+      [hosts.map((r) => r.pk), hosts.map((r) => r.host)]);
+  }
+  await db.query("UPDATE jobs SET lease_expires = 0 WHERE state = 'running' AND lease_expires IS NULL");
 }
 
 /** Every identity (or serial) column's sequence continues after the highest value copied. */
