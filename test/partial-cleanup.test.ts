@@ -13,6 +13,7 @@ import { hasBytes, isFinal, waitForJob } from "./support/wait-for-job.ts";
 import { respawnOptions, spawnDaemonWithClient, type DaemonProcess, type SpawnOptions } from "./support/daemon-process.ts";
 import { tempDir } from "./support/temp-dir.ts";
 import { fakeDefinition, startEngine } from "./support/engine-harness.ts";
+import { initialSeq } from "../src/engine/update-bus.ts";
 import { waitFor } from "./support/wait-for.ts";
 import { fakeDiskBytes } from "./support/fake-provider.ts";
 import { buildVcsim, startVcsim, type Vcsim } from "./support/vcsim.ts";
@@ -197,26 +198,26 @@ describe("jobs that end while no run of theirs is going on", () => {
   test("a job that ended before its files were removed (the daemon stopped in between) is cleaned up at the next start", async () => {
     const dataDir = tempDir("cleanup-data");
     const outputDir = tempDir("cleanup-out");
-    const first = startEngine({}, { dataDir, outputDir });
+    const first = await startEngine({}, { dataDir, outputDir });
     const { job } = await first.engine.submit(fakeDefinition(outputDir, "late?size=4194304&chunk=65536&delayMs=10"), { actor: "test" });
-    await waitFor("bytes on disk", () => (first.engine.getJob(job.id).progress.bytesDone > 65536 ? true : undefined));
+    await waitFor("bytes on disk", async () => ((await first.engine.getJob(job.id)).progress.bytesDone > 65536 ? true : undefined));
     await first.engine.shutdown(2000); // the job goes back to the queue, its files and ledger stay
     // What a cancel commits when the daemon dies right after it, before removing anything: the final state only.
-    const seq = Math.max(first.store.getSeqReservation(), first.store.maxTransitionSeq()) + 1;
-    const moved = first.store.transition({ jobId: job.id, from: ["queued"], to: "cancelled", seq, time: Date.now(), endTime: Date.now(), reason: "test", actor: "test" });
+    const seq = await initialSeq(first.store) + 1;
+    const moved = await first.store.transition({ jobId: job.id, from: ["queued"], to: "cancelled", seq, time: Date.now(), endTime: Date.now(), reason: "test", actor: "test" });
     assert.ok(moved);
-    first.store.close();
+    await first.store.close();
     assert.deepEqual(tree(outputDir), ["late", `late/late-disk-1.img${partial(job.id)}`]);
 
-    const second = startEngine({}, { dataDir, outputDir });
+    const second = await startEngine({}, { dataDir, outputDir });
     cleanups.push(() => second.close());
-    assert.deepEqual(second.store.endedJobsWithCheckpoint().map((j) => j.id), [job.id], "what the start looks at: the ended job with files on record");
-    const logged = () => second.engine.readLogs(job.id, { afterId: 0, tail: 0, limit: 1000 }).entries.some((e) => e.message.startsWith(REMOVED));
-    await waitFor("the removal in the job log", () => logged() || undefined);
+    assert.deepEqual((await second.store.endedJobsWithCheckpoint()).map((j) => j.id), [job.id], "what the start looks at: the ended job with files on record");
+    const logged = async () => (await second.engine.readLogs(job.id, { afterId: 0, tail: 0, limit: 1000 })).entries.some((e) => e.message.startsWith(REMOVED));
+    await waitFor("the removal in the job log", async () => (await logged()) || undefined);
     assert.deepEqual(tree(outputDir), []);
     // Nothing left to do for it: its checkpoint is gone, and the next start does not look at it again.
-    await waitFor("the checkpoint cleared", () => (second.store.loadCheckpoint(job.id) === undefined ? true : undefined));
-    assert.deepEqual(second.store.endedJobsWithCheckpoint(), []);
+    await waitFor("the checkpoint cleared", async () => ((await second.store.loadCheckpoint(job.id)) === undefined ? true : undefined));
+    assert.deepEqual(await second.store.endedJobsWithCheckpoint(), []);
   });
 });
 
