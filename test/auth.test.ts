@@ -8,6 +8,7 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { create, type DescMethod } from "@bufbuild/protobuf";
 import Database from "better-sqlite3";
+import { pino } from "pino";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import * as grpc from "@grpc/grpc-js";
 import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
@@ -16,6 +17,7 @@ import type { Call } from "../src/rpc/call-hooks.ts";
 import type { CallContext } from "../src/rpc/handlers.ts";
 import { hashApiKey } from "../src/auth/api-key.ts";
 import { createAuthHook, createRoleHook } from "../src/auth/auth-hook.ts";
+import { createApiKeyCache } from "../src/auth/key-cache.ts";
 import { roleAllows } from "../src/auth/roles.ts";
 import { apiKeysFromConfig } from "../src/auth/config-keys.ts";
 import { authStartupRule, isLoopback } from "../src/auth/startup-rule.ts";
@@ -25,6 +27,7 @@ import { grpcServiceDefinition } from "../src/server/grpc-server.ts";
 import { createApiKeyQueries } from "../src/store/sqlite/api-keys.ts";
 import { migrate } from "../src/store/sqlite/migrations.ts";
 import type { ApiKeyStore } from "../src/store/store.ts";
+import { toAsync, type Sync } from "../src/store/sync-store.ts";
 import { postJson } from "./support/clients.ts";
 import { assertRefusesToStart, spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
 import { tempDir } from "./support/temp-dir.ts";
@@ -374,7 +377,8 @@ describe("config keys and the start-up rule", () => {
 });
 
 describe("ApiKeyStore (SQLite) and the hooks, in process", () => {
-  const store = (): ApiKeyStore => {
+  // The SQLite queries as they are (synchronous); the hooks get them as the async ApiKeyStore (toAsync).
+  const store = (): Sync<ApiKeyStore> => {
     const db = new Database(":memory:");
     migrate(db);
     return createApiKeyQueries(db);
@@ -428,46 +432,96 @@ describe("ApiKeyStore (SQLite) and the hooks, in process", () => {
   });
   const call = (method: string, ctx: CallContext): Call => ({ service: HypervisordService.typeName, method, streaming: false, request: {}, context: ctx, start: 0 });
   const refusal = (code: string) => (err: unknown) => err instanceof HypervisordError && err.code === code;
+  const logger = pino({ level: "silent" });
 
-  test("last_used_time is written at most once a minute per key", () => {
+  test("last_used_time is written at most once a minute per key, without the call waiting for it", async () => {
     const keys = store();
     keys.insert(key("key_a", "secret-a"));
     const touches: number[] = [];
-    const spied: ApiKeyStore = { ...keys, touch: (id, time) => void (touches.push(time), keys.touch(id, time)) };
+    const spied: ApiKeyStore = { ...toAsync(keys), touch: async (id, time) => void (touches.push(time), keys.touch(id, time)) };
     let now = 100_000;
-    const hook = createAuthHook({ store: spied, mode: "required", now: () => now });
+    const hook = createAuthHook({ store: spied, logger, mode: "required", now: () => now });
     for (const t of [100_000, 130_000, 159_999, 160_000, 170_000, 400_000]) {
       now = t;
-      hook.before!(call("GetStatus", context({ "x-api-key": "secret-a" })));
+      await hook.before!(call("GetStatus", context({ "x-api-key": "secret-a" })));
     }
     assert.deepEqual(touches, [100_000, 160_000, 400_000]);
+    assert.equal(keys.get("key_a")!.lastUsedTime, 400_000);
+    // A failed write is logged, and the call goes on.
+    const warnings: unknown[] = [];
+    const failing: ApiKeyStore = { ...toAsync(keys), touch: () => Promise.reject(new Error("database is locked")) };
+    const logged = createAuthHook({ store: failing, logger: { warn: (...args: unknown[]) => void warnings.push(args) }, mode: "required", now: () => 900_000 });
+    const c = call("GetStatus", context({ "x-api-key": "secret-a" }));
+    await logged.before!(c);
+    assert.equal(c.principal?.id, "key_a");
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(warnings.length, 1);
   });
 
-  test("the hooks: principals by key, certificate or mode; refusals by role", () => {
+  test("the key cache: a hit is answered synchronously; a key revoked elsewhere works until the TTL, one revoked here (invalidate) stops at once", async () => {
     const keys = store();
-    const open = createAuthHook({ store: keys, mode: "open-until-keys" });
+    keys.insert(key("key_a", "secret-a"));
+    keys.insert(key("key_b", "secret-b"));
+    const clock = { ms: 0 };
+    const reads: string[] = [];
+    const counted = toAsync(keys);
+    const cache = createApiKeyCache({ ...counted, byHash: (hash) => (reads.push(hash), counted.byHash(hash)) }, { ttlMs: 1000, clock: () => clock.ms });
+    const hook = createAuthHook({ store: counted, keys: cache, logger, mode: "required", now: () => 10_000 });
+    const withKey = (secret: string) => call("GetStatus", context({ "x-api-key": secret }));
+    const first = hook.before!(withKey("secret-a"));
+    assert.ok(first instanceof Promise, "a miss reads the store");
+    await first;
+    assert.equal(hook.before!(withKey("secret-a")), undefined, "a hit is no promise");
+    assert.equal(hook.check("GetStatus", context({ "x-api-key": "secret-a" })), undefined, "nor is the edge check's");
+    assert.equal(reads.length, 1);
+    // Another daemon revokes key_a (the same database, not through this cache).
+    keys.revoke("key_a", 10_000);
+    clock.ms = 999;
+    assert.equal(hook.before!(withKey("secret-a")), undefined, "still cached within the TTL");
+    clock.ms = 1000;
+    await assert.rejects(async () => hook.before!(withKey("secret-a")), refusal("UNAUTHENTICATED"), "read again once the TTL has passed");
+    assert.throws(() => hook.before!(withKey("secret-a")), refusal("UNAUTHENTICATED"), "the revoked key is cached as refused");
+    // A revocation through this daemon's API invalidates the cache: at once.
+    await hook.before!(withKey("secret-b"));
+    keys.revoke("key_b", 10_000);
+    cache.invalidate();
+    await assert.rejects(async () => hook.before!(withKey("secret-b")), refusal("UNAUTHENTICATED"));
+    // Concurrent misses of one key share one read.
+    cache.invalidate();
+    reads.length = 0;
+    await Promise.allSettled([hook.before!(withKey("secret-b")), hook.before!(withKey("secret-b")), hook.before!(withKey("secret-b"))]);
+    assert.equal(reads.length, 1);
+  });
+
+  test("the hooks: principals by key, certificate or mode; refusals by role", async () => {
+    const keys = store();
+    const async = toAsync(keys);
+    const cache = createApiKeyCache(async);
+    const open = createAuthHook({ store: async, keys: cache, logger, mode: "open-until-keys" });
     const roles = createRoleHook();
-    const run = (hook: typeof open, method: string, ctx: CallContext) => {
+    const run = async (hook: typeof open, method: string, ctx: CallContext) => {
       const c = call(method, ctx);
-      hook.before!(c);
-      roles.before!(c);
+      await hook.before!(c);
+      await roles.before!(c);
       return c.principal;
     };
-    assert.equal(run(open, "CreateApiKey", context({}))?.kind, "anonymous");
+    assert.equal((await run(open, "CreateApiKey", context({})))?.kind, "anonymous");
     keys.insert(key("key_v", "secret-v"));
-    assert.throws(() => run(open, "GetStatus", context({})), refusal("UNAUTHENTICATED"), "a usable key closes open-until-keys");
-    assert.deepEqual(run(open, "GetStatus", context({ authorization: "bearer secret-v" })), { kind: "api_key", id: "key_v", name: "key_v", role: "viewer" });
-    assert.throws(() => run(open, "CancelJob", context({ authorization: "Bearer secret-v" })), refusal("PERMISSION_DENIED"));
+    // As CreateApiKey does (the daemon wires it to invalidate the hook's cache).
+    cache.invalidate();
+    await assert.rejects(run(open, "GetStatus", context({})), refusal("UNAUTHENTICATED"), "a usable key closes open-until-keys");
+    assert.deepEqual(await run(open, "GetStatus", context({ authorization: "bearer secret-v" })), { kind: "api_key", id: "key_v", name: "key_v", role: "viewer" });
+    await assert.rejects(run(open, "CancelJob", context({ authorization: "Bearer secret-v" })), refusal("PERMISSION_DENIED"));
     const certificate = { subject: "CN=runner", fingerprint256: "AB:CD" };
-    assert.deepEqual(run(open, "SubmitJob", context({}, certificate)), { kind: "client_certificate", id: "CN=runner", name: "CN=runner", role: "operator" });
-    const adminCertificates = createAuthHook({ store: keys, mode: "required", clientCertificateRole: "admin" });
-    assert.equal(run(adminCertificates, "ListAuditEvents", context({}, certificate))?.role, "admin");
-    const disabled = createAuthHook({ store: keys, mode: "open" });
-    assert.equal(run(disabled, "RevokeApiKey", context({}))?.kind, "anonymous");
-    assert.throws(() => run(disabled, "GetStatus", context({ "x-api-key": "wrong" })), refusal("UNAUTHENTICATED"));
+    assert.deepEqual(await run(open, "SubmitJob", context({}, certificate)), { kind: "client_certificate", id: "CN=runner", name: "CN=runner", role: "operator" });
+    const adminCertificates = createAuthHook({ store: async, logger, mode: "required", clientCertificateRole: "admin" });
+    assert.equal((await run(adminCertificates, "ListAuditEvents", context({}, certificate)))?.role, "admin");
+    const disabled = createAuthHook({ store: async, logger, mode: "open" });
+    assert.equal((await run(disabled, "RevokeApiKey", context({})))?.kind, "anonymous");
+    await assert.rejects(run(disabled, "GetStatus", context({ "x-api-key": "wrong" })), refusal("UNAUTHENTICATED"));
     // Health and other services are not the hooks' business.
     const health: Call = { ...call("Check", context({})), service: "grpc.health.v1.Health" };
-    createAuthHook({ store: keys, mode: "required" }).before!(health);
+    await createAuthHook({ store: async, logger, mode: "required" }).before!(health);
     roles.before!(health);
     assert.equal(health.principal, undefined);
     // Without the authentication hook before it, the role hook refuses everything.

@@ -325,12 +325,12 @@ describe("the client secret stays in the sealed column", () => {
     // Opened with the key (the store module, in this process): the secrets are there, the template's kept through the update.
     const store = createSqliteStore({ dataDir, maxLogBytesPerJob: 65_536, logger: pino({ level: "silent" }) });
     try {
-      assert.equal(store.getJob(job.id)?.definition.azure?.clientSecret, SECRET);
-      const template = store.schedules.get(schedule.id)?.jobTemplate;
+      assert.equal((await store.getJob(job.id))?.definition.azure?.clientSecret, SECRET);
+      const template = (await store.schedules.get(schedule.id))?.jobTemplate;
       assert.equal(template?.name, "renamed", "the update was applied");
       assert.equal(template?.azure?.clientSecret, SECRET);
     } finally {
-      store.close();
+      await store.close();
     }
 
     // After a restart, a run of the schedule is a job with the template's connection and secret.
@@ -349,9 +349,9 @@ describe("the client secret stays in the sealed column", () => {
     assertAbsent(daemon.logs.join("\n"), "the daemon log");
     const reopened = createSqliteStore({ dataDir, maxLogBytesPerJob: 65_536, logger: pino({ level: "silent" }) });
     try {
-      assert.equal(reopened.getJob(triggered.job.id)?.definition.azure?.clientSecret, SECRET);
+      assert.equal((await reopened.getJob(triggered.job.id))?.definition.azure?.clientSecret, SECRET);
     } finally {
-      reopened.close();
+      await reopened.close();
     }
 
     // Key rotation re-encrypts them with the rest: the new key opens them, the old one no longer does.
@@ -362,10 +362,10 @@ describe("the client secret stays in the sealed column", () => {
     assert.equal(rotated.status, 0, rotated.stderr);
     const rotatedStore = createSqliteStore({ dataDir, maxLogBytesPerJob: 65_536, logger: pino({ level: "silent" }) });
     try {
-      assert.equal(rotatedStore.getJob(job.id)?.definition.azure?.clientSecret, SECRET);
-      assert.equal(rotatedStore.schedules.get(schedule.id)?.jobTemplate.azure?.clientSecret, SECRET);
+      assert.equal((await rotatedStore.getJob(job.id))?.definition.azure?.clientSecret, SECRET);
+      assert.equal((await rotatedStore.schedules.get(schedule.id))?.jobTemplate.azure?.clientSecret, SECRET);
     } finally {
-      rotatedStore.close();
+      await rotatedStore.close();
     }
     const db2 = new Database(path.join(dataDir, DATABASE_FILE), { readonly: true, fileMustExist: true });
     try {

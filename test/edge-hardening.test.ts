@@ -30,6 +30,8 @@ import { createApiKeyQueries } from "../src/store/sqlite/api-keys.ts";
 import { createAuditQueries } from "../src/store/sqlite/audit.ts";
 import { migrate } from "../src/store/sqlite/migrations.ts";
 import { DATABASE_FILE } from "../src/store/sqlite/sqlite-store.ts";
+import type { AuditStore } from "../src/store/store.ts";
+import { toAsync } from "../src/store/sync-store.ts";
 import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
 import { tempDir } from "./support/temp-dir.ts";
 
@@ -229,7 +231,7 @@ describe("refused authentications, in process (SQLite in memory, a clock the tes
     assert.equal(buckets.wait("a", spec, 1000), 0);
   });
 
-  test("the auth hook: the burst of failures is UNAUTHENTICATED, then RESOURCE_EXHAUSTED per address before the key is looked at; a good key takes nothing; every refusal is reported", () => {
+  test("the auth hook: the burst of failures is UNAUTHENTICATED, then RESOURCE_EXHAUSTED per address before the key is looked at; a good key takes nothing; every refusal is reported", async () => {
     const db = new Database(":memory:");
     migrate(db);
     const keys = createApiKeyQueries(db);
@@ -237,24 +239,26 @@ describe("refused authentications, in process (SQLite in memory, a clock the tes
     const clock = { ms: 0 };
     const refused: string[] = [];
     const hook = createAuthHook({
-      store: keys, mode: "required", failures: createAuthFailureLimit({ perSecond: 1, burst: 3, now: () => clock.ms }),
+      store: toAsync(keys), logger: pino({ level: "silent" }), mode: "required", failures: createAuthFailureLimit({ perSecond: 1, burst: 3, now: () => clock.ms }),
       onRefused: (method, ctx, error) => refused.push(`${method} ${ctx.peer} ${error.code}`),
     });
     const wrong = { authorization: "Bearer wrong-key" };
     const good = { "x-api-key": "good-key" };
-    for (let i = 0; i < 5; i++) assert.equal(codeOf(hook.check("GetStatus", context("127.0.0.1:1000", good))), "OK", "good keys take nothing");
-    const codes = Array.from({ length: 5 }, () => codeOf(hook.check("GetStatus", context("127.0.0.1:1001", wrong))));
+    for (let i = 0; i < 5; i++) assert.equal(codeOf(await hook.check("GetStatus", context("127.0.0.1:1000", good))), "OK", "good keys take nothing");
+    const codes: string[] = [];
+    for (let i = 0; i < 5; i++) codes.push(codeOf(await hook.check("GetStatus", context("127.0.0.1:1001", wrong))));
     assert.deepEqual(codes, ["UNAUTHENTICATED", "UNAUTHENTICATED", "UNAUTHENTICATED", "RESOURCE_EXHAUSTED", "RESOURCE_EXHAUSTED"]);
-    const throttled = hook.check("GetStatus", context("127.0.0.1:2000", good)) as HypervisordError & { retryAfterMs?: number };
+    const throttled = (await hook.check("GetStatus", context("127.0.0.1:2000", good))) as HypervisordError & { retryAfterMs?: number };
     assert.equal(throttled.code, "RESOURCE_EXHAUSTED", "the address is throttled, whatever the port and the key");
     assert.equal(throttled.retryAfterMs, 1000);
-    assert.equal(codeOf(hook.check("GetStatus", context("[::1]:1", wrong))), "UNAUTHENTICATED", "another address has its own allowance");
+    assert.equal(codeOf(await hook.check("GetStatus", context("[::1]:1", wrong))), "UNAUTHENTICATED", "another address has its own allowance");
     clock.ms = 1000;
-    assert.equal(codeOf(hook.check("GetStatus", context("127.0.0.1:2001", good))), "OK", "a token is back");
+    assert.equal(codeOf(await hook.check("GetStatus", context("127.0.0.1:2001", good))), "OK", "a token is back");
     assert.deepEqual(refused.slice(0, 4), ["GetStatus 127.0.0.1:1001 UNAUTHENTICATED", "GetStatus 127.0.0.1:1001 UNAUTHENTICATED", "GetStatus 127.0.0.1:1001 UNAUTHENTICATED", "GetStatus 127.0.0.1:1001 RESOURCE_EXHAUSTED"]);
     assert.equal(refused.length, 7);
     // The hook itself refuses the same way (and a check that passed leaves the call to it).
     const call = { service: HypervisordService.typeName, method: "ListJobs", streaming: false, request: {}, context: context("10.0.0.1:5", wrong), start: 0 };
+    // The wrong key is cached (as refused) by now: the hook refuses synchronously.
     assert.throws(() => hook.before!(call), (err: unknown) => err instanceof HypervisordError && err.code === "UNAUTHENTICATED");
   });
 
@@ -262,7 +266,7 @@ describe("refused authentications, in process (SQLite in memory, a clock the tes
     const db = new Database(":memory:");
     migrate(db);
     const store = createAuditQueries(db);
-    const audit = createRefusalAudit({ store, logger: pino({ level: "silent" }), windowMs: 60_000, maxKeys: 2, now: () => 1_700_000_000_000 });
+    const audit = createRefusalAudit({ store: { ...toAsync<AuditStore>(store), append: store.append }, logger: pino({ level: "silent" }), windowMs: 60_000, maxKeys: 2, now: () => 1_700_000_000_000 });
     const unauthenticated = new HypervisordError("UNAUTHENTICATED", "invalid API key");
     for (let i = 0; i < 100; i++) audit.record("GetStatus", context(`127.0.0.1:${1000 + i}`), unauthenticated);
     audit.record("SubmitJob", context("127.0.0.1:1"), unauthenticated);

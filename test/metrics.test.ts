@@ -11,6 +11,7 @@ import { withCallHooks } from "../src/rpc/call-hooks.ts";
 import type { CallContext, ServiceHandlers } from "../src/rpc/handlers.ts";
 import { EMPTY_PROGRESS, isFinal, type Job, type JobState, type JobTransition } from "../src/domain/job.ts";
 import { createEngine } from "../src/engine/engine.ts";
+import { initialSeq } from "../src/engine/update-bus.ts";
 import { NotFoundError, UnavailableError } from "../src/errors.ts";
 import { createMetrics } from "../src/metrics/metrics.ts";
 import { startMetricsServer } from "../src/metrics/metrics-server.ts";
@@ -147,16 +148,16 @@ describe("job metrics", () => {
     const store = createSqliteStore({ dataDir: tempDir("metrics-engine"), maxLogBytesPerJob: 64 * 1024 });
     const engine = createEngine({
       store, providers: createProviderRegistry([createFakeProvider()]), logger: pino({ level: "silent" }),
-      options: TEST_ENGINE_OPTIONS, observers: [metrics.jobObserver],
+      options: TEST_ENGINE_OPTIONS, observers: [metrics.jobObserver], initialSeq: await initialSeq(store),
     });
     cleanups.push(async () => {
       await engine.shutdown(2000);
-      store.close();
+      await store.close();
     });
-    engine.start();
+    await engine.start();
     const { job: submitted } = await engine.submit(fakeDefinition(tempDir("metrics-out"), "web-01?size=5000&chunk=1000&delayMs=0&failTimes=2"), { actor: "test" });
-    const finished = await waitFor("the job to finish", () => {
-      const current = engine.getJob(submitted.id);
+    const finished = await waitFor("the job to finish", async () => {
+      const current = await engine.getJob(submitted.id);
       return isFinal(current.state) && current;
     });
     assert.equal(finished.state, "completed");
@@ -228,7 +229,7 @@ describe("gauges and totals read at scrape time", () => {
     let counts = { queued: 7, running: 2 };
     let webhooks = { delivered: 10, failed: 1, retried: 3 };
     let scheduler = { runs: 4, skipped: 0, missed: 9 };
-    const metrics = createMetrics({ jobCounts: () => counts, webhookStats: () => webhooks, schedulerStats: () => scheduler });
+    const metrics = createMetrics({ jobCounts: async () => counts, webhookStats: () => webhooks, schedulerStats: () => scheduler });
     const provider = createFakeProvider();
     metrics.vmsDiscovered("fake", await provider.listVMs!({}, AbortSignal.timeout(1000)));
     metrics.observeDownload("vsphere", 3);
@@ -287,7 +288,7 @@ describe("gauges and totals read at scrape time", () => {
   });
 
   test("promtool check metrics finds nothing to complain about", { skip: !hasPromtool && NO_PROMTOOL }, async () => {
-    const metrics = createMetrics({ jobCounts: () => ({ queued: 1, running: 1 }), webhookStats: () => ({ delivered: 1, failed: 1, retried: 1 }), schedulerStats: () => ({ runs: 1, skipped: 1 }) });
+    const metrics = createMetrics({ jobCounts: async () => ({ queued: 1, running: 1 }), webhookStats: () => ({ delivered: 1, failed: 1, retried: 1 }), schedulerStats: () => ({ runs: 1, skipped: 1 }) });
     const done = job("completed", { startTime: 0, endTime: 5000, result: { outputDir: "/x", files: [{ path: "a", size: 10, sha256: "" }], durationSeconds: 5, warnings: [] } });
     metrics.jobObserver.changed!(done, transition(done, "running"));
     const failed = job("failed", { startTime: 0, endTime: 5000, error: { code: "INTERNAL", message: "x", retryable: false } });
@@ -315,7 +316,7 @@ describe("serving /metrics", () => {
   test("the route answers GET and HEAD, refuses other methods, and fails a scrape whose inputs fail", async () => {
     let broken = false;
     const metrics = createMetrics({
-      jobCounts: () => {
+      jobCounts: async () => {
         if (broken) throw new Error("The database connection is not open");
         return { queued: 3, running: 0 };
       },
@@ -344,7 +345,7 @@ describe("serving /metrics", () => {
   });
 
   test("startMetricsServer serves /metrics only, and closes", async () => {
-    const metrics = createMetrics({ jobCounts: () => ({ queued: 0, running: 4 }) });
+    const metrics = createMetrics({ jobCounts: async () => ({ queued: 0, running: 4 }) });
     // Short deadlines: the separate listener gets the same connection limits as the others.
     const edge = { ...DEFAULT_EDGE_OPTIONS, firstBytesTimeoutMs: 300, idleTimeoutMs: 300 };
     const server = await startMetricsServer({ host: "127.0.0.1", port: 0 }, metrics, pino({ level: "silent" }), edge);

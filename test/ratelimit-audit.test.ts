@@ -25,6 +25,7 @@ import { createHttpServer } from "../src/server/http-server.ts";
 import { createAuditQueries } from "../src/store/sqlite/audit.ts";
 import { migrate } from "../src/store/sqlite/migrations.ts";
 import type { AuditStore } from "../src/store/store.ts";
+import { toAsync, type Sync } from "../src/store/sync-store.ts";
 import { createGrpcJsClient, postJson, type GrpcJsClient } from "./support/clients.ts";
 import { spawnDaemon, type DaemonProcess } from "./support/daemon-process.ts";
 import { tempDir } from "./support/temp-dir.ts";
@@ -203,10 +204,12 @@ describe("rate limiting: token buckets", () => {
   });
 });
 
-function tempAuditStore(): { store: AuditStore; db: Database.Database } {
+/** The SQLite queries as they are (`store`, synchronous, for the assertions) and as the async AuditStore (`audit`, for the code under test). */
+function tempAuditStore(): { store: Sync<AuditStore>; audit: AuditStore; db: Database.Database } {
   const db = new Database(path.join(tempDir("audit"), "audit.db"));
   migrate(db);
-  return { store: createAuditQueries(db), db };
+  const store = createAuditQueries(db);
+  return { store, audit: { ...toAsync<AuditStore>(store), append: store.append }, db };
 }
 
 const event = (over: Partial<Parameters<AuditStore["append"]>[0]> = {}): Parameters<AuditStore["append"]>[0] => ({
@@ -261,8 +264,8 @@ describe("audit: hook", () => {
   });
 
   test("one event per mutating call, with principal, role, transport, peer, code and resource; none for reads", () => {
-    const { store, db } = tempAuditStore();
-    const hook = createAuditHook({ store, logger: silent, now: () => 1_234_000 });
+    const { store, audit, db } = tempAuditStore();
+    const hook = createAuditHook({ store: audit, logger: silent, now: () => 1_234_000 });
     const principal: Principal = { kind: "api_key", id: "k_1", name: "ci", role: "operator" };
     const cancel = fakeCall("CancelJob", create(CancelJobRequestSchema, { jobId: "job-7", reason: "no longer needed" }), { principal, transport: "connect", peer: "10.1.2.3:555" });
     hook.after!(cancel, { durationMs: 2.25 });
@@ -277,8 +280,8 @@ describe("audit: hook", () => {
   });
 
   test("refused and failed calls are recorded with their code; no principal is anonymous", () => {
-    const { store, db } = tempAuditStore();
-    const hook = createAuditHook({ store, logger: silent });
+    const { store, audit, db } = tempAuditStore();
+    const hook = createAuditHook({ store: audit, logger: silent });
     const viewer: Principal = { kind: "api_key", id: "k_2", name: "dash", role: "viewer" };
     hook.after!(fakeCall("DeleteWebhook", { id: "wh_1" }, { principal: viewer }), { error: new HypervisordError("PERMISSION_DENIED", "viewer may not"), durationMs: 0.1 });
     hook.after!(fakeCall("SubmitJob", {}), { error: new HypervisordError("UNAUTHENTICATED", "missing API key"), durationMs: 0.1 });
@@ -357,7 +360,7 @@ describe("audit: hook", () => {
   test("a failing store is logged, never thrown into the call", () => {
     const lines: string[] = [];
     const logger = pino({ level: "info" }, { write: (line: string) => void lines.push(line) });
-    const hook = createAuditHook({ store: { append: () => { throw new Error("disk I/O error"); }, flush: () => {}, list: () => ({ events: [] }) }, logger });
+    const hook = createAuditHook({ store: { append: () => { throw new Error("disk I/O error"); }, flush: async () => {}, list: async () => ({ events: [] }) }, logger });
     assert.doesNotThrow(() => hook.after!(fakeCall("SubmitJob", {}), { durationMs: 1 }));
     assert.equal(lines.length, 1);
     const record = JSON.parse(lines[0]!) as { msg: string; method: string; err: { message: string } };
@@ -369,9 +372,9 @@ describe("audit: hook", () => {
 
 describe("audit: ListAuditEvents handler", () => {
   test("page_size 1-1000 (0 = 100), newest first, opaque token bound to the filters", async () => {
-    const { store, db } = tempAuditStore();
+    const { store, audit, db } = tempAuditStore();
     for (let i = 0; i < 150; i++) store.append(event({ time: 10_000 + i, method: i % 2 ? "CancelJob" : "SubmitJob" }));
-    const { listAuditEvents } = createAuditHandlers(store);
+    const { listAuditEvents } = createAuditHandlers(audit);
     const request = (over: Record<string, unknown> = {}) => ({ pageSize: 0, pageToken: "", method: "", principal: "", ...over }) as Parameters<typeof listAuditEvents>[0];
     const page = await listAuditEvents(request(), undefined as never);
     assert.equal(page.events?.length, 100);
@@ -412,7 +415,7 @@ describe("rate limiting and audit over the real gRPC and HTTP listeners (in proc
   const audit = tempAuditStore();
   before(async () => {
     const hooks: CallHook[] = [
-      createAuditHook({ store: audit.store, logger: silent }),
+      createAuditHook({ store: audit.audit, logger: silent }),
       createRateLimitHook({ requestsPerSecond: 100, burst: 100, overrides: { GetStatus: { requests_per_second: 0.1, burst: 2 }, CancelJob: { requests_per_second: 0.1, burst: 1 } } }),
     ];
     const bindings = [{ service: HypervisordService, handlers: withCallHooks(HypervisordService, emptyHandlers(), hooks) as never }];

@@ -443,11 +443,11 @@ describe("an interrupted rotation", () => {
     enabled: true, source: "api", createTime: 1, updateTime: 1,
   });
 
-  test("a crash after the commit, before the rename: the next start takes encryption.key.new, which opens the database", () => {
+  test("a crash after the commit, before the rename: the next start takes encryption.key.new, which opens the database", async () => {
     const dataDir = tempDir("interrupted");
     const first = openStore(dataDir);
-    first.store.webhooks.insert(webhook(`http://127.0.0.1:9/hook?token=${QUERY_TOKEN}`));
-    first.store.close();
+    await first.store.webhooks.insert(webhook(`http://127.0.0.1:9/hook?token=${QUERY_TOKEN}`));
+    await first.store.close();
     // What rotate does up to its commit: the new key in encryption.key.new, the database re-encrypted with it.
     const oldBox = createSecretBox(readKey(dataDir));
     const newKey = generateKey();
@@ -460,15 +460,15 @@ describe("an interrupted rotation", () => {
     assert.ok(second.lines.some((line) => line.includes("encryption key: finished an interrupted rotation")), second.lines.join("\n"));
     assert.equal(readKey(dataDir), newKey);
     assert.ok(!fs.existsSync(path.join(dataDir, `${KEY_FILE}.new`)));
-    assert.equal(second.store.webhooks.get("wh-1")?.url, `http://127.0.0.1:9/hook?token=${QUERY_TOKEN}`);
-    second.store.close();
+    assert.equal((await second.store.webhooks.get("wh-1"))?.url, `http://127.0.0.1:9/hook?token=${QUERY_TOKEN}`);
+    await second.store.close();
   });
 
-  test("a crash before the commit: encryption.key still opens the database and the unused new key is removed", () => {
+  test("a crash before the commit: encryption.key still opens the database and the unused new key is removed", async () => {
     const dataDir = tempDir("interrupted-early");
     const first = openStore(dataDir);
-    first.store.webhooks.insert(webhook("http://127.0.0.1:9/hook"));
-    first.store.close();
+    await first.store.webhooks.insert(webhook("http://127.0.0.1:9/hook"));
+    await first.store.close();
     const key = readKey(dataDir);
     fs.writeFileSync(path.join(dataDir, `${KEY_FILE}.new`), `${generateKey()}\n`, { mode: 0o600 });
 
@@ -476,8 +476,8 @@ describe("an interrupted rotation", () => {
     assert.ok(second.lines.some((line) => line.includes("removed the key of a rotation that did not commit")));
     assert.equal(readKey(dataDir), key);
     assert.ok(!fs.existsSync(path.join(dataDir, `${KEY_FILE}.new`)));
-    assert.equal(second.store.webhooks.get("wh-1")?.secret, WEBHOOK_SECRET);
-    second.store.close();
+    assert.equal((await second.store.webhooks.get("wh-1"))?.secret, WEBHOOK_SECRET);
+    await second.store.close();
   });
 });
 

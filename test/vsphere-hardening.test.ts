@@ -363,17 +363,18 @@ describe("a refused vCenter login and a refused API key", () => {
 
 describe("retry budget and what is transient", () => {
   test("retrying stops at jobs.retry_max_elapsed before max_attempts, saying so", async () => {
-    const h = startEngine({ maxAttempts: 10, retryMaxElapsedMs: 400, retryInitialBackoffMs: 100, retryMaxBackoffMs: 150 });
+    const h = await startEngine({ maxAttempts: 10, retryMaxElapsedMs: 400, retryInitialBackoffMs: 100, retryMaxBackoffMs: 150 });
     try {
       const { job } = await h.engine.submit(fakeDefinition(h.outputDir, "down?failTimes=50"), { actor: "test" });
-      const done = await waitFor("the job to fail", () => {
-        const now = h.store.getJob(job.id)!;
+      const done = await waitFor("the job to fail", async () => {
+        const now = (await h.store.getJob(job.id))!;
         return now.state === "failed" && now;
       });
       assert.ok(done.attempt > 1 && done.attempt < 10, `retried, then stopped by the time budget (attempt ${done.attempt})`);
-      const last = h.store.history(job.id).at(-1)!;
+      const history = await h.store.history(job.id);
+      const last = history.at(-1)!;
       assert.match(last.reason, /^fake failure \d+ of 50 \(after \d+ attempts\); not retried: jobs\.retry_max_elapsed \(0\.4 s\) since the first attempt is spent$/);
-      const first = h.store.history(job.id).find((tr) => tr.toState === "running")!;
+      const first = history.find((tr) => tr.toState === "running")!;
       assert.ok(last.time - first.time < 1_000, `within the budget and one more attempt (${last.time - first.time} ms)`);
     } finally {
       await h.close();

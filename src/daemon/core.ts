@@ -80,10 +80,9 @@ export async function openCore(options: DaemonOptions, releasers: Releasers): Pr
   releasers.add(() => webhooks.stop());
   const retention = createRetention({
     schedules: store.schedules, allowedOutputRoots: config.allowedOutputRoots, logger: logger.child({ component: "retention" }),
-    appendJobLog: (jobId, entry) => void store.appendLogs([{ jobId, entry }])
-      .catch((err: unknown) => logger.warn({ err, job_id: jobId, message: entry.message }, "could not append a retention entry to the job's log")),
+    appendJobLog: (jobId, entry) => store.appendLogs([{ jobId, entry }]),
   });
-  const progressEvents = createProgressEvents(store.webhooks);
+  const progressEvents = createProgressEvents(store.webhooks, logger.child({ component: "webhooks" }));
   const engine = createEngine({
     // Read once here: the update bus continues the sequence from the store's reservation and history.
     initialSeq: await initialSeq(store),
@@ -110,7 +109,7 @@ export async function openCore(options: DaemonOptions, releasers: Releasers): Pr
   });
   snapshotEvent = metrics.snapshotEvent;
   // Nothing runs before engine.start(): the observers are all in place by then.
-  engine.observe(createScheduleJobObserver({ schedules: store.schedules, scheduler, retention }));
+  engine.observe(createScheduleJobObserver({ schedules: store.schedules, scheduler, retention, logger: logger.child({ component: "scheduler" }) }));
   engine.observe(metrics.jobObserver);
   engine.observe({ downloaded: (job, seconds) => metrics.observeDownload(job.definition.provider, seconds) });
   return {
