@@ -26,6 +26,12 @@ export interface JobClusterOptions {
   hostCap(provider: string): number | undefined;
 }
 
+/**
+ * The database's clock in ms: leases are set here and renewed and expired by the cluster queries on this one
+ * clock, so that a node whose clock is behind does not hand out leases that look expired to the others.
+ */
+const DB_NOW = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
 /** Two-key advisory lock classes (a space apart from sql.ts's one-key locks): a target host's and a batch's claims. */
 const HOST_CLAIM_LOCK = 0x68760101;
 const BATCH_CLAIM_LOCK = 0x68760102;
@@ -130,9 +136,9 @@ export function createJobQueries(hooks: JobHooks, secretBox: SecretBox, cluster:
     };
     const updated = await db.query<PgJobRow>(`UPDATE jobs SET state = 'running',
         attempt = CASE WHEN resume = 1 AND attempt > 0 THEN attempt ELSE attempt + 1 END,
-        resume = 0, start_time = $2, next_attempt_time = NULL, error = NULL, attempts = $3, node_id = $4, lease_expires = $5
+        resume = 0, start_time = $2, next_attempt_time = NULL, error = NULL, attempts = $3, node_id = $4, lease_expires = ${DB_NOW} + $5
       WHERE pk = $1 RETURNING *`, [
-      row.pk, now, JSON.stringify(attemptsAfter(JSON.parse(row.attempts) as JobAttempt[], { ...t, seq: 0 })), cluster.nodeId, now + cluster.leaseMs,
+      row.pk, now, JSON.stringify(attemptsAfter(JSON.parse(row.attempts) as JobAttempt[], { ...t, seq: 0 })), cluster.nodeId, cluster.leaseMs,
     ]);
     const transition = await recordTransition(db, t);
     const job = jobFromRow(updated.rows[0]!);
@@ -174,7 +180,7 @@ export function createJobQueries(hooks: JobHooks, secretBox: SecretBox, cluster:
     }
     if (t.toState === "running") {
       set("node_id", input.node ?? cluster.nodeId);
-      set("lease_expires", input.time + cluster.leaseMs);
+      sets.push(`lease_expires = ${DB_NOW} + $${values.push(cluster.leaseMs)}`);
     } else if (t.fromState === "running") {
       set("lease_expires", null);
     }

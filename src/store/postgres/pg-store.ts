@@ -39,7 +39,11 @@ export interface PostgresStoreOptions extends JobClusterOptions {
 export async function createPostgresStore(options: PostgresStoreOptions): Promise<Store> {
   const pool = createPool(options.url, { max: options.poolSize, applicationName: `hypervisord ${options.nodeId}` });
   // An idle connection that breaks (PostgreSQL restarted) is dropped by the pool; unheard, the event would kill the process.
-  pool.on("error", (err) => options.logger?.warn({ err: err.message }, "a PostgreSQL connection of the pool failed; it is replaced"));
+  pool.on("error", (err) => {
+    const message = "a PostgreSQL connection of the pool failed; it is replaced";
+    if (options.logger) options.logger.warn({ err: err.message }, message);
+    else process.emitWarning(`${message}: ${err.message}`);
+  });
   try {
     await migrate(pool);
     await checkKey(pool, options.secretBox, options.keySource ?? "the configured encryption key");
