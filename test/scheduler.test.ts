@@ -12,8 +12,9 @@ import { createScheduler, type PlannedRun, type Scheduler } from "../src/schedul
 import { generateKey } from "../src/store/encryption-key.ts";
 import { createSecretBox } from "../src/store/secret-box.ts";
 import { migrate } from "../src/store/sqlite/migrations.ts";
-import { createScheduleQueries } from "../src/store/sqlite/schedules.ts";
-import type { ScheduleStore } from "../src/store/store.ts";
+import { createScheduleQueries, type ScheduleQueries } from "../src/store/sqlite/schedules.ts";
+import type { ScheduleExportStore, ScheduleStore } from "../src/store/store.ts";
+import { toAsync } from "../src/store/sync-store.ts";
 import { tempDir } from "./support/temp-dir.ts";
 import { waitFor } from "./support/wait-for.ts";
 
@@ -40,8 +41,11 @@ function fixture(): Fixture {
   const dir = tempDir("scheduler");
   const db = new Database(path.join(dir, "test.db"));
   migrate(db);
-  const store = createScheduleQueries(db, createSecretBox(generateKey()));
-  const jobs = fakeEngine(db, store);
+  const queries = createScheduleQueries(db, createSecretBox(generateKey()));
+  // The async store, as the daemon's SQLite store gives it (the fake engine's transaction needs the synchronous queries).
+  const { exports, ...scheduleQueries } = queries;
+  const store: ScheduleStore = { ...toAsync<Omit<ScheduleStore, "exports">>(scheduleQueries), exports: toAsync<ScheduleExportStore>(exports) };
+  const jobs = fakeEngine(db, queries);
   const schedulers: Scheduler[] = [];
   cleanups.push(() => {
     for (const s of schedulers) s.stop();
@@ -68,7 +72,7 @@ interface FakeEngine {
 }
 
 /** Mimics the engine's NewJob.scheduleRun: the job row and its run record in one transaction. */
-function fakeEngine(db: Database.Database, store: ScheduleStore): FakeEngine {
+function fakeEngine(db: Database.Database, store: ScheduleQueries): FakeEngine {
   const insertJob = db.prepare(`INSERT INTO jobs (id, name, provider, state, priority, definition, max_attempts, schedule_id, create_time)
     VALUES (@id, @name, 'fake', 'queued', 1, '{}', 1, @schedule_id, @create_time)`);
   const create = db.transaction((schedule: Schedule, run: PlannedRun): string => {
@@ -119,13 +123,21 @@ function schedule(overrides: Partial<Schedule> = {}): Schedule {
   };
 }
 
-function assertInvalid(fn: () => unknown, field: string, pattern: RegExp): void {
-  assert.throws(fn, (error: unknown) => {
+function isInvalid(field: string, pattern: RegExp) {
+  return (error: unknown) => {
     assert.ok(error instanceof InvalidArgumentError, `expected InvalidArgumentError, got ${String(error)}`);
     assert.equal(error.field, field);
     assert.match(error.message, pattern);
     return true;
-  });
+  };
+}
+
+function assertInvalid(fn: () => unknown, field: string, pattern: RegExp): void {
+  assert.throws(fn, isInvalid(field, pattern));
+}
+
+async function assertRejectsInvalid(promise: Promise<unknown>, field: string, pattern: RegExp): Promise<void> {
+  await assert.rejects(promise, isInvalid(field, pattern));
 }
 
 // --- cron expressions ---
@@ -197,33 +209,33 @@ describe("parseCron", () => {
 // --- the store ---
 
 describe("schedule store", () => {
-  test("the template's password is kept in the secrets column, encrypted, never in the JSON", () => {
+  test("the template's password is kept in the secrets column, encrypted, never in the JSON", async () => {
     const { db, store } = fixture();
     const s = schedule({ tags: { env: "prod" } });
-    store.insert(s);
+    await store.insert(s);
     const row = db.prepare("SELECT job_template, secrets FROM schedules WHERE id = ?").get(s.id) as { job_template: string; secrets: string };
     assert.doesNotMatch(row.job_template, /s3cret/);
     assert.match(row.secrets, /^v1:/);
     assert.doesNotMatch(row.secrets, /s3cret/);
-    assert.deepEqual(store.get(s.id), s);
+    assert.deepEqual(await store.get(s.id), s);
   });
 
-  test("update replaces all but id, create time, last run time and run count; delete takes the runs along", () => {
+  test("update replaces all but id, create time, last run time and run count; delete takes the runs along", async () => {
     const { db, store } = fixture();
     const s = schedule();
-    store.insert(s);
-    store.recordRun({ id: uuidv7(), scheduleId: s.id, trigger: "manual", scheduledTime: 5, runTime: 6, skippedReason: "test" });
+    await store.insert(s);
+    await store.recordRun({ id: uuidv7(), scheduleId: s.id, trigger: "manual", scheduledTime: 5, runTime: 6, skippedReason: "test" });
     const changed = { ...s, name: "weekly", cron: "0 3 * * 0", createTime: 1, runCount: 99, lastRunTime: 1, updateTime: s.updateTime + 1 };
-    assert.equal(store.update(changed), true);
-    assert.deepEqual(store.get(s.id), { ...changed, createTime: s.createTime, runCount: 1, lastRunTime: 6 });
-    assert.equal(store.update(schedule()), false);
-    assert.equal(store.delete(s.id), true);
-    assert.equal(store.get(s.id), undefined);
+    assert.equal(await store.update(changed), true);
+    assert.deepEqual(await store.get(s.id), { ...changed, createTime: s.createTime, runCount: 1, lastRunTime: 6 });
+    assert.equal(await store.update(schedule()), false);
+    assert.equal(await store.delete(s.id), true);
+    assert.equal(await store.get(s.id), undefined);
     assert.equal(db.prepare("SELECT count(*) FROM schedule_runs").pluck().get(), 0);
-    assert.equal(store.delete(s.id), false);
+    assert.equal(await store.delete(s.id), false);
   });
 
-  test("list pages by create time then id, and keeps schedules having all the given tags", () => {
+  test("list pages by create time then id, and keeps schedules having all the given tags", async () => {
     const { store } = fixture();
     const time = Date.now();
     // Two with the same create time: the id breaks the tie.
@@ -233,26 +245,26 @@ describe("schedule store", () => {
       schedule({ id: "c", createTime: time + 1, tags: { env: "dev", team: "infra" } }),
       schedule({ id: "d", createTime: time + 2, tags: { env: "prod", team: "infra" } }),
     ];
-    for (const s of made.slice().reverse()) store.insert(s);
-    const ids = (query: Parameters<ScheduleStore["list"]>[0]) => {
-      const page = store.list(query);
+    for (const s of made.slice().reverse()) await store.insert(s);
+    const ids = async (query: Parameters<ScheduleStore["list"]>[0]) => {
+      const page = await store.list(query);
       return { ids: page.schedules.map((s) => s.id), next: page.next };
     };
-    assert.deepEqual(ids({ limit: 3 }), { ids: ["a", "b", "c"], next: "c" });
-    assert.deepEqual(ids({ limit: 3, after: "c" }), { ids: ["d"], next: undefined });
-    assert.deepEqual(ids({ limit: 1, after: "a" }), { ids: ["b"], next: "b" });
-    assert.deepEqual(ids({ limit: 10, tags: { env: "prod", team: "infra" } }), { ids: ["b", "d"], next: undefined });
-    assert.deepEqual(ids({ limit: 1, tags: { env: "prod" } }), { ids: ["a"], next: "a" });
-    assert.deepEqual(ids({ limit: 1, tags: { env: "prod" }, after: "a" }), { ids: ["b"], next: "b" });
-    assert.deepEqual(ids({ limit: 10, tags: { team: "nobody" } }), { ids: [], next: undefined });
-    assert.deepEqual(store.all().map((s) => s.id), ["a", "b", "c", "d"]);
-    assertInvalid(() => store.list({ limit: 1, after: "gone" }), "page_token", /\(gone\) no longer exists/);
+    assert.deepEqual(await ids({ limit: 3 }), { ids: ["a", "b", "c"], next: "c" });
+    assert.deepEqual(await ids({ limit: 3, after: "c" }), { ids: ["d"], next: undefined });
+    assert.deepEqual(await ids({ limit: 1, after: "a" }), { ids: ["b"], next: "b" });
+    assert.deepEqual(await ids({ limit: 10, tags: { env: "prod", team: "infra" } }), { ids: ["b", "d"], next: undefined });
+    assert.deepEqual(await ids({ limit: 1, tags: { env: "prod" } }), { ids: ["a"], next: "a" });
+    assert.deepEqual(await ids({ limit: 1, tags: { env: "prod" }, after: "a" }), { ids: ["b"], next: "b" });
+    assert.deepEqual(await ids({ limit: 10, tags: { team: "nobody" } }), { ids: [], next: undefined });
+    assert.deepEqual((await store.all()).map((s) => s.id), ["a", "b", "c", "d"]);
+    await assertRejectsInvalid(store.list({ limit: 1, after: "gone" }), "page_token", /\(gone\) no longer exists/);
   });
 
-  test("runs: newest first, with the job's state and duration, in pages", () => {
+  test("runs: newest first, with the job's state and duration, in pages", async () => {
     const { db, store, jobs } = fixture();
     const s = schedule();
-    store.insert(s);
+    await store.insert(s);
     const insertJob = db.prepare(`INSERT INTO jobs (id, name, provider, state, priority, definition, max_attempts, schedule_id, create_time)
       VALUES (?, 'j', 'fake', 'queued', 1, '{}', 1, ?, 0)`);
     const runIds: string[] = [];
@@ -261,7 +273,7 @@ describe("schedule store", () => {
       runIds.push(id);
       const skipped = i === 2;
       if (!skipped) insertJob.run(`job-${i}`, s.id);
-      store.recordRun({
+      await store.recordRun({
         id, scheduleId: s.id, jobId: skipped ? undefined : `job-${i}`, trigger: "cron", scheduledTime: 1000 * i, runTime: 1000 * i + 5,
         skippedReason: skipped ? "previous run still queued or running (job job-1)" : undefined,
       });
@@ -269,23 +281,23 @@ describe("schedule store", () => {
     jobs.finish("job-0", "completed", 10_000, 12_500);
     jobs.finish("job-1", "failed", 20_000, 20_250);
     jobs.setState("job-3", "running");
-    assert.deepEqual(store.get(s.id)!.runCount, 5);
-    assert.deepEqual(store.get(s.id)!.lastRunTime, 4005);
-    assert.deepEqual(store.activeJobIds(s.id), ["job-3", "job-4"]);
+    assert.deepEqual((await store.get(s.id))!.runCount, 5);
+    assert.deepEqual((await store.get(s.id))!.lastRunTime, 4005);
+    assert.deepEqual(await store.activeJobIds(s.id), ["job-3", "job-4"]);
 
-    const first = store.listRuns(s.id, { limit: 2 });
+    const first = await store.listRuns(s.id, { limit: 2 });
     assert.deepEqual(first.runs.map((r) => [r.id, r.state, r.durationSeconds]), [["run-4", "queued", undefined], ["run-3", "running", undefined]]);
     assert.equal(first.next, "run-3");
-    const second = store.listRuns(s.id, { limit: 2, before: first.next });
+    const second = await store.listRuns(s.id, { limit: 2, before: first.next });
     assert.deepEqual(second.runs, [
       { id: "run-2", scheduleId: s.id, jobId: undefined, trigger: "cron", scheduledTime: 2000, runTime: 2005, state: undefined, durationSeconds: undefined, skippedReason: "previous run still queued or running (job job-1)" },
       { id: "run-1", scheduleId: s.id, jobId: "job-1", trigger: "cron", scheduledTime: 1000, runTime: 1005, state: "failed", durationSeconds: 0.25, skippedReason: undefined },
     ]);
-    const last = store.listRuns(s.id, { limit: 2, before: second.next });
+    const last = await store.listRuns(s.id, { limit: 2, before: second.next });
     assert.deepEqual(last.runs.map((r) => [r.id, r.state, r.durationSeconds]), [["run-0", "completed", 2.5]]);
     assert.equal(last.next, undefined);
-    assert.deepEqual(store.listRuns("other", { limit: 10 }).runs, []);
-    assertInvalid(() => store.listRuns("other", { limit: 1, before: "run-1" }), "page_token", /no longer exists/);
+    assert.deepEqual((await store.listRuns("other", { limit: 10 })).runs, []);
+    await assertRejectsInvalid(store.listRuns("other", { limit: 1, before: "run-1" }), "page_token", /no longer exists/);
   });
 });
 
@@ -295,9 +307,9 @@ describe("scheduler: overlap policies and manual triggers", () => {
   test("skip: a run while the previous job is queued or running is recorded as skipped", async () => {
     const { store, jobs, scheduler } = fixture();
     const s = schedule({ overlapPolicy: "skip", enabled: false });
-    store.insert(s);
+    await store.insert(s);
     const sched = scheduler();
-    sched.start();
+    await sched.start();
     // A disabled schedule can still be triggered by hand.
     const first = await sched.trigger(s.id);
     assert.ok(first.jobId);
@@ -313,18 +325,18 @@ describe("scheduler: overlap policies and manual triggers", () => {
     const fourth = await sched.trigger(s.id);
     assert.ok(fourth.jobId);
     assert.deepEqual(jobs.ids(s.id), [first.jobId, fourth.jobId]);
-    const runs = store.listRuns(s.id, { limit: 10 }).runs;
+    const runs = (await store.listRuns(s.id, { limit: 10 })).runs;
     assert.deepEqual(runs.map((r) => r.jobId ? r.state : "skipped"), ["queued", "skipped", "skipped", "completed"]);
-    assert.equal(store.get(s.id)!.runCount, 4);
+    assert.equal((await store.get(s.id))!.runCount, 4);
     assert.deepEqual(sched.stats(), { schedules: 1, enabled: 0, runs: 2, skipped: 2, missed: 0 });
   });
 
   test("skip also counts a run whose submit has not returned yet", async () => {
     const { store, scheduler } = fixture();
     const s = schedule({ overlapPolicy: "skip" });
-    store.insert(s);
+    await store.insert(s);
     const sched = scheduler();
-    sched.start();
+    await sched.start();
     const [a, b] = await Promise.all([sched.trigger(s.id), sched.trigger(s.id)]);
     assert.ok(a.jobId);
     assert.equal(b.run.skippedReason, `previous run still queued or running (run ${a.run.id} being submitted)`);
@@ -333,9 +345,9 @@ describe("scheduler: overlap policies and manual triggers", () => {
   test("queue: one run waits for the active job and starts when it finishes; more are skipped", async () => {
     const { store, jobs, scheduler } = fixture();
     const s = schedule({ overlapPolicy: "queue" });
-    store.insert(s);
+    await store.insert(s);
     const sched = scheduler();
-    sched.start();
+    await sched.start();
     const first = await sched.trigger(s.id);
     const queued = await sched.trigger(s.id);
     assert.equal(queued.queued, true);
@@ -353,7 +365,7 @@ describe("scheduler: overlap policies and manual triggers", () => {
     jobs.finish(first.jobId!, "completed", 1, 2);
     sched.jobFinished(s.id, first.jobId!);
     const second = await waitFor("the queued run's job", () => jobs.ids(s.id)[1]);
-    const runs = store.listRuns(s.id, { limit: 10 }).runs;
+    const runs = (await store.listRuns(s.id, { limit: 10 })).runs;
     // The queued run is recorded under the id trigger() returned, when its job is created.
     assert.deepEqual(runs.map((r) => [r.id, r.jobId]), [[queued.run.id, second], [third.run.id, undefined], [first.run.id, first.jobId]]);
   });
@@ -361,9 +373,9 @@ describe("scheduler: overlap policies and manual triggers", () => {
   test("queue: a run waiting behind a submit that fails starts right away", async () => {
     const { store, jobs, scheduler } = fixture();
     const s = schedule({ overlapPolicy: "queue" });
-    store.insert(s);
+    await store.insert(s);
     const sched = scheduler();
-    sched.start();
+    await sched.start();
     jobs.failWith = "provider vsphere is not registered";
     const failing = sched.trigger(s.id);
     const queued = await sched.trigger(s.id);
@@ -376,25 +388,25 @@ describe("scheduler: overlap policies and manual triggers", () => {
   test("allow: every run creates a job", async () => {
     const { store, jobs, scheduler } = fixture();
     const s = schedule({ overlapPolicy: "allow" });
-    store.insert(s);
+    await store.insert(s);
     const sched = scheduler();
-    sched.start();
+    await sched.start();
     const results = await Promise.all([sched.trigger(s.id), sched.trigger(s.id), sched.trigger(s.id)]);
     assert.ok(results.every((r) => r.jobId));
     assert.equal(jobs.ids(s.id).length, 3);
-    assert.deepEqual(store.activeJobIds(s.id).length, 3);
+    assert.deepEqual((await store.activeJobIds(s.id)).length, 3);
   });
 
   test("a failed submit is a skipped run with the error; unknown ids and a stopped scheduler are refused", async () => {
     const { store, jobs, scheduler } = fixture();
     const s = schedule();
-    store.insert(s);
+    await store.insert(s);
     const sched = scheduler();
-    sched.start();
+    await sched.start();
     jobs.failWith = "the daemon is draining";
     const result = await sched.trigger(s.id);
     assert.equal(result.run.skippedReason, "submitting the job failed: the daemon is draining");
-    assert.equal(store.listRuns(s.id, { limit: 10 }).runs[0]!.skippedReason, "submitting the job failed: the daemon is draining");
+    assert.equal((await store.listRuns(s.id, { limit: 10 })).runs[0]!.skippedReason, "submitting the job failed: the daemon is draining");
     assert.ok(sched.nextRunTime(s.id), "the schedule keeps its next run");
     jobs.failWith = undefined;
     assert.ok((await sched.trigger(s.id)).jobId);
@@ -408,15 +420,15 @@ describe("scheduler: timers", { concurrency: true }, () => {
   test("a per-second cron fires at whole seconds, about 1 s apart, without drift", async () => {
     const { store, jobs, scheduler } = fixture();
     const s = schedule({ cron: "* * * * * *", overlapPolicy: "allow" });
-    store.insert(s);
+    await store.insert(s);
     const sched = scheduler();
-    sched.start();
+    await sched.start();
     const firstDue = sched.nextRunTime(s.id)!;
     assert.equal(firstDue % 1000, 0);
-    assert.equal(store.get(s.id)!.nextRunTime, firstDue);
+    assert.equal((await store.get(s.id))!.nextRunTime, firstDue);
     await waitFor("3 runs", () => jobs.ids(s.id).length >= 3, 6_000);
     sched.stop();
-    const runs = store.listRuns(s.id, { limit: 10 }).runs.reverse();
+    const runs = (await store.listRuns(s.id, { limit: 10 })).runs.reverse();
     const scheduled = runs.map((r) => r.scheduledTime);
     assert.equal(scheduled[0], firstDue);
     for (let i = 1; i < scheduled.length; i++) assert.equal(scheduled[i]! - scheduled[i - 1]!, 1000);
@@ -431,23 +443,23 @@ describe("scheduler: timers", { concurrency: true }, () => {
   test("disable stops firing, enable resumes", async () => {
     const { store, jobs, scheduler } = fixture();
     const s = schedule({ cron: "* * * * * *", overlapPolicy: "allow" });
-    store.insert(s);
+    await store.insert(s);
     const sched = scheduler();
-    sched.start();
+    await sched.start();
     await waitFor("a run", () => jobs.ids(s.id).length >= 1);
-    store.update({ ...store.get(s.id)!, enabled: false });
-    sched.reschedule(s.id);
+    await store.update({ ...(await store.get(s.id))!, enabled: false });
+    await sched.reschedule(s.id);
     assert.equal(sched.nextRunTime(s.id), undefined);
-    assert.equal(store.get(s.id)!.nextRunTime, undefined);
+    assert.equal((await store.get(s.id))!.nextRunTime, undefined);
     assert.deepEqual(sched.stats().enabled, 0);
     const count = jobs.ids(s.id).length;
     await sleep(1300);
     assert.equal(jobs.ids(s.id).length, count);
-    store.update({ ...store.get(s.id)!, enabled: true });
-    sched.reschedule(s.id);
+    await store.update({ ...(await store.get(s.id))!, enabled: true });
+    await sched.reschedule(s.id);
     const next = sched.nextRunTime(s.id)!;
     assert.ok(next > Date.now() - 50 && next <= Date.now() + 1000);
-    assert.equal(store.get(s.id)!.nextRunTime, next);
+    assert.equal((await store.get(s.id))!.nextRunTime, next);
     await waitFor("a run after enabling", () => jobs.ids(s.id).length > count, 3_000);
   });
 
@@ -455,13 +467,13 @@ describe("scheduler: timers", { concurrency: true }, () => {
     const { store, jobs, scheduler } = fixture();
     const deleted = schedule({ cron: "* * * * * *", overlapPolicy: "allow" });
     const kept = schedule({ cron: "* * * * * *", overlapPolicy: "allow" });
-    store.insert(deleted);
-    store.insert(kept);
+    await store.insert(deleted);
+    await store.insert(kept);
     const sched = scheduler();
-    sched.start();
+    await sched.start();
     assert.deepEqual(sched.stats(), { schedules: 2, enabled: 2, runs: 0, skipped: 0, missed: 0 });
-    store.delete(deleted.id);
-    sched.reschedule(deleted.id);
+    await store.delete(deleted.id);
+    await sched.reschedule(deleted.id);
     assert.equal(sched.nextRunTime(deleted.id), undefined);
     assert.equal(sched.stats().schedules, 1);
     await waitFor("a run of the kept schedule", () => jobs.ids(kept.id).length >= 1);
@@ -475,14 +487,14 @@ describe("scheduler: timers", { concurrency: true }, () => {
   test("a timer far behind (process stalled, machine asleep) is a missed run, not a burst", async () => {
     const { store, jobs, scheduler } = fixture();
     const s = schedule({ cron: "* * * * * *", overlapPolicy: "allow", missedRunPolicy: "skip" });
-    store.insert(s);
+    await store.insert(s);
     let skew = 0;
     const sched = scheduler({ now: () => Date.now() + skew });
-    sched.start();
+    await sched.start();
     const due = sched.nextRunTime(s.id)!;
     skew = 60_000; // the timer set for `due` fires a minute "late"
-    await waitFor("the missed run", () => store.listRuns(s.id, { limit: 1 }).runs[0]);
-    const [run] = store.listRuns(s.id, { limit: 10 }).runs;
+    await waitFor("the missed run", async () => (await store.listRuns(s.id, { limit: 1 })).runs[0]);
+    const [run] = (await store.listRuns(s.id, { limit: 10 })).runs;
     assert.equal(run!.trigger, "missed");
     assert.equal(run!.scheduledTime, due);
     assert.match(run!.skippedReason ?? "", /^missed while the daemon was stalled or asleep \(6\d runs\)$/);
@@ -498,31 +510,31 @@ describe("scheduler: restart and missed runs", () => {
   const now = () => ms("2025-06-01T12:03:00Z");
 
   /** Runs a scheduler, stops it, moves next_run_time into the past as if the daemon had been down, and starts a new one. */
-  function restartAfterDowntime(f: Fixture, s: Schedule, missedSince: number): Scheduler {
-    f.store.insert(s);
+  async function restartAfterDowntime(f: Fixture, s: Schedule, missedSince: number): Promise<Scheduler> {
+    await f.store.insert(s);
     const first = f.scheduler({ now });
-    first.start();
+    await first.start();
     assert.equal(first.nextRunTime(s.id), aligned() + TEN_MINUTES);
     first.stop();
-    f.store.setNextRunTime(s.id, missedSince);
+    await f.store.setNextRunTime(s.id, missedSince);
     const second = f.scheduler({ now });
-    second.start();
+    await second.start();
     return second;
   }
 
-  test("policy skip: one skipped run for all the times missed, then the next from now", () => {
+  test("policy skip: one skipped run for all the times missed, then the next from now", async () => {
     const f = fixture();
     const s = schedule({ cron: "*/10 * * * *", missedRunPolicy: "skip" });
     const missedSince = aligned() - 2 * TEN_MINUTES;
-    const sched = restartAfterDowntime(f, s, missedSince);
-    const runs = f.store.listRuns(s.id, { limit: 10 }).runs;
+    const sched = await restartAfterDowntime(f, s, missedSince);
+    const runs = (await f.store.listRuns(s.id, { limit: 10 })).runs;
     assert.equal(runs.length, 1);
     assert.equal(runs[0]!.trigger, "missed");
     assert.equal(runs[0]!.scheduledTime, missedSince);
     assert.equal(runs[0]!.skippedReason, "missed while the daemon was down (3 runs)");
     assert.equal(runs[0]!.jobId, undefined);
     assert.equal(sched.nextRunTime(s.id), aligned() + TEN_MINUTES);
-    assert.equal(f.store.get(s.id)!.nextRunTime, aligned() + TEN_MINUTES);
+    assert.equal((await f.store.get(s.id))!.nextRunTime, aligned() + TEN_MINUTES);
     assert.deepEqual(sched.stats(), { schedules: 1, enabled: 1, runs: 0, skipped: 1, missed: 3 });
   });
 
@@ -530,9 +542,9 @@ describe("scheduler: restart and missed runs", () => {
     const f = fixture();
     const s = schedule({ cron: "*/10 * * * *", missedRunPolicy: "run_once" });
     const missedSince = aligned() - 5 * TEN_MINUTES;
-    const sched = restartAfterDowntime(f, s, missedSince);
+    const sched = await restartAfterDowntime(f, s, missedSince);
     const [jobId] = await waitFor("the catch-up job", () => f.jobs.ids(s.id).length > 0 && f.jobs.ids(s.id));
-    const runs = f.store.listRuns(s.id, { limit: 10 }).runs;
+    const runs = (await f.store.listRuns(s.id, { limit: 10 })).runs;
     assert.deepEqual(runs.map((r) => [r.trigger, r.scheduledTime, r.jobId, r.state]), [["missed", missedSince, jobId, "queued"]]);
     assert.equal(sched.stats().missed, 6);
     assert.equal(sched.nextRunTime(s.id), aligned() + TEN_MINUTES);
@@ -541,34 +553,34 @@ describe("scheduler: restart and missed runs", () => {
   test("policy run_once: the overlap policy still applies to the catch-up run", async () => {
     const f = fixture();
     const s = schedule({ cron: "*/10 * * * *", missedRunPolicy: "run_once", overlapPolicy: "skip" });
-    f.store.insert(s);
+    await f.store.insert(s);
     const before = f.scheduler({ now });
-    before.start();
+    await before.start();
     const { jobId } = await before.trigger(s.id);
     f.jobs.setState(jobId!, "running"); // still running across the restart
     before.stop();
-    f.store.setNextRunTime(s.id, aligned() - TEN_MINUTES);
-    f.scheduler({ now }).start();
-    const [latest] = f.store.listRuns(s.id, { limit: 1 }).runs;
+    await f.store.setNextRunTime(s.id, aligned() - TEN_MINUTES);
+    await f.scheduler({ now }).start();
+    const [latest] = (await f.store.listRuns(s.id, { limit: 1 })).runs;
     assert.equal(latest!.trigger, "missed");
     assert.equal(latest!.skippedReason, `previous run still queued or running (job ${jobId})`);
   });
 
-  test("a restart without downtime records nothing; a disabled schedule has no next run", () => {
+  test("a restart without downtime records nothing; a disabled schedule has no next run", async () => {
     const f = fixture();
     const on = schedule({ cron: "*/10 * * * *" });
     const off = schedule({ cron: "*/10 * * * *", enabled: false, nextRunTime: aligned() - TEN_MINUTES });
-    f.store.insert(on);
-    f.store.insert(off);
+    await f.store.insert(on);
+    await f.store.insert(off);
     const first = f.scheduler({ now });
-    first.start();
+    await first.start();
     first.stop();
     const second = f.scheduler({ now });
-    second.start();
-    assert.deepEqual(f.store.listRuns(on.id, { limit: 10 }).runs, []);
-    assert.deepEqual(f.store.listRuns(off.id, { limit: 10 }).runs, []);
+    await second.start();
+    assert.deepEqual((await f.store.listRuns(on.id, { limit: 10 })).runs, []);
+    assert.deepEqual((await f.store.listRuns(off.id, { limit: 10 })).runs, []);
     assert.equal(second.nextRunTime(on.id), aligned() + TEN_MINUTES);
-    assert.equal(f.store.get(off.id)!.nextRunTime, undefined);
+    assert.equal((await f.store.get(off.id))!.nextRunTime, undefined);
     assert.equal(second.nextRunTime(off.id), undefined);
     assert.deepEqual(second.stats(), { schedules: 2, enabled: 1, runs: 0, skipped: 0, missed: 0 });
   });
@@ -576,13 +588,13 @@ describe("scheduler: restart and missed runs", () => {
   test("a queued run is recorded as skipped when the scheduler stops", async () => {
     const f = fixture();
     const s = schedule({ overlapPolicy: "queue" });
-    f.store.insert(s);
+    await f.store.insert(s);
     const sched = f.scheduler();
-    sched.start();
+    await sched.start();
     await sched.trigger(s.id);
     const queued = await sched.trigger(s.id);
     sched.stop();
-    const [run] = f.store.listRuns(s.id, { limit: 1 }).runs;
+    const [run] = (await f.store.listRuns(s.id, { limit: 1 })).runs;
     assert.equal(run!.id, queued.run.id);
     assert.equal(run!.skippedReason, "the daemon stopped before the queued run could start");
   });
