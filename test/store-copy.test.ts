@@ -11,7 +11,8 @@ import type { JobDefinition } from "../src/domain/job.ts";
 import type { Schedule } from "../src/domain/schedule.ts";
 import type { Webhook } from "../src/domain/webhook.ts";
 import { copyStore, CopyStoreError } from "../src/store/copy-store.ts";
-import { KEY_FILE } from "../src/store/encryption-key.ts";
+import Database from "better-sqlite3";
+import { generateKey, KEY_FILE } from "../src/store/encryption-key.ts";
 import { createApiKeyStore } from "../src/store/postgres/api-keys.ts";
 import { createPool } from "../src/store/postgres/pool.ts";
 import { createScheduleQueries, createScheduleStore } from "../src/store/postgres/schedules.ts";
@@ -164,6 +165,21 @@ describe("hypervisord store copy", { skip }, () => {
     await assert.rejects(copyStore({ from: path.join(tmp, "nowhere"), to: url }), /^CopyStoreError: --from: .*hypervisord\.db does not exist/);
     await assert.rejects(copyStore({ from: dataDir, to: "mysql://x" }), /^CopyStoreError: --to: expected a postgres:\/\//);
     await assert.rejects(copyStore({ from: dataDir, to: postgres.url("no_such_db") }), /^CopyStoreError: --to: postgres:\/\/hv@127\.0\.0\.1:\d+\/no_such_db: .*does not exist/);
+  });
+
+  test("secrets an older version stored in clear are refused; a key file that does not open the secrets is not named", async () => {
+    const { url, pool } = await target();
+    const plainDir = await sqliteDataDir("plain");
+    const db = new Database(path.join(plainDir, DATABASE_FILE));
+    db.prepare("UPDATE webhooks SET secret = 'whsec_plain'").run();
+    db.close();
+    await assert.rejects(copyStore({ from: plainDir, to: url }), /^CopyStoreError: --from: webhooks\.secret hold secrets in clear/);
+    assert.equal(await count(pool, "jobs"), 0, "nothing was written");
+
+    const otherKeyDir = await sqliteDataDir("other-key");
+    fs.writeFileSync(path.join(otherKeyDir, KEY_FILE), `${generateKey()}\n`);
+    const result = await copyStore({ from: otherKeyDir, to: url });
+    assert.equal(result.keyFile, undefined);
   });
 
   test("over the CLI: counts per table and the key to give the PostgreSQL daemons; usage errors exit 2", async () => {

@@ -8,6 +8,8 @@ import { targetHost } from "./postgres/job-rows.ts";
 import { migrate as migratePostgres } from "./postgres/migrations.ts";
 import { createPool } from "./postgres/pool.ts";
 import { transaction, type Sql } from "./postgres/sql.ts";
+import { keyOpens, plainSecretColumns } from "./postgres/stored-secrets.ts";
+import { createSecretBox } from "./secret-box.ts";
 import { migrate as migrateSqlite } from "./sqlite/migrations.ts";
 import { DATABASE_FILE } from "./sqlite/sqlite-store.ts";
 
@@ -27,7 +29,7 @@ export interface CopyStoreResult {
   skipped: { table: string; columns: string[] | "table" }[];
   /** Where update_seq now starts: above every sequence number the SQLite daemon handed out. */
   nextSeq: number;
-  /** The SQLite daemon's key file, when it has one: sealed values were copied as they are and open with it only. */
+  /** The SQLite daemon's key file, when it opens the copied secrets: they were copied sealed, and open with that key only. */
   keyFile?: string;
 }
 
@@ -104,8 +106,17 @@ async function copyInto(source: Database.Database, options: CopyStoreOptions): P
     // One read transaction: the rows of every table as of one moment.
     source.exec("BEGIN");
     try {
-      const result = await transaction(pool, (db) => copyTables(source, db, options.force ?? false));
-      return { ...result, ...(fs.existsSync(keyFile) ? { keyFile } : {}) };
+      return await transaction(pool, async (db) => {
+        const result = await copyTables(source, db, options.force ?? false);
+        const plain = await plainSecretColumns(db);
+        if (plain.length > 0) {
+          throw new CopyStoreError("--from", `${plain.join(", ")} hold secrets in clear, written by an older version: start this version's daemon on `
+            + `${options.from} once (it encrypts them at start), stop it, then copy; nothing was written to the target`);
+        }
+        // Named only when it is the key the secrets were sealed with (a configured key may have replaced it).
+        const opens = fs.existsSync(keyFile) && await keyOpens(db, createSecretBox(fs.readFileSync(keyFile, "utf8"), keyFile));
+        return { ...result, ...(opens ? { keyFile } : {}) };
+      });
     } finally {
       source.exec("COMMIT");
     }

@@ -43,6 +43,16 @@ function opensAll(box: SecretBox, samples: readonly string[]): boolean {
   });
 }
 
+/** The secret columns holding a value that is not sealed (`store copy` from a database an older version wrote in clear), named "table.column". */
+export async function plainSecretColumns(db: Sql): Promise<string[]> {
+  const plain: string[] = [];
+  for (const { table, column } of SECRET_COLUMNS) {
+    const { rows } = await db.query(`SELECT 1 FROM ${table} WHERE ${column} IS NOT NULL AND ${column} NOT LIKE 'v1:%' LIMIT 1`);
+    if (rows.length > 0) plain.push(`${table}.${column}`);
+  }
+  return plain;
+}
+
 /** Whether anything in the database is encrypted: then only the key it was written with may be used. */
 export async function hasSealed(db: Sql): Promise<boolean> {
   return (await sealedSamples(db)).length > 0;
