@@ -25,15 +25,15 @@ const selector = (folder: string, extra: Partial<{ recursive: boolean; nameGlob:
   ({ folder, recursive: true, powerStates: [], ...extra });
 
 const ended = (h: Harness, id: string, timeoutMs = 20_000) =>
-  waitFor(`batch ${id} to end`, () => {
-    const batch = h.engine.getBatch(id);
+  waitFor(`batch ${id} to end`, async () => {
+    const batch = await h.engine.getBatch(id);
     return batch.state !== "running" && batch;
   }, timeoutMs);
 
 describe("engine.submitBatch", () => {
   let h: Harness;
-  before(() => {
-    h = startEngine({ maxConcurrentJobs: 4 });
+  before(async () => {
+    h = await startEngine({ maxConcurrentJobs: 4 });
   });
   after(() => h.close());
 
@@ -46,7 +46,7 @@ describe("engine.submitBatch", () => {
     assert.equal(batch.counts.total, 6);
     assert.deepEqual(batch.jobs.map((j) => j.vmName), ["fleet-01", "fleet-02", "fleet-03", "fleet-04", "fleet-05", "fleet-06"]);
     assert.deepEqual(batch.jobs.map((j) => j.vm), batch.jobs.map((j) => `/DC1/vm/fleet/${j.vmName}`));
-    const child = h.engine.getJob(batch.jobs[0]!.jobId);
+    const child = await h.engine.getJob(batch.jobs[0]!.jobId);
     assert.equal(child.batchId, batch.id);
     assert.equal(child.definition.vm, "/DC1/vm/fleet/fleet-01");
     assert.equal(child.definition.name, "fleet-01");
@@ -58,7 +58,7 @@ describe("engine.submitBatch", () => {
     assert.equal(done.bytesDone, 6 * 65536);
     assert.equal(done.bytesTotal, 6 * 65536);
     assert.ok(done.endTime! >= done.createTime);
-    assert.equal(h.store.listJobs({ batchId: batch.id, limit: 100 }).total, 6);
+    assert.equal((await h.store.listJobs({ batchId: batch.id, limit: 100 })).total, 6);
   });
 
   test("a schedule run: recorded in the batch's transaction with batch_id and no job_id; childDefinition sets each output_dir", async () => {
@@ -67,7 +67,7 @@ describe("engine.submitBatch", () => {
       id: "sched-1", name: "nightly", description: "", cron: "0 2 * * *", timeZone: "", jobTemplate: fakeDefinition(h.outputDir, ""),
       enabled: true, tags: {}, overlapPolicy: "allow", missedRunPolicy: "skip", createTime: now, updateTime: now, runCount: 0, keepLast: 0,
     } as Schedule;
-    h.store.schedules.insert(schedule);
+    await h.store.schedules.insert(schedule);
     const definition = fakeDefinition(h.outputDir, "", { vmSelector: selector("/DC1/vm/tree") });
     const { batch } = await h.engine.submitBatch(definition, {
       actor: "scheduler", scheduleId: schedule.id, scheduleRun: { id: "run-1", trigger: "manual", scheduledTime: now },
@@ -76,15 +76,15 @@ describe("engine.submitBatch", () => {
     assert.equal(batch.scheduleId, schedule.id);
     assert.deepEqual(batch.jobs.map((j) => j.vm), ["/DC1/vm/tree/sub/tree-02", "/DC1/vm/tree/tree-01"], "recursive by default, sorted by path");
     for (const j of batch.jobs) {
-      const job = h.engine.getJob(j.jobId);
+      const job = await h.engine.getJob(j.jobId);
       assert.equal(job.definition.outputDir, `${h.outputDir}/${j.vmName}/run-1`);
       assert.equal(job.scheduleId, schedule.id);
     }
-    const runs = h.store.schedules.listRuns(schedule.id, { limit: 10 }).runs;
+    const runs = (await h.store.schedules.listRuns(schedule.id, { limit: 10 })).runs;
     assert.equal(runs.length, 1);
     assert.equal(runs[0]!.jobId, undefined);
     assert.equal((runs[0] as { batchId?: string }).batchId, batch.id, "the run names its batch");
-    const after = h.store.schedules.get(schedule.id)!;
+    const after = (await h.store.schedules.get(schedule.id))!;
     assert.equal(after.runCount, 1);
     assert.ok(after.lastRunTime! >= now);
     await ended(h, batch.id);
@@ -93,7 +93,7 @@ describe("engine.submitBatch", () => {
   test("two VMs of the same name in different folders write to different directories", async () => {
     const { batch } = await h.engine.submitBatch(fakeDefinition(h.outputDir, "", { vmSelector: selector("/DC1/vm/twins") }), { actor: "test" });
     assert.deepEqual(batch.jobs.map((j) => j.vm), ["/DC1/vm/twins/a/twins-02", "/DC1/vm/twins/b/twins-02"]);
-    const dirs = batch.jobs.map((j) => h.engine.getJob(j.jobId).definition.outputDir);
+    const dirs = await Promise.all(batch.jobs.map(async (j) => (await h.engine.getJob(j.jobId)).definition.outputDir));
     assert.equal(dirs[0], h.outputDir, "the first keeps the batch's output_dir");
     assert.match(dirs[1]!, /\/twins-02-[0-9a-f]{8}$/, "the second gets a directory of its own");
     const done = await ended(h, batch.id);
@@ -111,12 +111,12 @@ describe("engine.submitBatch", () => {
   });
 
   test("zero matches is INVALID_ARGUMENT naming the selector; nothing is written", async () => {
-    const before = h.store.batches.list({ limit: 1000 }).total;
+    const before = (await h.store.batches.list({ limit: 1000 })).total;
     await assert.rejects(
       h.engine.submitBatch(fakeDefinition(h.outputDir, "", { vmSelector: selector("/DC1/vm/nothing-here") }), { actor: "test" }),
       (err: HypervisordError) => err.code === "INVALID_ARGUMENT" && /^definition\.vm_selector: matches no VM \(folder "\/DC1\/vm\/nothing-here"/.test(err.message),
     );
-    assert.equal(h.store.batches.list({ limit: 1000 }).total, before);
+    assert.equal((await h.store.batches.list({ limit: 1000 })).total, before);
   });
 
   test("the same request_id returns the same batch (created false); another definition with it is ALREADY_EXISTS", async () => {
@@ -138,26 +138,26 @@ describe("engine.submitBatch", () => {
 
 describe("batches in the engine: recovery and the unfiltered update stream", () => {
   test("a CancelBatch cut short by a stop (reason recorded, children not yet cancelled) is finished at the next start", async () => {
-    const first = startEngine({ maxConcurrentJobs: 2 });
+    const first = await startEngine({ maxConcurrentJobs: 2 });
     const { batch } = await first.engine.submitBatch(fakeDefinition(first.outputDir, "", { vmSelector: selector("/DC1/vm/slow") }), { actor: "test" });
-    await waitFor("two running children", () => first.engine.getBatch(batch.id).counts.running === 2);
-    assert.equal(first.store.batches.requestCancel(batch.id, "stopped mid-cancel"), true);
+    await waitFor("two running children", async () => (await first.engine.getBatch(batch.id)).counts.running === 2);
+    assert.equal(await first.store.batches.requestCancel(batch.id, "stopped mid-cancel"), true);
     await first.close();
-    const second = startEngine({ maxConcurrentJobs: 2 }, { dataDir: first.dataDir, outputDir: first.outputDir });
+    const second = await startEngine({ maxConcurrentJobs: 2 }, { dataDir: first.dataDir, outputDir: first.outputDir });
     try {
-      const done = second.engine.getBatch(batch.id);
+      const done = await second.engine.getBatch(batch.id);
       assert.equal(done.state, "cancelled");
       assert.equal(done.counts.cancelled, 6);
       assert.equal(done.cancelReason, "stopped mid-cancel");
       assert.ok(done.jobs.every((j) => j.error?.message.startsWith("stopped mid-cancel")));
-      assert.throws(() => second.engine.cancelBatch(batch.id, "", "test"), (err: HypervisordError) => err.code === "FAILED_PRECONDITION");
+      await assert.rejects(second.engine.cancelBatch(batch.id, "", "test"), (err: HypervisordError) => err.code === "FAILED_PRECONDITION");
     } finally {
       await second.close();
     }
   });
 
   test("watching everything: the running batch in the snapshot, then BATCH_CHANGED up to its final state", async () => {
-    const h = startEngine({ maxConcurrentJobs: 4, progressPublishIntervalMs: 50 });
+    const h = await startEngine({ maxConcurrentJobs: 4, progressPublishIntervalMs: 50 });
     const controller = new AbortController();
     try {
       const { batch } = await h.engine.submitBatch(fakeDefinition(h.outputDir, "", { vmSelector: selector("/DC1/vm/slow", { nameGlob: "slow-0?", powerStates: ["poweredOn"] }) }), { actor: "test" });
