@@ -277,7 +277,7 @@ describe("PostgreSQL job store", { skip }, () => {
     assert.deepEqual(stored.map((e) => e.message.slice(0, 6)), ["line 1", "line 2", "line 3"]);
     assert.ok(stored[0]!.id < stored[1]!.id && stored[1]!.id < stored[2]!.id);
     const read = await store.readLogs(a.id, { afterId: 0, tail: 0, limit: 10 });
-    assert.deepEqual(read.entries.map((e) => e.fields), [{ i: 1 }, { i: 3 }]);
+    assert.deepEqual(read.entries.map((e) => [e.id, e.fields]), [[stored[0]!.id, { i: 1 }], [stored[2]!.id, { i: 3 }]], "each entry got its own id");
     assert.equal(read.truncated, false);
     assert.deepEqual((await store.readLogs(a.id, { afterId: stored[0]!.id, tail: 0, limit: 10 })).entries.map((e) => e.time), [3]);
 

@@ -28,24 +28,33 @@ export function createLogQueries(options: LogQueryOptions) {
     await db.query("UPDATE jobs SET log_bytes = log_bytes - $1, log_truncated = 1 WHERE id = $2", [freed, jobId]);
   }
 
-  async function appendOne(db: Sql, jobId: string, entry: NewLogEntry): Promise<LogEntry> {
-    const fields = JSON.stringify(entry.fields);
-    const bytes = Buffer.byteLength(entry.message) + Buffer.byteLength(fields) + 32;
-    const inserted = await db.query<{ id: number }>(
-      "INSERT INTO job_logs (job_id, time, level, message, fields, bytes) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-      [jobId, entry.time, entry.level, entry.message, fields, bytes]);
-    const { rows } = await db.query<{ log_bytes: number }>("UPDATE jobs SET log_bytes = log_bytes + $1 WHERE id = $2 RETURNING log_bytes", [bytes, jobId]);
-    const total = rows[0]?.log_bytes ?? 0;
-    if (total > options.maxBytesPerJob) await trim(db, jobId, total);
-    return { ...entry, id: inserted.rows[0]!.id };
-  }
-
   return {
-    /** Run it in a transaction: the entries of one flush land together. */
+    /**
+     * Run it in a transaction: the entries of one flush land together, in one INSERT (ids are handed out in the
+     * entries' order). The jobs' byte counts are then updated one job at a time in id order, so that two flushes
+     * sharing jobs lock their rows in the same order and never deadlock.
+     */
     async appendMany(db: Sql, entries: readonly { jobId: string; entry: NewLogEntry }[]): Promise<LogEntry[]> {
-      const stored: LogEntry[] = [];
-      for (const { jobId, entry } of entries) stored.push(await appendOne(db, jobId, entry));
-      return stored;
+      const fields = entries.map(({ entry }) => JSON.stringify(entry.fields));
+      const bytes = entries.map(({ entry }, i) => Buffer.byteLength(entry.message) + Buffer.byteLength(fields[i]!) + 32);
+      const { rows } = await db.query<{ id: number }>(`INSERT INTO job_logs (job_id, time, level, message, fields, bytes)
+        SELECT job_id, time, level, message, fields, bytes
+        FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::integer[]) WITH ORDINALITY
+          AS e (job_id, time, level, message, fields, bytes, n)
+        ORDER BY n RETURNING id`, [
+        entries.map((e) => e.jobId), entries.map((e) => e.entry.time), entries.map((e) => e.entry.level), entries.map((e) => e.entry.message),
+        fields, bytes,
+      ]);
+      const added = new Map<string, number>();
+      entries.forEach(({ jobId }, i) => added.set(jobId, (added.get(jobId) ?? 0) + bytes[i]!));
+      for (const jobId of [...added.keys()].sort()) {
+        const updated = await db.query<{ log_bytes: number }>("UPDATE jobs SET log_bytes = log_bytes + $1 WHERE id = $2 RETURNING log_bytes",
+          [added.get(jobId), jobId]);
+        const total = updated.rows[0]?.log_bytes ?? 0;
+        if (total > options.maxBytesPerJob) await trim(db, jobId, total);
+      }
+      const ids = rows.map((r) => r.id).sort((a, b) => a - b);
+      return entries.map(({ entry }, i) => ({ ...entry, id: ids[i]! }));
     },
     async read(db: Sql, jobId: string, query: LogQuery): Promise<{ entries: LogEntry[]; truncated: boolean }> {
       const { rows } = query.tail > 0
