@@ -19,6 +19,7 @@ import { completedProgress, createProgressTracker } from "./progress-tracker.ts"
 import { createUpdateBus } from "./update-bus.ts";
 import { preciseNow, type JobUpdate } from "./update.ts";
 import { uuidv7 } from "./uuid-v7.ts";
+import { LeaseLostError } from "./lease-lost-error.ts";
 import { transitionUpdate, watchJobs } from "./watch.ts";
 
 export interface EngineDeps {
@@ -37,6 +38,11 @@ export interface EngineDeps {
   observers?: readonly JobObserver[];
   /** Spans of job attempts and their phases (tracing); none by default. */
   jobTracer?: JobTracer;
+  /**
+   * Several daemons share the store (src/cluster): this node's id (its claims and the fencing of its runs' state
+   * changes) and the shared update log (see UpdateBusOptions.shared).
+   */
+  cluster?: { nodeId: string; updates: { append(update: JobUpdate): void; currentSeq(): number } };
 }
 
 export interface JobObserver {
@@ -77,8 +83,9 @@ export type Engine = ReturnType<typeof createEngine>;
  */
 export function createEngine(deps: EngineDeps) {
   const { store, providers, logger, options } = deps;
+  const nodeId = deps.cluster?.nodeId;
   const bus = createUpdateBus(store, {
-    initialSeq: deps.initialSeq, maxQueuedPerSubscriber: options.maxQueuedUpdatesPerSubscriber,
+    initialSeq: deps.initialSeq, maxQueuedPerSubscriber: options.maxQueuedUpdatesPerSubscriber, shared: deps.cluster?.updates,
     onReservationError: (err) => logger.error({ err }, "the update sequence reservation could not be stored; sequence numbers may repeat after a restart"),
   });
   const jobLogs = createJobLogs({
@@ -98,6 +105,8 @@ export function createEngine(deps: EngineDeps) {
   /** One pump at a time (claims are awaited: two would claim more jobs than free slots); one asked for meanwhile runs after it. */
   let pumping = false;
   let pumpAgain = false;
+  /** False while a cluster node cannot reach the database: it claims nothing (see src/cluster/lease-keeper.ts). */
+  let claiming = true;
 
   /** Work no caller waits for: an error is logged, and shutdown waits for it to settle. */
   function track(what: string, work: Promise<void>): void {
@@ -210,8 +219,8 @@ export function createEngine(deps: EngineDeps) {
   }
 
   async function pumpOnce(): Promise<void> {
-    if (lifecycle !== "running" || running.size >= options.maxConcurrentJobs) return;
-    while (lifecycle === "running" && running.size < options.maxConcurrentJobs) {
+    if (lifecycle !== "running" || !claiming || running.size >= options.maxConcurrentJobs) return;
+    while (lifecycle === "running" && claiming && running.size < options.maxConcurrentJobs) {
       const claimed = await store.claimNextJob(Date.now(), bus.nextSeq);
       if (!claimed) break;
       publish(claimed.job, claimed.transition);
@@ -284,7 +293,7 @@ export function createEngine(deps: EngineDeps) {
       await checkpoint.written();
       await entry.progressSaved();
       const done = await move({
-        jobId: job.id, from: ["running"], to: "completed", reason: "export completed", actor: "engine",
+        jobId: job.id, from: ["running"], to: "completed", reason: "export completed", actor: "engine", node: nodeId,
         result: { ...result, durationSeconds }, error: null,
         ...(held === undefined ? { clearCheckpoint: true } : { checkpoint: heldCheckpoint(checkpoint.load()), pendingCleanup: held }),
         progress: completedProgress(progress),
@@ -306,6 +315,9 @@ export function createEngine(deps: EngineDeps) {
       if (reason instanceof JobCancelledError) {
         log.info("export stopped after cancel");
         ended(job);
+      } else if (reason instanceof LeaseLostError) {
+        // Another node owns the job now (or will, once the lease expires): nothing of it is ours to record or remove.
+        log.warn(`export stopped: ${reason.message}`);
       } else if (reason instanceof ShutdownError) {
         await interrupt(job, provider, progress, "shutdown");
       } else {
@@ -321,14 +333,14 @@ export function createEngine(deps: EngineDeps) {
     const retryable = error.retryable && job.attempt < job.maxAttempts;
     if (retryable && await retryBudgetLeft(job, delayMs)) {
       const why = `attempt ${job.attempt} of ${job.maxAttempts} failed, retrying in ${(delayMs / 1000).toFixed(1)} s: ${error.message}`;
-      await move({ jobId: job.id, from: ["running"], to: "queued", reason: why, actor: "engine", error: jobError, progress, nextAttemptTime: Date.now() + delayMs });
+      await move({ jobId: job.id, from: ["running"], to: "queued", reason: why, actor: "engine", node: nodeId, error: jobError, progress, nextAttemptTime: Date.now() + delayMs });
       log.warn({ code: error.code, attempt: job.attempt, delay_ms: delayMs }, why);
       return;
     }
     const attempts = job.attempt > 1 ? ` (after ${job.attempt} attempts)` : "";
     const budget = retryable ? `; not retried: jobs.retry_max_elapsed (${options.retryMaxElapsedMs! / 1000} s) since the first attempt is spent` : "";
     const kept = await writtenFilesNote(store, job.id, job.definition.keepPartial);
-    await move({ jobId: job.id, from: ["running"], to: "failed", reason: `${error.message}${attempts}${budget}`, actor: "engine", error: { ...jobError, message: jobError.message + kept }, progress });
+    await move({ jobId: job.id, from: ["running"], to: "failed", reason: `${error.message}${attempts}${budget}`, actor: "engine", node: nodeId, error: { ...jobError, message: jobError.message + kept }, progress });
     log.error({ code: error.code, attempt: job.attempt }, `export failed${attempts}${budget}: ${error.message}`);
     ended(job);
   }
@@ -354,13 +366,13 @@ export function createEngine(deps: EngineDeps) {
       const why = actor === "shutdown"
         ? "interrupted by daemon shutdown; will resume from its checkpoint"
         : "recovered after the daemon stopped while it ran; resuming from its checkpoint";
-      await move({ jobId: job.id, from: ["running"], to: "queued", reason: why, actor, progress, resume: true });
+      await move({ jobId: job.id, from: ["running"], to: "queued", reason: why, actor, node: nodeId, progress, resume: true });
       log.warn(why);
       return;
     }
     const message = `interrupted: ${what} while the job was running, and provider "${job.definition.provider}" cannot resume an export`;
     const kept = await writtenFilesNote(store, job.id, job.definition.keepPartial);
-    await move({ jobId: job.id, from: ["running"], to: "failed", reason: message, actor, progress, error: { code: "ABORTED", message: message + kept, retryable: false } });
+    await move({ jobId: job.id, from: ["running"], to: "failed", reason: message, actor, node: nodeId, progress, error: { code: "ABORTED", message: message + kept, retryable: false } });
     log.error(message);
     ended(job);
   }
@@ -428,9 +440,38 @@ export function createEngine(deps: EngineDeps) {
 
   return {
     bus,
+    /** Cluster: the jobs this node runs now. */
+    runningIds: (): string[] => [...running.keys()],
+    /** Cluster: stops a local run without recording anything (its lease is lost; another node resumes the job). */
+    fence(jobId: string, reason: string): void {
+      const run = running.get(jobId);
+      if (run && !run.controller.signal.aborted) run.controller.abort(new LeaseLostError(reason));
+    },
+    /** Cluster: no claims while the database cannot be reached. */
+    setClaiming(allowed: boolean): void {
+      claiming = allowed;
+    },
+    /** Looks for claimable jobs now (another node queued or requeued one). */
+    poke: (): void => pump(),
+    /**
+     * Cluster: an update of the shared log, from any node. Subscribers here get it; a job cancelled through another
+     * node stops here if it runs here; a job queued elsewhere may be claimed here.
+     */
+    sharedUpdate(update: JobUpdate): void {
+      bus.deliver(update);
+      if (update.kind !== "created" && update.kind !== "state_changed") return;
+      if (update.state === "cancelled") {
+        const run = running.get(update.jobId);
+        if (run && !run.controller.signal.aborted) run.controller.abort(new JobCancelledError(update.reason ?? "cancelled on another node"));
+      }
+      if (update.state && isFinal(update.state)) jobLogs.end(update.jobId);
+      if (update.state === "queued") pump();
+    },
     /** Recovers jobs a previous process left running, then starts working the queue. */
     async start(): Promise<void> {
       for (const job of await store.jobsInState("running")) {
+        // In a cluster, only this node's own runs (a restart under the same node id); others' go when their leases expire.
+        if (nodeId !== undefined && job.nodeId !== nodeId) continue;
         await interrupt(job, providers.get(job.definition.provider), job.progress, "recovery");
       }
       // Ended jobs that still have a checkpoint: files on record when the daemon stopped are removed now, and

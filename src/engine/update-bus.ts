@@ -13,6 +13,8 @@ export interface UpdateBus {
   nextSeq(): number;
   currentSeq(): number;
   publish(update: JobUpdate): void;
+  /** Hands an update to this daemon's subscribers (what publish does alone; in a cluster, the shared log's reader calls it). */
+  deliver(update: JobUpdate): void;
   /** Both empty (or undefined): every job and batch. */
   subscribe(jobIds: readonly string[] | undefined, batchIds?: readonly string[]): Subscription;
   subscriberCount(): number;
@@ -29,6 +31,12 @@ export interface UpdateBusOptions {
   /** From initialSeq(store), read once before the bus is made. */
   initialSeq: number;
   maxQueuedPerSubscriber: number;
+  /**
+   * Several daemons on one store: state changes are already in the store's shared log, other updates (progress,
+   * batches) are appended to it here, and subscribers get every node's updates from its reader, through deliver(),
+   * in the log's seq order. Sequence numbers are then the log's (nextSeq is a placeholder the store ignores).
+   */
+  shared?: { append(update: JobUpdate): void; currentSeq(): number };
   /** A reservation could not be written (the numbers after a restart may then repeat); a process warning by default. */
   onReservationError?(err: unknown): void;
 }
@@ -43,6 +51,39 @@ export function createUpdateBus(store: Store, options: UpdateBusOptions): Update
   const reservationFailed = options.onReservationError
     ?? ((err: unknown) => process.emitWarning(`the update sequence reservation could not be written: ${(err as Error).message}`));
 
+  const deliver = (update: JobUpdate) => {
+    for (const subscriber of subscribers) {
+      if (subscriber.wants(update)) subscriber.push(update);
+    }
+  };
+  const { shared } = options;
+  if (shared) {
+    return {
+      nextSeq: () => shared.currentSeq(),
+      currentSeq: () => shared.currentSeq(),
+      publish(update) {
+        if (update.kind !== "created" && update.kind !== "state_changed") shared.append(update);
+      },
+      deliver,
+      ...subscriptions(),
+    };
+  }
+
+  function subscriptions() {
+    return {
+      subscribe(jobIds: readonly string[] | undefined, batchIds?: readonly string[]) {
+        const filter = (jobIds?.length ?? 0) + (batchIds?.length ?? 0) > 0 ? { jobs: new Set(jobIds), batches: new Set(batchIds) } : undefined;
+        const subscription = new Subscription(filter, options.maxQueuedPerSubscriber, (s) => subscribers.delete(s), ready);
+        subscribers.add(subscription);
+        return subscription;
+      },
+      subscriberCount: () => subscribers.size,
+      close(error?: HypervisordError) {
+        for (const subscriber of [...subscribers]) subscriber.close(error);
+      },
+    };
+  }
+
   return {
     nextSeq() {
       seq++;
@@ -55,21 +96,9 @@ export function createUpdateBus(store: Store, options: UpdateBusOptions): Update
       return seq;
     },
     currentSeq: () => seq,
-    publish(update) {
-      for (const subscriber of subscribers) {
-        if (subscriber.wants(update)) subscriber.push(update);
-      }
-    },
-    subscribe(jobIds, batchIds) {
-      const filter = (jobIds?.length ?? 0) + (batchIds?.length ?? 0) > 0 ? { jobs: new Set(jobIds), batches: new Set(batchIds) } : undefined;
-      const subscription = new Subscription(filter, options.maxQueuedPerSubscriber, (s) => subscribers.delete(s), ready);
-      subscribers.add(subscription);
-      return subscription;
-    },
-    subscriberCount: () => subscribers.size,
-    close(error) {
-      for (const subscriber of [...subscribers]) subscriber.close(error);
-    },
+    publish: deliver,
+    deliver,
+    ...subscriptions(),
   };
 }
 
