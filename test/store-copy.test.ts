@@ -13,11 +13,8 @@ import type { Webhook } from "../src/domain/webhook.ts";
 import { copyStore, CopyStoreError } from "../src/store/copy-store.ts";
 import Database from "better-sqlite3";
 import { generateKey, KEY_FILE } from "../src/store/encryption-key.ts";
-import { createApiKeyStore } from "../src/store/postgres/api-keys.ts";
+import { createPostgresStore } from "../src/store/postgres/pg-store.ts";
 import { createPool } from "../src/store/postgres/pool.ts";
-import { createScheduleQueries, createScheduleStore } from "../src/store/postgres/schedules.ts";
-import { keyOpens } from "../src/store/postgres/stored-secrets.ts";
-import { createWebhookQueries, createWebhookStore } from "../src/store/postgres/webhooks.ts";
 import { createSecretBox } from "../src/store/secret-box.ts";
 import { DATABASE_FILE, createSqliteStore } from "../src/store/sqlite/sqlite-store.ts";
 import { postgresSkipReason, startPostgres, type Postgres } from "./support/postgres.ts";
@@ -117,23 +114,31 @@ describe("hypervisord store copy", { skip }, () => {
     assert.equal(result.nextSeq, 1_001, "above the SQLite daemon's seq reservation");
 
     const box = createSecretBox(fs.readFileSync(result.keyFile!, "utf8"));
-    assert.equal(await keyOpens(pool, box), true);
-    assert.deepEqual(await createWebhookStore(pool, createWebhookQueries(box)).get("wh-1"), webhook);
-    const schedules = createScheduleStore(pool, createScheduleQueries(box));
-    assert.deepEqual(asJson(await schedules.get("sched-1")), asJson(schedule));
-    assert.deepEqual(asJson(await createApiKeyStore(pool).get("key-1")), asJson(apiKey));
+    const store = await createPostgresStore({ url, maxLogBytesPerJob: 1 << 20, secretBox: box, nodeId: "node-a", leaseMs: 30_000, hostCap: () => undefined });
+    try {
+      const job = await store.getJob("job-1");
+      assert.equal(job?.state, "completed");
+      assert.equal(job?.definition.vsphere?.password, "s3cret-password", "the sealed password opens with the SQLite daemon's key");
+      assert.deepEqual(job?.definition.labels, { team: "blue" });
+      assert.equal(job?.endTime, T + 20);
+      assert.equal(job?.attempts[0]?.outcome, "completed");
+      assert.deepEqual((await store.listJobs({ labels: { team: "blue" }, limit: 10 })).jobs.map((j) => `${j.id}:${j.state}`).sort(),
+        ["job-1:completed", "job-2:running", "job-3:queued"]);
+      assert.deepEqual((await store.history("job-1")).map((t) => t.toState), ["queued", "running", "completed"]);
+      const logs = await store.readLogs("job-1", { afterId: 0, tail: 0, limit: 10 });
+      assert.deepEqual(logs.entries.map((e) => [e.message, e.fields]), [["line 1", { i: 1 }], ["line 2", { i: 2 }], ["line 3", { i: 3 }]]);
+      assert.deepEqual(await store.webhooks.get("wh-1"), webhook);
+      assert.equal((await store.webhooks.listDeliveries("wh-1", { limit: 10 })).deliveries.length, 1);
+      assert.deepEqual(asJson(await store.schedules.get("sched-1")), asJson(schedule));
+      assert.deepEqual(asJson(await store.apiKeys.get("key-1")), asJson(apiKey));
+      assert.deepEqual((await store.audit.list({ limit: 10 })).events.map((e) => [e.method, e.durationMs]), [["SubmitJob", 1.5]]);
+    } finally {
+      await store.close();
+    }
 
-    const { rows: jobs } = await pool.query("SELECT id, state, priority, secrets, attempts, end_time, target_host, lease_expires FROM jobs ORDER BY pk");
-    assert.deepEqual(jobs.map((j) => `${j.id}:${j.state}`), ["job-1:completed", "job-2:running", "job-3:queued"]);
+    const { rows: jobs } = await pool.query("SELECT id, target_host, lease_expires FROM jobs ORDER BY pk");
     assert.deepEqual(jobs.map((j) => j.target_host), ["vsphere:vc.example", "vsphere:vc.example", "vsphere:vc.example"], "the host cap applies to copied jobs");
     assert.deepEqual(jobs.map((j) => j.lease_expires), [null, 0, null], "the job the SQLite daemon was running has an expired lease: a node recovers it");
-    assert.equal(box.open(jobs[0].secrets).includes("s3cret-password"), true, "the sealed password opens with the same key");
-    assert.equal(jobs[0].end_time, T + 20);
-    assert.equal(JSON.parse(jobs[0].attempts)[0].outcome, "completed");
-    const { rows: logs } = await pool.query("SELECT message, fields FROM job_logs ORDER BY id");
-    assert.deepEqual(logs.map((l) => [l.message, JSON.parse(l.fields)]), [["line 1", { i: 1 }], ["line 2", { i: 2 }], ["line 3", { i: 3 }]]);
-    const { rows: audit } = await pool.query("SELECT method, duration_ms FROM audit_events");
-    assert.deepEqual(audit, [{ method: "SubmitJob", duration_ms: 1.5 }]);
 
     // Identities continue after the copied rows; update_seq after the reservation.
     const { rows: pk } = await pool.query(`INSERT INTO jobs (id, name, provider, state, priority, definition, max_attempts, create_time)
