@@ -154,14 +154,17 @@ export function createScheduleQueries(box: SecretBox) {
     return { schedules, next: more ? schedules[schedules.length - 1]!.id : undefined };
   }
 
-  /** The run and the schedule's run count and last run time: call inside a transaction (the job's or batch's insert, or its own). */
+  /**
+   * The run and the schedule's run count and last run time: call inside a transaction (the job's or batch's
+   * insert, or its own). The schedule's row first: its lock makes a concurrent delete wait for this run and take it along.
+   */
   async function recordRun(db: Sql, run: NewRun): Promise<void> {
-    await db.query(`INSERT INTO schedule_runs (id, schedule_id, job_id, batch_id, trigger, scheduled_time, run_time, skipped_reason)
-      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-    [run.id, run.scheduleId, run.jobId ?? null, run.batchId ?? null, run.trigger, run.scheduledTime, run.runTime, run.skippedReason ?? null]);
     // GREATEST: runs of several daemons may commit out of order; the last run time never goes back.
     await db.query("UPDATE schedules SET run_count = run_count + 1, last_run_time = GREATEST(last_run_time, $1) WHERE id = $2",
       [run.runTime, run.scheduleId]);
+    await db.query(`INSERT INTO schedule_runs (id, schedule_id, job_id, batch_id, trigger, scheduled_time, run_time, skipped_reason)
+      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+    [run.id, run.scheduleId, run.jobId ?? null, run.batchId ?? null, run.trigger, run.scheduledTime, run.runTime, run.skippedReason ?? null]);
   }
 
   async function listRuns(db: Sql, scheduleId: string, query: { limit: number; before?: string }) {
@@ -177,11 +180,16 @@ export function createScheduleQueries(box: SecretBox) {
     return { runs, next: more ? runs[runs.length - 1]!.id : undefined };
   }
 
-  /** The schedule, its runs and its export records (the directories themselves stay): call inside a transaction. */
+  /**
+   * The schedule, its runs and its export records (the directories themselves stay): call inside a transaction.
+   * The schedule's row first: deleting it waits for a run being recorded (recordRun locks that row), whose row
+   * the next statement then sees and deletes.
+   */
   async function remove(db: Sql, id: string): Promise<boolean> {
+    const deleted = ((await db.query("DELETE FROM schedules WHERE id = $1", [id])).rowCount ?? 0) > 0;
     await db.query("DELETE FROM schedule_runs WHERE schedule_id = $1", [id]);
     await db.query("DELETE FROM schedule_exports WHERE schedule_id = $1", [id]);
-    return ((await db.query("DELETE FROM schedules WHERE id = $1", [id])).rowCount ?? 0) > 0;
+    return deleted;
   }
 
   return {
