@@ -187,6 +187,33 @@ describe("PostgreSQL job store", { skip }, () => {
     assert.equal(await store.claimNextJob(100_000, () => 0), undefined);
   });
 
+  test("checkpoints, progress, pending cleanup, jobs by state", async () => {
+    const store = await openStore(await postgres.createDatabase());
+    const [a, b] = [newJob(), newJob()];
+    await insertOk(store, a, b);
+    await store.saveCheckpoint(a.id, { disks: [{ name: "disk-1.vmdk", done: 512 }] });
+    assert.deepEqual(await store.loadCheckpoint(a.id), { disks: [{ name: "disk-1.vmdk", done: 512 }] });
+    await store.saveProgress(a.id, { ...(await store.getJob(a.id))!.progress, bytesDone: 7 });
+    assert.equal((await store.getJob(a.id))?.progress.bytesDone, 7);
+    await store.claimNextJob(10_000, () => 0);
+    assert.deepEqual((await store.jobsInState("running")).map((j) => j.id), [a.id]);
+    // Both given: the new checkpoint wins over the clearing (as in SQLite, where the later assignment does).
+    const failed = await store.transition({
+      jobId: a.id, from: ["running"], to: "failed", seq: 0, time: 20_000, reason: "boom", actor: "engine", endTime: 20_000,
+      error: { code: "INTERNAL", message: "boom", retryable: false }, clearCheckpoint: true, checkpoint: { snapshot: "snap-1" },
+      pendingCleanup: "snapshot snap-1 on vm-1",
+    });
+    assert.equal(failed?.job.pendingCleanup, "snapshot snap-1 on vm-1");
+    assert.deepEqual(await store.loadCheckpoint(a.id), { snapshot: "snap-1" });
+    assert.deepEqual((await store.endedJobsWithCheckpoint()).map((j) => j.id), [a.id]);
+    assert.equal(await store.countPendingCleanup(), 1);
+    await store.setPendingCleanup(a.id, null);
+    await store.saveCheckpoint(a.id, undefined);
+    assert.equal(await store.countPendingCleanup(), 0);
+    assert.equal(await store.loadCheckpoint(a.id), undefined);
+    assert.deepEqual(await store.endedJobsWithCheckpoint(), []);
+  });
+
   test("claim: two daemons claiming at once take each job once (SKIP LOCKED)", async () => {
     const url = await postgres.createDatabase();
     const stores = [await openStore(url, { nodeId: "a" }), await openStore(url, { nodeId: "b" })];
