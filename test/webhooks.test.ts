@@ -15,6 +15,8 @@ import { generateKey } from "../src/store/encryption-key.ts";
 import { createSecretBox } from "../src/store/secret-box.ts";
 import { migrate } from "../src/store/sqlite/migrations.ts";
 import { createWebhookQueries } from "../src/store/sqlite/webhooks.ts";
+import type { WebhookStore } from "../src/store/store.ts";
+import { toAsync, type Sync } from "../src/store/sync-store.ts";
 import { createWebhookDispatcher, parseRetryAfter, type WebhookDispatcher, type WebhookDispatcherOptions } from "../src/webhooks/dispatcher.ts";
 import { jobEvent, MAX_DISCOVERED_VMS, progressEvent, scheduleTriggeredEvent, testEvent, vmDiscoveredEvent } from "../src/domain/webhook-events.ts";
 import { generateSecret, parseSecret, signatureHeaders, verifySignature } from "../src/webhooks/signing.ts";
@@ -71,7 +73,11 @@ function recordingLogger() {
   return { lines, logger: { info: log("info"), warn: log("warn"), error: log("error") } };
 }
 
-function startDispatcher(options: Partial<WebhookDispatcherOptions> & Pick<WebhookDispatcherOptions, "store">) {
+/**
+ * The dispatcher gets the async store, as the daemon's SQLite store gives it (toAsync); the tests set up and
+ * inspect the same database through the synchronous queries.
+ */
+function startDispatcher(options: Partial<Omit<WebhookDispatcherOptions, "store">> & { store: Sync<WebhookStore> }) {
   const { lines, logger } = recordingLogger();
   const dispatcher = createWebhookDispatcher({
     logger,
@@ -80,6 +86,7 @@ function startDispatcher(options: Partial<WebhookDispatcherOptions> & Pick<Webho
     retry: { initialMs: 40, maxMs: 200 },
     circuit: { failureThreshold: 100, cooldownMs: 1000, maxCooldownMs: 1000 },
     ...options,
+    store: toAsync<WebhookStore>(options.store),
   });
   dispatchers.push(dispatcher);
   dispatcher.start();

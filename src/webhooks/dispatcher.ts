@@ -247,6 +247,9 @@ export function createWebhookDispatcher(options: WebhookDispatcherOptions): Webh
     const latencyMs = performance.now() - started;
     const number = delivery.attempts.length + 1;
     const outcome = decide(result, number, webhook.maxAttempts, now());
+    // In flight when the circuit opened: its retry is parked with the webhook's other deliveries.
+    const circuit = circuitAt(webhook.id, now());
+    if (outcome.state === "pending" && circuit?.state === "open") outcome.nextAttemptTime = Math.max(outcome.nextAttemptTime!, circuit.openUntil);
     await store.recordAttempt(delivery.id, { time, statusCode: result.statusCode, latencyMs, error: result.error }, outcome);
     await updateCircuit(webhook.id, outcome.state === "delivered", now());
     const context = { webhookId: webhook.id, deliveryId: delivery.id, eventType: delivery.eventType, host: hostOf(webhook.url), attempt: number, statusCode: result.statusCode };
