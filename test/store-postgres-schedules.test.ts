@@ -2,10 +2,12 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import Database from "better-sqlite3";
 import pg from "pg";
+import pino from "pino";
 import type { JobDefinition } from "../src/domain/job.ts";
 import type { Profile } from "../src/domain/profile.ts";
 import type { Schedule } from "../src/domain/schedule.ts";
 import { AlreadyExistsError, InvalidArgumentError } from "../src/errors.ts";
+import { createScheduler, type PlannedRun, type Scheduler } from "../src/scheduler/scheduler.ts";
 import { generateKey } from "../src/store/encryption-key.ts";
 import { createPool } from "../src/store/postgres/pool.ts";
 import { migrate as migratePostgres } from "../src/store/postgres/migrations.ts";
@@ -322,6 +324,61 @@ describe("PostgreSQL schedule and profile stores", { skip }, () => {
     await recording;
     assert.equal(await deleting, true);
     assert.equal((await pool.query("SELECT count(*) AS n FROM schedule_runs")).rows[0].n, 0, "no run is left without its schedule");
+  });
+
+  test("the scheduler on this store: overlap skip, a run's job in its transaction, missed runs at a restart", async () => {
+    const { store, queries, pool } = await fixture();
+    const aligned = Date.parse("2025-06-01T12:00:00Z");
+    const now = () => Date.parse("2025-06-01T12:03:00Z");
+    const TEN_MINUTES = 600_000;
+    let jobs = 0;
+    // As the engine does (NewJob.scheduleRun): the job row and its run record in one transaction.
+    const submit = async (sch: Schedule, run: PlannedRun) => {
+      const jobId = `job-${++jobs}`;
+      await transaction(pool, async (db) => {
+        await db.query(`INSERT INTO jobs (id, name, provider, state, priority, definition, max_attempts, schedule_id, create_time)
+          VALUES ($1, 'j', 'fake', 'queued', 1, '{}', 1, $2, $3)`, [jobId, sch.id, now()]);
+        await queries.recordRun(db, { ...run, scheduleId: sch.id, jobId, runTime: now() });
+      });
+      return { jobId };
+    };
+    const schedulers: Scheduler[] = [];
+    const start = async () => {
+      const scheduler = createScheduler({ store, submit, logger: pino({ level: "silent" }), now });
+      schedulers.push(scheduler);
+      await scheduler.start();
+      return scheduler;
+    };
+    try {
+      const s = schedule({ cron: "*/10 * * * *", overlapPolicy: "skip", missedRunPolicy: "skip" });
+      await store.insert(s);
+      const first = await start();
+      assert.equal(first.nextRunTime(s.id), aligned + TEN_MINUTES);
+      assert.equal((await store.get(s.id))!.nextRunTime, aligned + TEN_MINUTES, "the next run time is stored");
+      const manual = await first.trigger(s.id);
+      assert.equal(manual.jobId, "job-1");
+      const skipped = await first.trigger(s.id);
+      assert.equal(skipped.run.skippedReason, "previous run still queued or running (job job-1)");
+      await pool.query("UPDATE jobs SET state = 'completed', start_time = 1, end_time = 2 WHERE id = 'job-1'");
+      assert.equal((await first.trigger(s.id)).jobId, "job-2");
+      first.stop();
+
+      // Down for three cron times: one skipped "missed" run for them all, then the next from now.
+      await store.setNextRunTime(s.id, aligned - 2 * TEN_MINUTES);
+      const second = await start();
+      const { runs } = await store.listRuns(s.id, { limit: 10 });
+      assert.deepEqual(runs.map((r) => [r.trigger, r.jobId, r.state, r.skippedReason]), [
+        ["missed", undefined, undefined, "missed while the daemon was down (3 runs)"],
+        ["manual", "job-2", "queued", undefined],
+        ["manual", undefined, undefined, "previous run still queued or running (job job-1)"],
+        ["manual", "job-1", "completed", undefined],
+      ]);
+      assert.equal((await store.get(s.id))!.runCount, 4);
+      assert.equal((await store.get(s.id))!.nextRunTime, aligned + TEN_MINUTES);
+      assert.deepEqual(second.stats(), { schedules: 1, enabled: 1, runs: 0, skipped: 1, missed: 3 });
+    } finally {
+      for (const scheduler of schedulers) scheduler.stop();
+    }
   });
 
   test("exports: recorded once per job; successful ones follow their job's completion, newest run first, until marked deleted", async () => {
