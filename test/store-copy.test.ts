@@ -159,10 +159,12 @@ describe("hypervisord store copy", { skip }, () => {
       return true;
     });
     assert.equal(await count(pool, "job_logs"), 2, "nothing changed");
+    await pool.query("INSERT INTO job_updates (seq, job_id, kind, payload, time) VALUES (5000, 'job-1', 'progress', '{}', 0)");
     const result = await copyStore({ from: dataDir, to: url, force: true });
     assert.equal(result.tables.find((t) => t.table === "jobs")?.rows, 3);
     assert.equal(await count(pool, "jobs"), 3);
     assert.equal(await count(pool, "job_logs"), 3);
+    assert.equal(await count(pool, "job_updates"), 0, "the cluster's own tables are emptied too");
   });
 
   test("errors name the flag", async () => {
@@ -172,7 +174,7 @@ describe("hypervisord store copy", { skip }, () => {
     await assert.rejects(copyStore({ from: dataDir, to: postgres.url("no_such_db") }), /^CopyStoreError: --to: postgres:\/\/hv@127\.0\.0\.1:\d+\/no_such_db: .*does not exist/);
   });
 
-  test("secrets an older version stored in clear are refused; a key file that does not open the secrets is not named", async () => {
+  test("secrets an older version stored in clear are refused; a key file that does not open the secrets is not named; columns without a target are listed", async () => {
     const { url, pool } = await target();
     const plainDir = await sqliteDataDir("plain");
     const db = new Database(path.join(plainDir, DATABASE_FILE));
@@ -183,8 +185,13 @@ describe("hypervisord store copy", { skip }, () => {
 
     const otherKeyDir = await sqliteDataDir("other-key");
     fs.writeFileSync(path.join(otherKeyDir, KEY_FILE), `${generateKey()}\n`);
+    const extra = new Database(path.join(otherKeyDir, DATABASE_FILE));
+    extra.exec("ALTER TABLE jobs ADD COLUMN legacy TEXT; CREATE TABLE leftovers (x INTEGER); INSERT INTO leftovers VALUES (1)");
+    extra.close();
     const result = await copyStore({ from: otherKeyDir, to: url });
     assert.equal(result.keyFile, undefined);
+    assert.deepEqual(result.skipped, [{ table: "jobs", columns: ["legacy"] }, { table: "leftovers", columns: "table" }], "what has no target is said");
+    assert.equal(await count(pool, "jobs"), 3);
   });
 
   test("over the CLI: counts per table and the key to give the PostgreSQL daemons; usage errors exit 2", async () => {

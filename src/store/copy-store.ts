@@ -155,8 +155,10 @@ async function copyTables(source: Database.Database, db: Sql, force: boolean): P
       throw new CopyStoreError("--to", `the target database already holds ${inUse.join(", ")}; copy into an empty database, or give --force to empty it first`);
     }
   }
-  // What remains in the copied tables (meta, logs, profiles ... of a target never used for jobs) is replaced.
-  if (ordered.length > 0) await db.query(`TRUNCATE ${ordered.map((p) => ident(p.table)).join(", ")} RESTART IDENTITY CASCADE`);
+  // Every table is emptied, the cluster's own too (its update log's seqs would collide with the restarted update_seq):
+  // what a target not in use holds (meta, logs, profiles ...) is replaced, and with --force everything.
+  const emptied = [...targetColumns.keys()].filter((table) => !NOT_COPIED.has(table));
+  if (emptied.length > 0) await db.query(`TRUNCATE ${emptied.map(ident).join(", ")} RESTART IDENTITY CASCADE`);
 
   const tables: CopyStoreResult["tables"] = [];
   for (const { table, columns, key } of ordered) {
@@ -168,10 +170,11 @@ async function copyTables(source: Database.Database, db: Sql, force: boolean): P
   return { tables, skipped, nextSeq };
 }
 
-/** Column names of the target's tables (the current schema). */
+/** Column names of the target's tables (the current schema; views aside). */
 async function columnsOf(db: Sql): Promise<Map<string, Set<string>>> {
-  const { rows } = await db.query<{ table_name: string; column_name: string }>(`SELECT table_name, column_name FROM information_schema.columns
-    WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position`);
+  const { rows } = await db.query<{ table_name: string; column_name: string }>(`SELECT c.table_name, c.column_name
+    FROM information_schema.columns c JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+    WHERE c.table_schema = current_schema() AND t.table_type = 'BASE TABLE' ORDER BY c.table_name, c.ordinal_position`);
   const byTable = new Map<string, Set<string>>();
   for (const row of rows) {
     let set = byTable.get(row.table_name);
@@ -213,6 +216,8 @@ async function copyTable(source: Database.Database, db: Sql, table: string, colu
   const order = key.length > 0 ? ` ORDER BY ${key.map(ident).join(", ")}` : "";
   const select = source.prepare(`SELECT ${columns.map(ident).join(", ")} FROM ${ident(table)}${order}`).raw();
   const head = `INSERT INTO ${ident(table)} (${columns.map(ident).join(", ")}) OVERRIDING SYSTEM VALUE VALUES `;
+  // PostgreSQL binds at most 65535 parameters per statement.
+  const rowsPerInsert = Math.min(BATCH_ROWS, Math.floor(65_535 / columns.length));
   let batch: unknown[][] = [];
   let count = 0;
   const flush = async () => {
@@ -228,7 +233,7 @@ async function copyTable(source: Database.Database, db: Sql, table: string, colu
   for (const row of select.iterate() as IterableIterator<unknown[]>) {
     batch.push(row);
     count++;
-    if (batch.length === BATCH_ROWS) await flush();
+    if (batch.length === rowsPerInsert) await flush();
   }
   await flush();
   return count;
