@@ -111,6 +111,23 @@ describe("PostgreSQL job store", { skip }, () => {
     assert.deepEqual((await store.history(first.id)).map((t) => [t.toState, t.reason]), [["queued", "submitted"]]);
   });
 
+  test("two daemons at once: the same request_id makes one job; the same transition applies once", async () => {
+    const url = await postgres.createDatabase();
+    const stores = [await openStore(url, { nodeId: "a" }), await openStore(url, { nodeId: "b" })];
+    for (let round = 0; round < 5; round++) {
+      const inputs = stores.map(() => newJob({ requestId: `same-${round}` }));
+      const results = (await Promise.all(stores.map((store, i) => store.insertJobs([inputs[i]!])))).flat();
+      assert.ok(results.every((r) => r.ok), String(results.map((r) => !r.ok && r.error)));
+      assert.deepEqual(results.map((r) => r.ok && r.created).sort(), [false, true]);
+      assert.equal(new Set(results.map((r) => r.ok && r.job.id)).size, 1, "both name the one job");
+      const jobId = results[0]!.ok ? results[0].job.id : "";
+      const moved = await Promise.all(stores.map((store) =>
+        store.transition({ jobId, from: ["queued"], to: "cancelled", seq: 0, time: 9_000, reason: "cancelled", actor: "t" })));
+      assert.equal(moved.filter((m) => m !== undefined).length, 1, "the second sees the job cancelled already");
+      assert.deepEqual((await stores[0]!.history(jobId)).map((t) => t.toState), ["queued", "cancelled"]);
+    }
+  });
+
   test("get and list: filters, text search, pages", async () => {
     const store = await openStore(await postgres.createDatabase());
     const jobs = [
