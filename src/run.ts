@@ -39,7 +39,9 @@ export async function run(
     destination.flushSync();
     process.exit(code);
   };
-  const logger = createLogger(command.config.logLevel, destination);
+  const root = createLogger(command.config.logLevel, destination);
+  // Daemons sharing a PostgreSQL store say which of them wrote each line.
+  const logger = command.config.storeUrl ? root.child({ node_id: command.config.cluster.nodeId }) : root;
   for (const warning of command.config.warnings) logger.warn(warning);
   let daemon: Daemon;
   try {

@@ -22,47 +22,65 @@ export interface ClusterNodeStatus {
 }
 
 /**
- * This daemon as one node of several sharing a PostgreSQL store: it streams the cluster's updates, keeps the
- * leases of its running jobs (and resumes those of dead nodes), and wakes its webhook dispatcher when another node
- * enqueued deliveries. Schedules are led separately (scheduler-leadership.ts).
+ * This daemon as one node of several sharing a PostgreSQL store. Made before the engine (which publishes into
+ * `updates`), started before it: it streams the cluster's updates to the engine, keeps the leases of the node's
+ * running jobs (and resumes those of dead nodes), and wakes the webhook dispatcher when another node enqueued
+ * deliveries. Schedules are led separately (scheduler-leadership.ts).
  */
-export async function startClusterNode(deps: {
-  cluster: ClusterStore;
-  engine: ClusterEngine;
-  /** The webhook dispatcher's wake-up. */
-  wakeWebhooks(): void;
-  isSchedulerLeader(): boolean;
-  logger: Logger;
-}) {
-  const { cluster, engine } = deps;
-  const logger = deps.logger.child({ component: "cluster" });
-  const shared = createSharedUpdates({ cluster, deliver: (update) => engine.sharedUpdate(update), logger });
-  await shared.start();
-  const leases = createLeaseKeeper({ cluster, engine, logger });
-  leases.start();
-  const stopWebhooks = await cluster.listen("webhooks", deps.wakeWebhooks);
-  const prune = setInterval(() => {
-    cluster.pruneUpdates(Date.now() - PROGRESS_KEPT_MS)
-      .catch((err: unknown) => logger.warn({ err: (err as Error).message }, "pruning old progress updates failed"));
-  }, PRUNE_EVERY_MS);
-  prune.unref();
-  logger.info({ node_id: cluster.nodeId, lease_ms: cluster.leaseMs }, "joined the cluster");
+export function createClusterNode(options: { cluster: ClusterStore; logger: Logger }) {
+  const { cluster } = options;
+  const logger = options.logger.child({ component: "cluster" });
+  let engine: ClusterEngine | undefined;
+  const shared = createSharedUpdates({ cluster, deliver: (update) => engine?.sharedUpdate(update), logger });
+  let leases: ReturnType<typeof createLeaseKeeper> | undefined;
+  let stopWebhooks: (() => Promise<void>) | undefined;
+  let prune: NodeJS.Timeout | undefined;
+  let isSchedulerLeader = () => false;
+  // One append at a time: the log's order is then the order this node published in (a job's progress never goes back).
+  let appending = Promise.resolve();
+
   return {
-    /** The highest seq of the shared log delivered here. */
-    currentSeq: () => shared.currentSeq(),
-    async status(): Promise<ClusterNodeStatus> {
-      const lease = leases.status();
-      const runningByNode = await cluster.runningByNode().catch(() => ({}));
-      return { nodeId: cluster.nodeId, databaseReachable: lease.databaseReachable, lastLeaseRenewal: lease.lastRenewal, schedulerLeader: deps.isSchedulerLeader(), runningByNode };
+    /** For the engine's update bus (UpdateBusOptions.shared). */
+    updates: {
+      append(update: JobUpdate): void {
+        appending = appending
+          .then(() => cluster.appendUpdate({
+            jobId: update.jobId, ...(update.batchId ? { batchId: update.batchId } : {}), kind: update.kind === "progress" ? "progress" : "batch",
+            payload: update, time: update.time,
+          }))
+          .then(() => undefined, (err: unknown) => logger.warn({ err: (err as Error).message, job_id: update.jobId }, "could not share a progress update"));
+      },
+      currentSeq: () => shared.currentSeq(),
     },
-    leaseStatus: () => leases.status(),
+    async start(deps: { engine: ClusterEngine; wakeWebhooks(): void; isSchedulerLeader(): boolean }): Promise<void> {
+      engine = deps.engine;
+      isSchedulerLeader = deps.isSchedulerLeader;
+      await shared.start();
+      leases = createLeaseKeeper({ cluster, engine, logger });
+      leases.start();
+      stopWebhooks = await cluster.listen("webhooks", deps.wakeWebhooks);
+      prune = setInterval(() => {
+        cluster.pruneUpdates(Date.now() - PROGRESS_KEPT_MS)
+          .catch((err: unknown) => logger.warn({ err: (err as Error).message }, "pruning old progress updates failed"));
+      }, PRUNE_EVERY_MS);
+      prune.unref();
+      logger.info({ node_id: cluster.nodeId, lease_ms: cluster.leaseMs }, "joined the cluster");
+    },
+    async status(): Promise<ClusterNodeStatus> {
+      const lease = leases?.status() ?? { databaseReachable: false };
+      const runningByNode = await cluster.runningByNode().catch(() => ({}));
+      return { nodeId: cluster.nodeId, databaseReachable: lease.databaseReachable, lastLeaseRenewal: lease.lastRenewal, schedulerLeader: isSchedulerLeader(), runningByNode };
+    },
+    /** For /health: the database as the lease keeper last saw it. */
+    leaseStatus: () => leases?.status(),
     async stop(): Promise<void> {
       clearInterval(prune);
-      await leases.stop();
-      await stopWebhooks();
+      await leases?.stop();
+      await stopWebhooks?.();
       await shared.stop();
+      await appending;
     },
   };
 }
 
-export type ClusterNode = Awaited<ReturnType<typeof startClusterNode>>;
+export type ClusterNode = ReturnType<typeof createClusterNode>;

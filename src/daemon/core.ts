@@ -1,4 +1,6 @@
 import fs from "node:fs";
+import { createClusterNode, type ClusterNode } from "../cluster/cluster.ts";
+import { createClusterScheduler } from "../cluster/scheduler-leadership.ts";
 import { realPaths } from "../api/output-dir.ts";
 import { createProfileRegistry, profilesFromConfig, type ProfileRegistry } from "../api/profiles.ts";
 import { webhooksFromConfig } from "../api/webhooks.ts";
@@ -17,7 +19,7 @@ import { createScheduleSubmit } from "../scheduler/schedule-submit.ts";
 import { createScheduler, type Scheduler } from "../scheduler/scheduler.ts";
 import { lockDataDir } from "../store/data-dir-lock.ts";
 import { prepareDataDir } from "../store/data-dir.ts";
-import { createSqliteStore } from "../store/sqlite/sqlite-store.ts";
+import { openStore } from "../store/open-store.ts";
 import type { Store } from "../store/store.ts";
 import { jobTracer } from "../tracing/job-tracer.ts";
 import { initTracing, type Tracing } from "../tracing/tracing.ts";
@@ -43,6 +45,10 @@ export interface Core {
   outputRoots: { allowedOutputRoots: readonly string[]; realOutputRoots: readonly string[] };
   /** Why conversions cannot run here (no qemu-img), or undefined when they can. */
   conversionUnavailable(): string | undefined;
+  /** This daemon's part of a cluster (PostgreSQL store); started before the engine. */
+  cluster?: ClusterNode;
+  /** Whether the schedules fire here (always, alone; the lock holder in a cluster). */
+  isSchedulerLeader(): boolean;
 }
 
 /** Opens the data directory and the store, and makes the providers, engine, scheduler, webhooks and metrics. */
@@ -53,11 +59,11 @@ export async function openCore(options: DaemonOptions, releasers: Releasers): Pr
   for (const warning of prepareDataDir(config.dataDir)) logger.warn(warning);
   releasers.add(lockDataDir(config.dataDir));
   // Opens every stored secret's key check: a wrong or missing encryption key stops the start here.
-  const store = createSqliteStore({
-    dataDir: config.dataDir, maxLogBytesPerJob: config.maxLogBytesPerJob, logger: logger.child({ component: "store" }),
-    encryption: { key: config.encryptionKey, keyFile: config.encryptionKeyFile },
-  });
+  const store = await openStore(config, logger.child({ component: "store" }));
   releasers.add(() => store.close());
+  // Several daemons on one PostgreSQL: this one's part (released after the engine has drained, before the store closes).
+  const cluster = store.cluster && createClusterNode({ cluster: store.cluster, logger });
+  if (cluster) releasers.add(() => cluster.stop());
   // Without OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT nothing of OpenTelemetry is loaded.
   const tracing = await initTracing({ serviceName: "hypervisord", version: VERSION, logger: logger.child({ component: "tracing" }) });
   // Released after the engine and the listeners: the spans of the last calls and jobs are sent.
@@ -89,12 +95,17 @@ export async function openCore(options: DaemonOptions, releasers: Releasers): Pr
     store, providers, logger, options: compileEngineOptions(config.engine), logForward: options.logForward,
     observers: [{ progressed: (job, progress) => progressEvents.progressed(job, progress) }],
     jobTracer: jobTracer(tracing),
+    cluster: cluster && { nodeId: config.cluster.nodeId, updates: cluster.updates },
   });
-  const scheduler = createScheduler({
+  const makeScheduler = () => createScheduler({
     store: store.schedules,
     logger: logger.child({ component: "scheduler" }),
     submit: createScheduleSubmit({ engine, exports: store.schedules.exports, recorded: (exports) => retention.check(exports) }),
   });
+  // In a cluster the schedules fire on the one node that holds the scheduler lock.
+  const leadership = store.cluster
+    && createClusterScheduler({ make: makeScheduler, cluster: store.cluster, store: store.schedules, logger: logger.child({ component: "scheduler" }) });
+  const scheduler = leadership || makeScheduler();
   const metrics = createMetrics({
     providers: providers.list().map((p) => p.name),
     jobCounts: async () => {
@@ -113,7 +124,8 @@ export async function openCore(options: DaemonOptions, releasers: Releasers): Pr
   engine.observe(metrics.jobObserver);
   engine.observe({ downloaded: (job, seconds) => metrics.observeDownload(job.definition.provider, seconds) });
   return {
-    store, providers, engine, scheduler, retention, webhooks, profiles, metrics, tracing, outputRoots,
+    store, providers, engine, scheduler, retention, webhooks, profiles, metrics, tracing, outputRoots, cluster,
+    isSchedulerLeader: () => (leadership ? leadership.isLeader() : true),
     conversionUnavailable: () => ("reason" in qemuImg ? qemuImg.reason : undefined),
   };
 }

@@ -46,6 +46,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     // Released before the engine: no run starts while jobs drain.
     releasers.add(() => scheduler.stop());
 
+    // A cluster node streams the cluster's updates and keeps its leases from before its first claim.
+    await core.cluster?.start({ engine, wakeWebhooks: () => webhooks.wake(), isSchedulerLeader: core.isSchedulerLeader });
     await engine.start();
     await scheduler.start();
     // Completions the daemon did not get to before it last stopped.
@@ -53,7 +55,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     webhooks.start();
     stack.health.setAll(ServingStatus.SERVING);
     // grpc.health.v1 follows /health: NOT_SERVING while unhealthy.
-    const stopHealthWatch = stack.healthCheck.watch(10_000, (status) => stack.health.setAll(status === "unhealthy" ? ServingStatus.NOT_SERVING : ServingStatus.SERVING));
+    // Every 2 s with a shared store: a node that loses PostgreSQL goes NOT_SERVING (and back) quickly.
+    const stopHealthWatch = stack.healthCheck.watch(config.storeUrl ? 2_000 : 10_000, (status) => stack.health.setAll(status === "unhealthy" ? ServingStatus.NOT_SERVING : ServingStatus.SERVING));
     logger.info({
       grpc_address: listeners.grpcAddress, http_address: listeners.httpAddress, data_dir: config.dataDir, version: VERSION,
       providers: core.providers.list().map((p) => p.name), config_file: config.configFile, dashboard_url: listeners.dashboardUrl,
