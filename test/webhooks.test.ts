@@ -560,6 +560,50 @@ describe("dispatcher", () => {
     assert.ok(attempt!.latencyMs >= 490 && attempt!.latencyMs < 2500, `latency ${attempt!.latencyMs}`);
   });
 
+  test("a claiming store (as PostgreSQL's): what due() handed out is not asked for again; a busy webhook's deliveries wait here, not 60 s in the store", async () => {
+    let open = 0;
+    let peakOpen = 0;
+    const receiver = await startReceiver((_req, res) => {
+      open++;
+      peakOpen = Math.max(peakOpen, open);
+      res.on("close", () => open--);
+      setTimeout(() => res.writeHead(200).end(), 30);
+    });
+    const { store: queries } = openStore();
+    queries.insert(makeWebhook("a", receiver.url));
+    const ids = new Set(Array.from({ length: 5 }, (_, i) => queries.enqueue(sampleEvent("job.created", { i }))[0]!.id));
+    // Claimed deliveries stay claimed until their attempt is recorded (a claim that never times out here).
+    const inner = toAsync<WebhookStore>(queries);
+    const claimed = new Set<string>();
+    const handedOut: string[] = [];
+    const claiming: WebhookStore = {
+      ...inner,
+      async due(now, limit) {
+        const free = (await inner.due(now, 1000)).filter((d) => !claimed.has(d.delivery.id)).slice(0, limit);
+        for (const { delivery } of free) {
+          claimed.add(delivery.id);
+          handedOut.push(delivery.id);
+        }
+        return free;
+      },
+      async recordAttempt(id, attempt, outcome) {
+        await inner.recordAttempt(id, attempt, outcome);
+        claimed.delete(id);
+      },
+    };
+    const { logger } = recordingLogger();
+    const dispatcher = createWebhookDispatcher({ store: claiming, logger, allowPrivateTargets: true, pollIntervalMs: 60_000, maxInFlightPerWebhook: 1 });
+    dispatchers.push(dispatcher);
+    dispatcher.start();
+    const started = Date.now();
+    await waitFor("every delivery", () => [...ids].every((id) => queries.getDelivery(id)!.state === "delivered"), 5000);
+    // One at a time, each once, one after the other: no poll interval (60 s) waited for.
+    assert.ok(Date.now() - started < 3000, `took ${Date.now() - started} ms`);
+    assert.equal(peakOpen, 1);
+    assert.equal(receiver.requests.length, 5);
+    assert.deepEqual(handedOut.slice().sort(), [...ids].sort(), "each delivery handed out once");
+  });
+
   test("max attempts reached: failed after exactly max_attempts requests", async () => {
     const receiver = await startReceiver((_req, res) => res.writeHead(503).end());
     const { store } = openStore();
