@@ -4,10 +4,17 @@ import path from "node:path";
 import { after, describe, test } from "node:test";
 import { isFinal, type JobState } from "../src/domain/job.ts";
 import { FailedPreconditionError, ResourceExhaustedError, UnavailableError } from "../src/errors.ts";
+import pino from "pino";
+import { createEngine } from "../src/engine/engine.ts";
+import { openJobCheckpoint } from "../src/engine/job-files.ts";
+import { initialSeq } from "../src/engine/update-bus.ts";
+import { createProviderRegistry } from "../src/providers/registry.ts";
 import { createSqliteStore } from "../src/store/sqlite/sqlite-store.ts";
-import { fakeDefinition, startEngine, type Harness } from "./support/engine-harness.ts";
+import type { Store } from "../src/store/store.ts";
+import { fakeDefinition, startEngine, TEST_ENGINE_OPTIONS, type Harness } from "./support/engine-harness.ts";
+import { tempDir } from "./support/temp-dir.ts";
 import { waitFor } from "./support/wait-for.ts";
-import { fakeDiskBytes } from "./support/fake-provider.ts";
+import { fakeDiskBytes, fakeProviders } from "./support/fake-provider.ts";
 
 const harnesses: Harness[] = [];
 async function harness(...args: Parameters<typeof startEngine>): Promise<Harness> {
@@ -228,4 +235,88 @@ test("a job's log is capped and reports truncation", async () => {
   const bytes = entries.reduce((n, e) => n + e.message.length + JSON.stringify(e.fields).length + 32, 0);
   assert.ok(bytes <= 64 * 1024, `kept ${bytes} bytes`);
   assert.equal(entries.at(-1)!.message.startsWith("line 1999 "), true, "the newest entries are kept");
+});
+
+/** Resolves after `ms`, on a timer: what a networked store's answer does. */
+const later = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe("a store that answers later (PostgreSQL's shape)", () => {
+  test("pumps asked for while a claim is awaited never start more than max_concurrent jobs, and none is left queued", async () => {
+    const sqlite = createSqliteStore({ dataDir: tempDir("engine-slow"), maxLogBytesPerJob: 64 * 1024 });
+    let claims = 0;
+    let claimsAtOnce = 0;
+    const store: Store = {
+      ...sqlite,
+      async claimNextJob(now, nextSeq) {
+        claims++;
+        claimsAtOnce = Math.max(claimsAtOnce, claims);
+        try {
+          await later(3);
+          return await sqlite.claimNextJob(now, nextSeq);
+        } finally {
+          claims--;
+        }
+      },
+    };
+    const engine = createEngine({
+      store, providers: createProviderRegistry(fakeProviders()), logger: pino({ level: "silent" }),
+      options: { ...TEST_ENGINE_OPTIONS, maxConcurrentJobs: 2 }, initialSeq: await initialSeq(store),
+    });
+    await engine.start();
+    try {
+      const outputDir = tempDir("engine-slow-out");
+      // Submitted in different turns: each flush asks for a pump while the one before waits for its claim.
+      const ids: string[] = [];
+      for (let i = 0; i < 6; i++) {
+        ids.push((await engine.submit(fakeDefinition(outputDir, `slow${i}?size=2048&chunk=512&delayMs=2`), { actor: "test" })).job.id);
+      }
+      let peak = 0;
+      const states = async () => Promise.all(ids.map(async (id) => (await engine.getJob(id)).state));
+      while (!(await states()).every(isFinal)) {
+        peak = Math.max(peak, (await sqlite.countByState()).running);
+        await later(1);
+      }
+      assert.equal(peak, 2, "two at a time");
+      assert.equal(claimsAtOnce, 1, "one claim at a time");
+      assert.deepEqual(await states(), ids.map(() => "completed"));
+    } finally {
+      await engine.shutdown(2000);
+      await sqlite.close();
+    }
+  });
+
+  test("checkpoint saves are written one at a time, in order, the last state last; a failed write fails the next save", async () => {
+    const stored: unknown[] = [];
+    let writing = 0;
+    let overlapped = false;
+    let fail = false;
+    const store = {
+      loadCheckpoint: async () => ({ provider: { step: 0 }, writtenFiles: ["/out/a"] }),
+      async saveCheckpoint(_id: string, value: unknown) {
+        overlapped ||= writing > 0;
+        writing++;
+        await later(2);
+        writing--;
+        if (fail) throw new Error("connection lost");
+        stored.push(structuredClone(value));
+      },
+    } as unknown as Store;
+    const checkpoint = await openJobCheckpoint(store, "job-1");
+    assert.deepEqual(checkpoint.load(), { step: 0 });
+    checkpoint.save({ step: 1 });
+    checkpoint.files.add("/out/b");
+    checkpoint.save({ step: 2 });
+    assert.deepEqual(checkpoint.load(), { step: 2 }, "the run reads its own saves at once");
+    await checkpoint.written();
+    assert.equal(overlapped, false);
+    assert.deepEqual(stored, [
+      { provider: { step: 1 }, writtenFiles: ["/out/a"] },
+      { provider: { step: 2 }, writtenFiles: ["/out/a", "/out/b"] },
+    ], "the first save at once, the ones made meanwhile in one write of the latest state");
+
+    fail = true;
+    checkpoint.save({ step: 3 });
+    await assert.rejects(checkpoint.written(), /connection lost/);
+    assert.throws(() => checkpoint.files.add("/out/c"), /connection lost/);
+  });
 });
