@@ -120,6 +120,7 @@ export function jobToPb(job: Job, now = Date.now()): JobPb {
     scheduleId: job.scheduleId ?? "",
     batchId: job.batchId ?? "",
     pendingCleanup: job.pendingCleanup ?? "",
+    nodeId: job.nodeId ?? "",
     durationSeconds: jobDurationSeconds(job, now),
     attempts: job.attempts.map((a) => attemptToPb(a, now)),
   });

@@ -15,7 +15,7 @@ import { createJobHandlers } from "./jobs.ts";
 import { createPackageHandlers } from "./packages.ts";
 import { createProfileHandlers, type ProfileRegistry } from "./profiles.ts";
 import { createScheduleHandlers } from "./schedules.ts";
-import { createSystemHandlers } from "./system.ts";
+import { createSystemHandlers, type SystemDeps } from "./system.ts";
 import { createVmHandlers } from "./vms.ts";
 import { createWebhookHandlers } from "./webhooks.ts";
 
@@ -40,6 +40,8 @@ export interface ApiDeps {
   /** An API key was created or revoked (the auth hook's key cache). */
   onApiKeysChanged?(): void;
   startTime: number;
+  /** A cluster node (PostgreSQL store), for GetStatus. */
+  cluster?: SystemDeps["cluster"];
 }
 
 /** The HypervisordService, independent of transport (src/server adapts it to gRPC and Connect): one module per resource. */
@@ -55,7 +57,7 @@ export function createHypervisordApi(deps: ApiDeps): ServiceHandlers<typeof Hype
     ...createJobHandlers({ engine, store, rules }),
     ...createBatchHandlers(engine),
     ...createVmHandlers({ providers, webhookStore: store.webhooks, webhooks: deps.webhooks, onVmsListed: deps.onVmsListed }),
-    ...createSystemHandlers({ engine, store, providers, allowedOutputRoots: deps.allowedOutputRoots, conversionUnavailable: deps.conversionUnavailable, startTime: deps.startTime }),
+    ...createSystemHandlers({ engine, store, providers, allowedOutputRoots: deps.allowedOutputRoots, conversionUnavailable: deps.conversionUnavailable, startTime: deps.startTime, cluster: deps.cluster }),
     ...createPackageHandlers(deps.allowedOutputRoots, rules.realOutputRoots),
     ...createScheduleHandlers({ store: store.schedules, scheduler: deps.scheduler, engine, rules }),
     ...createProfileHandlers(deps.profiles, rules),

@@ -1,13 +1,14 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { ExportFormat } from "../../gen/hypervisord/v1/job_pb.js";
-import { JobCountsSchema, type HypervisordService } from "../../gen/hypervisord/v1/service_pb.js";
+import { ClusterStatusSchema, JobCountsSchema, type HypervisordService } from "../../gen/hypervisord/v1/service_pb.js";
 import { CONVERT_FORMATS, PRIORITIES } from "../domain/job.ts";
 import type { Engine } from "../engine/engine.ts";
 import type { ProviderRegistry } from "../providers/registry.ts";
 import type { ServiceHandlers } from "../rpc/handlers.ts";
 import type { Store } from "../store/store.ts";
 import { VERSION } from "../version.ts";
+import type { ClusterNodeStatus } from "../cluster/cluster.ts";
 
 type SystemHandlers = Pick<ServiceHandlers<typeof HypervisordService>, "getStatus" | "getCapabilities">;
 
@@ -19,6 +20,8 @@ export interface SystemDeps {
   /** Per conversion format: why it cannot run here, or undefined when it can. */
   conversionUnavailable(format: string): string | undefined;
   startTime: number;
+  /** A cluster node (PostgreSQL store): its id and how it sees the cluster. */
+  cluster?: { nodeId: string; status(): Promise<ClusterNodeStatus> };
 }
 
 /** The daemon itself: GetStatus (version, uptime, queue, providers' counters) and GetCapabilities. */
@@ -44,6 +47,8 @@ export function createSystemHandlers(deps: SystemDeps): SystemHandlers {
         store: deps.store.kind,
         lastSeq: BigInt(stats.lastSeq),
         subscribers: stats.subscribers,
+        nodeId: deps.cluster?.nodeId ?? "",
+        cluster: deps.cluster && clusterStatus(await deps.cluster.status()),
         providers: await Promise.all(providers.list().filter((p) => p.stats).map(async (p) => ({
           name: p.name,
           counters: Object.fromEntries(Object.entries(await p.stats!()).map(([k, v]) => [k, BigInt(v)])),
@@ -65,4 +70,13 @@ export function createSystemHandlers(deps: SystemDeps): SystemHandlers {
       };
     },
   };
+}
+
+function clusterStatus(status: ClusterNodeStatus) {
+  return create(ClusterStatusSchema, {
+    databaseReachable: status.databaseReachable,
+    lastLeaseRenewal: status.lastLeaseRenewal === undefined ? undefined : timestampFromMs(status.lastLeaseRenewal),
+    schedulerLeader: status.schedulerLeader,
+    runningByNode: status.runningByNode,
+  });
 }

@@ -48,6 +48,7 @@ export async function createCallStack(core: Core, config: DaemonConfig, logger: 
     onVmsListed: (provider, vms) => core.metrics.vmsDiscovered(provider, vms),
     onApiKeysChanged: () => apiKeys.invalidate(),
     startTime,
+    cluster: core.cluster && { nodeId: config.cluster.nodeId, status: core.cluster.status },
   });
   // Refused authentications are audited (collapsed per address, RPC and code) and throttled per address,
   // here and in the HTTP listener's check before a body is read (authHook.check).
