@@ -104,6 +104,25 @@ export async function startPostgres(): Promise<Postgres> {
     stopServer,
     startServer,
     async stop() {
+      // A pool's end() resolves before its connections are gone: stopping the server under them would raise
+      // "terminating connection due to administrator command" in the test process. Wait (briefly) for them to go.
+      if (!stopped) {
+        const client = new pg.Client({ connectionString: url() });
+        try {
+          await client.connect();
+          const deadline = Date.now() + 3_000;
+          while (Date.now() < deadline) {
+            const { rows } = await client.query<{ n: string }>(
+              "SELECT count(*) AS n FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()");
+            if (Number(rows[0]!.n) === 0) break;
+            await new Promise((resolve) => setTimeout(resolve, 50));
+          }
+        } catch {
+          // The server is down already (a test stopped it): nothing to wait for.
+        } finally {
+          await client.end().catch(() => undefined);
+        }
+      }
       cleanup();
     },
   };
