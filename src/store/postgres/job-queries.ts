@@ -1,11 +1,11 @@
 import { attemptsAfter, EMPTY_PROGRESS, JOB_STATES, type Job, type JobAttempt, type JobProgress, type JobState, type JobTransition } from "../../domain/job.ts";
 import { AlreadyExistsError } from "../../errors.ts";
-import type { JobFilter, JobPage, NewJob, TransitionInput } from "../store.ts";
+import type { InsertResult, JobFilter, JobPage, NewJob, TransitionInput } from "../store.ts";
 import type { SecretBox } from "../secret-box.ts";
 import { sameDefinition } from "../sqlite/job-queries.ts";
 import { priorityRank, splitSecrets, transitionFromRow, type TransitionRow } from "../sqlite/job-rows.ts";
 import { pgJobRowReader, TARGET_PROVIDERS, targetHost, type PgJobRow } from "./job-rows.ts";
-import { nextUpdateSeq, notifyUpdates, type Sql } from "./sql.ts";
+import { nextUpdateSeq, notifyUpdates, savepoint, type Sql } from "./sql.ts";
 
 /**
  * Work done inside the transaction of a job change, so that it commits or rolls back with it: the schedule
@@ -97,6 +97,19 @@ export function createJobQueries(hooks: JobHooks, secretBox: SecretBox, cluster:
     };
     await hooks.afterInsert?.(db, job, input, transition);
     return { job, created: true, transition };
+  }
+
+  /** Group commit (run it in a transaction): each job in a savepoint, so that a failing one rolls back alone. */
+  async function insertMany(db: Sql, inputs: readonly NewJob[]): Promise<InsertResult[]> {
+    const results: InsertResult[] = [];
+    for (const input of inputs) {
+      try {
+        results.push({ ok: true, ...await savepoint(db, () => insertOne(db, input)) });
+      } catch (error) {
+        results.push({ ok: false, error });
+      }
+    }
+    return results;
   }
 
   /**
@@ -229,6 +242,7 @@ export function createJobQueries(hooks: JobHooks, secretBox: SecretBox, cluster:
   const jobs = async (db: Sql, sql: string, values: readonly unknown[] = []) => (await db.query<PgJobRow>(sql, values)).rows.map(jobFromRow);
 
   return {
+    insertMany,
     insertOne,
     get,
     /** The jobs of these ids that exist. */

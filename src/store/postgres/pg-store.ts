@@ -3,7 +3,7 @@ import type { Job, JobTransition } from "../../domain/job.ts";
 import type { RunTrigger } from "../../domain/schedule.ts";
 import { batchCompletedEvent, jobEvent, scheduleTriggeredEvent } from "../../domain/webhook-events.ts";
 import type { SecretBox } from "../secret-box.ts";
-import type { InsertResult, Store } from "../store.ts";
+import type { Store } from "../store.ts";
 import { createApiKeyStore } from "./api-keys.ts";
 import { createAuditStore } from "./audit.ts";
 import { createBatchQueries, createBatchStore } from "./batches.ts";
@@ -13,7 +13,7 @@ import { migrate } from "./migrations.ts";
 import { createPool } from "./pool.ts";
 import { createProfileQueries, createProfileStore } from "./profiles.ts";
 import { createScheduleQueries, createScheduleStore } from "./schedules.ts";
-import { savepoint, transaction, type Sql } from "./sql.ts";
+import { transaction, type Sql } from "./sql.ts";
 import { checkKey } from "./stored-secrets.ts";
 import { createWebhookQueries, createWebhookStore, type WebhookQueries } from "./webhooks.ts";
 
@@ -112,21 +112,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
 
   return {
     kind: "postgres",
-    async insertJobs(inputs) {
-      if (inputs.length === 0) return [];
-      // Group commit: one transaction, each job in a savepoint so that a failing one rolls back alone.
-      return transaction(pool, async (db) => {
-        const results: InsertResult[] = [];
-        for (const input of inputs) {
-          try {
-            results.push({ ok: true, ...await savepoint(db, () => jobs.insertOne(db, input)) });
-          } catch (error) {
-            results.push({ ok: false, error });
-          }
-        }
-        return results;
-      });
-    },
+    insertJobs: async (inputs) => (inputs.length === 0 ? [] : transaction(pool, (db) => jobs.insertMany(db, inputs))),
     getJob: (id) => jobs.get(pool, id),
     listJobs: (filter) => jobs.list(pool, filter),
     jobsInState: (state) => jobs.inState(pool, state),
