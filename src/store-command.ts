@@ -5,8 +5,8 @@ export const STORE_USAGE = `usage: hypervisord store copy --from DATA_DIR --to p
 Copies a hypervisord's SQLite database (DATA_DIR/hypervisord.db) into PostgreSQL, every table column by column,
 in one transaction, so that daemons started with --store postgres://... carry on with its jobs, schedules,
 webhooks, API keys and audit log. Stop the daemon first: the data directory is locked as it locks it.
-The target is migrated first; one that already holds jobs, schedules, webhooks, API keys or audit events is
-refused unless --force, which empties it first.
+The target is migrated first; one that already holds jobs, schedules, profiles, webhooks, API keys or audit
+events is refused unless --force, which empties it first.
 Secrets are copied as they are (encrypted): every PostgreSQL daemon must be given the key they were written with.
 
   --from DATA_DIR   the SQLite daemon's data directory

@@ -43,7 +43,7 @@ export class CopyStoreError extends Error {
 
 const BATCH_ROWS = 500;
 /** Tables whose rows mean the target is in use; a target holding any of them is refused without --force. */
-const IN_USE_TABLES = ["jobs", "schedules", "webhooks", "api_keys", "audit_events"];
+const IN_USE_TABLES = ["jobs", "schedules", "profiles", "webhooks", "api_keys", "audit_events"];
 /** Each store keeps its own record of the migrations it applied. */
 const NOT_COPIED = new Set(["schema_migrations"]);
 /** meta key of the highest update sequence number the SQLite daemon may have handed out (sqlite-store.ts). */
