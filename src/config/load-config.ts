@@ -253,6 +253,7 @@ function helpText(): string {
   const lines = [
     "usage: hypervisord [--config FILE] [flags]",
     "       hypervisord secrets rotate [--new-key-file FILE] [--config FILE] [flags]   re-encrypt stored secrets with a new key (see secrets --help)",
+    "       hypervisord store copy --from DATA_DIR --to postgres://... [--force]   copy a SQLite daemon's database into PostgreSQL (see store --help)",
     "",
     "Exports virtual machines from hypervisors into OVF/OVA packages as durable jobs.",
     "Settings come from flags, then HYPERVISORD_* variables, then the YAML config file, then defaults.",
