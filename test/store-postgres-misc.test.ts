@@ -323,9 +323,13 @@ describe("PostgreSQL batch, API key and audit stores", { skip }, () => {
     await assert.rejects(store.syncConfig([config("c4", { keyHash: "hash-api1" })]), /already API key api1/);
     assert.deepEqual((await store.list()).map((k) => k.id), ["api1", "c1", "c3"], "a refused sync changes nothing");
 
-    // Two daemons syncing the same file at start: both succeed, one row per key.
-    await Promise.all([createApiKeyStore(pool!).syncConfig([config("c1"), config("c5")]), store.syncConfig([config("c1"), config("c5")])]);
-    assert.deepEqual((await store.list()).map((k) => k.id), ["api1", "c1", "c5"]);
+  });
+
+  test("API keys: two daemons syncing the same config file at once both succeed, one row per key", async () => {
+    const opened = await openDatabase(undefined, 2);
+    const keys = [apiKey("c1", { source: "config" }), apiKey("c2", { source: "config" })];
+    await Promise.all(opened.map((pool) => createApiKeyStore(pool).syncConfig(keys)));
+    assert.deepEqual((await createApiKeyStore(opened[0]!).list()).map((k) => [k.id, k.source]), [["c1", "config"], ["c2", "config"]]);
   });
 
   test("audit: the events of one turn are written in one statement; list flushes, newest first, filters and pages", async () => {
