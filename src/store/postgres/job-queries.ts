@@ -120,14 +120,18 @@ export function createJobQueries(hooks: JobHooks, secretBox: SecretBox, cluster:
    */
   async function claimAttempt(db: Sql, now: number, skipped: readonly number[]): Promise<ClaimAttempt> {
     const caps = TARGET_PROVIDERS.map((provider) => cluster.hostCap(provider) ?? null);
-    const { rows } = await db.query<PgJobRow & { max_parallel: number | null }>(`SELECT j.*, b.max_parallel
-      FROM jobs AS j LEFT JOIN batches AS b ON b.id = j.batch_id
+    // The hosts and batches at their caps are found once from the running jobs (a few), not once per queued row.
+    const { rows } = await db.query<PgJobRow & { max_parallel: number | null }>(`WITH busy_hosts AS (
+        SELECT target_host FROM jobs WHERE state = 'running' AND target_host IS NOT NULL GROUP BY target_host
+        HAVING count(*) >= ($3::int[])[array_position($4::text[], split_part(target_host, ':', 1))]
+      ), full_batches AS (
+        SELECT r.batch_id FROM jobs AS r JOIN batches AS b ON b.id = r.batch_id
+        WHERE r.state = 'running' AND b.max_parallel > 0 GROUP BY r.batch_id, b.max_parallel HAVING count(*) >= b.max_parallel
+      )
+      SELECT j.*, b.max_parallel FROM jobs AS j LEFT JOIN batches AS b ON b.id = j.batch_id
       WHERE j.state = 'queued' AND (j.next_attempt_time IS NULL OR j.next_attempt_time <= $1) AND NOT (j.pk = ANY ($2::bigint[]))
-        AND (coalesce(b.max_parallel, 0) <= 0
-          OR b.max_parallel > (SELECT count(*) FROM jobs AS r WHERE r.batch_id = j.batch_id AND r.state = 'running'))
-        AND (j.target_host IS NULL OR ($3::int[])[array_position($4::text[], split_part(j.target_host, ':', 1))] IS NULL
-          OR ($3::int[])[array_position($4::text[], split_part(j.target_host, ':', 1))]
-            > (SELECT count(*) FROM jobs AS r WHERE r.target_host = j.target_host AND r.state = 'running'))
+        AND (j.batch_id IS NULL OR j.batch_id NOT IN (SELECT batch_id FROM full_batches))
+        AND (j.target_host IS NULL OR j.target_host NOT IN (SELECT target_host FROM busy_hosts))
       ORDER BY j.priority DESC, j.pk ASC LIMIT 1 FOR UPDATE OF j SKIP LOCKED`, [now, skipped, caps, TARGET_PROVIDERS]);
     const row = rows[0];
     if (!row) return undefined;
