@@ -97,7 +97,13 @@ export function createJobLogs(options: JobLogsOptions) {
         lastId = page[page.length - 1]!.id;
         page = (await read(jobId, { afterId: lastId, tail: 0, limit: 5000 })).entries;
       }
-      if (!query.follow || isFinal((await store.getJob(jobId))!.state)) return;
+      if (!query.follow) return;
+      if (isFinal((await store.getJob(jobId))!.state)) {
+        // It may have ended while the pages were read: its last lines are stored by the next turn (see end()).
+        await new Promise((resolve) => setImmediate(resolve));
+        yield* (await read(jobId, { afterId: lastId, tail: 0, limit: 5000 })).entries;
+        return;
+      }
       while (!signal.aborted) {
         const value = live.shift();
         if (value === "end") {
@@ -127,8 +133,13 @@ export function createJobLogs(options: JobLogsOptions) {
     logger: (jobId: string): Logger => base.child({ job_id: jobId }),
     read,
     follow,
-    /** The job reached a final state: followers finish. */
-    end: (jobId: string) => emit(jobId, "end"),
+    /**
+     * The job reached a final state: followers finish. The run logs its last lines in the microtasks right after
+     * its final transition is stored, so "end" waits for the next turn's write, which holds them.
+     */
+    end(jobId: string): void {
+      setImmediate(() => void flush().then(() => emit(jobId, "end")));
+    },
     flush,
   };
 }
