@@ -362,5 +362,7 @@ describe("PostgreSQL job store", { skip }, () => {
     assert.equal(await store.getSeqReservation(), 0);
     await store.setSeqReservation(42);
     assert.equal(await store.getSeqReservation(), 42);
+    await Promise.all([store.close(), store.close()]);
+    await assert.rejects(store.getJob(job.id), /pool/i, "closed");
   });
 });

@@ -7,6 +7,7 @@ import type { Store } from "../store.ts";
 import { createApiKeyStore } from "./api-keys.ts";
 import { createAuditStore } from "./audit.ts";
 import { createBatchQueries, createBatchStore } from "./batches.ts";
+import { createClusterQueries } from "./cluster-queries.ts";
 import { createJobQueries, type JobClusterOptions } from "./job-queries.ts";
 import { createLogQueries } from "./logs.ts";
 import { migrate } from "./migrations.ts";
@@ -109,6 +110,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
   }, box);
   const logs = createLogQueries({ maxBytesPerJob: options.maxLogBytesPerJob });
   const audit = createAuditStore(pool, options.logger);
+  let closing: Promise<void> | undefined;
 
   return {
     kind: "postgres",
@@ -148,13 +150,27 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     apiKeys: createApiKeyStore(pool),
     audit,
     onWebhookEvents: (listener) => void webhookListeners.push(listener),
+    cluster: createClusterQueries({
+      pool, url: options.url, nodeId: options.nodeId, leaseMs: options.leaseMs, logger: options.logger,
+      jobs: {
+        jobsById: jobs.jobsById,
+        transitionsAfter: (db, seq, limit) => jobs.transitionsAfter(db, seq, undefined, limit),
+        requeue: (db, jobId, reason) => jobs.transition(db, {
+          jobId, from: ["running"], to: "queued", seq: 0, time: Date.now(), reason, actor: "recovery", resume: true,
+        }),
+      },
+    }),
     secretBox: box,
-    async close() {
-      try {
-        await audit.flush();
-      } finally {
-        await pool.end();
-      }
+    close() {
+      // Once: a second call (a shutdown racing a failed start) waits for the first instead of ending the pool twice.
+      closing ??= (async () => {
+        try {
+          await audit.flush();
+        } finally {
+          await pool.end();
+        }
+      })();
+      return closing;
     },
   };
 }
