@@ -351,6 +351,12 @@ describe("connection deadlines and request sizes (plain)", () => {
       const unread = await oversizeGrpc(url, 100 * 1024 * 1024, 8 * 1024 * 1024, null);
       assert.equal(unread.status, String(grpc.status.UNAUTHENTICATED), `${url}: ${unread.message}`);
     }
+    // A key never seen is looked up in the store (asynchronously): the message waits unread meanwhile, so the call is
+    // UNAUTHENTICATED, not RESOURCE_EXHAUSTED (which reading the announced 100 MiB would have given first).
+    for (const url of [daemon.httpUrl, `http://${daemon.grpcAddress}`]) {
+      const unread = await oversizeGrpc(url, 100 * 1024 * 1024, 8 * 1024 * 1024, `hvd_unknown-${crypto.randomUUID()}`);
+      assert.equal(unread.status, String(grpc.status.UNAUTHENTICATED), `${url}: ${unread.message}`);
+    }
     // A real client and a message just over the limit.
     const client = grpcClient(daemon.grpcAddress);
     try {

@@ -149,11 +149,10 @@ function edgeInterceptor(limits: ConnectionLimits, authorize: GrpcServerOptions[
               edge.sendStatus(grpcStatusOf(refusal, logger, name));
             };
             if (!(refusal instanceof Promise)) return decide(refusal);
-            // The message stays unread until the store has answered: a refused call's is never read.
-            edge.hold();
+            // A key not in the auth cache: grpc-js starts reading the message only once the metadata has passed
+            // (nextMetadata), so a refused call's message stays unread meanwhile too.
             refusal.then(decide, decide)
-              .catch((err: unknown) => logger.error({ err, method: name }, "answering a call after its credentials were checked failed"))
-              .finally(() => edge.release());
+              .catch((err: unknown) => logger.error({ err, method: name }, "answering a call after its credentials were checked failed"));
           },
         }),
         ...(tracked && {
@@ -337,28 +336,9 @@ const CHECKED_BEFORE_START = AbortSignal.abort();
 /** A call refused from its metadata: what the handler would read next is never asked for. */
 class RefusingCall extends grpc.ServerInterceptingCall {
   refused = false;
-  private held = false;
-  private readWanted = false;
-
-  /** Reads nothing until release() (while the credentials are checked). */
-  hold(): void {
-    this.held = true;
-  }
-
-  release(): void {
-    this.held = false;
-    if (!this.readWanted) return;
-    this.readWanted = false;
-    this.startRead();
-  }
 
   override startRead(): void {
-    if (this.refused) return;
-    if (this.held) {
-      this.readWanted = true;
-      return;
-    }
-    super.startRead();
+    if (!this.refused) super.startRead();
   }
 }
 
