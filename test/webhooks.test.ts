@@ -8,7 +8,7 @@ import { after, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import Database from "better-sqlite3";
 import { request } from "undici";
-import type { Job, JobDefinition } from "../src/domain/job.ts";
+import type { Job, JobDefinition, JobProgress } from "../src/domain/job.ts";
 import type { Webhook, WebhookDelivery, WebhookEvent } from "../src/domain/webhook.ts";
 import { InvalidArgumentError } from "../src/errors.ts";
 import { generateKey } from "../src/store/encryption-key.ts";
@@ -19,6 +19,7 @@ import type { WebhookStore } from "../src/store/store.ts";
 import { toAsync, type Sync } from "../src/store/sync-store.ts";
 import { createWebhookDispatcher, parseRetryAfter, type WebhookDispatcher, type WebhookDispatcherOptions } from "../src/webhooks/dispatcher.ts";
 import { jobEvent, MAX_DISCOVERED_VMS, progressEvent, scheduleTriggeredEvent, testEvent, vmDiscoveredEvent } from "../src/domain/webhook-events.ts";
+import { createProgressEvents } from "../src/webhooks/progress-events.ts";
 import { generateSecret, parseSecret, signatureHeaders, verifySignature } from "../src/webhooks/signing.ts";
 import { BlockedTargetError, blockedAddressKind, checkWebhookUrl, createGuardedAgent } from "../src/webhooks/ssrf-guard.ts";
 import { tempDir } from "./support/temp-dir.ts";
@@ -332,6 +333,33 @@ describe("events", () => {
     assert.deepEqual((discovered.data.vms as unknown[])[0], { name: "vm-0", path: "/dc/vm/vm-0", moref: "vm-0", power_state: "poweredOn" });
     assert.equal(testEvent("wh-1").type, "webhook.test");
     assert.equal(testEvent("wh-1").data.webhook_id, "wh-1");
+  });
+});
+
+describe("progress events", () => {
+  const job = { id: "job-p", definition: { name: "n", provider: "fake", vm: "vm-1", labels: {} }, state: "running", attempt: 1 } as unknown as Job;
+  const progress = { phase: "download", percent: 10, bytesDone: 1, bytesTotal: 10, filesDone: 0, filesTotal: 1, currentFile: "", bytesPerSecond: 1, etaSeconds: 9 } as JobProgress;
+
+  test("one event per job per interval, none while no webhook asks for job.progress; a failed enqueue is logged", async () => {
+    const { store: queries } = openStore();
+    queries.insert(makeWebhook("a", "http://example.com/a", { events: ["job.completed"] }));
+    const { lines, logger } = recordingLogger();
+    const events = createProgressEvents(toAsync<WebhookStore>(queries), logger, 60_000);
+    const count = () => queries.listDeliveries("b", { limit: 10 }).deliveries.length;
+    events.progressed(job, progress);
+    await sleep(20);
+    queries.insert(makeWebhook("b", "http://example.com/b", { events: ["job.progress"] }));
+    // Nothing was sent while no webhook wanted it, so the interval did not start: this one goes out.
+    events.progressed(job, progress);
+    events.progressed(job, progress);
+    await waitFor("the event", () => count() === 1);
+    events.progressed(job, progress);
+    await sleep(20);
+    assert.equal(count(), 1, "one per interval");
+
+    const failing: WebhookStore = { ...toAsync<WebhookStore>(queries), enqueue: () => Promise.reject(new Error("the database went away")) };
+    createProgressEvents(failing, logger, 60_000).progressed(job, progress);
+    await waitFor("the logged failure", () => lines.find((l) => l.startsWith("error ") && l.includes("the database went away")));
   });
 });
 
