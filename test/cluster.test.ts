@@ -23,6 +23,7 @@ if (skip) process.stdout.write(`# skipping the cluster tests: ${skip}\n`);
 /** One key for every node: stored secrets (webhook secrets) must open on all of them. */
 const KEY = Buffer.alloc(32, 7).toString("base64");
 const FAST = "size=1000&chunk=1000&delayMs=0";
+const SECRET = `whsec_${Buffer.from("a webhook signing secret of the test").toString("base64")}`;
 
 interface Node {
   daemon: DaemonProcess;
@@ -183,7 +184,8 @@ describe("a cluster of daemons on one PostgreSQL", { skip }, () => {
     assert.ok(transitions.some((t) => t.actor === "recovery" && /lease/.test(t.reason)), "the requeue after the lease says why");
     const file = path.join(outputRoot, "failover", "web-04", "web-04-disk-1.img");
     assert.ok(fs.readFileSync(file).equals(fakeDiskBytes(0, size)), "the resumed disk is byte-identical");
-    assert.ok(survivor.daemon.logs.some((l) => l.includes(submitted!.id) && l.includes("resuming from checkpoint")), "resumed, not restarted");
+    const resumer = nodes.find((n) => n.id === resumed.nodeId)!;
+    assert.ok(resumer.daemon.logs.some((l) => l.includes(submitted!.id) && l.includes("resuming from checkpoint")), "resumed, not restarted");
   });
 
   test("a schedule firing every second fires once per due time while its leader is killed midway", async () => {
@@ -220,14 +222,14 @@ describe("a cluster of daemons on one PostgreSQL", { skip }, () => {
     const config = path.join(tempDir("cluster-config"), "config.yaml");
     fs.writeFileSync(config, "webhooks:\n  allow_private_targets: true\n");
     const { nodes } = await startCluster(3, { config });
-    await nodes[0]!.client.unary("createWebhook", { webhook: { url: receiver.url, secret: "s3cret-signing-key", events: ["job.completed"] } });
+    await nodes[0]!.client.unary("createWebhook", { webhook: { url: receiver.url, secret: SECRET, events: ["job.completed"] } });
     await Promise.all(Array.from({ length: 50 }, (_, i) => nodes[i % 3]!.client.unary("submitJob", { definition: { provider: "fake", vm: `web-05?${FAST}`, outputDir: `hooks/${i}` } })));
     await waitFor("50 deliveries", () => receiver.requests.length >= 50, 60_000, 50);
     await new Promise((r) => setTimeout(r, 2_000));
-    const events = receiver.requests.map((r) => JSON.parse(r.body) as { id: string; type: string });
+    const events = receiver.requests.map((r) => ({ id: String(r.headers["webhook-id"]), ...(JSON.parse(r.body) as { type: string }) }));
     assert.equal(events.length, 50, `${events.length} deliveries`);
     assert.equal(new Set(events.map((e) => e.id)).size, 50, "each event once");
-    for (const request of receiver.requests) assert.equal(verifySignature("s3cret-signing-key", request.headers, request.body), true, "signed with the webhook's secret");
+    for (const request of receiver.requests) assert.equal(verifySignature(SECRET, request.headers, request.body), true, "signed with the webhook's secret");
   });
 
   test("PostgreSQL restarted under load: the nodes go NOT_SERVING, come back by themselves, and every job completes", async () => {

@@ -59,7 +59,9 @@ export async function openCore(options: DaemonOptions, releasers: Releasers): Pr
   for (const warning of prepareDataDir(config.dataDir)) logger.warn(warning);
   releasers.add(lockDataDir(config.dataDir));
   // Opens every stored secret's key check: a wrong or missing encryption key stops the start here.
-  const store = await openStore(config, logger.child({ component: "store" }));
+  const store = await openStore({
+    ...config, hostCaps: { vsphere: config.vsphere.maxTransfersPerHost, azure: config.azure.maxTransfersPerHost },
+  }, logger.child({ component: "store" }));
   releasers.add(() => store.close());
   // Several daemons on one PostgreSQL: this one's part (released after the engine has drained, before the store closes).
   const cluster = store.cluster && createClusterNode({ cluster: store.cluster, logger });

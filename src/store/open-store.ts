@@ -1,5 +1,4 @@
 import type { Logger } from "pino";
-import type { DaemonConfig } from "../config/load-config.ts";
 import { redactUrl } from "../redact-url.ts";
 import { loadEncryptionKey } from "./encryption-key.ts";
 import { migrate } from "./postgres/migrations.ts";
@@ -14,7 +13,19 @@ import type { Store } from "./store.ts";
  * share (then with its cluster side). Either way the encryption key is loaded and checked against the secrets the
  * store already holds: a wrong key stops the start here.
  */
-export async function openStore(config: DaemonConfig, logger: Logger): Promise<Store> {
+export interface OpenStoreOptions {
+  dataDir: string;
+  /** store.url; undefined: SQLite in dataDir. */
+  storeUrl?: string;
+  maxLogBytesPerJob: number;
+  encryptionKey?: string;
+  encryptionKeyFile?: string;
+  cluster: { nodeId: string; leaseMs: number };
+  /** Per provider: running jobs per hypervisor host, across the cluster (vsphere/azure.max_transfers_per_host). */
+  hostCaps: Record<string, number>;
+}
+
+export async function openStore(config: OpenStoreOptions, logger: Logger): Promise<Store> {
   const encryption = { key: config.encryptionKey, keyFile: config.encryptionKeyFile };
   if (!config.storeUrl) {
     return createSqliteStore({ dataDir: config.dataDir, maxLogBytesPerJob: config.maxLogBytesPerJob, logger, encryption });
@@ -36,7 +47,7 @@ export async function openStore(config: DaemonConfig, logger: Logger): Promise<S
     logger.warn({ key_file: key.dataDirFile }, "no encryption key configured: generated one for the PostgreSQL store; every daemon sharing the "
       + "database must be given this same key (secrets.encryption_key_file), see README, Secrets and Several daemons");
   }
-  const caps: Record<string, number> = { vsphere: config.vsphere.maxTransfersPerHost, azure: config.azure.maxTransfersPerHost };
+  const caps = config.hostCaps;
   const { nodeId, leaseMs } = config.cluster;
   const store = await createPostgresStore({
     url, nodeId, leaseMs, hostCap: (provider) => caps[provider], maxLogBytesPerJob: config.maxLogBytesPerJob,

@@ -102,7 +102,7 @@ export function createClusterQueries(options: ClusterQueriesOptions): ClusterSto
         const seq = await nextUpdateSeq(db);
         await db.query("INSERT INTO job_updates (seq, job_id, batch_id, kind, payload, time) VALUES ($1, $2, $3, $4, $5, $6)",
           [seq, update.jobId, update.batchId ?? null, update.kind, JSON.stringify(update.payload ?? null), update.time]);
-        await notifyUpdates(db, seq);
+        await notifyUpdates(db);
         return seq;
       });
     },
@@ -162,7 +162,8 @@ export function createClusterQueries(options: ClusterQueriesOptions): ClusterSto
       // leadership here as it does there; a killed node's session is closed by its operating system.
       let keepalive: NodeJS.Timeout | undefined;
       const released = new Promise<unknown>((resolve) => {
-        client.once("error", resolve);
+        // "on", not "once": a session that breaks may report more than one error, and an unheard one ends the process.
+        client.on("error", resolve);
         client.once("end", () => resolve(undefined));
         keepalive = setInterval(() => void client.query("SELECT 1").catch(resolve), LEADER_KEEPALIVE_MS);
       }).finally(() => clearInterval(keepalive));

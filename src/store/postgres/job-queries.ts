@@ -48,7 +48,7 @@ export function createJobQueries(hooks: JobHooks, secretBox: SecretBox, cluster:
     const seq = await nextUpdateSeq(db);
     await db.query(`INSERT INTO job_transitions (seq, job_id, from_state, to_state, reason, actor, time)
       VALUES ($1, $2, $3, $4, $5, $6, $7)`, [seq, t.jobId, t.fromState ?? null, t.toState, t.reason, t.actor, t.time]);
-    await notifyUpdates(db, seq);
+    await notifyUpdates(db);
     return { ...t, seq };
   }
 
@@ -273,15 +273,18 @@ export function createJobQueries(hooks: JobHooks, secretBox: SecretBox, cluster:
       for (const { state, n } of rows) counts[state as JobState] = n;
       return counts;
     },
+    // Fencing: while a job runs, only the node that holds it writes its progress and checkpoint (a node that lost
+    // its lease may still have writes in flight when another node resumes the job).
     async saveProgress(db: Sql, id: string, progress: JobProgress): Promise<void> {
-      await db.query("UPDATE jobs SET progress = $1 WHERE id = $2", [JSON.stringify(progress), id]);
+      await db.query("UPDATE jobs SET progress = $1 WHERE id = $2 AND (state <> 'running' OR node_id = $3)", [JSON.stringify(progress), id, cluster.nodeId]);
     },
     async loadCheckpoint(db: Sql, id: string): Promise<unknown> {
       const { rows } = await db.query<{ checkpoint: string | null }>("SELECT checkpoint FROM jobs WHERE id = $1", [id]);
       return rows[0]?.checkpoint ? JSON.parse(rows[0].checkpoint) : undefined;
     },
     async saveCheckpoint(db: Sql, id: string, value: unknown): Promise<void> {
-      await db.query("UPDATE jobs SET checkpoint = $1 WHERE id = $2", [value == null ? null : JSON.stringify(value), id]);
+      await db.query("UPDATE jobs SET checkpoint = $1 WHERE id = $2 AND (state <> 'running' OR node_id = $3)",
+        [value == null ? null : JSON.stringify(value), id, cluster.nodeId]);
     },
     async nextAttemptTime(db: Sql): Promise<number | undefined> {
       const { rows } = await db.query<{ t: number | null }>(

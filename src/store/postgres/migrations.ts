@@ -34,6 +34,9 @@ const MIGRATIONS: readonly Migration[] = [
 export async function migrate(pool: pg.Pool): Promise<number> {
   const client = await pool.connect();
   let failure: Error | undefined;
+  // A connection that breaks while checked out reports "error" on the client: heard here, it fails the next query.
+  const onError = (err: Error) => (failure ??= err);
+  client.on("error", onError);
   try {
     await client.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK]);
     await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (

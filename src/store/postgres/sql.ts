@@ -15,7 +15,7 @@ export const UPDATE_SEQ_LOCK = 0x68760001;
 export const MIGRATION_LOCK = 0x68760002;
 /** The schedule leader holds this session lock (see src/cluster). */
 export const SCHEDULER_LEADER_LOCK = 0x68760003;
-/** NOTIFY channel: updates (transitions, progress, batches) were committed; payload: the highest seq. */
+/** NOTIFY channel: updates (transitions, progress, batches) were committed (no payload). */
 export const UPDATES_CHANNEL = "hypervisord_updates";
 /** NOTIFY channel: webhook deliveries were enqueued. */
 export const WEBHOOKS_CHANNEL = "hypervisord_webhooks";
@@ -27,14 +27,21 @@ export async function nextUpdateSeq(db: Sql): Promise<number> {
   return Number(rows[0]!.seq);
 }
 
-/** Tells every daemon that updates up to `seq` were committed (delivered when the transaction commits). */
-export async function notifyUpdates(db: Sql, seq: number): Promise<void> {
-  await db.query("SELECT pg_notify($1, $2)", [UPDATES_CHANNEL, String(seq)]);
+/** Tells every daemon that updates were committed (delivered when the transaction commits). */
+export async function notifyUpdates(db: Sql): Promise<void> {
+  // One payload for all: PostgreSQL folds identical notifications of one transaction into one (a batch's 1,000
+  // children, one wake-up); readers take whatever is after the seq they last read.
+  await db.query("SELECT pg_notify($1, '')", [UPDATES_CHANNEL]);
 }
 
 /** Runs `fn` in one transaction on one client of the pool: committed when it resolves, rolled back when it throws. */
 export async function transaction<T>(pool: pg.Pool, fn: (db: Sql) => Promise<T>): Promise<T> {
   const client = await pool.connect();
+  // A checked-out client whose connection breaks between two queries (PostgreSQL restarted) emits "error", which
+  // unheard would end the process; heard, the next query fails and the broken client is destroyed at release.
+  let broken: Error | undefined;
+  const onError = (err: Error) => (broken = err);
+  client.on("error", onError);
   try {
     await client.query("BEGIN");
     try {
@@ -42,11 +49,12 @@ export async function transaction<T>(pool: pg.Pool, fn: (db: Sql) => Promise<T>)
       await client.query("COMMIT");
       return result;
     } catch (err) {
-      await client.query("ROLLBACK").catch(() => undefined);
+      broken ??= await client.query("ROLLBACK").then(() => undefined, (rollbackError: Error) => rollbackError);
       throw err;
     }
   } finally {
-    client.release();
+    client.off("error", onError);
+    client.release(broken);
   }
 }
 
