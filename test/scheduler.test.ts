@@ -34,7 +34,8 @@ interface Fixture {
   db: Database.Database;
   store: ScheduleStore;
   jobs: FakeEngine;
-  scheduler(options?: { now?: () => number }): Scheduler;
+  /** `store` replaces the fixture's (a wrapper that fails on purpose). */
+  scheduler(options?: { now?: () => number; store?: ScheduleStore }): Scheduler;
 }
 
 function fixture(): Fixture {
@@ -54,7 +55,7 @@ function fixture(): Fixture {
   return {
     db, store, jobs,
     scheduler(options = {}) {
-      const s = createScheduler({ store, submit: jobs.submit, logger: pino({ level: "silent" }), now: options.now });
+      const s = createScheduler({ store: options.store ?? store, submit: jobs.submit, logger: pino({ level: "silent" }), now: options.now });
       schedulers.push(s);
       return s;
     },
@@ -482,6 +483,23 @@ describe("scheduler: timers", { concurrency: true }, () => {
     await sleep(1300);
     assert.deepEqual(jobs.ids(deleted.id), []);
     assert.equal(jobs.ids(kept.id).length, count);
+  });
+
+  test("a run whose store read fails (database unreachable) is tried again for the same cron time", async () => {
+    const { store, jobs, scheduler } = fixture();
+    const s = schedule({ cron: "* * * * * *", overlapPolicy: "allow" });
+    await store.insert(s);
+    let failures = 1;
+    const flaky: ScheduleStore = { ...store, get: (id) => (failures-- > 0 ? Promise.reject(new Error("connection terminated")) : store.get(id)) };
+    const sched = scheduler({ store: flaky });
+    await sched.start();
+    const due = sched.nextRunTime(s.id)!;
+    await waitFor("the run", () => jobs.ids(s.id).length >= 1, 10_000);
+    sched.stop();
+    const [first] = (await store.listRuns(s.id, { limit: 100 })).runs.reverse();
+    assert.equal(first!.trigger, "cron");
+    assert.equal(first!.scheduledTime, due, "the cron time that failed is the one run");
+    assert.ok(first!.runTime - due >= 4_900, `run ${first!.runTime - due} ms after its time, after the retry delay`);
   });
 
   test("a timer far behind (process stalled, machine asleep) is a missed run, not a burst", async () => {

@@ -93,6 +93,8 @@ const MAX_TIMER_DELAY_MS = 2 ** 31 - 1;
 const LATE_GRACE_MS = 10_000;
 /** Counting missed cron times stops here (a per-second cron down for a month would take minutes to count). */
 const MISSED_COUNT_CAP = 1000;
+/** A timer whose run failed on the store (PostgreSQL unreachable) tries its cron time again after this. */
+const FIRE_RETRY_MS = 5_000;
 
 /**
  * Fires schedules' runs at their cron times: one timer per enabled schedule, each next time computed from
@@ -163,8 +165,9 @@ export function createScheduler(deps: SchedulerDeps): Scheduler {
     if (due !== undefined) setTimer(entry, due);
   }
 
-  function setTimer(entry: Entry, due: number): void {
-    const delay = Math.min(Math.max(0, due - now()), MAX_TIMER_DELAY_MS);
+  /** The timer for the cron time `due`, set to go off at `at` (a retry goes off after its due time). */
+  function setTimer(entry: Entry, due: number, at = due): void {
+    const delay = Math.min(Math.max(0, at - now()), MAX_TIMER_DELAY_MS);
     const epoch = entry.epoch;
     entry.timer = setTimeout(() => {
       entry.timer = undefined;
@@ -174,32 +177,55 @@ export function createScheduler(deps: SchedulerDeps): Scheduler {
 
   /**
    * A timer fired: the run is decided (and a skip recorded) and the next run time stored before the next
-   * timer is set, so each cron time fires once; the run's job is submitted after that, as before.
+   * timer is set, so each cron time fires once; the run's job is submitted after that, as before. When the
+   * store fails on the way, the same cron time is tried again later (rather than the schedule stopping).
    */
   async function fire(entry: Entry, due: number, epoch: number): Promise<void> {
     const started = await exclusive(entry, async () => {
       if (lifecycle !== "RUNNING" || !entry.cron || entry.epoch !== epoch) return undefined;
-      const time = now();
-      // A far date is reached in hops of MAX_TIMER_DELAY_MS; a timer may also fire a millisecond early.
-      if (due > time) {
-        setTimer(entry, due);
+      try {
+        return await fireHeld(entry, entry.cron, due);
+      } catch (error) {
+        // Still holding the lock: nothing re-armed the entry meanwhile.
+        logger.error({ scheduleId: entry.id, err: error },
+          `schedule ${entry.id}: its run of ${new Date(due).toISOString()} failed, trying again in ${FIRE_RETRY_MS / 1000} s: ${errorMessage(error)}`);
+        entry.due = due;
+        if (lifecycle === "RUNNING") setTimer(entry, due, now() + FIRE_RETRY_MS);
         return undefined;
       }
-      const schedule = await store.get(entry.id);
-      if (!schedule) {
-        if (entries.get(entry.id) === entry) entries.delete(entry.id);
-        return undefined;
-      }
-      if (time - due > LATE_GRACE_MS) {
-        const planned = await missed(entry, schedule, due, time, "stalled or asleep");
-        await arm(entry, entry.cron.next(time));
-        return planned && { schedule, planned };
-      }
-      const decision = await decide(entry, schedule, { id: uuidv7(time), trigger: "cron", scheduledTime: due });
-      await arm(entry, entry.cron.next(due));
-      return decision.submit && { schedule, planned: decision.submit };
     });
     if (started) await submit(entry, started.schedule, started.planned);
+  }
+
+  /** fire() holding the entry's lock: the run to submit, if any. */
+  async function fireHeld(entry: Entry, cron: ParsedCron, due: number): Promise<{ schedule: Schedule; planned: PlannedRun } | undefined> {
+    const time = now();
+    // A far date is reached in hops of MAX_TIMER_DELAY_MS; a timer may also fire a millisecond early.
+    if (due > time) {
+      setTimer(entry, due);
+      return undefined;
+    }
+    const schedule = await store.get(entry.id);
+    if (!schedule) {
+      if (entries.get(entry.id) === entry) entries.delete(entry.id);
+      return undefined;
+    }
+    const late = time - due > LATE_GRACE_MS;
+    const planned = late
+      ? await missed(entry, schedule, due, time, "stalled or asleep")
+      : (await decide(entry, schedule, { id: uuidv7(time), trigger: "cron", scheduledTime: due })).submit;
+    await armOrRelease(entry, cron.next(late ? time : due), planned);
+    return planned && { schedule, planned };
+  }
+
+  /** arm(); a run decide() let through is let go again when the next run time cannot be stored (it is not submitted). */
+  async function armOrRelease(entry: Entry, due: number | undefined, planned: PlannedRun | undefined): Promise<void> {
+    try {
+      await arm(entry, due);
+    } catch (error) {
+      if (planned) entry.submitting.delete(planned.id);
+      throw error;
+    }
   }
 
   /** The cron times from `first` (itself missed) up to `until`, under one run: skipped, or run once (returned to submit). */
@@ -315,7 +341,7 @@ export function createScheduler(deps: SchedulerDeps): Scheduler {
           const planned = schedule.nextRunTime !== undefined && schedule.nextRunTime < time
             ? await missed(entry, schedule, schedule.nextRunTime, time, "down")
             : undefined;
-          await arm(entry, entry.cron.next(time));
+          await armOrRelease(entry, entry.cron.next(time), planned);
           return planned;
         });
         if (late) background(schedule.id, "the missed run", submit(entry, schedule, late));
