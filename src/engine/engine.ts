@@ -91,6 +91,7 @@ export function createEngine(deps: EngineDeps) {
   const jobLogs = createJobLogs({
     store, level: options.jobLogLevel, forward: deps.logForward,
     onWriteError: (err, entries) => logger.error({ err, entries }, "job log entries could not be stored"),
+    pollMs: deps.cluster ? 1_000 : undefined,
   });
   const jobLogger = jobLogs.logger;
   const observers = [...(deps.observers ?? [])];

@@ -15,6 +15,11 @@ export interface JobLogsOptions {
   forward?: { write(line: string): unknown };
   /** A group of entries could not be stored (they are lost; the daemon log has them when forwarded). */
   onWriteError(err: unknown, entries: number): void;
+  /**
+   * Followers also read the store this often when nothing arrived: several daemons share it, and the entries of a
+   * job running on another node reach this one only there. Undefined: only this daemon writes logs.
+   */
+  pollMs?: number;
 }
 
 /**
@@ -118,8 +123,19 @@ export function createJobLogs(options: JobLogsOptions) {
           }
           continue;
         }
-        await new Promise<void>((resolve) => (wake = resolve));
+        let poll: NodeJS.Timeout | undefined;
+        const woken = await new Promise<boolean>((resolve) => {
+          wake = () => resolve(true);
+          if (options.pollMs !== undefined) poll = setTimeout(resolve, options.pollMs, false);
+        });
+        clearTimeout(poll);
         wake = undefined;
+        if (!woken) {
+          for (const entry of (await read(jobId, { afterId: lastId, tail: 0, limit: 5000 })).entries) {
+            lastId = entry.id;
+            yield entry;
+          }
+        }
       }
     } finally {
       signal.removeEventListener("abort", onAbort);
