@@ -194,9 +194,10 @@ export interface WebhookStore {
   /**
    * One pending delivery per enabled webhook that wants the event (wantsEvent), due now; returns them.
    * The stores call it inside the transaction of the change it announces, so the event and the change
-   * commit together. `only` restricts it to one webhook (TestWebhook).
+   * commit together. `only` restricts it to one webhook (TestWebhook). `heldUntil`: the caller posts the
+   * delivery itself at once (TestWebhook), so it is not due (for any daemon's dispatcher) before this time.
    */
-  enqueue(event: WebhookEvent, options?: { only?: string; now?: number }): Promise<WebhookDelivery[]>;
+  enqueue(event: WebhookEvent, options?: { only?: string; now?: number; heldUntil?: number }): Promise<WebhookDelivery[]>;
   /**
    * Pending deliveries due at `now`, oldest first, with their webhooks. A shared store claims them (SKIP LOCKED):
    * what one daemon got is not handed to another before its attempt is recorded or a claim timeout passes.

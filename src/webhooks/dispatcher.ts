@@ -15,6 +15,9 @@ import { createGuardedAgent } from "./ssrf-guard.ts";
  * pending until an attempt moves it, so a restart resumes where the last run stopped.
  */
 
+/** TestWebhook's delivery is posted by the call itself; other dispatchers leave it alone this long (its attempt sets its next time). */
+const TEST_HOLD_MS = 60_000;
+
 export interface DispatcherLogger {
   info(obj: object, msg: string): void;
   warn(obj: object, msg: string): void;
@@ -349,7 +352,8 @@ export function createWebhookDispatcher(options: WebhookDispatcherOptions): Webh
       const webhook = await store.get(webhookId);
       if (!webhook) throw new NotFoundError(`webhook ${webhookId} not found`);
       const time = now();
-      const [delivery] = await store.enqueue(testEvent(webhookId, time), { only: webhookId, now: time });
+      // Held for the attempt below: no dispatcher (of another daemon sharing the store) posts it meanwhile.
+      const [delivery] = await store.enqueue(testEvent(webhookId, time), { only: webhookId, now: time, heldUntil: time + TEST_HOLD_MS });
       if (!delivery) throw new FailedPreconditionError(`webhook ${webhookId} is disabled`);
       // A pass that read it meanwhile leaves it to this launch.
       waiting.delete(delivery.id);

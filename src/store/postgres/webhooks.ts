@@ -161,7 +161,7 @@ export function createWebhookQueries(box: SecretBox): WebhookQueries {
    * Reads the enabled webhooks each time (another daemon may have changed them: no cache), but only their
    * ids and events, so nothing is decrypted in the hot job transactions that call it.
    */
-  async function enqueue(db: Sql, event: WebhookEvent, options: { only?: string; now?: number } = {}): Promise<WebhookDelivery[]> {
+  async function enqueue(db: Sql, event: WebhookEvent, options: { only?: string; now?: number; heldUntil?: number } = {}): Promise<WebhookDelivery[]> {
     const time = options.now ?? Date.now();
     const { rows } = await db.query<{ id: string; events: string }>(
       "SELECT id, events FROM webhooks WHERE enabled = 1 AND ($1::text IS NULL OR id = $1) ORDER BY create_time, id", [options.only ?? null]);
@@ -172,8 +172,8 @@ export function createWebhookQueries(box: SecretBox): WebhookQueries {
       id: newDeliveryId(), webhookId: webhook.id, eventType: event.type, state: "pending", attempts: [], createTime: time, nextAttemptTime: time, payload,
     }));
     await db.query(`INSERT INTO webhook_deliveries (id, webhook_id, event_type, payload, state, next_attempt_time, create_time)
-      SELECT d.id, d.webhook_id, $3, $4, 'pending', $5, $5 FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS d (id, webhook_id, n) ORDER BY d.n`,
-    [deliveries.map((d) => d.id), deliveries.map((d) => d.webhookId), event.type, payload, time]);
+      SELECT d.id, d.webhook_id, $3, $4, 'pending', $6, $5 FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS d (id, webhook_id, n) ORDER BY d.n`,
+    [deliveries.map((d) => d.id), deliveries.map((d) => d.webhookId), event.type, payload, time, options.heldUntil ?? time]);
     // Delivered at commit: every daemon's dispatcher wakes up, not only this one's.
     await db.query("SELECT pg_notify($1, '')", [WEBHOOKS_CHANNEL]);
     return deliveries;

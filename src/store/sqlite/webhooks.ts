@@ -134,7 +134,7 @@ export function createWebhookQueries(db: Database, box: SecretBox): Sync<Webhook
     return enabledCache;
   }
 
-  function enqueue(event: WebhookEvent, options: { only?: string; now?: number } = {}): WebhookDelivery[] {
+  function enqueue(event: WebhookEvent, options: { only?: string; now?: number; heldUntil?: number } = {}): WebhookDelivery[] {
     const time = options.now ?? Date.now();
     const targets = enabledWebhooks().filter((w) => (options.only === undefined || w.id === options.only) && wantsEvent(w.events, event.type));
     // Every job change passes here: no JSON for an event that no webhook takes.
@@ -142,7 +142,7 @@ export function createWebhookQueries(db: Database, box: SecretBox): Sync<Webhook
     const payload = JSON.stringify({ type: event.type, timestamp: event.timestamp, data: event.data });
     return targets.map((webhook) => {
       const id = newDeliveryId();
-      insertDelivery.run(id, webhook.id, event.type, payload, time, time);
+      insertDelivery.run(id, webhook.id, event.type, payload, options.heldUntil ?? time, time);
       return { id, webhookId: webhook.id, eventType: event.type, state: "pending", attempts: [], createTime: time, nextAttemptTime: time, payload };
     });
   }
