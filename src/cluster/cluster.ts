@@ -31,7 +31,14 @@ export function createClusterNode(options: { cluster: ClusterStore; logger: Logg
   const { cluster } = options;
   const logger = options.logger.child({ component: "cluster" });
   let engine: ClusterEngine | undefined;
-  const shared = createSharedUpdates({ cluster, deliver: (update) => engine?.sharedUpdate(update), logger });
+  let heard: ((update: JobUpdate) => void) | undefined;
+  const shared = createSharedUpdates({
+    cluster, logger,
+    deliver(update) {
+      engine?.sharedUpdate(update);
+      heard?.(update);
+    },
+  });
   let leases: ReturnType<typeof createLeaseKeeper> | undefined;
   let stopWebhooks: (() => Promise<void>) | undefined;
   let prune: NodeJS.Timeout | undefined;
@@ -52,8 +59,10 @@ export function createClusterNode(options: { cluster: ClusterStore; logger: Logg
       },
       currentSeq: () => shared.currentSeq(),
     },
-    async start(deps: { engine: ClusterEngine; wakeWebhooks(): void; isSchedulerLeader(): boolean }): Promise<void> {
+    /** `heard`: every update of the shared log, after the engine (e.g. the scheduler hears of jobs ended elsewhere). */
+    async start(deps: { engine: ClusterEngine; wakeWebhooks(): void; isSchedulerLeader(): boolean; heard?(update: JobUpdate): void }): Promise<void> {
       engine = deps.engine;
+      heard = deps.heard;
       isSchedulerLeader = deps.isSchedulerLeader;
       await shared.start();
       leases = createLeaseKeeper({ cluster, engine, logger });

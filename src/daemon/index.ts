@@ -1,3 +1,4 @@
+import { isFinal } from "../domain/job.ts";
 import type { Logger } from "pino";
 import { HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
 import { loadServerTls } from "../auth/server-tls.ts";
@@ -47,7 +48,13 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     releasers.add(() => scheduler.stop());
 
     // A cluster node streams the cluster's updates and keeps its leases from before its first claim.
-    await core.cluster?.start({ engine, wakeWebhooks: () => webhooks.wake(), isSchedulerLeader: core.isSchedulerLeader });
+    await core.cluster?.start({
+      engine, wakeWebhooks: () => webhooks.wake(), isSchedulerLeader: core.isSchedulerLeader,
+      // A schedule's run queued behind its active job (overlap "queue") starts on the leader when the job ends on any node.
+      heard: (update) => {
+        if (update.kind === "state_changed" && update.state && isFinal(update.state) && update.job?.scheduleId) scheduler.jobFinished(update.job.scheduleId, update.jobId);
+      },
+    });
     await engine.start();
     await scheduler.start();
     // Completions the daemon did not get to before it last stopped.
