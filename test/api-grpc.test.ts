@@ -369,7 +369,8 @@ describe("HypervisordService over grpc-js", () => {
     assert.equal(status.running, 0);
     assert.equal(status.maxConcurrentJobs, 2);
     assert.equal(status.lifecycle, "running");
-    assert.equal(status.store, "sqlite");
+    // The same suite runs on PostgreSQL (test/api-postgres.test.ts).
+    assert.equal(status.store, process.env.HYPERVISORD_TEST_STORE === "postgres" ? "postgres" : "sqlite");
     assert.ok(status.lastSeq > 0n);
     assert.ok(status.uptimeSeconds > 0);
     assert.ok(Number(status.startTime!.seconds) * 1000 <= Date.now());
