@@ -63,15 +63,16 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     if (awaitingRelease.delete(client)) wakeDispatcher();
   });
   const outbox = createWebhookQueries(box);
-  const enqueue: WebhookQueries["enqueue"] = async (db, event, enqueueOptions) => {
-    const deliveries = await outbox.enqueue(db, event, enqueueOptions);
+  const enqueueMany: WebhookQueries["enqueueMany"] = async (db, events, enqueueOptions) => {
+    const deliveries = await outbox.enqueueMany(db, events, enqueueOptions);
     if (deliveries.length > 0) {
       if (db === pool) wakeDispatcher();
       else awaitingRelease.add(db);
     }
     return deliveries;
   };
-  const webhookQueries: WebhookQueries = { ...outbox, enqueue };
+  const enqueue: WebhookQueries["enqueue"] = (db, event, enqueueOptions) => enqueueMany(db, [event], enqueueOptions);
+  const webhookQueries: WebhookQueries = { ...outbox, enqueue, enqueueMany };
 
   const schedules = createScheduleQueries(box);
   const scheduleTriggered = async (db: Sql, run: { id: string; scheduleId: string; trigger: RunTrigger; scheduledTime: number },
@@ -93,6 +94,9 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
         await scheduleTriggered(db, run, { jobId: job.id });
       }
       await announce(db, job, transition);
+    },
+    async afterInsertGroup(db, created) {
+      await enqueueMany(db, created.flatMap(({ job, transition }) => jobEvent(job, transition) ?? []));
     },
     async afterTransition(db, job, transition) {
       await announce(db, job, transition);

@@ -93,7 +93,9 @@ type DueRow = DeliveryRow & { due_time: number } & { [K in keyof WebhookRow as `
 /** The methods of T, each taking the executor first (the pool, or a client inside a transaction). */
 export type WithDb<T> = { [K in keyof T]: T[K] extends (...args: infer A) => infer R ? (db: Sql, ...args: A) => R : never };
 
-export type WebhookQueries = WithDb<WebhookStore>;
+export type WebhookQueries = WithDb<WebhookStore> & {
+  enqueueMany(db: Sql, events: readonly WebhookEvent[], options?: { only?: string; now?: number }): Promise<WebhookDelivery[]>;
+};
 
 const DELIVERY_STATES: ReadonlySet<DeliveryState> = new Set(["pending", "delivered", "failed"]);
 
@@ -161,19 +163,29 @@ export function createWebhookQueries(box: SecretBox): WebhookQueries {
    * Reads the enabled webhooks each time (another daemon may have changed them: no cache), but only their
    * ids and events, so nothing is decrypted in the hot job transactions that call it.
    */
-  async function enqueue(db: Sql, event: WebhookEvent, options: { only?: string; now?: number; heldUntil?: number } = {}): Promise<WebhookDelivery[]> {
+  async function enqueue(db: Sql, event: WebhookEvent, options: { only?: string; now?: number } = {}): Promise<WebhookDelivery[]> {
+    return enqueueMany(db, [event], options);
+  }
+
+  /** Several events (a group commit's job.created) with one read of the webhooks, one INSERT and one NOTIFY. */
+  async function enqueueMany(db: Sql, events: readonly WebhookEvent[], options: { only?: string; now?: number } = {}): Promise<WebhookDelivery[]> {
+    if (events.length === 0) return [];
     const time = options.now ?? Date.now();
     const { rows } = await db.query<{ id: string; events: string }>(
       "SELECT id, events FROM webhooks WHERE enabled = 1 AND ($1::text IS NULL OR id = $1) ORDER BY create_time, id", [options.only ?? null]);
-    const targets = rows.filter((w) => wantsEvent(JSON.parse(w.events) as string[], event.type));
-    if (targets.length === 0) return [];
-    const payload = JSON.stringify({ type: event.type, timestamp: event.timestamp, data: event.data });
-    const deliveries: WebhookDelivery[] = targets.map((webhook) => ({
-      id: newDeliveryId(), webhookId: webhook.id, eventType: event.type, state: "pending", attempts: [], createTime: time, nextAttemptTime: time, payload,
-    }));
+    const webhooks = rows.map((w) => ({ id: w.id, events: JSON.parse(w.events) as string[] }));
+    const deliveries: WebhookDelivery[] = events.flatMap((event) => {
+      const targets = webhooks.filter((w) => wantsEvent(w.events, event.type));
+      const payload = JSON.stringify({ type: event.type, timestamp: event.timestamp, data: event.data });
+      return targets.map((webhook): WebhookDelivery => ({
+        id: newDeliveryId(), webhookId: webhook.id, eventType: event.type, state: "pending", attempts: [], createTime: time, nextAttemptTime: time, payload,
+      }));
+    });
+    if (deliveries.length === 0) return [];
     await db.query(`INSERT INTO webhook_deliveries (id, webhook_id, event_type, payload, state, next_attempt_time, create_time)
-      SELECT d.id, d.webhook_id, $3, $4, 'pending', $6, $5 FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS d (id, webhook_id, n) ORDER BY d.n`,
-    [deliveries.map((d) => d.id), deliveries.map((d) => d.webhookId), event.type, payload, time, options.heldUntil ?? time]);
+      SELECT d.id, d.webhook_id, d.event_type, d.payload, 'pending', $5, $5
+      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS d (id, webhook_id, event_type, payload, n) ORDER BY d.n`,
+    [deliveries.map((d) => d.id), deliveries.map((d) => d.webhookId), deliveries.map((d) => d.eventType), deliveries.map((d) => d.payload), time]);
     // Delivered at commit: every daemon's dispatcher wakes up, not only this one's.
     await db.query("SELECT pg_notify($1, '')", [WEBHOOKS_CHANNEL]);
     return deliveries;
@@ -278,6 +290,7 @@ export function createWebhookQueries(box: SecretBox): WebhookQueries {
     delete: remove,
     syncConfig,
     enqueue,
+    enqueueMany,
     due,
     nextDueTime,
     postpone,
