@@ -71,6 +71,10 @@ describe("a cluster of daemons on one PostgreSQL", { skip }, () => {
     assert.equal(status.store, "postgres");
     assert.equal(status.nodeId, "node-a");
     assert.equal(status.cluster?.databaseReachable, true);
+    const health = await (await fetch(`${nodes[0]!.daemon.httpUrl}/health`)).json() as { checks: { cluster?: Record<string, unknown> } };
+    assert.equal(health.checks.cluster?.node_id, "node-a");
+    assert.equal(health.checks.cluster?.status, "healthy");
+    assert.ok(health.checks.cluster?.last_lease_renewal, "the lease renewal is reported");
 
     const ids = await Promise.all(Array.from({ length: 300 }, async (_, i) => {
       const node = nodes[i % 3]!;

@@ -91,7 +91,9 @@ export function createLeaseKeeper(options: { cluster: ClusterStore; engine: Leas
   return {
     start(): void {
       lastOk = now();
-      renewTimer = setInterval(() => void (renewing ??= renew().finally(() => (renewing = undefined))), renewEveryMs);
+      const round = () => void (renewing ??= renew().finally(() => (renewing = undefined)));
+      round();
+      renewTimer = setInterval(round, renewEveryMs);
       expiryTimer = setInterval(() => void (checking ??= requeueExpired().finally(() => (checking = undefined))), EXPIRY_CHECK_MS);
     },
     status: (): LeaseStatus => ({ ...status }),

@@ -82,6 +82,7 @@ export async function createCallStack(core: Core, config: DaemonConfig, logger: 
     },
     paths: [config.dataDir, ...config.allowedOutputRoots],
     minFreeBytes: config.health.minFreeBytes,
+    cluster: core.cluster && { nodeId: config.cluster.nodeId, leaseMs: config.cluster.leaseMs, lease: core.cluster.leaseStatus },
   });
   const health = createHealthState([HypervisordService.typeName]);
   const bindings = [

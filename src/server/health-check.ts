@@ -17,6 +17,8 @@ export interface HealthCheckDeps {
   /** A path with less free space than this is degraded. */
   minFreeBytes: number;
   memory?: { maxRssBytes?: number };
+  /** Several daemons on one PostgreSQL: this node's lease renewal (src/cluster/lease-keeper.ts). */
+  cluster?: { nodeId: string; leaseMs: number; lease(): { databaseReachable: boolean; lastRenewal?: number; lastError?: string } | undefined };
   /** A check that takes longer than this fails (e.g. statfs on a hung network mount). Default 2000. */
   timeoutMs?: number;
 }
@@ -44,6 +46,8 @@ export interface HealthReport {
     queue: { status: HealthStatus; queued: number; running: number; lifecycle: string; latency_ms: number; error?: string };
     disk: { status: HealthStatus; latency_ms: number; paths: DiskPathReport[] };
     memory: { status: HealthStatus; rss_bytes: number; heap_used_bytes: number; heap_total_bytes: number; latency_ms: number };
+    /** With a PostgreSQL store shared by several daemons. */
+    cluster?: ClusterReport;
   };
 }
 
@@ -72,7 +76,7 @@ export function createHealthCheck(deps: HealthCheckDeps) {
       timed(() => checkDisks(deps, timeoutMs)),
       timed(async () => checkMemory(deps)),
     ]);
-    const checks = { database, queue, disk, memory };
+    const checks = { database, queue, disk, memory, ...(deps.cluster ? { cluster: checkCluster(deps.cluster) } : {}) };
     return {
       status: worst(Object.values(checks).map((c) => c.status)),
       version: deps.version,
@@ -167,6 +171,31 @@ async function checkPath(path: string, minFreeBytes: number, timeoutMs: number):
   } catch (err) {
     return { path, status: "unhealthy", free_bytes: 0, total_bytes: 0, error: errorMessage(err) };
   }
+}
+
+interface ClusterReport {
+  status: HealthStatus;
+  node_id: string;
+  database_reachable: boolean;
+  /** ISO time of the last lease renewal of this node's running jobs (every lease/3; also when it runs none). */
+  last_lease_renewal?: string;
+  lease_timeout_ms: number;
+  error?: string;
+}
+
+/** Unhealthy when the leases could not be renewed for a lease timeout: another node may be resuming this node's jobs. */
+function checkCluster(cluster: NonNullable<HealthCheckDeps["cluster"]>): ClusterReport {
+  const lease = cluster.lease();
+  const base = { node_id: cluster.nodeId, lease_timeout_ms: cluster.leaseMs, database_reachable: lease?.databaseReachable ?? false };
+  if (!lease) return { ...base, status: "degraded", error: "the node has not joined the cluster yet" };
+  const last = lease.lastRenewal;
+  const overdue = last !== undefined && Date.now() - last > cluster.leaseMs;
+  const status: HealthStatus = !lease.databaseReachable || overdue ? "unhealthy" : last === undefined ? "degraded" : "healthy";
+  return {
+    ...base, status,
+    ...(last !== undefined ? { last_lease_renewal: new Date(last).toISOString() } : {}),
+    ...(lease.lastError ? { error: `lease renewal: ${lease.lastError}` } : overdue ? { error: "lease renewal overdue" } : {}),
+  };
 }
 
 function checkMemory(deps: HealthCheckDeps) {
