@@ -494,15 +494,22 @@ async function coordinationBench() {
     const use = cpu();
     let lastEnd = 0;
     const byNode = new Map<string, number>();
+    // start_time to end_time of each job: the run's own length, to tell the provider's and engine's per-job cost
+    // (a second job in a slot waits for it too) from gaps between a slot freeing and the next claim.
+    const runMs: number[] = [];
     for (const jobId of ids) {
       const { job } = await cluster.nodes[0]!.client.unary("getJob", { jobId });
       lastEnd = Math.max(lastEnd, timestampMs(job!.endTime));
+      runMs.push(timestampMs(job!.endTime) - timestampMs(job!.startTime));
       byNode.set(job!.nodeId, (byNode.get(job!.nodeId) ?? 0) + 1);
     }
     const idealMs = (COORD_JOBS / (cluster.nodes.length * SLOTS)) * 1000;
     const wallMs = lastEnd - t0;
     return {
       jobs: COORD_JOBS, completed: end.completed, failed: end.failed, submittedMs, wallMs, idealMs, ratio: wallMs / idealMs,
+      runP50Ms: percentile(runMs, 50), runP99Ms: percentile(runMs, 99),
+      /** What the wall time would be with no gap between jobs in a slot: jobs per slot x the median run. */
+      noGapMs: (COORD_JOBS / (cluster.nodes.length * SLOTS)) * percentile(runMs, 50),
       byNode: Object.fromEntries([...byNode].sort()), cpu: use,
     };
   } finally {
@@ -565,6 +572,8 @@ async function main() {
     log(`Coordination: ${coordination.completed} completed, ${coordination.failed} failed; submits took ${fmt(coordination.submittedMs)} ms; `
       + `first submit to last end_time ${fmt(coordination.wallMs / 1000)} s vs ideal ${fmt(coordination.idealMs / 1000)} s = ${fmt(coordination.ratio)}x; `
       + `jobs per node ${JSON.stringify(coordination.byNode)}; ${cpuText(coordination.cpu)}`);
+    log(`  each job's run (start_time to end_time): p50 ${fmt(coordination.runP50Ms)} ms, p99 ${fmt(coordination.runP99Ms)} ms; `
+      + `back to back in every slot that is ${fmt(coordination.noGapMs / 1000)} s: the rest of the wall time is submitting, claiming and gaps`);
   }
 
   const submitRatio = sqlite && pg1 ? pg1.callsPerSec / sqlite.callsPerSec : undefined;
