@@ -92,6 +92,12 @@ async function killRunnerMidDownload(nodes: Node[], jobId: string, afterKill: ()
   assert.ok(transitions.some((t) => t.actor === "recovery" && /lease/.test(t.reason)),
     `a recovery transition names the lease: ${JSON.stringify(transitions.map((t) => [t.actor, t.reason]))}`);
   const { entries } = await survivor.client.unary("getJobLogs", { jobId });
+  // The dead node's export lease is an object of its vSphere session: the taker opens the session cookie sealed in the
+  // checkpoint (the shared encryption key), aborts the lease there and logs that session out.
+  const messages = entries.map((e) => e.message);
+  for (const cleanup of ["aborted the export lease an earlier run left", "logged out the vSphere session an earlier run left behind"]) {
+    assert.equal(messages.filter((m) => m === cleanup).length, 1, `"${cleanup}" in the job's log:\n${messages.join("\n")}`);
+  }
   const starts = entries.filter((e) => e.message === "download started").map((e) => JSON.parse(e.fieldsJson) as { file: string; fromByte: number })
     .filter((s) => s.file.endsWith("-disk-1.vmdk"));
   // The checkpoint may trail the progress shown a little; the takeover must not start over from byte 0.
@@ -103,6 +109,25 @@ async function killRunnerMidDownload(nodes: Node[], jobId: string, afterKill: ()
 /** Every file of an export directory, by name. */
 function filesOf(dir: string): Map<string, Buffer> {
   return new Map(fs.readdirSync(dir).sort().map((name) => [name, fs.readFileSync(path.join(dir, name))]));
+}
+
+/** A session of a user of its own, to look at the simulator without being one of the sessions counted. */
+async function observe(sim: Vcsim): Promise<VSphereSession> {
+  const session = await openSession({ url: sim.url, username: "observer", password: "x", insecure: true, thumbprint: "" },
+    { maxConnections: 1, logger: pino({ level: "silent" }) }, AbortSignal.timeout(10_000));
+  cleanups.push(() => session.close());
+  return session;
+}
+
+/**
+ * Stops the nodes still running (a graceful stop logs their vSphere sessions out), then checks that the simulator
+ * holds no session but the observer's: the killed node's was logged out by the node that took its job over.
+ */
+async function assertNoSessionLeft(nodes: Node[], victim: Node, observer: VSphereSession): Promise<void> {
+  for (const node of nodes.filter((n) => n !== victim)) assert.equal(await node.daemon.stop(), 0, `${node.id} stopped cleanly`);
+  const found = await retrieveOne(observer, observer.content.sessionManager, ["sessionList"], AbortSignal.timeout(10_000));
+  const users = found!.props.get("sessionList")!.children.map((s) => textOf(s, "userName"));
+  assert.deepEqual(users, ["observer"], "no session left by the cluster's nodes");
 }
 
 /** The names of the VM's snapshots, the whole tree. */
@@ -141,7 +166,7 @@ describe("vSphere exports on a cluster of daemons", { skip: pgSkip }, () => {
     fs.writeFileSync(vm.disks[0]!.file, source);
     const { nodes, outputRoot } = await startCluster(3);
     const jobId = await submit(nodes[0]!, { provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "failover" });
-    const { survivor } = await killRunnerMidDownload(nodes, jobId);
+    const { survivor, victim } = await killRunnerMidDownload(nodes, jobId);
 
     const dir = path.join(outputRoot, "failover", vm.name);
     assert.ok(fs.readFileSync(path.join(dir, `${vm.name}-disk-1.vmdk`)).equals(source), "the disk is the simulator's disk, byte for byte");
@@ -160,6 +185,7 @@ describe("vSphere exports on a cluster of daemons", { skip: pgSkip }, () => {
     };
     assert.deepEqual(described(resumed.get("artifact-manifest.json")!), described(uninterrupted.get("artifact-manifest.json")!),
       "the artifact manifest describes the same VM and disks, with the same checksums");
+    await assertNoSessionLeft(nodes, victim, await observe(sim));
   });
 
   test("kill -9 of the node exporting a running VM through a snapshot: another node continues from that snapshot and removes it", async (t) => {
@@ -168,14 +194,13 @@ describe("vSphere exports on a cluster of daemons", { skip: pgSkip }, () => {
     const vm = sim.vms[0]!;
     const snapshotTime = randomBytes(DISK);
     fs.writeFileSync(vm.disks[0]!.file, snapshotTime);
-    const session = await openSession({ ...connection(sim), thumbprint: "" }, { maxConnections: 1, logger: pino({ level: "silent" }) }, AbortSignal.timeout(10_000));
-    cleanups.push(() => session.close());
+    const session = await observe(sim);
     const { nodes, outputRoot } = await startCluster(2);
     const jobId = await submit(nodes[1]!, { provider: "vsphere", vm: vm.path, vsphere: connection(sim), outputDir: "snapshot-failover" });
     await waitForJob(nodes[1]!.client, jobId, downloaded(1), { what: "the download from the snapshot", timeoutMs: 60_000 });
     assert.deepEqual(await snapshotNames(session, vm), [`hypervisord-${jobId}`], "the job's snapshot exists during the export");
     // The guest keeps writing while the node is dead: the export must stay the snapshot-time content.
-    const { survivor } = await killRunnerMidDownload(nodes, jobId, () => fs.writeFileSync(vm.disks[0]!.file, randomBytes(DISK)));
+    const { survivor, victim } = await killRunnerMidDownload(nodes, jobId, () => fs.writeFileSync(vm.disks[0]!.file, randomBytes(DISK)));
 
     const dir = path.join(outputRoot, "snapshot-failover", vm.name);
     assert.ok(fs.readFileSync(path.join(dir, `${vm.name}-disk-1.vmdk`)).equals(snapshotTime), "the snapshot-time bytes, resumed on another node");
@@ -186,5 +211,6 @@ describe("vSphere exports on a cluster of daemons", { skip: pgSkip }, () => {
     assert.equal(cleaned.state, JobState.COMPLETED);
     assert.deepEqual(await snapshotNames(session, vm), [], "no snapshot left on the VM");
     assert.deepEqual(fs.readdirSync(path.dirname(vm.disks[0]!.file)).filter((f) => f.includes("-snap-")), [], "no frozen snapshot files left");
+    await assertNoSessionLeft(nodes, victim, session);
   });
 });
