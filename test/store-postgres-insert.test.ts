@@ -174,8 +174,12 @@ describe("PostgreSQL group commit in bulk", { skip }, () => {
   test("through the store: a failing item fails alone (the group falls back to a savepoint per job)", async () => {
     const store = await openStore(await postgres.createDatabase());
     await store.webhooks.insert(webhook("wh-all", []));
+    let woken = 0;
+    store.onWebhookEvents(() => woken++);
     const [taken] = await store.insertJobs([newJob()]);
     assert.ok(taken!.ok);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(woken, 1, "the dispatcher is woken once the bulk group's deliveries are committed");
     const group = [newJob({ labels: { a: "1" } }), { ...newJob(), id: taken.job.id }, newJob({ requestId: "req-1" }), newJob({ requestId: "req-1" })];
     const results = await store.insertJobs(group);
     assert.ok(results[0]!.ok && results[0].created);
