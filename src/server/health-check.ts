@@ -47,7 +47,7 @@ export interface HealthReport {
     disk: { status: HealthStatus; latency_ms: number; paths: DiskPathReport[] };
     memory: { status: HealthStatus; rss_bytes: number; heap_used_bytes: number; heap_total_bytes: number; latency_ms: number };
     /** With a PostgreSQL store shared by several daemons. */
-    cluster?: ClusterReport;
+    cluster?: ClusterReport & { latency_ms: number };
   };
 }
 
@@ -76,7 +76,8 @@ export function createHealthCheck(deps: HealthCheckDeps) {
       timed(() => checkDisks(deps, timeoutMs)),
       timed(async () => checkMemory(deps)),
     ]);
-    const checks = { database, queue, disk, memory, ...(deps.cluster ? { cluster: checkCluster(deps.cluster) } : {}) };
+    const cluster = deps.cluster && await timed(async () => checkCluster(deps.cluster!));
+    const checks = { database, queue, disk, memory, ...(cluster ? { cluster } : {}) };
     return {
       status: worst(Object.values(checks).map((c) => c.status)),
       version: deps.version,
