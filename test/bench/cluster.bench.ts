@@ -102,20 +102,67 @@ function machineBusySeconds(): number {
   }
 }
 
-/** CPU use over a window, in % of one core: this process, the daemons, and everything else (PostgreSQL, other users). */
+/** The fields after the command name of /proc/PID/stat (field 3 onwards), or undefined for a process gone. */
+function procStat(pid: number | string): string[] | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  } catch {
+    return undefined;
+  }
+}
+
+/** The postmaster of the bench's PostgreSQL: the postgres process started with its port. */
+function postmasterPid(port: number): number | undefined {
+  for (const entry of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const argv = fs.readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0");
+      if (argv[0]?.endsWith("/postgres") && argv.includes("-p") && argv[argv.indexOf("-p") + 1] === String(port)) return Number(entry);
+    } catch {
+      // gone between readdir and read
+    }
+  }
+  return undefined;
+}
+
+/**
+ * CPU seconds of the bench's PostgreSQL: the postmaster with the backends it has reaped (cutime, cstime) plus
+ * its live children. Other users' PostgreSQL clusters on the machine are not counted.
+ */
+function postgresCpuSeconds(postmaster: number | undefined): number {
+  if (postmaster === undefined) return NaN;
+  let total = cpuSeconds(postmaster, true);
+  for (const entry of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const fields = procStat(entry);
+    // fields[1] is the ppid (stat field 4); utime and stime are fields 14 and 15.
+    if (fields && Number(fields[1]) === postmaster) total += (Number(fields[11]) + Number(fields[12])) / 100;
+  }
+  return total;
+}
+
+let postmaster: number | undefined;
+
+/** CPU use over a window, in % of one core: this process, the daemons, PostgreSQL, and everything else (other users). */
 function cpuWindow(daemonPids: number[]) {
-  const start = { self: process.cpuUsage(), daemons: daemonPids.map((pid) => cpuSeconds(pid)), machine: machineBusySeconds(), at: nowMs() };
+  const start = {
+    self: process.cpuUsage(), daemons: daemonPids.map((pid) => cpuSeconds(pid)), postgres: postgresCpuSeconds(postmaster), machine: machineBusySeconds(), at: nowMs(),
+  };
   return () => {
     const seconds = (nowMs() - start.at) / 1000;
     const self = process.cpuUsage(start.self);
     const selfS = (self.user + self.system) / 1e6;
     const daemonsS = daemonPids.reduce((sum, pid, i) => sum + cpuSeconds(pid) - start.daemons[i]!, 0);
-    const rest = machineBusySeconds() - start.machine - selfS - daemonsS;
-    return { benchPct: (selfS / seconds) * 100, daemonsPct: (daemonsS / seconds) * 100, restPct: (Math.max(0, rest) / seconds) * 100 };
+    const postgresS = postgresCpuSeconds(postmaster) - start.postgres;
+    const rest = machineBusySeconds() - start.machine - selfS - daemonsS - postgresS;
+    return {
+      benchPct: (selfS / seconds) * 100, daemonsPct: (daemonsS / seconds) * 100, postgresPct: (postgresS / seconds) * 100, othersPct: (Math.max(0, rest) / seconds) * 100,
+    };
   };
 }
 type CpuUse = ReturnType<ReturnType<typeof cpuWindow>>;
-const cpuText = (c: CpuUse) => `CPU % of a core: bench ${fmt(c.benchPct)}, daemons ${fmt(c.daemonsPct)}, PostgreSQL+others ${fmt(c.restPct)}`;
+const cpuText = (c: CpuUse) => `CPU % of a core: bench ${fmt(c.benchPct)}, daemons ${fmt(c.daemonsPct)}, PostgreSQL ${fmt(c.postgresPct)}, other users ${fmt(c.othersPct)}`;
 
 // ---------------------------------------------------------------------------------------------
 // Clusters of daemons
@@ -409,7 +456,8 @@ async function streamBench() {
   const request = create(StreamJobUpdatesRequestSchema, {});
   const serialize = (m: StreamJobUpdatesRequest) => Buffer.from(toBinary(StreamJobUpdatesRequestSchema, m));
   const subscribers: Subscriber[] = [];
-  const delays: number[] = [];
+  /** Every measured delivery: the subscriber's node, the job, whether it was CREATED, the delay. */
+  const deliveries: { node: string; jobId: string; created: boolean; ms: number }[] = [];
   let measuring = false;
   try {
     for (let i = 0; i < SUBSCRIBERS; i++) {
@@ -431,7 +479,7 @@ async function streamBench() {
       call.on("data", (u: LeanUpdate) => {
         if (u.kind === JobEventKind.SYNCED) subscriber.synced = true;
         if (!measuring || (u.kind !== JobEventKind.CREATED && u.kind !== JobEventKind.STATE_CHANGED)) return;
-        delays.push(nowMs() - u.timeMs);
+        deliveries.push({ node: subscriber.node, jobId: u.jobId, created: u.kind === JobEventKind.CREATED, ms: nowMs() - u.timeMs });
         if (u.kind === JobEventKind.CREATED) subscriber.created.add(u.jobId);
         else subscriber.stateChanged++;
       });
@@ -445,12 +493,16 @@ async function streamBench() {
     measuring = true;
     const cpu = cpuWindow(pidsOf(cluster));
     const ids: string[] = [];
+    /** The node that wrote each job's CREATED (the one submitted to). */
+    const submittedOn = new Map<string, string>();
     const t0 = nowMs();
     for (let i = 0; i < STREAM_JOBS; i++) {
       const wait = t0 + (i * 1000) / STREAM_RATE - nowMs();
       if (wait > 0) await sleep(wait);
-      const { job } = await cluster.nodes[i % cluster.nodes.length]!.client.unary("submitJob", submitRequest(QUICK_VM, "stream"));
+      const node = cluster.nodes[i % cluster.nodes.length]!;
+      const { job } = await node.client.unary("submitJob", submitRequest(QUICK_VM, "stream"));
       ids.push(job!.id);
+      submittedOn.set(job!.id, node.id);
     }
     const complete = (s: Subscriber) => s.error !== undefined || (s.created.size >= ids.length && s.stateChanged >= 2 * ids.length);
     const drainDeadline = nowMs() + 30_000;
@@ -458,10 +510,19 @@ async function streamBench() {
     const use = cpu();
     const lost = subscribers.filter((s) => s.error !== undefined).length;
     const withEveryCreated = synced.filter((s) => ids.every((id) => s.created.has(id))).length;
+    // The STATE_CHANGED updates (running, completed) are written by the node that ran the job.
+    const ranOn = new Map<string, string>();
+    for (const jobId of ids) ranOn.set(jobId, (await cluster.nodes[0]!.client.unary("getJob", { jobId })).job!.nodeId);
+    const local = deliveries.filter((d) => d.node === (d.created ? submittedOn : ranOn).get(d.jobId)).map((d) => d.ms);
+    const remote = deliveries.filter((d) => d.node !== (d.created ? submittedOn : ranOn).get(d.jobId)).map((d) => d.ms);
+    const delays = deliveries.map((d) => d.ms);
     return {
       subscribers: SUBSCRIBERS, synced: synced.length, lost, jobs: ids.length, withEveryCreated,
       deliveries: delays.length, expected: synced.length * ids.length * 3,
       p50Ms: percentile(delays, 50), p99Ms: percentile(delays, 99), maxMs: percentile(delays, 100), cpu: use,
+      /** Subscribers on the node that wrote the update, and on the other nodes (through PostgreSQL). */
+      local: { count: local.length, p50Ms: percentile(local, 50), p99Ms: percentile(local, 99) },
+      remote: { count: remote.length, p50Ms: percentile(remote, 50), p99Ms: percentile(remote, 99) },
       errors: [...new Set(subscribers.map((s) => s.error).filter(Boolean))],
     };
   } finally {
@@ -522,6 +583,7 @@ async function coordinationBench() {
 async function main() {
   const cpus = os.cpus();
   postgres = await startPostgres();
+  postmaster = postmasterPid(postgres.port);
   const client = new pg.Client({ connectionString: postgres.url() });
   await client.connect();
   const pgVersion = (await client.query<{ server_version: string }>("SHOW server_version")).rows[0]!.server_version;
@@ -530,7 +592,7 @@ async function main() {
   log("hypervisord cluster benchmark");
   log(`  machine: ${machine}; load average at start ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}`);
   log(`  the daemons, PostgreSQL and this bench client share these ${cpus.length} cores (and other users of the machine do too: see`
-    + ` "PostgreSQL+others" CPU). PostgreSQL is a throw-away cluster with fsync=off and synchronous_commit=off: commits cost no disk flush here.`);
+    + ` "other users" CPU). PostgreSQL is a throw-away cluster with fsync=off and synchronous_commit=off: commits cost no disk flush here.`);
   log(`  daemons: fake provider, --max-concurrent-jobs ${SLOTS} each; PostgreSQL nodes share one database, output root and encryption key`);
   log("");
 
@@ -565,6 +627,8 @@ async function main() {
       + `${stream.deliveries}/${stream.expected} CREATED+STATE_CHANGED deliveries; p50 ${fmt(stream.p50Ms)} ms, p99 ${fmt(stream.p99Ms)} ms, `
       + `max ${fmt(stream.maxMs)} ms; ${stream.withEveryCreated} subscribers got every CREATED; ${cpuText(stream.cpu)}`
       + `${stream.errors.length ? `; stream errors: ${stream.errors.join("; ")}` : ""}`);
+    log(`  subscribers on the node that wrote the update: ${stream.local.count} deliveries, p50 ${fmt(stream.local.p50Ms)} ms, p99 ${fmt(stream.local.p99Ms)} ms; `
+      + `on another node: ${stream.remote.count}, p50 ${fmt(stream.remote.p50Ms)} ms, p99 ${fmt(stream.remote.p99Ms)} ms`);
     if (stream.cpu.benchPct >= 90) log("  note: this bench process was near a full core receiving the updates: part of the delay is its own queueing.");
   }
   if (coordination) {
