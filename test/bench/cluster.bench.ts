@@ -175,6 +175,8 @@ interface Node {
 
 interface Cluster {
   nodes: Node[];
+  /** The database of a PostgreSQL cluster. */
+  url?: string;
   stop(): Promise<void>;
 }
 
@@ -188,6 +190,7 @@ async function startCluster(store: "sqlite" | "postgres", count: number, options
   const nodes: Node[] = [];
   const cluster: Cluster = {
     nodes,
+    url,
     async stop() {
       for (const node of nodes) node.client.close();
       await Promise.all(nodes.map(async (node) => {
@@ -242,7 +245,41 @@ async function drained(node: Node, timeoutMs: number, what: string) {
 // ---------------------------------------------------------------------------------------------
 // (1) SubmitJob calls/s and submit-to-running latency
 
+/**
+ * Samples, every 50 ms, what the cluster's active database sessions are doing (pg_stat_activity: wait event and
+ * the statement's start): where the SubmitJob path waits, e.g. on a lock, rather than on CPU.
+ */
+function sampleSessions(url: string) {
+  const counts = new Map<string, number>();
+  let samples = 0;
+  let stopped = false;
+  const client = new pg.Client({ connectionString: url });
+  const running = (async () => {
+    await client.connect();
+    try {
+      while (!stopped) {
+        const { rows } = await client.query<{ wait: string; query: string }>(
+          `SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') AS wait, left(regexp_replace(query, '\\s+', ' ', 'g'), 50) AS query
+             FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' AND pid <> pg_backend_pid()`);
+        samples++;
+        for (const row of rows) counts.set(`${row.wait} ${row.query}`, (counts.get(`${row.wait} ${row.query}`) ?? 0) + 1);
+        await sleep(50);
+      }
+    } finally {
+      await client.end();
+    }
+  })();
+  return async () => {
+    stopped = true;
+    await running;
+    /** The most frequent (wait, statement) pairs: average active sessions in that state over the window. */
+    return { samples, top: [...counts].sort((a, b) => b[1] - a[1]).slice(0, 4).map(([what, n]) => ({ what, sessions: n / samples })) };
+  };
+}
+type SessionSample = Awaited<ReturnType<ReturnType<typeof sampleSessions>>>;
+
 interface ThroughputResult {
+  sessions?: SessionSample;
   callsPerSec: number;
   p50Ms: number;
   p99Ms: number;
@@ -258,6 +295,7 @@ async function submitLoad(cluster: Cluster, total: number, vm: string, label: st
   let errors = 0;
   let firstError: string | undefined;
   const cpu = cpuWindow(pidsOf(cluster));
+  const sessions = cluster.url ? sampleSessions(cluster.url) : undefined;
   const start = nowMs();
   await Promise.all(Array.from({ length: IN_FLIGHT }, async () => {
     while (next < total) {
@@ -273,7 +311,11 @@ async function submitLoad(cluster: Cluster, total: number, vm: string, label: st
     }
   }));
   const seconds = (nowMs() - start) / 1000;
-  return { callsPerSec: latencies.length / seconds, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), errors, firstError, cpu: cpu() };
+  const use = cpu();
+  return {
+    callsPerSec: latencies.length / seconds, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), errors, firstError, cpu: use,
+    sessions: await sessions?.(),
+  };
 }
 
 interface LatencyResult {
@@ -336,6 +378,10 @@ async function submitBench() {
         log(`  ${config.name}, round ${round}: ${fmt(result.callsPerSec)} calls/s, p50 ${fmt(result.p50Ms)} ms, p99 ${fmt(result.p99Ms)} ms, `
           + `errors ${result.errors}${result.firstError ? ` (${result.firstError})` : ""}; ${cpuText(result.cpu)}; `
           + `queue drained ${fmt((nowMs() - drainStart) / 1000)} s after the last call (${after.completed} completed, ${after.failed} failed)`);
+        if (result.sessions) {
+          log(`    database sessions during the calls (average active, ${result.sessions.samples} samples): `
+            + result.sessions.top.map((t) => `${fmt(t.sessions)} ${t.what}`).join(" | "));
+        }
         if (round === 1) {
           latency = await submitToRunning(cluster);
           log(`  ${config.name}, submit to RUNNING (${latency.jobs} jobs at ${PACED_RATE}/s): p50 ${fmt(latency.p50Ms)} ms, `
