@@ -86,8 +86,8 @@ function bareImports(dir: string): Set<string> {
   const names = new Set<string>();
   for (const file of fs.readdirSync(dir, { recursive: true, encoding: "utf8" }).filter((name) => name.endsWith(".js"))) {
     const text = fs.readFileSync(path.join(dir, file), "utf8");
-    // A specifier has no spaces, commas or backticks: `new CopyStoreError("--from", ...)` is not an import of "', ...".
-    for (const match of text.matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s*|\brequire\s*\(\s*)"([^"./\s,`][^"\s,`]*)"/g)) {
+    // Only what is shaped like a package name (and subpath): `new CopyStoreError("--from", ...)` in the bundle is no import.
+    for (const match of text.matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s*|\brequire\s*\(\s*)"((?:@[a-z0-9][\w.-]*\/)?[a-z0-9][\w.:-]*(?:\/[\w./-]*)?)"/g)) {
       const specifier = match[1]!;
       if (specifier.startsWith("node:") || builtinModules.includes(specifier)) continue;
       names.add(specifier.startsWith("@") ? specifier.split("/").slice(0, 2).join("/") : specifier.split("/")[0]!);
