@@ -1,7 +1,8 @@
 import type pg from "pg";
-import type { ApiKey, Role } from "../../domain/access.ts";
+import type { ApiKey } from "../../domain/access.ts";
 import { AlreadyExistsError } from "../../errors.ts";
 import type { ApiKeyStore } from "../store.ts";
+import { apiKeyFromRow, type ApiKeyRow } from "../sqlite/api-keys.ts";
 import { transaction, type Sql } from "./sql.ts";
 
 export const API_KEYS_SCHEMA = `
@@ -18,32 +19,6 @@ export const API_KEYS_SCHEMA = `
     revoke_time BIGINT
   );
 `;
-
-interface ApiKeyRow {
-  id: string;
-  name: string;
-  role: string;
-  key_hash: string;
-  prefix: string;
-  source: string;
-  create_time: number;
-  last_used_time: number | null;
-  expire_time: number | null;
-  revoke_time: number | null;
-}
-
-const fromRow = (row: ApiKeyRow): ApiKey => ({
-  id: row.id,
-  name: row.name,
-  role: row.role as Role,
-  keyHash: row.key_hash,
-  prefix: row.prefix,
-  source: row.source as ApiKey["source"],
-  createTime: row.create_time,
-  lastUsedTime: row.last_used_time ?? undefined,
-  expireTime: row.expire_time ?? undefined,
-  revokeTime: row.revoke_time ?? undefined,
-});
 
 const INSERT = `INSERT INTO api_keys (id, name, role, key_hash, prefix, source, create_time, last_used_time, expire_time, revoke_time)
   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`;
@@ -106,14 +81,14 @@ export function createApiKeyStore(pool: pg.Pool): ApiKeyStore {
     },
     async get(id) {
       const row = await byId(pool, id);
-      return row && fromRow(row);
+      return row && apiKeyFromRow(row);
     },
     async byHash(keyHash) {
       const row = await byHash(pool, keyHash);
-      return row && fromRow(row);
+      return row && apiKeyFromRow(row);
     },
     async list() {
-      return (await pool.query<ApiKeyRow>("SELECT * FROM api_keys ORDER BY create_time, id")).rows.map(fromRow);
+      return (await pool.query<ApiKeyRow>("SELECT * FROM api_keys ORDER BY create_time, id")).rows.map(apiKeyFromRow);
     },
     async revoke(id, time) {
       return ((await pool.query("UPDATE api_keys SET revoke_time = $1 WHERE id = $2 AND revoke_time IS NULL", [time, id])).rowCount ?? 0) > 0;

@@ -4,7 +4,8 @@ import { AlreadyExistsError } from "../../errors.ts";
 import type { ApiKeyStore } from "../store.ts";
 import type { Sync } from "../sync-store.ts";
 
-interface ApiKeyRow {
+/** Also the PostgreSQL store's: the same columns (src/store/postgres/api-keys.ts). */
+export interface ApiKeyRow {
   id: string;
   name: string;
   role: string;
@@ -17,7 +18,7 @@ interface ApiKeyRow {
   revoke_time: number | null;
 }
 
-const fromRow = (row: ApiKeyRow): ApiKey => ({
+export const apiKeyFromRow = (row: ApiKeyRow): ApiKey => ({
   id: row.id,
   name: row.name,
   role: row.role as Role,
@@ -101,13 +102,13 @@ export function createApiKeyQueries(db: Database): Sync<ApiKeyStore> {
     },
     get(id) {
       const row = byId.get(id);
-      return row && fromRow(row);
+      return row && apiKeyFromRow(row);
     },
     byHash(keyHash) {
       const row = byHash.get(keyHash);
-      return row && fromRow(row);
+      return row && apiKeyFromRow(row);
     },
-    list: () => all.all().map(fromRow),
+    list: () => all.all().map(apiKeyFromRow),
     revoke(id, time) {
       usableCache = undefined;
       return revokeRow.run(time, id).changes > 0;
