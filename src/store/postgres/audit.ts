@@ -2,6 +2,7 @@ import type pg from "pg";
 import type { Logger } from "pino";
 import type { AuditEvent } from "../../domain/access.ts";
 import type { AuditStore } from "../store.ts";
+import { auditEventFromRow, type AuditRow } from "../sqlite/audit.ts";
 
 export const AUDIT_SCHEMA = `
   CREATE TABLE audit_events (
@@ -22,35 +23,7 @@ export const AUDIT_SCHEMA = `
   CREATE INDEX audit_events_principal ON audit_events (principal, id);
 `;
 
-interface AuditRow {
-  id: number;
-  time: number;
-  principal: string;
-  role: string;
-  method: string;
-  transport: string;
-  peer: string;
-  code: string;
-  resource: string;
-  request_json: string;
-  duration_ms: number;
-}
-
 type NewAuditEvent = Omit<AuditEvent, "id">;
-
-const fromRow = (row: AuditRow): AuditEvent => ({
-  id: row.id,
-  time: row.time,
-  principal: row.principal,
-  role: row.role,
-  method: row.method,
-  transport: row.transport,
-  peer: row.peer,
-  code: row.code,
-  resource: row.resource,
-  requestJson: row.request_json,
-  durationMs: row.duration_ms,
-});
 
 /** The filters of list(), by the columns that have an index ((method, id), (principal, id), (time)). */
 const FILTERS = [
@@ -131,7 +104,7 @@ export function createAuditStore(pool: pg.Pool, logger?: Pick<Logger, "error">):
       params.push(query.limit + 1);
       const { rows } = await pool.query<AuditRow>(`SELECT * FROM audit_events WHERE ${where.join(" AND ")} ORDER BY id DESC LIMIT $${params.length}`, params);
       const more = rows.length > query.limit;
-      const events = (more ? rows.slice(0, query.limit) : rows).map(fromRow);
+      const events = (more ? rows.slice(0, query.limit) : rows).map(auditEventFromRow);
       return { events, next: more ? events[events.length - 1]!.id : undefined };
     },
   };

@@ -3,6 +3,7 @@ import { AlreadyExistsError } from "../../errors.ts";
 import type { Profile } from "../../domain/profile.ts";
 import type { ProfileStore } from "../store.ts";
 import type { Sql } from "./sql.ts";
+import { profileFromRow, type ProfileRow } from "../sqlite/profiles.ts";
 
 /** Profiles made through the API, as SQLite has them (settings: JSON ProfileSettings as TEXT). */
 export const PROFILES_SCHEMA = `
@@ -16,23 +17,6 @@ CREATE TABLE profiles (
 `;
 
 const UNIQUE_VIOLATION = "23505";
-
-interface ProfileRow {
-  name: string;
-  description: string;
-  settings: string;
-  create_time: number;
-  update_time: number;
-}
-
-const fromRow = (row: ProfileRow): Profile => ({
-  name: row.name,
-  description: row.description,
-  settings: JSON.parse(row.settings) as Profile["settings"],
-  source: "api",
-  createTime: row.create_time,
-  updateTime: row.update_time,
-});
 
 /**
  * Profiles made through the API (the config file's live in memory, see src/api/profiles.ts); each query
@@ -52,10 +36,10 @@ export function createProfileQueries() {
     },
     async get(db: Sql, name: string): Promise<Profile | undefined> {
       const { rows } = await db.query<ProfileRow>("SELECT * FROM profiles WHERE name = $1", [name]);
-      return rows[0] && fromRow(rows[0]);
+      return rows[0] && profileFromRow(rows[0]);
     },
     // Byte order (COLLATE "C"), as SQLite sorts, whatever the database's collation.
-    list: async (db: Sql): Promise<Profile[]> => (await db.query<ProfileRow>(`SELECT * FROM profiles ORDER BY name COLLATE "C"`)).rows.map(fromRow),
+    list: async (db: Sql): Promise<Profile[]> => (await db.query<ProfileRow>(`SELECT * FROM profiles ORDER BY name COLLATE "C"`)).rows.map(profileFromRow),
     update: async (db: Sql, p: Profile): Promise<boolean> =>
       ((await db.query("UPDATE profiles SET description = $2, settings = $3, update_time = $4 WHERE name = $1",
         [p.name, p.description, JSON.stringify(p.settings), p.updateTime])).rowCount ?? 0) > 0,

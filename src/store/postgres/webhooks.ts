@@ -1,10 +1,12 @@
-import { randomUUID } from "node:crypto";
 import type pg from "pg";
 import { wantsEvent, type DeliveryAttempt, type DeliveryState, type Webhook, type WebhookDelivery, type WebhookEvent } from "../../domain/webhook.ts";
 import { AlreadyExistsError, NotFoundError } from "../../errors.ts";
 import type { SecretBox } from "../secret-box.ts";
 import type { WebhookStore } from "../store.ts";
 import { transaction, WEBHOOKS_CHANNEL, type Sql } from "./sql.ts";
+import {
+  DELIVERY_STATES, deliveryFromRow, newDeliveryId, rowToWebhook, sameSettings, webhookToRow, type AttemptRow, type DeliveryRow, type WebhookRow,
+} from "../webhook-rows.ts";
 
 /** The same tables and columns as SQLite's (src/store/sqlite/migrations.ts), so that `store copy` copies them as they are. */
 export const WEBHOOKS_SCHEMA = `
@@ -54,39 +56,6 @@ export const WEBHOOKS_SCHEMA = `
  */
 export const CLAIM_MS = 60_000;
 
-interface WebhookRow {
-  id: string;
-  url: string;
-  events: string;
-  headers: string;
-  secret: string;
-  timeout_ms: number;
-  max_attempts: number;
-  enabled: number;
-  source: string;
-  create_time: number;
-  update_time: number;
-}
-
-interface DeliveryRow {
-  pk: number;
-  id: string;
-  webhook_id: string;
-  event_type: string;
-  payload: string;
-  state: string;
-  next_attempt_time: number | null;
-  create_time: number;
-}
-
-interface AttemptRow {
-  delivery_pk: number;
-  time: number;
-  status_code: number;
-  latency_ms: number;
-  error: string;
-}
-
 /** A claimed delivery with its webhook (webhook columns prefixed with w_) and the time it was due before the claim. */
 type DueRow = DeliveryRow & { due_time: number } & { [K in keyof WebhookRow as `w_${K}`]: WebhookRow[K] };
 
@@ -96,8 +65,6 @@ export type WithDb<T> = { [K in keyof T]: T[K] extends (...args: infer A) => inf
 export type WebhookQueries = WithDb<WebhookStore> & {
   enqueueMany(db: Sql, events: readonly WebhookEvent[], options?: { only?: string; now?: number }): Promise<WebhookDelivery[]>;
 };
-
-const DELIVERY_STATES: ReadonlySet<DeliveryState> = new Set(["pending", "delivered", "failed"]);
 
 const WEBHOOK_COLUMNS = "id, url, events, headers, secret, timeout_ms, max_attempts, enabled, source, create_time, update_time";
 
@@ -317,62 +284,4 @@ export function createWebhookStore(pool: pg.Pool, queries: WebhookQueries): Webh
     getDelivery: (id) => queries.getDelivery(pool, id),
     listDeliveries: (webhookId, query) => queries.listDeliveries(pool, webhookId, query),
   };
-}
-
-/** The webhook-id header of a delivery: "msg_" and 32 random hex digits. */
-function newDeliveryId(): string {
-  return `msg_${randomUUID().replaceAll("-", "")}`;
-}
-
-function webhookToRow(webhook: Webhook, box: SecretBox): WebhookRow {
-  return {
-    id: webhook.id,
-    url: box.seal(webhook.url),
-    events: JSON.stringify(webhook.events),
-    headers: box.seal(JSON.stringify(webhook.headers)),
-    secret: box.seal(webhook.secret),
-    timeout_ms: webhook.timeoutMs,
-    max_attempts: webhook.maxAttempts,
-    enabled: webhook.enabled ? 1 : 0,
-    source: webhook.source,
-    create_time: webhook.createTime,
-    update_time: webhook.updateTime,
-  };
-}
-
-function rowToWebhook(row: WebhookRow, box: SecretBox): Webhook {
-  return {
-    id: row.id,
-    url: box.open(row.url),
-    events: JSON.parse(row.events) as string[],
-    headers: JSON.parse(box.open(row.headers)) as Record<string, string>,
-    secret: box.open(row.secret),
-    timeoutMs: row.timeout_ms,
-    maxAttempts: row.max_attempts,
-    enabled: row.enabled === 1,
-    source: row.source === "config" ? "config" : "api",
-    createTime: row.create_time,
-    updateTime: row.update_time,
-  };
-}
-
-function deliveryFromRow(row: DeliveryRow, attempts: DeliveryAttempt[]): WebhookDelivery {
-  const delivery: WebhookDelivery = {
-    id: row.id,
-    webhookId: row.webhook_id,
-    eventType: row.event_type,
-    state: row.state as DeliveryState,
-    attempts,
-    createTime: row.create_time,
-    payload: row.payload,
-  };
-  if (row.state === "pending" && row.next_attempt_time !== null) delivery.nextAttemptTime = row.next_attempt_time;
-  return delivery;
-}
-
-/** Whether a config webhook changed (times aside): unchanged ones keep their update time. */
-function sameSettings(a: Webhook, b: Webhook): boolean {
-  return a.url === b.url && a.secret === b.secret && a.timeoutMs === b.timeoutMs && a.maxAttempts === b.maxAttempts
-    && a.enabled === b.enabled && JSON.stringify(a.events) === JSON.stringify(b.events)
-    && JSON.stringify(Object.entries(a.headers).sort()) === JSON.stringify(Object.entries(b.headers).sort());
 }

@@ -3,7 +3,8 @@ import type { AuditEvent } from "../../domain/access.ts";
 import type { AuditStore } from "../store.ts";
 import type { Sync } from "../sync-store.ts";
 
-interface AuditRow {
+/** Also the PostgreSQL store's: the same columns (src/store/postgres/audit.ts). */
+export interface AuditRow {
   id: number;
   time: number;
   principal: string;
@@ -19,7 +20,7 @@ interface AuditRow {
 
 type ListQuery = Parameters<AuditStore["list"]>[0];
 
-const fromRow = (row: AuditRow): AuditEvent => ({
+export const auditEventFromRow = (row: AuditRow): AuditEvent => ({
   id: row.id,
   time: row.time,
   principal: row.principal,
@@ -105,7 +106,7 @@ export function createAuditQueries(db: Database): Sync<AuditStore> {
       for (const f of FILTERS) if (query[f.name] !== undefined) params[f.name] = query[f.name];
       const rows = listStatement(query).all(params);
       const more = rows.length > query.limit;
-      const events = (more ? rows.slice(0, query.limit) : rows).map(fromRow);
+      const events = (more ? rows.slice(0, query.limit) : rows).map(auditEventFromRow);
       return { events, next: more ? events[events.length - 1]!.id : undefined };
     },
   };

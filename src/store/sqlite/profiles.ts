@@ -3,7 +3,8 @@ import type { Profile } from "../../domain/profile.ts";
 import type { ProfileStore } from "../store.ts";
 import type { Sync } from "../sync-store.ts";
 
-interface ProfileRow {
+/** Also the PostgreSQL store's: the same columns (src/store/postgres/profiles.ts). */
+export interface ProfileRow {
   name: string;
   description: string;
   settings: string;
@@ -11,7 +12,7 @@ interface ProfileRow {
   update_time: number;
 }
 
-const fromRow = (row: ProfileRow): Profile => ({
+export const profileFromRow = (row: ProfileRow): Profile => ({
   name: row.name,
   description: row.description,
   settings: JSON.parse(row.settings) as Profile["settings"],
@@ -35,9 +36,9 @@ export function createProfileQueries(db: Database): Sync<ProfileStore> {
     insert: (profile) => void insert.run(toRow(profile)),
     get: (name) => {
       const row = byName.get(name);
-      return row && fromRow(row);
+      return row && profileFromRow(row);
     },
-    list: () => all.all().map(fromRow),
+    list: () => all.all().map(profileFromRow),
     update: (profile) => update.run(toRow(profile)).changes > 0,
     delete: (name) => remove.run(name).changes > 0,
   };
