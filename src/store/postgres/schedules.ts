@@ -1,9 +1,8 @@
 import type pg from "pg";
-import type { JobDefinition, JobState } from "../../domain/job.ts";
-import type { MissedRunPolicy, OverlapPolicy, RunTrigger, Schedule, ScheduleRun } from "../../domain/schedule.ts";
-import { InvalidArgumentError } from "../../errors.ts";
+import type { Schedule, ScheduleRun } from "../../domain/schedule.ts";
 import type { SecretBox } from "../secret-box.ts";
-import { joinSecrets, splitSecrets } from "../sqlite/job-rows.ts";
+import { splitSecrets } from "../sqlite/job-rows.ts";
+import { deletedCursor, runFromRow, scheduleFromRow, type RunRow, type ScheduleRow } from "../sqlite/schedules.ts";
 import type { ScheduleStore } from "../store.ts";
 import { createScheduleExportQueries, createScheduleExportStore } from "./schedule-exports.ts";
 import { transaction, type Sql } from "./sql.ts";
@@ -62,42 +61,6 @@ CREATE TABLE schedule_exports (
 CREATE INDEX schedule_exports_vm ON schedule_exports (schedule_id, vm_key, run_time);
 CREATE INDEX schedule_exports_dir ON schedule_exports (dir);  -- a new run's directory never reuses a recorded one
 `;
-
-interface ScheduleRow {
-  id: string;
-  name: string;
-  description: string;
-  cron: string;
-  time_zone: string;
-  job_template: string;
-  secrets: string | null;
-  enabled: number;
-  tags: string;
-  overlap_policy: string;
-  missed_run_policy: string;
-  keep_last: number;
-  create_time: number;
-  update_time: number;
-  next_run_time: number | null;
-  last_run_time: number | null;
-  run_count: number;
-}
-
-/** A run with its job's or its batch's state and times (LEFT JOIN: null when skipped). */
-interface RunRow {
-  pk: number;
-  id: string;
-  schedule_id: string;
-  job_id: string | null;
-  batch_id: string | null;
-  trigger: string;
-  scheduled_time: number;
-  run_time: number;
-  skipped_reason: string | null;
-  state: string | null;
-  start_time: number | null;
-  end_time: number | null;
-}
 
 type NewRun = Omit<ScheduleRun, "state" | "durationSeconds">;
 
@@ -235,11 +198,6 @@ export function createScheduleStore(pool: pg.Pool, queries: ScheduleQueries): Sc
   };
 }
 
-/** A keyset cursor names a row; when that row is gone the page cannot be placed. */
-function deletedCursor(what: string, id: string): InvalidArgumentError {
-  return new InvalidArgumentError("page_token", `the ${what} the previous page ended with (${id}) no longer exists; list again from the first page`);
-}
-
 /** $1..$17 of INSERT. */
 function insertParams(schedule: Schedule, box: SecretBox): unknown[] {
   return [
@@ -256,55 +214,4 @@ function editableParams(schedule: Schedule, box: SecretBox): unknown[] {
     schedule.enabled ? 1 : 0, JSON.stringify(schedule.tags), schedule.overlapPolicy, schedule.missedRunPolicy, schedule.keepLast,
     schedule.updateTime, schedule.nextRunTime ?? null,
   ];
-}
-
-function scheduleFromRow(row: ScheduleRow, box: SecretBox): Schedule {
-  return {
-    id: row.id,
-    name: row.name,
-    description: row.description,
-    cron: row.cron,
-    timeZone: row.time_zone,
-    jobTemplate: joinSecrets(JSON.parse(row.job_template) as JobDefinition, row.secrets, box),
-    enabled: row.enabled === 1,
-    tags: JSON.parse(row.tags) as Record<string, string>,
-    overlapPolicy: row.overlap_policy as OverlapPolicy,
-    missedRunPolicy: row.missed_run_policy as MissedRunPolicy,
-    keepLast: row.keep_last,
-    createTime: row.create_time,
-    updateTime: row.update_time,
-    nextRunTime: row.next_run_time ?? undefined,
-    lastRunTime: row.last_run_time ?? undefined,
-    runCount: row.run_count,
-  };
-}
-
-function runFromRow(row: RunRow): ScheduleRun {
-  return {
-    id: row.id,
-    scheduleId: row.schedule_id,
-    jobId: row.job_id ?? undefined,
-    ...(row.batch_id !== null && { batchId: row.batch_id }),
-    trigger: row.trigger as RunTrigger,
-    scheduledTime: row.scheduled_time,
-    runTime: row.run_time,
-    state: row.batch_id !== null && row.job_id === null ? batchRunState(row.state) : (row.state as JobState | null) ?? undefined,
-    durationSeconds: row.start_time !== null && row.end_time !== null ? (row.end_time - row.start_time) / 1000 : undefined,
-    skippedReason: row.skipped_reason ?? undefined,
-  };
-}
-
-/**
- * A batch run's state as a job state (ScheduleRun.state is a JobState): running until every child has
- * ended, then completed or cancelled as the batch, and failed when any child failed (partially_failed too:
- * the run did not export everything; GetBatch has the counts).
- */
-function batchRunState(state: string | null): JobState | undefined {
-  switch (state) {
-    case null: return undefined;
-    case "running": return "running";
-    case "completed": return "completed";
-    case "cancelled": return "cancelled";
-    default: return "failed";
-  }
 }

@@ -8,7 +8,8 @@ import type { SecretBox } from "../secret-box.ts";
 import { joinSecrets, splitSecrets } from "./job-rows.ts";
 import { createScheduleExportQueries } from "./schedule-exports.ts";
 
-interface ScheduleRow {
+/** Rows of schedules and of schedule runs joined with their jobs: also the PostgreSQL store's (the same columns). */
+export interface ScheduleRow {
   id: string;
   name: string;
   description: string;
@@ -29,7 +30,7 @@ interface ScheduleRow {
 }
 
 /** A run with its job's or its batch's state and times (LEFT JOIN: null when skipped). */
-interface RunRow {
+export interface RunRow {
   pk: number;
   id: string;
   schedule_id: string;
@@ -162,7 +163,7 @@ export function createScheduleQueries(db: Database, box: SecretBox): ScheduleQue
 }
 
 /** A keyset cursor names a row; when that row is gone the page cannot be placed. */
-function deletedCursor(what: string, id: string): InvalidArgumentError {
+export function deletedCursor(what: string, id: string): InvalidArgumentError {
   return new InvalidArgumentError("page_token", `the ${what} the previous page ended with (${id}) no longer exists; list again from the first page`);
 }
 
@@ -189,7 +190,7 @@ function scheduleToRow(schedule: Schedule, box: SecretBox): ScheduleRow {
   };
 }
 
-function scheduleFromRow(row: ScheduleRow, box: SecretBox): Schedule {
+export function scheduleFromRow(row: ScheduleRow, box: SecretBox): Schedule {
   return {
     id: row.id,
     name: row.name,
@@ -210,7 +211,7 @@ function scheduleFromRow(row: ScheduleRow, box: SecretBox): Schedule {
   };
 }
 
-function runFromRow(row: RunRow): ScheduleRun {
+export function runFromRow(row: RunRow): ScheduleRun {
   return {
     id: row.id,
     scheduleId: row.schedule_id,
