@@ -3,6 +3,7 @@ import { batchStateOf, countJobs, type Batch, type BatchJob } from "../../domain
 import { isFinal, type Job, type JobDefinition, type JobState, type JobTransition } from "../../domain/job.ts";
 import { AlreadyExistsError } from "../../errors.ts";
 import type { SecretBox } from "../secret-box.ts";
+import { childFromRow, sameJson, type ChildRow as BatchChildRow } from "../sqlite/batches.ts";
 import { splitSecrets } from "../sqlite/job-rows.ts";
 import type { BatchFilter, BatchStore, NewBatch, NewJob } from "../store.ts";
 import { transaction, type Sql } from "./sql.ts";
@@ -41,15 +42,9 @@ interface BatchRow {
 }
 
 /** What a batch shows of each child: read without the child's definition JSON or secrets. */
-interface ChildRow {
+/** With the batch it belongs to: one query reads the children of a page of batches. */
+interface ChildRow extends BatchChildRow {
   batch_id: string;
-  id: string;
-  name: string;
-  state: string;
-  vm: string | null;
-  bytes_done: number | null;
-  bytes_total: number | null;
-  error: string | null;
 }
 
 export interface BatchHooks {
@@ -215,23 +210,4 @@ function batchFromRow(row: BatchRow, jobs: BatchJob[]): Batch {
     ...(row.cancel_reason !== null ? { cancelReason: row.cancel_reason } : {}),
     jobs,
   };
-}
-
-function childFromRow(row: ChildRow): BatchJob {
-  return {
-    jobId: row.id,
-    vm: row.vm ?? "",
-    vmName: row.name,
-    state: row.state as JobState,
-    bytesDone: row.bytes_done ?? 0,
-    bytesTotal: row.bytes_total ?? 0,
-    ...(row.error && (row.state === "failed" || row.state === "cancelled") ? { error: JSON.parse(row.error) } : {}),
-  };
-}
-
-/** Two JSON texts of definitions, equal whatever their key order. */
-function sameJson(a: string, b: string): boolean {
-  const stable = (text: string) => JSON.stringify(JSON.parse(text), (_key, v: unknown) =>
-    v && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))) : v);
-  return stable(a) === stable(b);
 }

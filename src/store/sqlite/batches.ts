@@ -22,7 +22,8 @@ interface BatchRow {
 }
 
 /** What a batch shows of each child: read without the child's definition JSON or secrets. */
-interface ChildRow {
+/** A batch's child as the batch reads it: also the PostgreSQL store's (the same columns). */
+export interface ChildRow {
   id: string;
   name: string;
   state: string;
@@ -167,7 +168,7 @@ export function createBatchQueries(db: Database, hooks: BatchHooks, box: SecretB
   return { store, afterChildTransition };
 }
 
-function childFromRow(row: ChildRow): BatchJob {
+export function childFromRow(row: ChildRow): BatchJob {
   return {
     jobId: row.id,
     vm: row.vm ?? "",
@@ -180,7 +181,7 @@ function childFromRow(row: ChildRow): BatchJob {
 }
 
 /** Two JSON texts of definitions, equal whatever their key order. */
-function sameJson(a: string, b: string): boolean {
+export function sameJson(a: string, b: string): boolean {
   const stable = (text: string) => JSON.stringify(JSON.parse(text), (_key, v: unknown) =>
     v && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))) : v);
   return stable(a) === stable(b);
