@@ -1,9 +1,9 @@
 import type pg from "pg";
-import { batchStateOf, countJobs, type Batch, type BatchJob } from "../../domain/batch.ts";
-import { isFinal, type Job, type JobDefinition, type JobState, type JobTransition } from "../../domain/job.ts";
+import type { Batch, BatchJob } from "../../domain/batch.ts";
+import { isFinal, type Job, type JobTransition } from "../../domain/job.ts";
 import { AlreadyExistsError } from "../../errors.ts";
 import type { SecretBox } from "../secret-box.ts";
-import { childFromRow, sameJson, type ChildRow as BatchChildRow } from "../sqlite/batches.ts";
+import { batchFromRow, childFromRow, sameJson, type BatchRow, type ChildRow as BatchChildRow } from "../sqlite/batches.ts";
 import { splitSecrets } from "../sqlite/job-rows.ts";
 import type { BatchFilter, BatchStore, NewBatch, NewJob } from "../store.ts";
 import { transaction, type Sql } from "./sql.ts";
@@ -26,20 +26,6 @@ export const BATCHES_SCHEMA = `
   CREATE INDEX batches_schedule ON batches (schedule_id, pk) WHERE schedule_id IS NOT NULL;
   CREATE INDEX batches_state ON batches (state, pk);
 `;
-
-interface BatchRow {
-  pk: number;
-  id: string;
-  request_id: string | null;
-  name: string;
-  definition: string;
-  max_parallel: number;
-  schedule_id: string | null;
-  cancel_reason: string | null;
-  state: string;
-  create_time: number;
-  end_time: number | null;
-}
 
 /** What a batch shows of each child: read without the child's definition JSON or secrets. */
 /** With the batch it belongs to: one query reads the children of a page of batches. */
@@ -190,24 +176,5 @@ export function createBatchStore(pool: pg.Pool, queries: BatchQueries): BatchSto
     list: (filter) => queries.list(pool, filter),
     requestCancel: (id, reason) => queries.requestCancel(pool, id, reason),
     cancelling: () => queries.cancelling(pool),
-  };
-}
-
-function batchFromRow(row: BatchRow, jobs: BatchJob[]): Batch {
-  const counts = countJobs(jobs);
-  return {
-    id: row.id,
-    name: row.name,
-    state: batchStateOf(counts, row.cancel_reason !== null),
-    definition: JSON.parse(row.definition) as JobDefinition,
-    counts,
-    bytesDone: jobs.reduce((sum, j) => sum + j.bytesDone, 0),
-    bytesTotal: jobs.reduce((sum, j) => sum + j.bytesTotal, 0),
-    maxParallel: row.max_parallel,
-    ...(row.schedule_id ? { scheduleId: row.schedule_id } : {}),
-    createTime: row.create_time,
-    ...(row.end_time !== null ? { endTime: row.end_time } : {}),
-    ...(row.cancel_reason !== null ? { cancelReason: row.cancel_reason } : {}),
-    jobs,
   };
 }

@@ -7,7 +7,8 @@ import type { SecretBox } from "../secret-box.ts";
 import type { Sync } from "../sync-store.ts";
 import { splitSecrets } from "./job-rows.ts";
 
-interface BatchRow {
+/** Also the PostgreSQL store's (the same columns). */
+export interface BatchRow {
   pk: number;
   id: string;
   request_id: string | null;
@@ -64,29 +65,11 @@ export function createBatchQueries(db: Database, hooks: BatchHooks, box: SecretB
     return statement;
   };
 
-  function batchFromRow(row: BatchRow): Batch {
-    const jobs = childrenOf.all(row.id).map(childFromRow);
-    const counts = countJobs(jobs);
-    return {
-      id: row.id,
-      name: row.name,
-      state: batchStateOf(counts, row.cancel_reason !== null),
-      definition: JSON.parse(row.definition) as JobDefinition,
-      counts,
-      bytesDone: jobs.reduce((sum, j) => sum + j.bytesDone, 0),
-      bytesTotal: jobs.reduce((sum, j) => sum + j.bytesTotal, 0),
-      maxParallel: row.max_parallel,
-      ...(row.schedule_id ? { scheduleId: row.schedule_id } : {}),
-      createTime: row.create_time,
-      ...(row.end_time !== null ? { endTime: row.end_time } : {}),
-      ...(row.cancel_reason !== null ? { cancelReason: row.cancel_reason } : {}),
-      jobs,
-    };
-  }
+  const batchFromChildren = (row: BatchRow): Batch => batchFromRow(row, childrenOf.all(row.id).map(childFromRow));
 
   const get = (id: string) => {
     const row = byId.get(id);
-    return row && batchFromRow(row);
+    return row && batchFromChildren(row);
   };
 
   const insert = db.transaction((input: NewBatch) => {
@@ -98,7 +81,7 @@ export function createBatchQueries(db: Database, hooks: BatchHooks, box: SecretB
       if (!sameJson(existing.definition, stored) || (existing.schedule_id ?? "") !== (input.scheduleId ?? "")) {
         throw new AlreadyExistsError(`request_id "${requestId}" was already used for batch ${existing.id} with a different definition`);
       }
-      return { batch: batchFromRow(existing), created: false, children: [] };
+      return { batch: batchFromChildren(existing), created: false, children: [] };
     }
     insertRow.run({
       id: input.id, request_id: requestId ?? null, name: input.definition.name, definition: stored,
@@ -137,7 +120,7 @@ export function createBatchQueries(db: Database, hooks: BatchHooks, box: SecretB
     const rows = prepared(`SELECT * FROM batches ${pageSql} ORDER BY pk DESC LIMIT ?`).all(...params, filter.limit + 1) as BatchRow[];
     const more = rows.length > filter.limit;
     const page = more ? rows.slice(0, filter.limit) : rows;
-    return { batches: page.map(batchFromRow), nextCursor: more ? page[page.length - 1]!.pk : undefined, total };
+    return { batches: page.map(batchFromChildren), nextCursor: more ? page[page.length - 1]!.pk : undefined, total };
   }
 
   /**
@@ -148,7 +131,7 @@ export function createBatchQueries(db: Database, hooks: BatchHooks, box: SecretB
     if (!job.batchId || !isFinal(transition.toState) || unended.get(job.batchId)!.n > 0) return;
     const row = byId.get(job.batchId);
     if (!row || row.end_time !== null) return;
-    const batch = batchFromRow(row);
+    const batch = batchFromChildren(row);
     markEnded.run(batch.state, transition.time, batch.id);
     hooks.batchEnded?.({ ...batch, endTime: transition.time });
   }
@@ -158,12 +141,12 @@ export function createBatchQueries(db: Database, hooks: BatchHooks, box: SecretB
     get,
     byRequestId(requestId) {
       const row = byRequest.get(requestId);
-      return row && batchFromRow(row);
+      return row && batchFromChildren(row);
     },
     hasEnded: (id) => (endTimeOf.get(id)?.end_time ?? null) !== null,
     list,
     requestCancel: (id, reason) => setCancel.run(reason, id).changes > 0,
-    cancelling: () => cancellingRows.all().map(batchFromRow),
+    cancelling: () => cancellingRows.all().map(batchFromChildren),
   };
   return { store, afterChildTransition };
 }
@@ -185,4 +168,24 @@ export function sameJson(a: string, b: string): boolean {
   const stable = (text: string) => JSON.stringify(JSON.parse(text), (_key, v: unknown) =>
     v && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))) : v);
   return stable(a) === stable(b);
+}
+
+/** A batch with its children (read with it or, for a page of batches, in one query). */
+export function batchFromRow(row: BatchRow, jobs: BatchJob[]): Batch {
+  const counts = countJobs(jobs);
+  return {
+    id: row.id,
+    name: row.name,
+    state: batchStateOf(counts, row.cancel_reason !== null),
+    definition: JSON.parse(row.definition) as JobDefinition,
+    counts,
+    bytesDone: jobs.reduce((sum, j) => sum + j.bytesDone, 0),
+    bytesTotal: jobs.reduce((sum, j) => sum + j.bytesTotal, 0),
+    maxParallel: row.max_parallel,
+    ...(row.schedule_id ? { scheduleId: row.schedule_id } : {}),
+    createTime: row.create_time,
+    ...(row.end_time !== null ? { endTime: row.end_time } : {}),
+    ...(row.cancel_reason !== null ? { cancelReason: row.cancel_reason } : {}),
+    jobs,
+  };
 }
